@@ -1,0 +1,104 @@
+/*
+ * The reference runtime: plans one arena for a model, then executes it in float or
+ * fixed-point mode without allocating.
+ *
+ * Use:
+ *   dsr_plan_info plan;
+ *   dsr_plan(model, DSR_MODE_FIXED, &plan, &err);         // validates and sizes the arena
+ *   void *arena = aligned_alloc(64, round_up(plan.arena_bytes, 64));  // caller owns it
+ *   dsr_context ctx;
+ *   dsr_context_init(&ctx, model, DSR_MODE_FIXED, arena, plan.arena_bytes, &err);
+ *   memcpy(dsr_input_f32(&ctx), image, ...);              // float input, NCHW
+ *   dsr_invoke(&ctx);                                      // cannot fail after init
+ *   const float *logits = dsr_output_f32(&ctx);
+ *
+ * Thread safety: a context is used by one thread at a time. Several contexts may share one
+ * const model, each with its own arena, and run in parallel.
+ */
+#ifndef DSR_RUNTIME_H
+#define DSR_RUNTIME_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../common/ds_status.h"
+#include "dsr_model.h"
+
+typedef enum dsr_mode {
+  DSR_MODE_FLOAT = 0,
+  DSR_MODE_FIXED = 1, /* requires model->quantized */
+} dsr_mode;
+
+/* Maximum number of deformable layers one model may have. */
+#define DSR_MAX_DEFORM_LAYERS 64
+
+/*
+ * Calibration hook for float mode: called after every node with the node's float output,
+ * and for DEFORM_ATTN nodes once per stage and patch with that stage's float values.
+ * NULL members are skipped.
+ */
+typedef struct dsr_observer {
+  void (*on_tensor)(void *user, int32_t tensor_index, const float *values, int64_t count);
+  void (*on_deform_stage)(void *user, int32_t node_index, int32_t stage, const float *values,
+                          int64_t count);
+  void *user;
+} dsr_observer;
+
+typedef struct dsr_plan_info {
+  size_t arena_bytes;       /* activations plus scratch, 64-byte aligned offsets */
+  size_t activation_bytes;  /* peak bytes of live activations */
+  size_t scratch_bytes;     /* largest per-node scratch */
+} dsr_plan_info;
+
+typedef struct dsr_context {
+  const dsr_model *model;
+  dsr_mode mode;
+  uint8_t *arena;
+  size_t arena_bytes;
+  size_t *tensor_offsets;   /* inside the arena: byte offset per tensor, SIZE_MAX if none */
+  uint8_t *scratch;         /* inside the arena */
+  size_t scratch_bytes;
+  float *input_f32;         /* inside the arena */
+  float *output_f32;        /* inside the arena */
+  dsr_slice slices[DSR_MAX_DEFORM_LAYERS]; /* per deformable layer, in node order */
+  int32_t deform_count;
+  const dsr_observer *observer;
+} dsr_context;
+
+/* Validates the model for mode and computes the arena size. */
+ds_status dsr_plan(const dsr_model *model, dsr_mode mode, dsr_plan_info *plan, ds_error *err);
+
+/*
+ * Lays out the context inside arena (arena_bytes from dsr_plan at least). The arena is owned
+ * by the caller and must outlive the context. Slices start as the model's own.
+ */
+ds_status dsr_context_init(dsr_context *ctx, const dsr_model *model, dsr_mode mode, void *arena,
+                           size_t arena_bytes, ds_error *err);
+
+/*
+ * Overrides the slice configuration of deformable layer layer_index (counted in node order)
+ * for this context only. Rejects a configuration that does not fit the layer's map.
+ */
+ds_status dsr_context_set_slice(dsr_context *ctx, int32_t layer_index, dsr_slice slice,
+                                ds_error *err);
+
+/* Installs a float-mode observer (NULL removes it). */
+void dsr_context_set_observer(dsr_context *ctx, const dsr_observer *observer);
+
+/* Float input buffer of dsr_tensor_elements(input) values. */
+float *dsr_input_f32(dsr_context *ctx);
+
+/* Runs the model on the current input. In fixed mode the input is quantized first and the
+ * output dequantized after, so callers always see floats. */
+void dsr_invoke(dsr_context *ctx);
+
+/* Float output of dsr_tensor_elements(output) values, valid until the next invoke. */
+const float *dsr_output_f32(const dsr_context *ctx);
+
+/*
+ * Checks a slice configuration against a deformable layer: rows and cols in 1..map side,
+ * overlap in 0..map side, semantics known. Writes the reason into err when it does not fit.
+ */
+ds_status dsr_slice_validate(const dsr_deform_attn *layer, dsr_slice slice, ds_error *err);
+
+#endif

@@ -1,0 +1,76 @@
+"""Write the small random-weight ONNX fixtures the tests use, with inputs and PyTorch outputs.
+
+Usage: python3 tools/make_fixtures.py [--out tests/fixtures]
+
+Each fixture NAME gets NAME.onnx, NAME.input.f32 and NAME.output.f32 (raw little-endian
+float32, NCHW, batch 1); fixtures.json lists the shapes. Weights are random but seeded, so
+the files are reproducible with the same torch build.
+"""
+
+import argparse
+import json
+import os
+import sys
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from models.dat import DAttentionBaseline, dat_pp_fixture  # noqa: E402
+
+
+def randomize(model, seed):
+    """Give every parameter a distinct, non-trivial value so no two initializers coincide."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith("rpe_table") or name.endswith("rpb"):
+                p.copy_(torch.randn(p.shape, generator=generator) * 0.5)
+            elif "norm" in name and name.endswith("weight"):
+                p.copy_(1.0 + 0.2 * torch.randn(p.shape, generator=generator))
+            elif name.endswith("bias"):
+                p.copy_(0.1 * torch.randn(p.shape, generator=generator))
+    return model
+
+
+def export(model, shape, name, out_dir, opset=16):
+    model.eval()
+    torch.manual_seed(1234)
+    x = torch.randn(*shape)
+    with torch.no_grad():
+        y = model(x)
+    path = os.path.join(out_dir, name + ".onnx")
+    torch.onnx.export(model, x, path, opset_version=opset, input_names=["input"],
+                      output_names=["output"], do_constant_folding=True)
+    x.numpy().astype("<f4").tofile(os.path.join(out_dir, name + ".input.f32"))
+    y.numpy().astype("<f4").tofile(os.path.join(out_dir, name + ".output.f32"))
+    return {"name": name, "input": list(x.shape), "output": list(y.shape), "opset": opset}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default="tests/fixtures")
+    args = parser.parse_args()
+    os.makedirs(args.out, exist_ok=True)
+    torch.manual_seed(0)
+
+    entries = []
+    entries.append(export(randomize(DAttentionBaseline((8, 8), 2, 4, 2, 2, 3, "dat_pp"), 1),
+                          (1, 8, 8, 8), "deform_layer_dat_pp", args.out))
+    entries.append(export(randomize(DAttentionBaseline((8, 8), 2, 4, 2, 2, 3, "dat"), 2),
+                          (1, 8, 8, 8), "deform_layer_dat", args.out))
+    entries.append(export(randomize(DAttentionBaseline((6, 10), 4, 4, 2, 1, 3, "dat_pp"), 3),
+                          (1, 16, 6, 10), "deform_layer_rect", args.out))
+    entries.append(export(randomize(dat_pp_fixture("dat_pp"), 4), (1, 1, 16, 16),
+                          "dat_pp_tiny", args.out))
+    entries.append(export(randomize(dat_pp_fixture("dat"), 5), (1, 1, 16, 16),
+                          "dat_offsets_tiny", args.out))
+
+    with open(os.path.join(args.out, "fixtures.json"), "w") as f:
+        json.dump({"torch": torch.__version__, "fixtures": entries}, f, indent=2)
+        f.write("\n")
+    for e in entries:
+        print(e)
+
+
+if __name__ == "__main__":
+    main()
