@@ -4,10 +4,10 @@
  *
  * Use:
  *   dsr_plan_info plan;
- *   dsr_plan(model, DSR_MODE_FIXED, &plan, &err);         // validates and sizes the arena
+ *   dsr_plan(model, DSR_MODE_FIXED, 0, &plan, &err);         // validates and sizes the arena
  *   void *arena = aligned_alloc(64, round_up(plan.arena_bytes, 64));  // caller owns it
  *   dsr_context ctx;
- *   dsr_context_init(&ctx, model, DSR_MODE_FIXED, arena, plan.arena_bytes, &err);
+ *   dsr_context_init(&ctx, model, DSR_MODE_FIXED, 0, arena, plan.arena_bytes, &err);
  *   memcpy(dsr_input_f32(&ctx), image, ...);              // float input, NCHW
  *   dsr_invoke(&ctx);                                      // cannot fail after init
  *   const float *logits = dsr_output_f32(&ctx);
@@ -63,17 +63,31 @@ typedef struct dsr_context {
   dsr_slice slices[DSR_MAX_DEFORM_LAYERS]; /* per deformable layer, in node order */
   int32_t deform_count;
   const dsr_observer *observer;
+  uint32_t flags;           /* DSR_PLAN_* */
 } dsr_context;
 
-/* Validates the model for mode and computes the arena size. */
-ds_status dsr_plan(const dsr_model *model, dsr_mode mode, dsr_plan_info *plan, ds_error *err);
+/* dsr_plan flags. */
+#define DSR_PLAN_KEEP_ALL 1u /* give every activation its own bytes (no reuse), so an audit
+                                can read every tensor after dsr_invoke */
+
+/* Validates the model for mode and computes the arena size. flags: DSR_PLAN_*; the same
+ * flags must be passed to dsr_context_init. */
+ds_status dsr_plan(const dsr_model *model, dsr_mode mode, uint32_t flags, dsr_plan_info *plan,
+                   ds_error *err);
 
 /*
  * Lays out the context inside arena (arena_bytes from dsr_plan at least). The arena is owned
  * by the caller and must outlive the context. Slices start as the model's own.
  */
-ds_status dsr_context_init(dsr_context *ctx, const dsr_model *model, dsr_mode mode, void *arena,
-                           size_t arena_bytes, ds_error *err);
+ds_status dsr_context_init(dsr_context *ctx, const dsr_model *model, dsr_mode mode,
+                           uint32_t flags, void *arena, size_t arena_bytes, ds_error *err);
+
+/*
+ * Storage of tensor index: for constants, data_f32 (float mode) or data_q (fixed mode); for
+ * other tensors, their bytes in the arena (float32 in float mode, the qparams dtype in fixed
+ * mode). Activations are only meaningful after dsr_invoke, and with reuse only while live.
+ */
+void *dsr_tensor_data(const dsr_context *ctx, int32_t tensor_index);
 
 /*
  * Overrides the slice configuration of deformable layer layer_index (counted in node order)

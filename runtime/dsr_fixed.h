@@ -1,0 +1,23 @@
+/*
+ * Fixed-point kernels, called by the executor in dsr_runtime.c for every node when the
+ * context runs in DSR_MODE_FIXED. Tensor storage comes from dsr_tensor_data: activations in
+ * the dtype of their qparams, constants as data_q. Each node's integer parameters
+ * (multipliers, shifts, tables) are its qwords, laid out as quant/dsq_params.h documents.
+ */
+#ifndef DSR_FIXED_H
+#define DSR_FIXED_H
+
+#include <stddef.h>
+
+#include "dsr_runtime.h"
+
+/* Scratch bytes the fixed-point kernel of node_index needs, for any slice configuration. */
+size_t dsr_fixed_scratch_bytes(const dsr_model *model, int32_t node_index);
+
+/* Checks, at plan time, that node_index has every fixed-point parameter its kernel reads. */
+ds_status dsr_fixed_check_node(const dsr_model *model, int32_t node_index, ds_error *err);
+
+/* Executes node_index. Cannot fail: dsr_fixed_check_node passed at plan time. */
+void dsr_fixed_run_node(dsr_context *ctx, int32_t node_index);
+
+#endif
