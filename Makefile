@@ -1,0 +1,48 @@
+# Entry points: `make demo` and `make test`. Both install missing Debian packages first.
+BUILD ?= build
+SANITIZE_BUILD ?= build-sanitize
+JOBS ?= $(shell nproc)
+CMAKE_FLAGS ?=
+
+.PHONY: all setup build build-sanitize demo test test-release test-sanitize bench models fixtures clean
+
+all: build
+
+setup:
+	@bash tools/setup.sh
+
+build: setup
+	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release $(CMAKE_FLAGS) > $(BUILD).configure.log 2>&1 || (cat $(BUILD).configure.log; exit 1)
+	@cmake --build $(BUILD) -j $(JOBS)
+
+build-sanitize: setup
+	@cmake -S . -B $(SANITIZE_BUILD) -DCMAKE_BUILD_TYPE=Debug -DDS_SANITIZE=ON $(CMAKE_FLAGS) > $(SANITIZE_BUILD).configure.log 2>&1 || (cat $(SANITIZE_BUILD).configure.log; exit 1)
+	@cmake --build $(SANITIZE_BUILD) -j $(JOBS)
+
+# The main job on the bundled defaults: the trained DAT++ nano, Fashion-MNIST, zcu102.
+demo: build
+	$(BUILD)/bin/deformslice compile
+
+test-release: build
+	cd $(BUILD) && ctest --output-on-failure
+
+# AddressSanitizer and UndefinedBehaviorSanitizer over the same tests.
+test-sanitize: build-sanitize
+	cd $(SANITIZE_BUILD) && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 ctest --output-on-failure
+
+test: test-release test-sanitize
+
+bench: build
+	bash bench/run.sh
+
+# Retrain the bundled model (about an hour on 2 cores) and regenerate the test fixtures.
+models:
+	@bash tools/setup.sh --models
+	/usr/bin/python3 tools/train_nano.py --epochs 10 --out models/dat_pp_nano.onnx
+
+fixtures:
+	@bash tools/setup.sh --models
+	/usr/bin/python3 tools/make_fixtures.py --out tests/fixtures
+
+clean:
+	rm -rf $(BUILD) $(SANITIZE_BUILD) $(BUILD).configure.log $(SANITIZE_BUILD).configure.log

@@ -1,0 +1,58 @@
+/*
+ * Image data sets for calibration, search and evaluation: Fashion-MNIST style gzip IDX files
+ * read with zlib, converted to float in [0, 1] and resized to the model's input side.
+ */
+#ifndef DST_DATA_H
+#define DST_DATA_H
+
+#include <stdint.h>
+
+#include "common/ds_status.h"
+
+/* Default folder of Debian's dataset-fashion-mnist package. */
+#define DST_FASHION_MNIST_DIR "/usr/share/datasets/fashion-mnist"
+
+/*
+ * Training images from this index on form the validation split; the training script
+ * (tools/train_nano.py) holds out the same images.
+ */
+#define DST_VALIDATION_START 55000
+
+typedef enum dst_split {
+  DST_SPLIT_TRAIN = 0,      /* training images 0 .. DST_VALIDATION_START - 1 */
+  DST_SPLIT_VALIDATION = 1, /* training images DST_VALIDATION_START .. end */
+  DST_SPLIT_TEST = 2,       /* the t10k files */
+} dst_split;
+
+/* Images as float32, count x side x side (one channel), owned by the data set. */
+typedef struct dst_dataset {
+  int32_t count;
+  int32_t side;          /* pixels per row and column after resizing */
+  float *images;
+  uint8_t *labels;
+  int32_t class_count;   /* largest label + 1 */
+} dst_dataset;
+
+/*
+ * Loads split from folder (the four files train-images-idx3-ubyte.gz,
+ * train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte.gz; plain
+ * uncompressed files with the same names without .gz are accepted too). At most limit images
+ * are kept (0: all). Images are scaled to [0, 1] and resized to side x side with bilinear
+ * interpolation (half-pixel centres, no antialiasing: PyTorch's
+ * F.interpolate(mode="bilinear", align_corners=False)). Frees with dst_dataset_free.
+ */
+ds_status dst_dataset_load(const char *folder, dst_split split, int32_t side, int32_t limit,
+                           dst_dataset *out, ds_error *err);
+
+void dst_dataset_free(dst_dataset *dataset);
+
+/* Name of a split for messages: "train", "validation" or "test". */
+const char *dst_split_name(dst_split split);
+
+/*
+ * Resizes one single-channel image from in_side x in_side to out_side x out_side as
+ * PyTorch's bilinear interpolation with align_corners=False does.
+ */
+void dst_resize_bilinear(const float *src, int32_t in_side, float *dst, int32_t out_side);
+
+#endif
