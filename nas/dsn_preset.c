@@ -1,0 +1,328 @@
+#include "dsn_preset.h"
+
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/ds_file.h"
+
+#define PRESET_MAX_FILE_BYTES (1u << 20)
+
+typedef enum field_kind {
+  FIELD_NAME = 0,   /* string of 1..63 characters from [a-z0-9_-] */
+  FIELD_INT32 = 1,
+  FIELD_INT64 = 2,
+  FIELD_DOUBLE = 3,
+} field_kind;
+
+/* One field of the description: where it lives in JSON and in dsn_preset, and its range. */
+typedef struct field_spec {
+  const char *parent; /* NULL at the top level, else the enclosing object */
+  const char *key;
+  field_kind kind;
+  size_t offset;
+  double min_value;
+  double max_value;
+  const int32_t *allowed; /* for integers: the only values allowed, ended by 0; or NULL */
+  const char *expected;   /* the allowed range in words, for messages */
+} field_spec;
+
+static const int32_t bus_widths[] = {8, 16, 32, 64, 128, 256, 512, 1024, 0};
+static const int32_t row_sizes[] = {256, 512, 1024, 2048, 4096, 8192, 16384, 32768, 65536, 0};
+static const int32_t data_bits[] = {8, 16, 0};
+static const int32_t accumulator_widths[] = {16, 24, 32, 48, 64, 0};
+
+#define AT(member) offsetof(dsn_preset, member)
+
+static const field_spec fields[] = {
+    {NULL, "name", FIELD_NAME, AT(name), 0, 0, NULL,
+     "a string of 1..63 characters from a-z, 0-9, '-' and '_'"},
+    {NULL, "clock_mhz", FIELD_DOUBLE, AT(clock_mhz), 1, 5000, NULL, "a number 1..5000"},
+    {"dram", "bus_width_bits", FIELD_INT32, AT(dram.bus_width_bits), 8, 1024, bus_widths,
+     "one of 8, 16, 32, 64, 128, 256, 512, 1024"},
+    {"dram", "burst_length", FIELD_INT32, AT(dram.burst_length), 1, 256, NULL,
+     "an integer 1..256"},
+    {"dram", "peak_bandwidth_gbps", FIELD_DOUBLE, AT(dram.peak_bandwidth_gbps), 0.001, 10000,
+     NULL, "a number 0.001..10000"},
+    {"dram", "row_bytes", FIELD_INT32, AT(dram.row_bytes), 256, 65536, row_sizes,
+     "a power of two 256..65536"},
+    {"dram", "row_miss_latency_ns", FIELD_DOUBLE, AT(dram.row_miss_latency_ns), 0, 10000, NULL,
+     "a number 0..10000"},
+    {"dram", "latency_ns", FIELD_DOUBLE, AT(dram.latency_ns), 0, 100000, NULL,
+     "a number 0..100000"},
+    {NULL, "feature_buffer_bytes", FIELD_INT64, AT(feature_buffer_bytes), 1024, 17179869184.0,
+     NULL, "an integer 1024..17179869184"},
+    {NULL, "feature_banks", FIELD_INT32, AT(feature_banks), 1, 256, NULL, "an integer 1..256"},
+    {NULL, "sampling_lanes", FIELD_INT32, AT(sampling_lanes), 1, 1024, NULL,
+     "an integer 1..1024"},
+    {"mac_array", "rows", FIELD_INT32, AT(mac_rows), 1, 4096, NULL, "an integer 1..4096"},
+    {"mac_array", "cols", FIELD_INT32, AT(mac_cols), 1, 4096, NULL, "an integer 1..4096"},
+    {NULL, "activation_bits", FIELD_INT32, AT(activation_bits), 8, 16, data_bits, "8 or 16"},
+    {NULL, "weight_bits", FIELD_INT32, AT(weight_bits), 8, 16, data_bits, "8 or 16"},
+    {NULL, "accumulator_bits", FIELD_INT32, AT(accumulator_bits), 16, 64, accumulator_widths,
+     "one of 16, 24, 32, 48, 64"},
+};
+
+#define FIELD_COUNT ((int32_t)(sizeof fields / sizeof fields[0]))
+
+static const char *const object_keys[] = {"dram", "mac_array"};
+
+/* Problems found so far, one line each, collected into one message. */
+typedef struct problem_list {
+  const char *source;
+  int32_t count;
+  size_t used;
+  char text[sizeof(((ds_error *)0)->message)];
+} problem_list;
+
+static void add_problem(problem_list *list, const char *format, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void add_problem(problem_list *list, const char *format, ...) {
+  list->count++;
+  if (list->used >= sizeof list->text - 1)
+    return;
+  char line[512];
+  va_list args;
+  va_start(args, format);
+  vsnprintf(line, sizeof line, format, args);
+  va_end(args);
+  int written = snprintf(list->text + list->used, sizeof list->text - list->used, "%s%s: %s",
+                         list->used > 0 ? "\n" : "", list->source, line);
+  if (written > 0)
+    list->used += (size_t)written;
+  if (list->used >= sizeof list->text)
+    list->used = sizeof list->text - 1;
+}
+
+/* Writes a short rendering of a JSON value for messages: its number, string or type. */
+static void describe_value(const cJSON *item, char *text, size_t size) {
+  if (cJSON_IsNumber(item))
+    snprintf(text, size, "%.17g", item->valuedouble);
+  else if (cJSON_IsString(item))
+    snprintf(text, size, "the string \"%.40s\"", item->valuestring);
+  else if (cJSON_IsBool(item))
+    snprintf(text, size, "%s", cJSON_IsTrue(item) ? "true" : "false");
+  else if (cJSON_IsNull(item))
+    snprintf(text, size, "null");
+  else if (cJSON_IsArray(item))
+    snprintf(text, size, "an array");
+  else
+    snprintf(text, size, "an object");
+}
+
+static int name_is_valid(const char *name) {
+  size_t length = strlen(name);
+  if (length == 0 || length >= DSN_PRESET_NAME_BYTES)
+    return 0;
+  for (size_t i = 0; i < length; i++) {
+    char c = name[i];
+    int ok = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_';
+    if (!ok)
+      return 0;
+  }
+  return 1;
+}
+
+static int integer_is_allowed(const field_spec *spec, double value) {
+  if (value < spec->min_value || value > spec->max_value)
+    return 0;
+  if (spec->allowed == NULL)
+    return 1;
+  for (const int32_t *a = spec->allowed; *a != 0; a++) {
+    if ((double)*a == value)
+      return 1;
+  }
+  return 0;
+}
+
+/* Checks one field and stores it into preset when valid. */
+static void read_field(const field_spec *spec, const cJSON *item, dsn_preset *preset,
+                       problem_list *problems) {
+  char path[96];
+  if (spec->parent != NULL)
+    snprintf(path, sizeof path, "%s.%s", spec->parent, spec->key);
+  else
+    snprintf(path, sizeof path, "%s", spec->key);
+
+  if (item == NULL) {
+    add_problem(problems, "%s is missing; expected %s", path, spec->expected);
+    return;
+  }
+
+  char found[96];
+  describe_value(item, found, sizeof found);
+  uint8_t *base = (uint8_t *)preset;
+
+  if (spec->kind == FIELD_NAME) {
+    if (!cJSON_IsString(item) || !name_is_valid(item->valuestring)) {
+      add_problem(problems, "%s is %s; expected %s", path, found, spec->expected);
+      return;
+    }
+    snprintf((char *)(base + spec->offset), DSN_PRESET_NAME_BYTES, "%s", item->valuestring);
+    return;
+  }
+
+  if (!cJSON_IsNumber(item)) {
+    add_problem(problems, "%s is %s; expected %s", path, found, spec->expected);
+    return;
+  }
+  double value = item->valuedouble;
+  if (spec->kind == FIELD_DOUBLE) {
+    if (!isfinite(value) || value < spec->min_value || value > spec->max_value) {
+      add_problem(problems, "%s is %s; expected %s", path, found, spec->expected);
+      return;
+    }
+    memcpy(base + spec->offset, &value, sizeof value);
+    return;
+  }
+
+  if (!isfinite(value) || floor(value) != value || !integer_is_allowed(spec, value)) {
+    add_problem(problems, "%s is %s; expected %s", path, found, spec->expected);
+    return;
+  }
+  if (spec->kind == FIELD_INT32) {
+    int32_t v = (int32_t)value;
+    memcpy(base + spec->offset, &v, sizeof v);
+  } else {
+    int64_t v = (int64_t)value;
+    memcpy(base + spec->offset, &v, sizeof v);
+  }
+}
+
+static int key_is_known(const char *parent, const char *key) {
+  for (int32_t i = 0; i < FIELD_COUNT; i++) {
+    const field_spec *spec = &fields[i];
+    int same_parent = (parent == NULL && spec->parent == NULL) ||
+                      (parent != NULL && spec->parent != NULL &&
+                       strcmp(parent, spec->parent) == 0);
+    if (same_parent && strcmp(spec->key, key) == 0)
+      return 1;
+  }
+  if (parent == NULL) {
+    for (size_t i = 0; i < sizeof object_keys / sizeof object_keys[0]; i++) {
+      if (strcmp(object_keys[i], key) == 0)
+        return 1;
+    }
+  }
+  return 0;
+}
+
+/* Unknown keys are reported too, so that a misspelt field does not go unnoticed. */
+static void check_unknown_keys(const cJSON *object, const char *parent, problem_list *problems) {
+  const cJSON *child = NULL;
+  cJSON_ArrayForEach(child, object) {
+    if (child->string != NULL && !key_is_known(parent, child->string)) {
+      add_problem(problems, "%s%s%s is not a preset field; remove it or fix its spelling",
+                  parent != NULL ? parent : "", parent != NULL ? "." : "", child->string);
+    }
+  }
+}
+
+static void check_cross_fields(const dsn_preset *preset, problem_list *problems) {
+  int64_t burst_bytes = dsn_preset_burst_bytes(preset);
+  if (burst_bytes > preset->dram.row_bytes) {
+    add_problem(problems,
+                "a burst of %lld bytes (dram.bus_width_bits / 8 * dram.burst_length) is larger "
+                "than dram.row_bytes %d; expected at most one row per burst",
+                (long long)burst_bytes, preset->dram.row_bytes);
+  }
+}
+
+ds_status dsn_preset_parse(const char *json_text, size_t length, const char *source,
+                           dsn_preset *preset, ds_error *err) {
+  if (json_text == NULL || preset == NULL)
+    return ds_fail(err, DS_ERR_INVALID_ARGUMENT, "dsn_preset_parse: json_text and preset "
+                                                 "must not be NULL");
+  if (source == NULL)
+    source = "preset";
+
+  cJSON *root = cJSON_ParseWithLength(json_text, length);
+  if (root == NULL) {
+    const char *where = cJSON_GetErrorPtr();
+    long offset = where != NULL && where >= json_text && where <= json_text + length
+                      ? (long)(where - json_text)
+                      : -1;
+    return ds_fail(err, DS_ERR_PRESET,
+                   "%s: not valid JSON (error near byte %ld); expected one JSON object", source,
+                   offset);
+  }
+  if (!cJSON_IsObject(root)) {
+    cJSON_Delete(root);
+    return ds_fail(err, DS_ERR_PRESET, "%s: the top level is not a JSON object", source);
+  }
+
+  memset(preset, 0, sizeof *preset);
+  problem_list problems;
+  memset(&problems, 0, sizeof problems);
+  problems.source = source;
+
+  check_unknown_keys(root, NULL, &problems);
+  for (size_t i = 0; i < sizeof object_keys / sizeof object_keys[0]; i++) {
+    const cJSON *object = cJSON_GetObjectItemCaseSensitive(root, object_keys[i]);
+    if (object == NULL) {
+      add_problem(&problems, "%s is missing; expected an object", object_keys[i]);
+    } else if (!cJSON_IsObject(object)) {
+      char found[96];
+      describe_value(object, found, sizeof found);
+      add_problem(&problems, "%s is %s; expected an object", object_keys[i], found);
+    } else {
+      check_unknown_keys(object, object_keys[i], &problems);
+    }
+  }
+
+  for (int32_t i = 0; i < FIELD_COUNT; i++) {
+    const field_spec *spec = &fields[i];
+    const cJSON *holder = root;
+    if (spec->parent != NULL) {
+      holder = cJSON_GetObjectItemCaseSensitive(root, spec->parent);
+      if (!cJSON_IsObject(holder))
+        continue; /* already reported once for the whole object */
+    }
+    read_field(spec, cJSON_GetObjectItemCaseSensitive(holder, spec->key), preset, &problems);
+  }
+  cJSON_Delete(root);
+
+  if (problems.count == 0)
+    check_cross_fields(preset, &problems);
+  if (problems.count > 0)
+    return ds_fail(err, DS_ERR_PRESET, "%s", problems.text);
+  return DS_OK;
+}
+
+ds_status dsn_preset_load_file(const char *path, dsn_preset *preset, ds_error *err) {
+  uint8_t *data = NULL;
+  size_t size = 0;
+  ds_status status = ds_file_read_all(path, PRESET_MAX_FILE_BYTES, &data, &size, err);
+  if (status != DS_OK)
+    return status;
+
+  const char *source = strrchr(path, '/');
+  source = source != NULL ? source + 1 : path;
+  status = dsn_preset_parse((const char *)data, size, source, preset, err);
+  free(data);
+  return status;
+}
+
+ds_status dsn_preset_resolve(const char *name_or_path, dsn_preset *preset, ds_error *err) {
+  if (name_or_path == NULL || name_or_path[0] == '\0')
+    name_or_path = DSN_DEFAULT_PRESET;
+  const char *json = dsn_preset_builtin_json(name_or_path);
+  if (json == NULL)
+    return dsn_preset_load_file(name_or_path, preset, err);
+
+  char source[DSN_PRESET_NAME_BYTES + 16];
+  snprintf(source, sizeof source, "%s.json", name_or_path);
+  return dsn_preset_parse(json, strlen(json), source, preset, err);
+}
+
+int64_t dsn_preset_burst_bytes(const dsn_preset *preset) {
+  return (int64_t)(preset->dram.bus_width_bits / 8) * preset->dram.burst_length;
+}
+
+int32_t dsn_preset_element_bytes(const dsn_preset *preset) {
+  return preset->activation_bits / 8;
+}

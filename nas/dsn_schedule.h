@@ -1,0 +1,56 @@
+/*
+ * DMA schedule generator: turns a model, a slice configuration per deformable layer and an
+ * accelerator description into the transfers of runtime/dsr_schedule.h.
+ *
+ * Per deformable layer (node order), one step per patch (row-major). The layer's first step
+ * starts with one load per parameter tensor (dsr_deform_param order, each tensor one run,
+ * laid out from the layer's weight base at burst-aligned offsets, into the weight buffer at
+ * consecutive offsets); then, in every step, the 2-D load of the extended patch:
+ *   row_bytes = ext_w * C * elem, row_count = ext_h, stride_bytes = W * C * elem,
+ *   dram_address = input base + (ext_y0 * W + ext_x0) * C * elem,
+ * into slot patch % 2 of the feature buffer (slot 0 only when the layer has one patch), bank
+ * patch % feature_banks; and the 2-D store of the core patch from the same slot and bank to
+ * output base + (core_y0 * W + core_x0) * C * elem. The core output is written over the x
+ * region of the slot once sampling is done, so chip offsets are 0 within the slot.
+ *
+ * Summing dsn_transfer_cost over the descriptors gives exactly the oracle's sliced figures.
+ */
+#ifndef DSN_SCHEDULE_H
+#define DSN_SCHEDULE_H
+
+#include <stdint.h>
+
+#include "common/ds_status.h"
+#include "nas/dsn_oracle.h"
+#include "nas/dsn_preset.h"
+#include "runtime/dsr_model.h"
+#include "runtime/dsr_schedule.h"
+
+/* DRAM base addresses of one deformable layer's input map, output map and weights. */
+typedef struct dsn_layer_addresses {
+  uint64_t input;
+  uint64_t output;
+  uint64_t weights;
+} dsn_layer_addresses;
+
+/*
+ * Builds the schedule of every deformable layer of model. slices has one configuration per
+ * deformable layer (NULL: each layer's own); addresses has one entry per deformable layer.
+ * On success out owns its arrays (dsn_schedule_free). Errors: DS_ERR_SLICE_CONFIG for a
+ * configuration that does not fit its layer, DS_ERR_INVALID_ARGUMENT for a transfer field
+ * that overflows 32 bits, DS_ERR_OUT_OF_MEMORY.
+ */
+ds_status dsn_schedule_build(const dsr_model *model, const dsr_slice *slices,
+                             const dsn_preset *preset, const dsn_layer_addresses *addresses,
+                             dsr_schedule *out, ds_error *err);
+
+void dsn_schedule_free(dsr_schedule *schedule);
+
+/*
+ * Sums the traffic of the descriptors of schedule that belong to deformable layer layer, or
+ * of all layers when layer is -1, with the oracle's transfer rule; time_ns is filled.
+ */
+void dsn_schedule_traffic(const dsr_schedule *schedule, const dsn_preset *preset,
+                          int32_t layer, dsn_traffic *traffic);
+
+#endif
