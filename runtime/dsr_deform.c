@@ -1,0 +1,403 @@
+/*
+ * Float kernel of the lifted deformable attention layer (DSR_OP_DEFORM_ATTN), patch by patch
+ * as docs/deformable-attention.md specifies: with the slice (1, 1, 0) it computes PyTorch's
+ * DAttentionBaseline, and with any other slice every bilinear sample stays inside the
+ * extended patch it belongs to.
+ *
+ * Positions are kept in pixels of the extended patch E (align_corners semantics): normalized
+ * coordinates never appear, so physical and crop slicing differ only in the offset scale.
+ */
+#include <math.h>
+#include <string.h>
+
+#include "dsr_kernels.h"
+
+/* Scratch sub-buffers, each sized for the full map (the largest extended patch). */
+typedef struct deform_buffers {
+  float *q;           /* (C, H, W) proj_q output */
+  float *net;         /* (C, N) offset network: depthwise conv, then LayerNorm, then GELU */
+  float *raw_offsets; /* (g, 2, N) dy then dx per group */
+  float *positions;   /* (g, 2, N) sample y then x, in pixels of E */
+  float *sampled;     /* (C, N) */
+  float *keys;        /* (C, N) */
+  float *values;      /* (C, N) */
+  float *logits;      /* (heads, P, N), P core pixels: bias, then logits, then softmax */
+  float *dot;         /* (N) q.k of one query */
+  float *context;     /* (C, P) */
+} deform_buffers;
+
+/* Lays the buffers out from base (NULL: only sizes them) and returns the total bytes. */
+static size_t layout_buffers(const dsr_deform_attn *layer, uint8_t *base,
+                             deform_buffers *buffers) {
+  size_t c = (size_t)layer->channels;
+  size_t pixels = (size_t)layer->height * layer->width;
+  size_t samples = (size_t)dsr_deform_grid_size(layer, layer->height) *
+                   (size_t)dsr_deform_grid_size(layer, layer->width);
+  size_t groups = (size_t)layer->groups;
+  size_t float_counts[] = {c * pixels, c * samples, 2 * groups * samples, 2 * groups * samples,
+                           c * samples, c * samples, c * samples,
+                           (size_t)layer->heads * pixels * samples, samples, c * pixels};
+  float **slots[] = {&buffers->q,       &buffers->net,    &buffers->raw_offsets,
+                     &buffers->positions, &buffers->sampled, &buffers->keys,
+                     &buffers->values,  &buffers->logits, &buffers->dot,
+                     &buffers->context};
+
+  size_t offset = 0;
+  for (size_t i = 0; i < sizeof float_counts / sizeof float_counts[0]; i++) {
+    if (base != NULL)
+      *slots[i] = (float *)(void *)(base + offset);
+    offset += dsr_align_up(float_counts[i] * sizeof(float));
+  }
+  return offset;
+}
+
+size_t dsr_f32_deform_scratch_bytes(const dsr_deform_attn *layer) {
+  deform_buffers unused;
+  return layout_buffers(layer, NULL, &unused);
+}
+
+static void report(const dsr_f32_args *args, int32_t stage, const float *values, size_t count) {
+  const dsr_observer *observer = args->observer;
+  if (observer != NULL && observer->on_deform_stage != NULL)
+    observer->on_deform_stage(observer->user, args->node_index, stage, values, (int64_t)count);
+}
+
+/* Bilinear sample of an height x width plane (row stride row_floats) at (y, x), with
+ * align_corners pixel semantics: a neighbour outside the plane contributes zero. */
+static float bilinear(const float *plane, size_t row_floats, int32_t height, int32_t width,
+                      float y, float x) {
+  float y_floor = floorf(y), x_floor = floorf(x);
+  float fy = y - y_floor, fx = x - x_floor;
+  /* Positions far outside only meet zero neighbours; clamp before converting to int. */
+  if (!(y_floor > -2.0f && y_floor < (float)height + 1.0f && x_floor > -2.0f &&
+        x_floor < (float)width + 1.0f))
+    return 0.0f;
+  int32_t y0 = (int32_t)y_floor, x0 = (int32_t)x_floor;
+
+  float sum = 0.0f;
+  for (int32_t dy = 0; dy < 2; dy++) {
+    int32_t yy = y0 + dy;
+    if (yy < 0 || yy >= height)
+      continue;
+    float wy = dy ? fy : 1.0f - fy;
+    for (int32_t dx = 0; dx < 2; dx++) {
+      int32_t xx = x0 + dx;
+      if (xx < 0 || xx >= width)
+        continue;
+      float wx = dx ? fx : 1.0f - fx;
+      sum += wy * wx * plane[(size_t)yy * row_floats + (size_t)xx];
+    }
+  }
+  return sum;
+}
+
+/* Parameter tensors of the layer, as float arrays. */
+static const float *param(const dsr_f32_args *args, int32_t which) {
+  return args->model->tensors[args->node->deform->params[which]].data_f32;
+}
+
+/* Step 3 of the operator: the offset network of every group on q restricted to patch. */
+static void offset_network(const dsr_f32_args *args, const deform_buffers *b,
+                           const dsr_patch *patch, int32_t grid_h, int32_t grid_w) {
+  const dsr_deform_attn *layer = args->node->deform;
+  int32_t channels = layer->channels, groups = layer->groups;
+  int32_t group_channels = channels / groups;
+  int32_t kernel = layer->offset_kernel, stride = layer->offset_stride, pad = layer->offset_pad;
+  int32_t map_w = layer->width;
+  int32_t patch_h = patch->ext_y1 - patch->ext_y0, patch_w = patch->ext_x1 - patch->ext_x0;
+  size_t map_pixels = (size_t)layer->height * map_w;
+  size_t samples = (size_t)grid_h * grid_w;
+  const float *dw_w = param(args, DSR_DEFORM_OFFSET_DW_W);
+  const float *dw_b = param(args, DSR_DEFORM_OFFSET_DW_B);
+  const float *ln_g = param(args, DSR_DEFORM_OFFSET_LN_G);
+  const float *ln_b = param(args, DSR_DEFORM_OFFSET_LN_B);
+  const float *pw_w = param(args, DSR_DEFORM_OFFSET_PW_W);
+
+  /* Depthwise k x k conv, the patch seen as a zero-padded standalone image. */
+  for (int32_t c = 0; c < channels; c++) {
+    int32_t cg = c % group_channels;
+    const float *q_map = b->q + (size_t)c * map_pixels + (size_t)patch->ext_y0 * map_w +
+                         patch->ext_x0;
+    const float *taps = dw_w + (size_t)cg * kernel * kernel;
+    float *plane = b->net + (size_t)c * samples;
+    for (int32_t i = 0; i < grid_h; i++) {
+      for (int32_t j = 0; j < grid_w; j++) {
+        float acc = dw_b[cg];
+        for (int32_t ky = 0; ky < kernel; ky++) {
+          int32_t yy = i * stride - pad + ky;
+          if (yy < 0 || yy >= patch_h)
+            continue;
+          for (int32_t kx = 0; kx < kernel; kx++) {
+            int32_t xx = j * stride - pad + kx;
+            if (xx < 0 || xx >= patch_w)
+              continue;
+            acc += taps[ky * kernel + kx] * q_map[(size_t)yy * map_w + xx];
+          }
+        }
+        plane[(size_t)i * grid_w + j] = acc;
+      }
+    }
+  }
+  report(args, DSR_DEFORM_STAGE_OFFSET_DW, b->net, (size_t)channels * samples);
+
+  /* LayerNorm over the group's channels at each position. */
+  for (int32_t g = 0; g < groups; g++) {
+    float *group_net = b->net + (size_t)g * group_channels * samples;
+    for (size_t n = 0; n < samples; n++) {
+      float sum = 0.0f;
+      for (int32_t cg = 0; cg < group_channels; cg++)
+        sum += group_net[(size_t)cg * samples + n];
+      float mean = sum / (float)group_channels;
+      float square_sum = 0.0f;
+      for (int32_t cg = 0; cg < group_channels; cg++) {
+        float centred = group_net[(size_t)cg * samples + n] - mean;
+        square_sum += centred * centred;
+      }
+      float inv_std = 1.0f / sqrtf(square_sum / (float)group_channels + layer->ln_epsilon);
+      for (int32_t cg = 0; cg < group_channels; cg++) {
+        float *value = &group_net[(size_t)cg * samples + n];
+        *value = (*value - mean) * inv_std * ln_g[cg] + ln_b[cg];
+      }
+    }
+  }
+  report(args, DSR_DEFORM_STAGE_OFFSET_LN, b->net, (size_t)channels * samples);
+
+  for (size_t i = 0; i < (size_t)channels * samples; i++)
+    b->net[i] = dsr_gelu_value(b->net[i]);
+  report(args, DSR_DEFORM_STAGE_OFFSET_GELU, b->net, (size_t)channels * samples);
+
+  /* 1x1 conv to (dy, dx), no bias. */
+  for (int32_t g = 0; g < groups; g++) {
+    dsr_f32_pointwise(pw_w, NULL, b->net + (size_t)g * group_channels * samples, samples,
+                      b->raw_offsets + (size_t)g * 2 * samples, samples, group_channels, 2,
+                      (int32_t)samples);
+  }
+  report(args, DSR_DEFORM_STAGE_OFFSET, b->raw_offsets, (size_t)groups * 2 * samples);
+}
+
+/* Reference point i of a grid of grid_size points over an extent of size pixels. */
+static float reference_pixel(int32_t convention, int32_t i, int32_t grid_size, int32_t size) {
+  float normalized;
+  if (convention == DSR_DEFORM_DAT_PP)
+    normalized = grid_size > 1 ? ((float)i + 0.5f) / (float)(grid_size - 1) * 2.0f - 1.0f : 0.0f;
+  else
+    normalized = ((float)i + 0.5f) / (float)grid_size * 2.0f - 1.0f;
+  return (normalized + 1.0f) * 0.5f * (float)(size - 1);
+}
+
+/* Offset o in pixels of E along one axis (step 5). */
+static float offset_pixels(const dsr_deform_attn *layer, int32_t semantics, float o,
+                           int32_t grid_size, int32_t size, int32_t full_grid_size,
+                           int32_t full_size) {
+  int physical = semantics == DSR_SLICE_PHYSICAL;
+  float half_extent = (float)((physical ? full_size : size) - 1) * 0.5f;
+  if (layer->convention == DSR_DEFORM_DAT_PP)
+    return o * half_extent;
+  float grid = (float)(physical ? full_grid_size : grid_size);
+  return tanhf(o) * (1.0f / grid) * layer->offset_range_factor * half_extent;
+}
+
+/* Steps 4 to 7: sample positions and the bilinear samples of x. */
+static void sample_patch(const dsr_f32_args *args, const deform_buffers *b,
+                         const dsr_patch *patch, int32_t grid_h, int32_t grid_w) {
+  const dsr_deform_attn *layer = args->node->deform;
+  int32_t groups = layer->groups, group_channels = layer->channels / groups;
+  int32_t patch_h = patch->ext_y1 - patch->ext_y0, patch_w = patch->ext_x1 - patch->ext_x0;
+  int32_t full_grid_h = dsr_deform_grid_size(layer, layer->height);
+  int32_t full_grid_w = dsr_deform_grid_size(layer, layer->width);
+  size_t samples = (size_t)grid_h * grid_w;
+  size_t map_pixels = (size_t)layer->height * layer->width;
+  int32_t semantics = args->slice.semantics;
+  int clamp = layer->convention == DSR_DEFORM_DAT_PP;
+
+  for (int32_t g = 0; g < groups; g++) {
+    const float *dy = b->raw_offsets + (size_t)g * 2 * samples;
+    const float *dx = dy + samples;
+    float *pos_y = b->positions + (size_t)g * 2 * samples;
+    float *pos_x = pos_y + samples;
+    for (int32_t i = 0; i < grid_h; i++) {
+      float ref_y = reference_pixel(layer->convention, i, grid_h, patch_h);
+      for (int32_t j = 0; j < grid_w; j++) {
+        size_t n = (size_t)i * grid_w + j;
+        float ref_x = reference_pixel(layer->convention, j, grid_w, patch_w);
+        float y = ref_y + offset_pixels(layer, semantics, dy[n], grid_h, patch_h, full_grid_h,
+                                        layer->height);
+        float x = ref_x + offset_pixels(layer, semantics, dx[n], grid_w, patch_w, full_grid_w,
+                                        layer->width);
+        if (clamp) {
+          y = fminf(fmaxf(y, 0.0f), (float)(patch_h - 1));
+          x = fminf(fmaxf(x, 0.0f), (float)(patch_w - 1));
+        }
+        pos_y[n] = y;
+        pos_x[n] = x;
+      }
+    }
+
+    for (int32_t cg = 0; cg < group_channels; cg++) {
+      int32_t c = g * group_channels + cg;
+      const float *plane = args->in[0] + (size_t)c * map_pixels +
+                           (size_t)patch->ext_y0 * layer->width + patch->ext_x0;
+      float *out = b->sampled + (size_t)c * samples;
+      for (size_t n = 0; n < samples; n++)
+        out[n] = bilinear(plane, (size_t)layer->width, patch_h, patch_w, pos_y[n], pos_x[n]);
+    }
+  }
+  report(args, DSR_DEFORM_STAGE_SAMPLED, b->sampled, (size_t)layer->channels * samples);
+}
+
+/* Steps 9 and 10 for the core pixels of patch: bias, logits, softmax, context. */
+static void attend_patch(const dsr_f32_args *args, const deform_buffers *b,
+                         const dsr_patch *patch, size_t samples) {
+  const dsr_deform_attn *layer = args->node->deform;
+  int32_t map_h = layer->height, map_w = layer->width;
+  int32_t heads = layer->heads, head_channels = layer->head_channels;
+  int32_t group_heads = heads / layer->groups;
+  int32_t core_w = patch->core_x1 - patch->core_x0;
+  size_t core_pixels = (size_t)(patch->core_y1 - patch->core_y0) * core_w;
+  size_t map_pixels = (size_t)map_h * map_w;
+  int32_t table_h = 2 * map_h - 1, table_w = 2 * map_w - 1;
+  const float *rpe = param(args, DSR_DEFORM_RPE_TABLE);
+
+  /* Relative position bias, read at the full-map displacement of query and sample. */
+  for (int32_t hd = 0; hd < heads; hd++) {
+    const float *table = rpe + (size_t)hd * table_h * table_w;
+    const float *pos_y = b->positions + (size_t)(hd / group_heads) * 2 * samples;
+    const float *pos_x = pos_y + samples;
+    for (size_t p = 0; p < core_pixels; p++) {
+      int32_t qy = patch->core_y0 + (int32_t)(p / (size_t)core_w);
+      int32_t qx = patch->core_x0 + (int32_t)(p % (size_t)core_w);
+      float *row = b->logits + ((size_t)hd * core_pixels + p) * samples;
+      for (size_t n = 0; n < samples; n++) {
+        float table_y = (float)(map_h - 1 + qy - patch->ext_y0) - pos_y[n];
+        float table_x = (float)(map_w - 1 + qx - patch->ext_x0) - pos_x[n];
+        row[n] = bilinear(table, (size_t)table_w, table_h, table_w, table_y, table_x);
+      }
+    }
+  }
+  size_t logit_count = (size_t)heads * core_pixels * samples;
+  report(args, DSR_DEFORM_STAGE_BIAS, b->logits, logit_count);
+
+  for (int32_t hd = 0; hd < heads; hd++) {
+    for (size_t p = 0; p < core_pixels; p++) {
+      size_t q_pixel = (size_t)(patch->core_y0 + (int32_t)(p / (size_t)core_w)) * map_w +
+                       (size_t)(patch->core_x0 + (int32_t)(p % (size_t)core_w));
+      for (size_t n = 0; n < samples; n++)
+        b->dot[n] = 0.0f;
+      for (int32_t c = 0; c < head_channels; c++) {
+        size_t channel = (size_t)hd * head_channels + c;
+        float q_value = b->q[channel * map_pixels + q_pixel];
+        const float *key_row = b->keys + channel * samples;
+        for (size_t n = 0; n < samples; n++)
+          b->dot[n] += q_value * key_row[n];
+      }
+      float *row = b->logits + ((size_t)hd * core_pixels + p) * samples;
+      for (size_t n = 0; n < samples; n++)
+        row[n] += b->dot[n] * layer->attn_scale;
+    }
+  }
+  report(args, DSR_DEFORM_STAGE_LOGITS, b->logits, logit_count);
+
+  for (size_t r = 0; r < (size_t)heads * core_pixels; r++) {
+    float *row = b->logits + r * samples;
+    float max_value = row[0];
+    for (size_t n = 1; n < samples; n++)
+      max_value = row[n] > max_value ? row[n] : max_value;
+    float sum = 0.0f;
+    for (size_t n = 0; n < samples; n++) {
+      row[n] = expf(row[n] - max_value);
+      sum += row[n];
+    }
+    float inv_sum = 1.0f / sum;
+    for (size_t n = 0; n < samples; n++)
+      row[n] *= inv_sum;
+  }
+  report(args, DSR_DEFORM_STAGE_ATTN, b->logits, logit_count);
+
+  for (int32_t hd = 0; hd < heads; hd++) {
+    for (int32_t c = 0; c < head_channels; c++) {
+      size_t channel = (size_t)hd * head_channels + c;
+      const float *value_row = b->values + channel * samples;
+      float *context_row = b->context + channel * core_pixels;
+      for (size_t p = 0; p < core_pixels; p++) {
+        const float *attn = b->logits + ((size_t)hd * core_pixels + p) * samples;
+        float sum = 0.0f;
+        for (size_t n = 0; n < samples; n++)
+          sum += attn[n] * value_row[n];
+        context_row[p] = sum;
+      }
+    }
+  }
+  report(args, DSR_DEFORM_STAGE_CONTEXT, b->context, (size_t)layer->channels * core_pixels);
+}
+
+/* Step 11: proj_out of the context, written at the core pixels of the output map. */
+static void project_out(const dsr_f32_args *args, const deform_buffers *b,
+                        const dsr_patch *patch) {
+  const dsr_deform_attn *layer = args->node->deform;
+  int32_t channels = layer->channels, map_w = layer->width;
+  int32_t core_h = patch->core_y1 - patch->core_y0, core_w = patch->core_x1 - patch->core_x0;
+  size_t core_pixels = (size_t)core_h * core_w;
+  size_t map_pixels = (size_t)layer->height * map_w;
+  const float *w = param(args, DSR_DEFORM_PROJ_OUT_W);
+  const float *bias = param(args, DSR_DEFORM_PROJ_OUT_B);
+
+  for (int32_t co = 0; co < channels; co++) {
+    float *out_map = args->out + (size_t)co * map_pixels +
+                     (size_t)patch->core_y0 * map_w + patch->core_x0;
+    for (int32_t y = 0; y < core_h; y++) {
+      float *out_row = out_map + (size_t)y * map_w;
+      for (int32_t x = 0; x < core_w; x++)
+        out_row[x] = bias[co];
+    }
+    for (int32_t ci = 0; ci < channels; ci++) {
+      float weight = w[(size_t)co * channels + ci];
+      const float *context_row = b->context + (size_t)ci * core_pixels;
+      for (int32_t y = 0; y < core_h; y++) {
+        float *out_row = out_map + (size_t)y * map_w;
+        const float *in_row = context_row + (size_t)y * core_w;
+        for (int32_t x = 0; x < core_w; x++)
+          out_row[x] += weight * in_row[x];
+      }
+    }
+  }
+}
+
+void dsr_f32_deform_attn(const dsr_f32_args *args) {
+  const dsr_deform_attn *layer = args->node->deform;
+  int32_t channels = layer->channels;
+  size_t map_pixels = (size_t)layer->height * layer->width;
+  deform_buffers b;
+  layout_buffers(layer, args->scratch, &b);
+
+  /* Step 1: q over the whole map, since a pointwise conv gives the same numbers per patch.
+   * The observer sees it once per call rather than once per patch. */
+  dsr_f32_pointwise(param(args, DSR_DEFORM_PROJ_Q_W), param(args, DSR_DEFORM_PROJ_Q_B),
+                    args->in[0], map_pixels, b.q, map_pixels, channels, channels,
+                    (int32_t)map_pixels);
+  report(args, DSR_DEFORM_STAGE_Q, b.q, (size_t)channels * map_pixels);
+
+  for (int32_t row = 0; row < args->slice.rows; row++) {
+    for (int32_t col = 0; col < args->slice.cols; col++) {
+      dsr_patch patch;
+      dsr_slice_patch(layer->height, layer->width, args->slice, row, col, &patch);
+      int32_t grid_h = dsr_deform_grid_size(layer, patch.ext_y1 - patch.ext_y0);
+      int32_t grid_w = dsr_deform_grid_size(layer, patch.ext_x1 - patch.ext_x0);
+      size_t samples = (size_t)grid_h * grid_w;
+
+      offset_network(args, &b, &patch, grid_h, grid_w);
+      sample_patch(args, &b, &patch, grid_h, grid_w);
+
+      /* Step 8: keys and values are 1x1 convs of the samples. */
+      dsr_f32_pointwise(param(args, DSR_DEFORM_PROJ_K_W), param(args, DSR_DEFORM_PROJ_K_B),
+                        b.sampled, samples, b.keys, samples, channels, channels, (int32_t)samples);
+      report(args, DSR_DEFORM_STAGE_K, b.keys, (size_t)channels * samples);
+      dsr_f32_pointwise(param(args, DSR_DEFORM_PROJ_V_W), param(args, DSR_DEFORM_PROJ_V_B),
+                        b.sampled, samples, b.values, samples, channels, channels,
+                        (int32_t)samples);
+      report(args, DSR_DEFORM_STAGE_V, b.values, (size_t)channels * samples);
+
+      attend_patch(args, &b, &patch, samples);
+      project_out(args, &b, &patch);
+    }
+  }
+}

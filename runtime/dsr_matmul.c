@@ -1,0 +1,99 @@
+/* Matrix products: numpy-style batched MatMul and ONNX Gemm. */
+#include <string.h>
+
+#include "dsr_kernels.h"
+
+/* out (m x n) = a (m x k) times b (k x n), all row-major and contiguous. The n loop is
+ * innermost over contiguous rows of b and out, so it vectorizes without reassociation. */
+static void matrix_product(const float *a, const float *b, float *out, int32_t m, int32_t k,
+                           int32_t n) {
+  for (int32_t i = 0; i < m; i++) {
+    float *out_row = out + (size_t)i * n;
+    for (int32_t j = 0; j < n; j++)
+      out_row[j] = 0.0f;
+    const float *a_row = a + (size_t)i * k;
+    for (int32_t p = 0; p < k; p++) {
+      float a_value = a_row[p];
+      const float *b_row = b + (size_t)p * n;
+      for (int32_t j = 0; j < n; j++)
+        out_row[j] += a_value * b_row[j];
+    }
+  }
+}
+
+void dsr_f32_matmul(const dsr_f32_args *args) {
+  const dsr_model *model = args->model;
+  const dsr_node *node = args->node;
+  dsr_matmul_geometry geometry;
+  dsr_matmul_geometry_init(&model->tensors[node->inputs[0]], &model->tensors[node->inputs[1]],
+                           &geometry);
+
+  const dsr_broadcast *batch = &geometry.batch;
+  size_t a_matrix = (size_t)geometry.m * geometry.k;
+  size_t b_matrix = (size_t)geometry.k * geometry.n;
+  size_t out_matrix = (size_t)geometry.m * geometry.n;
+
+  int64_t batch_count = 1;
+  for (int32_t axis = 0; axis < batch->rank; axis++)
+    batch_count *= batch->dims[axis];
+
+  /* Walk the broadcast batch index like an odometer, tracking each operand's matrix. */
+  int32_t counter[DSR_MAX_RANK] = {0};
+  int64_t a_index = 0, b_index = 0;
+  for (int64_t t = 0; t < batch_count; t++) {
+    matrix_product(args->in[0] + (size_t)a_index * a_matrix, args->in[1] + (size_t)b_index * b_matrix,
+                   args->out + (size_t)t * out_matrix, geometry.m, geometry.k, geometry.n);
+    for (int32_t axis = batch->rank - 1; axis >= 0; axis--) {
+      a_index += batch->a_strides[axis];
+      b_index += batch->b_strides[axis];
+      if (++counter[axis] < batch->dims[axis])
+        break;
+      a_index -= batch->a_strides[axis] * batch->dims[axis];
+      b_index -= batch->b_strides[axis] * batch->dims[axis];
+      counter[axis] = 0;
+    }
+  }
+}
+
+void dsr_f32_gemm(const dsr_f32_args *args) {
+  const dsr_model *model = args->model;
+  const dsr_node *node = args->node;
+  const dsr_gemm_attrs *g = &node->attrs.gemm;
+  const dsr_tensor *a = &model->tensors[node->inputs[0]];
+  const dsr_tensor *y = &model->tensors[node->output];
+  const float *a_data = args->in[0];
+  const float *b_data = args->in[1];
+  const float *c_data = args->in[2];
+  float *out = args->out;
+
+  int32_t m = y->dims[0], n = y->dims[1];
+  int32_t k = g->trans_a ? a->dims[0] : a->dims[1];
+  /* Element (i, p) of op(a) and (p, j) of op(b), as strides over the stored layout. */
+  size_t a_row_stride = g->trans_a ? 1 : (size_t)k, a_col_stride = g->trans_a ? (size_t)m : 1;
+  size_t b_row_stride = g->trans_b ? 1 : (size_t)n, b_col_stride = g->trans_b ? (size_t)k : 1;
+
+  for (int32_t i = 0; i < m; i++) {
+    float *out_row = out + (size_t)i * n;
+    for (int32_t j = 0; j < n; j++)
+      out_row[j] = 0.0f;
+    for (int32_t p = 0; p < k; p++) {
+      float a_value = a_data[i * a_row_stride + p * a_col_stride];
+      const float *b_col = b_data + p * b_row_stride;
+      for (int32_t j = 0; j < n; j++)
+        out_row[j] += a_value * b_col[j * b_col_stride];
+    }
+    for (int32_t j = 0; j < n; j++)
+      out_row[j] *= g->alpha;
+  }
+
+  if (c_data == NULL || g->beta == 0.0f)
+    return;
+  const dsr_tensor *c = &model->tensors[node->inputs[2]];
+  int32_t yd[2] = {m, n};
+  dsr_broadcast broadcast;
+  dsr_broadcast_init(c->dims, c->rank, yd, 2, &broadcast);
+  for (int32_t i = 0; i < m; i++) {
+    for (int32_t j = 0; j < n; j++)
+      out[(size_t)i * n + j] += g->beta * c_data[i * broadcast.a_strides[0] + j * broadcast.a_strides[1]];
+  }
+}
