@@ -1,0 +1,642 @@
+/*
+ * Fixed-point DEFORM_ATTN: the operator of docs/deformable-attention.md in integers, patch
+ * by patch with the geometry of runtime/dsr_slice.h.
+ *
+ * Stage values live in int32 scratch arrays but always hold values of their stage dtype
+ * (stage_qparams), saturated, so an implementation storing int8 or int16 gets the same
+ * numbers. Positions are Q8 pixels of the extended patch (DSR_FIXED_POS_FRAC_BITS).
+ */
+#include <string.h>
+
+#include "dsr_fixed.h"
+#include "dsr_fixed_internal.h"
+#include "dsr_fixed_math.h"
+#include "dsr_slice.h"
+#include "quant/dsq_params.h"
+
+/* Scratch layout, all int32 except the LayerNorm row's int64 part (first, for alignment). */
+typedef struct deform_scratch {
+  int64_t *ln_d;     /* Cg */
+  int32_t *ln_in;    /* Cg */
+  int32_t *ln_out;   /* Cg */
+  int32_t *q;        /* C * H * W */
+  int32_t *dw;       /* C * Nmax: offset conv output, then GELU output in place */
+  int32_t *offset;   /* g * 2 * Nmax */
+  int32_t *position; /* g * 2 * Nmax: Q8 (y, x) */
+  int32_t *sampled;  /* C * Nmax */
+  int32_t *k;        /* C * Nmax */
+  int32_t *v;        /* C * Nmax */
+  int32_t *logits;   /* Nmax */
+  int32_t *exps;     /* Nmax */
+  int32_t *attn;     /* Nmax */
+  int32_t *context;  /* C */
+} deform_scratch;
+
+static int64_t layout_scratch(const dsr_deform_attn *d, uint8_t *base, deform_scratch *s) {
+  int64_t c = d->channels, cg = d->channels / d->groups, g = d->groups;
+  int64_t n_max = (int64_t)dsr_fixed_offset_grid(d, d->height) * dsr_fixed_offset_grid(d, d->width);
+  int64_t counts[13] = {cg, cg, c * d->height * d->width, c * n_max, g * 2 * n_max,
+                        g * 2 * n_max, c * n_max, c * n_max, c * n_max, n_max, n_max, n_max, c};
+  int32_t **slots[13] = {&s->ln_in, &s->ln_out, &s->q, &s->dw, &s->offset, &s->position,
+                         &s->sampled, &s->k, &s->v, &s->logits, &s->exps, &s->attn, &s->context};
+  int64_t bytes = cg * (int64_t)sizeof(int64_t);
+  if (base != NULL)
+    s->ln_d = (int64_t *)base;
+  for (int32_t i = 0; i < 13; i++) {
+    if (base != NULL)
+      *slots[i] = (int32_t *)(base + bytes);
+    bytes += counts[i] * (int64_t)sizeof(int32_t);
+  }
+  return bytes;
+}
+
+size_t dsr_fixed_deform_scratch_bytes(const dsr_model *model, const dsr_node *node) {
+  (void)model;
+  const dsr_deform_attn *d = node->deform;
+  if (d->groups < 1 || d->offset_stride < 1 || d->channels < 1)
+    return 0;
+  deform_scratch unused;
+  return (size_t)layout_scratch(d, NULL, &unused);
+}
+
+typedef struct deform_sections {
+  const int32_t *s[DSQ_DA_SECTION_COUNT];
+} deform_sections;
+
+static void find_sections(const dsr_node *node, deform_sections *out) {
+  for (int32_t i = 0; i < DSQ_DA_SECTION_COUNT; i++)
+    out->s[i] = node->qwords + node->qwords[2 + i];
+}
+
+static const void *param_data(const dsr_model *model, const dsr_deform_attn *d,
+                              dsr_deform_param p) {
+  return model->tensors[d->params[p]].data_q;
+}
+
+/* 1x1 convolution of one position: in[c * stride] for c < channels, int8 weights (out, in). */
+static int32_t pointwise(const int32_t *in, int64_t stride, int32_t channels, int32_t in_zero,
+                         const int8_t *weights_row, int32_t bias, const int32_t *pair, int wide,
+                         int32_t out_zero, int32_t out_min, int32_t out_max) {
+  int64_t acc = bias;
+  for (int32_t c = 0; c < channels; c++)
+    acc += (int64_t)(in[c * stride] - in_zero) * weights_row[c];
+  int32_t r = wide ? dsr_fixed_requant64(acc, pair[0], pair[1])
+                   : dsr_fixed_requant32((int32_t)acc, pair[0], pair[1]);
+  return (int32_t)dsr_fixed_clamp64((int64_t)out_zero + r, out_min, out_max);
+}
+
+typedef struct stage_info {
+  int32_t zero, min, max, wide_in;
+} stage_info;
+
+static stage_info stage(const dsr_qparams *q) {
+  stage_info s;
+  s.zero = q->zero_point;
+  dsr_fixed_dtype_range(q->dtype, &s.min, &s.max);
+  s.wide_in = q->dtype != DSR_DTYPE_I8;
+  return s;
+}
+
+/* Reference point of grid index i in Q8 pixels of a patch side of size pixels. */
+static int32_t reference_q8(int32_t convention, int32_t i, int32_t grid, int32_t size) {
+  int64_t numerator = (int64_t)(2 * i + 1) * (size - 1) * DSR_FIXED_POS_ONE;
+  if (convention == DSR_DEFORM_DAT)
+    return (int32_t)dsr_fixed_div_round64(numerator, 2 * (int64_t)grid);
+  if (grid == 1)
+    return (int32_t)dsr_fixed_div_round64((int64_t)(size - 1) * DSR_FIXED_POS_ONE, 2);
+  return (int32_t)dsr_fixed_div_round64(numerator, 2 * (int64_t)(grid - 1));
+}
+
+/* Offset in Q8 pixels from the raw int16 offset o (section DSQ_DA_POSITION). */
+static int64_t offset_q8(const dsr_deform_attn *d, const int32_t *section, int32_t o,
+                         int32_t span, int32_t grid) {
+  if (d->convention == DSR_DEFORM_DAT_PP)
+    return dsr_fixed_requant32(o * span, section[0], section[1]);
+  int32_t t = dsr_fixed_lut_apply(section + 2, o, 0, -32767, 32767);
+  int32_t scaled = dsr_fixed_requant32(t * span, section[0], section[1]);
+  return dsr_fixed_div_round64(scaled, (int64_t)grid * DSR_FIXED_POS_ONE);
+}
+
+static void compute_q(const dsr_model *model, const dsr_node *node, const void *x,
+                      const deform_sections *sec, deform_scratch *s) {
+  const dsr_deform_attn *d = node->deform;
+  const dsr_tensor *xt = &model->tensors[node->inputs[0]];
+  int32_t c_count = d->channels;
+  int64_t pixels = (int64_t)d->height * d->width;
+  stage_info qs = stage(&d->stage_qparams[DSR_DEFORM_STAGE_Q]);
+  const int8_t *w = param_data(model, d, DSR_DEFORM_PROJ_Q_W);
+  const int32_t *b = param_data(model, d, DSR_DEFORM_PROJ_Q_B);
+  int32_t x_zero = xt->qparams.zero_point;
+  int wide = xt->qparams.dtype != DSR_DTYPE_I8;
+  for (int64_t p = 0; p < pixels; p++) {
+    for (int32_t oc = 0; oc < c_count; oc++) {
+      int64_t acc = b[oc];
+      for (int32_t c = 0; c < c_count; c++)
+        acc += (int64_t)(dsr_fixed_load(x, xt->qparams.dtype, c * pixels + p) - x_zero) *
+               w[(int64_t)oc * c_count + c];
+      const int32_t *pair = sec->s[DSQ_DA_PROJ_Q] + 2 * oc;
+      int32_t r = wide ? dsr_fixed_requant64(acc, pair[0], pair[1])
+                       : dsr_fixed_requant32((int32_t)acc, pair[0], pair[1]);
+      s->q[oc * pixels + p] = (int32_t)dsr_fixed_clamp64((int64_t)qs.zero + r, qs.min, qs.max);
+    }
+  }
+}
+
+typedef struct patch_geometry {
+  dsr_patch p;
+  int32_t h, w, hk, wk, n;
+  int physical;
+} patch_geometry;
+
+/* Offset network of every group: depthwise conv, LayerNorm, GELU, pointwise to (dy, dx). */
+static void offset_network(const dsr_model *model, const dsr_deform_attn *d,
+                           const deform_sections *sec, const patch_geometry *pg,
+                           deform_scratch *s) {
+  int32_t cg = d->channels / d->groups, k = d->offset_kernel, r = d->offset_stride;
+  int32_t pad = d->offset_pad;
+  int64_t map = (int64_t)d->height * d->width;
+  stage_info qs = stage(&d->stage_qparams[DSR_DEFORM_STAGE_Q]);
+  stage_info dws = stage(&d->stage_qparams[DSR_DEFORM_STAGE_OFFSET_DW]);
+  stage_info lns = stage(&d->stage_qparams[DSR_DEFORM_STAGE_OFFSET_LN]);
+  stage_info gs = stage(&d->stage_qparams[DSR_DEFORM_STAGE_OFFSET_GELU]);
+  stage_info os = stage(&d->stage_qparams[DSR_DEFORM_STAGE_OFFSET]);
+  const int8_t *dw_w = param_data(model, d, DSR_DEFORM_OFFSET_DW_W);
+  const int32_t *dw_b = param_data(model, d, DSR_DEFORM_OFFSET_DW_B);
+  const int8_t *pw_w = param_data(model, d, DSR_DEFORM_OFFSET_PW_W);
+  int dw_wide = qs.wide_in;
+
+  for (int32_t gi = 0; gi < d->groups; gi++) {
+    for (int32_t c = 0; c < cg; c++) {
+      const int32_t *plane = s->q + (int64_t)(gi * cg + c) * map;
+      const int8_t *wc = dw_w + (int64_t)c * k * k;
+      const int32_t *pair = sec->s[DSQ_DA_OFFSET_DW] + 2 * c;
+      for (int32_t i = 0; i < pg->hk; i++) {
+        for (int32_t j = 0; j < pg->wk; j++) {
+          int64_t acc = dw_b[c];
+          for (int32_t ky = 0; ky < k; ky++) {
+            int32_t y = i * r - pad + ky;
+            if (y < 0 || y >= pg->h)
+              continue; /* zero padding outside the extended patch */
+            for (int32_t kx = 0; kx < k; kx++) {
+              int32_t x = j * r - pad + kx;
+              if (x < 0 || x >= pg->w)
+                continue;
+              int32_t qv = plane[(int64_t)(pg->p.ext_y0 + y) * d->width + pg->p.ext_x0 + x];
+              acc += (int64_t)(qv - qs.zero) * wc[ky * k + kx];
+            }
+          }
+          int32_t v = dw_wide ? dsr_fixed_requant64(acc, pair[0], pair[1])
+                              : dsr_fixed_requant32((int32_t)acc, pair[0], pair[1]);
+          s->dw[(int64_t)(gi * cg + c) * pg->n + i * pg->wk + j] =
+              (int32_t)dsr_fixed_clamp64((int64_t)dws.zero + v, dws.min, dws.max);
+        }
+      }
+    }
+
+    for (int32_t n = 0; n < pg->n; n++) {
+      int32_t *column = s->dw + (int64_t)gi * cg * pg->n + n;
+      for (int32_t c = 0; c < cg; c++)
+        s->ln_in[c] = column[(int64_t)c * pg->n];
+      dsr_fixed_layer_norm_row(s->ln_in, dws.zero, sec->s[DSQ_DA_OFFSET_LN], lns.zero, lns.min,
+                               lns.max, s->ln_d, s->ln_out);
+      for (int32_t c = 0; c < cg; c++)
+        column[(int64_t)c * pg->n] =
+            dsr_fixed_lut_apply(sec->s[DSQ_DA_OFFSET_GELU], s->ln_out[c], gs.zero, gs.min,
+                                gs.max);
+      for (int32_t axis = 0; axis < 2; axis++) {
+        s->offset[(int64_t)(gi * 2 + axis) * pg->n + n] =
+            pointwise(column, pg->n, cg, gs.zero, pw_w + (int64_t)axis * cg, 0,
+                      sec->s[DSQ_DA_OFFSET_PW] + 2 * axis, gs.wide_in, os.zero, os.min, os.max);
+      }
+    }
+  }
+}
+
+static void positions(const dsr_deform_attn *d, const deform_sections *sec,
+                      const patch_geometry *pg, deform_scratch *s) {
+  /* Offsets scale with the full map (physical) or with the patch (crop). */
+  int32_t span_y = pg->physical ? d->height - 1 : pg->h - 1;
+  int32_t span_x = pg->physical ? d->width - 1 : pg->w - 1;
+  int32_t grid_y = pg->physical ? dsr_fixed_offset_grid(d, d->height) : pg->hk;
+  int32_t grid_x = pg->physical ? dsr_fixed_offset_grid(d, d->width) : pg->wk;
+  for (int32_t gi = 0; gi < d->groups; gi++) {
+    for (int32_t i = 0; i < pg->hk; i++) {
+      for (int32_t j = 0; j < pg->wk; j++) {
+        int32_t n = i * pg->wk + j;
+        int32_t o_y = s->offset[(int64_t)(gi * 2) * pg->n + n];
+        int32_t o_x = s->offset[(int64_t)(gi * 2 + 1) * pg->n + n];
+        int64_t py = reference_q8(d->convention, i, pg->hk, pg->h);
+        int64_t px = reference_q8(d->convention, j, pg->wk, pg->w);
+        py += offset_q8(d, sec->s[DSQ_DA_POSITION], o_y, span_y, grid_y);
+        px += offset_q8(d, sec->s[DSQ_DA_POSITION], o_x, span_x, grid_x);
+        if (d->convention == DSR_DEFORM_DAT_PP) {
+          py = dsr_fixed_clamp64(py, 0, (int64_t)(pg->h - 1) * DSR_FIXED_POS_ONE);
+          px = dsr_fixed_clamp64(px, 0, (int64_t)(pg->w - 1) * DSR_FIXED_POS_ONE);
+        } else {
+          /* Far outside the patch every tap reads zero; the clamp keeps later sums in int32. */
+          py = dsr_fixed_clamp64(py, -(1 << 28), 1 << 28);
+          px = dsr_fixed_clamp64(px, -(1 << 28), 1 << 28);
+        }
+        s->position[(int64_t)(gi * 2) * pg->n + n] = (int32_t)py;
+        s->position[(int64_t)(gi * 2 + 1) * pg->n + n] = (int32_t)px;
+      }
+    }
+  }
+}
+
+/* Bilinear samples of x over the extended patch, then the k and v projections. */
+static void sample_and_project(const dsr_model *model, const dsr_node *node, const void *x,
+                               const deform_sections *sec, const patch_geometry *pg,
+                               deform_scratch *s) {
+  const dsr_deform_attn *d = node->deform;
+  const dsr_tensor *xt = &model->tensors[node->inputs[0]];
+  int32_t c_count = d->channels, cg = d->channels / d->groups;
+  int64_t map = (int64_t)d->height * d->width;
+  int64_t patch_base = (int64_t)pg->p.ext_y0 * d->width + pg->p.ext_x0;
+  int32_t x_dtype = xt->qparams.dtype, x_zero = xt->qparams.zero_point;
+  stage_info ss = stage(&d->stage_qparams[DSR_DEFORM_STAGE_SAMPLED]);
+
+  for (int32_t gi = 0; gi < d->groups; gi++) {
+    for (int32_t n = 0; n < pg->n; n++) {
+      int32_t index[4], weight[4];
+      dsr_fixed_bilinear_taps(s->position[(int64_t)(gi * 2) * pg->n + n],
+                              s->position[(int64_t)(gi * 2 + 1) * pg->n + n], pg->h, pg->w,
+                              d->width, index, weight);
+      for (int32_t c = 0; c < cg; c++) {
+        int64_t plane = (int64_t)(gi * cg + c) * map + patch_base;
+        /* Weights sum to 2^16 and |x - z| <= 2^15 (int16) or 255 (int8): fits int32. */
+        int32_t sum = 0;
+        for (int32_t t = 0; t < 4; t++) {
+          if (weight[t] != 0)
+            sum += weight[t] * (dsr_fixed_load(x, x_dtype, plane + index[t]) - x_zero);
+        }
+        s->sampled[(int64_t)(gi * cg + c) * pg->n + n] = (int32_t)dsr_fixed_clamp64(
+            (int64_t)ss.zero + dsr_fixed_rdbpot(sum, 2 * DSR_FIXED_POS_FRAC_BITS), ss.min,
+            ss.max);
+      }
+    }
+  }
+
+  stage_info ks = stage(&d->stage_qparams[DSR_DEFORM_STAGE_K]);
+  stage_info vs = stage(&d->stage_qparams[DSR_DEFORM_STAGE_V]);
+  const int8_t *wk = param_data(model, d, DSR_DEFORM_PROJ_K_W);
+  const int32_t *bk = param_data(model, d, DSR_DEFORM_PROJ_K_B);
+  const int8_t *wv = param_data(model, d, DSR_DEFORM_PROJ_V_W);
+  const int32_t *bv = param_data(model, d, DSR_DEFORM_PROJ_V_B);
+  for (int32_t n = 0; n < pg->n; n++) {
+    for (int32_t oc = 0; oc < c_count; oc++) {
+      s->k[(int64_t)oc * pg->n + n] =
+          pointwise(s->sampled + n, pg->n, c_count, ss.zero, wk + (int64_t)oc * c_count, bk[oc],
+                    sec->s[DSQ_DA_PROJ_K] + 2 * oc, ss.wide_in, ks.zero, ks.min, ks.max);
+      s->v[(int64_t)oc * pg->n + n] =
+          pointwise(s->sampled + n, pg->n, c_count, ss.zero, wv + (int64_t)oc * c_count, bv[oc],
+                    sec->s[DSQ_DA_PROJ_V] + 2 * oc, ss.wide_in, vs.zero, vs.min, vs.max);
+    }
+  }
+}
+
+/* Attention of one query pixel (full-map qy, qx) over the patch samples, then proj_out. */
+static void attend_pixel(const dsr_model *model, const dsr_node *node, void *y,
+                         const deform_sections *sec, const patch_geometry *pg,
+                         deform_scratch *s, int32_t qy, int32_t qx) {
+  const dsr_deform_attn *d = node->deform;
+  const dsr_tensor *yt = &model->tensors[node->output];
+  int32_t c_count = d->channels, hc = d->head_channels, heads_per_group = d->heads / d->groups;
+  int64_t map = (int64_t)d->height * d->width;
+  int64_t pixel = (int64_t)qy * d->width + qx;
+  stage_info qs = stage(&d->stage_qparams[DSR_DEFORM_STAGE_Q]);
+  stage_info ks = stage(&d->stage_qparams[DSR_DEFORM_STAGE_K]);
+  stage_info vs = stage(&d->stage_qparams[DSR_DEFORM_STAGE_V]);
+  stage_info ls = stage(&d->stage_qparams[DSR_DEFORM_STAGE_LOGITS]);
+  stage_info as = stage(&d->stage_qparams[DSR_DEFORM_STAGE_ATTN]);
+  stage_info cs = stage(&d->stage_qparams[DSR_DEFORM_STAGE_CONTEXT]);
+  int32_t table_h = 2 * d->height - 1, table_w = 2 * d->width - 1;
+  const int16_t *table = param_data(model, d, DSR_DEFORM_RPE_TABLE);
+  const int32_t *logit_pairs = sec->s[DSQ_DA_LOGITS];
+  int qk_wide = qs.wide_in || ks.wide_in;
+  int av_wide = as.wide_in || vs.wide_in;
+  int32_t attn_bits = d->stage_qparams[DSR_DEFORM_STAGE_ATTN].dtype == DSR_DTYPE_I8 ? 8 : 15;
+  /* Row and column of the table for a sample at the patch origin, in Q8. */
+  int32_t row_base = (d->height - 1 + qy - pg->p.ext_y0) * DSR_FIXED_POS_ONE;
+  int32_t col_base = (d->width - 1 + qx - pg->p.ext_x0) * DSR_FIXED_POS_ONE;
+
+  for (int32_t hd = 0; hd < d->heads; hd++) {
+    int32_t gi = hd / heads_per_group;
+    const int32_t *py = s->position + (int64_t)(gi * 2) * pg->n;
+    const int32_t *px = py + pg->n;
+    const int16_t *head_table = table + (int64_t)hd * table_h * table_w;
+    for (int32_t n = 0; n < pg->n; n++) {
+      int64_t acc = 0;
+      for (int32_t c = 0; c < hc; c++) {
+        int64_t ch = (int64_t)hd * hc + c;
+        acc += (int64_t)(s->q[ch * map + pixel] - qs.zero) * (s->k[ch * pg->n + n] - ks.zero);
+      }
+      int32_t index[4], weight[4];
+      dsr_fixed_bilinear_taps(row_base - py[n], col_base - px[n], table_h, table_w, table_w,
+                              index, weight);
+      /* Weights sum to 2^16 and table values are int16: the sum fits int32. */
+      int32_t bias = 0;
+      for (int32_t t = 0; t < 4; t++)
+        bias += weight[t] * head_table[index[t]];
+      int64_t qk = qk_wide ? dsr_fixed_requant64(acc, logit_pairs[0], logit_pairs[1])
+                           : dsr_fixed_requant32((int32_t)acc, logit_pairs[0], logit_pairs[1]);
+      int64_t logit = ls.zero + qk + dsr_fixed_requant32(bias, logit_pairs[2], logit_pairs[3]);
+      s->logits[n] = (int32_t)dsr_fixed_clamp64(logit, ls.min, ls.max);
+    }
+    dsr_fixed_softmax_row(s->logits, pg->n, sec->s[DSQ_DA_SOFTMAX][0], sec->s[DSQ_DA_SOFTMAX][1],
+                          attn_bits, s->exps, s->attn);
+
+    for (int32_t c = 0; c < hc; c++) {
+      int64_t ch = (int64_t)hd * hc + c;
+      int64_t acc = 0;
+      for (int32_t n = 0; n < pg->n; n++)
+        acc += (int64_t)(s->attn[n] - as.zero) * (s->v[ch * pg->n + n] - vs.zero);
+      const int32_t *pair = sec->s[DSQ_DA_CONTEXT];
+      int32_t r = av_wide ? dsr_fixed_requant64(acc, pair[0], pair[1])
+                          : dsr_fixed_requant32((int32_t)acc, pair[0], pair[1]);
+      s->context[ch] = (int32_t)dsr_fixed_clamp64((int64_t)cs.zero + r, cs.min, cs.max);
+    }
+  }
+
+  stage_info ys = stage(&yt->qparams);
+  const int8_t *wo = param_data(model, d, DSR_DEFORM_PROJ_OUT_W);
+  const int32_t *bo = param_data(model, d, DSR_DEFORM_PROJ_OUT_B);
+  for (int32_t oc = 0; oc < c_count; oc++) {
+    int32_t v = pointwise(s->context, 1, c_count, cs.zero, wo + (int64_t)oc * c_count, bo[oc],
+                          sec->s[DSQ_DA_PROJ_OUT] + 2 * oc, cs.wide_in, ys.zero, ys.min, ys.max);
+    dsr_fixed_store(y, yt->qparams.dtype, (int64_t)oc * map + pixel, v);
+  }
+}
+
+void dsr_fixed_deform_execute(const dsr_model *model, const dsr_node *node, const void *x,
+                              void *y, uint8_t *scratch, dsr_slice slice) {
+  const dsr_deform_attn *d = node->deform;
+  deform_sections sec;
+  find_sections(node, &sec);
+  deform_scratch s;
+  layout_scratch(d, scratch, &s);
+
+  /* proj_q is pointwise, so one pass over the whole map serves every patch. */
+  compute_q(model, node, x, &sec, &s);
+
+  for (int32_t row = 0; row < slice.rows; row++) {
+    for (int32_t col = 0; col < slice.cols; col++) {
+      patch_geometry pg;
+      dsr_slice_patch(d->height, d->width, slice, row, col, &pg.p);
+      pg.h = pg.p.ext_y1 - pg.p.ext_y0;
+      pg.w = pg.p.ext_x1 - pg.p.ext_x0;
+      pg.hk = dsr_fixed_offset_grid(d, pg.h);
+      pg.wk = dsr_fixed_offset_grid(d, pg.w);
+      pg.n = pg.hk * pg.wk;
+      pg.physical = slice.semantics == DSR_SLICE_PHYSICAL;
+
+      offset_network(model, d, &sec, &pg, &s);
+      positions(d, &sec, &pg, &s);
+      sample_and_project(model, node, x, &sec, &pg, &s);
+      for (int32_t qy = pg.p.core_y0; qy < pg.p.core_y1; qy++) {
+        for (int32_t qx = pg.p.core_x0; qx < pg.p.core_x1; qx++)
+          attend_pixel(model, node, y, &sec, &pg, &s, qy, qx);
+      }
+    }
+  }
+}
+
+/* ---------------------------------------------------------------- plan-time checks */
+
+static const char *const param_names[DSR_DEFORM_PARAM_COUNT] = {
+    "proj_q weight", "proj_q bias", "offset depthwise weight", "offset depthwise bias",
+    "offset LayerNorm gamma", "offset LayerNorm beta", "offset pointwise weight",
+    "proj_k weight", "proj_k bias", "proj_v weight", "proj_v bias", "proj_out weight",
+    "proj_out bias", "relative position bias table"};
+
+static ds_status deform_fail(const dsr_node *node, ds_error *err, ds_status status,
+                             const char *what) {
+  return ds_fail(err, status, "node '%s' (DEFORM_ATTN): %s", node->name, what);
+}
+
+static ds_status check_param(const dsr_model *model, const dsr_node *node, dsr_deform_param p,
+                             int32_t dtype, int32_t channels, int64_t element_count,
+                             int64_t *bias_max, ds_error *err) {
+  int32_t index = node->deform->params[p];
+  if (index < 0 || index >= model->tensor_count)
+    return ds_fail(err, DS_ERR_GRAPH, "node '%s' (DEFORM_ATTN): %s has tensor index %d, out of "
+                                      "range",
+                   node->name, param_names[p], index);
+  const dsr_tensor *t = &model->tensors[index];
+  if (t->kind != DSR_TENSOR_CONSTANT || t->data_q == NULL || !t->has_qparams ||
+      t->qparams.dtype != dtype || dsr_tensor_elements(t) != element_count)
+    return ds_fail(err, DS_ERR_QUANT,
+                   "node '%s' (DEFORM_ATTN): %s '%s' must be a quantized constant of dtype %d "
+                   "with %lld elements: quantize the model first",
+                   node->name, param_names[p], t->name, dtype, (long long)element_count);
+  if (channels > 0 && (t->channel_scales == NULL || t->channel_axis != 0 ||
+                       t->channel_count != channels))
+    return ds_fail(err, DS_ERR_QUANT,
+                   "node '%s' (DEFORM_ATTN): %s '%s' needs %d per-channel scales on axis 0",
+                   node->name, param_names[p], t->name, channels);
+  if (bias_max != NULL) {
+    *bias_max = 0;
+    const int32_t *b = t->data_q;
+    for (int64_t i = 0; i < element_count; i++) {
+      int64_t m = b[i] < 0 ? -(int64_t)b[i] : b[i];
+      if (m > *bias_max)
+        *bias_max = m;
+    }
+  }
+  return DS_OK;
+}
+
+static ds_status check_stage(const dsr_node *node, int32_t stage_index, ds_error *err) {
+  const dsr_qparams *q = &node->deform->stage_qparams[stage_index];
+  int32_t lo, hi;
+  dsr_fixed_dtype_range(q->dtype, &lo, &hi);
+  if ((q->dtype != DSR_DTYPE_I8 && q->dtype != DSR_DTYPE_I16) || !(q->scale > 0.0f) ||
+      q->zero_point < lo || q->zero_point > hi ||
+      (q->dtype == DSR_DTYPE_I16 && q->zero_point != 0))
+    return ds_fail(err, DS_ERR_QUANT,
+                   "node '%s' (DEFORM_ATTN): stage %d has invalid qparams (dtype %d, scale %g, "
+                   "zero point %d): quantize the model first",
+                   node->name, stage_index, q->dtype, (double)q->scale, q->zero_point);
+  return DS_OK;
+}
+
+static int narrow_fits(int64_t terms, int64_t product_max, int64_t bias_max) {
+  return terms * product_max + bias_max <= INT32_MAX;
+}
+
+static ds_status check_params(const dsr_model *model, const dsr_node *node, ds_error *err) {
+  const dsr_deform_attn *d = node->deform;
+  const dsr_tensor *xt = &model->tensors[node->inputs[0]];
+  int64_t c = d->channels, cg = d->channels / d->groups, k = d->offset_kernel;
+  int64_t bias_max[4];
+  DS_TRY(check_param(model, node, DSR_DEFORM_PROJ_Q_W, DSR_DTYPE_I8, d->channels, c * c, NULL,
+                     err));
+  DS_TRY(check_param(model, node, DSR_DEFORM_PROJ_Q_B, DSR_DTYPE_I32, 0, c, &bias_max[0], err));
+  DS_TRY(check_param(model, node, DSR_DEFORM_OFFSET_DW_W, DSR_DTYPE_I8, (int32_t)cg, cg * k * k,
+                     NULL, err));
+  DS_TRY(check_param(model, node, DSR_DEFORM_OFFSET_DW_B, DSR_DTYPE_I32, 0, cg, &bias_max[1],
+                     err));
+  DS_TRY(check_param(model, node, DSR_DEFORM_OFFSET_PW_W, DSR_DTYPE_I8, 2, 2 * cg, NULL, err));
+  DS_TRY(check_param(model, node, DSR_DEFORM_PROJ_K_W, DSR_DTYPE_I8, d->channels, c * c, NULL,
+                     err));
+  DS_TRY(check_param(model, node, DSR_DEFORM_PROJ_K_B, DSR_DTYPE_I32, 0, c, &bias_max[2], err));
+  DS_TRY(check_param(model, node, DSR_DEFORM_PROJ_V_W, DSR_DTYPE_I8, d->channels, c * c, NULL,
+                     err));
+  DS_TRY(check_param(model, node, DSR_DEFORM_PROJ_V_B, DSR_DTYPE_I32, 0, c, &bias_max[3], err));
+  DS_TRY(check_param(model, node, DSR_DEFORM_PROJ_OUT_W, DSR_DTYPE_I8, d->channels, c * c, NULL,
+                     err));
+  int64_t out_bias_max;
+  DS_TRY(check_param(model, node, DSR_DEFORM_PROJ_OUT_B, DSR_DTYPE_I32, 0, c, &out_bias_max,
+                     err));
+  DS_TRY(check_param(model, node, DSR_DEFORM_RPE_TABLE, DSR_DTYPE_I16, 0,
+                     (int64_t)d->heads * (2 * d->height - 1) * (2 * d->width - 1), NULL, err));
+  const dsr_tensor *rpe = &model->tensors[d->params[DSR_DEFORM_RPE_TABLE]];
+  if (rpe->qparams.zero_point != 0)
+    return deform_fail(node, err, DS_ERR_QUANT, "the position bias table must be symmetric int16");
+
+  for (int32_t i = 0; i < DSR_DEFORM_STAGE_COUNT; i++)
+    DS_TRY(check_stage(node, i, err));
+  const dsr_qparams *st = d->stage_qparams;
+  const dsr_qparams *sampled = &st[DSR_DEFORM_STAGE_SAMPLED];
+  if (sampled->dtype != xt->qparams.dtype || sampled->scale != xt->qparams.scale ||
+      sampled->zero_point != xt->qparams.zero_point)
+    return deform_fail(node, err, DS_ERR_QUANT,
+                       "the SAMPLED stage must share the input's qparams, because bilinear "
+                       "samples are rounded once into the input's scale");
+  const dsr_qparams *attn = &st[DSR_DEFORM_STAGE_ATTN];
+  int attn_ok = (attn->dtype == DSR_DTYPE_I8 && attn->zero_point == -128 &&
+                 attn->scale == 1.0f / 256.0f) ||
+                (attn->dtype == DSR_DTYPE_I16 && attn->scale == 1.0f / 32768.0f);
+  if (!attn_ok)
+    return deform_fail(node, err, DS_ERR_QUANT,
+                       "the ATTN stage must be int8 with scale 2^-8 and zero point -128, or "
+                       "int16 with scale 2^-15");
+
+  /* 32-bit accumulators of int8 operands must not overflow. */
+  int64_t n_max = (int64_t)dsr_fixed_offset_grid(d, d->height) * dsr_fixed_offset_grid(d, d->width);
+  int narrow_ok = 1;
+  if (xt->qparams.dtype == DSR_DTYPE_I8)
+    narrow_ok &= narrow_fits(c, 255 * 128, bias_max[0]);
+  if (st[DSR_DEFORM_STAGE_Q].dtype == DSR_DTYPE_I8)
+    narrow_ok &= narrow_fits(k * k, 255 * 128, bias_max[1]);
+  if (sampled->dtype == DSR_DTYPE_I8)
+    narrow_ok &= narrow_fits(c, 255 * 128, bias_max[2] > bias_max[3] ? bias_max[2] : bias_max[3]);
+  if (st[DSR_DEFORM_STAGE_Q].dtype == DSR_DTYPE_I8 && st[DSR_DEFORM_STAGE_K].dtype == DSR_DTYPE_I8)
+    narrow_ok &= narrow_fits(d->head_channels, 255 * 255, 0);
+  if (attn->dtype == DSR_DTYPE_I8 && st[DSR_DEFORM_STAGE_V].dtype == DSR_DTYPE_I8)
+    narrow_ok &= narrow_fits(n_max, 255 * 255, 0);
+  if (st[DSR_DEFORM_STAGE_CONTEXT].dtype == DSR_DTYPE_I8)
+    narrow_ok &= narrow_fits(c, 255 * 128, out_bias_max);
+  if (!narrow_ok)
+    return deform_fail(node, err, DS_ERR_QUANT,
+                       "a 32-bit accumulator of int8 operands can overflow for this layer size: "
+                       "use int16 for the stage feeding it");
+  return DS_OK;
+}
+
+static int section_pairs_valid(const int32_t *section, int32_t count, int wide) {
+  for (int32_t i = 0; i < count; i++) {
+    if (!dsr_fixed_pair_valid(section + 2 * i, wide))
+      return 0;
+  }
+  return 1;
+}
+
+static ds_status check_sections(const dsr_model *model, const dsr_node *node, ds_error *err) {
+  const dsr_deform_attn *d = node->deform;
+  const dsr_tensor *xt = &model->tensors[node->inputs[0]];
+  const dsr_qparams *st = d->stage_qparams;
+  const int32_t *q = node->qwords;
+  int32_t c = d->channels, cg = d->channels / d->groups;
+  if (node->qword_count < DSQ_DA_HEADER_WORDS || q[1] != DSQ_DA_SECTION_COUNT)
+    return deform_fail(node, err, DS_ERR_QUANT,
+                       "qwords lack the section header: re-run dsq_quantize on this model");
+
+  int32_t offset_dtype = st[DSR_DEFORM_STAGE_OFFSET].dtype;
+  int32_t lut_words = 1 + (offset_dtype == DSR_DTYPE_I8 ? DSQ_LUT_DIRECT_ENTRIES
+                                                         : DSQ_LUT_INTERP_ENTRIES);
+  int32_t gelu_words = 1 + (st[DSR_DEFORM_STAGE_OFFSET_LN].dtype == DSR_DTYPE_I8
+                                ? DSQ_LUT_DIRECT_ENTRIES
+                                : DSQ_LUT_INTERP_ENTRIES);
+  int32_t expected[DSQ_DA_SECTION_COUNT] = {
+      2 * c, 2 * cg, DSQ_LN_HEADER_WORDS + 3 * cg, gelu_words, 4,
+      d->convention == DSR_DEFORM_DAT ? 2 + lut_words : 2, 2 * c, 2 * c, 4, 2, 2, 2 * c};
+  int32_t position = DSQ_DA_HEADER_WORDS;
+  for (int32_t i = 0; i < DSQ_DA_SECTION_COUNT; i++) {
+    if (q[2 + i] != position || (int64_t)position + expected[i] > node->qword_count)
+      return ds_fail(err, DS_ERR_QUANT,
+                     "node '%s' (DEFORM_ATTN): qwords section %d starts at %d with %d words "
+                     "left, expected start %d and %d words: re-run dsq_quantize",
+                     node->name, i, q[2 + i], node->qword_count - q[2 + i], position,
+                     expected[i]);
+    position += expected[i];
+  }
+  if (position != node->qword_count)
+    return ds_fail(err, DS_ERR_QUANT,
+                   "node '%s' (DEFORM_ATTN): qwords have %d words, sections end at %d",
+                   node->name, node->qword_count, position);
+
+  deform_sections sec;
+  find_sections(node, &sec);
+  int x_wide = xt->qparams.dtype != DSR_DTYPE_I8;
+  int q_wide = st[DSR_DEFORM_STAGE_Q].dtype != DSR_DTYPE_I8;
+  int ok = section_pairs_valid(sec.s[DSQ_DA_PROJ_Q], c, x_wide) &&
+           section_pairs_valid(sec.s[DSQ_DA_OFFSET_DW], cg, q_wide) &&
+           dsr_fixed_ln_valid(sec.s[DSQ_DA_OFFSET_LN], expected[DSQ_DA_OFFSET_LN], cg) &&
+           sec.s[DSQ_DA_OFFSET_LN][1] ==
+               (st[DSR_DEFORM_STAGE_OFFSET_DW].dtype == DSR_DTYPE_I8 ? 8 : 0) &&
+           dsr_fixed_lut_valid(sec.s[DSQ_DA_OFFSET_GELU], gelu_words,
+                               st[DSR_DEFORM_STAGE_OFFSET_LN].dtype) &&
+           section_pairs_valid(sec.s[DSQ_DA_OFFSET_PW], 2,
+                               st[DSR_DEFORM_STAGE_OFFSET_GELU].dtype != DSR_DTYPE_I8) &&
+           section_pairs_valid(sec.s[DSQ_DA_POSITION], 1, 0) &&
+           (d->convention != DSR_DEFORM_DAT ||
+            dsr_fixed_lut_valid(sec.s[DSQ_DA_POSITION] + 2, lut_words, offset_dtype)) &&
+           section_pairs_valid(sec.s[DSQ_DA_PROJ_K], c,
+                               st[DSR_DEFORM_STAGE_SAMPLED].dtype != DSR_DTYPE_I8) &&
+           section_pairs_valid(sec.s[DSQ_DA_PROJ_V], c,
+                               st[DSR_DEFORM_STAGE_SAMPLED].dtype != DSR_DTYPE_I8) &&
+           section_pairs_valid(sec.s[DSQ_DA_LOGITS], 1,
+                               q_wide || st[DSR_DEFORM_STAGE_K].dtype != DSR_DTYPE_I8) &&
+           section_pairs_valid(sec.s[DSQ_DA_LOGITS] + 2, 1, 0) &&
+           section_pairs_valid(sec.s[DSQ_DA_SOFTMAX], 1, 0) && sec.s[DSQ_DA_SOFTMAX][0] >= 0 &&
+           section_pairs_valid(sec.s[DSQ_DA_CONTEXT], 1,
+                               st[DSR_DEFORM_STAGE_ATTN].dtype != DSR_DTYPE_I8 ||
+                                   st[DSR_DEFORM_STAGE_V].dtype != DSR_DTYPE_I8) &&
+           section_pairs_valid(sec.s[DSQ_DA_PROJ_OUT], c,
+                               st[DSR_DEFORM_STAGE_CONTEXT].dtype != DSR_DTYPE_I8);
+  if (!ok)
+    return deform_fail(node, err, DS_ERR_QUANT,
+                       "qwords hold a multiplier, shift or table out of range: re-run "
+                       "dsq_quantize");
+  return DS_OK;
+}
+
+ds_status dsr_fixed_deform_check(const dsr_model *model, const dsr_node *node, ds_error *err) {
+  const dsr_deform_attn *d = node->deform;
+  if (d == NULL)
+    return deform_fail(node, err, DS_ERR_GRAPH, "the node has no deformable layer parameters");
+  const dsr_tensor *xt = &model->tensors[node->inputs[0]];
+  const dsr_tensor *yt = &model->tensors[node->output];
+  if (d->channels < 1 || d->groups < 1 || d->heads < 1 || d->channels % d->groups != 0 ||
+      d->heads % d->groups != 0 || d->head_channels * d->heads != d->channels ||
+      d->offset_kernel < 1 || d->offset_stride < 1 || d->offset_pad < 0 ||
+      2 * d->offset_pad < d->offset_kernel - 1 || d->height < 1 || d->width < 1 ||
+      d->height > 16384 || d->width > 16384 || d->channels / d->groups > DSQ_LN_MAX_ELEMENTS ||
+      (d->convention != DSR_DEFORM_DAT && d->convention != DSR_DEFORM_DAT_PP))
+    return ds_fail(err, DS_ERR_SHAPE,
+                   "node '%s' (DEFORM_ATTN): inconsistent layer parameters (C %d, groups %d, "
+                   "heads %d x %d, kernel %d, stride %d, pad %d, map %d x %d, convention %d)",
+                   node->name, d->channels, d->groups, d->heads, d->head_channels,
+                   d->offset_kernel, d->offset_stride, d->offset_pad, d->height, d->width,
+                   d->convention);
+  int32_t expected[4] = {1, d->channels, d->height, d->width};
+  for (int32_t i = 0; i < 4; i++) {
+    if (xt->rank != 4 || yt->rank != 4 || xt->dims[i] != expected[i] || yt->dims[i] != expected[i])
+      return ds_fail(err, DS_ERR_SHAPE,
+                     "node '%s' (DEFORM_ATTN): input and output must be (1, %d, %d, %d)",
+                     node->name, d->channels, d->height, d->width);
+  }
+  DS_TRY(check_params(model, node, err));
+  return check_sections(model, node, err);
+}

@@ -1,0 +1,50 @@
+/*
+ * Fixed-point kernels below the executor: the same code dsr_fixed_run_node calls, with the
+ * tensor storage passed explicitly so that tests and tools can run one node without a
+ * planned context.
+ */
+#ifndef DSR_FIXED_INTERNAL_H
+#define DSR_FIXED_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../common/ds_status.h"
+#include "dsr_model.h"
+
+/*
+ * Executes node_index of model with inputs[i] the storage of the node's input i (NULL for an
+ * absent optional input; for constants, their data_q), output the storage of its output,
+ * scratch at least dsr_fixed_scratch_bytes(model, node_index) bytes aligned to 8, and slice
+ * the layer's slice configuration (DEFORM_ATTN only; must be valid for the layer).
+ * dsr_fixed_check_node must have passed.
+ */
+void dsr_fixed_execute(const dsr_model *model, int32_t node_index,
+                       const void *const inputs[DSR_MAX_NODE_INPUTS], void *output,
+                       uint8_t *scratch, dsr_slice slice);
+
+/* DEFORM_ATTN parts of dsr_fixed_execute, dsr_fixed_check_node and dsr_fixed_scratch_bytes. */
+void dsr_fixed_deform_execute(const dsr_model *model, const dsr_node *node, const void *x,
+                              void *y, uint8_t *scratch, dsr_slice slice);
+ds_status dsr_fixed_deform_check(const dsr_model *model, const dsr_node *node, ds_error *err);
+size_t dsr_fixed_deform_scratch_bytes(const dsr_model *model, const dsr_node *node);
+
+/* Offset grid size of the deformable layer's offset conv over a map side of size pixels. */
+static inline int32_t dsr_fixed_offset_grid(const dsr_deform_attn *layer, int32_t size) {
+  return (size + 2 * layer->offset_pad - layer->offset_kernel) / layer->offset_stride + 1;
+}
+
+/* Checks one requant pair; wide selects the 64-bit accumulator's shift limit. */
+int dsr_fixed_pair_valid(const int32_t *pair, int wide);
+
+/* Checks a LUT block of block_words words for an input of in_dtype. */
+int dsr_fixed_lut_valid(const int32_t *block, int32_t block_words, int32_t in_dtype);
+
+/* Checks an LN block of block_words words for a row of count elements. */
+int dsr_fixed_ln_valid(const int32_t *block, int32_t block_words, int32_t count);
+
+/* Checks that a tensor has usable activation qparams (I8, or I16 with zero point 0). */
+ds_status dsr_fixed_check_qparams(const dsr_model *model, const dsr_node *node,
+                                  int32_t tensor_index, const char *role, ds_error *err);
+
+#endif
