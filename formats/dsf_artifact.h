@@ -109,9 +109,10 @@ ds_status dsf_read_file(const char *path, dsr_model *model, dsr_schedule *schedu
 void dsf_schedule_free(dsr_schedule *schedule);
 
 /*
- * Prints a human-readable summary of an artifact to out: the header, the section table
- * (type, offset, stored and uncompressed bytes, compression ratio, CRC-32), an op histogram,
- * the slice tables and the DMA schedule per layer (steps, descriptors, load and store bytes).
+ * Prints a human-readable summary of an artifact to out. It lists the header, the section
+ * table (type, offset, stored and uncompressed bytes, compression ratio, CRC-32), an op
+ * histogram, the slice tables and the DMA schedule per layer (steps, descriptors, load and
+ * store bytes).
  * The whole artifact is validated first, so a corrupt file prints nothing and returns the
  * reader's error.
  */

@@ -181,108 +181,108 @@ ds_status dsf_cursor_fail(const dsf_cursor *cursor, ds_status status, const char
                  source->file_offset + (uint64_t)cursor->offset, detail);
 }
 
-ds_status dsf_take_bytes(dsf_cursor *cursor, const char *what, size_t count,
+ds_status dsf_take_bytes(dsf_cursor *cursor, const char *field, size_t count,
                          const uint8_t **bytes) {
   size_t remaining = cursor->size - cursor->offset;
   if (count > remaining) {
     return dsf_cursor_fail(cursor, DS_ERR_ARTIFACT_CORRUPT,
                            "%s needs %zu bytes but the section has %zu left; the file is "
                            "truncated or corrupt",
-                           what, count, remaining);
+                           field, count, remaining);
   }
   *bytes = cursor->base + cursor->offset;
   cursor->offset += count;
   return DS_OK;
 }
 
-ds_status dsf_take_u8(dsf_cursor *cursor, const char *what, uint8_t *value) {
+ds_status dsf_take_u8(dsf_cursor *cursor, const char *field, uint8_t *value) {
   const uint8_t *bytes;
-  DS_TRY(dsf_take_bytes(cursor, what, 1, &bytes));
+  DS_TRY(dsf_take_bytes(cursor, field, 1, &bytes));
   *value = bytes[0];
   return DS_OK;
 }
 
-ds_status dsf_take_u16(dsf_cursor *cursor, const char *what, uint16_t *value) {
+ds_status dsf_take_u16(dsf_cursor *cursor, const char *field, uint16_t *value) {
   const uint8_t *bytes;
-  DS_TRY(dsf_take_bytes(cursor, what, 2, &bytes));
+  DS_TRY(dsf_take_bytes(cursor, field, 2, &bytes));
   *value = dsf_load_u16(bytes);
   return DS_OK;
 }
 
-ds_status dsf_take_u32(dsf_cursor *cursor, const char *what, uint32_t *value) {
+ds_status dsf_take_u32(dsf_cursor *cursor, const char *field, uint32_t *value) {
   const uint8_t *bytes;
-  DS_TRY(dsf_take_bytes(cursor, what, 4, &bytes));
+  DS_TRY(dsf_take_bytes(cursor, field, 4, &bytes));
   *value = dsf_load_u32(bytes);
   return DS_OK;
 }
 
-ds_status dsf_take_u64(dsf_cursor *cursor, const char *what, uint64_t *value) {
+ds_status dsf_take_u64(dsf_cursor *cursor, const char *field, uint64_t *value) {
   const uint8_t *bytes;
-  DS_TRY(dsf_take_bytes(cursor, what, 8, &bytes));
+  DS_TRY(dsf_take_bytes(cursor, field, 8, &bytes));
   *value = dsf_load_u64(bytes);
   return DS_OK;
 }
 
-ds_status dsf_take_i32(dsf_cursor *cursor, const char *what, int32_t *value) {
+ds_status dsf_take_i32(dsf_cursor *cursor, const char *field, int32_t *value) {
   uint32_t bits;
-  DS_TRY(dsf_take_u32(cursor, what, &bits));
+  DS_TRY(dsf_take_u32(cursor, field, &bits));
   *value = (int32_t)bits;
   return DS_OK;
 }
 
-ds_status dsf_take_f32(dsf_cursor *cursor, const char *what, float *value) {
+ds_status dsf_take_f32(dsf_cursor *cursor, const char *field, float *value) {
   uint32_t bits;
-  DS_TRY(dsf_take_u32(cursor, what, &bits));
+  DS_TRY(dsf_take_u32(cursor, field, &bits));
   *value = dsf_f32_from_bits(bits);
   return DS_OK;
 }
 
-ds_status dsf_take_bool(dsf_cursor *cursor, const char *what, int32_t *value) {
+ds_status dsf_take_bool(dsf_cursor *cursor, const char *field, int32_t *value) {
   size_t at = cursor->offset;
   uint32_t raw;
-  DS_TRY(dsf_take_u32(cursor, what, &raw));
+  DS_TRY(dsf_take_u32(cursor, field, &raw));
   if (raw > 1) {
     dsf_cursor rewound = *cursor;
     rewound.offset = at;
     return dsf_cursor_fail(&rewound, DS_ERR_ARTIFACT_CORRUPT, "%s is %" PRIu32
-                           " but must be 0 or 1", what, raw);
+                           " but must be 0 or 1", field, raw);
   }
   *value = (int32_t)raw;
   return DS_OK;
 }
 
-ds_status dsf_take_name(dsf_cursor *cursor, const char *what, char name[DSR_NAME_BYTES]) {
+ds_status dsf_take_name(dsf_cursor *cursor, const char *field, char name[DSR_NAME_BYTES]) {
   size_t at = cursor->offset;
   uint16_t length;
-  DS_TRY(dsf_take_u16(cursor, what, &length));
+  DS_TRY(dsf_take_u16(cursor, field, &length));
   if (length > DSF_NAME_MAX_BYTES) {
     cursor->offset = at;
     return dsf_cursor_fail(cursor, DS_ERR_ARTIFACT_CORRUPT,
-                           "%s is %u bytes long but names hold at most %d", what,
+                           "%s is %u bytes long but names hold at most %d", field,
                            (unsigned)length, DSF_NAME_MAX_BYTES);
   }
   const uint8_t *bytes;
-  DS_TRY(dsf_take_bytes(cursor, what, length, &bytes));
+  DS_TRY(dsf_take_bytes(cursor, field, length, &bytes));
   if (memchr(bytes, '\0', length) != NULL) {
     cursor->offset = at;
-    return dsf_cursor_fail(cursor, DS_ERR_ARTIFACT_CORRUPT, "%s contains a NUL byte", what);
+    return dsf_cursor_fail(cursor, DS_ERR_ARTIFACT_CORRUPT, "%s contains a NUL byte", field);
   }
   memcpy(name, bytes, length);
   memset(name + length, 0, DSR_NAME_BYTES - length);
   return DS_OK;
 }
 
-ds_status dsf_take_count(dsf_cursor *cursor, const char *what, uint32_t max_count,
+ds_status dsf_take_count(dsf_cursor *cursor, const char *field, uint32_t max_count,
                          size_t min_record_bytes, uint32_t *count) {
   size_t at = cursor->offset;
   uint32_t value;
-  DS_TRY(dsf_take_u32(cursor, what, &value));
+  DS_TRY(dsf_take_u32(cursor, field, &value));
   if (value > max_count) {
     cursor->offset = at;
     return dsf_cursor_fail(cursor, DS_ERR_ARTIFACT_CORRUPT,
                            "%s is %" PRIu32 ", above the limit of %" PRIu32
                            "; the file is corrupt",
-                           what, value, max_count);
+                           field, value, max_count);
   }
   size_t remaining = cursor->size - cursor->offset;
   if (min_record_bytes > 0 && value > remaining / min_record_bytes) {
@@ -290,7 +290,7 @@ ds_status dsf_take_count(dsf_cursor *cursor, const char *what, uint32_t max_coun
     return dsf_cursor_fail(cursor, DS_ERR_ARTIFACT_CORRUPT,
                            "%s is %" PRIu32 " records of at least %zu bytes but the section "
                            "has %zu bytes left; the file is truncated or corrupt",
-                           what, value, min_record_bytes, remaining);
+                           field, value, min_record_bytes, remaining);
   }
   *count = value;
   return DS_OK;

@@ -41,33 +41,33 @@ static ds_status fail_at(dsf_cursor *cursor, size_t field_offset, const char *fo
 }
 
 /* Reads an i32 that must lie in [low, high]. */
-static ds_status take_ranged(dsf_cursor *cursor, const char *what, int32_t low, int32_t high,
+static ds_status take_ranged(dsf_cursor *cursor, const char *field, int32_t low, int32_t high,
                              int32_t *value) {
   size_t at = cursor->offset;
-  DS_TRY(dsf_take_i32(cursor, what, value));
+  DS_TRY(dsf_take_i32(cursor, field, value));
   if (*value < low || *value > high) {
     return fail_at(cursor, at, "%s is %" PRId32 " but must be %" PRId32 " to %" PRId32 "; the "
-                   "file is corrupt", what, *value, low, high);
+                   "file is corrupt", field, *value, low, high);
   }
   return DS_OK;
 }
 
 /* Reads a tensor index that must be valid, or -1 when optional is set. */
-static ds_status take_tensor_index(dsf_cursor *cursor, const char *what, int32_t tensor_count,
+static ds_status take_tensor_index(dsf_cursor *cursor, const char *field, int32_t tensor_count,
                                    int optional, int32_t *value) {
   size_t at = cursor->offset;
-  DS_TRY(dsf_take_i32(cursor, what, value));
+  DS_TRY(dsf_take_i32(cursor, field, value));
   if ((*value == -1 && optional) || (*value >= 0 && *value < tensor_count))
     return DS_OK;
   return fail_at(cursor, at, "%s is tensor %" PRId32 " but the model has %" PRId32
                  " tensors (0 to %" PRId32 "%s); the file is corrupt",
-                 what, *value, tensor_count, tensor_count - 1, optional ? ", or -1" : "");
+                 field, *value, tensor_count, tensor_count - 1, optional ? ", or -1" : "");
 }
 
-static ds_status take_qparams(dsf_cursor *cursor, const char *what, dsr_qparams *q) {
+static ds_status take_qparams(dsf_cursor *cursor, const char *field, dsr_qparams *q) {
   size_t at = cursor->offset;
   const uint8_t *bytes;
-  DS_TRY(dsf_take_bytes(cursor, what, DSF_QPARAMS_WIRE_BYTES, &bytes));
+  DS_TRY(dsf_take_bytes(cursor, field, DSF_QPARAMS_WIRE_BYTES, &bytes));
   q->scale = dsf_f32_from_bits(dsf_load_u32(bytes));
   q->zero_point = (int32_t)dsf_load_u32(bytes + 4);
   q->dtype = bytes[8];
@@ -76,7 +76,7 @@ static ds_status take_qparams(dsf_cursor *cursor, const char *what, dsr_qparams 
   q->reserved[1] = 0;
   if (dsf_dtype_bytes(q->dtype) == 0 || bytes[10] != 0 || bytes[11] != 0) {
     return fail_at(cursor, at, "%s has dtype %u and reserved bytes %u %u; the dtype must be 0 "
-                   "to %d and the reserved bytes zero", what, (unsigned)q->dtype,
+                   "to %d and the reserved bytes zero", field, (unsigned)q->dtype,
                    (unsigned)bytes[10], (unsigned)bytes[11], DSR_DTYPE_I64);
   }
   return DS_OK;
@@ -85,25 +85,25 @@ static ds_status take_qparams(dsf_cursor *cursor, const char *what, dsr_qparams 
 /* ---- Tensors and weights ---- */
 
 /* Reads one blob reference (u64 offset, u64 bytes) and copies the blob out of the weights. */
-static ds_status take_blob(decoder *d, dsf_cursor *cursor, const char *what, int64_t elements,
+static ds_status take_blob(decoder *d, dsf_cursor *cursor, const char *field, int64_t elements,
                            size_t element_bytes, void **out) {
   size_t at = cursor->offset;
   uint64_t offset, bytes;
-  DS_TRY(dsf_take_u64(cursor, what, &offset));
-  DS_TRY(dsf_take_u64(cursor, what, &bytes));
+  DS_TRY(dsf_take_u64(cursor, field, &offset));
+  DS_TRY(dsf_take_u64(cursor, field, &bytes));
   uint64_t expected_bytes = (uint64_t)elements * element_bytes; /* elements < 2^31 */
   if (offset != d->weights_expected || bytes != expected_bytes ||
       bytes > d->weights.size - offset) {
     return fail_at(cursor, at, "%s claims %" PRIu64 " bytes at weights offset %" PRIu64
                    " but must be %" PRIu64 " bytes at offset %" PRIu64 " inside the %zu-byte "
-                   "weights section; the file is corrupt", what, bytes, offset, expected_bytes,
+                   "weights section; the file is corrupt", field, bytes, offset, expected_bytes,
                    d->weights_expected, d->weights.size);
   }
 
   uint8_t *copy = malloc(bytes > 0 ? (size_t)bytes : 1);
   if (copy == NULL) {
     return ds_fail(cursor->source->err, DS_ERR_OUT_OF_MEMORY,
-                   "cannot allocate %" PRIu64 " bytes for %s", bytes, what);
+                   "cannot allocate %" PRIu64 " bytes for %s", bytes, field);
   }
   const uint8_t *source = d->weights.base + offset;
   for (int64_t i = 0; i < elements; i++) {
@@ -340,13 +340,13 @@ static ds_status decode_graph(decoder *d, dsf_cursor *cursor) {
 /* ---- Quantization parameters ---- */
 
 /* Reads a u32 count that must equal expected. */
-static ds_status take_exact_count(dsf_cursor *cursor, const char *what, uint32_t expected) {
+static ds_status take_exact_count(dsf_cursor *cursor, const char *field, uint32_t expected) {
   size_t at = cursor->offset;
   uint32_t count;
-  DS_TRY(dsf_take_u32(cursor, what, &count));
+  DS_TRY(dsf_take_u32(cursor, field, &count));
   if (count != expected) {
     return fail_at(cursor, at, "%s is %" PRIu32 " but the graph implies %" PRIu32 "; the file "
-                   "is corrupt", what, count, expected);
+                   "is corrupt", field, count, expected);
   }
   return DS_OK;
 }

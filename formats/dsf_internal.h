@@ -53,7 +53,8 @@ _Static_assert(sizeof(float) == 4 && FLT_MANT_DIG == 24, "floats are IEEE-754 bi
 
 /* Limits applied before allocating; a file claiming more is rejected as corrupt. */
 #define DSF_MAX_SECTIONS 64u
-/* Decompressed size of one section. DAT-B stores about 440 MiB of float plus int8 weights. */
+/* Decompressed size of one section. DAT-B's 87.9M parameters as float plus int8 take about
+ * 440 MB, an estimate from the parameter count. */
 #define DSF_MAX_SECTION_BYTES ((uint64_t)1 << 30)
 #define DSF_MAX_FILE_BYTES ((uint64_t)1 << 36)
 #define DSF_MAX_TENSORS 1000000u
@@ -166,24 +167,24 @@ typedef struct dsf_cursor {
 ds_status dsf_cursor_fail(const dsf_cursor *cursor, ds_status status, const char *format, ...)
     __attribute__((format(printf, 3, 4)));
 
-/* Each take checks the remaining bytes, then reads a little-endian value; what names it. */
-ds_status dsf_take_bytes(dsf_cursor *cursor, const char *what, size_t count,
+/* Each take checks the remaining bytes, then reads a little-endian value. field labels messages. */
+ds_status dsf_take_bytes(dsf_cursor *cursor, const char *field, size_t count,
                          const uint8_t **bytes);
-ds_status dsf_take_u8(dsf_cursor *cursor, const char *what, uint8_t *value);
-ds_status dsf_take_u16(dsf_cursor *cursor, const char *what, uint16_t *value);
-ds_status dsf_take_u32(dsf_cursor *cursor, const char *what, uint32_t *value);
-ds_status dsf_take_u64(dsf_cursor *cursor, const char *what, uint64_t *value);
-ds_status dsf_take_i32(dsf_cursor *cursor, const char *what, int32_t *value);
-ds_status dsf_take_f32(dsf_cursor *cursor, const char *what, float *value);
+ds_status dsf_take_u8(dsf_cursor *cursor, const char *field, uint8_t *value);
+ds_status dsf_take_u16(dsf_cursor *cursor, const char *field, uint16_t *value);
+ds_status dsf_take_u32(dsf_cursor *cursor, const char *field, uint32_t *value);
+ds_status dsf_take_u64(dsf_cursor *cursor, const char *field, uint64_t *value);
+ds_status dsf_take_i32(dsf_cursor *cursor, const char *field, int32_t *value);
+ds_status dsf_take_f32(dsf_cursor *cursor, const char *field, float *value);
 /* Reads a u32 that must be 0 or 1. */
-ds_status dsf_take_bool(dsf_cursor *cursor, const char *what, int32_t *value);
+ds_status dsf_take_bool(dsf_cursor *cursor, const char *field, int32_t *value);
 /* Reads a u16 length and that many name bytes (at most 95, no NUL) into name. */
-ds_status dsf_take_name(dsf_cursor *cursor, const char *what, char name[DSR_NAME_BYTES]);
+ds_status dsf_take_name(dsf_cursor *cursor, const char *field, char name[DSR_NAME_BYTES]);
 /*
  * Reads a u32 count and rejects it when above max_count or when count records of
  * min_record_bytes each cannot fit in the remaining bytes, so callers may allocate count.
  */
-ds_status dsf_take_count(dsf_cursor *cursor, const char *what, uint32_t max_count,
+ds_status dsf_take_count(dsf_cursor *cursor, const char *field, uint32_t max_count,
                          size_t min_record_bytes, uint32_t *count);
 /* Fails unless every byte was consumed. */
 ds_status dsf_expect_end(const dsf_cursor *cursor);

@@ -28,12 +28,12 @@ dsf_write_options dsf_write_options_default(void) {
 
 /* ---- Input checks: only what encoding needs to stay memory-safe ---- */
 
-static ds_status check_name(const char *name, const char *what, int32_t index, ds_error *err) {
+static ds_status check_name(const char *name, const char *kind, int32_t index, ds_error *err) {
   if (memchr(name, '\0', DSR_NAME_BYTES) == NULL) {
     return ds_fail(err, DS_ERR_INVALID_ARGUMENT,
                    "%s %" PRId32 " has a name without a terminating NUL in its %d bytes; "
                    "names must be at most %d characters",
-                   what, index, DSR_NAME_BYTES, DSF_NAME_MAX_BYTES);
+                   kind, index, DSR_NAME_BYTES, DSF_NAME_MAX_BYTES);
   }
   return DS_OK;
 }

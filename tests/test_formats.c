@@ -183,8 +183,8 @@ static void build_sample(sample *s) {
   s->model.quantized = 1;
 }
 
-static uint8_t *write_sample(const sample *s, int compress, size_t *size) {
-  dsf_write_options options = {.compress = compress, .dma_ready = 1};
+static uint8_t *write_sample_with(const sample *s, int compress, int dma_ready, size_t *size) {
+  dsf_write_options options = {.compress = compress, .dma_ready = dma_ready};
   uint8_t *data = NULL;
   ds_error err;
   ds_error_clear(&err);
@@ -192,6 +192,10 @@ static uint8_t *write_sample(const sample *s, int compress, size_t *size) {
                                       size, &err);
   cr_assert_eq(status, DS_OK, "writing the sample failed: %s", err.message);
   return data;
+}
+
+static uint8_t *write_sample(const sample *s, int compress, size_t *size) {
+  return write_sample_with(s, compress, 1, size);
 }
 
 /* ---- Byte patching per docs/format.md ---- */
@@ -245,7 +249,7 @@ static void fix_checksums(uint8_t *data, size_t size) {
   store_u32(data + 40, (uint32_t)crc32(0, data, 64 + 40 * count));
 }
 
-/* Reads size bytes from an exact-size heap copy, so that ASan sees any overread. */
+/* Reads size bytes from an exact-size heap copy, so that ASan reports any overread. */
 static ds_status read_copy(const uint8_t *data, size_t size, ds_error *err) {
   uint8_t *copy = malloc(size > 0 ? size : 1);
   cr_assert_not_null(copy);
@@ -395,11 +399,11 @@ static void expect_schedule_equal(const dsr_schedule *a, const dsr_schedule *b) 
 
 /* ---- Round trips ---- */
 
-static void check_round_trip(int compress) {
+static void check_round_trip(int compress, int dma_ready) {
   sample s;
   build_sample(&s);
   size_t size;
-  uint8_t *data = write_sample(&s, compress, &size);
+  uint8_t *data = write_sample_with(&s, compress, dma_ready, &size);
 
   dsr_model model;
   dsr_schedule schedule;
@@ -419,11 +423,15 @@ static void check_round_trip(int compress) {
 }
 
 Test(formats, round_trip_raw_sections) {
-  check_round_trip(0);
+  check_round_trip(0, 1);
 }
 
 Test(formats, round_trip_compressed_sections) {
-  check_round_trip(1);
+  check_round_trip(1, 1);
+}
+
+Test(formats, round_trip_compressed_weights) {
+  check_round_trip(1, 0);
 }
 
 Test(formats, layout_is_aligned_and_flagged) {
@@ -787,6 +795,55 @@ Test(formats, wrong_declared_content_size_is_rejected) {
   store_u64(entry + 24, (uint64_t)1 << 40);
   fix_checksums(data, size);
   cr_expect_eq(read_copy(data, size, &err), DS_ERR_ARTIFACT_CORRUPT, "%s", err.message);
+  free(data);
+}
+
+/* The sample's table of 7 entries ends at byte 344 and its first section starts at 384, which
+ * leaves room for an eighth entry. */
+static uint8_t *write_with_extra_entry(const sample *s, uint32_t type, size_t *size) {
+  uint8_t *data = write_sample(s, 0, size);
+  cr_assert_eq(load_u64(data + 64 + 8), 384u, "the first section moved");
+  store_u32(data + 20, 8);
+  uint8_t *entry = data + 64 + 7 * 40;
+  memset(entry, 0, 40);
+  store_u32(entry, type);
+  store_u64(entry + 8, *size); /* empty, at the end of the file */
+  fix_checksums(data, *size);
+  return data;
+}
+
+Test(formats, unknown_section_type_is_skipped) {
+  sample s;
+  build_sample(&s);
+  size_t size;
+  uint8_t *data = write_with_extra_entry(&s, 99, &size);
+  ds_error err;
+  cr_expect_eq(read_copy(data, size, &err), DS_OK, "%s", err.message);
+  free(data);
+}
+
+Test(formats, duplicate_section_type_is_rejected) {
+  sample s;
+  build_sample(&s);
+  size_t size;
+  uint8_t *data = write_with_extra_entry(&s, DSF_SECTION_SLICES, &size);
+  ds_error err;
+  cr_expect_eq(read_copy(data, size, &err), DS_ERR_ARTIFACT_CORRUPT, "%s", err.message);
+  cr_expect_not_null(strstr(err.message, "appears twice"), "%s", err.message);
+  free(data);
+}
+
+Test(formats, dma_ready_flag_needs_raw_weights) {
+  sample s;
+  build_sample(&s);
+  size_t size;
+  uint8_t *data = write_sample_with(&s, 1, 0, &size);
+  cr_assert_eq(load_u32(entry_of_type(data, DSF_SECTION_WEIGHTS) + 4), DSF_SECTION_ZSTD);
+  store_u32(data + 12, DSF_FILE_DMA_READY);
+  fix_checksums(data, size);
+  ds_error err;
+  cr_expect_eq(read_copy(data, size, &err), DS_ERR_ARTIFACT_CORRUPT, "%s", err.message);
+  cr_expect_not_null(strstr(err.message, "DMA-ready"), "%s", err.message);
   free(data);
 }
 
