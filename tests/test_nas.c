@@ -15,6 +15,8 @@
 #include <unistd.h>
 
 #include "common/ds_file.h"
+#include "common/ds_model.h"
+#include "converter/dsc_import.h"
 #include "nas/dsn_oracle.h"
 #include "nas/dsn_pareto.h"
 #include "nas/dsn_preset.h"
@@ -1363,4 +1365,94 @@ Test(pareto, json_and_csv_written_and_parseable) {
   dsn_search_result_free(&r);
   remove(json_path);
   remove(csv_path);
+}
+
+/* ---- A converted model -------------------------------------------------------------------- */
+
+/* Index of the report block that describes deformable node node, or -1. */
+static int32_t find_block(const dsc_report *report, const dsr_node *node) {
+  for (int32_t b = 0; b < report->block_count; b++) {
+    if (strcmp(report->blocks[b].name, node->name) == 0)
+      return b;
+  }
+  for (int32_t b = 0; b < report->block_count; b++) {
+    const dsc_block_info *info = &report->blocks[b];
+    if (info->channels == node->deform->channels && info->height == node->deform->height &&
+        info->width == node->deform->width)
+      return b;
+  }
+  return -1;
+}
+
+Test(fixture, dat_pp_tiny_costs_agree_with_model) {
+  dsr_model model;
+  dsc_report report;
+  ds_error err;
+  ds_error_clear(&err);
+  cr_assert_eq(dsc_import_file(DS_SOURCE_DIR "/tests/fixtures/dat_pp_tiny.onnx", NULL, &model,
+                               &report, &err),
+               DS_OK, "%s", err.message);
+  int32_t layers = ds_model_deform_count(&model);
+  cr_assert_gt(layers, 0);
+  dsn_preset zcu = load_builtin("zcu102");
+  int32_t weight_bytes = zcu.weight_bits / 8;
+  int32_t wide_bytes = zcu.accumulator_bits / 8;
+
+  dsr_slice *slices = calloc((size_t)layers, sizeof *slices);
+  dsn_layer_addresses *addresses = calloc((size_t)layers, sizeof *addresses);
+  for (int32_t l = 0; l < layers; l++) {
+    const dsr_node *node = &model.nodes[ds_model_deform_node(&model, l)];
+    const dsr_deform_attn *d = node->deform;
+
+    /* The oracle sizes the weights from the geometry: they must match the real tensors. */
+    int64_t sizes[DSR_DEFORM_PARAM_COUNT];
+    dsn_layer_weight_sizes(d, &zcu, sizes);
+    for (int32_t p = 0; p < DSR_DEFORM_PARAM_COUNT; p++) {
+      if (d->params[p] < 0)
+        continue;
+      int64_t elements = dsr_tensor_elements(&model.tensors[d->params[p]]);
+      int wide = p == DSR_DEFORM_PROJ_Q_B || p == DSR_DEFORM_OFFSET_DW_B ||
+                 p == DSR_DEFORM_OFFSET_LN_G || p == DSR_DEFORM_OFFSET_LN_B ||
+                 p == DSR_DEFORM_PROJ_K_B || p == DSR_DEFORM_PROJ_V_B ||
+                 p == DSR_DEFORM_PROJ_OUT_B;
+      cr_assert_eq(sizes[p], elements * (wide ? wide_bytes : weight_bytes),
+                   "layer %d parameter %d: %lld bytes for %lld elements", l, p,
+                   (long long)sizes[p], (long long)elements);
+    }
+
+    /* Same offset grid as the converter found. */
+    int32_t b = find_block(&report, node);
+    cr_assert_geq(b, 0, "no report block for node %s", node->name);
+    int32_t hk = 0, wk = 0;
+    dsn_offset_grid(d, d->height, d->width, &hk, &wk);
+    cr_assert_eq(hk, report.blocks[b].samples_h);
+    cr_assert_eq(wk, report.blocks[b].samples_w);
+
+    dsn_candidates c;
+    ds_error_clear(&err);
+    cr_assert_eq(dsn_candidates_build(d, &zcu, 0, &c, &err), DS_OK, "%s", err.message);
+    slices[l] = c.slices[c.count - 1];
+    dsn_candidates_free(&c);
+    addresses[l].input = 0x100000u * (uint64_t)(3 * l + 1);
+    addresses[l].output = 0x100000u * (uint64_t)(3 * l + 2);
+    addresses[l].weights = 0x100000u * (uint64_t)(3 * l + 3);
+  }
+
+  dsn_model_cost cost;
+  dsr_schedule schedule;
+  ds_error_clear(&err);
+  cr_assert_eq(dsn_oracle_model(&model, slices, &zcu, &cost, &err), DS_OK, "%s", err.message);
+  cr_assert_eq(dsn_schedule_build(&model, slices, &zcu, addresses, &schedule, &err), DS_OK,
+               "%s", err.message);
+  dsn_traffic total;
+  dsn_schedule_traffic(&schedule, &zcu, -1, &total);
+  cr_assert_eq(total.bytes, cost.sliced.bytes);
+  cr_assert_eq(total.bursts, cost.sliced.bursts);
+  cr_assert_geq(cost.gather.bursts, cost.lower_bound.bursts);
+
+  dsn_schedule_free(&schedule);
+  dsn_model_cost_free(&cost);
+  free(slices);
+  free(addresses);
+  ds_model_free(&model);
 }
