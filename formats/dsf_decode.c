@@ -23,7 +23,7 @@ typedef struct decoder {
   dsf_cursor weights;          /* the weights section, read through blob offsets */
   uint64_t weights_expected;   /* where the next blob must start */
   int32_t deform_count;
-  dsr_slice *layer_slices;     /* per deformable layer, in node order */
+  int32_t *deform_nodes;       /* node index per deformable layer, in node order */
 } decoder;
 
 /* Rewinds to field_offset so that the message points at the field, then fails. */
@@ -92,7 +92,7 @@ static ds_status take_blob(decoder *d, dsf_cursor *cursor, const char *field, in
   DS_TRY(dsf_take_u64(cursor, field, &offset));
   DS_TRY(dsf_take_u64(cursor, field, &bytes));
   uint64_t expected_bytes = (uint64_t)elements * element_bytes; /* elements < 2^31 */
-  if (offset != d->weights_expected || bytes != expected_bytes ||
+  if (offset != d->weights_expected || bytes != expected_bytes || offset > d->weights.size ||
       bytes > d->weights.size - offset) {
     return fail_at(cursor, at, "%s claims %" PRIu64 " bytes at weights offset %" PRIu64
                    " but must be %" PRIu64 " bytes at offset %" PRIu64 " inside the %zu-byte "
@@ -334,6 +334,17 @@ static ds_status decode_graph(decoder *d, dsf_cursor *cursor) {
   DS_TRY(dsf_expect_end(cursor));
 
   d->deform_count = ds_model_deform_count(model);
+  if (d->deform_count == 0)
+    return DS_OK;
+  d->deform_nodes = malloc((size_t)d->deform_count * sizeof *d->deform_nodes);
+  if (d->deform_nodes == NULL)
+    return ds_fail(cursor->source->err, DS_ERR_OUT_OF_MEMORY, "cannot allocate %" PRId32
+                   " layer indices", d->deform_count);
+  int32_t layer = 0;
+  for (int32_t i = 0; i < model->node_count; i++) {
+    if (model->nodes[i].op == DSR_OP_DEFORM_ATTN)
+      d->deform_nodes[layer++] = i;
+  }
   return DS_OK;
 }
 
@@ -388,17 +399,17 @@ static ds_status take_channel_scales(dsf_cursor *cursor, dsr_tensor *t) {
 }
 
 /* Reads a deformable layer's node index, which must be the layer-th DEFORM_ATTN node. */
-static ds_status take_layer_node(dsf_cursor *cursor, const dsr_model *model, int32_t layer,
+static ds_status take_layer_node(const decoder *d, dsf_cursor *cursor, int32_t layer,
                                  dsr_node **node) {
   size_t at = cursor->offset;
   uint32_t index;
   DS_TRY(dsf_take_u32(cursor, "deformable layer node index", &index));
-  int32_t expected = ds_model_deform_node(model, layer);
-  if (expected < 0 || index != (uint32_t)expected) {
+  int32_t expected = d->deform_nodes[layer];
+  if (index != (uint32_t)expected) {
     return fail_at(cursor, at, "deformable layer %" PRId32 " names node %" PRIu32 " but that "
                    "layer is node %" PRId32 "; the file is corrupt", layer, index, expected);
   }
-  *node = &model->nodes[index];
+  *node = &d->model->nodes[index];
   return DS_OK;
 }
 
@@ -411,7 +422,7 @@ static ds_status decode_qparams(decoder *d, dsf_cursor *cursor) {
   DS_TRY(take_exact_count(cursor, "deformable layer count", (uint32_t)d->deform_count));
   for (int32_t layer = 0; layer < d->deform_count; layer++) {
     dsr_node *node;
-    DS_TRY(take_layer_node(cursor, model, layer, &node));
+    DS_TRY(take_layer_node(d, cursor, layer, &node));
     DS_TRY(take_exact_count(cursor, "deform stage count", DSR_DEFORM_STAGE_COUNT));
     for (int s = 0; s < DSR_DEFORM_STAGE_COUNT; s++)
       DS_TRY(take_qparams(cursor, "deform stage qparams", &node->deform->stage_qparams[s]));
@@ -426,16 +437,10 @@ static ds_status decode_qparams(decoder *d, dsf_cursor *cursor) {
 /* ---- Slices ---- */
 
 static ds_status decode_slices(decoder *d, dsf_cursor *cursor) {
-  dsr_model *model = d->model;
   DS_TRY(take_exact_count(cursor, "slice table count", (uint32_t)d->deform_count));
-  if (d->deform_count > 0) {
-    d->layer_slices = calloc((size_t)d->deform_count, sizeof *d->layer_slices);
-    if (d->layer_slices == NULL)
-      return ds_fail(cursor->source->err, DS_ERR_OUT_OF_MEMORY, "cannot allocate slices");
-  }
   for (int32_t layer = 0; layer < d->deform_count; layer++) {
     dsr_node *node;
-    DS_TRY(take_layer_node(cursor, model, layer, &node));
+    DS_TRY(take_layer_node(d, cursor, layer, &node));
     dsr_deform_attn *p = node->deform;
     int32_t longest = p->height > p->width ? p->height : p->width;
     DS_TRY(take_ranged(cursor, "slice rows", 1, p->height, &p->slice.rows));
@@ -443,7 +448,6 @@ static ds_status decode_slices(decoder *d, dsf_cursor *cursor) {
     DS_TRY(take_ranged(cursor, "slice overlap", 0, longest, &p->slice.overlap));
     DS_TRY(take_ranged(cursor, "slice semantics", DSR_SLICE_PHYSICAL, DSR_SLICE_CROP,
                        &p->slice.semantics));
-    d->layer_slices[layer] = p->slice;
   }
   return dsf_expect_end(cursor);
 }
@@ -454,7 +458,7 @@ static ds_status take_step(decoder *d, dsf_cursor *cursor, uint32_t descriptor_c
                            dsr_dma_step *s) {
   size_t at = cursor->offset;
   DS_TRY(take_ranged(cursor, "step layer", 0, d->deform_count - 1, &s->layer));
-  dsr_slice slice = d->layer_slices[s->layer];
+  dsr_slice slice = d->model->nodes[d->deform_nodes[s->layer]].deform->slice;
   int64_t patch_count = (int64_t)slice.rows * slice.cols;
   int32_t last_patch = patch_count > INT32_MAX ? INT32_MAX : (int32_t)(patch_count - 1);
   DS_TRY(take_ranged(cursor, "step patch", 0, last_patch, &s->patch));
@@ -596,6 +600,6 @@ ds_status dsf_decode_sections(const dsf_section_view views[DSF_SECTION_TYPE_END]
     status = decode_schedule(&d, &dma, schedule);
   if (status == DS_OK)
     status = decode_manifest(&manifest, manifest_json);
-  free(d.layer_slices);
+  free(d.deform_nodes);
   return status;
 }

@@ -71,15 +71,18 @@ static void print_slices(FILE *out, const dsr_model *model) {
     fprintf(out, "  %5s %5s  %-24s %9s %5s %5s %7s  %s\n", "layer", "node", "name", "map",
             "rows", "cols", "overlap", "semantics");
   }
-  for (int32_t layer = 0; layer < layers; layer++) {
-    int32_t index = ds_model_deform_node(model, layer);
+  int32_t layer = 0;
+  for (int32_t index = 0; index < model->node_count; index++) {
     const dsr_node *n = &model->nodes[index];
+    if (n->op != DSR_OP_DEFORM_ATTN)
+      continue;
     const dsr_deform_attn *p = n->deform;
     char map[32];
     snprintf(map, sizeof map, "%" PRId32 "x%" PRId32, p->height, p->width);
     fprintf(out, "  %5" PRId32 " %5" PRId32 "  %-24.24s %9s %5" PRId32 " %5" PRId32 " %7" PRId32
             "  %s\n", layer, index, n->name, map, p->slice.rows, p->slice.cols,
             p->slice.overlap, p->slice.semantics == DSR_SLICE_CROP ? "crop" : "physical");
+    layer++;
   }
   fputc('\n', out);
 }

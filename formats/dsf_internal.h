@@ -53,8 +53,8 @@ _Static_assert(sizeof(float) == 4 && FLT_MANT_DIG == 24, "floats are IEEE-754 bi
 
 /* Limits applied before allocating; a file claiming more is rejected as corrupt. */
 #define DSF_MAX_SECTIONS 64u
-/* Decompressed size of one section. DAT-B's 87.9M parameters as float plus int8 take about
- * 440 MB, an estimate from the parameter count. */
+/* Decompressed bytes of one section, and of all compressed sections together. DAT-B's 87.9M
+ * parameters as float plus int8 take about 440 MB, an estimate from the parameter count. */
 #define DSF_MAX_SECTION_BYTES ((uint64_t)1 << 30)
 #define DSF_MAX_FILE_BYTES ((uint64_t)1 << 36)
 #define DSF_MAX_TENSORS 1000000u

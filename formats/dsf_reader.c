@@ -344,6 +344,19 @@ static ds_status decompress_section(const uint8_t *stored, const dsf_section_ent
 static ds_status load_sections(const uint8_t *data, const char *name, const dsf_layout *layout,
                                dsf_section_view views[DSF_SECTION_TYPE_END],
                                uint8_t *owned[DSF_SECTION_TYPE_END], ds_error *err) {
+  uint64_t decompressed_bytes = 0;
+  for (uint32_t type = 1; type < DSF_SECTION_TYPE_END; type++) {
+    const dsf_section_entry *entry = &layout->sections[layout->index_of_type[type]];
+    if (entry->flags & DSF_SECTION_ZSTD)
+      decompressed_bytes += entry->uncompressed_bytes; /* each at most 2^30: no overflow */
+  }
+  if (decompressed_bytes > DSF_MAX_SECTION_BYTES) {
+    return ds_fail(err, DS_ERR_ARTIFACT_CORRUPT,
+                   "%s: the compressed sections claim %" PRIu64 " bytes in all, above the limit "
+                   "of %" PRIu64 "; the file is corrupt",
+                   name, decompressed_bytes, DSF_MAX_SECTION_BYTES);
+  }
+
   for (uint32_t type = 1; type < DSF_SECTION_TYPE_END; type++) {
     uint32_t index = (uint32_t)layout->index_of_type[type];
     const dsf_section_entry *entry = &layout->sections[index];

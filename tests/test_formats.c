@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <zlib.h>
+#include <zstd.h>
 
 #include "common/ds_model.h"
 #include "formats/dsf_artifact.h"
@@ -19,7 +20,7 @@
 
 typedef struct sample {
   dsr_model model;
-  dsr_tensor tensors[6];
+  dsr_tensor tensors[8];
   dsr_node nodes[2];
   dsr_deform_attn deform;
   float conv_w_f32[16];
@@ -28,6 +29,7 @@ typedef struct sample {
   float conv_b_f32[4];
   int32_t conv_b_q[4];
   float rpe_f32[1 * 7 * 7];
+  float tail_f32[3];
   int32_t conv_qwords[4];
   int32_t deform_qwords[5];
   dsr_dma_step steps[2];
@@ -100,6 +102,16 @@ static void build_tensors(sample *s) {
   set_tensor(&s->tensors[5], "output", DSR_TENSOR_OUTPUT, 4, map);
   s->tensors[5].qparams = qparams(0.2f, 0, DSR_DTYPE_I8, 8);
   s->tensors[5].has_qparams = 1;
+
+  /* A constant with no elements between two blobs: its blob is empty but still placed. */
+  static const int32_t empty[1] = {0};
+  static const int32_t three[1] = {3};
+  set_tensor(&s->tensors[6], "empty.const", DSR_TENSOR_CONSTANT, 1, empty);
+  s->tensors[6].data_f32 = s->rpe_f32;
+  set_tensor(&s->tensors[7], "tail.const", DSR_TENSOR_CONSTANT, 1, three);
+  for (int i = 0; i < 3; i++)
+    s->tail_f32[i] = -0.0f - (float)i;
+  s->tensors[7].data_f32 = s->tail_f32;
 }
 
 static void build_nodes(sample *s) {
@@ -174,7 +186,7 @@ static void build_sample(sample *s) {
   build_nodes(s);
   build_schedule(s);
   snprintf(s->model.name, sizeof s->model.name, "tiny");
-  s->model.tensor_count = 6;
+  s->model.tensor_count = 8;
   s->model.tensors = s->tensors;
   s->model.node_count = 2;
   s->model.nodes = s->nodes;
@@ -650,6 +662,88 @@ Test(formats, section_cut_at_every_byte_fails) {
     }
   }
   free(patched);
+  free(data);
+}
+
+/*
+ * Rebuilds a valid file from data with the section of one type replaced by stored bytes
+ * (flags and uncompressed size as given), laying the sections out again on 64-byte
+ * boundaries and recomputing every size and checksum.
+ */
+static uint8_t *replace_section(const uint8_t *data, uint32_t type, const void *stored,
+                                size_t stored_bytes, uint64_t uncompressed_bytes,
+                                uint32_t flags, size_t *size) {
+  uint32_t count = load_u32(data + 20);
+  uint64_t offsets[16], sizes[16];
+  uint64_t position = 64 + 40 * (uint64_t)count;
+  cr_assert_leq(count, 16);
+  for (uint32_t i = 0; i < count; i++) {
+    const uint8_t *entry = data + 64 + 40 * i;
+    sizes[i] = load_u32(entry) == type ? stored_bytes : load_u64(entry + 16);
+    offsets[i] = (position + 63) / 64 * 64;
+    position = offsets[i] + sizes[i];
+  }
+  *size = (size_t)((position + 63) / 64 * 64);
+
+  uint8_t *out = calloc(1, *size);
+  cr_assert_not_null(out);
+  memcpy(out, data, 64 + 40 * (size_t)count);
+  store_u64(out + 32, *size);
+  for (uint32_t i = 0; i < count; i++) {
+    uint8_t *entry = out + 64 + 40 * i;
+    const uint8_t *source = data + load_u64(entry + 8);
+    if (load_u32(entry) == type) {
+      source = stored;
+      store_u32(entry + 4, flags);
+      store_u64(entry + 24, uncompressed_bytes);
+    }
+    store_u64(entry + 8, offsets[i]);
+    store_u64(entry + 16, sizes[i]);
+    memcpy(out + offsets[i], source, (size_t)sizes[i]);
+  }
+  fix_checksums(out, *size);
+  return out;
+}
+
+/*
+ * Like section_cut_at_every_byte_fails, but each cut section is stored zstd-compressed, so the
+ * decoders read from an exact-size decompression buffer where ASan reports any overread.
+ */
+Test(formats, compressed_section_cut_fails) {
+  sample s;
+  build_sample(&s);
+  size_t size;
+  uint8_t *data = write_sample_with(&s, 0, 0, &size);
+  uint8_t frame[4096];
+  ds_error err;
+  for (uint32_t type = DSF_SECTION_GRAPH; type <= DSF_SECTION_MANIFEST; type++) {
+    const uint8_t *raw = section_bytes(data, type);
+    uint64_t raw_bytes = load_u64(entry_of_type(data, type) + 16);
+    cr_assert_leq(ZSTD_compressBound((size_t)raw_bytes), sizeof frame);
+    for (uint64_t length = 0; length < raw_bytes; length++) {
+      if (type == DSF_SECTION_MANIFEST && length == 0)
+        continue; /* an empty manifest is valid */
+      size_t frame_bytes = ZSTD_compress(frame, sizeof frame, raw, (size_t)length, 1);
+      cr_assert(!ZSTD_isError(frame_bytes));
+      size_t patched_size;
+      uint8_t *patched = replace_section(data, type, frame, frame_bytes, length,
+                                         DSF_SECTION_ZSTD, &patched_size);
+      ds_status status = read_copy(patched, patched_size, &err);
+      cr_assert_eq(status, DS_ERR_ARTIFACT_CORRUPT,
+                   "section type %u cut to %llu of %llu bytes gave %s: %s", type,
+                   (unsigned long long)length, (unsigned long long)raw_bytes,
+                   ds_status_name(status), err.message);
+      free(patched);
+    }
+    /* The whole section, compressed, reads back. */
+    size_t frame_bytes = ZSTD_compress(frame, sizeof frame, raw, (size_t)raw_bytes, 1);
+    size_t patched_size;
+    uint8_t *patched = replace_section(data, type, frame, frame_bytes, raw_bytes,
+                                       DSF_SECTION_ZSTD, &patched_size);
+    cr_expect_eq(read_copy(patched, patched_size, &err), DS_OK, "type %u: %s", type,
+                 err.message);
+    free(patched);
+  }
   free(data);
 }
 
