@@ -189,6 +189,8 @@ static ds_status read_geometry(const dsc_graph *g, block *b, ds_error *err) {
     return block_fail(g, b, err, "conv_offset.0.weight must be a depthwise (Cg, 1, k, k) "
                       "weight with Cg dividing C");
   const dsr_conv_attrs *c = &g->nodes[b->offset_conv].attrs.conv;
+  if (c->group != wdw->dims[0])
+    return block_fail(g, b, err, "the offset conv must be depthwise (group = Cg)");
   if (c->stride[0] != c->stride[1] || c->pad[0] != c->pad[1] || c->pad[0] != c->pad[2] ||
       c->pad[0] != c->pad[3] || c->dilation[0] != 1 || c->dilation[1] != 1)
     return block_fail(g, b, err, "the offset conv needs equal strides, equal pads on all "
@@ -201,10 +203,14 @@ static ds_status read_geometry(const dsc_graph *g, block *b, ds_error *err) {
   d->offset_kernel = (int32_t)wdw->dims[2];
   d->offset_stride = c->stride[0];
   d->offset_pad = c->pad[0];
-  const dsc_value *wpw = &g->values[g->nodes[b->offset_pw_conv].inputs[1]];
+  const dsc_node *pw = &g->nodes[b->offset_pw_conv];
+  const dsc_value *wpw = &g->values[pw->inputs[1]];
   if (wpw->rank != 4 || wpw->dims[0] != 2 || wpw->dims[1] != wdw->dims[0] ||
-      wpw->dims[2] != 1 || wpw->dims[3] != 1)
-    return block_fail(g, b, err, "conv_offset.3.weight must be (2, Cg, 1, 1)");
+      wpw->dims[2] != 1 || wpw->dims[3] != 1 || pw->attrs.conv.group != 1 ||
+      pw->attrs.conv.stride[0] != 1 || pw->attrs.conv.stride[1] != 1 ||
+      pw->attrs.conv.pad[0] != 0 || pw->attrs.conv.pad[2] != 0 ||
+      (pw->input_count > 2 && pw->inputs[2] >= 0))
+    return block_fail(g, b, err, "conv_offset.3 must be a (2, Cg, 1, 1) conv without bias");
   return DS_OK;
 }
 
@@ -343,8 +349,15 @@ static ds_status set_conv_params(const dsc_graph *g, block *b, ds_error *err) {
     const dsc_node *n = &g->nodes[map[i].conv];
     if (n->input_count < 3 || !dsc_is_constant(g, n->inputs[2]))
       return block_fail(g, b, err, "its projections and offset conv need constant biases");
-    if (i < 4 && (g->values[n->inputs[1]].dims[2] != 1 || g->values[n->inputs[1]].dims[3] != 1))
-      return block_fail(g, b, err, "proj_q, proj_k, proj_v and proj_out must be 1x1 convs");
+    const dsc_value *w = &g->values[n->inputs[1]];
+    const dsr_conv_attrs *c = &n->attrs.conv;
+    int pointwise = w->dims[0] == b->d.channels && w->dims[1] == b->d.channels &&
+                    w->dims[2] == 1 && w->dims[3] == 1 && c->group == 1 &&
+                    c->stride[0] == 1 && c->stride[1] == 1 && c->pad[0] == 0 &&
+                    c->pad[1] == 0 && c->pad[2] == 0 && c->pad[3] == 0;
+    if (i < 4 && !pointwise)
+      return block_fail(g, b, err, "proj_q, proj_k, proj_v and proj_out must be (C, C, 1, 1) "
+                        "convs with group 1, stride 1 and no padding");
     b->d.params[map[i].weight] = n->inputs[1];
     b->d.params[map[i].bias] = n->inputs[2];
   }

@@ -280,6 +280,14 @@ static ds_status op_layer_normalization(dsc_graph *g, dsc_node *n, ds_error *err
   DS_TRY(dsc_normalize_axis(g, n, axis_attr, x->rank, &axis, err));
   n->attrs.norm.axis = axis;
   DS_TRY(dsc_attr_float(g, n, "epsilon", 1e-5f, &n->attrs.norm.epsilon, err));
+  int64_t norm_size = 1;
+  for (int32_t i = axis; i < x->rank; i++)
+    norm_size *= x->dims[i];
+  for (int32_t k = 1; k < n->input_count; k++) {
+    if (n->inputs[k] >= 0 && dsc_value_elements(&g->values[n->inputs[k]]) != norm_size)
+      return dsc_node_fail(g, n, DS_ERR_SHAPE, err, "input %d must hold %" PRId64 " values, "
+                           "the size of axes %d.. of X", k, norm_size, axis);
+  }
   int64_t dims[DSR_MAX_RANK], stats[DSR_MAX_RANK];
   int32_t rank = x->rank;
   for (int32_t i = 0; i < rank; i++) {

@@ -134,6 +134,9 @@ static ds_status op_reshape(dsc_graph *g, dsc_node *n, ds_error *err) {
       infer_axis = i;
     } else if (shape[i] < 0) {
       return dsc_node_fail(g, n, DS_ERR_SHAPE, err, "shape dim %d is %" PRId64, i, shape[i]);
+    } else if (shape[i] > 0 && known > DSC_MAX_TENSOR_ELEMENTS / shape[i]) {
+      return dsc_node_fail(g, n, DS_ERR_SHAPE, err, "target shape has more than %" PRId64
+                           " elements", DSC_MAX_TENSOR_ELEMENTS);
     } else {
       known *= shape[i];
     }

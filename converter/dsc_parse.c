@@ -242,7 +242,9 @@ ds_status dsc_graph_fix_input_shape(dsc_graph *g, const Onnx__ModelProto *model,
     input->rank = options->input_rank;
     for (int32_t i = 0; i < input->rank; i++)
       input->dims[i] = options->input_shape[i];
-    return DS_OK;
+    int64_t count = 0;
+    return dsc_checked_elements(g, "the input", input->rank, input->dims,
+                                DSC_MAX_TENSOR_ELEMENTS, &count, err);
   }
   if (shape == NULL)
     return ds_fail(err, DS_ERR_SHAPE, "%s: input '%s' has no shape in the file; pass the input "
@@ -263,5 +265,7 @@ ds_status dsc_graph_fix_input_shape(dsc_graph *g, const Onnx__ModelProto *model,
     input->dims[i] = dim;
   }
   input->rank = (int32_t)shape->n_dim;
-  return DS_OK;
+  int64_t count = 0;
+  return dsc_checked_elements(g, "the input", input->rank, input->dims, DSC_MAX_TENSOR_ELEMENTS,
+                              &count, err);
 }
