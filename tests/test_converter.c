@@ -469,6 +469,33 @@ Test(converter, shape_arithmetic_folds) {
   ds_model_free(&model);
 }
 
+/* The offset LayerNorm weight under another name: the block takes it from the fused node. */
+Test(converter, renamed_norm_weight_lifted) {
+  const char *files[2] = {"ops/deform_renamed_norm.onnx", "ops/deform_identity_norm.onnx"};
+  const char *gamma_names[2] = {"onnx::Mul_901", "conv_offset.1.norm.weight"};
+  size_t in_bytes = 0, out_bytes = 0;
+  float *input = (float *)read_bytes(FIXTURES "deform_layer_dat_pp.input.f32", &in_bytes);
+  float *expected = (float *)read_bytes(FIXTURES "deform_layer_dat_pp.output.f32", &out_bytes);
+  for (int32_t i = 0; i < 2; i++) {
+    dsr_model model;
+    dsc_report report;
+    import_ok(files[i], &model, &report);
+    cr_assert_eq(model.node_count, 1, "%s", files[i]);
+    const dsr_deform_attn *d = model.nodes[0].deform;
+    cr_assert_not_null(d);
+    const dsr_tensor *gamma = &model.tensors[d->params[DSR_DEFORM_OFFSET_LN_G]];
+    cr_assert_str_eq(gamma->name, gamma_names[i], "%s", files[i]);
+    cr_assert_eq(dsr_tensor_elements(gamma), 4);
+    float *actual = run_float(&model, input);
+    double diff = max_abs_diff(actual, expected, (int64_t)(out_bytes / 4));
+    cr_assert_leq(diff, 1e-4, "%s: max abs difference %g", files[i], diff);
+    free(actual);
+    ds_model_free(&model);
+  }
+  free(expected);
+  free(input);
+}
+
 /* ---- bad input ---- */
 
 typedef struct bad_case {

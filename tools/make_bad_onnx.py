@@ -18,8 +18,13 @@ Into OUT/ops/, small valid models for ops the DAT fixtures do not contain:
   gelu_orders.onnx          three exact GELUs in the operand orders PyTorch emits
   einsum_outside.onnx       the two DAT Einsum equations outside a deformable block
   shape_arithmetic.onnx     Shape, Gather, Slice, Range, Concat and Reshape that all fold
+  deform_renamed_norm.onnx  deform_layer_dat_pp.onnx with the offset LayerNorm weight renamed
+                            to an exporter-style name, as when torch deduplicates initializers
+  deform_identity_norm.onnx deform_layer_dat_pp.onnx with that weight read through an Identity
+                            of another initializer, the other form deduplication takes
 
-Needs only the onnx package (1.12 in Debian); the files are deterministic.
+Needs only the onnx package (1.12 in Debian) and tests/fixtures/deform_layer_dat_pp.onnx; the
+files are deterministic.
 """
 
 import argparse
@@ -160,6 +165,33 @@ def shape_model():
     return model(nodes, [tensor_info("x", [1, 2, 3, 2])], [tensor_info("y", [1, 6, 2])])
 
 
+def rename_input(graph, old, new):
+    for node in graph.node:
+        for i, name in enumerate(node.input):
+            if name == old:
+                node.input[i] = new
+
+
+def deform_renamed_norm(source):
+    m = onnx.load(source)
+    for init in m.graph.initializer:
+        if init.name == "conv_offset.1.norm.weight":
+            init.name = "onnx::Mul_901"
+    rename_input(m.graph, "conv_offset.1.norm.weight", "onnx::Mul_901")
+    return m
+
+
+def deform_identity_norm(source):
+    m = onnx.load(source)
+    for init in m.graph.initializer:
+        if init.name == "conv_offset.1.norm.weight":
+            init.name = "shared.norm.weight"
+    identity = helper.make_node("Identity", ["shared.norm.weight"],
+                                ["conv_offset.1.norm.weight"], name="Identity_0")
+    m.graph.node.insert(0, identity)
+    return m
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="tests/fixtures")
@@ -168,6 +200,7 @@ def main():
     ops = os.path.join(args.out, "ops")
     os.makedirs(bad, exist_ok=True)
     os.makedirs(ops, exist_ok=True)
+    source = os.path.join(args.out, "deform_layer_dat_pp.onnx")
 
     files = {
         os.path.join(bad, "opset99.onnx"): relu_model(opset=99),
@@ -181,6 +214,8 @@ def main():
         os.path.join(ops, "gelu_orders.onnx"): gelu_model(),
         os.path.join(ops, "einsum_outside.onnx"): einsum_model(),
         os.path.join(ops, "shape_arithmetic.onnx"): shape_model(),
+        os.path.join(ops, "deform_renamed_norm.onnx"): deform_renamed_norm(source),
+        os.path.join(ops, "deform_identity_norm.onnx"): deform_identity_norm(source),
     }
     for path, m in files.items():
         with open(path, "wb") as f:
