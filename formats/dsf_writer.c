@@ -521,7 +521,9 @@ static ds_status verify_by_reading(const uint8_t *data, size_t size, ds_error *e
     return DS_OK;
   if (status == DS_ERR_OUT_OF_MEMORY)
     return ds_fail(err, status, "%s", inner.message);
-  return ds_fail(err, DS_ERR_INVALID_ARGUMENT, "the model cannot be stored as given: %s",
+  return ds_fail(err, DS_ERR_INVALID_ARGUMENT,
+                 "the model fails the artifact reader's checks, so it was not written; fix the "
+                 "field named here: %s",
                  inner.message);
 }
 
