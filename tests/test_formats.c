@@ -535,6 +535,20 @@ Test(formats, same_inputs_give_identical_files) {
   remove(second);
 }
 
+/*
+ * Pins the bytes of the uncompressed sample (no zstd, so independent of the libzstd version).
+ * A change here changes format 1.0: bump the version in docs/format.md and dsf_artifact.h.
+ */
+Test(formats, raw_sample_bytes_are_pinned) {
+  sample s;
+  build_sample(&s);
+  size_t size;
+  uint8_t *data = write_sample_with(&s, 0, 0, &size);
+  cr_expect_eq(size, 2496u);
+  cr_expect_eq((uint32_t)crc32(0, data, (uInt)size), 0x73499fdeu);
+  free(data);
+}
+
 Test(formats, missing_file_is_io_error) {
   dsr_model model;
   ds_error err;
