@@ -1,0 +1,211 @@
+#include "dsq_calibration.h"
+
+#include "../common/ds_model.h"
+#include "../runtime/dsr_slice.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *const method_names[DSQ_CALIBRATION_METHOD_COUNT] = {"minmax", "percentile",
+                                                                       "mse"};
+
+const char *dsq_calibration_method_name(dsq_calibration_method method) {
+  if ((int)method < 0 || method >= DSQ_CALIBRATION_METHOD_COUNT)
+    return "unknown";
+  return method_names[method];
+}
+
+ds_status dsq_calibration_init(dsq_calibration *calib, const dsr_model *model,
+                               dsq_calibration_method method, ds_error *err) {
+  if (calib == NULL || model == NULL)
+    return ds_fail(err, DS_ERR_INVALID_ARGUMENT, "dsq_calibration_init: calib and model must "
+                                                 "not be NULL");
+  memset(calib, 0, sizeof *calib);
+  if (method != DSQ_CALIBRATION_MINMAX)
+    return ds_fail(err, DS_ERR_INVALID_ARGUMENT,
+                   "calibration method '%s' (%d) is not implemented yet: use minmax (%d)",
+                   dsq_calibration_method_name(method), (int)method, DSQ_CALIBRATION_MINMAX);
+  if (model->tensor_count < 1 || model->node_count < 0)
+    return ds_fail(err, DS_ERR_INVALID_ARGUMENT, "model '%s' has %d tensors: nothing to "
+                                                 "calibrate",
+                   model->name, model->tensor_count);
+
+  calib->tensors = calloc((size_t)model->tensor_count, sizeof *calib->tensors);
+  calib->stages = calloc((size_t)(model->node_count > 0 ? model->node_count : 1) *
+                             DSR_DEFORM_STAGE_COUNT,
+                         sizeof *calib->stages);
+  if (calib->tensors == NULL || calib->stages == NULL) {
+    dsq_calibration_free(calib);
+    return ds_fail(err, DS_ERR_OUT_OF_MEMORY, "cannot allocate calibration ranges for %d "
+                                              "tensors",
+                   model->tensor_count);
+  }
+  calib->method = method;
+  calib->tensor_count = model->tensor_count;
+  calib->node_count = model->node_count;
+  return DS_OK;
+}
+
+void dsq_calibration_free(dsq_calibration *calib) {
+  if (calib == NULL)
+    return;
+  free(calib->tensors);
+  free(calib->stages);
+  memset(calib, 0, sizeof *calib);
+}
+
+static void observe(dsq_range *range, const float *values, int64_t count) {
+  for (int64_t i = 0; i < count; i++) {
+    float v = values[i];
+    if (!isfinite(v)) {
+      range->nonfinite_count++;
+      continue;
+    }
+    if (range->count == 0 || v < range->min)
+      range->min = v;
+    if (range->count == 0 || v > range->max)
+      range->max = v;
+    range->count++;
+  }
+}
+
+void dsq_calibration_observe_tensor(dsq_calibration *calib, int32_t tensor_index,
+                                    const float *values, int64_t count) {
+  if (calib == NULL || calib->tensors == NULL || tensor_index < 0 ||
+      tensor_index >= calib->tensor_count || values == NULL)
+    return;
+  observe(&calib->tensors[tensor_index], values, count);
+}
+
+void dsq_calibration_observe_stage(dsq_calibration *calib, int32_t node_index, int32_t stage,
+                                   const float *values, int64_t count) {
+  if (calib == NULL || calib->stages == NULL || node_index < 0 ||
+      node_index >= calib->node_count || stage < 0 || stage >= DSR_DEFORM_STAGE_COUNT ||
+      values == NULL)
+    return;
+  observe(&calib->stages[(int64_t)node_index * DSR_DEFORM_STAGE_COUNT + stage], values, count);
+}
+
+static void on_tensor(void *user, int32_t tensor_index, const float *values, int64_t count) {
+  dsq_calibration_observe_tensor(user, tensor_index, values, count);
+}
+
+static void on_deform_stage(void *user, int32_t node_index, int32_t stage, const float *values,
+                            int64_t count) {
+  dsq_calibration_observe_stage(user, node_index, stage, values, count);
+}
+
+dsr_observer dsq_calibration_observer(dsq_calibration *calib) {
+  dsr_observer observer;
+  observer.on_tensor = on_tensor;
+  observer.on_deform_stage = on_deform_stage;
+  observer.user = calib;
+  return observer;
+}
+
+static ds_status check_matches(const dsq_calibration *calib, const dsr_model *model,
+                               ds_error *err) {
+  if (calib->tensors == NULL || calib->tensor_count != model->tensor_count ||
+      calib->node_count != model->node_count)
+    return ds_fail(err, DS_ERR_INVALID_ARGUMENT,
+                   "calibration was made for %d tensors and %d nodes, model '%s' has %d and %d: "
+                   "initialize it with dsq_calibration_init for this model",
+                   calib->tensor_count, calib->node_count, model->name, model->tensor_count,
+                   model->node_count);
+  return DS_OK;
+}
+
+/* Runs every image under each configuration (configs NULL: once, with the model's own). */
+static ds_status run_images(dsq_calibration *calib, const dsr_model *model, const float *images,
+                            int32_t image_count, const dsr_slice *configs,
+                            int32_t config_count, ds_error *err) {
+  DS_TRY(check_matches(calib, model, err));
+  dsr_plan_info plan;
+  DS_TRY(dsr_plan(model, DSR_MODE_FLOAT, 0, &plan, err));
+  size_t arena_bytes = (plan.arena_bytes + 63) / 64 * 64;
+  void *arena = aligned_alloc(64, arena_bytes == 0 ? 64 : arena_bytes);
+  if (arena == NULL)
+    return ds_fail(err, DS_ERR_OUT_OF_MEMORY, "cannot allocate a %zu-byte calibration arena",
+                   arena_bytes);
+  dsr_context ctx;
+  ds_status status = dsr_context_init(&ctx, model, DSR_MODE_FLOAT, 0, arena, arena_bytes, err);
+  dsr_observer observer = dsq_calibration_observer(calib);
+  int64_t input_count = dsr_tensor_elements(&model->tensors[model->input]);
+  int32_t passes = configs != NULL ? config_count : 1;
+  for (int32_t c = 0; c < passes && status == DS_OK; c++) {
+    for (int32_t layer = 0; configs != NULL && layer < ctx.deform_count && status == DS_OK;
+         layer++) {
+      int32_t node = ds_model_deform_node(model, layer);
+      dsr_slice slice = configs[c];
+      if (node < 0 || dsr_slice_validate(model->nodes[node].deform, slice, NULL) != DS_OK)
+        slice = dsr_slice_none();
+      status = dsr_context_set_slice(&ctx, layer, slice, err);
+    }
+    dsr_context_set_observer(&ctx, &observer);
+    for (int32_t i = 0; i < image_count && status == DS_OK; i++) {
+      const float *image = images + (int64_t)i * input_count;
+      memcpy(dsr_input_f32(&ctx), image, (size_t)input_count * sizeof(float));
+      dsq_calibration_observe_tensor(calib, model->input, image, input_count);
+      dsr_invoke(&ctx);
+      calib->image_count++;
+    }
+  }
+  free(arena);
+  return status;
+}
+
+ds_status dsq_calibration_run(dsq_calibration *calib, const dsr_model *model,
+                              const float *images, int32_t image_count, ds_error *err) {
+  if (calib == NULL || model == NULL || images == NULL || image_count < 1)
+    return ds_fail(err, DS_ERR_INVALID_ARGUMENT,
+                   "dsq_calibration_run needs a calibration, a model and at least one image "
+                   "(got %d)",
+                   image_count);
+  return run_images(calib, model, images, image_count, NULL, 0, err);
+}
+
+ds_status dsq_calibration_run_slices(dsq_calibration *calib, const dsr_model *model,
+                                     const float *images, int32_t image_count,
+                                     const dsr_slice *configs, int32_t config_count,
+                                     ds_error *err) {
+  if (calib == NULL || model == NULL || images == NULL || image_count < 1 || configs == NULL ||
+      config_count < 1)
+    return ds_fail(err, DS_ERR_INVALID_ARGUMENT,
+                   "dsq_calibration_run_slices needs a calibration, a model, at least one image "
+                   "(got %d) and one slice configuration (got %d)",
+                   image_count, config_count);
+  return run_images(calib, model, images, image_count, configs, config_count, err);
+}
+
+static void merge_range(dsq_range *into, const dsq_range *from) {
+  if (from->count > 0) {
+    if (into->count == 0 || from->min < into->min)
+      into->min = from->min;
+    if (into->count == 0 || from->max > into->max)
+      into->max = from->max;
+  }
+  into->count += from->count;
+  into->nonfinite_count += from->nonfinite_count;
+}
+
+ds_status dsq_calibration_merge(dsq_calibration *into, const dsq_calibration *from,
+                                ds_error *err) {
+  if (into == NULL || from == NULL || into->tensors == NULL || from->tensors == NULL)
+    return ds_fail(err, DS_ERR_INVALID_ARGUMENT, "dsq_calibration_merge needs two initialized "
+                                                 "calibrations");
+  if (into->tensor_count != from->tensor_count || into->node_count != from->node_count ||
+      into->method != from->method)
+    return ds_fail(err, DS_ERR_INVALID_ARGUMENT,
+                   "cannot merge a calibration of %d tensors, %d nodes (%s) into one of %d "
+                   "tensors, %d nodes (%s): both must come from the same model and method",
+                   from->tensor_count, from->node_count,
+                   dsq_calibration_method_name(from->method), into->tensor_count,
+                   into->node_count, dsq_calibration_method_name(into->method));
+  for (int32_t i = 0; i < into->tensor_count; i++)
+    merge_range(&into->tensors[i], &from->tensors[i]);
+  for (int64_t i = 0; i < (int64_t)into->node_count * DSR_DEFORM_STAGE_COUNT; i++)
+    merge_range(&into->stages[i], &from->stages[i]);
+  into->image_count += from->image_count;
+  return DS_OK;
+}

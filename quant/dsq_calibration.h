@@ -1,0 +1,103 @@
+/*
+ * Calibration: the value ranges of every activation and of every internal stage of each
+ * deformable layer, observed while the float runtime runs on calibration images.
+ *
+ * Use:
+ *   dsq_calibration calib;
+ *   dsq_calibration_init(&calib, model, DSQ_CALIBRATION_MINMAX, &err);
+ *   dsq_calibration_run(&calib, model, images, image_count, &err);  // or install
+ *                                              // dsq_calibration_observer on your own context
+ *   dsq_quantize(model, &calib, NULL, &err);
+ *   dsq_calibration_free(&calib);
+ *
+ * Ownership: the calibration owns its arrays (freed by dsq_calibration_free). It keeps no
+ * pointer to the model. Thread safety: one calibration per thread; combine them with
+ * dsq_calibration_merge.
+ */
+#ifndef DSQ_CALIBRATION_H
+#define DSQ_CALIBRATION_H
+
+#include <stdint.h>
+
+#include "../common/ds_status.h"
+#include "../runtime/dsr_runtime.h"
+
+/*
+ * How observed values become a range. Only min/max is implemented: the enum keeps the
+ * numbers of the planned methods so that files and options stay stable when they land.
+ */
+typedef enum dsq_calibration_method {
+  DSQ_CALIBRATION_MINMAX = 0,     /* the smallest and largest value seen */
+  DSQ_CALIBRATION_PERCENTILE = 1, /* TODO: needs a per-tensor histogram; rejected for now */
+  DSQ_CALIBRATION_MSE = 2,        /* TODO: needs a per-tensor histogram; rejected for now */
+  DSQ_CALIBRATION_METHOD_COUNT = 3
+} dsq_calibration_method;
+
+/* Range of one tensor or stage. count == 0 means it was never observed. */
+typedef struct dsq_range {
+  float min;
+  float max;
+  int64_t count;           /* finite values observed */
+  int64_t nonfinite_count; /* NaN and infinite values, skipped */
+} dsq_range;
+
+typedef struct dsq_calibration {
+  dsq_calibration_method method;
+  int32_t tensor_count;  /* of the model it was made for */
+  int32_t node_count;
+  dsq_range *tensors;    /* tensor_count ranges, by tensor index */
+  dsq_range *stages;     /* node_count * DSR_DEFORM_STAGE_COUNT; used for DEFORM_ATTN nodes */
+  int32_t image_count;   /* images run by dsq_calibration_run */
+} dsq_calibration;
+
+/* Returns "minmax", "percentile" or "mse"; "unknown" when out of range. */
+const char *dsq_calibration_method_name(dsq_calibration_method method);
+
+/*
+ * Allocates empty ranges for model. Rejects the methods that are not implemented yet with
+ * DS_ERR_INVALID_ARGUMENT. On failure calib is zeroed.
+ */
+ds_status dsq_calibration_init(dsq_calibration *calib, const dsr_model *model,
+                               dsq_calibration_method method, ds_error *err);
+
+/* Frees the arrays and zeroes calib. NULL and a zeroed calibration are fine. */
+void dsq_calibration_free(dsq_calibration *calib);
+
+/* Adds count values of tensor_index to its range. Out-of-range indices are ignored. */
+void dsq_calibration_observe_tensor(dsq_calibration *calib, int32_t tensor_index,
+                                    const float *values, int64_t count);
+
+/* Adds count values of one stage of the DEFORM_ATTN node node_index. */
+void dsq_calibration_observe_stage(dsq_calibration *calib, int32_t node_index, int32_t stage,
+                                   const float *values, int64_t count);
+
+/* An observer for dsr_context_set_observer that feeds calib. The model input is not a node
+ * output: callers running their own contexts observe it with dsq_calibration_observe_tensor. */
+dsr_observer dsq_calibration_observer(dsq_calibration *calib);
+
+/*
+ * Runs model in float mode on image_count images (each dsr_tensor_elements(input) floats,
+ * back to back), observing the input, every activation and every deformable stage. Allocates
+ * and frees its own arena. Errors: DS_ERR_INVALID_ARGUMENT (a calibration made for another
+ * model, no images), DS_ERR_OUT_OF_MEMORY, and whatever dsr_plan reports.
+ */
+ds_status dsq_calibration_run(dsq_calibration *calib, const dsr_model *model,
+                              const float *images, int32_t image_count, ds_error *err);
+
+/*
+ * Same as dsq_calibration_run, repeated for each of config_count slice configurations: each
+ * configuration is applied to every deformable layer whose map it fits (the others run
+ * unsliced). Small patches have fewer samples per query, so stage ranges such as the
+ * attention context grow under slicing: calibrate over the configurations a search will
+ * evaluate, or the fixed-point model saturates there.
+ */
+ds_status dsq_calibration_run_slices(dsq_calibration *calib, const dsr_model *model,
+                                     const float *images, int32_t image_count,
+                                     const dsr_slice *configs, int32_t config_count,
+                                     ds_error *err);
+
+/* Widens into's ranges by from's (same model and method), for per-thread calibrations. */
+ds_status dsq_calibration_merge(dsq_calibration *into, const dsq_calibration *from,
+                                ds_error *err);
+
+#endif
