@@ -12,9 +12,14 @@
  *   A = Add(Erf(Div(x, sqrt 2)), 1); Mul(x, 1 / sqrt 2) in place of the Div is accepted too,
  * becomes one DSR_OP_GELU.
  *
+ * LayerNormalization (opset 17) with a constant scale and unused Mean and InvStdDev outputs
+ * becomes DSR_OP_LAYER_NORM too, before the deformable blocks are lifted.
+ *
  * Every intermediate must have no consumer outside its pattern.
  */
 #include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "dsc_ir.h"
@@ -195,11 +200,54 @@ static ds_status replace_nodes(dsc_graph *g, const int32_t *nodes, int32_t node_
   return DS_OK;
 }
 
+static ds_status map_layer_normalization(dsc_graph *g, int32_t index, int *done,
+                                           ds_error *err) {
+  dsc_node *n = &g->nodes[index];
+  *done = 0;
+  if (strcmp(n->op_type, "LayerNormalization") != 0 || n->input_count < 2 ||
+      !dsc_is_constant(g, n->inputs[1]) || n->outputs[0] < 0 ||
+      g->values[n->outputs[0]].rank < 0)
+    return DS_OK; /* attrs.norm is only set once the shapes are known */
+  for (int32_t o = 1; o < n->output_count; o++) {
+    if (n->outputs[o] >= 0 && dsc_use_count(g, n->outputs[o]) > 0)
+      return DS_OK; /* Mean and InvStdDev outputs have no dsr equivalent */
+  }
+  if (n->input_count < 3 || n->inputs[2] < 0) {
+    int32_t scale = n->inputs[1], beta = -1;
+    char base[160];
+    snprintf(base, sizeof base, "%.140s_beta", n->name);
+    DS_TRY(dsc_graph_add_fresh_value(g, base, &beta, err));
+    DS_TRY(dsc_value_set_data(g, beta, DSC_DTYPE_F32, g->values[scale].rank,
+                              g->values[scale].dims, NULL, err));
+    n = &g->nodes[index];
+    if (n->input_count < 3) {
+      int32_t *inputs = realloc(n->inputs, 3 * sizeof *inputs);
+      if (inputs == NULL)
+        return ds_fail(err, DS_ERR_OUT_OF_MEMORY, "%s: no memory", g->path);
+      n->inputs = inputs;
+      n->input_count = 3;
+    }
+    n->inputs[2] = beta;
+  }
+  if (!dsc_is_constant(g, n->inputs[2]))
+    return DS_OK;
+  n->op = DSR_OP_LAYER_NORM;
+  n->output_count = 1;
+  g->report->layer_norm_fused_count++;
+  *done = 1;
+  return DS_OK;
+}
+
 ds_status dsc_fuse_layer_norm(dsc_graph *g, ds_error *err) {
   DS_TRY(dsc_graph_index_uses(g, err));
   int32_t original = g->node_count;
   for (int32_t i = 0; i < original; i++) {
+    int mapped = 0;
+    if (!g->nodes[i].dead && g->nodes[i].op == 0)
+      DS_TRY(map_layer_normalization(g, i, &mapped, err));
     ln_match m;
+    if (mapped)
+      continue;
     if (!is_op(g, i, "ReduceMean") || !match_layer_norm(g, i, &m))
       continue;
     int32_t inputs[3] = {m.x, -1, -1};

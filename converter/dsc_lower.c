@@ -136,42 +136,6 @@ static int lower_direct(dsc_graph *g, dsc_node *n) {
   return 0;
 }
 
-static ds_status lower_layer_normalization(dsc_graph *g, int32_t index, int *done,
-                                           ds_error *err) {
-  dsc_node *n = &g->nodes[index];
-  *done = 0;
-  if (strcmp(n->op_type, "LayerNormalization") != 0 || !dsc_is_constant(g, n->inputs[1]))
-    return DS_OK;
-  for (int32_t o = 1; o < n->output_count; o++) {
-    if (n->outputs[o] >= 0 && dsc_use_count(g, n->outputs[o]) > 0)
-      return DS_OK; /* Mean and InvStdDev outputs have no dsr equivalent */
-  }
-  if (n->input_count < 3 || n->inputs[2] < 0) {
-    int32_t scale = n->inputs[1], beta = -1;
-    char base[160];
-    snprintf(base, sizeof base, "%.140s_beta", n->name);
-    DS_TRY(dsc_graph_add_fresh_value(g, base, &beta, err));
-    DS_TRY(dsc_value_set_data(g, beta, DSC_DTYPE_F32, g->values[scale].rank,
-                              g->values[scale].dims, NULL, err));
-    n = &g->nodes[index];
-    if (n->input_count < 3) {
-      int32_t *inputs = realloc(n->inputs, 3 * sizeof *inputs);
-      if (inputs == NULL)
-        return ds_fail(err, DS_ERR_OUT_OF_MEMORY, "%s: no memory", g->path);
-      n->inputs = inputs;
-      n->input_count = 3;
-    }
-    n->inputs[2] = beta;
-  }
-  if (!dsc_is_constant(g, n->inputs[2]))
-    return DS_OK;
-  n->op = DSR_OP_LAYER_NORM;
-  n->output_count = 1;
-  g->report->layer_norm_fused_count++;
-  *done = 1;
-  return DS_OK;
-}
-
 /* Letters renamed by first appearance, so "bcm,bcn->bmn" reads "abc,abd->acd". */
 static void canonical_equation(const dsc_graph *g, const dsc_node *n, char *out,
                                size_t size) {
@@ -252,9 +216,7 @@ static ds_status lower_node(dsc_graph *g, int32_t index, unsupported_list *list,
   if (n->outputs[0] >= 0 && (lower_reshape_like(g, n) || lower_direct(g, n)))
     return DS_OK;
   int done = 0;
-  DS_TRY(lower_layer_normalization(g, index, &done, err));
-  if (!done)
-    DS_TRY(lower_einsum(g, index, &done, err));
+  DS_TRY(lower_einsum(g, index, &done, err));
   if (!done)
     add_unsupported(list, &g->nodes[index]);
   return DS_OK;

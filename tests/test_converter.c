@@ -496,6 +496,31 @@ Test(converter, renamed_norm_weight_lifted) {
   free(input);
 }
 
+Test(converter, opset17_layer_normalization_in_block) {
+  size_t in_bytes = 0, out_bytes = 0;
+  float *input = (float *)read_bytes(FIXTURES "deform_layer_dat.input.f32", &in_bytes);
+  float *expected = (float *)read_bytes(FIXTURES "deform_layer_dat.output.f32", &out_bytes);
+  dsr_model model;
+  dsc_report report;
+  import_ok("ops/deform_opset17.onnx", &model, &report);
+  cr_assert_eq(report.opset, 17);
+  cr_assert_eq(report.layer_norm_fused_count, 1);
+  cr_assert_eq(model.node_count, 1);
+  const dsr_deform_attn *d = model.nodes[0].deform;
+  cr_assert_not_null(d);
+  cr_assert_eq(d->convention, DSR_DEFORM_DAT);
+  cr_assert_float_eq(d->ln_epsilon, 1e-5f, 1e-9f);
+  cr_assert_str_eq(model.tensors[d->params[DSR_DEFORM_OFFSET_LN_B]].name,
+                   "conv_offset.1.norm.bias");
+  float *actual = run_float(&model, input);
+  double diff = max_abs_diff(actual, expected, (int64_t)(out_bytes / 4));
+  cr_assert_leq(diff, 1e-4, "max abs difference %g", diff);
+  free(actual);
+  free(expected);
+  free(input);
+  ds_model_free(&model);
+}
+
 /* ---- bad input ---- */
 
 typedef struct bad_case {

@@ -22,6 +22,8 @@ Into OUT/ops/, small valid models for ops the DAT fixtures do not contain:
                             to an exporter-style name, as when torch deduplicates initializers
   deform_identity_norm.onnx deform_layer_dat_pp.onnx with that weight read through an Identity
                             of another initializer, the other form deduplication takes
+  deform_opset17.onnx       deform_layer_dat.onnx at opset 17, its decomposed offset LayerNorm
+                            replaced by one LayerNormalization node as opset 17 exports emit it
 
 Needs only the onnx package (1.12 in Debian) and tests/fixtures/deform_layer_dat_pp.onnx; the
 files are deterministic.
@@ -192,6 +194,22 @@ def deform_identity_norm(source):
     return m
 
 
+def deform_opset17(source):
+    m = onnx.load(source)
+    scope = "/conv_offset/conv_offset.1/norm/"
+    kept = [n for n in m.graph.node if not n.name.startswith(scope)]
+    first = next(i for i, n in enumerate(m.graph.node) if n.name.startswith(scope))
+    layer_norm = helper.make_node(
+        "LayerNormalization",
+        ["/conv_offset/conv_offset.1/Transpose_output_0", "conv_offset.1.norm.weight",
+         "conv_offset.1.norm.bias"],
+        [scope + "Add_1_output_0"], name=scope + "LayerNormalization", axis=-1, epsilon=1e-5)
+    del m.graph.node[:]
+    m.graph.node.extend(kept[:first] + [layer_norm] + kept[first:])
+    m.opset_import[0].version = 17
+    return m
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="tests/fixtures")
@@ -216,6 +234,8 @@ def main():
         os.path.join(ops, "shape_arithmetic.onnx"): shape_model(),
         os.path.join(ops, "deform_renamed_norm.onnx"): deform_renamed_norm(source),
         os.path.join(ops, "deform_identity_norm.onnx"): deform_identity_norm(source),
+        os.path.join(ops, "deform_opset17.onnx"):
+            deform_opset17(os.path.join(args.out, "deform_layer_dat.onnx")),
     }
     for path, m in files.items():
         with open(path, "wb") as f:
