@@ -14,6 +14,7 @@
 #include <zstd.h>
 
 #include "common/ds_model.h"
+#include "converter/dsc_import.h"
 #include "formats/dsf_artifact.h"
 
 /* ---- A small model built by hand ---- */
@@ -314,7 +315,9 @@ static void expect_tensor_equal(const dsr_tensor *a, const dsr_tensor *b) {
                      a->name);
   cr_assert_eq(a->data_q == NULL, b->data_q == NULL, "tensor %s quantized data", a->name);
   if (a->data_q != NULL) {
-    size_t element_bytes = a->qparams.dtype == DSR_DTYPE_I8 ? 1 : 4;
+    static const size_t dtype_bytes[] = {4, 1, 2, 4, 8}; /* F32, I8, I16, I32, I64 */
+    cr_assert_lt(a->qparams.dtype, 5, "tensor %s dtype", a->name);
+    size_t element_bytes = dtype_bytes[a->qparams.dtype];
     cr_expect_arr_eq(a->data_q, b->data_q, (size_t)elements * element_bytes,
                      "tensor %s quantized values", a->name);
   }
@@ -486,6 +489,31 @@ Test(formats, optional_parts_read_back_empty) {
   ds_model_free(&model);
   free(manifest);
   free(data);
+}
+
+/* A converted DAT++ model from the test fixtures, through a file and back. */
+Test(formats, round_trip_converted_model) {
+  char onnx[512], artifact[512];
+  snprintf(onnx, sizeof onnx, "%s/tests/fixtures/dat_pp_tiny.onnx", DS_SOURCE_DIR);
+  snprintf(artifact, sizeof artifact, "%s/formats_dat_pp_tiny.dslice", DS_BINARY_DIR);
+  dsr_model converted;
+  ds_error err;
+  ds_error_clear(&err);
+  cr_assert_eq(dsc_import_file(onnx, NULL, &converted, NULL, &err), DS_OK, "%s", err.message);
+  cr_assert_gt(ds_model_deform_count(&converted), 0);
+  cr_assert_eq(dsf_write_file(artifact, &converted, NULL, "{}", NULL, &err), DS_OK, "%s",
+               err.message);
+
+  dsr_model model;
+  char *manifest;
+  cr_assert_eq(dsf_read_file(artifact, &model, NULL, &manifest, &err), DS_OK, "%s",
+               err.message);
+  expect_model_equal(&converted, &model);
+  cr_expect_str_eq(manifest, "{}");
+  ds_model_free(&converted);
+  ds_model_free(&model);
+  free(manifest);
+  remove(artifact);
 }
 
 /* ---- Reproducibility and files ---- */
