@@ -228,9 +228,15 @@ static ds_status read_rpe_table(dsc_graph *g, block *b, ds_error *err) {
   const dsc_value *t = &g->values[table];
   dsr_deform_attn *d = &b->d;
   if (t->rank != 4 || t->dtype != DSC_DTYPE_F32 || t->dims[0] != d->groups ||
-      t->dims[2] != 2 * d->height - 1 || t->dims[3] != 2 * d->width - 1)
-    return block_fail(g, b, err, "the bias table is not (groups, heads / groups, 2H - 1, "
-                      "2W - 1)");
+      t->dims[2] != 2 * d->height - 1 || t->dims[3] != 2 * d->width - 1) {
+    char shape[96], detail[512];
+    dsc_shape_text(t, shape, sizeof shape);
+    snprintf(detail, sizeof detail, "the bias table '%.80s' has shape %s, expected (%d, heads "
+             "/ groups, %d, %d) for groups %d on the %dx%d map; the module was built for "
+             "another map size", t->name, shape, d->groups, 2 * d->height - 1,
+             2 * d->width - 1, d->groups, d->height, d->width);
+    return block_fail(g, b, err, detail);
+  }
   d->heads = (int32_t)(t->dims[0] * t->dims[1]);
   if (d->heads <= 0 || d->channels % d->heads != 0)
     return block_fail(g, b, err, "the heads of the bias table do not divide the channels");
