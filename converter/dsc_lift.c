@@ -5,7 +5,7 @@
  * A block is found by the parameter names that survive export: PREFIX.proj_q.weight with
  * PREFIX.proj_k.weight, PREFIX.proj_v.weight, PREFIX.proj_out.weight, PREFIX.conv_offset.0.weight
  * and PREFIX.conv_offset.3.weight. Its input x is the input of the proj_q Conv and its output
- * the proj_out Conv output; every node between them (the backward closure of the output,
+ * is the proj_out Conv output. Every node between them (the backward closure of the output,
  * stopping at x and at constants) is replaced. The parameters are read from the graph:
  *   - groups = C / Cg, with Cg the depthwise offset conv's output channels;
  *   - kernel, stride and pad from that Conv node;
@@ -15,6 +15,10 @@
  *     shaped (groups, heads / groups, 2H - 1, 2W - 1), which gives heads;
  *   - the convention: a Tanh inside the block means DAT, a Clip means DAT++; DAT's
  *     offset_range_factor is the product of the constants multiplying tanh, times Hk.
+ *
+ * NOTE: the structure between x and the output is checked only by op counts (two GridSample,
+ * one Softmax, one LayerNorm, one GELU) and parameter shapes. A graph that keeps the names
+ * but computes something else in between would be lifted as DAttentionBaseline.
  */
 #include <inttypes.h>
 #include <math.h>

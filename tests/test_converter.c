@@ -1,7 +1,7 @@
 /*
- * Tests of the ONNX importer: the PyTorch fixtures import, lift the right deformable blocks,
+ * Tests of the ONNX importer. The PyTorch fixtures import, lift the right deformable blocks,
  * keep no shape arithmetic, fuse LayerNorm and GELU and match PyTorch's outputs through the
- * float runtime; hand-made models cover the ops the fixtures lack; bad files are rejected
+ * float runtime. Hand-made models cover the ops the fixtures lack. Bad files are rejected
  * with the right status and a message naming the problem.
  *
  * Fixtures: the .onnx files of tests/fixtures (tools/make_fixtures.py) and the small models of
@@ -231,9 +231,9 @@ Test(converter, dat_layer_reads_offset_range_factor) {
   ds_model_free(&model);
 }
 
-/* dat_pp_fixture in tools/models/dat.py: stage specs (N, D), (D), (D), (D) give four
- * deformable blocks; maps 16, 8, 4, 2; dims 8, 16, 16, 16; groups 1, 2, 2, 2; heads 2;
- * offset strides 2, 1, 1, 1; kernels 3. */
+/* Expected values come from dat_pp_fixture in tools/models/dat.py. Its stage specs (N, D),
+ * (D), (D), (D) give four deformable blocks with maps 16, 8, 4, 2, dims 8, 16, 16, 16,
+ * groups 1, 2, 2, 2, offset strides 2, 1, 1, 1, two heads and kernel 3 each. */
 static void check_dat_pp_tiny_blocks(const char *file, int32_t convention) {
   static const char *const names[4] = {"stages.0.attns.1", "stages.1.attns.0",
                                        "stages.2.attns.0", "stages.3.attns.0"};

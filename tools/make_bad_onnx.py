@@ -6,8 +6,8 @@ Into OUT/bad/, models the importer must reject with a clear error:
   opset99.onnx        default-domain opset 99 (supported: 13..18)
   ir_version2.onnx    IR version 2 (the importer needs 3 or newer)
   unsupported_op.onnx MaxPool (twice) and HardSwish, which map onto no runtime op
-  bad_raw_size.onnx   a (4, 4) float initializer whose raw_data holds 12 bytes
-  bad_typed_size.onnx a (2, 3) float initializer whose float_data holds 5 values
+  bad_raw_size.onnx   a (4, 4) float initializer with 12 bytes of raw_data
+  bad_typed_size.onnx a (2, 3) float initializer with 5 values in float_data
   dangling_input.onnx a node input that no node, initializer or graph input defines
   dynamic_input.onnx  input shape (batch, 4): needs an explicit input shape
   not_onnx.txt        a text file
