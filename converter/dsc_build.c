@@ -45,9 +45,8 @@ static ds_status float_data(builder *b, dsr_tensor *t, int32_t value, ds_error *
   return DS_OK;
 }
 
-/* Gather indices: non-negative, as floats in data_f32 and as int32 in data_q.
- * NOTE: negative indices are resolved against the first Gather that uses the constant; a
- * constant shared by Gathers of different axis sizes keeps that first resolution. */
+/* Gather indices, already non-negative (see the lowering), as floats in data_f32 and as
+ * int32 in data_q. */
 static ds_status index_data(builder *b, dsr_tensor *t, int32_t value, int64_t axis_size,
                             ds_error *err) {
   const dsc_value *v = &b->g->values[value];

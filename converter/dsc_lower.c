@@ -208,13 +208,41 @@ static ds_status lower_einsum(dsc_graph *g, int32_t index, int *done, ds_error *
   return DS_OK;
 }
 
+/* Gives a Gather with negative indices its own copy with the indices made non-negative,
+ * since the same constant may serve Gathers of different axis sizes. */
+static ds_status resolve_gather_indices(dsc_graph *g, int32_t index, ds_error *err) {
+  const dsc_node *n = &g->nodes[index];
+  const dsc_value *indices = &g->values[n->inputs[1]];
+  int64_t size = g->values[n->inputs[0]].dims[n->attrs.softmax.axis];
+  int64_t count = dsc_value_elements(indices);
+  int negative = 0;
+  for (int64_t i = 0; i < count; i++)
+    negative |= dsc_get_i(indices, i) < 0;
+  if (!negative)
+    return DS_OK;
+  char base[160];
+  snprintf(base, sizeof base, "%.140s_resolved", indices->name);
+  int32_t copy = -1;
+  DS_TRY(dsc_graph_add_fresh_value(g, base, &copy, err));
+  indices = &g->values[g->nodes[index].inputs[1]];
+  DS_TRY(dsc_value_set_data(g, copy, DSC_DTYPE_I64, indices->rank, indices->dims, NULL, err));
+  indices = &g->values[g->nodes[index].inputs[1]];
+  int64_t *data = g->values[copy].data;
+  for (int64_t i = 0; i < count; i++) {
+    int64_t v = dsc_get_i(indices, i);
+    data[i] = v < 0 ? v + size : v;
+  }
+  g->nodes[index].inputs[1] = copy;
+  return DS_OK;
+}
+
 static ds_status lower_node(dsc_graph *g, int32_t index, unsupported_list *list,
                             ds_error *err) {
   dsc_node *n = &g->nodes[index];
   if (n->dead || n->op != 0)
     return DS_OK;
   if (n->outputs[0] >= 0 && (lower_reshape_like(g, n) || lower_direct(g, n)))
-    return DS_OK;
+    return n->op == DSR_OP_GATHER ? resolve_gather_indices(g, index, err) : DS_OK;
   int done = 0;
   DS_TRY(lower_einsum(g, index, &done, err));
   if (!done)
