@@ -167,9 +167,15 @@ int32_t dsr_fixed_rdbpot(int32_t x, int32_t exponent) {
 int32_t dsr_fixed_requant32(int32_t x, int32_t multiplier, int32_t shift) {
   int32_t left = shift > 0 ? shift : 0;
   int32_t right = shift > 0 ? 0 : -shift;
-  /* |x| <= 2^31 and left <= 30: the scaled value fits int64 before saturation. */
-  int32_t scaled = dsr_fixed_sat32((int64_t)x * ((int64_t)1 << left));
-  return dsr_fixed_rdbpot(dsr_fixed_srdhm(scaled, multiplier), right);
+  /* |x| <= 2^31 and left <= 30: the scaled value fits int64. */
+  int64_t scaled = (int64_t)x * ((int64_t)1 << left);
+  if (scaled > INT32_MAX || scaled < INT32_MIN) {
+    /* |x * 2^shift| >= 2^31 and the multiplier is at least 1/2: saturate. */
+    if (multiplier == 0)
+      return 0;
+    return (scaled > 0) == (multiplier > 0) ? INT32_MAX : INT32_MIN;
+  }
+  return dsr_fixed_rdbpot(dsr_fixed_srdhm((int32_t)scaled, multiplier), right);
 }
 
 int32_t dsr_fixed_requant64(int64_t x, int32_t multiplier, int32_t shift) {

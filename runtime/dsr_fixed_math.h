@@ -62,9 +62,10 @@ int32_t dsr_fixed_rdbpot(int32_t x, int32_t exponent);
 
 /*
  * Requantizes a 32-bit accumulator by the real factor multiplier * 2^(shift - 31):
- * x is first multiplied by 2^max(shift, 0) with saturation to int32, then
- * dsr_fixed_srdhm(., multiplier), then dsr_fixed_rdbpot(., max(-shift, 0)).
- * shift in [-31, 30]. Result saturated to int32 by construction.
+ * x is first multiplied by 2^max(shift, 0); if that leaves the int32 range, the result is
+ * the int32 limit with the sign of x * multiplier (0 when multiplier is 0). Otherwise it is
+ * dsr_fixed_rdbpot(dsr_fixed_srdhm(x * 2^max(shift, 0), multiplier), max(-shift, 0)).
+ * shift in [-31, 30]. The two roundings put the result within 1 of the exact product.
  */
 int32_t dsr_fixed_requant32(int32_t x, int32_t multiplier, int32_t shift);
 
