@@ -469,6 +469,20 @@ Test(converter, shape_arithmetic_folds) {
   ds_model_free(&model);
 }
 
+Test(converter, gather_negative_indices_per_node) {
+  const float x[6] = {10, 11, 12, 20, 21, 22};
+  dsr_model model;
+  dsc_report report;
+  float *y = run_ops_model("gather_negative.onnx", &model, &report, x);
+  cr_assert_eq(report.ops_after[DSR_OP_GATHER], 2);
+  /* columns [-1, 0] of a 3-wide axis are 2, 0; rows [-1, 0] of a 2-high axis are 1, 0 */
+  const float expected[4] = {22, 20, 12, 10};
+  for (int32_t i = 0; i < 4; i++)
+    cr_assert_float_eq(y[i], expected[i], 0.0f, "element %d", i);
+  free(y);
+  ds_model_free(&model);
+}
+
 /* The offset LayerNorm weight under another name: the block takes it from the fused node. */
 Test(converter, renamed_norm_weight_lifted) {
   const char *files[2] = {"ops/deform_renamed_norm.onnx", "ops/deform_identity_norm.onnx"};

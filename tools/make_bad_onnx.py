@@ -18,6 +18,8 @@ Into OUT/ops/, small valid models for ops the DAT fixtures do not contain:
   gelu_orders.onnx          three exact GELUs in the operand orders PyTorch emits
   einsum_outside.onnx       the two DAT Einsum equations outside a deformable block
   shape_arithmetic.onnx     Shape, Gather, Slice, Range, Concat and Reshape that all fold
+  gather_negative.onnx      one negative index constant shared by Gathers over axes of sizes 3
+                            and 2
   deform_renamed_norm.onnx  deform_layer_dat_pp.onnx with the offset LayerNorm weight renamed
                             to an exporter-style name, as when torch deduplicates initializers
   deform_identity_norm.onnx deform_layer_dat_pp.onnx with that weight read through an Identity
@@ -167,6 +169,13 @@ def shape_model():
     return model(nodes, [tensor_info("x", [1, 2, 3, 2])], [tensor_info("y", [1, 6, 2])])
 
 
+def gather_negative_model():
+    index = const("index", np.array([-1, 0], np.int64))
+    nodes = [helper.make_node("Gather", ["x", "index"], ["columns"], name="gather_1", axis=1),
+             helper.make_node("Gather", ["columns", "index"], ["y"], name="gather_0", axis=0)]
+    return model(nodes, [tensor_info("x", [2, 3])], [tensor_info("y", [2, 2])], [index])
+
+
 def rename_input(graph, old, new):
     for node in graph.node:
         for i, name in enumerate(node.input):
@@ -232,6 +241,7 @@ def main():
         os.path.join(ops, "gelu_orders.onnx"): gelu_model(),
         os.path.join(ops, "einsum_outside.onnx"): einsum_model(),
         os.path.join(ops, "shape_arithmetic.onnx"): shape_model(),
+        os.path.join(ops, "gather_negative.onnx"): gather_negative_model(),
         os.path.join(ops, "deform_renamed_norm.onnx"): deform_renamed_norm(source),
         os.path.join(ops, "deform_identity_norm.onnx"): deform_identity_norm(source),
         os.path.join(ops, "deform_opset17.onnx"):
