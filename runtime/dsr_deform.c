@@ -22,7 +22,8 @@ typedef struct deform_buffers {
   float *keys;        /* (C, N) */
   float *values;      /* (C, N) */
   float *logits;      /* (heads, P, N), P core pixels: bias, then logits, then softmax */
-  float *dot;         /* (N) q.k of one query */
+  float *q_core;      /* (heads, P, head_channels) core q, later (C, P) proj_out */
+  float *work;        /* (P, N) q.k of one head, then (N, P) its attention transposed */
   float *context;     /* (C, P) */
 } deform_buffers;
 
@@ -36,11 +37,12 @@ static size_t layout_buffers(const dsr_deform_attn *layer, uint8_t *base,
   size_t groups = (size_t)layer->groups;
   size_t float_counts[] = {c * pixels, c * samples, 2 * groups * samples, 2 * groups * samples,
                            c * samples, c * samples, c * samples,
-                           (size_t)layer->heads * pixels * samples, samples, c * pixels};
+                           (size_t)layer->heads * pixels * samples, c * pixels,
+                           pixels * samples, c * pixels};
   float **slots[] = {&buffers->q,       &buffers->net,    &buffers->raw_offsets,
                      &buffers->positions, &buffers->sampled, &buffers->keys,
-                     &buffers->values,  &buffers->logits, &buffers->dot,
-                     &buffers->context};
+                     &buffers->values,  &buffers->logits, &buffers->q_core,
+                     &buffers->work,    &buffers->context};
 
   size_t offset = 0;
   for (size_t i = 0; i < sizeof float_counts / sizeof float_counts[0]; i++) {
@@ -68,7 +70,8 @@ static float bilinear(const float *plane, size_t row_floats, int32_t height, int
                       float y, float x) {
   float y_floor = floorf(y), x_floor = floorf(x);
   float fy = y - y_floor, fx = x - x_floor;
-  /* Positions far outside only meet zero neighbours; clamp before converting to int. */
+  /* Positions far outside meet only zero neighbours, and skipping them keeps the int
+   * conversion below in range. */
   if (!(y_floor > -2.0f && y_floor < (float)height + 1.0f && x_floor > -2.0f &&
         x_floor < (float)width + 1.0f))
     return 0.0f;
@@ -277,55 +280,37 @@ static void attend_patch(const dsr_f32_args *args, const deform_buffers *b,
   size_t logit_count = (size_t)heads * core_pixels * samples;
   report(args, DSR_DEFORM_STAGE_BIAS, b->logits, logit_count);
 
+  /* q.k of every core pixel and sample, head by head, as one matrix product each. */
   for (int32_t hd = 0; hd < heads; hd++) {
+    float *q_head = b->q_core + (size_t)hd * core_pixels * head_channels;
     for (size_t p = 0; p < core_pixels; p++) {
       size_t q_pixel = (size_t)(patch->core_y0 + (int32_t)(p / (size_t)core_w)) * map_w +
                        (size_t)(patch->core_x0 + (int32_t)(p % (size_t)core_w));
-      for (size_t n = 0; n < samples; n++)
-        b->dot[n] = 0.0f;
-      for (int32_t c = 0; c < head_channels; c++) {
-        size_t channel = (size_t)hd * head_channels + c;
-        float q_value = b->q[channel * map_pixels + q_pixel];
-        const float *key_row = b->keys + channel * samples;
-        for (size_t n = 0; n < samples; n++)
-          b->dot[n] += q_value * key_row[n];
-      }
-      float *row = b->logits + ((size_t)hd * core_pixels + p) * samples;
-      for (size_t n = 0; n < samples; n++)
-        row[n] += b->dot[n] * layer->attn_scale;
+      for (int32_t c = 0; c < head_channels; c++)
+        q_head[p * head_channels + c] = b->q[((size_t)hd * head_channels + c) * map_pixels + q_pixel];
     }
+    dsr_f32_pointwise(q_head, NULL, b->keys + (size_t)hd * head_channels * samples, samples,
+                      b->work, samples, head_channels, (int32_t)core_pixels, (int32_t)samples);
+    float *rows = b->logits + (size_t)hd * core_pixels * samples;
+    for (size_t i = 0; i < core_pixels * samples; i++)
+      rows[i] += b->work[i] * layer->attn_scale;
   }
   report(args, DSR_DEFORM_STAGE_LOGITS, b->logits, logit_count);
 
-  for (size_t r = 0; r < (size_t)heads * core_pixels; r++) {
-    float *row = b->logits + r * samples;
-    float max_value = row[0];
-    for (size_t n = 1; n < samples; n++)
-      max_value = row[n] > max_value ? row[n] : max_value;
-    float sum = 0.0f;
-    for (size_t n = 0; n < samples; n++) {
-      row[n] = expf(row[n] - max_value);
-      sum += row[n];
-    }
-    float inv_sum = 1.0f / sum;
-    for (size_t n = 0; n < samples; n++)
-      row[n] *= inv_sum;
-  }
+  for (size_t r = 0; r < (size_t)heads * core_pixels; r++)
+    dsr_softmax_row(b->logits + r * samples, b->logits + r * samples, (int32_t)samples);
   report(args, DSR_DEFORM_STAGE_ATTN, b->logits, logit_count);
 
+  /* context rows of a head = its values (head_channels x N) times its attention, transposed
+   * to (N x P). */
   for (int32_t hd = 0; hd < heads; hd++) {
-    for (int32_t c = 0; c < head_channels; c++) {
-      size_t channel = (size_t)hd * head_channels + c;
-      const float *value_row = b->values + channel * samples;
-      float *context_row = b->context + channel * core_pixels;
-      for (size_t p = 0; p < core_pixels; p++) {
-        const float *attn = b->logits + ((size_t)hd * core_pixels + p) * samples;
-        float sum = 0.0f;
-        for (size_t n = 0; n < samples; n++)
-          sum += attn[n] * value_row[n];
-        context_row[p] = sum;
-      }
-    }
+    const float *attn = b->logits + (size_t)hd * core_pixels * samples;
+    for (size_t p = 0; p < core_pixels; p++)
+      for (size_t n = 0; n < samples; n++)
+        b->work[n * core_pixels + p] = attn[p * samples + n];
+    dsr_f32_pointwise(b->values + (size_t)hd * head_channels * samples, NULL, b->work,
+                      core_pixels, b->context + (size_t)hd * head_channels * core_pixels,
+                      core_pixels, (int32_t)samples, head_channels, (int32_t)core_pixels);
   }
   report(args, DSR_DEFORM_STAGE_CONTEXT, b->context, (size_t)layer->channels * core_pixels);
 }
@@ -341,24 +326,23 @@ static void project_out(const dsr_f32_args *args, const deform_buffers *b,
   const float *w = param(args, DSR_DEFORM_PROJ_OUT_W);
   const float *bias = param(args, DSR_DEFORM_PROJ_OUT_B);
 
+  /* Full-width core rows are contiguous in the output map. Narrower patches project into
+   * q_core, which is free once the logits exist, and copy the rows out. */
+  if (core_w == map_w) {
+    dsr_f32_pointwise(w, bias, b->context, core_pixels,
+                      args->out + (size_t)patch->core_y0 * map_w, map_pixels, channels, channels,
+                      (int32_t)core_pixels);
+    return;
+  }
+  dsr_f32_pointwise(w, bias, b->context, core_pixels, b->q_core, core_pixels, channels, channels,
+                    (int32_t)core_pixels);
   for (int32_t co = 0; co < channels; co++) {
-    float *out_map = args->out + (size_t)co * map_pixels +
-                     (size_t)patch->core_y0 * map_w + patch->core_x0;
-    for (int32_t y = 0; y < core_h; y++) {
-      float *out_row = out_map + (size_t)y * map_w;
-      for (int32_t x = 0; x < core_w; x++)
-        out_row[x] = bias[co];
-    }
-    for (int32_t ci = 0; ci < channels; ci++) {
-      float weight = w[(size_t)co * channels + ci];
-      const float *context_row = b->context + (size_t)ci * core_pixels;
-      for (int32_t y = 0; y < core_h; y++) {
-        float *out_row = out_map + (size_t)y * map_w;
-        const float *in_row = context_row + (size_t)y * core_w;
-        for (int32_t x = 0; x < core_w; x++)
-          out_row[x] += weight * in_row[x];
-      }
-    }
+    float *out_map = args->out + (size_t)co * map_pixels + (size_t)patch->core_y0 * map_w +
+                     patch->core_x0;
+    const float *projected = b->q_core + (size_t)co * core_pixels;
+    for (int32_t y = 0; y < core_h; y++)
+      memcpy(out_map + (size_t)y * map_w, projected + (size_t)y * core_w,
+             (size_t)core_w * sizeof(float));
   }
 }
 
@@ -370,7 +354,7 @@ void dsr_f32_deform_attn(const dsr_f32_args *args) {
   layout_buffers(layer, args->scratch, &b);
 
   /* Step 1: q over the whole map, since a pointwise conv gives the same numbers per patch.
-   * The observer sees it once per call rather than once per patch. */
+   * The observer receives it once per call rather than once per patch. */
   dsr_f32_pointwise(param(args, DSR_DEFORM_PROJ_Q_W), param(args, DSR_DEFORM_PROJ_Q_B),
                     args->in[0], map_pixels, b.q, map_pixels, channels, channels,
                     (int32_t)map_pixels);

@@ -51,5 +51,7 @@ size_t dsr_f32_scratch_bytes(const dsr_model *model, int32_t node_index) {
   const dsr_node *node = &model->nodes[node_index];
   if (node->op == DSR_OP_DEFORM_ATTN && node->deform != NULL)
     return dsr_f32_deform_scratch_bytes(node->deform);
+  if (node->op == DSR_OP_CONV2D)
+    return dsr_f32_conv_scratch_bytes(model, node);
   return 0;
 }

@@ -15,10 +15,18 @@
 #include "dsr_runtime.h"
 #include "dsr_slice.h"
 
+/* Marks a loop whose iterations are independent: its output rows never overlap its inputs.
+ * GCC then vectorizes without run-time alias checks, which it gives up on past a few rows. */
+#if defined(__GNUC__) && !defined(__clang__)
+#define DSR_IVDEP _Pragma("GCC ivdep")
+#else
+#define DSR_IVDEP
+#endif
+
 /* Alignment of every arena region and scratch sub-buffer. */
 #define DSR_ALIGN_BYTES 64u
 
-/* Everything one float kernel call sees. */
+/* Arguments of one float kernel call. */
 typedef struct dsr_f32_args {
   const dsr_model *model;
   const dsr_node *node;
@@ -28,7 +36,7 @@ typedef struct dsr_f32_args {
   uint8_t *scratch;                     /* aligned to DSR_ALIGN_BYTES */
   size_t scratch_bytes;
   dsr_slice slice;                      /* DEFORM_ATTN only */
-  const dsr_observer *observer;         /* DEFORM_ATTN stage reports; may be NULL */
+  const dsr_observer *observer;         /* DEFORM_ATTN stage reports, or NULL */
 } dsr_f32_args;
 
 void dsr_f32_conv2d(const dsr_f32_args *args);
@@ -50,6 +58,9 @@ void dsr_f32_run_node(const dsr_f32_args *args);
 /* Scratch bytes the float kernel of node_index needs, for any slice configuration. */
 size_t dsr_f32_scratch_bytes(const dsr_model *model, int32_t node_index);
 
+/* Scratch bytes of a convolution: the input columns of one group, none for a 1x1 conv. */
+size_t dsr_f32_conv_scratch_bytes(const dsr_model *model, const dsr_node *node);
+
 /* Scratch bytes of the float deformable kernel: sized for the full map (the largest
  * extended patch), so every valid slice configuration fits. */
 size_t dsr_f32_deform_scratch_bytes(const dsr_deform_attn *layer);
@@ -62,6 +73,9 @@ size_t dsr_f32_deform_scratch_bytes(const dsr_deform_attn *layer);
 void dsr_f32_pointwise(const float *w, const float *bias, const float *in, size_t in_stride,
                        float *out, size_t out_stride, int32_t in_channels, int32_t out_channels,
                        int32_t pixel_count);
+
+/* Computes the softmax of one contiguous row of length values. row may equal out_row. */
+void dsr_softmax_row(const float *row, float *out_row, int32_t length);
 
 /* Exact GELU, 0.5 x (1 + erf(x / sqrt 2)). */
 float dsr_gelu_value(float x);
@@ -102,7 +116,7 @@ int dsr_matmul_geometry_init(const dsr_tensor *a, const dsr_tensor *b,
 /* Index value j of a Gather indices tensor: data_f32 when present, else data_q (I32 or I64). */
 int64_t dsr_gather_index(const dsr_tensor *indices, int64_t j);
 
-/* Name of a dsr_op for messages, such as "CONV2D"; "?" when out of range. */
+/* Returns the name of a dsr_op for messages, such as "CONV2D", or "?" when out of range. */
 const char *dsr_op_label(int32_t op);
 
 /* Checks node_index of model for mode: indices, input count, shapes and attributes. */
@@ -122,7 +136,8 @@ static inline size_t dsr_align_up(size_t bytes) {
 
 /*
  * Arena layout shared by dsr_plan and dsr_context_init. tensor_offsets may be NULL (plan
- * only); otherwise it receives one offset per tensor relative to the activation region.
+ * only). Otherwise it receives each tensor's byte offset from the arena start, SIZE_MAX for
+ * constants and unused tensors.
  */
 typedef struct dsr_layout {
   size_t table_bytes;      /* tensor_offsets table */

@@ -18,8 +18,8 @@ void dsr_f32_transpose(const dsr_f32_args *args) {
   }
 
   /* Input strides seen along each output axis. */
-  int64_t in_strides[DSR_MAX_RANK], strides_by_out[DSR_MAX_RANK];
-  int32_t out_dims[DSR_MAX_RANK];
+  int64_t in_strides[DSR_MAX_RANK] = {0}, strides_by_out[DSR_MAX_RANK] = {0};
+  int32_t out_dims[DSR_MAX_RANK] = {0};
   int64_t stride = 1;
   for (int32_t axis = rank - 1; axis >= 0; axis--) {
     in_strides[axis] = stride;

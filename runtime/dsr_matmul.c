@@ -3,22 +3,11 @@
 
 #include "dsr_kernels.h"
 
-/* out (m x n) = a (m x k) times b (k x n), all row-major and contiguous. The n loop is
- * innermost over contiguous rows of b and out, so it vectorizes without reassociation. */
+/* out (m x n) = a (m x k) times b (k x n), all row-major and contiguous: the pointwise
+ * kernel with a as its weights and the rows of b as its input channels. */
 static void matrix_product(const float *a, const float *b, float *out, int32_t m, int32_t k,
                            int32_t n) {
-  for (int32_t i = 0; i < m; i++) {
-    float *out_row = out + (size_t)i * n;
-    for (int32_t j = 0; j < n; j++)
-      out_row[j] = 0.0f;
-    const float *a_row = a + (size_t)i * k;
-    for (int32_t p = 0; p < k; p++) {
-      float a_value = a_row[p];
-      const float *b_row = b + (size_t)p * n;
-      for (int32_t j = 0; j < n; j++)
-        out_row[j] += a_value * b_row[j];
-    }
-  }
+  dsr_f32_pointwise(a, NULL, b, (size_t)n, out, (size_t)n, k, m, n);
 }
 
 void dsr_f32_matmul(const dsr_f32_args *args) {

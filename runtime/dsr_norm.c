@@ -42,6 +42,50 @@ void dsr_f32_layer_norm(const dsr_f32_args *args) {
   }
 }
 
+/* expf of a value at most 0. expf underflows to exactly 0 below -104, so masked logits
+ * (large negative biases) skip the call with the same result. */
+static inline float exp_shifted(float shifted) {
+  return shifted < -104.0f ? 0.0f : expf(shifted);
+}
+
+/* Lanes of the max and sum reductions: independent partial results hide the latency of each
+ * add and let the compiler use vector registers. */
+#define SOFTMAX_LANES 8
+
+void dsr_softmax_row(const float *row, float *out_row, int32_t length) {
+  float lane_max[SOFTMAX_LANES];
+  for (int32_t k = 0; k < SOFTMAX_LANES; k++)
+    lane_max[k] = row[0];
+  int32_t i = 0;
+  for (; i + SOFTMAX_LANES <= length; i += SOFTMAX_LANES) {
+    for (int32_t k = 0; k < SOFTMAX_LANES; k++)
+      lane_max[k] = row[i + k] > lane_max[k] ? row[i + k] : lane_max[k];
+  }
+  float max_value = lane_max[0];
+  for (int32_t k = 1; k < SOFTMAX_LANES; k++)
+    max_value = lane_max[k] > max_value ? lane_max[k] : max_value;
+  for (; i < length; i++)
+    max_value = row[i] > max_value ? row[i] : max_value;
+
+  for (i = 0; i < length; i++)
+    out_row[i] = exp_shifted(row[i] - max_value);
+
+  float lane_sum[SOFTMAX_LANES] = {0.0f};
+  for (i = 0; i + SOFTMAX_LANES <= length; i += SOFTMAX_LANES) {
+    for (int32_t k = 0; k < SOFTMAX_LANES; k++)
+      lane_sum[k] += out_row[i + k];
+  }
+  float sum = 0.0f;
+  for (int32_t k = 0; k < SOFTMAX_LANES; k++)
+    sum += lane_sum[k];
+  for (; i < length; i++)
+    sum += out_row[i];
+
+  float inv_sum = 1.0f / sum;
+  for (i = 0; i < length; i++)
+    out_row[i] *= inv_sum;
+}
+
 void dsr_f32_softmax(const dsr_f32_args *args) {
   const dsr_model *model = args->model;
   const dsr_node *node = args->node;
@@ -58,6 +102,12 @@ void dsr_f32_softmax(const dsr_f32_args *args) {
     inner *= x->dims[i];
   int32_t length = x->dims[axis];
 
+  if (inner == 1) {
+    for (int64_t o = 0; o < outer; o++)
+      dsr_softmax_row(in + o * length, out + o * length, length);
+    return;
+  }
+
   for (int64_t o = 0; o < outer; o++) {
     for (int64_t j = 0; j < inner; j++) {
       const float *row = in + o * length * inner + j;
@@ -70,7 +120,7 @@ void dsr_f32_softmax(const dsr_f32_args *args) {
       }
       float sum = 0.0f;
       for (int32_t i = 0; i < length; i++) {
-        float e = expf(row[i * inner] - max_value);
+        float e = exp_shifted(row[i * inner] - max_value);
         out_row[i * inner] = e;
         sum += e;
       }

@@ -179,6 +179,38 @@ Test(kernels, conv_dilation_and_asymmetric_pad) {
   expect_values(y, (float[]){1 + 3 + 7 + 9, 2 + 8, 4 + 6, 5}, 4, 0.0f);
 }
 
+Test(kernels, depthwise_3x3_padded) {
+  static float x[18] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 1, 2, 3, 4, 5, 6, 7, 8, 9};
+  static float w[18] = {1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 1, 0, 0, 0};
+  static float b[2] = {0, 0.5f};
+  test_model tm;
+  tm_init(&tm);
+  int32_t in = tm_tensor(&tm, DSR_TENSOR_INPUT, 4, (int32_t[]){1, 2, 3, 3}, NULL);
+  int32_t wt = tm_tensor(&tm, DSR_TENSOR_CONSTANT, 4, (int32_t[]){2, 1, 3, 3}, w);
+  int32_t bt = tm_tensor(&tm, DSR_TENSOR_CONSTANT, 1, (int32_t[]){2}, b);
+  int32_t out = tm_tensor(&tm, DSR_TENSOR_OUTPUT, 4, (int32_t[]){1, 2, 3, 3}, NULL);
+  dsr_node *node = tm_node(&tm, DSR_OP_CONV2D, 3, (int32_t[]){in, wt, bt}, out);
+  node->attrs.conv = (dsr_conv_attrs){{1, 1}, {1, 1, 1, 1}, {1, 1}, 2};
+
+  /* Channel 0 sums each zero-padded 3x3 window; channel 1 reads the right neighbour. */
+  float y[18];
+  run_float(&tm.model, x, y, 18);
+  expect_values(y, (float[]){12, 21, 16, 27, 45, 33, 24, 39, 28,
+                             2.5f, 3.5f, 0.5f, 5.5f, 6.5f, 0.5f, 8.5f, 9.5f, 0.5f},
+                18, 0.0f);
+
+  /* A one-pixel-wide map has only border columns. */
+  tm.tensors[in].dims[1] = 1;
+  tm.tensors[in].dims[3] = 1;
+  tm.tensors[wt].dims[0] = 1;
+  tm.tensors[bt].dims[0] = 1;
+  tm.tensors[out].dims[1] = 1;
+  tm.tensors[out].dims[3] = 1;
+  node->attrs.conv.group = 1;
+  run_float(&tm.model, (float[]){1, 2, 3}, y, 3);
+  expect_values(y, (float[]){3, 6, 5}, 3, 0.0f);
+}
+
 Test(kernels, binary_broadcasting) {
   static float a[6] = {1, 2, 3, 4, 5, 6};
   static float row[3] = {10, 20, 30};
