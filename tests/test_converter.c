@@ -510,6 +510,26 @@ Test(converter, renamed_norm_weight_lifted) {
   free(input);
 }
 
+Test(converter, opset18_reduce_mean_axes_input) {
+  size_t in_bytes = 0, out_bytes = 0;
+  float *input = (float *)read_bytes(FIXTURES "deform_layer_dat_pp.input.f32", &in_bytes);
+  float *expected = (float *)read_bytes(FIXTURES "deform_layer_dat_pp.output.f32", &out_bytes);
+  dsr_model model;
+  dsc_report report;
+  import_ok("ops/deform_opset18.onnx", &model, &report);
+  cr_assert_eq(report.opset, 18);
+  cr_assert_eq(report.layer_norm_fused_count, 1);
+  cr_assert_eq(model.node_count, 1);
+  cr_assert_eq(model.nodes[0].op, DSR_OP_DEFORM_ATTN);
+  float *actual = run_float(&model, input);
+  double diff = max_abs_diff(actual, expected, (int64_t)(out_bytes / 4));
+  cr_assert_leq(diff, 1e-4, "max abs difference %g", diff);
+  free(actual);
+  free(expected);
+  free(input);
+  ds_model_free(&model);
+}
+
 Test(converter, opset17_layer_normalization_in_block) {
   size_t in_bytes = 0, out_bytes = 0;
   float *input = (float *)read_bytes(FIXTURES "deform_layer_dat.input.f32", &in_bytes);

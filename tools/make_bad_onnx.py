@@ -24,6 +24,8 @@ Into OUT/ops/, small valid models for ops the DAT fixtures do not contain:
                             to an exporter-style name, as when torch deduplicates initializers
   deform_identity_norm.onnx deform_layer_dat_pp.onnx with that weight read through an Identity
                             of another initializer, the other form deduplication takes
+  deform_opset18.onnx       deform_layer_dat_pp.onnx at opset 18, where ReduceMean takes its
+                            axes as an input instead of an attribute
   deform_opset17.onnx       deform_layer_dat.onnx at opset 17, its decomposed offset LayerNorm
                             replaced by one LayerNormalization node as opset 17 exports emit it
 
@@ -219,6 +221,25 @@ def deform_opset17(source):
     return m
 
 
+def deform_opset18(source):
+    m = onnx.load(source)
+    nodes = []
+    for n in m.graph.node:
+        if n.op_type == "ReduceMean":
+            axes = next(a for a in n.attribute if a.name == "axes")
+            name = n.name + "_axes"
+            nodes.append(helper.make_node("Constant", [], [name], name=name,
+                                          value=numpy_helper.from_array(
+                                              np.array(list(axes.ints), np.int64))))
+            n.attribute.remove(axes)
+            n.input.append(name)
+        nodes.append(n)
+    del m.graph.node[:]
+    m.graph.node.extend(nodes)
+    m.opset_import[0].version = 18
+    return m
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="tests/fixtures")
@@ -244,6 +265,7 @@ def main():
         os.path.join(ops, "gather_negative.onnx"): gather_negative_model(),
         os.path.join(ops, "deform_renamed_norm.onnx"): deform_renamed_norm(source),
         os.path.join(ops, "deform_identity_norm.onnx"): deform_identity_norm(source),
+        os.path.join(ops, "deform_opset18.onnx"): deform_opset18(source),
         os.path.join(ops, "deform_opset17.onnx"):
             deform_opset17(os.path.join(args.out, "deform_layer_dat.onnx")),
     }
