@@ -8,6 +8,7 @@
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "dsc_ir.h"
 
@@ -18,6 +19,12 @@ static ds_status read_file(const char *path, uint8_t **data, size_t *size, ds_er
   FILE *f = fopen(path, "rb");
   if (f == NULL)
     return ds_fail(err, DS_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+  struct stat info;
+  if (fstat(fileno(f), &info) != 0 || !S_ISREG(info.st_mode)) {
+    fclose(f);
+    return ds_fail(err, DS_ERR_IO, "%s: not a regular file; pass the path of an .onnx file",
+                   path);
+  }
   int64_t length = -1;
   if (fseek(f, 0, SEEK_END) == 0)
     length = ftell(f);

@@ -576,6 +576,7 @@ static bad_case bad_cases[] = {
     {"bad/not_onnx.txt", DS_ERR_ONNX_PARSE, {"not_onnx.txt", "not a valid ONNX", ""}},
     {"bad/empty.onnx", DS_ERR_ONNX_PARSE, {"empty.onnx", "empty", ""}},
     {"bad/no_such_file.onnx", DS_ERR_IO, {"no_such_file.onnx", "cannot open", ""}},
+    {"bad", DS_ERR_IO, {"fixtures/bad", "not a regular file", ""}},
 };
 
 ParameterizedTestParameters(converter, bad_file_rejected) {
