@@ -243,6 +243,15 @@ void *dsc_alloc_elements(int32_t dtype, int64_t count) {
   return calloc((size_t)(count > 0 ? count : 1), dtype_bytes(dtype));
 }
 
+ds_status dsc_charge_constant(dsc_graph *g, int32_t dtype, int64_t count, ds_error *err) {
+  int64_t bytes = count * (int64_t)dtype_bytes(dtype);
+  if (g->constant_bytes + bytes > DSC_MAX_CONSTANT_BYTES_TOTAL)
+    return ds_fail(err, DS_ERR_OUT_OF_MEMORY, "%s: constants need more than %" PRId64 " bytes "
+                   "in total", g->path, DSC_MAX_CONSTANT_BYTES_TOTAL);
+  g->constant_bytes += bytes;
+  return DS_OK;
+}
+
 ds_status dsc_checked_elements(const dsc_graph *g, const char *what, int32_t rank,
                                const int64_t *dims, int64_t cap, int64_t *count,
                                ds_error *err) {
@@ -266,6 +275,7 @@ ds_status dsc_value_set_data(dsc_graph *g, int32_t value, int32_t dtype, int32_t
   int64_t count = 0;
   DS_TRY(dsc_checked_elements(g, g->values[value].name, rank, dims,
                               DSC_MAX_CONSTANT_ELEMENTS, &count, err));
+  DS_TRY(dsc_charge_constant(g, dtype, count, err));
   void *copy = dsc_alloc_elements(dtype, count);
   if (copy == NULL)
     return ds_fail(err, DS_ERR_OUT_OF_MEMORY, "%s: no memory for %" PRId64

@@ -34,6 +34,8 @@ typedef enum dsc_dtype {
 #define DSC_MAX_CONSTANT_ELEMENTS (INT64_C(1) << 26)
 /* Largest tensor the converter accepts anywhere, in elements. */
 #define DSC_MAX_TENSOR_ELEMENTS (INT64_C(1) << 31)
+/* Budget for all constant storage the converter allocates while importing one model. */
+#define DSC_MAX_CONSTANT_BYTES_TOTAL (INT64_C(3) << 30)
 #define DSC_MAX_NODES 1000000
 #define DSC_MAX_NODE_ARITY 64
 
@@ -74,6 +76,7 @@ typedef struct dsc_graph {
   int32_t output;            /* value index of the graph output */
   int32_t opset;
   int64_t ir_version;
+  int64_t constant_bytes;    /* allocated so far, against DSC_MAX_CONSTANT_BYTES_TOTAL */
 
   /* Consumers of each value among live nodes, rebuilt by dsc_graph_index_uses. */
   int32_t *use_offsets;      /* value_count + 1 */
@@ -112,6 +115,8 @@ int32_t dsc_is_constant(const dsc_graph *g, int32_t value);
 const char *dsc_shape_text(const dsc_value *v, char *text, size_t size);
 /* Allocates zeroed element storage of count elements for dtype; NULL on failure. */
 void *dsc_alloc_elements(int32_t dtype, int64_t count);
+/* Charges count elements of dtype to the graph's constant budget. */
+ds_status dsc_charge_constant(dsc_graph *g, int32_t dtype, int64_t count, ds_error *err);
 /* Sets v's data to a freshly allocated copy, freeing what it held. */
 ds_status dsc_value_set_data(dsc_graph *g, int32_t value, int32_t dtype, int32_t rank,
                              const int64_t *dims, const void *data, ds_error *err);

@@ -163,6 +163,7 @@ ds_status dsc_tensor_read(dsc_graph *g, const Onnx__TensorProto *t, const char *
                           int32_t value, ds_error *err) {
   tensor_layout l;
   DS_TRY(read_layout(g, t, what, &l, err));
+  DS_TRY(dsc_charge_constant(g, l.dtype, l.count, err));
   void *data = dsc_alloc_elements(l.dtype, l.count);
   if (data == NULL)
     return ds_fail(err, DS_ERR_OUT_OF_MEMORY, "%s: no memory for the %" PRId64
