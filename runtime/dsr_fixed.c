@@ -816,6 +816,12 @@ static int same_qparams(const dsr_tensor *a, const dsr_tensor *b) {
 static ds_status check_node_op(const dsr_model *model, const dsr_node *node, ds_error *err) {
   const dsr_tensor *xt = &model->tensors[node->inputs[0]];
   const dsr_tensor *yt = &model->tensors[node->output];
+  int elementwise_unary = node->op == DSR_OP_LAYER_NORM || node->op == DSR_OP_GELU ||
+                          node->op == DSR_OP_SOFTMAX;
+  if (elementwise_unary && (elements(xt) != elements(yt) || xt->rank < 1))
+    return ds_fail(err, DS_ERR_SHAPE, "node '%s' (%s): input has %lld elements, output %lld",
+                   node->name, op_name(node->op), (long long)elements(xt),
+                   (long long)elements(yt));
   switch (node->op) {
   case DSR_OP_CONV2D:
     return check_conv(model, node, err);

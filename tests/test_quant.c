@@ -786,3 +786,361 @@ Test(kernels, transpose_and_gather_move_data) {
       }
   one_node_free(&t);
 }
+
+/* ------------------------------------------------------------------ plan-time checks */
+
+/* A quantized one-conv model for the rejection tests. */
+static void quantized_conv(one_node *t) {
+  memset(t, 0, sizeof *t);
+  builder_init(&t->b, 4, 1);
+  int32_t xd[4] = {1, 2, 3, 3}, wd[4] = {2, 2, 1, 1}, bd[1] = {2};
+  float w[4] = {0.5f, -0.25f, 1.0f, 0.125f}, bias[2] = {0.1f, -0.1f}, x[18], y[18];
+  for (int i = 0; i < 18; i++) {
+    x[i] = (float)i / 9.0f - 1.0f;
+    y[i] = x[i] * 1.5f;
+  }
+  int32_t xi = add_tensor(&t->b, "x", DSR_TENSOR_INPUT, 4, xd, NULL);
+  int32_t wi = add_tensor(&t->b, "w", DSR_TENSOR_CONSTANT, 4, wd, w);
+  int32_t bi = add_tensor(&t->b, "b", DSR_TENSOR_CONSTANT, 1, bd, bias);
+  int32_t yi = add_tensor(&t->b, "y", DSR_TENSOR_OUTPUT, 4, xd, NULL);
+  int32_t inputs[3] = {xi, wi, bi};
+  dsr_node *node = add_node(&t->b, DSR_OP_CONV2D, 3, inputs, yi);
+  dsr_conv_attrs a = {{1, 1}, {0, 0, 0, 0}, {1, 1}, 1};
+  node->attrs.conv = a;
+  t->b.model.input = xi;
+  t->b.model.output = yi;
+  cr_assert_eq(dsq_calibration_init(&t->calib, &t->b.model, DSQ_CALIBRATION_MINMAX, NULL), DS_OK);
+  calibrate_values(&t->calib, &t->b.model, xi, x);
+  calibrate_values(&t->calib, &t->b.model, yi, y);
+  one_node_quantize(t, 0);
+}
+
+static void expect_check_fails(const dsr_model *model, ds_status expected, const char *what) {
+  ds_error err;
+  ds_error_clear(&err);
+  ds_status status = dsr_fixed_check_node(model, 0, &err);
+  cr_expect_eq(status, expected, "%s: status %s, message '%s'", what, ds_status_name(status),
+               err.message);
+  cr_expect_neq(err.message[0], '\0', "%s: no message", what);
+}
+
+Test(checks, bad_qwords_are_rejected) {
+  one_node t;
+  quantized_conv(&t);
+  dsr_node *node = &t.b.model.nodes[0];
+  int32_t *q = (int32_t *)node->qwords;
+  ds_error err;
+  ds_error_clear(&err);
+  cr_assert_eq(dsr_fixed_check_node(&t.b.model, 0, &err), DS_OK, "%s", err.message);
+
+  q[0] = DSQ_TAG(DSR_OP_MATMUL);
+  expect_check_fails(&t.b.model, DS_ERR_QUANT, "tag of another op");
+  q[0] = DSQ_TAG(DSR_OP_CONV2D);
+
+  node->qword_count--;
+  expect_check_fails(&t.b.model, DS_ERR_QUANT, "one word short");
+  node->qword_count++;
+
+  int32_t saved = q[3];
+  q[3] = 31;
+  expect_check_fails(&t.b.model, DS_ERR_QUANT, "shift above 30");
+  q[3] = DSQ_SHIFT_MIN - 1;
+  expect_check_fails(&t.b.model, DS_ERR_QUANT, "shift below -31");
+  q[3] = saved;
+
+  saved = q[2];
+  q[2] = 12345;
+  expect_check_fails(&t.b.model, DS_ERR_QUANT, "multiplier below 2^30");
+  q[2] = saved;
+
+  const int32_t *words = node->qwords;
+  node->qwords = NULL;
+  expect_check_fails(&t.b.model, DS_ERR_QUANT, "no qwords");
+  node->qwords = words;
+
+  cr_assert_eq(dsr_fixed_check_node(&t.b.model, 0, &err), DS_OK, "restored: %s", err.message);
+  one_node_free(&t);
+}
+
+Test(checks, unquantized_tensors_are_rejected) {
+  one_node t;
+  quantized_conv(&t);
+  dsr_model *m = &t.b.model;
+
+  m->tensors[3].has_qparams = 0;
+  expect_check_fails(m, DS_ERR_QUANT, "output without qparams");
+  m->tensors[3].has_qparams = 1;
+
+  m->tensors[0].qparams.dtype = DSR_DTYPE_I16;
+  m->tensors[0].qparams.zero_point = 5;
+  expect_check_fails(m, DS_ERR_QUANT, "int16 with a zero point");
+  m->tensors[0].qparams.dtype = DSR_DTYPE_I8;
+
+  const void *weights = m->tensors[1].data_q;
+  m->tensors[1].data_q = NULL;
+  expect_check_fails(m, DS_ERR_QUANT, "weight without data_q");
+  m->tensors[1].data_q = weights;
+
+  m->tensors[1].channel_count = 1;
+  expect_check_fails(m, DS_ERR_QUANT, "per-channel scales of the wrong count");
+  m->tensors[1].channel_count = 2;
+
+  m->nodes[0].op = DSR_OP_COUNT + 3;
+  expect_check_fails(m, DS_ERR_UNSUPPORTED_OP, "unknown op");
+  m->nodes[0].op = DSR_OP_CONV2D;
+
+  m->nodes[0].inputs[0] = 99;
+  expect_check_fails(m, DS_ERR_GRAPH, "input index out of range");
+  one_node_free(&t);
+}
+
+Test(checks, calibration_rejects_bad_requests) {
+  one_node t;
+  quantized_conv(&t);
+  dsq_calibration calib;
+  ds_error err;
+  ds_error_clear(&err);
+  cr_expect_eq(dsq_calibration_init(&calib, &t.b.model, DSQ_CALIBRATION_PERCENTILE, &err),
+               DS_ERR_INVALID_ARGUMENT);
+  cr_expect(strstr(err.message, "not implemented") != NULL, "message: %s", err.message);
+  cr_expect_null(calib.tensors);
+  ds_error_clear(&err);
+  cr_expect_eq(dsq_calibration_init(&calib, &t.b.model, DSQ_CALIBRATION_MSE, &err),
+               DS_ERR_INVALID_ARGUMENT);
+  ds_error_clear(&err);
+  cr_expect_eq(dsq_calibration_init(&calib, &t.b.model, (dsq_calibration_method)77, &err),
+               DS_ERR_INVALID_ARGUMENT);
+
+  /* A calibration of another model. */
+  cr_assert_eq(dsq_calibration_init(&calib, &t.b.model, DSQ_CALIBRATION_MINMAX, NULL), DS_OK);
+  calib.tensor_count--;
+  ds_error_clear(&err);
+  cr_expect_eq(dsq_quantize(&t.b.model, &calib, NULL, &err), DS_ERR_INVALID_ARGUMENT);
+  cr_expect_neq(err.message[0], '\0');
+  ds_error_clear(&err);
+  cr_expect_eq(dsq_calibration_merge(&calib, &t.calib, &err), DS_ERR_INVALID_ARGUMENT);
+  calib.tensor_count++;
+  float image[18] = {0};
+  ds_error_clear(&err);
+  cr_expect_eq(dsq_calibration_run(&calib, &t.b.model, image, 0, &err), DS_ERR_INVALID_ARGUMENT);
+  dsq_calibration_free(&calib);
+  dsq_calibration_free(&calib); /* twice is fine */
+  one_node_free(&t);
+}
+
+Test(checks, unobserved_tensor_fails_and_clears) {
+  one_node t;
+  quantized_conv(&t);
+  dsr_model *m = &t.b.model;
+  cr_assert_eq(m->quantized, 1);
+  dsq_calibration calib;
+  cr_assert_eq(dsq_calibration_init(&calib, m, DSQ_CALIBRATION_MINMAX, NULL), DS_OK);
+  float x[18] = {0.5f, -1.0f};
+  dsq_calibration_observe_tensor(&calib, 0, x, 18); /* the output is never observed */
+  ds_error err;
+  ds_error_clear(&err);
+  cr_expect_eq(dsq_quantize(m, &calib, NULL, &err), DS_ERR_QUANT);
+  cr_expect(strstr(err.message, "'y'") != NULL, "message names the tensor: %s", err.message);
+  cr_expect_eq(m->quantized, 0);
+  for (int32_t i = 0; i < m->tensor_count; i++) {
+    cr_expect_null(m->tensors[i].data_q, "tensor %d keeps data_q", i);
+    cr_expect_eq(m->tensors[i].has_qparams, 0, "tensor %d keeps qparams", i);
+  }
+  cr_expect_null(m->nodes[0].qwords);
+
+  /* NaN values are counted and skipped, never stored as a range. */
+  float bad[3] = {NAN, INFINITY, 2.0f};
+  dsq_calibration_observe_tensor(&calib, 3, bad, 3);
+  cr_expect_eq(calib.tensors[3].count, 1);
+  cr_expect_eq(calib.tensors[3].nonfinite_count, 2);
+  cr_expect_eq(calib.tensors[3].max, 2.0f);
+  dsq_calibration_free(&calib);
+  one_node_free(&t);
+}
+
+/* ------------------------------------------------------------------ end to end */
+
+/* Imports a fixture and builds calibration images: its stored input, then random ones. */
+static void load_fixture(const char *name, dsr_model *model, float **images, int32_t count) {
+  char path[512];
+  ds_error err;
+  ds_error_clear(&err);
+  snprintf(path, sizeof path, "%s/tests/fixtures/%s.onnx", DS_SOURCE_DIR, name);
+  memset(model, 0, sizeof *model);
+  cr_assert_eq(dsc_import_file(path, NULL, model, NULL, &err), DS_OK, "%s: %s", name,
+               err.message);
+  int64_t n = dsr_tensor_elements(&model->tensors[model->input]);
+  *images = malloc(sizeof(float) * (size_t)(n * count));
+  cr_assert_not_null(*images);
+  snprintf(path, sizeof path, "%s/tests/fixtures/%s.input.f32", DS_SOURCE_DIR, name);
+  FILE *f = fopen(path, "rb");
+  cr_assert_not_null(f, "cannot open %s", path);
+  cr_assert_eq(fread(*images, sizeof(float), (size_t)n, f), (size_t)n);
+  fclose(f);
+  rng_state = 0x2545f4914f6cdd1dull;
+  for (int64_t i = n; i < n * count; i++)
+    (*images)[i] = rng_uniform(-1.0f, 1.0f);
+}
+
+static void calibrate_and_quantize(dsr_model *model, const float *images, int32_t count) {
+  dsq_calibration calib;
+  ds_error err;
+  ds_error_clear(&err);
+  cr_assert_eq(dsq_calibration_init(&calib, model, DSQ_CALIBRATION_MINMAX, &err), DS_OK);
+  cr_assert_eq(dsq_calibration_run(&calib, model, images, count, &err), DS_OK, "%s",
+               err.message);
+  cr_assert_eq(dsq_quantize(model, &calib, NULL, &err), DS_OK, "%s", err.message);
+  dsq_calibration_free(&calib);
+}
+
+/* Fixed-mode output of one image, through dsr_plan and dsr_invoke. */
+static float *run_fixed(const dsr_model *model, const float *image, const dsr_slice *slice) {
+  ds_error err;
+  ds_error_clear(&err);
+  dsr_plan_info plan;
+  cr_assert_eq(dsr_plan(model, DSR_MODE_FIXED, 0, &plan, &err), DS_OK, "%s", err.message);
+  size_t bytes = (plan.arena_bytes + 63) / 64 * 64;
+  void *arena = aligned_alloc(64, bytes);
+  dsr_context ctx;
+  cr_assert_eq(dsr_context_init(&ctx, model, DSR_MODE_FIXED, 0, arena, bytes, &err), DS_OK, "%s",
+               err.message);
+  for (int32_t i = 0; slice != NULL && i < ctx.deform_count; i++)
+    cr_assert_eq(dsr_context_set_slice(&ctx, i, *slice, &err), DS_OK, "%s", err.message);
+  int64_t n = dsr_tensor_elements(&model->tensors[model->input]);
+  int64_t out_n = dsr_tensor_elements(&model->tensors[model->output]);
+  memcpy(dsr_input_f32(&ctx), image, sizeof(float) * (size_t)n);
+  dsr_invoke(&ctx);
+  float *out = malloc(sizeof(float) * (size_t)out_n);
+  memcpy(out, dsr_output_f32(&ctx), sizeof(float) * (size_t)out_n);
+  free(arena);
+  return out;
+}
+
+/*
+ * Output SQNR thresholds, measured with these fixtures (random weights, 6 calibration images:
+ * the stored input and 5 uniform in [-1, 1]) and about 4 dB below what was measured: the
+ * single layers give 34 to 43 dB, the whole tiny model about 26 dB (int8 weights and
+ * activations lose about 30 dB per tensor; the errors of 60 tensors add up).
+ */
+typedef struct fixture_case {
+  const char *name;
+  double min_output_sqnr_db;
+} fixture_case;
+
+static const fixture_case fixtures[] = {
+    {"deform_layer_dat_pp", 30.0},
+    {"deform_layer_dat", 30.0},
+    {"deform_layer_rect", 30.0},
+    {"dat_pp_tiny", 20.0},
+};
+
+Test(end_to_end, fixtures_fixed_close_to_float, .timeout = 120) {
+  for (size_t k = 0; k < sizeof fixtures / sizeof fixtures[0]; k++) {
+    dsr_model model;
+    float *images;
+    load_fixture(fixtures[k].name, &model, &images, 6);
+    calibrate_and_quantize(&model, images, 6);
+    dsq_audit_report report;
+    ds_error err;
+    ds_error_clear(&err);
+    cr_assert_eq(dsq_audit(&model, images, 6, NULL, &report, &err), DS_OK, "%s: %s",
+                 fixtures[k].name, err.message);
+    const dsq_tensor_audit *out = &report.tensors[report.output_entry];
+    cr_expect_geq(out->sqnr_db, fixtures[k].min_output_sqnr_db, "%s: output SQNR %.2f dB",
+                  fixtures[k].name, out->sqnr_db);
+    cr_expect_gt(out->cosine, 0.99, "%s: cosine %f", fixtures[k].name, out->cosine);
+    cr_expect_eq(out->tensor_index, model.output);
+    cr_expect_eq(report.image_count, 6);
+    dsq_audit_report_free(&report);
+    free(images);
+    ds_model_free(&model);
+  }
+}
+
+Test(end_to_end, fixed_outputs_are_bit_identical, .timeout = 60) {
+  dsr_model model;
+  float *images;
+  load_fixture("dat_pp_tiny", &model, &images, 3);
+  calibrate_and_quantize(&model, images, 3);
+  int64_t out_n = dsr_tensor_elements(&model.tensors[model.output]);
+  dsr_slice unsliced = dsr_slice_none();
+  float *first = run_fixed(&model, images, NULL);
+  float *second = run_fixed(&model, images, NULL);
+  float *explicit_none = run_fixed(&model, images, &unsliced);
+  cr_expect_eq(memcmp(first, second, sizeof(float) * (size_t)out_n), 0, "two runs differ");
+  cr_expect_eq(memcmp(first, explicit_none, sizeof(float) * (size_t)out_n), 0,
+               "slice (1, 1, 0) differs from the unsliced model");
+  free(first);
+  free(second);
+  free(explicit_none);
+  free(images);
+  ds_model_free(&model);
+}
+
+Test(end_to_end, quantize_is_deterministic, .timeout = 60) {
+  dsr_model a, b;
+  float *images_a, *images_b;
+  load_fixture("deform_layer_dat", &a, &images_a, 3);
+  load_fixture("deform_layer_dat", &b, &images_b, 3);
+  calibrate_and_quantize(&a, images_a, 3);
+  calibrate_and_quantize(&b, images_b, 3);
+  calibrate_and_quantize(&b, images_b, 3); /* quantizing again replaces the same bytes */
+  cr_assert_eq(a.tensor_count, b.tensor_count);
+  for (int32_t i = 0; i < a.tensor_count; i++) {
+    const dsr_tensor *ta = &a.tensors[i], *tb = &b.tensors[i];
+    cr_expect_eq(memcmp(&ta->qparams, &tb->qparams, sizeof ta->qparams), 0, "qparams of %s",
+                 ta->name);
+    cr_expect_eq(ta->data_q == NULL, tb->data_q == NULL);
+    if (ta->data_q != NULL && ta->has_qparams) {
+      size_t bytes = (size_t)dsr_tensor_elements(ta) * (ta->qparams.bits / 8u);
+      cr_expect_eq(memcmp(ta->data_q, tb->data_q, bytes), 0, "data_q of %s", ta->name);
+    }
+  }
+  for (int32_t i = 0; i < a.node_count; i++) {
+    cr_assert_eq(a.nodes[i].qword_count, b.nodes[i].qword_count);
+    cr_expect_eq(memcmp(a.nodes[i].qwords, b.nodes[i].qwords,
+                        sizeof(int32_t) * (size_t)a.nodes[i].qword_count),
+                 0, "qwords of %s", a.nodes[i].name);
+    if (a.nodes[i].deform != NULL)
+      cr_expect_eq(memcmp(a.nodes[i].deform->stage_qparams, b.nodes[i].deform->stage_qparams,
+                          sizeof a.nodes[i].deform->stage_qparams),
+                   0);
+  }
+  free(images_a);
+  free(images_b);
+  ds_model_free(&a);
+  ds_model_free(&b);
+}
+
+/* Calibrated over the sliced configuration too, the sliced fixed layer stays close to the
+ * sliced float layer (both modes run the same patches). */
+Test(end_to_end, sliced_layer_close_to_float, .timeout = 60) {
+  const char *names[2] = {"deform_layer_dat_pp", "deform_layer_rect"};
+  dsr_slice configs[3] = {{1, 1, 0, DSR_SLICE_PHYSICAL},
+                          {2, 2, 1, DSR_SLICE_PHYSICAL},
+                          {2, 3, 1, DSR_SLICE_CROP}};
+  for (int k = 0; k < 2; k++) {
+    dsr_model model;
+    float *images;
+    load_fixture(names[k], &model, &images, 4);
+    dsq_calibration calib;
+    ds_error err;
+    ds_error_clear(&err);
+    cr_assert_eq(dsq_calibration_init(&calib, &model, DSQ_CALIBRATION_MINMAX, &err), DS_OK);
+    cr_assert_eq(dsq_calibration_run_slices(&calib, &model, images, 4, configs, 3, &err), DS_OK,
+                 "%s", err.message);
+    cr_expect_eq(calib.image_count, 12);
+    cr_assert_eq(dsq_quantize(&model, &calib, NULL, &err), DS_OK, "%s", err.message);
+    for (int c = 1; c < 3; c++) {
+      dsq_audit_report report;
+      cr_assert_eq(dsq_audit(&model, images, 4, &configs[c], &report, &err), DS_OK, "%s",
+                   err.message);
+      double sqnr = report.tensors[report.output_entry].sqnr_db;
+      cr_expect_geq(sqnr, 28.0, "%s slice %d: output SQNR %.2f dB", names[k], c, sqnr);
+      dsq_audit_report_free(&report);
+    }
+    dsq_calibration_free(&calib);
+    free(images);
+    ds_model_free(&model);
+  }
+}
