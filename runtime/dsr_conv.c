@@ -197,8 +197,8 @@ static void gather_columns(const float *in_group, int32_t group_in, int32_t in_h
 
 /*
  * Depthwise 3x3, stride 1, padding 1: one pass per output row over three input rows, rows
- * outside the map read zero_row. Columns 1..w-2 need no bounds check; the two border
- * columns read zero outside.
+ * outside the map read zero_row. Columns 1..w-2 need no bounds check, and the two
+ * border columns read zero outside the map.
  */
 static void depthwise3x3(const float *in_map, const float *taps, float bias, int32_t height,
                          int32_t width, const float *zero_row, float *out_map) {

@@ -9,6 +9,9 @@
 #include <string.h>
 
 #include "common/ds_model.h"
+#include "converter/dsc_import.h"
+#include "quant/dsq_calibration.h"
+#include "quant/dsq_quantize.h"
 #include "runtime/dsr_runtime.h"
 #include "runtime/dsr_slice.h"
 
@@ -33,7 +36,7 @@ static void tm_init(test_model *tm) {
   tm->model.output = -1;
 }
 
-/* Adds a tensor of kind with rank dims; data is kept by pointer for constants. */
+/* Adds a tensor of kind with rank dims. Constants keep data by pointer. */
 static int32_t tm_tensor(test_model *tm, int kind, int32_t rank, const int32_t *dims,
                          const float *data) {
   int32_t index = tm->model.tensor_count++;
@@ -66,7 +69,7 @@ static dsr_node *tm_node(test_model *tm, int32_t op, int32_t input_count, const 
   return node;
 }
 
-/* A planned float context with its arena; free with run_free. */
+/* A planned float context with its arena, released by run_free. */
 typedef struct test_run {
   dsr_context ctx;
   void *arena;
@@ -1173,4 +1176,218 @@ Test(deform, scratch_fits_every_slice) {
   for (int i = 0; i < 512; i++)
     cr_assert(isfinite(out[i]));
   free(dc);
+}
+
+/* ---- ONNX fixtures against PyTorch ------------------------------------------------------ */
+
+/* Reads count little-endian float32 values from path into values. */
+static void read_floats(const char *path, float *values, int64_t count) {
+  FILE *file = fopen(path, "rb");
+  cr_assert_not_null(file, "cannot open %s", path);
+  size_t read = fread(values, sizeof(float), (size_t)count, file);
+  int extra = fgetc(file);
+  fclose(file);
+  cr_assert_eq(read, (size_t)count, "%s holds %zu floats, expected %lld", path, read,
+               (long long)count);
+  cr_assert_eq(extra, EOF, "%s holds more than %lld floats", path, (long long)count);
+}
+
+/* Imports tests/fixtures/NAME.onnx, runs it in float mode on NAME.input.f32 and checks the
+ * output against PyTorch's NAME.output.f32. Returns the max abs difference. */
+static double check_fixture(const char *name, int64_t input_count, int64_t output_count) {
+  char path[512];
+  snprintf(path, sizeof path, "%s/tests/fixtures/%s.onnx", DS_SOURCE_DIR, name);
+  dsr_model model;
+  ds_error err;
+  ds_error_clear(&err);
+  cr_assert_eq(dsc_import_file(path, NULL, &model, NULL, &err), DS_OK, "%s", err.message);
+  cr_assert_eq(dsr_tensor_elements(&model.tensors[model.input]), input_count);
+  cr_assert_eq(dsr_tensor_elements(&model.tensors[model.output]), output_count);
+
+  float *input = malloc((size_t)input_count * sizeof(float));
+  float *expected = malloc((size_t)output_count * sizeof(float));
+  float *actual = malloc((size_t)output_count * sizeof(float));
+  snprintf(path, sizeof path, "%s/tests/fixtures/%s.input.f32", DS_SOURCE_DIR, name);
+  read_floats(path, input, input_count);
+  snprintf(path, sizeof path, "%s/tests/fixtures/%s.output.f32", DS_SOURCE_DIR, name);
+  read_floats(path, expected, output_count);
+
+  run_float(&model, input, actual, output_count);
+  double max_difference = 0;
+  for (int64_t i = 0; i < output_count; i++) {
+    cr_assert(isfinite(actual[i]), "%s value %lld is %g", name, (long long)i, (double)actual[i]);
+    max_difference = fmax(max_difference, fabs((double)actual[i] - expected[i]));
+  }
+  cr_assert_leq(max_difference, 1e-4, "%s: max abs difference %g against PyTorch", name,
+                max_difference);
+
+  free(input);
+  free(expected);
+  free(actual);
+  ds_model_free(&model);
+  return max_difference;
+}
+
+Test(fixtures, deform_layer_dat_pp) {
+  check_fixture("deform_layer_dat_pp", 8 * 8 * 8, 8 * 8 * 8);
+}
+
+Test(fixtures, deform_layer_dat) {
+  check_fixture("deform_layer_dat", 8 * 8 * 8, 8 * 8 * 8);
+}
+
+Test(fixtures, deform_layer_rect) {
+  check_fixture("deform_layer_rect", 16 * 6 * 10, 16 * 6 * 10);
+}
+
+Test(fixtures, dat_pp_tiny) {
+  check_fixture("dat_pp_tiny", 16 * 16, 4);
+}
+
+Test(fixtures, dat_offsets_tiny) {
+  check_fixture("dat_offsets_tiny", 16 * 16, 4);
+}
+
+/* ---- Fixed-point mode through the executor ---------------------------------------------- */
+
+/* Imports fixture NAME, calibrates on its input and count - 1 scaled copies, quantizes. */
+static void quantized_fixture(const char *name, dsr_model *model, float **input) {
+  char path[512];
+  snprintf(path, sizeof path, "%s/tests/fixtures/%s.onnx", DS_SOURCE_DIR, name);
+  ds_error err;
+  ds_error_clear(&err);
+  cr_assert_eq(dsc_import_file(path, NULL, model, NULL, &err), DS_OK, "%s", err.message);
+  int64_t count = dsr_tensor_elements(&model->tensors[model->input]);
+  float *images = malloc((size_t)count * 3 * sizeof(float));
+  snprintf(path, sizeof path, "%s/tests/fixtures/%s.input.f32", DS_SOURCE_DIR, name);
+  read_floats(path, images, count);
+  for (int64_t i = 0; i < count; i++) {
+    images[count + i] = images[i] * 1.5f;
+    images[2 * count + i] = -images[i];
+  }
+
+  dsq_calibration calib;
+  cr_assert_eq(dsq_calibration_init(&calib, model, DSQ_CALIBRATION_MINMAX, &err), DS_OK, "%s",
+               err.message);
+  cr_assert_eq(dsq_calibration_run(&calib, model, images, 3, &err), DS_OK, "%s", err.message);
+  cr_assert_eq(dsq_quantize(model, &calib, NULL, &err), DS_OK, "%s", err.message);
+  dsq_calibration_free(&calib);
+  *input = images;
+}
+
+/* A fixed-mode context with KEEP_ALL, so the quantized input stays readable after invoke. */
+static void fixed_context(const dsr_model *model, dsr_context *ctx, void **arena) {
+  ds_error err;
+  ds_error_clear(&err);
+  dsr_plan_info plan;
+  cr_assert_eq(dsr_plan(model, DSR_MODE_FIXED, DSR_PLAN_KEEP_ALL, &plan, &err), DS_OK, "%s",
+               err.message);
+  *arena = aligned_alloc(64, (plan.arena_bytes + 63) / 64 * 64);
+  cr_assert_eq(dsr_context_init(ctx, model, DSR_MODE_FIXED, DSR_PLAN_KEEP_ALL, *arena,
+                                plan.arena_bytes, &err),
+               DS_OK, "%s", err.message);
+}
+
+static int64_t quantized_value(const dsr_tensor *t, const void *data, int64_t i) {
+  switch (t->qparams.dtype) {
+  case DSR_DTYPE_I8:
+    return ((const int8_t *)data)[i];
+  case DSR_DTYPE_I16:
+    return ((const int16_t *)data)[i];
+  default:
+    return ((const int32_t *)data)[i];
+  }
+}
+
+Test(fixed, input_quantized_and_output_dequantized) {
+  dsr_model model;
+  float *images;
+  quantized_fixture("deform_layer_dat_pp", &model, &images);
+  dsr_context ctx;
+  void *arena;
+  fixed_context(&model, &ctx, &arena);
+
+  /* Ties, saturation on both sides and NaN, besides the fixture's own values. */
+  const dsr_tensor *in = &model.tensors[model.input];
+  int64_t count = dsr_tensor_elements(in);
+  float scale = in->qparams.scale;
+  float *x = dsr_input_f32(&ctx);
+  memcpy(x, images, (size_t)count * sizeof(float));
+  x[0] = 2.5f * scale;
+  x[1] = -2.5f * scale;
+  x[2] = 1e9f;
+  x[3] = -1e9f;
+  x[4] = NAN;
+  dsr_invoke(&ctx);
+
+  const void *q = dsr_tensor_data(&ctx, model.input);
+  double low = in->qparams.dtype == DSR_DTYPE_I8 ? -128 : -32768;
+  double high = in->qparams.dtype == DSR_DTYPE_I8 ? 127 : 32767;
+  for (int64_t i = 0; i < count; i++) {
+    double expected = i == 4 ? in->qparams.zero_point
+                             : roundf(x[i] / scale) + (double)in->qparams.zero_point;
+    expected = fmin(fmax(expected, low), high);
+    cr_assert_eq(quantized_value(in, q, i), (int64_t)expected, "input %lld: %g", (long long)i,
+                 (double)x[i]);
+  }
+  /* 2.5 * scale / scale is exactly 2.5 for most scales; then the tie rounds away from 0. */
+  if (x[0] / scale == 2.5f) {
+    cr_assert_eq(quantized_value(in, q, 0), 3 + in->qparams.zero_point);
+    cr_assert_eq(quantized_value(in, q, 1), -3 + in->qparams.zero_point);
+  }
+  cr_assert_eq(quantized_value(in, q, 2), (int64_t)high);
+  cr_assert_eq(quantized_value(in, q, 3), (int64_t)low);
+
+  const dsr_tensor *out = &model.tensors[model.output];
+  const void *q_out = dsr_tensor_data(&ctx, model.output);
+  const float *y = dsr_output_f32(&ctx);
+  for (int64_t i = 0; i < dsr_tensor_elements(out); i++) {
+    float expected = out->qparams.scale * (float)(quantized_value(out, q_out, i) -
+                                                  out->qparams.zero_point);
+    cr_assert_eq(y[i], expected, "output %lld", (long long)i);
+  }
+
+  free(arena);
+  free(images);
+  ds_model_free(&model);
+}
+
+Test(fixed, deform_layer_tracks_float) {
+  dsr_model model;
+  float *images;
+  quantized_fixture("deform_layer_dat_pp", &model, &images);
+  int64_t count = dsr_tensor_elements(&model.tensors[model.output]);
+  float *reference = malloc((size_t)count * sizeof(float));
+  run_float(&model, images, reference, count);
+
+  dsr_context ctx;
+  void *arena;
+  fixed_context(&model, &ctx, &arena);
+  memcpy(dsr_input_f32(&ctx), images, (size_t)count * sizeof(float));
+  dsr_invoke(&ctx);
+
+  /* Signal-to-noise of the whole output: quantization noise well below the signal. */
+  double signal = 0, noise = 0;
+  for (int64_t i = 0; i < count; i++) {
+    double difference = dsr_output_f32(&ctx)[i] - reference[i];
+    signal += (double)reference[i] * reference[i];
+    noise += difference * difference;
+  }
+  cr_assert_gt(signal, 0);
+  double snr_db = 10 * log10(signal / fmax(noise, 1e-30));
+  cr_assert_gt(snr_db, 20.0, "fixed-point output SNR %.1f dB", snr_db);
+
+  /* A sliced configuration runs in fixed mode too. */
+  ds_error err;
+  ds_error_clear(&err);
+  cr_assert_eq(dsr_context_set_slice(&ctx, 0, (dsr_slice){2, 2, 1, DSR_SLICE_PHYSICAL}, &err),
+               DS_OK, "%s", err.message);
+  dsr_invoke(&ctx);
+  for (int64_t i = 0; i < count; i++)
+    cr_assert(isfinite(dsr_output_f32(&ctx)[i]));
+
+  free(arena);
+  free(reference);
+  free(images);
+  ds_model_free(&model);
 }
