@@ -23,13 +23,14 @@ static void print_blocks(const dsc_report *r, FILE *out) {
           "heads", "kernel", "stride", "samples", "conv", "factor");
   for (int32_t i = 0; i < r->block_count && i < DSC_MAX_REPORT_BLOCKS; i++) {
     const dsc_block_info *b = &r->blocks[i];
-    char map[32], samples[32];
+    char map[32], samples[32], factor[32] = "-";
     snprintf(map, sizeof map, "%dx%d", b->height, b->width);
     snprintf(samples, sizeof samples, "%dx%d", b->samples_h, b->samples_w);
-    fprintf(out, "  %-28s %5d %9s %6d %5d %6d %6d %7s %-6s %6.3g\n", b->name, b->channels, map,
+    if (b->convention == DSR_DEFORM_DAT)
+      snprintf(factor, sizeof factor, "%.3g", (double)b->offset_range_factor);
+    fprintf(out, "  %-28s %5d %9s %6d %5d %6d %6d %7s %-6s %6s\n", b->name, b->channels, map,
             b->groups, b->heads, b->offset_kernel, b->offset_stride, samples,
-            b->convention == DSR_DEFORM_DAT ? "DAT" : "DAT++",
-            (double)b->offset_range_factor);
+            b->convention == DSR_DEFORM_DAT ? "DAT" : "DAT++", factor);
   }
 }
 
