@@ -115,6 +115,7 @@ static int match_layer_norm(const dsc_graph *g, int32_t r1, ln_match *m) {
   const dsc_value *x = &g->values[m->x];
   if (x->rank < 1 || !trailing_axes(g, r1, x->rank, &m->first_axis))
     return 0;
+
   int32_t sub = dsc_single_consumer(g, out0(g, r1));
   if (!is_op(g, sub, "Sub") || g->nodes[sub].inputs[0] != m->x)
     return 0;
@@ -130,6 +131,7 @@ static int match_layer_norm(const dsc_graph *g, int32_t r1, ln_match *m) {
   if (!is_op(g, pow, "Pow") || g->nodes[pow].inputs[0] != d ||
       !is_scalar(g, g->nodes[pow].inputs[1], 2.0, 0.0))
     return 0;
+
   int32_t r2 = dsc_single_consumer(g, out0(g, pow));
   int32_t first2 = -1;
   if (!is_op(g, r2, "ReduceMean") || !trailing_axes(g, r2, x->rank, &first2) ||
@@ -143,6 +145,7 @@ static int match_layer_norm(const dsc_graph *g, int32_t r1, ln_match *m) {
   if (!is_op(g, sqrt_node, "Sqrt") || dsc_single_consumer(g, out0(g, sqrt_node)) != div ||
       !is_op(g, div, "Div") || g->nodes[div].inputs[0] != d)
     return 0;
+
   int32_t chain[7] = {r1, sub, pow, r2, add, sqrt_node, div};
   memcpy(m->nodes, chain, sizeof chain);
   m->node_count = 7;
@@ -152,6 +155,7 @@ static int match_layer_norm(const dsc_graph *g, int32_t r1, ln_match *m) {
   for (int32_t i = m->first_axis; i < x->rank; i++)
     norm_size *= x->dims[i];
   match_affine(g, m, norm_size);
+
   const dsc_value *y = &g->values[m->output];
   return y->rank == x->rank && memcmp(y->dims, x->dims, sizeof y->dims[0] * (size_t)x->rank) == 0;
 }

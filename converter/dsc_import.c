@@ -25,6 +25,7 @@ static ds_status read_file(const char *path, uint8_t **data, size_t *size, ds_er
     return ds_fail(err, DS_ERR_IO, "%s: not a regular file; pass the path of an .onnx file",
                    path);
   }
+
   int64_t length = -1;
   if (fseek(f, 0, SEEK_END) == 0)
     length = ftell(f);
@@ -37,6 +38,7 @@ static ds_status read_file(const char *path, uint8_t **data, size_t *size, ds_er
     return ds_fail(err, DS_ERR_ONNX_PARSE, "%s: file of %" PRId64 " bytes exceeds the %" PRId64
                    "-byte limit of one ONNX protobuf", path, length, DSC_MAX_FILE_BYTES);
   }
+
   uint8_t *buffer = malloc(length > 0 ? (size_t)length : 1);
   if (buffer == NULL) {
     fclose(f);

@@ -16,10 +16,9 @@
  *
  * Constants in the built model:
  *   - Weights and every float constant: data_f32.
- *   - Gather indices: data_f32 holds the index values as floats (exact, since each index is
- *     below 2^24), already made non-negative; data_q holds the same values as int32 with
- *     qparams {scale 1, zero_point 0, DSR_DTYPE_I32, 32 bits} and has_qparams 1, so that a
- *     reader in either mode finds integer indices.
+ *   - Gather indices, already made non-negative: data_f32 contains them as floats (exact
+ *     for axes shorter than 2^24) and data_q as int32 (always exact), with qparams
+ *     {scale 1, zero_point 0, DSR_DTYPE_I32, 32 bits} and has_qparams 1.
  *
  * Thread safety: the functions keep no global state; separate calls may run in parallel.
  */

@@ -2,7 +2,7 @@
  * Static shape inference and constant folding, one pass over the nodes in topological order.
  *
  * Each op handler sets its output shapes and, when every input it needs is constant, computes
- * the outputs; a node whose outputs all became constant is folded away. Nodes of op types
+ * the outputs. A node whose outputs all became constant is folded away. Nodes of op types
  * without a handler keep unknown output shapes, and so do the nodes fed by them; the lowering
  * step lists every such op type in one error.
  */
@@ -100,6 +100,7 @@ ds_status dsc_topological_order(dsc_graph *g, int32_t **order, ds_error *err) {
     free(queue);
     return ds_fail(err, DS_ERR_OUT_OF_MEMORY, "%s: no memory to sort nodes", g->path);
   }
+
   int32_t head = 0, tail = 0, live = 0;
   for (int32_t i = 0; i < g->node_count; i++) {
     const dsc_node *n = &g->nodes[i];
@@ -114,6 +115,7 @@ ds_status dsc_topological_order(dsc_graph *g, int32_t **order, ds_error *err) {
     if (pending[i] == 0)
       queue[tail++] = i;
   }
+
   while (head < tail) {
     const dsc_node *n = &g->nodes[queue[head++]];
     for (int32_t o = 0; o < n->output_count; o++) {
@@ -124,6 +126,7 @@ ds_status dsc_topological_order(dsc_graph *g, int32_t **order, ds_error *err) {
       }
     }
   }
+
   ds_status status = tail == live ? DS_OK : report_cycle(g, pending, err);
   free(pending);
   if (status != DS_OK) {

@@ -159,6 +159,7 @@ ds_status dsc_graph_index_uses(dsc_graph *g, ds_error *err) {
   g->use_offsets = calloc((size_t)g->value_count + 1, sizeof *g->use_offsets);
   if (g->use_offsets == NULL)
     return ds_fail(err, DS_ERR_OUT_OF_MEMORY, "%s: no memory for the use index", g->path);
+
   int64_t total = 0;
   for (int32_t i = 0; i < g->node_count; i++) {
     const dsc_node *n = &g->nodes[i];
@@ -171,6 +172,7 @@ ds_status dsc_graph_index_uses(dsc_graph *g, ds_error *err) {
   }
   for (int32_t v = 0; v < g->value_count; v++)
     g->use_offsets[v + 1] += g->use_offsets[v];
+
   g->use_nodes = malloc((size_t)(total > 0 ? total : 1) * sizeof *g->use_nodes);
   int32_t *fill = calloc((size_t)g->value_count + 1, sizeof *fill);
   if (g->use_nodes == NULL || fill == NULL) {

@@ -199,6 +199,7 @@ static ds_status read_geometry(const dsc_graph *g, block *b, ds_error *err) {
       c->pad[0] != c->pad[3] || c->dilation[0] != 1 || c->dilation[1] != 1)
     return block_fail(g, b, err, "the offset conv needs equal strides, equal pads on all "
                       "sides and no dilation");
+
   dsr_deform_attn *d = &b->d;
   d->channels = (int32_t)x->dims[1];
   d->height = (int32_t)x->dims[2];
@@ -207,6 +208,7 @@ static ds_status read_geometry(const dsc_graph *g, block *b, ds_error *err) {
   d->offset_kernel = (int32_t)wdw->dims[2];
   d->offset_stride = c->stride[0];
   d->offset_pad = c->pad[0];
+
   const dsc_node *pw = &g->nodes[b->offset_pw_conv];
   const dsc_value *wpw = &g->values[pw->inputs[1]];
   if (wpw->rank != 4 || wpw->dims[0] != 2 || wpw->dims[1] != wdw->dims[0] ||
@@ -245,6 +247,7 @@ static ds_status read_rpe_table(dsc_graph *g, block *b, ds_error *err) {
   if (d->heads <= 0 || d->channels % d->heads != 0)
     return block_fail(g, b, err, "the heads of the bias table do not divide the channels");
   d->head_channels = d->channels / d->heads;
+
   int64_t dims[3] = {d->heads, t->dims[2], t->dims[3]};
   char name[DSR_NAME_BYTES + 16];
   snprintf(name, sizeof name, "%srpe_table", b->prefix);

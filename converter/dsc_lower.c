@@ -41,6 +41,7 @@ ds_status dsc_mark_live(dsc_graph *g, ds_error *err) {
     free(stack);
     return ds_fail(err, DS_ERR_OUT_OF_MEMORY, "%s: no memory to mark live nodes", g->path);
   }
+
   int32_t top = 0;
   stack[top++] = out->producer;
   live[out->producer] = 1;
@@ -54,6 +55,7 @@ ds_status dsc_mark_live(dsc_graph *g, ds_error *err) {
       }
     }
   }
+
   for (int32_t i = 0; i < g->node_count; i++) {
     if (!live[i])
       g->nodes[i].dead = 1;

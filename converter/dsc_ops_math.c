@@ -123,6 +123,7 @@ static ds_status op_where(dsc_graph *g, dsc_node *n, ds_error *err) {
     return dsc_node_fail(g, n, DS_ERR_SHAPE, err, "X and Y have different element types");
   if (!dsc_inputs_constant(g, n))
     return dsc_set_output_shape(g, n, 0, dtype, rank, dims, err);
+
   void *out = NULL;
   DS_TRY(dsc_alloc_output(g, n, 0, dtype, rank, dims, &out, err));
   c = &g->values[n->inputs[0]];
@@ -244,6 +245,7 @@ static ds_status reduce(dsc_graph *g, dsc_node *n, int mean, ds_error *err) {
   }
   if (in->data == NULL)
     return dsc_set_output_shape(g, n, 0, dtype, rank, dims, err);
+
   void *out = NULL;
   DS_TRY(dsc_alloc_output(g, n, 0, dtype, rank, dims, &out, err));
   in = &g->values[n->inputs[0]];
@@ -289,6 +291,7 @@ static ds_status op_softmax(dsc_graph *g, dsc_node *n, ds_error *err) {
   int32_t rank = in->rank;
   if (in->data == NULL || in->dtype != DSC_DTYPE_F32)
     return dsc_set_output_shape(g, n, 0, in->dtype, rank, dims, err);
+
   float *out = NULL;
   DS_TRY(dsc_alloc_output(g, n, 0, DSC_DTYPE_F32, rank, dims, (void **)&out, err));
   const float *x = g->values[n->inputs[0]].data;

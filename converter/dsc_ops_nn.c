@@ -98,6 +98,7 @@ static ds_status op_conv(dsc_graph *g, dsc_node *n, ds_error *err) {
       dsc_value_elements(&g->values[n->inputs[2]]) != w->dims[0])
     return dsc_node_fail(g, n, DS_ERR_SHAPE, err, "bias size differs from %" PRId64
                          " output channels", w->dims[0]);
+
   int64_t dims[4] = {x->dims[0], w->dims[0], 0, 0};
   for (int32_t a = 0; a < 2; a++) {
     int64_t span = (c.kernel[a] - 1) * c.dilations[a] + 1;
@@ -106,6 +107,7 @@ static ds_status op_conv(dsc_graph *g, dsc_node *n, ds_error *err) {
       return dsc_node_fail(g, n, DS_ERR_SHAPE, err, "kernel is larger than the padded input");
     dims[2 + a] = (padded - span) / c.strides[a] + 1;
   }
+
   dsr_conv_attrs *attrs = &n->attrs.conv;
   for (int32_t a = 0; a < 2; a++) {
     attrs->stride[a] = (int32_t)c.strides[a];

@@ -141,6 +141,7 @@ static ds_status op_reshape(dsc_graph *g, dsc_node *n, ds_error *err) {
       known *= shape[i];
     }
   }
+
   int64_t count = dsc_value_elements(in);
   if (infer_axis >= 0) {
     if (known == 0 || count % known != 0)
