@@ -510,6 +510,45 @@ Test(converter, renamed_norm_weight_lifted) {
   free(input);
 }
 
+/* A dynamic batch dim makes torch compute every shape with Shape, Gather, Range and Cast. */
+Test(converter, dynamic_batch_export_folds) {
+  char path[512];
+  fixture_path(path, sizeof path, "ops/deform_dynamic_batch.onnx");
+  dsr_model model;
+  dsc_report report;
+  ds_error err;
+
+  ds_error_clear(&err);
+  cr_assert_eq(dsc_import_file(path, NULL, &model, &report, &err), DS_ERR_SHAPE);
+  cr_assert_not_null(strstr(err.message, "dim 0 is dynamic ('batch')"), "%s", err.message);
+
+  dsc_options options = {{1, 8, 8, 8}, 4};
+  ds_error_clear(&err);
+  cr_assert_eq(dsc_import_file(path, &options, &model, &report, &err), DS_OK, "%s",
+               err.message);
+  int32_t shape_nodes = 0;
+  for (int32_t i = 0; i < report.op_type_count; i++) {
+    if (strcmp(report.ops_before[i].op_type, "Shape") == 0)
+      shape_nodes = report.ops_before[i].count;
+  }
+  cr_assert_gt(shape_nodes, 0, "the export has no Shape node to fold");
+  cr_assert_eq(model.node_count, 1);
+  cr_assert_eq(model.nodes[0].op, DSR_OP_DEFORM_ATTN);
+  cr_assert_eq(model.nodes[0].deform->convention, DSR_DEFORM_DAT);
+
+  size_t in_bytes = 0, out_bytes = 0;
+  float *input = (float *)read_bytes(FIXTURES "ops/deform_dynamic_batch.input.f32", &in_bytes);
+  float *expected =
+      (float *)read_bytes(FIXTURES "ops/deform_dynamic_batch.output.f32", &out_bytes);
+  float *actual = run_float(&model, input);
+  double diff = max_abs_diff(actual, expected, (int64_t)(out_bytes / 4));
+  cr_assert_leq(diff, 1e-4, "max abs difference %g", diff);
+  free(actual);
+  free(expected);
+  free(input);
+  ds_model_free(&model);
+}
+
 Test(converter, opset18_reduce_mean_axes_input) {
   size_t in_bytes = 0, out_bytes = 0;
   float *input = (float *)read_bytes(FIXTURES "deform_layer_dat_pp.input.f32", &in_bytes);

@@ -28,9 +28,13 @@ Into OUT/ops/, small valid models for ops the DAT fixtures do not contain:
                             axes as an input instead of an attribute
   deform_opset17.onnx       deform_layer_dat.onnx at opset 17, its decomposed offset LayerNorm
                             replaced by one LayerNormalization node as opset 17 exports emit it
+  deform_dynamic_batch.onnx a DAT deformable layer exported by torch with a dynamic batch dim,
+                            so its shapes are computed by Shape, Gather, Range and Cast nodes;
+                            with .input.f32 and .output.f32 (PyTorch's output), written only
+                            when torch can be imported
 
-Needs only the onnx package (1.12 in Debian) and tests/fixtures/deform_layer_dat_pp.onnx; the
-files are deterministic.
+Needs the onnx package (1.12 in Debian) and tests/fixtures/deform_layer_dat_pp.onnx, and torch
+(1.13) for deform_dynamic_batch. The files are deterministic for the same torch build.
 """
 
 import argparse
@@ -240,6 +244,31 @@ def deform_opset18(source):
     return m
 
 
+def write_dynamic_batch(ops):
+    try:
+        import torch
+    except ImportError:
+        print("torch not found: deform_dynamic_batch.onnx not written")
+        return
+    import sys
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from make_fixtures import randomize
+    from models.dat import DAttentionBaseline
+
+    torch.manual_seed(7)
+    layer = randomize(DAttentionBaseline((8, 8), 2, 4, 2, 2, 3, "dat"), 7).eval()
+    x = torch.randn(1, 8, 8, 8)
+    with torch.no_grad():
+        y = layer(x)
+    base = os.path.join(ops, "deform_dynamic_batch")
+    torch.onnx.export(layer, x, base + ".onnx", opset_version=16, input_names=["input"],
+                      output_names=["output"],
+                      dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}})
+    x.numpy().astype("<f4").tofile(base + ".input.f32")
+    y.numpy().astype("<f4").tofile(base + ".output.f32")
+    print(base + ".onnx")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="tests/fixtures")
@@ -277,6 +306,7 @@ def main():
     open(os.path.join(bad, "empty.onnx"), "wb").close()
     for path in sorted(files):
         print(path)
+    write_dynamic_batch(ops)
 
 
 if __name__ == "__main__":
