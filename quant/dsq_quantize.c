@@ -22,9 +22,9 @@
 #include "../runtime/dsr_fixed_math.h"
 #include "dsq_params.h"
 
-/* Softmax inputs more than this far below the largest value saturate: exp(-64) is far below
- * the 2^-15 resolution of the probabilities, so clipping them changes nothing, while a mask
- * value such as -10^4 would otherwise set the scale of the whole tensor. */
+/* Softmax inputs more than this far below the largest value saturate. exp(-64) is far below
+ * the 2^-15 resolution of the probabilities, so clipping them changes nothing. Without the
+ * clip, a mask value such as -10^4 would set the scale of the whole tensor. */
 #define DSQ_SOFTMAX_INPUT_SPAN 64.0f
 
 #define DSQ_LOG2_E 1.4426950408889634074

@@ -510,8 +510,7 @@ int dsr_fixed_lut_valid(const int32_t *block, int32_t block_words, int32_t in_dt
     return block[0] == DSQ_LUT_DIRECT && block_words == 1 + DSQ_LUT_DIRECT_ENTRIES;
   if (block[0] != DSQ_LUT_INTERP || block_words != 1 + DSQ_LUT_INTERP_ENTRIES)
     return 0;
-  /* Interpolation computes (b - a) * 255 in 64 bits and a + that in 64 bits; entries are
-   * bounded so the final value cannot wrap. */
+  /* Interpolation works in 64 bits. Entries within +-2^30 keep its result far from wrapping. */
   for (int32_t i = 1; i < block_words; i++) {
     if (block[i] < -(1 << 30) || block[i] > (1 << 30))
       return 0;
@@ -622,7 +621,8 @@ static ds_status check_bias(const dsr_model *model, const dsr_node *node, int32_
   return DS_OK;
 }
 
-/* A 32-bit accumulator holds terms products of at most 255 * 128 plus the bias. */
+/* Rejects a 32-bit accumulator whose terms products of up to product_max plus the bias can
+ * overflow. */
 static ds_status check_narrow(const dsr_node *node, int64_t terms, int64_t product_max,
                               int64_t bias_max, ds_error *err) {
   if (terms * product_max + bias_max > INT32_MAX)

@@ -2,10 +2,10 @@
  * Integer primitives of the fixed-point runtime: rounding, requantization, integer square
  * root, exp, LayerNorm and softmax rows, lookup tables and bilinear taps.
  *
- * These functions are the arithmetic an FPGA implementation must reproduce bit for bit;
- * docs/fixed-point.md states each one in prose. They never fail and never allocate: the
- * quantizer and dsr_fixed_check_node guarantee the documented input ranges. Every function
- * is pure and thread safe.
+ * These functions are the arithmetic an FPGA implementation must reproduce bit for bit, and
+ * docs/fixed-point.md states each one in prose. They return no status and never allocate.
+ * Callers keep inputs within the documented ranges, which the quantizer and
+ * dsr_fixed_check_node establish for the kernels. Every function is pure and thread safe.
  *
  * Rounding is "half away from zero" everywhere (round(2.5) = 3, round(-2.5) = -3).
  */
@@ -61,8 +61,8 @@ int32_t dsr_fixed_srdhm(int32_t a, int32_t b);
 int32_t dsr_fixed_rdbpot(int32_t x, int32_t exponent);
 
 /*
- * Requantizes a 32-bit accumulator by the real factor multiplier * 2^(shift - 31):
- * x is first multiplied by 2^max(shift, 0); if that leaves the int32 range, the result is
+ * Requantizes a 32-bit accumulator by the real factor multiplier * 2^(shift - 31).
+ * x is first multiplied by 2^max(shift, 0). If that leaves the int32 range, the result is
  * the int32 limit with the sign of x * multiplier (0 when multiplier is 0). Otherwise it is
  * dsr_fixed_rdbpot(dsr_fixed_srdhm(x * 2^max(shift, 0), multiplier), max(-shift, 0)).
  * shift in [-31, 30]. The two roundings put the result within 1 of the exact product.

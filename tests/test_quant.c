@@ -284,14 +284,12 @@ Test(primitives, exp_error_over_int16_range) {
   for (int k = 0; k < 3; k++) {
     int32_t m, shift;
     cr_assert(dsq_quantize_multiplier(scales[k] * 1.4426950408889634 * 1024.0, 0, &m, &shift));
-    double worst = 0.0;
     for (int32_t d = -65535; d <= 0; d++) {
       int32_t e = dsr_fixed_exp2_neg_q30(dsr_fixed_requant32(d, m, shift));
       double exact = ldexp(exp(scales[k] * d), 30);
       /* The Q10 log2 argument is within 1 unit (two roundings in requant32), a relative
        * error of 2^(1/1024) - 1 = 6.8e-4; the table and the final shift add 1 unit each. */
       double bound = 6.8e-4 * exact + 2.0;
-      worst = fmax(worst, fabs(e - exact) - bound);
       cr_assert_leq(fabs(e - exact), bound, "scale %g d %d: %d vs %f", scales[k], d, e, exact);
     }
   }
@@ -695,10 +693,14 @@ static void elementwise_case(int32_t op, int constant_b, uint32_t int16_flags, i
   t.b.model.output = yi;
   for (int i = 0; i < 24; i++) {
     float b = bv[(i / 4) % 3];
-    y[i] = op == DSR_OP_ADD ? a[i] + b
-           : op == DSR_OP_SUB ? a[i] - b
-           : op == DSR_OP_MUL ? a[i] * b
-                              : a[i] / b;
+    if (op == DSR_OP_ADD)
+      y[i] = a[i] + b;
+    else if (op == DSR_OP_SUB)
+      y[i] = a[i] - b;
+    else if (op == DSR_OP_MUL)
+      y[i] = a[i] * b;
+    else
+      y[i] = a[i] / b;
   }
   cr_assert_eq(dsq_calibration_init(&t.calib, &t.b.model, DSQ_CALIBRATION_MINMAX, NULL), DS_OK);
   calibrate_values(&t.calib, &t.b.model, ai, a);
@@ -718,7 +720,15 @@ static void elementwise_case(int32_t op, int constant_b, uint32_t int16_flags, i
                                               : constant_value(&m->tensors[bi], (i / 4) % 3, 1))
                           : dequantize_value(dsr_fixed_load(t.buffers[bi], m->tensors[bi].qparams.dtype, (i / 4) % 3),
                                              &m->tensors[bi].qparams);
-    double real = op == DSR_OP_ADD ? av + b : op == DSR_OP_SUB ? av - b : op == DSR_OP_MUL ? av * b : av / b;
+    double real;
+    if (op == DSR_OP_ADD)
+      real = av + b;
+    else if (op == DSR_OP_SUB)
+      real = av - b;
+    else if (op == DSR_OP_MUL)
+      real = av * b;
+    else
+      real = av / b;
     int32_t expected = quantize_value(real, yq);
     int32_t got = dsr_fixed_load(t.buffers[yi], yq->dtype, i);
     cr_assert_leq(abs(got - expected), max_error, "op %d element %d: got %d expected %d", op, i,
@@ -1017,10 +1027,11 @@ static float *run_fixed(const dsr_model *model, const float *image, const dsr_sl
 }
 
 /*
- * Output SQNR thresholds, measured with these fixtures (random weights, 6 calibration images:
- * the stored input and 5 uniform in [-1, 1]) and about 4 dB below what was measured: the
- * single layers give 34 to 43 dB, the whole tiny model about 26 dB (int8 weights and
- * activations lose about 30 dB per tensor; the errors of 60 tensors add up).
+ * Output SQNR thresholds, about 4 to 6 dB below what these fixtures measure. The fixtures have
+ * random weights, and 6 images calibrate and audit them: the stored input and 5 uniform in
+ * [-1, 1]. The single layers give 34.0 (DAT++), 39.4 (DAT) and 37.1 dB (rectangular map), the whole tiny model
+ * 32.2 dB. An int8 tensor alone is near 30 to 40 dB, so these thresholds fail when one stage
+ * loses precision, not from ordinary rounding.
  */
 typedef struct fixture_case {
   const char *name;
@@ -1031,7 +1042,7 @@ static const fixture_case fixtures[] = {
     {"deform_layer_dat_pp", 30.0},
     {"deform_layer_dat", 30.0},
     {"deform_layer_rect", 30.0},
-    {"dat_pp_tiny", 20.0},
+    {"dat_pp_tiny", 26.0},
 };
 
 Test(end_to_end, fixtures_fixed_close_to_float, .timeout = 120) {
@@ -1046,6 +1057,8 @@ Test(end_to_end, fixtures_fixed_close_to_float, .timeout = 120) {
     cr_assert_eq(dsq_audit(&model, images, 6, NULL, &report, &err), DS_OK, "%s: %s",
                  fixtures[k].name, err.message);
     const dsq_tensor_audit *out = &report.tensors[report.output_entry];
+    cr_log_info("%s: output SQNR %.2f dB, cosine %.6f", fixtures[k].name, out->sqnr_db,
+                out->cosine);
     cr_expect_geq(out->sqnr_db, fixtures[k].min_output_sqnr_db, "%s: output SQNR %.2f dB",
                   fixtures[k].name, out->sqnr_db);
     cr_expect_gt(out->cosine, 0.99, "%s: cosine %f", fixtures[k].name, out->cosine);
@@ -1112,8 +1125,9 @@ Test(end_to_end, quantize_is_deterministic, .timeout = 60) {
   ds_model_free(&b);
 }
 
-/* Calibrated over the sliced configuration too, the sliced fixed layer stays close to the
- * sliced float layer (both modes run the same patches). */
+/* Calibrated over the sliced configurations too, the sliced fixed layer stays as close to the
+ * sliced float layer (both modes run the same patches) as the unsliced one: measured 34.7 to
+ * 38.8 dB. */
 Test(end_to_end, sliced_layer_close_to_float, .timeout = 60) {
   const char *names[2] = {"deform_layer_dat_pp", "deform_layer_rect"};
   dsr_slice configs[3] = {{1, 1, 0, DSR_SLICE_PHYSICAL},
@@ -1136,7 +1150,8 @@ Test(end_to_end, sliced_layer_close_to_float, .timeout = 60) {
       cr_assert_eq(dsq_audit(&model, images, 4, &configs[c], &report, &err), DS_OK, "%s",
                    err.message);
       double sqnr = report.tensors[report.output_entry].sqnr_db;
-      cr_expect_geq(sqnr, 28.0, "%s slice %d: output SQNR %.2f dB", names[k], c, sqnr);
+      cr_log_info("%s slice %d: output SQNR %.2f dB", names[k], c, sqnr);
+      cr_expect_geq(sqnr, 30.0, "%s slice %d: output SQNR %.2f dB", names[k], c, sqnr);
       dsq_audit_report_free(&report);
     }
     dsq_calibration_free(&calib);
