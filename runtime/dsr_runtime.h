@@ -34,7 +34,8 @@ typedef enum dsr_mode {
 
 /*
  * Calibration hook for float mode: called after every node with the node's float output,
- * and for DEFORM_ATTN nodes once per stage and patch with that stage's float values.
+ * and for DEFORM_ATTN nodes once per stage and patch with that stage's float values, except
+ * DSR_DEFORM_STAGE_Q, which covers the whole map and is reported once per node.
  * NULL members are skipped.
  */
 typedef struct dsr_observer {
@@ -77,7 +78,9 @@ ds_status dsr_plan(const dsr_model *model, dsr_mode mode, uint32_t flags, dsr_pl
 
 /*
  * Lays out the context inside arena (arena_bytes from dsr_plan at least). The arena is owned
- * by the caller and must outlive the context. Slices start as the model's own.
+ * by the caller, must be aligned to 64 bytes and must outlive the context. Slices start as
+ * the model's own. Errors: those of dsr_plan, DS_ERR_ARENA_TOO_SMALL (the message gives the
+ * requested and available bytes), DS_ERR_INVALID_ARGUMENT (NULL or misaligned arena).
  */
 ds_status dsr_context_init(dsr_context *ctx, const dsr_model *model, dsr_mode mode,
                            uint32_t flags, void *arena, size_t arena_bytes, ds_error *err);
@@ -102,8 +105,9 @@ void dsr_context_set_observer(dsr_context *ctx, const dsr_observer *observer);
 /* Float input buffer of dsr_tensor_elements(input) values. */
 float *dsr_input_f32(dsr_context *ctx);
 
-/* Runs the model on the current input. In fixed mode the input is quantized first and the
- * output dequantized after, so callers always see floats. */
+/* Runs the model on the current input. In fixed mode the input is quantized first, as
+ * q = clamp(round(x / scale) + zero_point) with ties away from zero and NaN as zero_point, and
+ * the output dequantized after, so callers always see floats. */
 void dsr_invoke(dsr_context *ctx);
 
 /* Float output of dsr_tensor_elements(output) values, valid until the next invoke. */

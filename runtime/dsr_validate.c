@@ -135,6 +135,13 @@ static ds_status validate_conv(const dsr_model *model, int32_t node_index, ds_er
     return NODE_FAIL(DS_ERR_SHAPE, "output %s does not match %s computed from input %s and weight %s",
                      ys, es, xs, ws);
   }
+
+  /* The scratch holds one group's input columns: taps times output pixels. */
+  double column_count = (double)w->dims[1] * w->dims[2] * w->dims[3] * y->dims[2] * y->dims[3];
+  if (column_count > (double)DSR_MAX_TENSOR_ELEMENTS)
+    return NODE_FAIL(DS_ERR_SHAPE, "weight %s over output %s needs %.0f scratch values, more "
+                     "than the %lld the runtime supports",
+                     ws, ys, column_count, (long long)DSR_MAX_TENSOR_ELEMENTS);
   return DS_OK;
 }
 
@@ -456,6 +463,15 @@ static ds_status validate_deform(const dsr_model *model, int32_t node_index, dsr
     return NODE_FAIL(DS_ERR_SHAPE, "offset kernel %d with padding %d leaves no offset grid on "
                      "the %dx%d map",
                      layer->offset_kernel, layer->offset_pad, layer->height, layer->width);
+
+  /* The scratch holds every head's logits over the map: heads x H x W x Hk x Wk values. */
+  double logit_count = (double)layer->heads * layer->height * layer->width *
+                       dsr_deform_grid_size(layer, layer->height) *
+                       dsr_deform_grid_size(layer, layer->width);
+  if (logit_count > (double)DSR_MAX_TENSOR_ELEMENTS)
+    return NODE_FAIL(DS_ERR_SHAPE, "the attention logits of the %dx%d map need %.0f values, "
+                     "more than the %lld the runtime supports",
+                     layer->height, layer->width, logit_count, (long long)DSR_MAX_TENSOR_ELEMENTS);
 
   int32_t expected[4] = {1, c, layer->height, layer->width};
   if (!dims_equal(x, expected, 4) || !dims_equal(y, expected, 4)) {

@@ -1178,6 +1178,173 @@ Test(deform, scratch_fits_every_slice) {
   free(dc);
 }
 
+/* ---- Corrupted models ------------------------------------------------------------------- */
+
+/* A model with one node of most ops: conv, transpose, layer norm, matmul, softmax, gather,
+ * gelu, add, pool and reshape, on a (1, 2, 4, 4) input. Constants hold 64 floats each. */
+static void build_mixed_model(test_model *tm) {
+  static float constants[8][64];
+  static float gather_rows[2] = {1, 0};
+  for (int i = 0; i < 8; i++)
+    fill_values(constants[i], 64, (uint32_t)i + 40, 1.0f);
+  tm_init(tm);
+  int32_t in = tm_tensor(tm, DSR_TENSOR_INPUT, 4, (int32_t[]){1, 2, 4, 4}, NULL);
+  int32_t cw = tm_tensor(tm, DSR_TENSOR_CONSTANT, 4, (int32_t[]){4, 2, 1, 1}, constants[0]);
+  int32_t cb = tm_tensor(tm, DSR_TENSOR_CONSTANT, 1, (int32_t[]){4}, constants[1]);
+  int32_t conv = tm_tensor(tm, DSR_TENSOR_ACTIVATION, 4, (int32_t[]){1, 4, 4, 4}, NULL);
+  int32_t nhwc = tm_tensor(tm, DSR_TENSOR_ACTIVATION, 4, (int32_t[]){1, 4, 4, 4}, NULL);
+  int32_t gamma = tm_tensor(tm, DSR_TENSOR_CONSTANT, 1, (int32_t[]){4}, constants[2]);
+  int32_t beta = tm_tensor(tm, DSR_TENSOR_CONSTANT, 1, (int32_t[]){4}, constants[3]);
+  int32_t norm = tm_tensor(tm, DSR_TENSOR_ACTIVATION, 4, (int32_t[]){1, 4, 4, 4}, NULL);
+  int32_t mw = tm_tensor(tm, DSR_TENSOR_CONSTANT, 2, (int32_t[]){4, 4}, constants[4]);
+  int32_t mm = tm_tensor(tm, DSR_TENSOR_ACTIVATION, 4, (int32_t[]){1, 4, 4, 4}, NULL);
+  int32_t sm = tm_tensor(tm, DSR_TENSOR_ACTIVATION, 4, (int32_t[]){1, 4, 4, 4}, NULL);
+  int32_t idx = tm_tensor(tm, DSR_TENSOR_CONSTANT, 1, (int32_t[]){2}, gather_rows);
+  int32_t ga = tm_tensor(tm, DSR_TENSOR_ACTIVATION, 4, (int32_t[]){1, 4, 2, 4}, NULL);
+  int32_t ge = tm_tensor(tm, DSR_TENSOR_ACTIVATION, 4, (int32_t[]){1, 4, 2, 4}, NULL);
+  int32_t sum = tm_tensor(tm, DSR_TENSOR_ACTIVATION, 4, (int32_t[]){1, 4, 2, 4}, NULL);
+  int32_t pool = tm_tensor(tm, DSR_TENSOR_ACTIVATION, 4, (int32_t[]){1, 4, 1, 1}, NULL);
+  int32_t out = tm_tensor(tm, DSR_TENSOR_OUTPUT, 2, (int32_t[]){1, 4}, NULL);
+
+  dsr_node *node = tm_node(tm, DSR_OP_CONV2D, 3, (int32_t[]){in, cw, cb}, conv);
+  node->attrs.conv = (dsr_conv_attrs){{1, 1}, {0, 0, 0, 0}, {1, 1}, 1};
+  node = tm_node(tm, DSR_OP_TRANSPOSE, 1, (int32_t[]){conv}, nhwc);
+  for (int i = 0; i < 4; i++)
+    node->attrs.transpose.perm[i] = (int32_t[]){0, 2, 3, 1}[i];
+  node = tm_node(tm, DSR_OP_LAYER_NORM, 3, (int32_t[]){nhwc, gamma, beta}, norm);
+  node->attrs.norm.axis = -1;
+  node->attrs.norm.epsilon = 1e-5f;
+  tm_node(tm, DSR_OP_MATMUL, 2, (int32_t[]){norm, mw}, mm);
+  node = tm_node(tm, DSR_OP_SOFTMAX, 1, (int32_t[]){mm}, sm);
+  node->attrs.softmax.axis = 3;
+  node = tm_node(tm, DSR_OP_GATHER, 2, (int32_t[]){sm, idx}, ga);
+  node->attrs.softmax.axis = 2;
+  tm_node(tm, DSR_OP_GELU, 1, (int32_t[]){ga}, ge);
+  tm_node(tm, DSR_OP_ADD, 2, (int32_t[]){ge, ga}, sum);
+  tm_node(tm, DSR_OP_GLOBAL_AVG_POOL, 1, (int32_t[]){sum}, pool);
+  tm_node(tm, DSR_OP_RESHAPE, 1, (int32_t[]){pool}, out);
+}
+
+/* Changes one field of model to a small random value: an index, a dim of a non-constant
+ * tensor, a rank, a kind, an op, an attribute or a deformable layer field. */
+static void corrupt_model(test_model *tm, uint32_t *state) {
+  *state = *state * 1664525u + 1013904223u;
+  uint32_t r = *state >> 8;
+  int32_t value = (int32_t)(r % 11) - 2;
+  dsr_model *m = &tm->model;
+  dsr_node *node = &tm->nodes[(r / 11) % (uint32_t)m->node_count];
+  dsr_tensor *t = &tm->tensors[(r / 7) % (uint32_t)m->tensor_count];
+  switch ((r / 131) % 12) {
+  case 0:
+    node->inputs[(r / 3) % DSR_MAX_NODE_INPUTS] = value * 3;
+    break;
+  case 1:
+    node->input_count = value;
+    break;
+  case 2:
+    node->output = value * 2;
+    break;
+  case 3:
+    node->op = (int32_t)(r % 18);
+    break;
+  case 4:
+    ((int32_t *)&node->attrs)[(r / 5) % 8] = value;
+    break;
+  case 5:
+    if (t->kind != DSR_TENSOR_CONSTANT)
+      t->dims[(r / 3) % DSR_MAX_RANK] = value + 2;
+    break;
+  case 6:
+    if (t->kind != DSR_TENSOR_CONSTANT)
+      t->rank = value + 1;
+    break;
+  case 7:
+    t->kind = (uint8_t)(r % 5);
+    break;
+  case 8:
+    if (r % 2)
+      m->input = value;
+    else
+      m->output = value * 4;
+    break;
+  case 9:
+  case 10:
+    if (node->deform != NULL)
+      ((int32_t *)node->deform)[(r / 5) % 9] = value;
+    break;
+  default:
+    if (node->deform != NULL)
+      ((int32_t *)&node->deform->slice)[(r / 5) % 4] = value;
+    break;
+  }
+}
+
+/* Plans the model; when the plan passes, the context must initialize and run cleanly. */
+static void run_if_valid(const dsr_model *model, int *valid_count) {
+  ds_error err;
+  ds_error_clear(&err);
+  dsr_plan_info plan;
+  ds_status status = dsr_plan(model, DSR_MODE_FLOAT, 0, &plan, &err);
+  if (status != DS_OK) {
+    cr_assert_neq(err.message[0], '\0', "status %s without a message", ds_status_name(status));
+    return;
+  }
+  void *arena = aligned_alloc(64, (plan.arena_bytes + 63) / 64 * 64);
+  dsr_context ctx;
+  cr_assert_eq(dsr_context_init(&ctx, model, DSR_MODE_FLOAT, 0, arena, plan.arena_bytes, &err),
+               DS_OK, "%s", err.message);
+  int64_t count = dsr_tensor_elements(&model->tensors[model->input]);
+  for (int64_t i = 0; i < count; i++)
+    dsr_input_f32(&ctx)[i] = (float)(i % 7) - 3.0f;
+  dsr_invoke(&ctx);
+  free(arena);
+  (*valid_count)++;
+}
+
+Test(validation, corrupted_models_never_crash) {
+  uint32_t state = 7;
+  int valid_count = 0;
+  test_model *tm = malloc(sizeof *tm);
+  deform_case *dc = new_deform_case();
+  for (int round = 0; round < 600; round++) {
+    test_model *model = tm;
+    switch (round % 3) {
+    case 0:
+      build_mixed_model(tm);
+      break;
+    case 1:
+      build_chain_model(tm);
+      break;
+    default:
+      build_deform(dc, 4, 6, 6, 2, 2, 3, 2, round % 2 ? DSR_DEFORM_DAT : DSR_DEFORM_DAT_PP);
+      model = &dc->tm;
+      break;
+    }
+    int mutations = 1 + round % 3;
+    for (int i = 0; i < mutations; i++)
+      corrupt_model(model, &state);
+    run_if_valid(&model->model, &valid_count);
+  }
+  /* Some corruptions are harmless (a dead input slot, an attribute the op ignores). */
+  cr_assert_gt(valid_count, 0);
+  cr_assert_lt(valid_count, 600);
+  free(tm);
+  free(dc);
+}
+
+Test(validation, mixed_model_runs) {
+  test_model tm;
+  build_mixed_model(&tm);
+  float x[32], y[4];
+  for (int i = 0; i < 32; i++)
+    x[i] = (float)i * 0.1f;
+  run_float(&tm.model, x, y, 4);
+  /* Each output is the mean of gelu(p) + p over softmax probabilities p, so it lies in
+   * (0, 2). */
+  for (int i = 0; i < 4; i++)
+    cr_assert(y[i] > 0.0f && y[i] < 2.0f, "y[%d] = %g", i, (double)y[i]);
+}
+
 /* ---- ONNX fixtures against PyTorch ------------------------------------------------------ */
 
 /* Reads count little-endian float32 values from path into values. */
