@@ -16,9 +16,10 @@
  *   - the convention: a Tanh inside the block means DAT, a Clip means DAT++; DAT's
  *     offset_range_factor is the product of the constants multiplying tanh, times Hk.
  *
- * NOTE: the structure between x and the output is checked only by op counts (two GridSample,
- * one Softmax, one LayerNorm, one GELU) and parameter shapes. A graph that keeps the names
- * but computes something else in between would be lifted as DAttentionBaseline.
+ * NOTE: the structure between x and the output is checked by op counts (two GridSample, one
+ * Softmax, one LayerNorm, one GELU), parameter shapes and the main data flow (offsets from q,
+ * samples of x, k and v from the samples), not node by node. A graph that keeps all of that
+ * but computes something else in between would still be lifted as DAttentionBaseline.
  */
 #include <inttypes.h>
 #include <math.h>
@@ -378,6 +379,39 @@ static ds_status set_conv_params(const dsc_graph *g, block *b, ds_error *err) {
   return DS_OK;
 }
 
+/* True when value is target, or target reshaped by a chain of Reshape or Identity nodes. */
+static int reshaped_from(const dsc_graph *g, int32_t value, int32_t target) {
+  for (int32_t steps = 0; steps < 16 && value >= 0; steps++) {
+    if (value == target)
+      return 1;
+    int32_t p = g->values[value].producer;
+    if (p < 0 || (strcmp(g->nodes[p].op_type, "Reshape") != 0 &&
+                  strcmp(g->nodes[p].op_type, "Identity") != 0))
+      return 0;
+    value = g->nodes[p].inputs[0];
+  }
+  return 0;
+}
+
+/* The data flow the operator assumes: offsets from q, samples of x, k and v from samples. */
+static ds_status check_data_flow(const dsc_graph *g, const block *b, ds_error *err) {
+  int32_t q = g->nodes[b->q_conv].outputs[0];
+  if (!reshaped_from(g, g->nodes[b->offset_conv].inputs[0], q))
+    return block_fail(g, b, err, "the offset conv does not read the proj_q output");
+  int32_t sampler = -1;
+  for (int32_t i = 0; i < b->grid_sample_count; i++) {
+    if (!dsc_is_constant(g, g->nodes[b->grid_samples[i]].inputs[0]))
+      sampler = b->grid_samples[i];
+  }
+  if (sampler < 0 || !reshaped_from(g, g->nodes[sampler].inputs[0], b->x))
+    return block_fail(g, b, err, "the sampling GridSample does not read the block input");
+  int32_t samples = g->nodes[sampler].outputs[0];
+  if (!reshaped_from(g, g->nodes[b->k_conv].inputs[0], samples) ||
+      !reshaped_from(g, g->nodes[b->v_conv].inputs[0], samples))
+    return block_fail(g, b, err, "proj_k and proj_v do not read the sampled values");
+  return DS_OK;
+}
+
 static ds_status read_parameters(dsc_graph *g, block *b, ds_error *err) {
   classify_nodes(g, b);
   if (b->grid_sample_count != 2 || b->softmax_count != 1)
@@ -385,6 +419,7 @@ static ds_status read_parameters(dsc_graph *g, block *b, ds_error *err) {
                       "input and output");
   for (int32_t i = 0; i < 2; i++)
     DS_TRY(check_grid_sample(g, b, b->grid_samples[i], err));
+  DS_TRY(check_data_flow(g, b, err));
   DS_TRY(read_geometry(g, b, err));
   DS_TRY(read_layer_norm(g, b, err));
   DS_TRY(read_convention(g, b, err));
