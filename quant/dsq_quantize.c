@@ -440,7 +440,7 @@ static ds_status assign_activation_qparams(quant_state *st) {
     int grouped = group_size[root] > 1;
     if (t->kind == DSR_TENSOR_CONSTANT && !(grouped && st->role[i] == ROLE_PLAIN))
       continue;
-    float mn, mx;
+    float mn = 0.0f, mx = 0.0f;
     if (t->kind == DSR_TENSOR_CONSTANT) {
       status = constant_range(st, i, &mn, &mx);
     } else {
@@ -505,7 +505,7 @@ static ds_status assign_stage_qparams(quant_state *st, int32_t node_index) {
       d->stage_qparams[s] = qparams_softmax_output((flags & DSQ_INT16_ATTENTION) || all);
       continue;
     }
-    float mn, mx;
+    float mn = 0.0f, mx = 0.0f;
     DS_TRY(stage_range(st, node_index, s, &mn, &mx));
     int int16 = all;
     if (s == DSR_DEFORM_STAGE_LOGITS) {
@@ -619,7 +619,7 @@ static ds_status quantize_bias(quant_state *st, const dsr_node *node, int32_t in
 static ds_status quantize_plain(quant_state *st, int32_t index) {
   dsr_tensor *t = &st->model->tensors[index];
   if (t->has_qparams == 0) {
-    float mn, mx;
+    float mn = 0.0f, mx = 0.0f;
     DS_TRY(constant_range(st, index, &mn, &mx));
     float bound = fmaxf(fabsf(mn), fabsf(mx));
     if (st->clip_bound[index] > 0.0f && bound > st->clip_bound[index])

@@ -672,6 +672,18 @@ static ds_status check_matmul(const dsr_model *model, const dsr_node *node, ds_e
                    "node '%s' (MATMUL): operand ranks must be 2 or more with matching inner "
                    "dimensions",
                    node->name);
+  /* Batch axes broadcast: each operand's batch axis is 1 or the output's. */
+  for (int32_t t = 0; t < 2; t++) {
+    const dsr_tensor *operand = t == 0 ? at : bt;
+    for (int32_t axis = 0; axis < operand->rank - 2; axis++) {
+      int32_t d = operand->dims[axis];
+      if (d != 1 && d != yt->dims[axis + yt->rank - operand->rank])
+        return ds_fail(err, DS_ERR_SHAPE,
+                       "node '%s' (MATMUL): batch axis %d of input %d has size %d, which does "
+                       "not broadcast to the output",
+                       node->name, axis, t, d);
+    }
+  }
   int32_t n = yt->dims[yt->rank - 1];
   int64_t k = at->dims[at->rank - 1];
   if (node->qword_count < 2)
@@ -903,7 +915,8 @@ static ds_status check_node_op(const dsr_model *model, const dsr_node *node, ds_
     }
     return DS_OK;
   case DSR_OP_GLOBAL_AVG_POOL: {
-    if (xt->rank != 4 || yt->rank != 4 || yt->dims[1] != xt->dims[1])
+    if (xt->rank != 4 || yt->rank != 4 || yt->dims[0] != xt->dims[0] ||
+        yt->dims[1] != xt->dims[1] || elements(yt) != (int64_t)xt->dims[0] * xt->dims[1])
       return ds_fail(err, DS_ERR_SHAPE, "node '%s' (GLOBAL_AVG_POOL): expected NCHW in and out",
                      node->name);
     int64_t pixels = (int64_t)xt->dims[2] * xt->dims[3];

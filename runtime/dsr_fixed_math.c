@@ -137,45 +137,11 @@ const int32_t dsr_fixed_exp2_table_q30[DSR_FIXED_EXP_TABLE_COUNT] = {
     539786068, 539420810, 539055798, 538691034, 538326517, 537962246, 537598222, 537234444,
 };
 
-int64_t dsr_fixed_round_shift64(int64_t x, int32_t exponent) {
-  if (exponent <= 0)
-    return x;
-  int64_t half = (int64_t)1 << (exponent - 1);
-  if (x >= 0)
-    return (x + half) >> exponent;
-  return -((-x + half) >> exponent);
-}
-
 int64_t dsr_fixed_div_round64(int64_t num, int64_t den) {
   int64_t half = den / 2;
   if (num >= 0)
     return (num + half) / den;
   return -((-num + half) / den);
-}
-
-int32_t dsr_fixed_srdhm(int32_t a, int32_t b) {
-  if (a == INT32_MIN && b == INT32_MIN)
-    return INT32_MAX;
-  /* |a * b| <= 2^62, so the product and its rounding fit int64. */
-  return (int32_t)dsr_fixed_round_shift64((int64_t)a * b, 31);
-}
-
-int32_t dsr_fixed_rdbpot(int32_t x, int32_t exponent) {
-  return (int32_t)dsr_fixed_round_shift64(x, exponent);
-}
-
-int32_t dsr_fixed_requant32(int32_t x, int32_t multiplier, int32_t shift) {
-  int32_t left = shift > 0 ? shift : 0;
-  int32_t right = shift > 0 ? 0 : -shift;
-  /* |x| <= 2^31 and left <= 30: the scaled value fits int64. */
-  int64_t scaled = (int64_t)x * ((int64_t)1 << left);
-  if (scaled > INT32_MAX || scaled < INT32_MIN) {
-    /* |x * 2^shift| >= 2^31 and the multiplier is at least 1/2: saturate. */
-    if (multiplier == 0)
-      return 0;
-    return (scaled > 0) == (multiplier > 0) ? INT32_MAX : INT32_MIN;
-  }
-  return dsr_fixed_rdbpot(dsr_fixed_srdhm((int32_t)scaled, multiplier), right);
 }
 
 int32_t dsr_fixed_requant64(int64_t x, int32_t multiplier, int32_t shift) {

@@ -39,9 +39,16 @@ static inline int32_t dsr_fixed_sat32(int64_t v) {
 }
 
 /*
- * Rounds x / 2^exponent half away from zero. exponent in 0..62.
+ * Rounds x / 2^exponent half away from zero. exponent in 0..62, |x| < 2^62.
  */
-int64_t dsr_fixed_round_shift64(int64_t x, int32_t exponent);
+static inline int64_t dsr_fixed_round_shift64(int64_t x, int32_t exponent) {
+  if (exponent <= 0)
+    return x;
+  int64_t half = (int64_t)1 << (exponent - 1);
+  if (x >= 0)
+    return (x + half) >> exponent;
+  return -((-x + half) >> exponent);
+}
 
 /*
  * Rounds num / den half away from zero. den > 0; |num| < 2^62.
@@ -52,13 +59,20 @@ int64_t dsr_fixed_div_round64(int64_t num, int64_t den);
  * Saturating rounding doubling high multiply: round(a * b / 2^31), half away from zero,
  * saturated to int32 (only a = b = INT32_MIN saturates).
  */
-int32_t dsr_fixed_srdhm(int32_t a, int32_t b);
+static inline int32_t dsr_fixed_srdhm(int32_t a, int32_t b) {
+  if (a == INT32_MIN && b == INT32_MIN)
+    return INT32_MAX;
+  /* |a * b| <= 2^62, so the product and its rounding fit int64. */
+  return (int32_t)dsr_fixed_round_shift64((int64_t)a * b, 31);
+}
 
 /*
  * Rounding divide by a power of two: round(x / 2^exponent), half away from zero.
  * exponent in 0..31.
  */
-int32_t dsr_fixed_rdbpot(int32_t x, int32_t exponent);
+static inline int32_t dsr_fixed_rdbpot(int32_t x, int32_t exponent) {
+  return (int32_t)dsr_fixed_round_shift64(x, exponent);
+}
 
 /*
  * Requantizes a 32-bit accumulator by the real factor multiplier * 2^(shift - 31).
@@ -67,7 +81,19 @@ int32_t dsr_fixed_rdbpot(int32_t x, int32_t exponent);
  * dsr_fixed_rdbpot(dsr_fixed_srdhm(x * 2^max(shift, 0), multiplier), max(-shift, 0)).
  * shift in [-31, 30]. The two roundings put the result within 1 of the exact product.
  */
-int32_t dsr_fixed_requant32(int32_t x, int32_t multiplier, int32_t shift);
+static inline int32_t dsr_fixed_requant32(int32_t x, int32_t multiplier, int32_t shift) {
+  int32_t left = shift > 0 ? shift : 0;
+  int32_t right = shift > 0 ? 0 : -shift;
+  /* |x| <= 2^31 and left <= 30: the scaled value fits int64. */
+  int64_t scaled = (int64_t)x * ((int64_t)1 << left);
+  if (scaled > INT32_MAX || scaled < INT32_MIN) {
+    /* |x * 2^shift| >= 2^31 and the multiplier is at least 1/2: saturate. */
+    if (multiplier == 0)
+      return 0;
+    return (scaled > 0) == (multiplier > 0) ? INT32_MAX : INT32_MIN;
+  }
+  return dsr_fixed_rdbpot(dsr_fixed_srdhm((int32_t)scaled, multiplier), right);
+}
 
 /*
  * Requantizes a 64-bit accumulator: x is saturated to [-2^47, 2^47 - 1], the multiplier
