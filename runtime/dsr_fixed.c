@@ -148,10 +148,18 @@ static void run_matmul(const dsr_model *model, const dsr_node *node, const void 
     for (int32_t i = 0; i < m_count; i++) {
       for (int32_t j = 0; j < n_count; j++) {
         int64_t acc = 0;
-        for (int32_t k = 0; k < k_count; k++) {
-          int32_t av = dsr_fixed_load(in[0], a_dtype, a_base + (int64_t)i * k_count + k);
-          int32_t bv = dsr_fixed_load(in[1], b_dtype, b_base + (int64_t)k * n_count + j);
-          acc += (int64_t)(av - a_zero) * (bv - b_zero);
+        if (!wide) {
+          /* Both int8 (the attention products): the same sum without per-element dispatch. */
+          const int8_t *a_row = (const int8_t *)in[0] + a_base + (int64_t)i * k_count;
+          const int8_t *b_col = (const int8_t *)in[1] + b_base + j;
+          for (int32_t k = 0; k < k_count; k++)
+            acc += (int64_t)(a_row[k] - a_zero) * (b_col[(int64_t)k * n_count] - b_zero);
+        } else {
+          for (int32_t k = 0; k < k_count; k++) {
+            int32_t av = dsr_fixed_load(in[0], a_dtype, a_base + (int64_t)i * k_count + k);
+            int32_t bv = dsr_fixed_load(in[1], b_dtype, b_base + (int64_t)k * n_count + j);
+            acc += (int64_t)(av - a_zero) * (bv - b_zero);
+          }
         }
         const int32_t *pair = constant_b ? node->qwords + 3 + 2 * j : node->qwords + 2;
         dsr_fixed_store(out, y_dtype, y_base + (int64_t)i * n_count + j,
