@@ -69,6 +69,15 @@ static dsr_node *tm_node(test_model *tm, int32_t op, int32_t input_count, const 
   return node;
 }
 
+/* Deterministic values in [-scale, scale). */
+static void fill_values(float *values, int64_t count, uint32_t seed, float scale) {
+  uint32_t state = seed * 2654435761u + 12345u;
+  for (int64_t i = 0; i < count; i++) {
+    state = state * 1664525u + 1013904223u;
+    values[i] = ((float)(state >> 8) / 16777216.0f * 2.0f - 1.0f) * scale;
+  }
+}
+
 /* A planned float context with its arena, released by run_free. */
 typedef struct test_run {
   dsr_context ctx;
@@ -661,6 +670,62 @@ Test(planner, arena_one_byte_short_rejected) {
   free(arena);
 }
 
+Test(planner, random_graphs_never_overlap) {
+  /* Each node reads a random earlier tensor, so lifetimes nest and cross at random; the
+   * MatMuls change sizes so that best fit meets gaps of every size. */
+  static float weights[64 * 64];
+  fill_values(weights, 64 * 64, 5, 0.5f);
+  uint32_t state = 3;
+  test_model *tm = malloc(sizeof *tm);
+  for (int graph = 0; graph < 40; graph++) {
+    tm_init(tm);
+    int32_t sizes[TEST_MAX_NODES + 1];
+    int32_t produced[TEST_MAX_NODES + 1];
+    sizes[0] = 8;
+    produced[0] = tm_tensor(tm, DSR_TENSOR_INPUT, 2, (int32_t[]){1, 8}, NULL);
+    int node_count = 8 + graph % (TEST_MAX_NODES / 2 - 8);
+    for (int i = 1; i <= node_count; i++) {
+      state = state * 1664525u + 1013904223u;
+      int source = (int)((state >> 8) % (uint32_t)i);
+      int kind = i == node_count ? DSR_TENSOR_OUTPUT : DSR_TENSOR_ACTIVATION;
+      if ((state >> 20) % 2) {
+        sizes[i] = sizes[source];
+        produced[i] = tm_tensor(tm, kind, 2, (int32_t[]){1, sizes[i]}, NULL);
+        tm_node(tm, DSR_OP_GELU, 1, (int32_t[]){produced[source]}, produced[i]);
+      } else {
+        sizes[i] = 1 + (int32_t)((state >> 12) % 64);
+        int32_t w = tm_tensor(tm, DSR_TENSOR_CONSTANT, 2, (int32_t[]){sizes[source], sizes[i]},
+                              weights);
+        produced[i] = tm_tensor(tm, kind, 2, (int32_t[]){1, sizes[i]}, NULL);
+        tm_node(tm, DSR_OP_MATMUL, 2, (int32_t[]){produced[source], w}, produced[i]);
+      }
+    }
+
+    ds_error err;
+    ds_error_clear(&err);
+    test_run reuse, keep;
+    cr_assert_eq(run_init(&reuse, &tm->model, 0, &err), DS_OK, "graph %d: %s", graph, err.message);
+    cr_assert_eq(run_init(&keep, &tm->model, DSR_PLAN_KEEP_ALL, &err), DS_OK, "%s", err.message);
+    check_no_overlap(&reuse.ctx, 0);
+    check_no_overlap(&keep.ctx, 1);
+    cr_assert_leq(reuse.plan.activation_bytes, keep.plan.activation_bytes);
+
+    /* Reuse must not change the numbers. */
+    for (int i = 0; i < 8; i++) {
+      dsr_input_f32(&reuse.ctx)[i] = (float)i - 3.5f;
+      dsr_input_f32(&keep.ctx)[i] = (float)i - 3.5f;
+    }
+    dsr_invoke(&reuse.ctx);
+    dsr_invoke(&keep.ctx);
+    cr_assert_eq(memcmp(dsr_output_f32(&reuse.ctx), dsr_output_f32(&keep.ctx),
+                        (size_t)sizes[node_count] * sizeof(float)),
+                 0, "graph %d", graph);
+    run_free(&reuse);
+    run_free(&keep);
+  }
+  free(tm);
+}
+
 Test(planner, observer_sees_every_node) {
   test_model tm;
   build_chain_model(&tm);
@@ -682,15 +747,6 @@ Test(planner, observer_sees_every_node) {
 }
 
 /* ---- The deformable layer --------------------------------------------------------------- */
-
-/* Deterministic values in [-scale, scale). */
-static void fill_values(float *values, int64_t count, uint32_t seed, float scale) {
-  uint32_t state = seed * 2654435761u + 12345u;
-  for (int64_t i = 0; i < count; i++) {
-    state = state * 1664525u + 1013904223u;
-    values[i] = ((float)(state >> 8) / 16777216.0f * 2.0f - 1.0f) * scale;
-  }
-}
 
 typedef struct deform_case {
   test_model tm;
