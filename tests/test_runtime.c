@@ -1403,7 +1403,8 @@ Test(validation, mixed_model_runs) {
 
 /* ---- ONNX fixtures against PyTorch ------------------------------------------------------ */
 
-/* Reads count little-endian float32 values from path into values. */
+/* Reads count float32 values from path into values (the files and the host are both
+ * little-endian). */
 static void read_floats(const char *path, float *values, int64_t count) {
   FILE *file = fopen(path, "rb");
   cr_assert_not_null(file, "cannot open %s", path);
@@ -1473,7 +1474,8 @@ Test(fixtures, dat_offsets_tiny) {
 
 /* ---- Fixed-point mode through the executor ---------------------------------------------- */
 
-/* Imports fixture NAME, calibrates on its input and count - 1 scaled copies, quantizes. */
+/* Imports fixture NAME, calibrates it on its input, 1.5 times it and its negation, and
+ * quantizes it. Returns the three images in *input. */
 static void quantized_fixture(const char *name, dsr_model *model, float **input) {
   char path[512];
   snprintf(path, sizeof path, "%s/tests/fixtures/%s.onnx", DS_SOURCE_DIR, name);
@@ -1553,7 +1555,7 @@ Test(fixed, input_quantized_and_output_dequantized) {
     cr_assert_eq(quantized_value(in, q, i), (int64_t)expected, "input %lld: %g", (long long)i,
                  (double)x[i]);
   }
-  /* 2.5 * scale / scale is exactly 2.5 for most scales; then the tie rounds away from 0. */
+  /* Where 2.5 * scale / scale gives back exactly 2.5, the tie must round away from zero. */
   if (x[0] / scale == 2.5f) {
     cr_assert_eq(quantized_value(in, q, 0), 3 + in->qparams.zero_point);
     cr_assert_eq(quantized_value(in, q, 1), -3 + in->qparams.zero_point);
