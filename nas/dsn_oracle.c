@@ -271,6 +271,36 @@ void dsn_model_cost_free(dsn_model_cost *cost) {
 
 static const int32_t overlap_choices[] = {0, 1, 2, 4};
 
+static int every_patch_whole(const dsr_deform_attn *layer, dsr_slice slice) {
+  for (int32_t row = 0; row < slice.rows; row++) {
+    for (int32_t col = 0; col < slice.cols; col++) {
+      dsr_patch p;
+      dsr_slice_patch(layer->height, layer->width, slice, row, col, &p);
+      if (p.ext_y0 != 0 || p.ext_y1 != layer->height || p.ext_x0 != 0 ||
+          p.ext_x1 != layer->width)
+        return 0;
+    }
+  }
+  return 1;
+}
+
+/* Returns 1 when every extended patch of a equals that of b, which has the same rows and
+ * cols, as when the map border clips an overlap away: the two configurations compute the
+ * same. */
+static int same_patches(const dsr_deform_attn *layer, dsr_slice a, dsr_slice b) {
+  for (int32_t row = 0; row < a.rows; row++) {
+    for (int32_t col = 0; col < a.cols; col++) {
+      dsr_patch pa, pb;
+      dsr_slice_patch(layer->height, layer->width, a, row, col, &pa);
+      dsr_slice_patch(layer->height, layer->width, b, row, col, &pb);
+      if (pa.ext_y0 != pb.ext_y0 || pa.ext_y1 != pb.ext_y1 || pa.ext_x0 != pb.ext_x0 ||
+          pa.ext_x1 != pb.ext_x1)
+        return 0;
+    }
+  }
+  return 1;
+}
+
 /* Keeps the candidate with the smaller buffer, then the fewer bus bytes. */
 static int smaller_patch(const dsn_layer_cost *a, const dsn_layer_cost *b) {
   if (a->buffer_bytes != b->buffer_bytes)
@@ -306,10 +336,20 @@ ds_status dsn_candidates_build(const dsr_deform_attn *layer, const dsn_preset *p
       for (int32_t o = 0; o < 4; o++) {
         if (overlap_choices[o] > min_side)
           continue;
+        /* A larger overlap that the border clips back to the previous one adds nothing. */
+        dsr_slice previous = {rows, cols, o > 0 ? overlap_choices[o - 1] : 0, 0};
+        dsr_slice current = {rows, cols, overlap_choices[o], 0};
+        if (o > 0 && same_patches(layer, previous, current))
+          continue;
         for (int32_t semantics = 0; semantics < 2; semantics++) {
           if ((semantics_mask & (1u << semantics)) == 0)
             continue;
           dsr_slice slice = {rows, cols, overlap_choices[o], semantics};
+          /* When every extended patch is the whole map, each patch computes the unsliced
+           * layer, in either semantics. */
+          if (every_patch_whole(layer, slice) &&
+              !(rows == 1 && cols == 1 && semantics == DSR_SLICE_PHYSICAL))
+            continue;
           dsn_layer_cost cost;
           ds_error local;
           ds_error_clear(&local);

@@ -117,7 +117,9 @@ typedef struct dsn_candidates {
  * Lists the configurations rows in 1..min(H, 8), cols in 1..min(W, 8), overlap in
  * {0, 1, 2, 4} with overlap <= min(H, W), for each semantics in semantics_mask
  * (DSN_SEMANTICS_*; 0 means physical only), that fit the feature buffer, in that loop order
- * (so (1, 1, 0) comes first when it fits). When none fits, the list holds the one with the
+ * (so (1, 1, 0) comes first when it fits). Configurations that compute the same as an
+ * earlier one are left out: an overlap clipped back to the previous overlap by the map border,
+ * and any configuration other than (1, 1, 0) whose extended patches are all the whole map. When none fits, the list holds the one with the
  * smallest buffer_bytes and none_fit is set.
  */
 ds_status dsn_candidates_build(const dsr_deform_attn *layer, const dsn_preset *preset,

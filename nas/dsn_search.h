@@ -93,7 +93,7 @@ typedef struct dsn_search_result {
   char preset_name[DSN_PRESET_NAME_BYTES];
 } dsn_search_result;
 
-/* Fills options with the defaults: seed 1, population 24, 20 generations, crossover 0.9,
+/* Fills options with the defaults: seed 1, population 32, 30 generations, crossover 0.9,
  * mutation 1 / layers, exhaustive budget 256, one thread, no drop limit, physical only. */
 void dsn_search_options_default(dsn_search_options *options);
 
