@@ -565,10 +565,9 @@ static ds_status check_sections(const dsr_model *model, const dsr_node *node, ds
   for (int32_t i = 0; i < DSQ_DA_SECTION_COUNT; i++) {
     if (q[2 + i] != position || (int64_t)position + expected[i] > node->qword_count)
       return ds_fail(err, DS_ERR_QUANT,
-                     "node '%s' (DEFORM_ATTN): qwords section %d starts at %d with %d words "
-                     "left, expected start %d and %d words: re-run dsq_quantize",
-                     node->name, i, q[2 + i], node->qword_count - q[2 + i], position,
-                     expected[i]);
+                     "node '%s' (DEFORM_ATTN): qwords section %d starts at word %d of %d, "
+                     "expected start %d and %d words: re-run dsq_quantize",
+                     node->name, i, q[2 + i], node->qword_count, position, expected[i]);
     position += expected[i];
   }
   if (position != node->qword_count)

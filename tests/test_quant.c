@@ -1160,3 +1160,140 @@ Test(end_to_end, sliced_layer_close_to_float, .timeout = 60) {
     ds_model_free(&model);
   }
 }
+
+/* Corrupted parameters, as a damaged artifact could carry them: every mutation is either
+ * rejected at plan time or runs without a memory error (ASan and UBSan watch the run). */
+Test(checks, mutated_deform_qwords_never_crash, .timeout = 120) {
+  dsr_model model;
+  float *images;
+  load_fixture("deform_layer_dat", &model, &images, 2);
+  calibrate_and_quantize(&model, images, 2);
+  int32_t node_index = ds_model_deform_node(&model, 0);
+  cr_assert_geq(node_index, 0);
+  dsr_node *node = &model.nodes[node_index];
+  int32_t count = node->qword_count;
+  int32_t *original = malloc(sizeof(int32_t) * (size_t)count);
+  memcpy(original, node->qwords, sizeof(int32_t) * (size_t)count);
+  int32_t *words = (int32_t *)node->qwords;
+
+  const dsr_tensor *xt = &model.tensors[node->inputs[0]];
+  const dsr_tensor *yt = &model.tensors[node->output];
+  void *x = alloc_like(xt), *y = alloc_like(yt);
+  quantize_into(x, xt, images);
+  uint8_t *scratch = aligned_alloc(64, (dsr_fixed_scratch_bytes(&model, node_index) + 64) / 64 * 64);
+  const void *inputs[DSR_MAX_NODE_INPUTS] = {x, NULL, NULL, NULL};
+  dsr_slice slices[2] = {{1, 1, 0, DSR_SLICE_PHYSICAL}, {3, 2, 1, DSR_SLICE_CROP}};
+  int32_t special[] = {0, 1, -1, INT32_MIN, INT32_MAX, 1 << 30, 31, -32, 256, 257};
+  int32_t accepted = 0, rejected = 0;
+  rng_state = 0x1234567ull;
+  for (int trial = 0; trial < 400; trial++) {
+    memcpy(words, original, sizeof(int32_t) * (size_t)count);
+    int32_t position = (int32_t)(rng_u32() % (uint32_t)count);
+    words[position] = (rng_u32() & 1) ? special[rng_u32() % 10] : (int32_t)rng_u32();
+    ds_error err;
+    ds_error_clear(&err);
+    if (dsr_fixed_check_node(&model, node_index, &err) != DS_OK) {
+      cr_assert_neq(err.message[0], '\0');
+      rejected++;
+      continue;
+    }
+    accepted++;
+    dsr_fixed_execute(&model, node_index, inputs, y, scratch, slices[trial & 1]);
+  }
+  cr_log_info("mutated qwords: %d accepted, %d rejected", accepted, rejected);
+  cr_expect_gt(rejected, 0, "no mutation was rejected");
+  cr_expect_gt(accepted, 0, "no mutation reached the kernel");
+  memcpy(words, original, sizeof(int32_t) * (size_t)count);
+  free(original);
+  free(scratch);
+  free(x);
+  free(y);
+  free(images);
+  ds_model_free(&model);
+}
+
+Test(checks, mutated_stage_qparams_never_crash, .timeout = 60) {
+  dsr_model model;
+  float *images;
+  load_fixture("deform_layer_dat_pp", &model, &images, 2);
+  calibrate_and_quantize(&model, images, 2);
+  int32_t node_index = ds_model_deform_node(&model, 0);
+  dsr_deform_attn *d = model.nodes[node_index].deform;
+  dsr_qparams saved[DSR_DEFORM_STAGE_COUNT];
+  memcpy(saved, d->stage_qparams, sizeof saved);
+  rng_state = 0x7654321ull;
+  int32_t rejected = 0;
+  for (int trial = 0; trial < 200; trial++) {
+    memcpy(d->stage_qparams, saved, sizeof saved);
+    dsr_qparams *q = &d->stage_qparams[rng_u32() % DSR_DEFORM_STAGE_COUNT];
+    switch (rng_u32() % 3) {
+    case 0:
+      q->dtype = (uint8_t)(rng_u32() % 6);
+      break;
+    case 1:
+      q->zero_point = (int32_t)rng_u32();
+      break;
+    default:
+      q->scale = (rng_u32() & 1) ? -1.0f : NAN;
+      break;
+    }
+    ds_error err;
+    ds_error_clear(&err);
+    if (dsr_fixed_check_node(&model, node_index, &err) != DS_OK)
+      rejected++;
+  }
+  cr_expect_gt(rejected, 100, "only %d of 200 corrupted stages were rejected", rejected);
+  memcpy(d->stage_qparams, saved, sizeof saved);
+  free(images);
+  ds_model_free(&model);
+}
+
+/* The same for every node of a whole model, run inside a planned fixed-mode context. */
+Test(checks, mutated_model_qwords_never_crash, .timeout = 120) {
+  dsr_model model;
+  float *images;
+  load_fixture("dat_pp_tiny", &model, &images, 2);
+  calibrate_and_quantize(&model, images, 2);
+  ds_error err;
+  ds_error_clear(&err);
+  dsr_plan_info plan;
+  cr_assert_eq(dsr_plan(&model, DSR_MODE_FIXED, DSR_PLAN_KEEP_ALL, &plan, &err), DS_OK, "%s",
+               err.message);
+  size_t bytes = (plan.arena_bytes + 63) / 64 * 64;
+  void *arena = aligned_alloc(64, bytes);
+  dsr_context ctx;
+  cr_assert_eq(dsr_context_init(&ctx, &model, DSR_MODE_FIXED, DSR_PLAN_KEEP_ALL, arena, bytes,
+                                &err),
+               DS_OK, "%s", err.message);
+  memcpy(dsr_input_f32(&ctx), images,
+         sizeof(float) * (size_t)dsr_tensor_elements(&model.tensors[model.input]));
+  dsr_invoke(&ctx);
+
+  int32_t special[] = {0, 1, -1, INT32_MIN, INT32_MAX, 1 << 30, 31, -32, 15, 8};
+  int32_t accepted = 0, rejected = 0;
+  rng_state = 0xabcdefull;
+  for (int32_t i = 0; i < model.node_count; i++) {
+    dsr_node *node = &model.nodes[i];
+    int32_t *words = (int32_t *)node->qwords;
+    for (int trial = 0; trial < 12; trial++) {
+      int32_t position = (int32_t)(rng_u32() % (uint32_t)node->qword_count);
+      int32_t saved = words[position];
+      words[position] = (rng_u32() & 1) ? special[rng_u32() % 10] : (int32_t)rng_u32();
+      ds_error_clear(&err);
+      if (dsr_fixed_check_node(&model, i, &err) == DS_OK) {
+        accepted++;
+        dsr_fixed_run_node(&ctx, i);
+      } else {
+        cr_assert_neq(err.message[0], '\0', "node %d: rejected without a message", i);
+        rejected++;
+      }
+      words[position] = saved;
+    }
+  }
+  cr_log_info("mutated model qwords: %d accepted, %d rejected", accepted, rejected);
+  cr_expect_gt(rejected, 0);
+  cr_expect_gt(accepted, 0);
+  free(arena);
+  free(images);
+  ds_model_free(&model);
+}
