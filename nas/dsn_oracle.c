@@ -269,6 +269,40 @@ void dsn_model_cost_free(dsn_model_cost *cost) {
   memset(cost, 0, sizeof *cost);
 }
 
+static void print_traffic(const dsn_traffic *t, FILE *out) {
+  fprintf(out, " %12lld %9lld %10.1f", (long long)t->bytes, (long long)t->bursts,
+          t->time_ns / 1000.0);
+}
+
+void dsn_model_cost_print(const dsn_model_cost *cost, const dsn_preset *preset, FILE *out) {
+  fprintf(out, "DRAM traffic per deformable layer, preset %s (%lld-byte bursts, %lld-byte "
+               "feature buffer); time in microseconds\n",
+          preset->name, (long long)dsn_preset_burst_bytes(preset),
+          (long long)preset->feature_buffer_bytes);
+  fprintf(out, "%5s %-8s %7s | %12s %9s %10s | %12s %9s %10s | %12s %9s %10s | %10s %s\n",
+          "layer", "slice", "patches", "bound bytes", "bursts", "time", "gather bytes",
+          "bursts", "time", "sliced bytes", "bursts", "time", "buffer", "fits");
+  for (int32_t l = 0; l < cost->layer_count; l++) {
+    const dsn_layer_cost *c = &cost->layers[l];
+    char slice[40];
+    dsn_slice_format(c->slice, slice, (int32_t)sizeof slice);
+    fprintf(out, "%5d %-8s %7d |", l, slice, c->patch_count);
+    print_traffic(&c->lower_bound, out);
+    fprintf(out, " |");
+    print_traffic(&c->gather, out);
+    fprintf(out, " |");
+    print_traffic(&c->sliced, out);
+    fprintf(out, " | %10lld %s\n", (long long)c->buffer_bytes, c->fits ? "yes" : "no");
+  }
+  fprintf(out, "%5s %-8s %7s |", "total", "", "");
+  print_traffic(&cost->lower_bound, out);
+  fprintf(out, " |");
+  print_traffic(&cost->gather, out);
+  fprintf(out, " |");
+  print_traffic(&cost->sliced, out);
+  fprintf(out, " | %10s %s\n", "", cost->all_fit ? "yes" : "no");
+}
+
 static const int32_t overlap_choices[] = {0, 1, 2, 4};
 
 static int every_patch_whole(const dsr_deform_attn *layer, dsr_slice slice) {
@@ -384,9 +418,12 @@ ds_status dsn_candidates_build(const dsr_deform_attn *layer, const dsn_preset *p
     candidates->none_fit = 1;
   }
 
+  /* Fewest bursts; among equal ones the fewest row misses, such as full-width row splits. */
   int32_t best = 0;
   for (int32_t i = 1; i < candidates->count; i++) {
-    if (candidates->costs[i].sliced.bursts < candidates->costs[best].sliced.bursts)
+    const dsn_traffic *t = &candidates->costs[i].sliced;
+    const dsn_traffic *b = &candidates->costs[best].sliced;
+    if (t->bursts < b->bursts || (t->bursts == b->bursts && t->row_misses < b->row_misses))
       best = i;
   }
   candidates->min_traffic = best;

@@ -28,6 +28,7 @@
 #define DSN_ORACLE_H
 
 #include <stdint.h>
+#include <stdio.h>
 
 #include "common/ds_status.h"
 #include "nas/dsn_preset.h"
@@ -101,13 +102,21 @@ ds_status dsn_oracle_model(const dsr_model *model, const dsr_slice *slices,
 
 void dsn_model_cost_free(dsn_model_cost *cost);
 
+/*
+ * Prints cost as a table to out: per layer the slice, patch count, bytes, bursts and DRAM
+ * time of the lower bound, gather and sliced dataflows, the feature buffer need and whether
+ * it fits preset; then the model totals.
+ */
+void dsn_model_cost_print(const dsn_model_cost *cost, const dsn_preset *preset, FILE *out);
+
 /* Candidate slice configurations of one layer. */
 typedef struct dsn_candidates {
   int32_t count;
   dsr_slice *slices;        /* owned: dsn_candidates_free */
   dsn_layer_cost *costs;    /* cost of each candidate */
   int32_t none_fit;         /* 1 when no configuration fits; slices then holds the smallest */
-  int32_t min_traffic;      /* index of the candidate with the fewest sliced bus bytes */
+  int32_t min_traffic;      /* index of the candidate with the fewest sliced bursts, then
+                               the fewest row misses */
 } dsn_candidates;
 
 #define DSN_SEMANTICS_PHYSICAL (1u << DSR_SLICE_PHYSICAL)

@@ -445,6 +445,18 @@ Test(oracle, model_sums_layers) {
   }
   cr_assert_eq(cost.sliced.bursts, bursts);
   cr_assert_eq(cost.sliced.bytes, bytes);
+
+  char *table = NULL;
+  size_t table_size = 0;
+  FILE *out = open_memstream(&table, &table_size);
+  dsn_model_cost_print(&cost, &zcu, out);
+  fclose(out);
+  cr_assert_not_null(strstr(table, "4x2+2"), "%s", table);
+  cr_assert_not_null(strstr(table, "1x3+0c"), "%s", table);
+  char total[64];
+  snprintf(total, sizeof total, "%lld", (long long)cost.sliced.bytes);
+  cr_assert_not_null(strstr(table, total), "%s", table);
+  free(table);
   dsn_model_cost_free(&cost);
 }
 
@@ -814,7 +826,7 @@ static void options_for_test(dsn_search_options *o, eval_log *log) {
   dsn_search_options_default(o);
   o->seed = 7;
   o->population = 32;
-  o->generations = 50;
+  o->generations = 60;
   o->exhaustive_budget = 0;
   o->evaluate = synthetic_accuracy;
   o->evaluate_user = log;
