@@ -1,7 +1,8 @@
 /*
- * Float kernels of the reference runtime, one per dsr_op, and the checks that let them run
- * without failing. Internal to runtime/: the executor in dsr_runtime.c calls them through
- * dsr_f32_run_node once dsr_plan has validated the model.
+ * Float kernels of the reference runtime, one per dsr_op, the plan-time checks that let them
+ * run without failing, and the arena layout. Internal to runtime/: the executor in
+ * dsr_runtime.c calls the kernels through dsr_f32_run_node once dsr_plan has validated the
+ * model.
  *
  * Every kernel reads its shapes from the model tensors and trusts them: dsr_validate_node
  * has checked them at plan time. None of them allocates.
