@@ -335,7 +335,7 @@ static int same_patches(const dsr_deform_attn *layer, dsr_slice a, dsr_slice b) 
   return 1;
 }
 
-/* Keeps the candidate with the smaller buffer, then the fewer bus bytes. */
+/* Returns 1 when a needs less buffer than b, or as much with fewer bursts. */
 static int smaller_patch(const dsn_layer_cost *a, const dsn_layer_cost *b) {
   if (a->buffer_bytes != b->buffer_bytes)
     return a->buffer_bytes < b->buffer_bytes;

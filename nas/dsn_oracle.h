@@ -114,7 +114,8 @@ typedef struct dsn_candidates {
   int32_t count;
   dsr_slice *slices;        /* owned: dsn_candidates_free */
   dsn_layer_cost *costs;    /* cost of each candidate */
-  int32_t none_fit;         /* 1 when no configuration fits; slices then holds the smallest */
+  int32_t none_fit;         /* 1 when no configuration fits, and slices then contains only
+                               the smallest */
   int32_t min_traffic;      /* index of the candidate with the fewest sliced bursts, then
                                the fewest row misses */
 } dsn_candidates;
@@ -128,8 +129,9 @@ typedef struct dsn_candidates {
  * (DSN_SEMANTICS_*; 0 means physical only), that fit the feature buffer, in that loop order
  * (so (1, 1, 0) comes first when it fits). Configurations that compute the same as an
  * earlier one are left out: an overlap clipped back to the previous overlap by the map border,
- * and any configuration other than (1, 1, 0) whose extended patches are all the whole map. When none fits, the list holds the one with the
- * smallest buffer_bytes and none_fit is set.
+ * and any configuration other than (1, 1, 0) whose extended patches are all the whole map.
+ * When none fits, the list contains the one with the smallest buffer_bytes and none_fit is
+ * set.
  */
 ds_status dsn_candidates_build(const dsr_deform_attn *layer, const dsn_preset *preset,
                                uint32_t semantics_mask, dsn_candidates *candidates,

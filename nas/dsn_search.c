@@ -84,7 +84,8 @@ static ds_status build_front(const search_state *s, dsn_search_result *result,
   for (int32_t i = 0; i < feasible;) {
     int32_t j = i;
     double accuracy = s->archive_accuracy[order[i]];
-    int64_t group_min = dsn_genome_bus_bytes(s, s->archive_genes + (size_t)order[i] * s->layer_count);
+    int64_t group_min =
+        dsn_genome_bus_bytes(s, s->archive_genes + (size_t)order[i] * s->layer_count);
     while (j < feasible && s->archive_accuracy[order[j]] == accuracy) {
       int64_t bytes = dsn_genome_bus_bytes(s, s->archive_genes + (size_t)order[j] * s->layer_count);
       if (bytes == group_min && group_min < best_bytes)
