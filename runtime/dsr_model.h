@@ -4,9 +4,9 @@
  *
  * The converter builds a dsr_model from ONNX, the quantizer adds fixed-point parameters to
  * it, the artifact writer serializes it and the artifact reader rebuilds it. The runtime only
- * reads it. Every array is owned by whoever built the model (see dsr_model_free in
- * formats/ and the converter for the heap-built case); the runtime never frees or resizes
- * anything in it.
+ * reads it. Every array is owned by whoever built the model: the converter, the quantizer
+ * and the artifact reader give each array its own heap block, freed by ds_model_free in
+ * common/ds_model.h. The runtime never frees or resizes anything in it.
  *
  * Layout conventions:
  * - Shapes are NCHW with batch 1 for feature maps; dims[0] is the outermost axis.

@@ -15,6 +15,7 @@ import sys
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from fashion_mnist import DEFAULT_DIR, load_split  # noqa: E402
 from models.dat import DAttentionBaseline, dat_pp_fixture  # noqa: E402
 
 
@@ -64,6 +65,12 @@ def main():
                           "dat_pp_tiny", args.out))
     entries.append(export(randomize(dat_pp_fixture("dat"), 5), (1, 1, 16, 16),
                           "dat_offsets_tiny", args.out))
+
+    # The first three test images as the training script sees them (resized to 32x32), so the
+    # C data loader can be checked against PyTorch's resize.
+    if os.path.isdir(DEFAULT_DIR):
+        images, _ = load_split("test", DEFAULT_DIR, 32)
+        images[:3].numpy().astype("<f4").tofile(os.path.join(args.out, "fashion_test3_32.f32"))
 
     with open(os.path.join(args.out, "fixtures.json"), "w") as f:
         json.dump({"torch": torch.__version__, "fixtures": entries}, f, indent=2)

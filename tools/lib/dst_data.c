@@ -131,7 +131,7 @@ static ds_status load_files(const char *folder, const char *prefix, uint32_t fir
   if (status != DS_OK)
     goto done;
 
-  uint32_t image_dims[3], label_dims[1];
+  uint32_t image_dims[3] = {0}, label_dims[1] = {0};
   status = idx_read_header(&images, IDX_MAGIC_IMAGES, image_dims, 3, err);
   if (status != DS_OK)
     goto done;

@@ -1,0 +1,349 @@
+/*
+ * deformslice compile: the main job. ONNX model, calibration data and accelerator preset in;
+ * artifact, Pareto front of slice configurations and accuracy report out.
+ *
+ * Steps: import the ONNX graph; load the training (calibration), validation (search) and
+ * test (report) images; measure float top-1; calibrate and quantize; measure unsliced
+ * fixed-point top-1; search the slice configurations with NSGA-II, scoring validation top-1
+ * with the fixed-point runtime and DRAM traffic with the cost oracle; bake the chosen
+ * configuration (the lowest traffic within the allowed drop) into the model; build its DMA
+ * schedule; write the artifact, the front and the report.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/ds_file.h"
+#include "common/ds_model.h"
+#include "converter/dsc_import.h"
+#include "dst_args.h"
+#include "dst_commands.h"
+#include "dst_compile.h"
+#include "dst_progress.h"
+#include "formats/dsf_artifact.h"
+#include "nas/dsn_pareto.h"
+#include "nas/dsn_schedule.h"
+#include "runtime/dsr_slice.h"
+
+static void print_step(int32_t step, const char *what) {
+  fprintf(stderr, "[%d/%d] %s\n", step, DST_COMPILE_STEPS, what);
+  fflush(stderr);
+}
+
+static ds_status parse_compile_options(const dst_compile_args *args, dst_compile_config *config,
+                                       ds_error *err) {
+  int64_t value;
+  double number;
+
+  memset(config, 0, sizeof *config);
+  config->model_path = args->model;
+  config->data_dir = args->data;
+  config->out_dir = args->out;
+  config->semantics_mask = DSN_SEMANTICS_PHYSICAL;
+
+  DS_TRY(dst_args_int("calibration-images", args->calibration_images, 1, DST_VALIDATION_START,
+                      &value, err));
+  config->calibration_images = (int32_t)value;
+  DS_TRY(dst_args_int("search-images", args->search_images, 1, 60000 - DST_VALIDATION_START,
+                      &value, err));
+  config->search_images = (int32_t)value;
+  DS_TRY(dst_args_int("test-images", args->test_images, 1, 10000, &value, err));
+  config->test_images = (int32_t)value;
+  DS_TRY(dst_args_int("population", args->population, 4, 4096, &value, err));
+  config->population = (int32_t)value;
+  DS_TRY(dst_args_int("generations", args->generations, 0, 10000, &value, err));
+  config->generations = (int32_t)value;
+  DS_TRY(dst_args_int("seed", args->seed, 0, INT64_MAX, &value, err));
+  config->seed = (uint64_t)value;
+  value = dst_default_threads();
+  if (args->threads != NULL)
+    DS_TRY(dst_args_int("threads", args->threads, 1, 64, &value, err));
+  config->threads = (int32_t)value;
+  DS_TRY(dst_args_double("max-drop", args->max_drop, 0.0, 100.0, &number, err));
+  config->max_drop_points = number;
+
+  if (strcmp(args->semantics, "physical") == 0) {
+    config->semantics_mask = DSN_SEMANTICS_PHYSICAL;
+  } else if (strcmp(args->semantics, "crop") == 0) {
+    config->semantics_mask = DSN_SEMANTICS_CROP;
+  } else if (strcmp(args->semantics, "both") == 0) {
+    config->semantics_mask = DSN_SEMANTICS_PHYSICAL | DSN_SEMANTICS_CROP;
+  } else {
+    return ds_fail(err, DS_ERR_INVALID_ARGUMENT,
+                   "--semantics '%s' is not a slicing semantics; use physical, crop or both",
+                   args->semantics);
+  }
+
+  DS_TRY(dsn_preset_resolve(args->preset, &config->preset, err));
+  return DS_OK;
+}
+
+/* Accuracy callback of the search: fixed-point top-1 on the first search_images validation
+ * images with the given slices. */
+static double evaluate_slices(void *user, const dsr_slice *slices, int32_t layer_count,
+                              const dst_dataset *data, int32_t count, ds_error *err) {
+  dst_compile_state *state = user;
+  dst_eval_options eval = {.mode = DSR_MODE_FIXED, .threads = state->config.threads,
+                           .slices = slices, .slice_count = layer_count};
+  dst_eval_result result;
+  if (dst_evaluate(&state->model, data, 0, count, &eval, &result, NULL, err) != DS_OK)
+    return NAN;
+  return result.top1_percent;
+}
+
+static double evaluate_validation(void *user, const dsr_slice *slices, int32_t layer_count,
+                                  ds_error *err) {
+  dst_compile_state *state = user;
+  double top1 = evaluate_slices(user, slices, layer_count, &state->validation,
+                                state->config.search_images, err);
+  state->evaluations++;
+  fprintf(stderr, "\r  search: %d evaluations", state->evaluations);
+  fflush(stderr);
+  return top1;
+}
+
+static double evaluate_test(void *user, const dsr_slice *slices, int32_t layer_count,
+                            ds_error *err) {
+  dst_compile_state *state = user;
+  return evaluate_slices(user, slices, layer_count, &state->test, state->test.count, err);
+}
+
+static ds_status measure_top1(dst_compile_state *state, dsr_mode mode, const char *label,
+                              double *top1, ds_error *err) {
+  dst_progress progress;
+  dst_progress_start(&progress, label);
+  dst_eval_options eval = {.mode = mode, .threads = state->config.threads,
+                           .progress = dst_progress_update, .progress_user = &progress};
+  dst_eval_result result;
+  DS_TRY(dst_evaluate(&state->model, &state->test, 0, state->test.count, &eval, &result, NULL,
+                      err));
+  *top1 = result.top1_percent;
+  return DS_OK;
+}
+
+/* Index of the front point with the fewest DRAM bytes whose validation drop is within
+ * max_drop_points, or -1. */
+static int32_t choose_point(const dsn_search_result *front, double max_drop_points) {
+  int32_t best = -1;
+  for (int32_t i = 0; i < front->point_count; i++) {
+    const dsn_front_point *p = &front->points[i];
+    if (front->reference_accuracy - p->accuracy > max_drop_points + 1e-9)
+      continue;
+    if (best < 0 || p->dram_bytes < front->points[best].dram_bytes)
+      best = i;
+  }
+  return best;
+}
+
+static ds_status import_model(dst_compile_state *state, ds_error *err) {
+  print_step(1, "importing the ONNX model");
+  DS_TRY(dsc_import_file(state->config.model_path, NULL, &state->model, &state->import_report,
+                         err));
+
+  const dsc_report *r = &state->import_report;
+  fprintf(stderr, "  %s: opset %d, %d ONNX nodes -> %d runtime nodes, %d deformable blocks\n",
+          state->config.model_path, r->opset, r->onnx_node_count, r->node_count_after,
+          r->block_count);
+  for (int32_t i = 0; i < r->block_count; i++) {
+    const dsc_block_info *b = &r->blocks[i];
+    fprintf(stderr,
+            "    %-20s map %2dx%-2d  C %3d  groups %d  heads %d  stride %d  kernel %d  "
+            "samples %dx%d\n",
+            b->name, b->height, b->width, b->channels, b->groups, b->heads, b->offset_stride,
+            b->offset_kernel, b->samples_h, b->samples_w);
+  }
+  if (r->block_count == 0) {
+    return ds_fail(err, DS_ERR_GRAPH,
+                   "%s: no deformable attention block found; compile needs a DAT or DAT++ model "
+                   "(blocks are found by their proj_q/proj_k/proj_v/proj_out and conv_offset "
+                   "parameters)",
+                   state->config.model_path);
+  }
+  return DS_OK;
+}
+
+static ds_status load_data(dst_compile_state *state, ds_error *err) {
+  print_step(2, "loading calibration, validation and test images");
+
+  const dsr_tensor *input = &state->model.tensors[state->model.input];
+  if (input->rank != 4 || input->dims[1] != 1 || input->dims[2] != input->dims[3]) {
+    return ds_fail(err, DS_ERR_SHAPE,
+                   "%s: input %s has shape (%d, %d, %d, %d); the image loader feeds "
+                   "single-channel square images (1, 1, S, S)",
+                   state->config.model_path, input->name, input->dims[0], input->dims[1],
+                   input->dims[2], input->dims[3]);
+  }
+  const int32_t side = input->dims[2];
+  const dst_compile_config *c = &state->config;
+
+  DS_TRY(dst_dataset_load(c->data_dir, DST_SPLIT_TRAIN, side, c->calibration_images,
+                          &state->calibration, err));
+  DS_TRY(dst_dataset_load(c->data_dir, DST_SPLIT_VALIDATION, side, c->search_images,
+                          &state->validation, err));
+  DS_TRY(dst_dataset_load(c->data_dir, DST_SPLIT_TEST, side, c->test_images, &state->test, err));
+  if (state->validation.count < c->search_images)
+    state->config.search_images = state->validation.count;
+
+  fprintf(stderr, "  %d calibration, %d validation, %d test images at %dx%d from %s\n",
+          state->calibration.count, state->validation.count, state->test.count, side, side,
+          c->data_dir);
+  return DS_OK;
+}
+
+static ds_status search_slices(dst_compile_state *state, ds_error *err) {
+  print_step(6, "searching slice configurations (NSGA-II)");
+
+  char journal_path[4096], tag[512];
+  snprintf(journal_path, sizeof journal_path, "%s/search.journal", state->config.out_dir);
+  /* A journal is valid for one model, preset, data and validation subset. */
+  snprintf(tag, sizeof tag, "%s|%s|%d validation images|seed %llu", state->config.model_path,
+           state->config.preset.name, state->config.search_images,
+           (unsigned long long)state->config.seed);
+
+  dsn_search_options options;
+  dsn_search_options_default(&options);
+  options.seed = state->config.seed;
+  options.population = state->config.population;
+  options.generations = state->config.generations;
+  options.threads = 1; /* each evaluation already uses every core */
+  options.max_accuracy_drop = -1.0;
+  options.semantics_mask = state->config.semantics_mask;
+  options.journal_path = journal_path;
+  options.journal_tag = tag;
+  options.evaluate = evaluate_validation;
+  options.evaluate_user = state;
+  options.evaluate_test = evaluate_test;
+  options.evaluate_test_user = state;
+
+  double start_s = dst_now_s();
+  ds_status status = dsn_search_run(&state->model, &state->config.preset, &options,
+                                    &state->front, err);
+  fprintf(stderr, "\n");
+  if (status != DS_OK)
+    return status;
+
+  fprintf(stderr, "  %d evaluations, %d from the journal, %lld configurations in the space, "
+                  "%.1f s\n",
+          state->front.evaluations, state->front.journal_hits,
+          (long long)state->front.space_size, dst_now_s() - start_s);
+  return DS_OK;
+}
+
+static ds_status bake_and_write(dst_compile_state *state, ds_error *err) {
+  print_step(7, "writing the artifact, the Pareto front and the report");
+
+  const int32_t chosen = choose_point(&state->front, state->config.max_drop_points);
+  state->chosen = chosen;
+  const int32_t layers = state->front.layer_count;
+  for (int32_t i = 0; i < layers; i++) {
+    int32_t node = ds_model_deform_node(&state->model, i);
+    state->model.nodes[node].deform->slice =
+        chosen >= 0 ? state->front.points[chosen].slices[i] : dsr_slice_none();
+  }
+
+  DS_TRY(dst_compile_build_schedule(state, err));
+
+  char path[4096];
+  char *manifest = dst_compile_manifest(state);
+  if (manifest == NULL)
+    return ds_fail(err, DS_ERR_OUT_OF_MEMORY, "cannot build the artifact manifest");
+  snprintf(path, sizeof path, "%s/model.dslice", state->config.out_dir);
+  dsf_write_options write_options = dsf_write_options_default();
+  ds_status status = dsf_write_file(path, &state->model, &state->schedule, manifest,
+                                    &write_options, err);
+  free(manifest);
+  DS_TRY(status);
+
+  snprintf(path, sizeof path, "%s/pareto.json", state->config.out_dir);
+  DS_TRY(dsn_front_write_json(&state->front, path, err));
+  snprintf(path, sizeof path, "%s/pareto.csv", state->config.out_dir);
+  DS_TRY(dsn_front_write_csv(&state->front, path, err));
+  DS_TRY(dst_compile_write_reports(state, err));
+  return DS_OK;
+}
+
+static ds_status compile_main(dst_compile_state *state, ds_error *err) {
+  DS_TRY(ds_file_make_dir(state->config.out_dir, err));
+  DS_TRY(import_model(state, err));
+  DS_TRY(load_data(state, err));
+
+  print_step(3, "measuring float top-1 on the test images");
+  DS_TRY(measure_top1(state, DSR_MODE_FLOAT, "float", &state->float_top1, err));
+
+  print_step(4, "calibrating and quantizing");
+  DS_TRY(dst_compile_quantize(state, err));
+
+  print_step(5, "measuring unsliced fixed-point top-1 on the test images");
+  DS_TRY(measure_top1(state, DSR_MODE_FIXED, "fixed point", &state->fixed_top1, err));
+  fprintf(stderr, "  float %.2f%%, fixed point %.2f%% (%+.2f points)\n", state->float_top1,
+          state->fixed_top1, state->fixed_top1 - state->float_top1);
+
+  DS_TRY(search_slices(state, err));
+  DS_TRY(bake_and_write(state, err));
+  return DS_OK;
+}
+
+int dst_cmd_compile(int argc, char **argv) {
+  dst_compile_args args = {
+      .model = DST_DEFAULT_MODEL, .data = DST_FASHION_MNIST_DIR, .preset = DST_DEFAULT_PRESET,
+      .out = DST_DEFAULT_OUT, .calibration_images = "500", .search_images = "1000",
+      .test_images = "10000", .population = "16", .generations = "6", .seed = "1",
+      .max_drop = "0.5", .semantics = "physical"};
+  const dst_option options[] = {
+      {"model", "FILE", "ONNX model (default: the bundled models/dat_pp_nano.onnx)", &args.model},
+      {"data", "DIR", "folder with the gzip IDX files (default " DST_FASHION_MNIST_DIR ")",
+       &args.data},
+      {"preset", "NAME|FILE", "accelerator: zcu102 (default), kv260, pynq-z2 or a JSON file",
+       &args.preset},
+      {"out", "DIR", "output folder, created if missing (default out)", &args.out},
+      {"calibration-images", "N", "training images used for calibration (default 500)",
+       &args.calibration_images},
+      {"search-images", "N", "validation images scored per configuration (default 1000)",
+       &args.search_images},
+      {"test-images", "N", "test images for the reported accuracy (default 10000)",
+       &args.test_images},
+      {"population", "N", "NSGA-II population (default 16)", &args.population},
+      {"generations", "N", "NSGA-II generations after the first (default 6)",
+       &args.generations},
+      {"seed", "N", "search seed (default 1)", &args.seed},
+      {"max-drop", "POINTS", "largest validation top-1 drop of the chosen configuration "
+                             "against unsliced fixed point (default 0.5)",
+       &args.max_drop},
+      {"semantics", "NAME", "slicing semantics searched: physical (default), crop or both",
+       &args.semantics},
+      {"threads", "N", "worker threads (default: one per core)", &args.threads},
+  };
+  const int option_count = (int)(sizeof options / sizeof options[0]);
+  const char *positional[1];
+  int positional_count = 0, help = 0;
+  ds_error err;
+  ds_error_clear(&err);
+
+  if (dst_args_parse(argc, argv, 0, options, option_count, positional, 0, &positional_count,
+                     &help, &err) != DS_OK)
+    return dst_report_error(&err);
+  if (help) {
+    dst_args_print_help(stdout, "usage: deformslice compile [options]", options, option_count);
+    return 0;
+  }
+
+  dst_compile_state *state = calloc(1, sizeof *state);
+  if (state == NULL) {
+    fprintf(stderr, "deformslice: error: out of memory\n");
+    return 1;
+  }
+  state->chosen = -1;
+  state->start_s = dst_now_s();
+
+  ds_status status = parse_compile_options(&args, &state->config, &err);
+  if (status == DS_OK)
+    status = compile_main(state, &err);
+  if (status == DS_OK) {
+    dsn_front_print(&state->front, stdout);
+    dst_compile_print_summary(state, stdout);
+  }
+
+  dst_compile_state_free(state);
+  return status == DS_OK ? 0 : dst_report_error(&err);
+}

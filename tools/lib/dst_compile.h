@@ -1,0 +1,73 @@
+/* State and steps of `deformslice compile`, shared by its source files. */
+#ifndef DST_COMPILE_H
+#define DST_COMPILE_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "converter/dsc_import.h"
+#include "dst_data.h"
+#include "dst_eval.h"
+#include "nas/dsn_oracle.h"
+#include "nas/dsn_preset.h"
+#include "nas/dsn_search.h"
+#include "runtime/dsr_schedule.h"
+
+#define DST_COMPILE_STEPS 7
+
+/* Option text as given on the command line (or the defaults). */
+typedef struct dst_compile_args {
+  const char *model, *data, *preset, *out;
+  const char *calibration_images, *search_images, *test_images;
+  const char *population, *generations, *seed, *max_drop, *semantics, *threads;
+} dst_compile_args;
+
+typedef struct dst_compile_config {
+  const char *model_path;
+  const char *data_dir;
+  const char *out_dir;
+  dsn_preset preset;
+  int32_t calibration_images;
+  int32_t search_images;
+  int32_t test_images;
+  int32_t population;
+  int32_t generations;
+  uint64_t seed;
+  int32_t threads;
+  double max_drop_points;
+  uint32_t semantics_mask;
+} dst_compile_config;
+
+typedef struct dst_compile_state {
+  dst_compile_config config;
+  dsr_model model;
+  dsc_report import_report;
+  dst_dataset calibration, validation, test;
+  double float_top1, fixed_top1;      /* test set, unsliced */
+  char calibration_method[32];
+  dsn_search_result front;
+  int32_t chosen;                     /* front point baked into the artifact, -1: unsliced */
+  dsr_schedule schedule;
+  dsn_model_cost chosen_cost;
+  int32_t evaluations;
+  double start_s;
+} dst_compile_state;
+
+/* Calibrates on state->calibration and quantizes state->model in place. */
+ds_status dst_compile_quantize(dst_compile_state *state, ds_error *err);
+
+/* Builds the DMA schedule and the oracle figures of the baked slice configuration. */
+ds_status dst_compile_build_schedule(dst_compile_state *state, ds_error *err);
+
+/* The artifact manifest as JSON text (free it), or NULL when out of memory. */
+char *dst_compile_manifest(const dst_compile_state *state);
+
+/* Writes report.md and report.json into the output folder. */
+ds_status dst_compile_write_reports(const dst_compile_state *state, ds_error *err);
+
+/* Prints the closing summary: accuracies, chosen configuration, traffic, files, time. */
+void dst_compile_print_summary(const dst_compile_state *state, FILE *out);
+
+void dst_compile_state_free(dst_compile_state *state);
+
+#endif

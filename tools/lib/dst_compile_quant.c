@@ -1,0 +1,96 @@
+/* Calibration and quantization step of `deformslice compile`. */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dst_compile.h"
+#include "dst_progress.h"
+#include "quant/dsq_calibration.h"
+#include "quant/dsq_quantize.h"
+
+typedef struct calibration_worker {
+  const dsr_model *model;
+  const float *images;
+  int32_t count;
+  dsq_calibration calibration;
+  ds_status status;
+  ds_error err;
+  pthread_t thread;
+} calibration_worker;
+
+static void *calibration_main(void *arg) {
+  calibration_worker *worker = arg;
+  worker->status = dsq_calibration_run(&worker->calibration, worker->model, worker->images,
+                                       worker->count, &worker->err);
+  return NULL;
+}
+
+/* Runs the calibration images in contiguous shares on several threads and merges the ranges;
+ * min/max merging is order-independent, so the result does not depend on the thread count. */
+static ds_status calibrate_parallel(dst_compile_state *state, dsq_calibration *merged,
+                                    ds_error *err) {
+  const dst_dataset *data = &state->calibration;
+  const int64_t pixels = (int64_t)data->side * data->side;
+  int32_t threads = state->config.threads;
+  if (threads > data->count)
+    threads = data->count;
+
+  calibration_worker *workers = calloc((size_t)threads, sizeof *workers);
+  if (workers == NULL)
+    return ds_fail(err, DS_ERR_OUT_OF_MEMORY, "cannot allocate calibration workers");
+
+  ds_status status = DS_OK;
+  int32_t initialized = 0, started = 0;
+  for (; initialized < threads && status == DS_OK; initialized++) {
+    calibration_worker *w = &workers[initialized];
+    const int32_t first = (int32_t)((int64_t)data->count * initialized / threads);
+    const int32_t end = (int32_t)((int64_t)data->count * (initialized + 1) / threads);
+    w->model = &state->model;
+    w->images = data->images + first * pixels;
+    w->count = end - first;
+    status = dsq_calibration_init(&w->calibration, &state->model, DSQ_CALIBRATION_MINMAX, err);
+  }
+  for (; status == DS_OK && started < initialized; started++) {
+    if (pthread_create(&workers[started].thread, NULL, calibration_main, &workers[started]) != 0)
+      status = ds_fail(err, DS_ERR_INTERNAL, "cannot start calibration thread %d", started);
+  }
+  for (int32_t i = 0; i < started; i++)
+    pthread_join(workers[i].thread, NULL);
+
+  if (status == DS_OK)
+    status = dsq_calibration_init(merged, &state->model, DSQ_CALIBRATION_MINMAX, err);
+  for (int32_t i = 0; i < initialized && status == DS_OK; i++) {
+    if (workers[i].status != DS_OK) {
+      *err = workers[i].err;
+      status = workers[i].status;
+    } else {
+      status = dsq_calibration_merge(merged, &workers[i].calibration, err);
+    }
+  }
+
+  for (int32_t i = 0; i < initialized; i++)
+    dsq_calibration_free(&workers[i].calibration);
+  free(workers);
+  return status;
+}
+
+ds_status dst_compile_quantize(dst_compile_state *state, ds_error *err) {
+  dsq_calibration calibration;
+  memset(&calibration, 0, sizeof calibration);
+  double start_s = dst_now_s();
+
+  ds_status status = calibrate_parallel(state, &calibration, err);
+  if (status == DS_OK) {
+    dsq_options options = dsq_options_default();
+    status = dsq_quantize(&state->model, &calibration, &options, err);
+  }
+  if (status == DS_OK) {
+    snprintf(state->calibration_method, sizeof state->calibration_method, "%s",
+             dsq_calibration_method_name(DSQ_CALIBRATION_MINMAX));
+    fprintf(stderr, "  %s calibration over %d training images, quantized in %.1f s\n",
+            state->calibration_method, state->calibration.count, dst_now_s() - start_s);
+  }
+  dsq_calibration_free(&calibration);
+  return status;
+}
