@@ -22,10 +22,12 @@ ds_status dsq_calibration_init(dsq_calibration *calib, const dsr_model *model,
     return ds_fail(err, DS_ERR_INVALID_ARGUMENT, "dsq_calibration_init: calib and model must "
                                                  "not be NULL");
   memset(calib, 0, sizeof *calib);
-  if (method != DSQ_CALIBRATION_MINMAX)
+  if (method != DSQ_CALIBRATION_MINMAX && method != DSQ_CALIBRATION_PERCENTILE)
     return ds_fail(err, DS_ERR_INVALID_ARGUMENT,
-                   "calibration method '%s' (%d) is not implemented yet: use minmax (%d)",
-                   dsq_calibration_method_name(method), (int)method, DSQ_CALIBRATION_MINMAX);
+                   "calibration method '%s' (%d) is not implemented yet: use minmax (%d) or "
+                   "percentile (%d)",
+                   dsq_calibration_method_name(method), (int)method, DSQ_CALIBRATION_MINMAX,
+                   DSQ_CALIBRATION_PERCENTILE);
   if (model->tensor_count < 1 || model->node_count < 0)
     return ds_fail(err, DS_ERR_INVALID_ARGUMENT, "model '%s' has %d tensors: nothing to "
                                                  "calibrate",
@@ -35,13 +37,19 @@ ds_status dsq_calibration_init(dsq_calibration *calib, const dsr_model *model,
   calib->stages = calloc((size_t)(model->node_count > 0 ? model->node_count : 1) *
                              DSR_DEFORM_STAGE_COUNT,
                          sizeof *calib->stages);
-  if (calib->tensors == NULL || calib->stages == NULL) {
+  size_t slots = (size_t)model->tensor_count +
+                 (size_t)(model->node_count > 0 ? model->node_count : 1) * DSR_DEFORM_STAGE_COUNT;
+  if (method == DSQ_CALIBRATION_PERCENTILE)
+    calib->histograms = calloc(slots * DSQ_HISTOGRAM_BINS, sizeof *calib->histograms);
+  if (calib->tensors == NULL || calib->stages == NULL ||
+      (method == DSQ_CALIBRATION_PERCENTILE && calib->histograms == NULL)) {
     dsq_calibration_free(calib);
     return ds_fail(err, DS_ERR_OUT_OF_MEMORY, "cannot allocate calibration ranges for %d "
                                               "tensors",
                    model->tensor_count);
   }
   calib->method = method;
+  calib->percentile = DSQ_PERCENTILE_DEFAULT;
   calib->tensor_count = model->tensor_count;
   calib->node_count = model->node_count;
   return DS_OK;
@@ -52,16 +60,54 @@ void dsq_calibration_free(dsq_calibration *calib) {
     return;
   free(calib->tensors);
   free(calib->stages);
+  free(calib->histograms);
   memset(calib, 0, sizeof *calib);
 }
 
-static void observe(dsq_range *range, const float *values, int64_t count) {
+/* Histogram bin of a finite value (see DSQ_HISTOGRAM_OCTAVES). */
+static int32_t histogram_bin(float v) {
+  float magnitude = fabsf(v);
+  if (magnitude < 0x1p-24f)
+    return DSQ_HISTOGRAM_SIDE_BINS;
+  int exponent;
+  float fraction = frexpf(magnitude, &exponent); /* magnitude in [2^(e-1), 2^e) */
+  int32_t octave = exponent - 1 + DSQ_HISTOGRAM_OCTAVES / 2;
+  int32_t step = (int32_t)((fraction * 2.0f - 1.0f) * DSQ_HISTOGRAM_STEPS);
+  if (octave >= DSQ_HISTOGRAM_OCTAVES) {
+    octave = DSQ_HISTOGRAM_OCTAVES - 1;
+    step = DSQ_HISTOGRAM_STEPS - 1;
+  }
+  if (step >= DSQ_HISTOGRAM_STEPS)
+    step = DSQ_HISTOGRAM_STEPS - 1;
+  int32_t k = octave * DSQ_HISTOGRAM_STEPS + step;
+  return v > 0 ? DSQ_HISTOGRAM_SIDE_BINS + 1 + k : DSQ_HISTOGRAM_SIDE_BINS - 1 - k;
+}
+
+/* Magnitude range [low, high) of side bin k (k = octave * steps + step). */
+static double bin_magnitude(int32_t k, int high) {
+  int32_t octave = k / DSQ_HISTOGRAM_STEPS, step = k % DSQ_HISTOGRAM_STEPS;
+  return ldexp(1.0 + (double)(step + (high ? 1 : 0)) / DSQ_HISTOGRAM_STEPS,
+               octave - DSQ_HISTOGRAM_OCTAVES / 2);
+}
+
+/* The value edge of bin b toward +infinity (upper) or -infinity (lower). */
+static double bin_edge(int32_t b, int upper) {
+  if (b == DSQ_HISTOGRAM_SIDE_BINS)
+    return upper ? 0x1p-24 : -0x1p-24;
+  if (b > DSQ_HISTOGRAM_SIDE_BINS)
+    return bin_magnitude(b - DSQ_HISTOGRAM_SIDE_BINS - 1, upper);
+  return -bin_magnitude(DSQ_HISTOGRAM_SIDE_BINS - 1 - b, !upper);
+}
+
+static void observe(dsq_range *range, uint64_t *histogram, const float *values, int64_t count) {
   for (int64_t i = 0; i < count; i++) {
     float v = values[i];
     if (!isfinite(v)) {
       range->nonfinite_count++;
       continue;
     }
+    if (histogram != NULL)
+      histogram[histogram_bin(v)]++;
     if (range->count == 0 || v < range->min)
       range->min = v;
     if (range->count == 0 || v > range->max)
@@ -75,7 +121,10 @@ void dsq_calibration_observe_tensor(dsq_calibration *calib, int32_t tensor_index
   if (calib == NULL || calib->tensors == NULL || tensor_index < 0 ||
       tensor_index >= calib->tensor_count || values == NULL)
     return;
-  observe(&calib->tensors[tensor_index], values, count);
+  uint64_t *histogram = calib->histograms != NULL
+                           ? calib->histograms + (size_t)tensor_index * DSQ_HISTOGRAM_BINS
+                           : NULL;
+  observe(&calib->tensors[tensor_index], histogram, values, count);
 }
 
 void dsq_calibration_observe_stage(dsq_calibration *calib, int32_t node_index, int32_t stage,
@@ -84,7 +133,12 @@ void dsq_calibration_observe_stage(dsq_calibration *calib, int32_t node_index, i
       node_index >= calib->node_count || stage < 0 || stage >= DSR_DEFORM_STAGE_COUNT ||
       values == NULL)
     return;
-  observe(&calib->stages[(int64_t)node_index * DSR_DEFORM_STAGE_COUNT + stage], values, count);
+  int64_t slot = (int64_t)node_index * DSR_DEFORM_STAGE_COUNT + stage;
+  uint64_t *histogram =
+      calib->histograms != NULL
+          ? calib->histograms + ((size_t)calib->tensor_count + (size_t)slot) * DSQ_HISTOGRAM_BINS
+          : NULL;
+  observe(&calib->stages[slot], histogram, values, count);
 }
 
 static void on_tensor(void *user, int32_t tensor_index, const float *values, int64_t count) {
@@ -206,6 +260,72 @@ ds_status dsq_calibration_merge(dsq_calibration *into, const dsq_calibration *fr
     merge_range(&into->tensors[i], &from->tensors[i]);
   for (int64_t i = 0; i < (int64_t)into->node_count * DSR_DEFORM_STAGE_COUNT; i++)
     merge_range(&into->stages[i], &from->stages[i]);
+  if (into->histograms != NULL && from->histograms != NULL) {
+    size_t bins = ((size_t)into->tensor_count +
+                   (size_t)(into->node_count > 0 ? into->node_count : 1) * DSR_DEFORM_STAGE_COUNT) *
+                  DSQ_HISTOGRAM_BINS;
+    for (size_t i = 0; i < bins; i++)
+      into->histograms[i] += from->histograms[i];
+  }
   into->image_count += from->image_count;
+  return DS_OK;
+}
+
+ds_status dsq_calibration_range(const dsq_calibration *calib, int32_t node_or_tensor,
+                                int32_t stage, int clip, float *min, float *max, ds_error *err) {
+  if (calib == NULL || calib->tensors == NULL)
+    return ds_fail(err, DS_ERR_INVALID_ARGUMENT, "dsq_calibration_range needs a calibration");
+  int64_t slot;
+  const dsq_range *range;
+  if (stage < 0) {
+    if (node_or_tensor < 0 || node_or_tensor >= calib->tensor_count)
+      return ds_fail(err, DS_ERR_INVALID_ARGUMENT, "tensor index %d is outside 0..%d",
+                     node_or_tensor, calib->tensor_count - 1);
+    slot = node_or_tensor;
+    range = &calib->tensors[node_or_tensor];
+  } else {
+    if (node_or_tensor < 0 || node_or_tensor >= calib->node_count ||
+        stage >= DSR_DEFORM_STAGE_COUNT)
+      return ds_fail(err, DS_ERR_INVALID_ARGUMENT, "node %d stage %d is out of range",
+                     node_or_tensor, stage);
+    int64_t stage_slot = (int64_t)node_or_tensor * DSR_DEFORM_STAGE_COUNT + stage;
+    slot = calib->tensor_count + stage_slot;
+    range = &calib->stages[stage_slot];
+  }
+  if (range->count == 0)
+    return ds_fail(err, DS_ERR_QUANT,
+                   "never observed during calibration: run dsq_calibration_run over at least one "
+                   "image first");
+  if (!isfinite(range->min) || !isfinite(range->max))
+    return ds_fail(err, DS_ERR_QUANT, "the calibration range is not finite");
+  *min = range->min;
+  *max = range->max;
+  if (!clip || calib->method != DSQ_CALIBRATION_PERCENTILE || calib->histograms == NULL)
+    return DS_OK;
+
+  /* Walk in from each end until more than the clipped share has been passed. */
+  if (!(calib->percentile > 50.0 && calib->percentile <= 100.0))
+    return ds_fail(err, DS_ERR_INVALID_ARGUMENT,
+                   "percentile %g is outside (50, 100]: set dsq_calibration.percentile to the "
+                   "share of values to keep, such as %g",
+                   calib->percentile, DSQ_PERCENTILE_DEFAULT);
+  const uint64_t *histogram = calib->histograms + (size_t)slot * DSQ_HISTOGRAM_BINS;
+  uint64_t tail = (uint64_t)floor((double)range->count * (100.0 - calib->percentile) / 100.0);
+  uint64_t passed = 0;
+  for (int32_t b = DSQ_HISTOGRAM_BINS - 1; b >= 0; b--) {
+    if (passed + histogram[b] > tail) {
+      *max = (float)fmin(*max, bin_edge(b, 1));
+      break;
+    }
+    passed += histogram[b];
+  }
+  passed = 0;
+  for (int32_t b = 0; b < DSQ_HISTOGRAM_BINS; b++) {
+    if (passed + histogram[b] > tail) {
+      *min = (float)fmax(*min, bin_edge(b, 0));
+      break;
+    }
+    passed += histogram[b];
+  }
   return DS_OK;
 }

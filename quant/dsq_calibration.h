@@ -23,15 +23,29 @@
 #include "../runtime/dsr_runtime.h"
 
 /*
- * How observed values become a range. Only min/max is implemented: the enum keeps the
- * numbers of the planned methods so that files and options stay stable when they land.
+ * How observed values become a range. The enum keeps the number of the planned MSE method so
+ * that files and options stay stable when it lands.
  */
 typedef enum dsq_calibration_method {
   DSQ_CALIBRATION_MINMAX = 0,     /* the smallest and largest value seen */
-  DSQ_CALIBRATION_PERCENTILE = 1, /* TODO: needs a per-tensor histogram; rejected for now */
-  DSQ_CALIBRATION_MSE = 2,        /* TODO: needs a per-tensor histogram; rejected for now */
+  DSQ_CALIBRATION_PERCENTILE = 1, /* clips (100 - percentile)% of the values at each end */
+  DSQ_CALIBRATION_MSE = 2,        /* TODO: choose the range of least quantization error from
+                                     the histograms; rejected for now */
   DSQ_CALIBRATION_METHOD_COUNT = 3
 } dsq_calibration_method;
+
+/*
+ * Histogram of one tensor for the percentile method: bins on a signed log2 scale, so that
+ * ranges need not be known in advance and histograms of separate runs add up. Magnitudes
+ * from 2^-24 to 2^24 have DSQ_HISTOGRAM_STEPS bins per octave (edges 6.25% apart at most);
+ * smaller magnitudes share the middle bin and larger ones the outermost bins. Bin 0 is the
+ * most negative, bin DSQ_HISTOGRAM_BINS - 1 the most positive.
+ */
+#define DSQ_HISTOGRAM_OCTAVES 48
+#define DSQ_HISTOGRAM_STEPS 16
+#define DSQ_HISTOGRAM_SIDE_BINS (DSQ_HISTOGRAM_OCTAVES * DSQ_HISTOGRAM_STEPS)
+#define DSQ_HISTOGRAM_BINS (2 * DSQ_HISTOGRAM_SIDE_BINS + 1)
+#define DSQ_PERCENTILE_DEFAULT 99.99
 
 /* Range of one tensor or stage. count == 0 means it was never observed. */
 typedef struct dsq_range {
@@ -43,10 +57,14 @@ typedef struct dsq_range {
 
 typedef struct dsq_calibration {
   dsq_calibration_method method;
+  double percentile;     /* PERCENTILE only: kept share of values, in (50, 100]; the default
+                            DSQ_PERCENTILE_DEFAULT */
   int32_t tensor_count;  /* of the model it was made for */
   int32_t node_count;
   dsq_range *tensors;    /* tensor_count ranges, by tensor index */
   dsq_range *stages;     /* node_count * DSR_DEFORM_STAGE_COUNT; used for DEFORM_ATTN nodes */
+  uint64_t *histograms;  /* PERCENTILE only (else NULL): DSQ_HISTOGRAM_BINS counts per tensor,
+                            then per stage, in the order of tensors and stages */
   int32_t image_count;   /* images run by dsq_calibration_run */
 } dsq_calibration;
 
@@ -54,8 +72,9 @@ typedef struct dsq_calibration {
 const char *dsq_calibration_method_name(dsq_calibration_method method);
 
 /*
- * Allocates empty ranges for model. Rejects the methods that are not implemented yet with
- * DS_ERR_INVALID_ARGUMENT. On failure calib is zeroed.
+ * Allocates empty ranges (and histograms for the percentile method) for model. Rejects the
+ * MSE method, which is not implemented yet, with DS_ERR_INVALID_ARGUMENT. On failure calib is
+ * zeroed.
  */
 ds_status dsq_calibration_init(dsq_calibration *calib, const dsr_model *model,
                                dsq_calibration_method method, ds_error *err);
@@ -96,7 +115,18 @@ ds_status dsq_calibration_run_slices(dsq_calibration *calib, const dsr_model *mo
                                      const dsr_slice *configs, int32_t config_count,
                                      ds_error *err);
 
-/* Widens into's ranges by from's (same model and method), for per-thread calibrations. */
+/*
+ * The range the quantizer uses for a tensor (stage < 0) or for stage of the DEFORM_ATTN node
+ * node_or_tensor. With clip 0, or the min/max method, it is the observed min and max; with
+ * the percentile method and clip 1, the percentile range within them. Errors: DS_ERR_QUANT
+ * when the tensor was never observed or its range is not finite, DS_ERR_INVALID_ARGUMENT for
+ * an index out of range.
+ */
+ds_status dsq_calibration_range(const dsq_calibration *calib, int32_t node_or_tensor,
+                                int32_t stage, int clip, float *min, float *max, ds_error *err);
+
+/* Widens into's ranges by from's (same model and method), for per-thread calibrations.
+ * Percentile histograms add up, so the result does not depend on how images were split. */
 ds_status dsq_calibration_merge(dsq_calibration *into, const dsq_calibration *from,
                                 ds_error *err);
 

@@ -386,19 +386,6 @@ static ds_status constant_range(quant_state *st, int32_t index, float *min, floa
   return DS_OK;
 }
 
-static ds_status observed_range(quant_state *st, const dsq_range *range, const char *what,
-                                float *min, float *max) {
-  if (range->count == 0)
-    return ds_fail(st->err, DS_ERR_QUANT,
-                   "%s was never observed during calibration: run dsq_calibration_run over at "
-                   "least one image first",
-                   what);
-  if (!isfinite(range->min) || !isfinite(range->max))
-    return ds_fail(st->err, DS_ERR_QUANT, "%s has a non-finite calibration range", what);
-  *min = range->min;
-  *max = range->max;
-  return DS_OK;
-}
 
 /* Qparams of every activation, one decision per alias group. */
 static ds_status assign_activation_qparams(quant_state *st) {
@@ -444,9 +431,11 @@ static ds_status assign_activation_qparams(quant_state *st) {
     if (t->kind == DSR_TENSOR_CONSTANT) {
       status = constant_range(st, i, &mn, &mx);
     } else {
-      char what[160];
-      snprintf(what, sizeof what, "tensor %d '%.96s'", i, t->name);
-      status = observed_range(st, &st->calib->tensors[i], what, &mn, &mx);
+      /* The largest logit and the output logits decide the result: never clip them. */
+      int clip = !st->softmax_input[i] && i != model->output;
+      status = dsq_calibration_range(st->calib, i, -1, clip, &mn, &mx, st->err);
+      if (status != DS_OK)
+        status = ds_fail(st->err, status, "tensor %d '%.96s'", i, t->name);
     }
     if (status != DS_OK)
       break;
@@ -484,11 +473,12 @@ static ds_status assign_activation_qparams(quant_state *st) {
 
 static ds_status stage_range(quant_state *st, int32_t node_index, int32_t stage, float *min,
                              float *max) {
-  char what[200];
-  snprintf(what, sizeof what, "stage %d of deformable node '%.96s'", stage,
-           st->model->nodes[node_index].name);
-  const dsq_range *range = &st->calib->stages[(int64_t)node_index * DSR_DEFORM_STAGE_COUNT + stage];
-  return observed_range(st, range, what, min, max);
+  int clip = stage != DSR_DEFORM_STAGE_LOGITS;
+  ds_status status = dsq_calibration_range(st->calib, node_index, stage, clip, min, max, st->err);
+  if (status != DS_OK)
+    return ds_fail(st->err, status, "stage %d of deformable node '%.96s'", stage,
+                   st->model->nodes[node_index].name);
+  return DS_OK;
 }
 
 static ds_status assign_stage_qparams(quant_state *st, int32_t node_index) {
