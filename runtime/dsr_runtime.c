@@ -126,11 +126,11 @@ void dsr_context_set_observer(dsr_context *ctx, const dsr_observer *observer) {
 }
 
 float *dsr_input_f32(dsr_context *ctx) {
-  return ctx->input_f32;
+  return ctx != NULL ? ctx->input_f32 : NULL;
 }
 
 const float *dsr_output_f32(const dsr_context *ctx) {
-  return ctx->output_f32;
+  return ctx != NULL ? ctx->output_f32 : NULL;
 }
 
 /* Range of a quantized dtype. */
@@ -233,6 +233,9 @@ static void invoke_float(dsr_context *ctx) {
 }
 
 void dsr_invoke(dsr_context *ctx) {
+  /* A context whose init failed is zeroed: running it does nothing. */
+  if (ctx == NULL || ctx->model == NULL)
+    return;
   if (ctx->mode == DSR_MODE_FLOAT) {
     invoke_float(ctx);
     return;

@@ -663,6 +663,10 @@ Test(planner, arena_one_byte_short_rejected) {
   cr_assert(strstr(err.message, requested) != NULL, "%s", err.message);
   cr_assert(strstr(err.message, available) != NULL, "%s", err.message);
 
+  /* The failed init left a zeroed context, which runs as a no-op. */
+  dsr_invoke(&ctx);
+  cr_assert_null(dsr_tensor_data(&ctx, 0));
+
   ds_error_clear(&err);
   cr_assert_eq(dsr_context_init(&ctx, &tm.model, DSR_MODE_FLOAT, 0, arena, plan.arena_bytes,
                                 &err),
