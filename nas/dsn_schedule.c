@@ -171,6 +171,48 @@ ds_status dsn_schedule_build(const dsr_model *model, const dsr_slice *slices,
   return DS_OK;
 }
 
+static uint64_t align_up(uint64_t value, uint64_t alignment) {
+  return (value + alignment - 1) / alignment * alignment;
+}
+
+ds_status dsn_schedule_layout(const dsr_model *model, const dsn_preset *preset,
+                              uint64_t base_address, dsn_layer_addresses *addresses,
+                              uint64_t *end_address, ds_error *err) {
+  if (model == NULL || preset == NULL || addresses == NULL || end_address == NULL)
+    return ds_fail(err, DS_ERR_INVALID_ARGUMENT, "dsn_schedule_layout: NULL argument");
+  uint64_t row = (uint64_t)preset->dram.row_bytes;
+  uint64_t burst = (uint64_t)dsn_preset_burst_bytes(preset);
+  uint64_t elem = (uint64_t)dsn_preset_element_bytes(preset);
+  uint64_t next = align_up(base_address, row);
+  int32_t layer_index = 0;
+  for (int32_t i = 0; i < model->node_count; i++) {
+    const dsr_node *node = &model->nodes[i];
+    if (node->op != DSR_OP_DEFORM_ATTN)
+      continue;
+    const dsr_deform_attn *d = node->deform;
+    if (d == NULL || d->channels <= 0 || d->height <= 0 || d->width <= 0)
+      return ds_fail(err, DS_ERR_INVALID_ARGUMENT,
+                     "node %d (%s) is DEFORM_ATTN without a valid map geometry", i,
+                     node->name);
+    uint64_t map_bytes = (uint64_t)d->height * (uint64_t)d->width * (uint64_t)d->channels * elem;
+    int64_t sizes[DSR_DEFORM_PARAM_COUNT];
+    dsn_layer_weight_sizes(d, preset, sizes);
+    uint64_t weight_bytes = 0;
+    for (int32_t p = 0; p < DSR_DEFORM_PARAM_COUNT; p++)
+      weight_bytes += align_up((uint64_t)sizes[p], burst);
+
+    addresses[layer_index].input = next;
+    next = align_up(next + map_bytes, row);
+    addresses[layer_index].output = next;
+    next = align_up(next + map_bytes, row);
+    addresses[layer_index].weights = next;
+    next = align_up(next + weight_bytes, row);
+    layer_index++;
+  }
+  *end_address = next;
+  return DS_OK;
+}
+
 void dsn_schedule_free(dsr_schedule *schedule) {
   if (schedule == NULL)
     return;

@@ -47,6 +47,17 @@ ds_status dsn_schedule_build(const dsr_model *model, const dsr_slice *slices,
 void dsn_schedule_free(dsr_schedule *schedule);
 
 /*
+ * Lays out the DRAM of every deformable layer from base_address: the layer's input map, its
+ * output map, then its weights (each tensor burst-aligned, as dsn_schedule_build reads them),
+ * each region starting on a dram.row_bytes boundary. addresses receives one entry per
+ * deformable layer and *end_address the first byte after the last region. This is one valid
+ * layout, for tools and tests that have no memory map of their own.
+ */
+ds_status dsn_schedule_layout(const dsr_model *model, const dsn_preset *preset,
+                              uint64_t base_address, dsn_layer_addresses *addresses,
+                              uint64_t *end_address, ds_error *err);
+
+/*
  * Sums the traffic of the descriptors of schedule that belong to deformable layer layer, or
  * of all layers when layer is -1, with the oracle's transfer rule; time_ns is filled.
  */

@@ -726,6 +726,16 @@ Test(schedule, descriptors_of_hand_built_layer) {
   }
   dsn_schedule_free(&s);
 
+  /* The default layout keeps the regions apart and row-aligned. */
+  dsn_layer_addresses layout;
+  uint64_t end = 0;
+  ds_error_clear(&err);
+  cr_assert_eq(dsn_schedule_layout(&t.model, &zcu, 100, &layout, &end, &err), DS_OK);
+  cr_assert_eq(layout.input, 8192);
+  cr_assert_eq(layout.output, 2 * 8192);
+  cr_assert_eq(layout.weights, 3 * 8192);
+  cr_assert_eq(end, 4 * 8192, "25 bursts of weights (1600 bytes) fit one DRAM row");
+
   dsr_slice too_many = {1, 7, 0, 0};
   ds_error_clear(&err);
   cr_assert_eq(dsn_schedule_build(&t.model, &too_many, &zcu, &addresses, &s, &err),
