@@ -1043,7 +1043,7 @@ static const fixture_case fixtures[] = {
     {"dat_offsets_tiny", 23.0},
 };
 
-Test(end_to_end, fixtures_fixed_close_to_float, .timeout = 120) {
+Test(end_to_end, fixtures_fixed_close_to_float) {
   for (size_t k = 0; k < sizeof fixtures / sizeof fixtures[0]; k++) {
     dsr_model model;
     float *images;
@@ -1068,7 +1068,7 @@ Test(end_to_end, fixtures_fixed_close_to_float, .timeout = 120) {
   }
 }
 
-Test(end_to_end, fixed_outputs_are_bit_identical, .timeout = 60) {
+Test(end_to_end, fixed_outputs_are_bit_identical) {
   dsr_model model;
   float *images;
   load_fixture("dat_pp_tiny", &model, &images, 3);
@@ -1088,7 +1088,7 @@ Test(end_to_end, fixed_outputs_are_bit_identical, .timeout = 60) {
   ds_model_free(&model);
 }
 
-Test(end_to_end, quantize_is_deterministic, .timeout = 60) {
+Test(end_to_end, quantize_is_deterministic) {
   dsr_model a, b;
   float *images_a, *images_b;
   load_fixture("deform_layer_dat", &a, &images_a, 3);
@@ -1126,7 +1126,7 @@ Test(end_to_end, quantize_is_deterministic, .timeout = 60) {
 /* Calibrated over the sliced configurations too, the sliced fixed layer stays as close to the
  * sliced float layer (both modes run the same patches) as the unsliced one: measured 34.7 to
  * 38.8 dB. */
-Test(end_to_end, sliced_layer_close_to_float, .timeout = 60) {
+Test(end_to_end, sliced_layer_close_to_float) {
   const char *names[3] = {"deform_layer_dat_pp", "deform_layer_dat", "deform_layer_rect"};
   dsr_slice configs[3] = {{1, 1, 0, DSR_SLICE_PHYSICAL},
                           {2, 2, 1, DSR_SLICE_PHYSICAL},
@@ -1160,7 +1160,7 @@ Test(end_to_end, sliced_layer_close_to_float, .timeout = 60) {
 
 /* Corrupted parameters, as a damaged artifact could carry them: every mutation is either
  * rejected at plan time or runs without a memory error (ASan and UBSan watch the run). */
-Test(checks, mutated_deform_qwords_never_crash, .timeout = 120) {
+Test(checks, mutated_deform_qwords_never_crash) {
   dsr_model model;
   float *images;
   load_fixture("deform_layer_dat", &model, &images, 2);
@@ -1209,7 +1209,7 @@ Test(checks, mutated_deform_qwords_never_crash, .timeout = 120) {
   ds_model_free(&model);
 }
 
-Test(checks, mutated_stage_qparams_never_crash, .timeout = 60) {
+Test(checks, mutated_stage_qparams_never_crash) {
   dsr_model model;
   float *images;
   load_fixture("deform_layer_dat_pp", &model, &images, 2);
@@ -1246,7 +1246,7 @@ Test(checks, mutated_stage_qparams_never_crash, .timeout = 60) {
 }
 
 /* The same for every node of a whole model, run inside a planned fixed-mode context. */
-Test(checks, mutated_model_qwords_never_crash, .timeout = 120) {
+Test(checks, mutated_model_qwords_never_crash) {
   dsr_model model;
   float *images;
   load_fixture("dat_pp_tiny", &model, &images, 2);
@@ -1356,7 +1356,7 @@ Test(calibration, percentile_clips_outliers) {
   one_node_free(&t);
 }
 
-Test(calibration, percentile_quantizes_fixtures, .timeout = 60) {
+Test(calibration, percentile_quantizes_fixtures) {
   dsr_model model;
   float *images;
   load_fixture("dat_pp_tiny", &model, &images, 6);
