@@ -535,15 +535,16 @@ static ds_status quantize_weight(quant_state *st, int32_t index) {
     return ds_fail(st->err, DS_ERR_OUT_OF_MEMORY, "cannot allocate quantized weight '%s'",
                    t->name);
   }
+  for (int32_t c = 0; c < channels; c++)
+    scales[c] = 0.0f;
+  for (int64_t i = 0; i < count; i++) {
+    int32_t c = (int32_t)((i / inner) % channels);
+    scales[c] = fmaxf(scales[c], fabsf(t->data_f32[i]));
+  }
   float largest_scale = 0.0f;
   for (int32_t c = 0; c < channels; c++) {
-    float max_abs = 0.0f;
-    for (int64_t i = 0; i < count; i++) {
-      if ((i / inner) % channels == c)
-        max_abs = fmaxf(max_abs, fabsf(t->data_f32[i]));
-    }
     /* An all-zero channel keeps scale 1, so its factor stays finite. */
-    scales[c] = max_abs > 0.0f ? max_abs / 127.0f : 1.0f;
+    scales[c] = scales[c] > 0.0f ? scales[c] / 127.0f : 1.0f;
     largest_scale = fmaxf(largest_scale, scales[c]);
   }
   for (int64_t i = 0; i < count; i++) {

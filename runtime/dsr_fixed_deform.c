@@ -53,7 +53,10 @@ static int64_t layout_scratch(const dsr_deform_attn *d, uint8_t *base, deform_sc
 size_t dsr_fixed_deform_scratch_bytes(const dsr_model *model, const dsr_node *node) {
   (void)model;
   const dsr_deform_attn *d = node->deform;
-  if (d->groups < 1 || d->offset_stride < 1 || d->channels < 1)
+  /* Parameters that dsr_fixed_deform_check rejects get no scratch rather than a bogus size. */
+  if (d->groups < 1 || d->offset_stride < 1 || d->channels < 1 || d->height < 1 ||
+      d->width < 1 || d->offset_pad < 0 || 2 * d->offset_pad < d->offset_kernel - 1 ||
+      d->channels % d->groups != 0 || d->height > 16384 || d->width > 16384)
     return 0;
   deform_scratch unused;
   return (size_t)layout_scratch(d, NULL, &unused);
