@@ -116,11 +116,11 @@ ds_status dsq_calibration_run_slices(dsq_calibration *calib, const dsr_model *mo
                                      ds_error *err);
 
 /*
- * The range the quantizer uses for a tensor (stage < 0) or for stage of the DEFORM_ATTN node
- * node_or_tensor. With clip 0, or the min/max method, it is the observed min and max; with
- * the percentile method and clip 1, the percentile range within them. Errors: DS_ERR_QUANT
- * when the tensor was never observed or its range is not finite, DS_ERR_INVALID_ARGUMENT for
- * an index out of range.
+ * Computes the range the quantizer uses for a tensor (stage < 0) or for stage of the
+ * DEFORM_ATTN node node_or_tensor. With clip 0, or the min/max method, it is the observed min
+ * and max. With the percentile method and clip 1, it is the percentile range within them.
+ * Errors: DS_ERR_QUANT when the tensor was never observed or its range is not finite,
+ * DS_ERR_INVALID_ARGUMENT for an index or percentile out of range.
  */
 ds_status dsq_calibration_range(const dsq_calibration *calib, int32_t node_or_tensor,
                                 int32_t stage, int clip, float *min, float *max, ds_error *err);

@@ -2,8 +2,8 @@
  * Layout of dsr_node.qwords: the integer parameters of each fixed-point kernel.
  *
  * The quantizer (quant/dsq_quantize.c) writes these arrays and the fixed-point kernels
- * (runtime/dsr_fixed*.c) read them; dsr_fixed_check_node validates every length and range
- * below at plan time, so the kernels never check them again. This header is constants only:
+ * (runtime/dsr_fixed*.c) read them. dsr_fixed_check_node validates every length and range
+ * below at plan time, so the kernels do not check them again. This header is constants only:
  * the runtime includes it without linking the quantizer.
  *
  * Conventions used by every layout:

@@ -13,10 +13,10 @@
 #include "dsr_model.h"
 
 /*
- * Executes node_index of model with inputs[i] the storage of the node's input i (NULL for an
- * absent optional input; for constants, their data_q), output the storage of its output,
- * scratch at least dsr_fixed_scratch_bytes(model, node_index) bytes aligned to 8, and slice
- * the layer's slice configuration (DEFORM_ATTN only; must be valid for the layer).
+ * Executes node_index of model. inputs[i] is the storage of the node's input i: data_q for a
+ * constant, NULL for an absent optional input. output is the storage of its output. scratch
+ * holds at least dsr_fixed_scratch_bytes(model, node_index) bytes, aligned to 8. slice is the
+ * layer's slice configuration, read by DEFORM_ATTN only, and must be valid for the layer.
  * dsr_fixed_check_node must have passed.
  */
 void dsr_fixed_execute(const dsr_model *model, int32_t node_index,
