@@ -1378,3 +1378,138 @@ Test(calibration, percentile_quantizes_fixtures) {
   free(images);
   ds_model_free(&model);
 }
+
+/* ------------------------------------------------------------------ more kernels */
+
+/* GEMM with transposed operands, a negative alpha and beta 0.5: y = alpha A'B' + beta C. */
+Test(kernels, gemm_transposed_within_one_lsb) {
+  one_node t;
+  memset(&t, 0, sizeof t);
+  builder_init(&t.b, 4, 1);
+  int32_t ad[2] = {5, 3}, bd[2] = {4, 5}, cd[1] = {4}, yd[2] = {3, 4};
+  float a[15], w[20], c[4] = {0.5f, -1.0f, 0.25f, 2.0f}, y[12];
+  for (int i = 0; i < 15; i++)
+    a[i] = rng_uniform(-1.0f, 1.0f);
+  for (int i = 0; i < 20; i++)
+    w[i] = rng_uniform(-0.5f, 0.5f);
+  int32_t ai = add_tensor(&t.b, "a", DSR_TENSOR_INPUT, 2, ad, NULL);
+  int32_t wi = add_tensor(&t.b, "w", DSR_TENSOR_CONSTANT, 2, bd, w);
+  int32_t ci = add_tensor(&t.b, "c", DSR_TENSOR_CONSTANT, 1, cd, c);
+  int32_t yi = add_tensor(&t.b, "y", DSR_TENSOR_OUTPUT, 2, yd, NULL);
+  int32_t inputs[3] = {ai, wi, ci};
+  dsr_node *node = add_node(&t.b, DSR_OP_GEMM, 3, inputs, yi);
+  dsr_gemm_attrs g = {-1.5f, 0.5f, 1, 1};
+  node->attrs.gemm = g;
+  t.b.model.input = ai;
+  t.b.model.output = yi;
+  /* A is (K=5, M=3) transposed, B is (N=4, K=5) transposed. */
+  for (int i = 0; i < 3; i++)
+    for (int j = 0; j < 4; j++) {
+      double acc = 0;
+      for (int k = 0; k < 5; k++)
+        acc += a[k * 3 + i] * w[j * 5 + k];
+      y[i * 4 + j] = (float)(-1.5 * acc + 0.5 * c[j]);
+    }
+  cr_assert_eq(dsq_calibration_init(&t.calib, &t.b.model, DSQ_CALIBRATION_MINMAX, NULL), DS_OK);
+  calibrate_values(&t.calib, &t.b.model, ai, a);
+  calibrate_values(&t.calib, &t.b.model, yi, y);
+  one_node_quantize(&t, 0);
+  const dsr_model *m = &t.b.model;
+  cr_expect_eq(m->tensors[wi].channel_axis, 0, "trans_b puts output channels on axis 0");
+  quantize_into(t.buffers[ai], &m->tensors[ai], a);
+  execute_node(m, 0, t.buffers);
+
+  const dsr_qparams *aq = &m->tensors[ai].qparams, *yq = &m->tensors[yi].qparams;
+  const dsr_tensor *bias = &m->tensors[ci];
+  for (int i = 0; i < 3; i++)
+    for (int j = 0; j < 4; j++) {
+      double acc = 0;
+      for (int k = 0; k < 5; k++)
+        acc += dequantize_value(((const int8_t *)t.buffers[ai])[k * 3 + i], aq) *
+               constant_value(&m->tensors[wi], j * 5 + k, 5);
+      /* The int32 bias carries beta C / alpha at scale s_a s_w[j]. */
+      double real = -1.5 * (acc + (double)((const int32_t *)bias->data_q)[j] *
+                                      bias->channel_scales[j] / 1.5);
+      int32_t expected = quantize_value(real, yq);
+      int32_t got = dsr_fixed_load(t.buffers[yi], yq->dtype, i * 4 + j);
+      cr_assert_leq(abs(got - expected), 1, "(%d, %d): got %d expected %d", i, j, got, expected);
+    }
+  one_node_free(&t);
+}
+
+/* Softmax over the first of three axes, so rows are strided. */
+Test(kernels, softmax_strided_axis) {
+  one_node t;
+  memset(&t, 0, sizeof t);
+  builder_init(&t.b, 2, 1);
+  int32_t dims[3] = {5, 2, 3};
+  float x[30], y[30];
+  for (int i = 0; i < 30; i++)
+    x[i] = rng_uniform(-6.0f, 6.0f);
+  int32_t xi = add_tensor(&t.b, "x", DSR_TENSOR_INPUT, 3, dims, NULL);
+  int32_t yi = add_tensor(&t.b, "y", DSR_TENSOR_OUTPUT, 3, dims, NULL);
+  int32_t inputs[1] = {xi};
+  dsr_node *node = add_node(&t.b, DSR_OP_SOFTMAX, 1, inputs, yi);
+  node->attrs.softmax.axis = -3;
+  t.b.model.input = xi;
+  t.b.model.output = yi;
+  for (int i = 0; i < 30; i++)
+    y[i] = 0.5f;
+  cr_assert_eq(dsq_calibration_init(&t.calib, &t.b.model, DSQ_CALIBRATION_MINMAX, NULL), DS_OK);
+  calibrate_values(&t.calib, &t.b.model, xi, x);
+  calibrate_values(&t.calib, &t.b.model, yi, y);
+  one_node_quantize(&t, DSQ_INT16_LOGITS | DSQ_INT16_ATTENTION);
+  const dsr_model *m = &t.b.model;
+  cr_assert_eq(m->tensors[yi].qparams.dtype, DSR_DTYPE_I16);
+  cr_assert_eq(m->tensors[yi].qparams.scale, 1.0f / 32768.0f);
+  quantize_into(t.buffers[xi], &m->tensors[xi], x);
+  execute_node(m, 0, t.buffers);
+  const dsr_qparams *xq = &m->tensors[xi].qparams;
+  for (int inner = 0; inner < 6; inner++) {
+    double row[5], p[5];
+    for (int n = 0; n < 5; n++)
+      row[n] = dequantize_value(((const int16_t *)t.buffers[xi])[n * 6 + inner], xq);
+    float_softmax(row, 5, p);
+    for (int n = 0; n < 5; n++) {
+      double got = ((const int16_t *)t.buffers[yi])[n * 6 + inner] / 32768.0;
+      cr_assert_leq(fabs(got - fmin(p[n], 32767.0 / 32768.0)), 0.5 / 32768.0 + 1.4e-3 * p[n],
+                    "row %d element %d: %f vs %f", inner, n, got, p[n]);
+    }
+  }
+  one_node_free(&t);
+}
+
+Test(kernels, global_avg_pool_within_one_lsb) {
+  one_node t;
+  memset(&t, 0, sizeof t);
+  builder_init(&t.b, 2, 1);
+  int32_t xd[4] = {1, 3, 4, 5}, yd[4] = {1, 3, 1, 1};
+  float x[60], y[3] = {0};
+  for (int i = 0; i < 60; i++) {
+    x[i] = rng_uniform(-1.0f, 3.0f);
+    y[i / 20] += x[i] / 20.0f;
+  }
+  int32_t xi = add_tensor(&t.b, "x", DSR_TENSOR_INPUT, 4, xd, NULL);
+  int32_t yi = add_tensor(&t.b, "y", DSR_TENSOR_OUTPUT, 4, yd, NULL);
+  int32_t inputs[1] = {xi};
+  add_node(&t.b, DSR_OP_GLOBAL_AVG_POOL, 1, inputs, yi);
+  t.b.model.input = xi;
+  t.b.model.output = yi;
+  cr_assert_eq(dsq_calibration_init(&t.calib, &t.b.model, DSQ_CALIBRATION_MINMAX, NULL), DS_OK);
+  calibrate_values(&t.calib, &t.b.model, xi, x);
+  calibrate_values(&t.calib, &t.b.model, yi, y);
+  one_node_quantize(&t, 0);
+  const dsr_model *m = &t.b.model;
+  quantize_into(t.buffers[xi], &m->tensors[xi], x);
+  execute_node(m, 0, t.buffers);
+  const dsr_qparams *xq = &m->tensors[xi].qparams, *yq = &m->tensors[yi].qparams;
+  for (int c = 0; c < 3; c++) {
+    double mean = 0;
+    for (int i = 0; i < 20; i++)
+      mean += dequantize_value(((const int8_t *)t.buffers[xi])[c * 20 + i], xq) / 20.0;
+    int32_t expected = quantize_value(mean, yq);
+    int32_t got = dsr_fixed_load(t.buffers[yi], yq->dtype, c);
+    cr_assert_leq(abs(got - expected), 1, "channel %d: got %d expected %d", c, got, expected);
+  }
+  one_node_free(&t);
+}
