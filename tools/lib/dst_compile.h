@@ -2,6 +2,7 @@
 #ifndef DST_COMPILE_H
 #define DST_COMPILE_H
 
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 
@@ -52,6 +53,13 @@ typedef struct dst_compile_state {
   int32_t evaluations;
   double start_s;
 } dst_compile_state;
+
+/*
+ * Calibrates model (min/max) on calibration_images with threads workers and quantizes it in
+ * place. method receives the calibration method's name.
+ */
+ds_status dst_quantize_model(dsr_model *model, const dst_dataset *calibration_images,
+                             int32_t threads, char *method, size_t method_bytes, ds_error *err);
 
 /* Calibrates on state->calibration and quantizes state->model in place. */
 ds_status dst_compile_quantize(dst_compile_state *state, ds_error *err);

@@ -28,11 +28,9 @@ static void *calibration_main(void *arg) {
 
 /* Runs the calibration images in contiguous shares on several threads and merges the ranges;
  * min/max merging is order-independent, so the result does not depend on the thread count. */
-static ds_status calibrate_parallel(dst_compile_state *state, dsq_calibration *merged,
-                                    ds_error *err) {
-  const dst_dataset *data = &state->calibration;
+static ds_status calibrate_parallel(dsr_model *model, const dst_dataset *data, int32_t threads,
+                                    dsq_calibration *merged, ds_error *err) {
   const int64_t pixels = (int64_t)data->side * data->side;
-  int32_t threads = state->config.threads;
   if (threads > data->count)
     threads = data->count;
 
@@ -46,10 +44,10 @@ static ds_status calibrate_parallel(dst_compile_state *state, dsq_calibration *m
     calibration_worker *w = &workers[initialized];
     const int32_t first = (int32_t)((int64_t)data->count * initialized / threads);
     const int32_t end = (int32_t)((int64_t)data->count * (initialized + 1) / threads);
-    w->model = &state->model;
+    w->model = model;
     w->images = data->images + first * pixels;
     w->count = end - first;
-    status = dsq_calibration_init(&w->calibration, &state->model, DSQ_CALIBRATION_MINMAX, err);
+    status = dsq_calibration_init(&w->calibration, model, DSQ_CALIBRATION_MINMAX, err);
   }
   for (; status == DS_OK && started < initialized; started++) {
     if (pthread_create(&workers[started].thread, NULL, calibration_main, &workers[started]) != 0)
@@ -59,7 +57,7 @@ static ds_status calibrate_parallel(dst_compile_state *state, dsq_calibration *m
     pthread_join(workers[i].thread, NULL);
 
   if (status == DS_OK)
-    status = dsq_calibration_init(merged, &state->model, DSQ_CALIBRATION_MINMAX, err);
+    status = dsq_calibration_init(merged, model, DSQ_CALIBRATION_MINMAX, err);
   for (int32_t i = 0; i < initialized && status == DS_OK; i++) {
     if (workers[i].status != DS_OK) {
       *err = workers[i].err;
@@ -75,22 +73,27 @@ static ds_status calibrate_parallel(dst_compile_state *state, dsq_calibration *m
   return status;
 }
 
-ds_status dst_compile_quantize(dst_compile_state *state, ds_error *err) {
+ds_status dst_quantize_model(dsr_model *model, const dst_dataset *calibration_images,
+                             int32_t threads, char *method, size_t method_bytes, ds_error *err) {
   dsq_calibration calibration;
   memset(&calibration, 0, sizeof calibration);
   double start_s = dst_now_s();
 
-  ds_status status = calibrate_parallel(state, &calibration, err);
+  ds_status status = calibrate_parallel(model, calibration_images, threads, &calibration, err);
   if (status == DS_OK) {
     dsq_options options = dsq_options_default();
-    status = dsq_quantize(&state->model, &calibration, &options, err);
+    status = dsq_quantize(model, &calibration, &options, err);
   }
   if (status == DS_OK) {
-    snprintf(state->calibration_method, sizeof state->calibration_method, "%s",
-             dsq_calibration_method_name(DSQ_CALIBRATION_MINMAX));
-    fprintf(stderr, "  %s calibration over %d training images, quantized in %.1f s\n",
-            state->calibration_method, state->calibration.count, dst_now_s() - start_s);
+    snprintf(method, method_bytes, "%s", dsq_calibration_method_name(DSQ_CALIBRATION_MINMAX));
+    fprintf(stderr, "  %s calibration over %d training images, quantized in %.1f s\n", method,
+            calibration_images->count, dst_now_s() - start_s);
   }
   dsq_calibration_free(&calibration);
   return status;
+}
+
+ds_status dst_compile_quantize(dst_compile_state *state, ds_error *err) {
+  return dst_quantize_model(&state->model, &state->calibration, state->config.threads,
+                            state->calibration_method, sizeof state->calibration_method, err);
 }

@@ -183,7 +183,9 @@ class NeighborhoodAttention2D(nn.Module):
         q, k, v = qkv[0], qkv[1], qkv[2]
         attn = (q * self.scale) @ k.transpose(-2, -1)
         bias = self.rpb.reshape(self.num_heads, -1)[:, self.bias_index]
-        bias = bias.masked_fill(~self.bias_mask, -1.0e4)
+        # -100 (as Swin's shifted-window masks use) gives outside keys a weight below e^-90:
+        # zero in float32, and small enough a range for int16 fixed-point logits.
+        bias = bias.masked_fill(~self.bias_mask, -100.0)
         attn = attn + bias.unsqueeze(0)
         attn = attn.softmax(dim=-1)
         x = (attn @ v).permute(0, 2, 1, 3).reshape(batch, h, w, dim)
