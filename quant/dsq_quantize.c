@@ -339,6 +339,8 @@ static void mark_demands(quant_state *st) {
     }
     if (node->op == DSR_OP_LAYER_NORM && (flags & DSQ_INT16_NORM_INPUT))
       st->int16_demand[x] = 1;
+    if (node->op == DSR_OP_LAYER_NORM && (flags & DSQ_INT16_NORM_OUTPUT))
+      st->int16_demand[y] = 1;
     if ((node->op == DSR_OP_ADD || node->op == DSR_OP_SUB) && (flags & DSQ_INT16_RESIDUAL)) {
       for (int32_t j = 0; j < model->node_count; j++) {
         const dsr_node *consumer = &model->nodes[j];
@@ -505,6 +507,8 @@ static ds_status assign_stage_qparams(quant_state *st, int32_t node_index) {
     }
     if (s == DSR_DEFORM_STAGE_OFFSET_DW)
       int16 |= (flags & DSQ_INT16_NORM_INPUT) != 0;
+    if (s == DSR_DEFORM_STAGE_OFFSET_LN)
+      int16 |= (flags & DSQ_INT16_NORM_OUTPUT) != 0;
     if (s == DSR_DEFORM_STAGE_OFFSET)
       int16 |= (flags & DSQ_INT16_OFFSETS) != 0;
     if (s == DSR_DEFORM_STAGE_BIAS)

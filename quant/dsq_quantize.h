@@ -29,6 +29,9 @@
 #define DSQ_INT16_ATTENTION 0x10u   /* softmax outputs and the ATTN stage */
 #define DSQ_INT16_OUTPUT 0x20u      /* the model output (logits: fewer argmax ties) */
 #define DSQ_INT16_ALL_ACTIVATIONS 0x40u /* every activation: an accuracy reference point */
+#define DSQ_INT16_NORM_OUTPUT 0x80u /* LayerNorm outputs and the OFFSET_LN stage: for trained
+                                       transformers whose gamma gives a few channels outliers
+                                       that would set the int8 scale of all the others */
 
 #define DSQ_INT16_DEFAULT                                                                 \
   (DSQ_INT16_LOGITS | DSQ_INT16_RESIDUAL | DSQ_INT16_NORM_INPUT | DSQ_INT16_OFFSETS |    \

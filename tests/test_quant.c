@@ -1513,3 +1513,52 @@ Test(kernels, global_avg_pool_within_one_lsb) {
   }
   one_node_free(&t);
 }
+
+/* Each optional int16 flag changes the types it names and keeps the model runnable. */
+Test(end_to_end, optional_int16_flags) {
+  uint32_t flags[3] = {DSQ_INT16_DEFAULT | DSQ_INT16_NORM_OUTPUT,
+                       DSQ_INT16_DEFAULT | DSQ_INT16_ATTENTION, 0};
+  for (int k = 0; k < 3; k++) {
+    dsr_model model;
+    float *images;
+    load_fixture("dat_pp_tiny", &model, &images, 3);
+    dsq_calibration calib;
+    ds_error err;
+    ds_error_clear(&err);
+    cr_assert_eq(dsq_calibration_init(&calib, &model, DSQ_CALIBRATION_MINMAX, &err), DS_OK);
+    cr_assert_eq(dsq_calibration_run(&calib, &model, images, 3, &err), DS_OK, "%s", err.message);
+    dsq_options options = {flags[k]};
+    cr_assert_eq(dsq_quantize(&model, &calib, &options, &err), DS_OK, "%s", err.message);
+    int32_t checked = 0;
+    for (int32_t i = 0; i < model.node_count; i++) {
+      const dsr_node *node = &model.nodes[i];
+      const dsr_qparams *y = &model.tensors[node->output].qparams;
+      if (node->op == DSR_OP_LAYER_NORM) {
+        cr_expect_eq(y->dtype, k == 0 ? DSR_DTYPE_I16 : DSR_DTYPE_I8, "flags %x LN '%s'",
+                     flags[k], node->name);
+        checked++;
+      }
+      if (node->op == DSR_OP_SOFTMAX) {
+        cr_expect_eq(y->dtype, k == 1 ? DSR_DTYPE_I16 : DSR_DTYPE_I8, "flags %x softmax '%s'",
+                     flags[k], node->name);
+        checked++;
+      }
+      if (node->op == DSR_OP_DEFORM_ATTN) {
+        const dsr_qparams *st = node->deform->stage_qparams;
+        cr_expect_eq(st[DSR_DEFORM_STAGE_OFFSET_LN].dtype, k == 0 ? DSR_DTYPE_I16 : DSR_DTYPE_I8);
+        cr_expect_eq(st[DSR_DEFORM_STAGE_ATTN].dtype, k == 1 ? DSR_DTYPE_I16 : DSR_DTYPE_I8);
+        cr_expect_eq(st[DSR_DEFORM_STAGE_LOGITS].dtype, k == 2 ? DSR_DTYPE_I8 : DSR_DTYPE_I16);
+        checked++;
+      }
+    }
+    cr_expect_gt(checked, 3);
+    dsq_audit_report report;
+    cr_assert_eq(dsq_audit(&model, images, 3, NULL, &report, &err), DS_OK, "%s", err.message);
+    cr_log_info("flags %x: output SQNR %.2f dB", flags[k], report.tensors[report.output_entry].sqnr_db);
+    cr_expect_gt(report.tensors[report.output_entry].cosine, 0.9);
+    dsq_audit_report_free(&report);
+    dsq_calibration_free(&calib);
+    free(images);
+    ds_model_free(&model);
+  }
+}
