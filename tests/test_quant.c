@@ -1562,3 +1562,34 @@ Test(end_to_end, optional_int16_flags) {
     ds_model_free(&model);
   }
 }
+
+/* A zero divisor saturates with the sign of the numerator, and 0 / 0 gives zero. */
+Test(kernels, div_by_zero_activation_saturates) {
+  one_node t;
+  memset(&t, 0, sizeof t);
+  builder_init(&t.b, 3, 1);
+  int32_t dims[1] = {3};
+  float a[3] = {2.0f, -2.0f, 0.0f}, b[3] = {0.0f, 0.0f, 0.0f}, b_range[2] = {-1.0f, 1.0f};
+  float y_range[2] = {-4.0f, 4.0f};
+  int32_t ai = add_tensor(&t.b, "a", DSR_TENSOR_INPUT, 1, dims, NULL);
+  int32_t bi = add_tensor(&t.b, "b", DSR_TENSOR_ACTIVATION, 1, dims, NULL);
+  int32_t yi = add_tensor(&t.b, "y", DSR_TENSOR_OUTPUT, 1, dims, NULL);
+  int32_t inputs[2] = {ai, bi};
+  add_node(&t.b, DSR_OP_DIV, 2, inputs, yi);
+  t.b.model.input = ai;
+  t.b.model.output = yi;
+  cr_assert_eq(dsq_calibration_init(&t.calib, &t.b.model, DSQ_CALIBRATION_MINMAX, NULL), DS_OK);
+  calibrate_values(&t.calib, &t.b.model, ai, a);
+  dsq_calibration_observe_tensor(&t.calib, bi, b_range, 2);
+  dsq_calibration_observe_tensor(&t.calib, yi, y_range, 2);
+  one_node_quantize(&t, 0);
+  const dsr_model *m = &t.b.model;
+  quantize_into(t.buffers[ai], &m->tensors[ai], a);
+  quantize_into(t.buffers[bi], &m->tensors[bi], b);
+  execute_node(m, 0, t.buffers);
+  const int8_t *y = t.buffers[yi];
+  cr_expect_eq(y[0], 127);
+  cr_expect_eq(y[1], -128);
+  cr_expect_eq(y[2], m->tensors[yi].qparams.zero_point);
+  one_node_free(&t);
+}
