@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Runs the benchmarks recorded in docs/benchmarks.md. Usage: bash bench/run.sh [BUILD_DIR]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+build=${1:-build}
+
+echo "== main job: deformslice compile with no arguments (fresh output folder) =="
+rm -rf bench/out/compile
+mkdir -p bench/out
+"$build/bin/bench_compile" "$build/bin/deformslice" bench/out/compile
+
+echo
+echo "== runtime: float against fixed point, one thread =="
+"$build/bin/bench_runtime" models/dat_pp_nano.onnx
