@@ -22,12 +22,11 @@ ds_status dsq_calibration_init(dsq_calibration *calib, const dsr_model *model,
     return ds_fail(err, DS_ERR_INVALID_ARGUMENT, "dsq_calibration_init: calib and model must "
                                                  "not be NULL");
   memset(calib, 0, sizeof *calib);
-  if (method != DSQ_CALIBRATION_MINMAX && method != DSQ_CALIBRATION_PERCENTILE)
+  if ((int)method < 0 || method >= DSQ_CALIBRATION_METHOD_COUNT)
     return ds_fail(err, DS_ERR_INVALID_ARGUMENT,
-                   "calibration method '%s' (%d) is not implemented yet: use minmax (%d) or "
-                   "percentile (%d)",
-                   dsq_calibration_method_name(method), (int)method, DSQ_CALIBRATION_MINMAX,
-                   DSQ_CALIBRATION_PERCENTILE);
+                   "unknown calibration method %d: use minmax (%d), percentile (%d) or mse (%d)",
+                   (int)method, DSQ_CALIBRATION_MINMAX, DSQ_CALIBRATION_PERCENTILE,
+                   DSQ_CALIBRATION_MSE);
   if (model->tensor_count < 1 || model->node_count < 0)
     return ds_fail(err, DS_ERR_INVALID_ARGUMENT, "model '%s' has %d tensors: nothing to "
                                                  "calibrate",
@@ -39,10 +38,10 @@ ds_status dsq_calibration_init(dsq_calibration *calib, const dsr_model *model,
                          sizeof *calib->stages);
   size_t slots = (size_t)model->tensor_count +
                  (size_t)(model->node_count > 0 ? model->node_count : 1) * DSR_DEFORM_STAGE_COUNT;
-  if (method == DSQ_CALIBRATION_PERCENTILE)
+  int histograms = method != DSQ_CALIBRATION_MINMAX;
+  if (histograms)
     calib->histograms = calloc(slots * DSQ_HISTOGRAM_BINS, sizeof *calib->histograms);
-  if (calib->tensors == NULL || calib->stages == NULL ||
-      (method == DSQ_CALIBRATION_PERCENTILE && calib->histograms == NULL)) {
+  if (calib->tensors == NULL || calib->stages == NULL || (histograms && calib->histograms == NULL)) {
     dsq_calibration_free(calib);
     return ds_fail(err, DS_ERR_OUT_OF_MEMORY, "cannot allocate calibration ranges for %d "
                                               "tensors",
@@ -271,8 +270,41 @@ ds_status dsq_calibration_merge(dsq_calibration *into, const dsq_calibration *fr
   return DS_OK;
 }
 
+/*
+ * Shrinks [min, max] toward 0 by the factor 2^(-k/8), k = 0..32, that minimizes the estimated
+ * squared error: each bin's count times (distance to the range)^2 outside it, or step^2 / 12
+ * inside. Bin values are taken at bin centres, kept within the observed extremes.
+ */
+static void mse_range(const uint64_t *histogram, int32_t levels, float *min, float *max) {
+  double lo0 = fmin(*min, 0.0), hi0 = fmax(*max, 0.0);
+  double best_error = INFINITY, best_factor = 1.0;
+  for (int32_t k = 0; k <= 32; k++) {
+    double factor = exp2(-k / 8.0);
+    double lo = lo0 * factor, hi = hi0 * factor;
+    double step = (hi - lo) / levels;
+    if (!(step > 0.0))
+      continue;
+    double error = 0.0;
+    for (int32_t b = 0; b < DSQ_HISTOGRAM_BINS; b++) {
+      if (histogram[b] == 0)
+        continue;
+      double v = 0.5 * (bin_edge(b, 0) + bin_edge(b, 1));
+      v = fmin(fmax(v, *min), *max);
+      double e = v > hi ? v - hi : (v < lo ? lo - v : 0.0);
+      error += (double)histogram[b] * (e > 0.0 ? e * e : step * step / 12.0);
+    }
+    if (error < best_error) {
+      best_error = error;
+      best_factor = factor;
+    }
+  }
+  *min = (float)fmax(*min, lo0 * best_factor);
+  *max = (float)fmin(*max, hi0 * best_factor);
+}
+
 ds_status dsq_calibration_range(const dsq_calibration *calib, int32_t node_or_tensor,
-                                int32_t stage, int clip, float *min, float *max, ds_error *err) {
+                                int32_t stage, int32_t levels, float *min, float *max,
+                                ds_error *err) {
   if (calib == NULL || calib->tensors == NULL)
     return ds_fail(err, DS_ERR_INVALID_ARGUMENT, "dsq_calibration_range needs a calibration");
   int64_t slot;
@@ -300,8 +332,13 @@ ds_status dsq_calibration_range(const dsq_calibration *calib, int32_t node_or_te
     return ds_fail(err, DS_ERR_QUANT, "the calibration range is not finite");
   *min = range->min;
   *max = range->max;
-  if (!clip || calib->method != DSQ_CALIBRATION_PERCENTILE || calib->histograms == NULL)
+  if (levels <= 0 || calib->method == DSQ_CALIBRATION_MINMAX || calib->histograms == NULL)
     return DS_OK;
+  const uint64_t *histogram = calib->histograms + (size_t)slot * DSQ_HISTOGRAM_BINS;
+  if (calib->method == DSQ_CALIBRATION_MSE) {
+    mse_range(histogram, levels, min, max);
+    return DS_OK;
+  }
 
   /* Walk in from each end until more than the clipped share has been passed. */
   if (!(calib->percentile > 50.0 && calib->percentile <= 100.0))
@@ -309,7 +346,6 @@ ds_status dsq_calibration_range(const dsq_calibration *calib, int32_t node_or_te
                    "percentile %g is outside (50, 100]: set dsq_calibration.percentile to the "
                    "share of values to keep, such as %g",
                    calib->percentile, DSQ_PERCENTILE_DEFAULT);
-  const uint64_t *histogram = calib->histograms + (size_t)slot * DSQ_HISTOGRAM_BINS;
   uint64_t tail = (uint64_t)floor((double)range->count * (100.0 - calib->percentile) / 100.0);
   uint64_t passed = 0;
   for (int32_t b = DSQ_HISTOGRAM_BINS - 1; b >= 0; b--) {

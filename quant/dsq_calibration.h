@@ -22,20 +22,17 @@
 #include "../common/ds_status.h"
 #include "../runtime/dsr_runtime.h"
 
-/*
- * How observed values become a range. The enum keeps the number of the planned MSE method so
- * that files and options stay stable when it lands.
- */
+/* How observed values become a range. */
 typedef enum dsq_calibration_method {
   DSQ_CALIBRATION_MINMAX = 0,     /* the smallest and largest value seen */
   DSQ_CALIBRATION_PERCENTILE = 1, /* clips (100 - percentile)% of the values at each end */
-  DSQ_CALIBRATION_MSE = 2,        /* TODO: choose the range of least quantization error from
-                                     the histograms; rejected for now */
+  DSQ_CALIBRATION_MSE = 2,        /* the range of least estimated squared error: clipping
+                                     plus rounding noise, from the histograms */
   DSQ_CALIBRATION_METHOD_COUNT = 3
 } dsq_calibration_method;
 
 /*
- * Histogram of one tensor for the percentile method: bins on a signed log2 scale, so that
+ * Histogram of one tensor for the percentile and MSE methods: bins on a signed log2 scale, so that
  * ranges need not be known in advance and histograms of separate runs add up. Magnitudes
  * from 2^-24 to 2^24 have DSQ_HISTOGRAM_STEPS bins per octave (edges 6.25% apart at most);
  * smaller magnitudes share the middle bin and larger ones the outermost bins. Bin 0 is the
@@ -63,7 +60,7 @@ typedef struct dsq_calibration {
   int32_t node_count;
   dsq_range *tensors;    /* tensor_count ranges, by tensor index */
   dsq_range *stages;     /* node_count * DSR_DEFORM_STAGE_COUNT; used for DEFORM_ATTN nodes */
-  uint64_t *histograms;  /* PERCENTILE only (else NULL): DSQ_HISTOGRAM_BINS counts per tensor,
+  uint64_t *histograms;  /* PERCENTILE and MSE (else NULL): DSQ_HISTOGRAM_BINS counts per tensor,
                             then per stage, in the order of tensors and stages */
   int32_t image_count;   /* images run by dsq_calibration_run */
 } dsq_calibration;
@@ -72,9 +69,8 @@ typedef struct dsq_calibration {
 const char *dsq_calibration_method_name(dsq_calibration_method method);
 
 /*
- * Allocates empty ranges (and histograms for the percentile method) for model. Rejects the
- * MSE method, which is not implemented yet, with DS_ERR_INVALID_ARGUMENT. On failure calib is
- * zeroed.
+ * Allocates empty ranges (and histograms for the percentile and MSE methods) for model.
+ * Rejects an unknown method with DS_ERR_INVALID_ARGUMENT. On failure calib is zeroed.
  */
 ds_status dsq_calibration_init(dsq_calibration *calib, const dsr_model *model,
                                dsq_calibration_method method, ds_error *err);
@@ -117,13 +113,15 @@ ds_status dsq_calibration_run_slices(dsq_calibration *calib, const dsr_model *mo
 
 /*
  * Computes the range the quantizer uses for a tensor (stage < 0) or for stage of the
- * DEFORM_ATTN node node_or_tensor. With clip 0, or the min/max method, it is the observed min
- * and max. With the percentile method and clip 1, it is the percentile range within them.
- * Errors: DS_ERR_QUANT when the tensor was never observed or its range is not finite,
- * DS_ERR_INVALID_ARGUMENT for an index or percentile out of range.
+ * DEFORM_ATTN node node_or_tensor. levels is the number of quantization steps of the target
+ * type (255 for int8, 65535 for int16), or 0 to forbid clipping. With levels 0 or the min/max
+ * method, the range is the observed min and max; otherwise it is the percentile or MSE range
+ * within them. Errors: DS_ERR_QUANT when the tensor was never observed or its range is not
+ * finite, DS_ERR_INVALID_ARGUMENT for an index or percentile out of range.
  */
 ds_status dsq_calibration_range(const dsq_calibration *calib, int32_t node_or_tensor,
-                                int32_t stage, int clip, float *min, float *max, ds_error *err);
+                                int32_t stage, int32_t levels, float *min, float *max,
+                                ds_error *err);
 
 /* Widens into's ranges by from's (same model and method), for per-thread calibrations.
  * Percentile histograms add up, so the result does not depend on how images were split. */

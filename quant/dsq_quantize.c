@@ -420,8 +420,11 @@ static ds_status assign_activation_qparams(quant_state *st) {
     free(state);
     return ds_fail(st->err, DS_ERR_OUT_OF_MEMORY, "cannot allocate quantizer state");
   }
-  for (int32_t i = 0; i < count; i++)
-    group_size[find_root(st->parent, i)]++;
+  for (int32_t i = 0; i < count; i++) {
+    int32_t root = find_root(st->parent, i);
+    group_size[root]++;
+    state[4 * root + 1] |= st->int16_demand[i]; /* the type decides how far ranges may clip */
+  }
   ds_status status = DS_OK;
   for (int32_t i = 0; i < count && status == DS_OK; i++) {
     const dsr_tensor *t = &model->tensors[i];
@@ -435,7 +438,8 @@ static ds_status assign_activation_qparams(quant_state *st) {
     } else {
       /* The largest logit and the output logits decide the result: never clip them. */
       int clip = !st->softmax_input[i] && i != model->output;
-      status = dsq_calibration_range(st->calib, i, -1, clip, &mn, &mx, st->err);
+      int32_t levels = !clip ? 0 : (state[4 * root + 1] ? 65535 : 255);
+      status = dsq_calibration_range(st->calib, i, -1, levels, &mn, &mx, st->err);
       if (status != DS_OK)
         status = ds_fail(st->err, status, "tensor %d '%.96s'", i, t->name);
     }
@@ -473,10 +477,11 @@ static ds_status assign_activation_qparams(quant_state *st) {
   return status;
 }
 
-static ds_status stage_range(quant_state *st, int32_t node_index, int32_t stage, float *min,
-                             float *max) {
-  int clip = stage != DSR_DEFORM_STAGE_LOGITS;
-  ds_status status = dsq_calibration_range(st->calib, node_index, stage, clip, min, max, st->err);
+static ds_status stage_range(quant_state *st, int32_t node_index, int32_t stage, int int16,
+                             float *min, float *max) {
+  int32_t levels = stage == DSR_DEFORM_STAGE_LOGITS ? 0 : (int16 ? 65535 : 255);
+  ds_status status =
+      dsq_calibration_range(st->calib, node_index, stage, levels, min, max, st->err);
   if (status != DS_OK)
     return ds_fail(st->err, status, "stage %d of deformable node '%.96s'", stage,
                    st->model->nodes[node_index].name);
@@ -497,14 +502,9 @@ static ds_status assign_stage_qparams(quant_state *st, int32_t node_index) {
       d->stage_qparams[s] = qparams_softmax_output((flags & DSQ_INT16_ATTENTION) || all);
       continue;
     }
-    float mn = 0.0f, mx = 0.0f;
-    DS_TRY(stage_range(st, node_index, s, &mn, &mx));
     int int16 = all;
-    if (s == DSR_DEFORM_STAGE_LOGITS) {
+    if (s == DSR_DEFORM_STAGE_LOGITS)
       int16 |= (flags & DSQ_INT16_LOGITS) != 0;
-      if (mn < mx - DSQ_SOFTMAX_INPUT_SPAN)
-        mn = mx - DSQ_SOFTMAX_INPUT_SPAN;
-    }
     if (s == DSR_DEFORM_STAGE_OFFSET_DW)
       int16 |= (flags & DSQ_INT16_NORM_INPUT) != 0;
     if (s == DSR_DEFORM_STAGE_OFFSET_LN)
@@ -513,6 +513,10 @@ static ds_status assign_stage_qparams(quant_state *st, int32_t node_index) {
       int16 |= (flags & DSQ_INT16_OFFSETS) != 0;
     if (s == DSR_DEFORM_STAGE_BIAS)
       int16 = 1; /* recorded for reports; the kernel adds the bias at the LOGITS scale */
+    float mn = 0.0f, mx = 0.0f;
+    DS_TRY(stage_range(st, node_index, s, int16, &mn, &mx));
+    if (s == DSR_DEFORM_STAGE_LOGITS && mn < mx - DSQ_SOFTMAX_INPUT_SPAN)
+      mn = mx - DSQ_SOFTMAX_INPUT_SPAN;
     d->stage_qparams[s] = qparams_for_range(mn, mx, int16);
   }
   return DS_OK;

@@ -910,13 +910,11 @@ Test(checks, calibration_rejects_bad_requests) {
   dsq_calibration calib;
   ds_error err;
   ds_error_clear(&err);
-  cr_expect_eq(dsq_calibration_init(&calib, &t.b.model, DSQ_CALIBRATION_MSE, &err),
-               DS_ERR_INVALID_ARGUMENT);
-  cr_expect(strstr(err.message, "not implemented") != NULL, "message: %s", err.message);
-  cr_expect_null(calib.tensors);
-  ds_error_clear(&err);
   cr_expect_eq(dsq_calibration_init(&calib, &t.b.model, (dsq_calibration_method)77, &err),
                DS_ERR_INVALID_ARGUMENT);
+  cr_expect(strstr(err.message, "unknown calibration method 77") != NULL, "message: %s",
+            err.message);
+  cr_expect_null(calib.tensors);
 
   /* A calibration of another model. */
   cr_assert_eq(dsq_calibration_init(&calib, &t.b.model, DSQ_CALIBRATION_MINMAX, NULL), DS_OK);
@@ -1325,29 +1323,29 @@ Test(calibration, percentile_clips_outliers) {
   cr_assert_eq(dsq_calibration_merge(&half_a, &half_b, &err), DS_OK);
 
   float min, max, merged_min, merged_max;
-  cr_assert_eq(dsq_calibration_range(&calib, 0, -1, 1, &min, &max, &err), DS_OK, "%s",
+  cr_assert_eq(dsq_calibration_range(&calib, 0, -1, 255, &min, &max, &err), DS_OK, "%s",
                err.message);
   /* Bin edges are at most 6.25% apart, so the clipped ends land within that of -1 and 2. */
   cr_expect(max >= 1.99f && max <= 2.0f * 1.0625f, "max %f", max);
   cr_expect(min <= -0.99f && min >= -1.0625f, "min %f", min);
-  cr_assert_eq(dsq_calibration_range(&half_a, 0, -1, 1, &merged_min, &merged_max, &err), DS_OK);
+  cr_assert_eq(dsq_calibration_range(&half_a, 0, -1, 255, &merged_min, &merged_max, &err), DS_OK);
   cr_expect_eq(merged_min, min, "merged halves give another min");
   cr_expect_eq(merged_max, max, "merged halves give another max");
 
   cr_assert_eq(dsq_calibration_range(&calib, 0, -1, 0, &min, &max, &err), DS_OK);
-  cr_expect_eq(max, 1000.0f, "clip 0 keeps the observed max");
+  cr_expect_eq(max, 1000.0f, "levels 0 keeps the observed max");
   cr_expect_eq(min, -500.0f);
 
   calib.percentile = 100.0;
-  cr_assert_eq(dsq_calibration_range(&calib, 0, -1, 1, &min, &max, &err), DS_OK);
+  cr_assert_eq(dsq_calibration_range(&calib, 0, -1, 255, &min, &max, &err), DS_OK);
   cr_expect_eq(max, 1000.0f, "percentile 100 keeps every value");
   calib.percentile = 40.0;
   ds_error_clear(&err);
-  cr_expect_eq(dsq_calibration_range(&calib, 0, -1, 1, &min, &max, &err),
+  cr_expect_eq(dsq_calibration_range(&calib, 0, -1, 255, &min, &max, &err),
                DS_ERR_INVALID_ARGUMENT);
   cr_expect_neq(err.message[0], '\0');
   ds_error_clear(&err);
-  cr_expect_eq(dsq_calibration_range(&calib, 3, -1, 1, &min, &max, &err), DS_ERR_QUANT,
+  cr_expect_eq(dsq_calibration_range(&calib, 3, -1, 255, &min, &max, &err), DS_ERR_QUANT,
                "tensor 3 was never observed");
   free(values);
   dsq_calibration_free(&calib);
@@ -1592,4 +1590,63 @@ Test(kernels, div_by_zero_activation_saturates) {
   cr_expect_eq(y[1], -128);
   cr_expect_eq(y[2], m->tensors[yi].qparams.zero_point);
   one_node_free(&t);
+}
+
+/*
+ * MSE weighs clipping against rounding noise. One outlier at +-60 among 400,000 values in
+ * [-1, 1]: for int8, a range r costs (60 - r)^2 for the outlier plus about N r^2 / (3 * 255^2)
+ * of rounding, least near r = 20, so the range shrinks. For int16 the rounding term is 65,000
+ * times smaller and the outlier is kept.
+ */
+Test(calibration, mse_trades_clipping_for_resolution) {
+  one_node t;
+  quantized_conv(&t);
+  dsq_calibration calib;
+  ds_error err;
+  ds_error_clear(&err);
+  cr_assert_eq(dsq_calibration_init(&calib, &t.b.model, DSQ_CALIBRATION_MSE, &err), DS_OK, "%s",
+               err.message);
+  enum { COUNT = 400000 };
+  float *values = malloc(sizeof(float) * (COUNT + 2));
+  rng_state = 0x7777ull;
+  for (int i = 0; i < COUNT; i++)
+    values[i] = rng_uniform(-1.0f, 1.0f);
+  dsq_calibration_observe_tensor(&calib, 0, values, COUNT);
+  values[COUNT] = 60.0f;
+  values[COUNT + 1] = -60.0f;
+  dsq_calibration_observe_tensor(&calib, 3, values, COUNT + 2);
+
+  float min, max;
+  cr_assert_eq(dsq_calibration_range(&calib, 0, -1, 255, &min, &max, &err), DS_OK, "%s",
+               err.message);
+  cr_expect(max > 0.9f && min < -0.9f, "uniform data keeps about its range: [%f, %f]", min, max);
+  cr_assert_eq(dsq_calibration_range(&calib, 3, -1, 255, &min, &max, &err), DS_OK);
+  cr_expect(max < 36.0f && max > 10.0f, "int8 clips the outlier: max %f", max);
+  cr_expect(min > -36.0f && min < -10.0f, "int8 clips the outlier: min %f", min);
+  cr_assert_eq(dsq_calibration_range(&calib, 3, -1, 65535, &min, &max, &err), DS_OK);
+  cr_expect(max > 55.0f && min < -55.0f, "int16 keeps it: [%f, %f]", min, max);
+  free(values);
+  dsq_calibration_free(&calib);
+  one_node_free(&t);
+}
+
+Test(calibration, mse_quantizes_fixtures) {
+  dsr_model model;
+  float *images;
+  load_fixture("dat_pp_tiny", &model, &images, 6);
+  dsq_calibration calib;
+  ds_error err;
+  ds_error_clear(&err);
+  cr_assert_eq(dsq_calibration_init(&calib, &model, DSQ_CALIBRATION_MSE, &err), DS_OK);
+  cr_assert_eq(dsq_calibration_run(&calib, &model, images, 6, &err), DS_OK, "%s", err.message);
+  cr_assert_eq(dsq_quantize(&model, &calib, NULL, &err), DS_OK, "%s", err.message);
+  dsq_audit_report report;
+  cr_assert_eq(dsq_audit(&model, images, 6, NULL, &report, &err), DS_OK, "%s", err.message);
+  double sqnr = report.tensors[report.output_entry].sqnr_db;
+  cr_log_info("dat_pp_tiny, MSE calibration: output SQNR %.2f dB", sqnr);
+  cr_expect_geq(sqnr, 24.0, "output SQNR %.2f dB", sqnr);
+  dsq_audit_report_free(&report);
+  dsq_calibration_free(&calib);
+  free(images);
+  ds_model_free(&model);
 }
