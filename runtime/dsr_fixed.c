@@ -96,8 +96,24 @@ static void run_conv2d(const dsr_model *model, const dsr_node *node, const void 
   int wide = x_dtype != DSR_DTYPE_I8;
   const int32_t *pairs = node->qwords + 2;
 
+  int pointwise = kh == 1 && kw == 1 && a->stride[0] == 1 && a->stride[1] == 1 &&
+                  a->pad[0] == 0 && a->pad[1] == 0 && out_h == height && out_w == width &&
+                  x_dtype == DSR_DTYPE_I8;
   for (int32_t b = 0; b < batch; b++) {
-    for (int32_t oc = 0; oc < cout; oc++) {
+    for (int32_t oc = 0; oc < cout && pointwise; oc++) {
+      /* 1x1 convolution of int8 input: the same sums without padding tests or dispatch. */
+      int64_t pixels = (int64_t)height * width;
+      const int8_t *x = (const int8_t *)in[0] + ((int64_t)b * cin + oc / cout_group * cin_group) * pixels;
+      const int8_t *wc = w + (int64_t)oc * cin_group;
+      for (int64_t p = 0; p < pixels; p++) {
+        int64_t acc = bias != NULL ? bias[oc] : 0;
+        for (int32_t ic = 0; ic < cin_group; ic++)
+          acc += (int64_t)(x[ic * pixels + p] - x_zero) * wc[ic];
+        dsr_fixed_store(out, y_dtype, ((int64_t)b * cout + oc) * pixels + p,
+                        y_zero + (int64_t)requant(acc, pairs + 2 * oc, wide));
+      }
+    }
+    for (int32_t oc = 0; oc < cout && !pointwise; oc++) {
       int32_t g = oc / cout_group;
       const int8_t *wc = w + (int64_t)oc * cin_group * kh * kw;
       for (int32_t oy = 0; oy < out_h; oy++) {
@@ -213,19 +229,32 @@ static void run_elementwise(const dsr_model *model, const dsr_node *node,
   const int32_t *q = node->qwords;
   int div_constant = node->op == DSR_OP_DIV && q[1] == DSQ_DIV_CONSTANT;
 
+  /* An int8 operand of ADD or SUB has 256 values: rescale each once, into a table. */
+  int additive = node->op == DSR_OP_ADD || node->op == DSR_OP_SUB;
+  int32_t table_a[256], table_b[256];
+  int a_table = additive && a_dtype == DSR_DTYPE_I8, b_table = additive && b_dtype == DSR_DTYPE_I8;
+  for (int32_t v = -128; v <= 127 && (a_table || b_table); v++) {
+    if (a_table)
+      table_a[v + 128] = dsr_fixed_requant32((v - a_zero) * (1 << q[1]), q[2], q[3]);
+    if (b_table)
+      table_b[v + 128] = dsr_fixed_requant32((v - b_zero) * (1 << q[1]), q[4], q[5]);
+  }
+
   int32_t counter[DSR_MAX_RANK] = {0};
   int64_t ia = 0, ib = 0;
   int64_t count = elements(yt);
   for (int64_t i = 0; i < count; i++) {
     int32_t av = dsr_fixed_load(in[0], a_dtype, ia) - a_zero;
     int64_t value;
-    if (node->op == DSR_OP_ADD || node->op == DSR_OP_SUB) {
+    if (additive) {
       int32_t bv = dsr_fixed_load(in[1], b_dtype, ib) - b_zero;
       /* |v| <= 2^16 and left shift 15 (2^8 and 20 for int8 pairs): operands stay under
        * 2^31, and each scaled operand is at most half of that, so the sum fits int32. */
       int32_t left = q[1];
-      int32_t ra = dsr_fixed_requant32(av * (1 << left), q[2], q[3]);
-      int32_t rb = dsr_fixed_requant32(bv * (1 << left), q[4], q[5]);
+      int32_t ra = a_table ? table_a[av + a_zero + 128]
+                           : dsr_fixed_requant32(av * (1 << left), q[2], q[3]);
+      int32_t rb = b_table ? table_b[bv + b_zero + 128]
+                           : dsr_fixed_requant32(bv * (1 << left), q[4], q[5]);
       int32_t sum = node->op == DSR_OP_ADD ? ra + rb : ra - rb;
       value = y_zero + (int64_t)dsr_fixed_requant32(sum, q[6], q[7]);
     } else if (node->op == DSR_OP_MUL) {
