@@ -1650,3 +1650,81 @@ Test(calibration, mse_quantizes_fixtures) {
   free(images);
   ds_model_free(&model);
 }
+
+/* ------------------------------------------------------------------ golden integers */
+
+/* Hand-derived outputs that pin the composed rounding of the softmax and LayerNorm rows:
+ * a change to either definition breaks these even when float accuracy stays the same. */
+Test(golden, softmax_row_exact_values) {
+  int32_t exps[3], out[3];
+  int32_t equal[2] = {100, 100};
+  /* Two equal logits: e = 2^30 each, S = 2^31, r = 2^31, p = 2^61 / 2^(62 - B). */
+  dsr_fixed_softmax_row(equal, 2, 1 << 30, 0, 8, exps, out);
+  cr_expect_eq(exps[0], 1 << 30);
+  cr_expect_eq(out[0], 0, "2^7 - 128");
+  cr_expect_eq(out[1], 0);
+  dsr_fixed_softmax_row(equal, 2, 1 << 30, 0, 15, exps, out);
+  cr_expect_eq(out[0], 16384);
+  /* A far smaller logit (more than 31 octaves below): its exp is 0, and the other gets
+   * 2^8 - 128 = 128, saturated to 127. */
+  int32_t apart[2] = {0, -40000};
+  dsr_fixed_softmax_row(apart, 2, 1 << 30, 1, 8, exps, out);
+  cr_expect_eq(exps[1], 0);
+  cr_expect_eq(out[0], 127);
+  cr_expect_eq(out[1], -128);
+  /* One octave apart (y = -1024 with factor 1): e = 2^30 and 2^29, S = 3 * 2^29,
+   * r = floor(2^33 / 3), p = round(e r / 2^47). */
+  int32_t octave[2] = {0, -1024};
+  dsr_fixed_softmax_row(octave, 2, 1 << 30, 1, 15, exps, out);
+  cr_expect_eq(exps[1], 1 << 29);
+  int64_t r = (int64_t)(((uint64_t)1 << 62) / (3ull << 29));
+  cr_expect_eq(out[0], (int32_t)dsr_fixed_round_shift64((int64_t)(1 << 30) * r, 47));
+  cr_expect_eq(out[0], 21845, "2/3 of 2^15, rounded down");
+  cr_expect_eq(out[1], 10923, "1/3 of 2^15, rounded up");
+}
+
+Test(golden, layer_norm_row_exact_values) {
+  /* D = 2, int16 input (pre-shift 0), epsilon 0, gamma factor 1 (pair 2^30, 1), beta 0.
+   * u = +-1, var = 1, sd = isqrt(2^26) = 8192, inv = 2^49, n = +-4096 (1.0 in Q12),
+   * y = z + round(+-4096 / 2^8) = z +- 16. */
+  int32_t block[4 + 6] = {2, 0, 0, 0, 1 << 30, 1, 0, 1 << 30, 1, 0};
+  int32_t in[2] = {1, -1}, out[2];
+  int64_t d[2];
+  dsr_fixed_layer_norm_row(in, 0, block, 5, -128, 127, d, out);
+  cr_expect_eq(out[0], 5 + 16);
+  cr_expect_eq(out[1], 5 - 16);
+  /* beta of 1.5 output units (384 in Q8) and a negative gamma on channel 1. */
+  block[6] = 384;
+  block[7] = -(1 << 30);
+  block[9] = 384;
+  dsr_fixed_layer_norm_row(in, 0, block, 5, -128, 127, d, out);
+  cr_expect_eq(out[0], 5 + 18, "round((4096 + 384) / 256) = round(17.5) = 18");
+  cr_expect_eq(out[1], 5 + 18, "-4096 times -1 plus 384, the same");
+  /* int8 input: pre-shift 8 makes u = +-256 and the same normalized values. */
+  block[1] = 8;
+  int32_t in8[2] = {-3, -5};
+  block[6] = 0;
+  block[7] = 1 << 30;
+  block[9] = 0;
+  dsr_fixed_layer_norm_row(in8, -4, block, 0, -128, 127, d, out);
+  cr_expect_eq(out[0], 16);
+  cr_expect_eq(out[1], -16);
+}
+
+Test(golden, lut_interpolation_exact_values) {
+  /* An interpolated table with entries 256 k: v = 256 hi + lo, y = z + round(v / 256). */
+  int32_t block[1 + DSQ_LUT_INTERP_ENTRIES];
+  block[0] = DSQ_LUT_INTERP;
+  for (int32_t k = 0; k < DSQ_LUT_INTERP_ENTRIES; k++)
+    block[1 + k] = 256 * 256 * k;
+  cr_expect_eq(dsr_fixed_lut_apply(block, -32768, 0, -100000, 100000), 0);
+  cr_expect_eq(dsr_fixed_lut_apply(block, -32768 + 128, 0, -100000, 100000), 128);
+  cr_expect_eq(dsr_fixed_lut_apply(block, 32767, 0, -100000, 100000), 65535);
+  cr_expect_eq(dsr_fixed_lut_apply(block, 32767, 7, -100000, 60000), 60000, "saturated");
+  int32_t direct[1 + DSQ_LUT_DIRECT_ENTRIES];
+  direct[0] = DSQ_LUT_DIRECT;
+  for (int32_t k = 0; k < DSQ_LUT_DIRECT_ENTRIES; k++)
+    direct[1 + k] = 1000 + k;
+  cr_expect_eq(dsr_fixed_lut_apply(direct, -128, 0, -2000, 2000), 1000);
+  cr_expect_eq(dsr_fixed_lut_apply(direct, 127, 0, -2000, 2000), 1255);
+}
