@@ -24,6 +24,8 @@
  *            a x b, both activations: factor s_a * s_b / s_y.
  *            [tag, DSQ_MATMUL_CONSTANT_B, N, pair x N]                  n = 3 + 2 * N
  *            b constant int8, per column (last axis) scale: factor s_a * s_b[j] / s_y.
+ *            [tag, DSQ_MATMUL_CONSTANT_A, M, pair x M]                  n = 3 + 2 * M
+ *            a constant int8, per row (axis rank - 2) scale: factor s_a[i] * s_b / s_y.
  * GEMM       [tag, N, pair x N]                                         n = 2 + 2 * N
  *            b constant int8 per output column; alpha folded into the factor
  *            alpha * s_a * s_b[j] / s_y (negative alpha gives a negative multiplier) and
@@ -89,6 +91,7 @@
 
 #define DSQ_MATMUL_ACTIVATIONS 0
 #define DSQ_MATMUL_CONSTANT_B 1
+#define DSQ_MATMUL_CONSTANT_A 2
 #define DSQ_DIV_ACTIVATION 0
 #define DSQ_DIV_CONSTANT 1
 

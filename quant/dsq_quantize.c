@@ -211,6 +211,12 @@ static ds_status set_role(quant_state *st, const dsr_node *node, int32_t tensor,
     st->role_axis[tensor] = axis;
     return DS_OK;
   }
+  if (role == ROLE_WEIGHT && st->role[tensor] == ROLE_WEIGHT) {
+    /* Two uses on different axes (a MATMUL constant as both operands): one scale for all. */
+    if (st->role_axis[tensor] != axis)
+      st->role_axis[tensor] = -1;
+    return DS_OK;
+  }
   if (st->role[tensor] != role || st->role_axis[tensor] != axis)
     return ds_fail(st->err, DS_ERR_QUANT,
                    "constant '%s' is used by node '%s' (%s) in a role (%d, axis %d) other than "
@@ -259,11 +265,13 @@ static ds_status assign_roles(quant_state *st) {
         DS_TRY(set_role(st, node, in[2], ROLE_BIAS, 0));
       break;
     case DSR_OP_MATMUL:
-      if (is_constant(model, in[0]))
+      if (is_constant(model, in[0]) && is_constant(model, in[1]))
         return ds_fail(st->err, DS_ERR_UNSUPPORTED_OP,
-                       "node '%s' (MATMUL): a constant first operand is not supported in fixed "
-                       "point: transpose the product so the constant is the second operand",
+                       "node '%s' (MATMUL): both operands are constant: fold it in the converter",
                        node->name);
+      /* A constant operand is a weight: per column for b, per row for a. */
+      if (is_constant(model, in[0]))
+        DS_TRY(set_role(st, node, in[0], ROLE_WEIGHT, model->tensors[in[0]].rank - 2));
       if (is_constant(model, in[1]))
         DS_TRY(set_role(st, node, in[1], ROLE_WEIGHT, model->tensors[in[1]].rank - 1));
       break;
@@ -526,15 +534,15 @@ static ds_status assign_stage_qparams(quant_state *st, int32_t node_index) {
 
 static ds_status quantize_weight(quant_state *st, int32_t index) {
   dsr_tensor *t = &st->model->tensors[index];
-  int32_t axis = st->role_axis[index];
-  if (axis < 0 || axis >= t->rank)
+  int32_t axis = st->role_axis[index]; /* -1: one scale for the whole tensor */
+  if (axis < -1 || axis >= t->rank)
     return ds_fail(st->err, DS_ERR_SHAPE, "weight '%s': channel axis %d is outside rank %d",
                    t->name, axis, t->rank);
-  int32_t channels = t->dims[axis];
-  int64_t inner = 1;
-  for (int32_t k = axis + 1; k < t->rank; k++)
-    inner *= t->dims[k];
   int64_t count = dsr_tensor_elements(t);
+  int32_t channels = axis >= 0 ? t->dims[axis] : 1;
+  int64_t inner = axis >= 0 ? 1 : (count > 0 ? count : 1);
+  for (int32_t k = axis + 1; axis >= 0 && k < t->rank; k++)
+    inner *= t->dims[k];
   int8_t *q = malloc((size_t)(count > 0 ? count : 1));
   float *scales = malloc(sizeof(float) * (size_t)channels);
   if (q == NULL || scales == NULL) {
@@ -562,7 +570,7 @@ static ds_status quantize_weight(quant_state *st, int32_t index) {
   }
   t->data_q = q;
   t->channel_scales = scales;
-  t->channel_axis = axis;
+  t->channel_axis = axis >= 0 ? axis : 0;
   t->channel_count = channels;
   memset(&t->qparams, 0, sizeof t->qparams);
   t->qparams.scale = largest_scale;
@@ -577,8 +585,9 @@ static ds_status quantize_weight(quant_state *st, int32_t index) {
  * channel). The magnitude is capped at headroom so a 32-bit accumulator cannot overflow.
  */
 static ds_status quantize_bias(quant_state *st, const dsr_node *node, int32_t index,
-                               double input_scale, const float *channel_scales, double factor,
-                               double value_factor, int64_t headroom) {
+                               double input_scale, const float *channel_scales,
+                               int32_t scale_count, double factor, double value_factor,
+                               int64_t headroom) {
   dsr_tensor *t = &st->model->tensors[index];
   if (t->data_q != NULL)
     return ds_fail(st->err, DS_ERR_QUANT,
@@ -595,7 +604,7 @@ static ds_status quantize_bias(quant_state *st, const dsr_node *node, int32_t in
   }
   float largest = 0.0f;
   for (int64_t c = 0; c < count; c++) {
-    double scale = input_scale * channel_scales[c] * factor;
+    double scale = input_scale * channel_scales[scale_count == 1 ? 0 : c] * factor;
     double v = (double)t->data_f32[c] * value_factor / scale;
     double capped = fmax(fmin(v, (double)headroom), -(double)headroom);
     q[c] = (int32_t)llround(capped);
@@ -700,7 +709,8 @@ static ds_status quantize_deform_params(quant_state *st, const dsr_node *node) {
     if (model->tensors[w].data_q == NULL)
       DS_TRY(quantize_weight(st, w));
     DS_TRY(quantize_bias(st, node, b, convs[i].input_scale, model->tensors[w].channel_scales,
-                         1.0, 1.0, narrow_headroom(convs[i].wide, convs[i].terms)));
+                         model->tensors[w].channel_count, 1.0, 1.0,
+                         narrow_headroom(convs[i].wide, convs[i].terms)));
   }
   int32_t pw = d->params[DSR_DEFORM_OFFSET_PW_W];
   if (model->tensors[pw].data_q == NULL)
@@ -744,7 +754,8 @@ static ds_status quantize_constants(quant_state *st) {
     if (alpha == 0.0)
       return ds_fail(st->err, DS_ERR_UNSUPPORTED_OP, "node '%s' (GEMM): alpha 0 is not supported",
                      node->name);
-    DS_TRY(quantize_bias(st, node, node->inputs[2], x->qparams.scale, w->channel_scales, alpha,
+    DS_TRY(quantize_bias(st, node, node->inputs[2], x->qparams.scale, w->channel_scales,
+                         w->channel_count, alpha,
                          beta, narrow_headroom(wide, terms)));
   }
   for (int32_t i = 0; i < model->tensor_count; i++) {
@@ -962,6 +973,11 @@ static ds_status build_deform_qwords(quant_state *st, const dsr_node *node, word
 
 static int32_t normalized(int32_t axis, int32_t rank) { return axis < 0 ? axis + rank : axis; }
 
+/* Scale of output channel c of a weight: per channel, or the one scale of a shared weight. */
+static double weight_scale(const dsr_tensor *weight, int32_t c) {
+  return weight->channel_scales[weight->channel_count == 1 ? 0 : c];
+}
+
 static ds_status build_qwords(quant_state *st, const dsr_node *node, words *w) {
   const dsr_model *model = st->model;
   if (node->op == DSR_OP_DEFORM_ATTN)
@@ -974,20 +990,32 @@ static ds_status build_qwords(quant_state *st, const dsr_node *node, words *w) {
   case DSR_OP_CONV2D:
   case DSR_OP_GEMM: {
     const dsr_tensor *wt = &model->tensors[node->inputs[1]];
+    const dsr_tensor *yt = &model->tensors[node->output];
     double alpha = node->op == DSR_OP_GEMM ? node->attrs.gemm.alpha : 1.0;
-    push(w, wt->channel_count);
-    for (int32_t c = 0; c < wt->channel_count; c++)
-      DS_TRY(push_pair(st, w, node, alpha * x->scale * wt->channel_scales[c] / y->scale,
+    int32_t channels = yt->dims[1];
+    push(w, channels);
+    for (int32_t c = 0; c < channels; c++)
+      DS_TRY(push_pair(st, w, node, alpha * x->scale * weight_scale(wt, c) / y->scale,
                        is_wide(x), "output"));
     return DS_OK;
   }
   case DSR_OP_MATMUL: {
+    const dsr_tensor *at = &model->tensors[node->inputs[0]];
     const dsr_tensor *bt = &model->tensors[node->inputs[1]];
-    if (bt->kind == DSR_TENSOR_CONSTANT) {
+    const dsr_tensor *yt = &model->tensors[node->output];
+    if (at->kind == DSR_TENSOR_CONSTANT) {
+      int32_t rows = yt->dims[yt->rank - 2];
+      push(w, DSQ_MATMUL_CONSTANT_A);
+      push(w, rows);
+      for (int32_t c = 0; c < rows; c++)
+        DS_TRY(push_pair(st, w, node, weight_scale(at, c) * bt->qparams.scale / y->scale,
+                         is_wide(&bt->qparams), "output"));
+    } else if (bt->kind == DSR_TENSOR_CONSTANT) {
+      int32_t columns = yt->dims[yt->rank - 1];
       push(w, DSQ_MATMUL_CONSTANT_B);
-      push(w, bt->channel_count);
-      for (int32_t c = 0; c < bt->channel_count; c++)
-        DS_TRY(push_pair(st, w, node, (double)x->scale * bt->channel_scales[c] / y->scale,
+      push(w, columns);
+      for (int32_t c = 0; c < columns; c++)
+        DS_TRY(push_pair(st, w, node, (double)x->scale * weight_scale(bt, c) / y->scale,
                          is_wide(x), "output"));
     } else {
       push(w, DSQ_MATMUL_ACTIVATIONS);

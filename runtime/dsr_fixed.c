@@ -152,8 +152,11 @@ static void run_matmul(const dsr_model *model, const dsr_node *node, const void 
   int32_t k_count = at->dims[at->rank - 1];
   int64_t batches = elements(yt) / ((int64_t)m_count * n_count);
   int constant_b = node->qwords[1] == DSQ_MATMUL_CONSTANT_B;
-  int32_t a_dtype = qdtype(at), b_dtype = constant_b ? DSR_DTYPE_I8 : qdtype(bt);
-  int32_t a_zero = at->qparams.zero_point, b_zero = constant_b ? 0 : bt->qparams.zero_point;
+  int constant_a = node->qwords[1] == DSQ_MATMUL_CONSTANT_A;
+  int32_t a_dtype = constant_a ? DSR_DTYPE_I8 : qdtype(at);
+  int32_t b_dtype = constant_b ? DSR_DTYPE_I8 : qdtype(bt);
+  int32_t a_zero = constant_a ? 0 : at->qparams.zero_point;
+  int32_t b_zero = constant_b ? 0 : bt->qparams.zero_point;
   int32_t y_dtype = qdtype(yt), y_zero = yt->qparams.zero_point;
   int wide = a_dtype != DSR_DTYPE_I8 || b_dtype != DSR_DTYPE_I8;
 
@@ -177,7 +180,11 @@ static void run_matmul(const dsr_model *model, const dsr_node *node, const void 
             acc += (int64_t)(av - a_zero) * (bv - b_zero);
           }
         }
-        const int32_t *pair = constant_b ? node->qwords + 3 + 2 * j : node->qwords + 2;
+        const int32_t *pair = node->qwords + 2;
+        if (constant_b)
+          pair = node->qwords + 3 + 2 * j;
+        else if (constant_a)
+          pair = node->qwords + 3 + 2 * i;
         dsr_fixed_store(out, y_dtype, y_base + (int64_t)i * n_count + j,
                         y_zero + (int64_t)requant(acc, pair, wide));
       }
@@ -623,10 +630,13 @@ static ds_status check_weight(const dsr_model *model, const dsr_node *node, int3
                    "node '%s' (%s): weight '%s' is not a quantized int8 constant: quantize the "
                    "model first",
                    node->name, op_name(node->op), t->name);
-  if (t->channel_axis != axis || t->channel_count != channels || t->channel_scales == NULL)
+  /* One scale for the whole tensor (a weight shared on two axes) serves every channel. */
+  int per_tensor = t->channel_count == 1 && t->channel_scales != NULL;
+  if (!per_tensor &&
+      (t->channel_axis != axis || t->channel_count != channels || t->channel_scales == NULL))
     return ds_fail(err, DS_ERR_QUANT,
                    "node '%s' (%s): weight '%s' has %d channel scales on axis %d, expected %d on "
-                   "axis %d",
+                   "axis %d or one for the tensor",
                    node->name, op_name(node->op), t->name, t->channel_count, t->channel_axis,
                    channels, axis);
   return DS_OK;
@@ -725,12 +735,20 @@ static ds_status check_matmul(const dsr_model *model, const dsr_node *node, ds_e
   int64_t k = at->dims[at->rank - 1];
   if (node->qword_count < 2)
     return fail_qwords(node, err, "are too short");
-  int wide_b;
+  int32_t m = yt->dims[yt->rank - 2];
+  int wide_b, wide_a = qdtype(at) != DSR_DTYPE_I8;
   if (node->qwords[1] == DSQ_MATMUL_CONSTANT_B) {
     DS_TRY(check_weight(model, node, node->inputs[1], bt->rank - 1, n, err));
     if (node->qword_count != 3 + 2 * n || node->qwords[2] != n)
       return fail_qwords(node, err, "do not hold one requant pair per output column");
     wide_b = 0;
+  } else if (node->qwords[1] == DSQ_MATMUL_CONSTANT_A) {
+    DS_TRY(check_weight(model, node, node->inputs[0], at->rank - 2, m, err));
+    DS_TRY(dsr_fixed_check_qparams(model, node, node->inputs[1], "input b", err));
+    if (node->qword_count != 3 + 2 * m || node->qwords[2] != m)
+      return fail_qwords(node, err, "do not hold one requant pair per output row");
+    wide_a = 0;
+    wide_b = qdtype(bt) != DSR_DTYPE_I8;
   } else if (node->qwords[1] == DSQ_MATMUL_ACTIVATIONS) {
     DS_TRY(dsr_fixed_check_qparams(model, node, node->inputs[1], "input b", err));
     if (node->qword_count != 4)
@@ -739,13 +757,14 @@ static ds_status check_matmul(const dsr_model *model, const dsr_node *node, ds_e
   } else {
     return fail_qwords(node, err, "name an unknown MATMUL kind");
   }
-  int wide = wide_b || qdtype(at) != DSR_DTYPE_I8;
-  int32_t pair_count = node->qwords[1] == DSQ_MATMUL_CONSTANT_B ? n : 1;
-  const int32_t *pairs = node->qwords + (node->qwords[1] == DSQ_MATMUL_CONSTANT_B ? 3 : 2);
+  int wide = wide_b || wide_a;
+  int32_t kind = node->qwords[1];
+  int32_t pair_count = kind == DSQ_MATMUL_CONSTANT_B ? n : (kind == DSQ_MATMUL_CONSTANT_A ? m : 1);
+  const int32_t *pairs = node->qwords + (kind == DSQ_MATMUL_ACTIVATIONS ? 2 : 3);
   if (!pairs_valid(pairs, pair_count, wide))
     return fail_qwords(node, err, "hold a multiplier or shift out of range");
   if (!wide)
-    DS_TRY(check_narrow(node, k, 255 * 255, 0, err));
+    DS_TRY(check_narrow(node, k, kind == DSQ_MATMUL_ACTIVATIONS ? 255 * 255 : 255 * 128, 0, err));
   return DS_OK;
 }
 
