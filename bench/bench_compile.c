@@ -1,9 +1,9 @@
 /*
- * Benchmark of the main job: runs `deformslice compile` with the given arguments (default:
- * the bundled model, Fashion-MNIST, zcu102), times it on a monotonic clock, and prints the
- * figures docs/benchmarks.md records from the run's report.json: float and fixed-point test
- * top-1, the chosen slicing's drop and DRAM traffic relative to the gather dataflow and to
- * the compulsory lower bound, and the wall time against the 10-minute budget.
+ * Benchmark of the main job. It runs `deformslice compile` with the given arguments (by
+ * default the bundled model, Fashion-MNIST and zcu102) and times it on a monotonic clock.
+ * Then it prints the figures docs/benchmarks.md records from the run's report.json: float
+ * and fixed-point test top-1, the chosen slicing's drop, its DRAM traffic relative to the
+ * gather dataflow and to the compulsory lower bound, and the wall time against the budget.
  *
  * Usage: bench_compile DESLICE_BINARY OUT_DIR [compile options...]
  */

@@ -16,7 +16,10 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from fashion_mnist import DEFAULT_DIR, load_split  # noqa: E402
-from models.dat import DAttentionBaseline, dat_pp_fixture  # noqa: E402
+from models.dat import DAttentionBaseline, dat_pp_fixture, dat_pp_nano  # noqa: E402
+
+BUNDLED_WEIGHTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "models",
+                               "dat_pp_nano.pt")
 
 
 def randomize(model, seed):
@@ -66,11 +69,23 @@ def main():
     entries.append(export(randomize(dat_pp_fixture("dat"), 5), (1, 1, 16, 16),
                           "dat_offsets_tiny", args.out))
 
-    # The first three test images as the training script sees them (resized to 32x32), so the
-    # C data loader can be checked against PyTorch's resize.
+    # The first three test images as the training script loads them (resized to 32x32), so
+    # the C data loader can be checked against PyTorch's resize.
     if os.path.isdir(DEFAULT_DIR):
         images, _ = load_split("test", DEFAULT_DIR, 32)
         images[:3].numpy().astype("<f4").tofile(os.path.join(args.out, "fashion_test3_32.f32"))
+
+    # The bundled model's PyTorch logits on those images, so the runtime can be checked
+    # against the trained weights too (the ONNX file itself ships in models/).
+    if os.path.isdir(DEFAULT_DIR) and os.path.exists(BUNDLED_WEIGHTS):
+        model = dat_pp_nano(32)
+        model.load_state_dict(torch.load(BUNDLED_WEIGHTS))
+        model.eval()
+        with torch.no_grad():
+            logits = model(images[:3])
+        logits.numpy().astype("<f4").tofile(os.path.join(args.out, "dat_pp_nano_test3.output.f32"))
+        entries.append({"name": "dat_pp_nano_test3", "model": "models/dat_pp_nano.onnx",
+                        "input": "fashion_test3_32.f32", "output": list(logits.shape)})
 
     with open(os.path.join(args.out, "fixtures.json"), "w") as f:
         json.dump({"torch": torch.__version__, "fixtures": entries}, f, indent=2)

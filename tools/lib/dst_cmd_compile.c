@@ -76,6 +76,11 @@ static ds_status parse_compile_options(const dst_compile_args *args, dst_compile
   }
 
   DS_TRY(dsn_preset_resolve(args->preset, &config->preset, err));
+  if (args->feature_buffer_bytes != NULL) {
+    DS_TRY(dst_args_int("feature-buffer-bytes", args->feature_buffer_bytes, 1, INT64_MAX / 4,
+                        &value, err));
+    config->preset.feature_buffer_bytes = value;
+  }
   return DS_OK;
 }
 
@@ -312,6 +317,9 @@ int dst_cmd_compile(int argc, char **argv) {
        &args.max_drop},
       {"semantics", "NAME", "slicing semantics searched: physical (default), crop or both",
        &args.semantics},
+      {"feature-buffer-bytes", "N", "override the preset's feature buffer size in bytes "
+                                    "(what-if studies of smaller on-chip buffers)",
+       &args.feature_buffer_bytes},
       {"threads", "N", "worker threads (default: one per core)", &args.threads},
   };
   const int option_count = (int)(sizeof options / sizeof options[0]);

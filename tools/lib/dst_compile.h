@@ -21,6 +21,7 @@ typedef struct dst_compile_args {
   const char *model, *data, *preset, *out;
   const char *calibration_images, *search_images, *test_images;
   const char *population, *generations, *seed, *max_drop, *semantics, *threads;
+  const char *feature_buffer_bytes;
 } dst_compile_args;
 
 typedef struct dst_compile_config {

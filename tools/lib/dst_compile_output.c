@@ -117,6 +117,7 @@ static cJSON *describe(const dst_compile_state *state) {
     cJSON_AddItemToArray(shape, cJSON_CreateNumber(input->dims[i]));
 
   cJSON_AddStringToObject(root, "preset", preset->name);
+  cJSON_AddNumberToObject(root, "feature_buffer_bytes", (double)preset->feature_buffer_bytes);
 
   cJSON *calibration = cJSON_AddObjectToObject(root, "calibration");
   cJSON_AddStringToObject(calibration, "method", state->calibration_method);
@@ -207,7 +208,8 @@ static void write_markdown(const dst_compile_state *state, FILE *out) {
   fprintf(out, "- model: `%s` (opset %d), input %dx%d\n", state->config.model_path,
           state->import_report.opset, state->model.tensors[state->model.input].dims[2],
           state->model.tensors[state->model.input].dims[3]);
-  fprintf(out, "- preset: %s\n", preset->name);
+  fprintf(out, "- preset: %s, feature buffer %lld bytes\n", preset->name,
+          (long long)preset->feature_buffer_bytes);
   fprintf(out, "- calibration: %s over %d training images\n", state->calibration_method,
           state->calibration.count);
   fprintf(out, "- test top-1 (%d images): float %.2f%%, fixed point %.2f%% (%+.2f points)\n",

@@ -9,6 +9,17 @@
 #include "quant/dsq_calibration.h"
 #include "quant/dsq_quantize.h"
 
+/*
+ * Slice configurations every calibration runs, applied to each deformable layer whose map
+ * fits them. Small patches have fewer samples per query, so some ranges (the attention
+ * context) grow under slicing; calibrating unsliced only would saturate them in the search.
+ */
+static const dsr_slice calibration_slices[] = {
+    {1, 1, 0, DSR_SLICE_PHYSICAL}, {2, 2, 0, DSR_SLICE_PHYSICAL}, {2, 2, 1, DSR_SLICE_PHYSICAL},
+    {4, 4, 0, DSR_SLICE_PHYSICAL}, {4, 4, 1, DSR_SLICE_PHYSICAL}, {2, 2, 1, DSR_SLICE_CROP},
+    {4, 4, 1, DSR_SLICE_CROP},
+};
+
 typedef struct calibration_worker {
   const dsr_model *model;
   const float *images;
@@ -21,13 +32,15 @@ typedef struct calibration_worker {
 
 static void *calibration_main(void *arg) {
   calibration_worker *worker = arg;
-  worker->status = dsq_calibration_run(&worker->calibration, worker->model, worker->images,
-                                       worker->count, &worker->err);
+  const int32_t config_count = (int32_t)(sizeof calibration_slices / sizeof calibration_slices[0]);
+  worker->status = dsq_calibration_run_slices(&worker->calibration, worker->model, worker->images,
+                                              worker->count, calibration_slices, config_count,
+                                              &worker->err);
   return NULL;
 }
 
-/* Runs the calibration images in contiguous shares on several threads and merges the ranges;
- * min/max merging is order-independent, so the result does not depend on the thread count. */
+/* Runs the calibration images in contiguous shares on several threads and merges the ranges.
+ * Min/max merging is order-independent, so the result does not depend on the thread count. */
 static ds_status calibrate_parallel(dsr_model *model, const dst_dataset *data, int32_t threads,
                                     dsq_calibration *merged, ds_error *err) {
   const int64_t pixels = (int64_t)data->side * data->side;
@@ -86,8 +99,12 @@ ds_status dst_quantize_model(dsr_model *model, const dst_dataset *calibration_im
   }
   if (status == DS_OK) {
     snprintf(method, method_bytes, "%s", dsq_calibration_method_name(DSQ_CALIBRATION_MINMAX));
-    fprintf(stderr, "  %s calibration over %d training images, quantized in %.1f s\n", method,
-            calibration_images->count, dst_now_s() - start_s);
+    fprintf(stderr,
+            "  %s calibration over %d training images and %d slice configurations, quantized "
+            "in %.1f s\n",
+            method, calibration_images->count,
+            (int)(sizeof calibration_slices / sizeof calibration_slices[0]),
+            dst_now_s() - start_s);
   }
   dsq_calibration_free(&calibration);
   return status;

@@ -294,7 +294,7 @@ class DAT(nn.Module):
 
 
 def dat_pp_nano(img_size=32, convention="dat_pp"):
-    """DAT++ for single-channel 32x32 or 64x64 inputs and 10 classes.
+    """Build DAT++ for single-channel 32x32 or 64x64 inputs and 10 classes.
 
     Maps are 16x16, 8x8, 4x4 and 2x2 at 32x32 input. Every stage has a deformable block.
     Offset strides keep each offset grid at least 2x2.
@@ -309,7 +309,7 @@ def dat_pp_nano(img_size=32, convention="dat_pp"):
 
 
 def dat_pp_fixture(convention="dat_pp"):
-    """A tiny random-weight variant for converter and runtime tests: 16x16 input."""
+    """Build the tiny random-weight variant the converter and runtime tests use (16x16 input)."""
     return DAT(img_size=16, in_chans=1, num_classes=4, dim_stem=8,
                dims=(8, 16, 16, 16), depths=(2, 1, 1, 1), heads=(2, 2, 2, 2),
                stage_spec=(("N", "D"), ("D",), ("D",), ("D",)),
