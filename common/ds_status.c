@@ -47,7 +47,19 @@ ds_status ds_fail(ds_error *err, ds_status status, const char *format, ...) {
   if (err->status != DS_OK && err->message[0] != '\0') {
     char inner[sizeof err->message];
     memcpy(inner, err->message, sizeof inner);
-    snprintf(err->message, sizeof err->message, "%s: %s", fresh, inner);
+
+    /* fresh, ": ", inner, cut to the buffer with a terminating NUL. */
+    size_t used = strlen(fresh);
+    memcpy(err->message, fresh, used);
+    const char separator[] = ": ";
+    for (size_t i = 0; separator[i] != '\0' && used + 1 < sizeof err->message; i++)
+      err->message[used++] = separator[i];
+    size_t inner_length = strlen(inner);
+    size_t room = sizeof err->message - 1 - used;
+    if (inner_length > room)
+      inner_length = room;
+    memcpy(err->message + used, inner, inner_length);
+    err->message[used + inner_length] = '\0';
   } else {
     memcpy(err->message, fresh, sizeof fresh);
   }

@@ -24,7 +24,7 @@ static void count_op_type(dsc_report *r, const char *op_type) {
     return;
   }
   dsc_op_count *c = &r->ops_before[r->op_type_count++];
-  snprintf(c->op_type, sizeof c->op_type, "%s", op_type);
+  snprintf(c->op_type, sizeof c->op_type, "%.*s", (int)sizeof c->op_type - 1, op_type);
   c->count = 1;
 }
 

@@ -196,28 +196,28 @@ ds_status dsf_take_bytes(dsf_cursor *cursor, const char *field, size_t count,
 }
 
 ds_status dsf_take_u8(dsf_cursor *cursor, const char *field, uint8_t *value) {
-  const uint8_t *bytes;
+  const uint8_t *bytes = NULL;
   DS_TRY(dsf_take_bytes(cursor, field, 1, &bytes));
   *value = bytes[0];
   return DS_OK;
 }
 
 ds_status dsf_take_u16(dsf_cursor *cursor, const char *field, uint16_t *value) {
-  const uint8_t *bytes;
+  const uint8_t *bytes = NULL;
   DS_TRY(dsf_take_bytes(cursor, field, 2, &bytes));
   *value = dsf_load_u16(bytes);
   return DS_OK;
 }
 
 ds_status dsf_take_u32(dsf_cursor *cursor, const char *field, uint32_t *value) {
-  const uint8_t *bytes;
+  const uint8_t *bytes = NULL;
   DS_TRY(dsf_take_bytes(cursor, field, 4, &bytes));
   *value = dsf_load_u32(bytes);
   return DS_OK;
 }
 
 ds_status dsf_take_u64(dsf_cursor *cursor, const char *field, uint64_t *value) {
-  const uint8_t *bytes;
+  const uint8_t *bytes = NULL;
   DS_TRY(dsf_take_bytes(cursor, field, 8, &bytes));
   *value = dsf_load_u64(bytes);
   return DS_OK;
@@ -261,7 +261,7 @@ ds_status dsf_take_name(dsf_cursor *cursor, const char *field, char name[DSR_NAM
                            "%s is %u bytes long but names hold at most %d", field,
                            (unsigned)length, DSF_NAME_MAX_BYTES);
   }
-  const uint8_t *bytes;
+  const uint8_t *bytes = NULL;
   DS_TRY(dsf_take_bytes(cursor, field, length, &bytes));
   if (memchr(bytes, '\0', length) != NULL) {
     cursor->offset = at;

@@ -167,7 +167,7 @@ static ds_status decode_tensor(decoder *d, dsf_cursor *cursor, dsr_tensor *t) {
   int32_t kind;
   DS_TRY(take_ranged(cursor, "tensor kind", DSR_TENSOR_CONSTANT, DSR_TENSOR_OUTPUT, &kind));
   t->kind = (uint8_t)kind;
-  int64_t elements;
+  int64_t elements = 0;
   DS_TRY(take_shape(cursor, t, &elements));
   DS_TRY(take_qparams(cursor, "tensor qparams", &t->qparams));
   DS_TRY(dsf_take_bool(cursor, "tensor has_qparams", &t->has_qparams));
@@ -181,12 +181,12 @@ static ds_status decode_tensor(decoder *d, dsf_cursor *cursor, dsr_tensor *t) {
                    t->name, blobs);
   }
   if (blobs & DSF_TENSOR_HAS_F32) {
-    void *data;
+    void *data = NULL;
     DS_TRY(take_blob(d, cursor, "float data", elements, 4, &data));
     t->data_f32 = data;
   }
   if (blobs & DSF_TENSOR_HAS_Q) {
-    void *data;
+    void *data = NULL;
     DS_TRY(take_blob(d, cursor, "quantized data", elements, dsf_dtype_bytes(t->qparams.dtype),
                      &data));
     t->data_q = data;
@@ -421,7 +421,7 @@ static ds_status decode_qparams(decoder *d, dsf_cursor *cursor) {
 
   DS_TRY(take_exact_count(cursor, "deformable layer count", (uint32_t)d->deform_count));
   for (int32_t layer = 0; layer < d->deform_count; layer++) {
-    dsr_node *node;
+    dsr_node *node = NULL;
     DS_TRY(take_layer_node(d, cursor, layer, &node));
     DS_TRY(take_exact_count(cursor, "deform stage count", DSR_DEFORM_STAGE_COUNT));
     for (int s = 0; s < DSR_DEFORM_STAGE_COUNT; s++)
@@ -439,7 +439,7 @@ static ds_status decode_qparams(decoder *d, dsf_cursor *cursor) {
 static ds_status decode_slices(decoder *d, dsf_cursor *cursor) {
   DS_TRY(take_exact_count(cursor, "slice table count", (uint32_t)d->deform_count));
   for (int32_t layer = 0; layer < d->deform_count; layer++) {
-    dsr_node *node;
+    dsr_node *node = NULL;
     DS_TRY(take_layer_node(d, cursor, layer, &node));
     dsr_deform_attn *p = node->deform;
     int32_t longest = p->height > p->width ? p->height : p->width;

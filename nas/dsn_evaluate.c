@@ -229,9 +229,9 @@ static ds_status archive_add(search_state *s, const int32_t *genes, double accur
 ds_status dsn_evaluate_genomes(search_state *s, int32_t count, const int32_t *genes,
                                   double *accuracy, ds_error *err) {
   int32_t layers = s->layer_count;
-  dsr_slice *configs = malloc((size_t)(count > 0 ? count : 1) * layers * sizeof *configs);
+  dsr_slice *configs = calloc((size_t)(count > 0 ? count : 1) * layers, sizeof *configs);
   char **keys = calloc((size_t)(count > 0 ? count : 1), sizeof *keys);
-  int64_t *bytes = malloc((size_t)(count > 0 ? count : 1) * sizeof *bytes);
+  int64_t *bytes = calloc((size_t)(count > 0 ? count : 1), sizeof *bytes);
   ds_status status = DS_OK;
   if (configs == NULL || keys == NULL || bytes == NULL) {
     status = ds_fail(err, DS_ERR_OUT_OF_MEMORY, "cannot allocate %d genomes", count);
