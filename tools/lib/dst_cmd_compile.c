@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "common/ds_file.h"
 #include "common/ds_model.h"
@@ -103,7 +104,14 @@ static double evaluate_validation(void *user, const dsr_slice *slices, int32_t l
   double top1 = evaluate_slices(user, slices, layer_count, &state->validation,
                                 state->config.search_images, err);
   state->evaluations++;
-  fprintf(stderr, "\r  search: %d evaluations", state->evaluations);
+
+  /* A terminal gets one line redrawn; a log gets a line every 10 evaluations. */
+  if (isatty(STDERR_FILENO))
+    fprintf(stderr, "\r  search: %d evaluations (%.0f s)", state->evaluations,
+            dst_now_s() - state->search_start_s);
+  else if (state->evaluations % 10 == 0)
+    fprintf(stderr, "  search: %d evaluations (%.0f s)\n", state->evaluations,
+            dst_now_s() - state->search_start_s);
   fflush(stderr);
   return top1;
 }
@@ -222,9 +230,11 @@ static ds_status search_slices(dst_compile_state *state, ds_error *err) {
   options.evaluate_test_user = state;
 
   double start_s = dst_now_s();
+  state->search_start_s = start_s;
   ds_status status = dsn_search_run(&state->model, &state->config.preset, &options,
                                     &state->front, err);
-  fprintf(stderr, "\n");
+  if (isatty(STDERR_FILENO))
+    fprintf(stderr, "\n");
   if (status != DS_OK)
     return status;
 

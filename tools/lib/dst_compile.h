@@ -53,6 +53,7 @@ typedef struct dst_compile_state {
   dsn_model_cost chosen_cost;
   int32_t evaluations;
   double start_s;
+  double search_start_s;
 } dst_compile_state;
 
 /*
