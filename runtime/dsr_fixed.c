@@ -56,8 +56,7 @@ static void broadcast_strides(const dsr_tensor *in, const dsr_tensor *out,
   }
 }
 
-/* Offset of the matrix of batch index batch (over out's leading rank - 2 axes) inside t. */
-static int64_t batch_offset(const dsr_tensor *t, const dsr_tensor *out, int64_t batch) {
+int64_t dsr_fixed_batch_offset(const dsr_tensor *t, const dsr_tensor *out, int64_t batch) {
   int32_t out_batch_rank = out->rank - 2;
   int32_t t_batch_rank = t->rank - 2;
   int64_t matrix = (int64_t)t->dims[t->rank - 2] * t->dims[t->rank - 1];
@@ -161,8 +160,8 @@ static void run_matmul(const dsr_model *model, const dsr_node *node, const void 
   int wide = a_dtype != DSR_DTYPE_I8 || b_dtype != DSR_DTYPE_I8;
 
   for (int64_t batch = 0; batch < batches; batch++) {
-    int64_t a_base = batch_offset(at, yt, batch);
-    int64_t b_base = batch_offset(bt, yt, batch);
+    int64_t a_base = dsr_fixed_batch_offset(at, yt, batch);
+    int64_t b_base = dsr_fixed_batch_offset(bt, yt, batch);
     int64_t y_base = batch * m_count * n_count;
     for (int32_t i = 0; i < m_count; i++) {
       for (int32_t j = 0; j < n_count; j++) {
@@ -446,10 +445,23 @@ static void run_global_avg_pool(const dsr_model *model, const dsr_node *node,
   }
 }
 
-void dsr_fixed_execute(const dsr_model *model, int32_t node_index,
-                       const void *const inputs[DSR_MAX_NODE_INPUTS], void *output,
-                       uint8_t *scratch, dsr_slice slice) {
+/* Runs the optimized kernel of node where one applies (fast != 0); returns 1 if it ran. */
+static int run_fast(const dsr_model *model, const dsr_node *node, const void *const *inputs,
+                    void *output, uint8_t *scratch) {
+  switch (node->op) {
+  case DSR_OP_CONV2D:
+    return dsr_fixed_fast_conv2d(model, node, inputs, output, scratch);
+  default:
+    return 0;
+  }
+}
+
+static void execute(const dsr_model *model, int32_t node_index,
+                    const void *const inputs[DSR_MAX_NODE_INPUTS], void *output,
+                    uint8_t *scratch, dsr_slice slice, int fast) {
   const dsr_node *node = &model->nodes[node_index];
+  if (fast && run_fast(model, node, inputs, output, scratch))
+    return;
   switch (node->op) {
   case DSR_OP_CONV2D:
     run_conv2d(model, node, inputs, output);
@@ -498,6 +510,18 @@ void dsr_fixed_execute(const dsr_model *model, int32_t node_index,
   }
 }
 
+void dsr_fixed_execute(const dsr_model *model, int32_t node_index,
+                       const void *const inputs[DSR_MAX_NODE_INPUTS], void *output,
+                       uint8_t *scratch, dsr_slice slice) {
+  execute(model, node_index, inputs, output, scratch, slice, 1);
+}
+
+void dsr_fixed_execute_reference(const dsr_model *model, int32_t node_index,
+                                 const void *const inputs[DSR_MAX_NODE_INPUTS], void *output,
+                                 uint8_t *scratch, dsr_slice slice) {
+  execute(model, node_index, inputs, output, scratch, slice, 0);
+}
+
 /* ---------------------------------------------------------------- scratch */
 
 size_t dsr_fixed_scratch_bytes(const dsr_model *model, int32_t node_index) {
@@ -523,6 +547,8 @@ size_t dsr_fixed_scratch_bytes(const dsr_model *model, int32_t node_index) {
   }
   case DSR_OP_DEFORM_ATTN:
     return node->deform != NULL ? dsr_fixed_deform_scratch_bytes(model, node) : 0;
+  case DSR_OP_CONV2D:
+    return dsr_fixed_fast_conv2d_scratch_bytes(model, node);
   default:
     return 0;
   }

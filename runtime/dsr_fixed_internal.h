@@ -23,6 +23,41 @@ void dsr_fixed_execute(const dsr_model *model, int32_t node_index,
                        const void *const inputs[DSR_MAX_NODE_INPUTS], void *output,
                        uint8_t *scratch, dsr_slice slice);
 
+/*
+ * Same contract as dsr_fixed_execute, but every op runs its reference kernel: the plain loop
+ * nest that documents the arithmetic. The optimized kernels that dsr_fixed_execute picks
+ * where they apply must produce the same bytes; tests compare the two.
+ */
+void dsr_fixed_execute_reference(const dsr_model *model, int32_t node_index,
+                                 const void *const inputs[DSR_MAX_NODE_INPUTS], void *output,
+                                 uint8_t *scratch, dsr_slice slice);
+
+/*
+ * Optimized kernels (dsr_fixed_fast_*.c), bit-identical to the reference ones. Each returns 1
+ * after writing the output, or 0 without touching anything when the node's attributes fall
+ * outside what it handles (the caller then runs the reference kernel). scratch holds at least
+ * the kernel's *_scratch_bytes, aligned to 8; those functions return 0 for such nodes too.
+ * dsr_fixed_check_node must have passed.
+ */
+int dsr_fixed_fast_conv2d(const dsr_model *model, const dsr_node *node, const void *const *in,
+                          void *out, uint8_t *scratch);
+size_t dsr_fixed_fast_conv2d_scratch_bytes(const dsr_model *model, const dsr_node *node);
+
+/* Offset of the matrix of batch index batch (over out's leading rank - 2 axes) inside t, with
+ * numpy broadcasting of the batch axes. */
+int64_t dsr_fixed_batch_offset(const dsr_tensor *t, const dsr_tensor *out, int64_t batch);
+
+/* Lets GCC and Clang build an AVX2 clone of a hot loop next to the baseline one. Integer
+ * sums do not depend on the clone, so neither do the results. */
+#if defined(__x86_64__) && defined(__has_attribute)
+#if __has_attribute(target_clones)
+#define DSR_FIXED_VECTOR_CLONES __attribute__((target_clones("avx2", "default")))
+#endif
+#endif
+#ifndef DSR_FIXED_VECTOR_CLONES
+#define DSR_FIXED_VECTOR_CLONES
+#endif
+
 /* DEFORM_ATTN parts of dsr_fixed_execute, dsr_fixed_check_node and dsr_fixed_scratch_bytes. */
 void dsr_fixed_deform_execute(const dsr_model *model, const dsr_node *node, const void *x,
                               void *y, uint8_t *scratch, dsr_slice slice);

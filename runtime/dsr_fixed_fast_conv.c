@@ -1,0 +1,239 @@
+/*
+ * Optimized CONV2D for the fixed-point runtime, bit-identical to run_conv2d in dsr_fixed.c.
+ *
+ * Each input plane of a batch item is first copied, zero point subtracted, into a zero-padded
+ * int16 plane in scratch: x - zero lies in [-255, 255] for int8 and in [-32768, 32767] for
+ * int16 (zero point 0), and the padding holds the real value 0 that the reference skips. The
+ * tap loops then run over whole output rows with neither bounds tests nor dtype dispatch:
+ * for each output channel, each weight tap adds w * plane[...] to an accumulator row over all
+ * output pixels. Integer sums do not depend on the order of their terms as long as no partial
+ * sum overflows, which the accumulator comments below show, so the results equal the
+ * reference ones.
+ *
+ * Scratch layout (each part a multiple of 8 bytes):
+ *   int64 acc_wide[pixels]                 64-bit sums of int16 inputs
+ *   int32 acc[pixels]                      32-bit sums
+ *   int16 planes[cin][plane_h][plane_w]    padded input planes of one batch item
+ * where pixels = out_h * out_w.
+ */
+#include <string.h>
+
+#include "dsr_fixed_internal.h"
+#include "dsr_fixed_math.h"
+
+/* Taps summed in 32 bits before a wide accumulator takes them: each term w * x has magnitude
+ * at most 128 * 32768 = 2^22, so 256 of them stay within 2^30 < 2^31. */
+#define WIDE_CHUNK_TAPS 256
+
+typedef struct conv_geometry {
+  int32_t batch, cin, height, width;
+  int32_t cout, out_h, out_w, kh, kw;
+  int32_t cin_group, cout_group;
+  int32_t stride_h, stride_w, dilation_h, dilation_w, pad_top, pad_left;
+  int32_t plane_h, plane_w; /* padded plane: rows and columns any tap reads */
+  int64_t pixels;           /* out_h * out_w */
+  int64_t plane_elements;   /* plane_h * plane_w */
+} conv_geometry;
+
+static size_t round8(size_t bytes) { return (bytes + 7) / 8 * 8; }
+
+/* Fills g from node; returns 0 for attributes this kernel leaves to the reference one
+ * (non-positive stride or dilation, negative padding, an empty output). */
+static int geometry_init(const dsr_model *model, const dsr_node *node, conv_geometry *g) {
+  const dsr_tensor *xt = &model->tensors[node->inputs[0]];
+  const dsr_tensor *wt = &model->tensors[node->inputs[1]];
+  const dsr_tensor *yt = &model->tensors[node->output];
+  const dsr_conv_attrs *a = &node->attrs.conv;
+  if (xt->rank != 4 || wt->rank != 4 || yt->rank != 4 || a->group < 1)
+    return 0;
+  *g = (conv_geometry){
+      .batch = xt->dims[0], .cin = xt->dims[1], .height = xt->dims[2], .width = xt->dims[3],
+      .cout = yt->dims[1], .out_h = yt->dims[2], .out_w = yt->dims[3],
+      .kh = wt->dims[2], .kw = wt->dims[3],
+      .cin_group = xt->dims[1] / a->group, .cout_group = yt->dims[1] / a->group,
+      .stride_h = a->stride[0], .stride_w = a->stride[1],
+      .dilation_h = a->dilation[0], .dilation_w = a->dilation[1],
+      .pad_top = a->pad[0], .pad_left = a->pad[1]};
+  if (g->stride_h < 1 || g->stride_w < 1 || g->dilation_h < 1 || g->dilation_w < 1 ||
+      g->pad_top < 0 || g->pad_left < 0 || g->out_h < 1 || g->out_w < 1 || g->kh < 1 ||
+      g->kw < 1 || g->cin_group < 1 || g->cout_group < 1 || g->batch < 1)
+    return 0;
+  int64_t plane_h = (int64_t)(g->out_h - 1) * g->stride_h + (int64_t)(g->kh - 1) * g->dilation_h + 1;
+  int64_t plane_w = (int64_t)(g->out_w - 1) * g->stride_w + (int64_t)(g->kw - 1) * g->dilation_w + 1;
+  if (plane_h > INT32_MAX || plane_w > INT32_MAX)
+    return 0;
+  g->plane_h = (int32_t)plane_h;
+  g->plane_w = (int32_t)plane_w;
+  g->pixels = (int64_t)g->out_h * g->out_w;
+  g->plane_elements = plane_h * plane_w;
+  return 1;
+}
+
+static size_t scratch_bytes(const conv_geometry *g) {
+  return round8((size_t)g->pixels * sizeof(int64_t)) + round8((size_t)g->pixels * sizeof(int32_t)) +
+         round8((size_t)g->cin * (size_t)g->plane_elements * sizeof(int16_t));
+}
+
+size_t dsr_fixed_fast_conv2d_scratch_bytes(const dsr_model *model, const dsr_node *node) {
+  conv_geometry g;
+  if (node->input_count < 2 || node->inputs[1] < 0 || node->inputs[1] >= model->tensor_count ||
+      node->output < 0 || node->output >= model->tensor_count || !geometry_init(model, node, &g))
+    return 0;
+  return scratch_bytes(&g);
+}
+
+/* Copies input plane (offset elements into x) into plane, zero point subtracted, at row
+ * pad_top and column pad_left; every other element of plane becomes 0. */
+static void fill_plane(const void *x, int32_t dtype, int32_t zero, int64_t offset,
+                       const conv_geometry *g, int16_t *plane) {
+  memset(plane, 0, (size_t)g->plane_elements * sizeof(int16_t));
+  int64_t rows = g->plane_h - (int64_t)g->pad_top;
+  int64_t cols = g->plane_w - (int64_t)g->pad_left;
+  rows = rows < g->height ? rows : g->height;
+  cols = cols < g->width ? cols : g->width;
+  for (int64_t r = 0; r < rows; r++) {
+    int16_t *dst = plane + (r + g->pad_top) * g->plane_w + g->pad_left;
+    int64_t src = offset + r * g->width;
+    if (dtype == DSR_DTYPE_I8) {
+      const int8_t *row = (const int8_t *)x + src;
+      for (int64_t c = 0; c < cols; c++)
+        dst[c] = (int16_t)(row[c] - zero); /* in [-255, 255] */
+    } else {
+      const int16_t *row = (const int16_t *)x + src;
+      memcpy(dst, row, (size_t)cols * sizeof(int16_t)); /* zero point 0 */
+    }
+  }
+}
+
+/*
+ * acc[p] += w * plane[tap position of p] over every output pixel p, for the tap (ky, kx).
+ * Each term has magnitude at most 128 * 32768 = 2^22; the callers bound the sums.
+ */
+DSR_FIXED_VECTOR_CLONES
+static void add_tap(int32_t *restrict acc, const int16_t *restrict plane, int32_t w,
+                    const conv_geometry *g, int32_t ky, int32_t kx) {
+  const int16_t *origin = plane + (int64_t)ky * g->dilation_h * g->plane_w + (int64_t)kx * g->dilation_w;
+  if (g->stride_h == 1 && g->stride_w == 1 && g->plane_w == g->out_w) {
+    /* Output rows are consecutive plane rows: one contiguous run. */
+    for (int64_t p = 0; p < g->pixels; p++)
+      acc[p] += w * origin[p];
+    return;
+  }
+  for (int32_t oy = 0; oy < g->out_h; oy++) {
+    const int16_t *src = origin + (int64_t)oy * g->stride_h * g->plane_w;
+    int32_t *dst = acc + (int64_t)oy * g->out_w;
+    if (g->stride_w == 1) {
+      for (int32_t ox = 0; ox < g->out_w; ox++)
+        dst[ox] += w * src[ox];
+    } else {
+      for (int32_t ox = 0; ox < g->out_w; ox++)
+        dst[ox] += w * src[(int64_t)ox * g->stride_w];
+    }
+  }
+}
+
+/*
+ * Sums the taps of output channel oc with int8 input into acc, starting from the bias.
+ * dsr_fixed_check_node bounds |bias| + taps * 255 * 128 by 2^31 - 1, and every partial sum
+ * is within that bound, so no int32 sum overflows.
+ */
+static void sum_narrow(const int16_t *planes, const int8_t *wc, int32_t bias, int32_t oc,
+                       const conv_geometry *g, int32_t *acc) {
+  for (int64_t p = 0; p < g->pixels; p++)
+    acc[p] = bias;
+  const int16_t *group_planes = planes + (int64_t)(oc / g->cout_group) * g->cin_group * g->plane_elements;
+  for (int32_t ic = 0; ic < g->cin_group; ic++) {
+    for (int32_t ky = 0; ky < g->kh; ky++) {
+      for (int32_t kx = 0; kx < g->kw; kx++) {
+        int32_t w = wc[((int64_t)ic * g->kh + ky) * g->kw + kx];
+        if (w != 0)
+          add_tap(acc, group_planes + ic * g->plane_elements, w, g, ky, kx);
+      }
+    }
+  }
+}
+
+/* Adds the 32-bit partial sums into the 64-bit ones and clears them. */
+static void flush_wide(int32_t *acc, int64_t *acc_wide, int64_t pixels) {
+  for (int64_t p = 0; p < pixels; p++) {
+    acc_wide[p] += acc[p];
+    acc[p] = 0;
+  }
+}
+
+/*
+ * Sums the taps of output channel oc with int16 input into acc_wide, starting from the bias,
+ * as the reference does in 64 bits. Taps go through the int32 acc in chunks of
+ * WIDE_CHUNK_TAPS, whose sums stay within 2^30.
+ */
+static void sum_wide(const int16_t *planes, const int8_t *wc, int32_t bias, int32_t oc,
+                     const conv_geometry *g, int32_t *acc, int64_t *acc_wide) {
+  for (int64_t p = 0; p < g->pixels; p++) {
+    acc_wide[p] = bias;
+    acc[p] = 0;
+  }
+  const int16_t *group_planes = planes + (int64_t)(oc / g->cout_group) * g->cin_group * g->plane_elements;
+  int32_t pending = 0;
+  for (int32_t ic = 0; ic < g->cin_group; ic++) {
+    for (int32_t ky = 0; ky < g->kh; ky++) {
+      for (int32_t kx = 0; kx < g->kw; kx++) {
+        int32_t w = wc[((int64_t)ic * g->kh + ky) * g->kw + kx];
+        if (w == 0)
+          continue;
+        add_tap(acc, group_planes + ic * g->plane_elements, w, g, ky, kx);
+        if (++pending == WIDE_CHUNK_TAPS) {
+          flush_wide(acc, acc_wide, g->pixels);
+          pending = 0;
+        }
+      }
+    }
+  }
+  flush_wide(acc, acc_wide, g->pixels);
+}
+
+/* Requantizes one output channel's sums with pair and stores them, y_zero added. */
+static void store_channel(const int32_t *acc, const int64_t *acc_wide, const int32_t *pair,
+                          int32_t y_zero, int32_t y_dtype, int64_t offset, int64_t pixels,
+                          void *out) {
+  for (int64_t p = 0; p < pixels; p++) {
+    int32_t r = acc_wide != NULL ? dsr_fixed_requant64(acc_wide[p], pair[0], pair[1])
+                                 : dsr_fixed_requant32(acc[p], pair[0], pair[1]);
+    dsr_fixed_store(out, y_dtype, offset + p, y_zero + (int64_t)r);
+  }
+}
+
+int dsr_fixed_fast_conv2d(const dsr_model *model, const dsr_node *node, const void *const *in,
+                          void *out, uint8_t *scratch) {
+  conv_geometry g;
+  if (!geometry_init(model, node, &g))
+    return 0;
+  const dsr_tensor *xt = &model->tensors[node->inputs[0]];
+  const dsr_tensor *yt = &model->tensors[node->output];
+  const int8_t *w = in[1];
+  const int32_t *bias = node->input_count > 2 && node->inputs[2] >= 0 ? in[2] : NULL;
+  int32_t x_dtype = xt->qparams.dtype, x_zero = xt->qparams.zero_point;
+  int wide = x_dtype != DSR_DTYPE_I8;
+  const int32_t *pairs = node->qwords + 2;
+
+  int64_t *acc_wide = (int64_t *)scratch;
+  int32_t *acc = (int32_t *)(scratch + round8((size_t)g.pixels * sizeof(int64_t)));
+  int16_t *planes = (int16_t *)((uint8_t *)acc + round8((size_t)g.pixels * sizeof(int32_t)));
+  int64_t taps = (int64_t)g.cin_group * g.kh * g.kw;
+  int64_t in_plane = (int64_t)g.height * g.width;
+  for (int32_t b = 0; b < g.batch; b++) {
+    for (int32_t c = 0; c < g.cin; c++)
+      fill_plane(in[0], x_dtype, x_zero, ((int64_t)b * g.cin + c) * in_plane, &g,
+                 planes + c * g.plane_elements);
+    for (int32_t oc = 0; oc < g.cout; oc++) {
+      const int8_t *wc = w + (int64_t)oc * taps;
+      int32_t bias_oc = bias != NULL ? bias[oc] : 0;
+      if (wide)
+        sum_wide(planes, wc, bias_oc, oc, &g, acc, acc_wide);
+      else
+        sum_narrow(planes, wc, bias_oc, oc, &g, acc);
+      store_channel(acc, wide ? acc_wide : NULL, pairs + 2 * oc, yt->qparams.zero_point,
+                    yt->qparams.dtype, ((int64_t)b * g.cout + oc) * g.pixels, g.pixels, out);
+    }
+  }
+  return 1;
+}

@@ -1,0 +1,392 @@
+/*
+ * Tests of the optimized fixed-point kernels (runtime/dsr_fixed_fast_*.c): each one against
+ * the reference kernel on random data, byte for byte, over convolutions, matrix products and
+ * additions of every shape class the models use; then whole fixture models, node by node,
+ * through dsr_fixed_execute and dsr_fixed_execute_reference.
+ */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/ds_model.h"
+#include "converter/dsc_import.h"
+#include "quant/dsq_calibration.h"
+#include "quant/dsq_params.h"
+#include "quant/dsq_quantize.h"
+#include "runtime/dsr_fixed.h"
+#include "runtime/dsr_fixed_internal.h"
+#include "runtime/dsr_fixed_math.h"
+#include "runtime/dsr_slice.h"
+
+/* ------------------------------------------------------------------ random numbers */
+
+/* Deterministic xorshift, so failures reproduce. */
+static uint64_t rng_state = 0x853c49e6748fea9bull;
+
+static uint32_t rng_u32(void) {
+  rng_state ^= rng_state << 13;
+  rng_state ^= rng_state >> 7;
+  rng_state ^= rng_state << 17;
+  return (uint32_t)(rng_state >> 16);
+}
+
+/* Uniform integer in [lo, hi]. */
+static int32_t rng_range(int32_t lo, int32_t hi) {
+  return lo + (int32_t)(rng_u32() % (uint32_t)(hi - lo + 1));
+}
+
+/* ------------------------------------------------------------------ one-node models */
+
+/* A model of one node with at most 4 tensors: input 0, input 1, optional bias, output. The
+ * buffers it points to are owned here and freed by node_case_free. */
+typedef struct node_case {
+  dsr_model model;
+  dsr_tensor tensors[4];
+  dsr_node node;
+  int32_t qwords[2 + 2 * 512];
+  float scales[512];
+  void *data[4]; /* storage of each tensor */
+} node_case;
+
+static size_t dtype_bytes(int32_t dtype) {
+  return dtype == DSR_DTYPE_I8 ? 1 : (dtype == DSR_DTYPE_I16 ? 2 : 4);
+}
+
+/* Sets tensor index of c: rank, dims, qparams, random storage. zero is ignored for int16. */
+static void set_tensor(node_case *c, int32_t index, int32_t kind, int32_t rank,
+                       const int32_t *dims, int32_t dtype, int32_t zero) {
+  dsr_tensor *t = &c->tensors[index];
+  memset(t, 0, sizeof *t);
+  snprintf(t->name, sizeof t->name, "t%d", index);
+  t->kind = (uint8_t)kind;
+  t->rank = rank;
+  memcpy(t->dims, dims, sizeof(int32_t) * (size_t)rank);
+  t->has_qparams = 1;
+  t->qparams.dtype = (uint8_t)dtype;
+  t->qparams.bits = (uint8_t)(8 * dtype_bytes(dtype));
+  t->qparams.scale = 0.05f;
+  t->qparams.zero_point = dtype == DSR_DTYPE_I8 ? zero : 0;
+  int64_t count = dsr_tensor_elements(t);
+  c->data[index] = malloc((size_t)count * dtype_bytes(dtype) + 1);
+  cr_assert_not_null(c->data[index]);
+  int32_t lo, hi;
+  dsr_fixed_dtype_range(dtype, &lo, &hi);
+  if (dtype == DSR_DTYPE_I32) {
+    lo = -20000;
+    hi = 20000;
+  }
+  for (int64_t i = 0; i < count; i++)
+    dsr_fixed_store(c->data[index], dtype, i, rng_range(lo, hi));
+  if (kind == DSR_TENSOR_CONSTANT)
+    t->data_q = c->data[index];
+}
+
+/* Marks tensor index as a per-channel int8 constant along axis. */
+static void set_channels(node_case *c, int32_t index, int32_t axis, int32_t count) {
+  dsr_tensor *t = &c->tensors[index];
+  for (int32_t i = 0; i < count; i++)
+    c->scales[i] = 0.01f;
+  t->channel_scales = c->scales;
+  t->channel_axis = axis;
+  t->channel_count = count;
+}
+
+/* A requant pair whose factor maps accumulators of magnitude about typical onto an output of
+ * magnitude about out_max, with a random mantissa and sign. */
+static void random_pair(int32_t *pair, double typical, double out_max, int wide) {
+  int exponent;
+  double fraction = frexp(out_max / typical, &exponent);
+  (void)fraction;
+  int32_t shift = exponent;
+  int32_t max_shift = wide ? DSQ_SHIFT_MAX_WIDE : DSQ_SHIFT_MAX;
+  shift = shift < DSQ_SHIFT_MIN ? DSQ_SHIFT_MIN : (shift > max_shift ? max_shift : shift);
+  int32_t m = (int32_t)(DSQ_MULTIPLIER_MIN_MAGNITUDE + (rng_u32() & 0x3fffffff));
+  pair[0] = (rng_u32() & 7) == 0 ? -m : m;
+  pair[1] = shift;
+}
+
+static void node_case_init(node_case *c, int32_t op, int32_t input_count) {
+  memset(c, 0, sizeof *c);
+  snprintf(c->model.name, sizeof c->model.name, "one node");
+  c->model.tensors = c->tensors;
+  c->model.tensor_count = 4;
+  c->model.nodes = &c->node;
+  c->model.node_count = 1;
+  c->model.quantized = 1;
+  snprintf(c->node.name, sizeof c->node.name, "node");
+  c->node.op = op;
+  c->node.input_count = input_count;
+  for (int32_t i = 0; i < DSR_MAX_NODE_INPUTS; i++)
+    c->node.inputs[i] = i < input_count ? i : -1;
+  c->node.output = 3;
+  c->node.qwords = c->qwords;
+  c->qwords[0] = DSQ_TAG(op);
+}
+
+static void node_case_free(node_case *c) {
+  for (int32_t i = 0; i < 4; i++)
+    free(c->data[i]);
+}
+
+/* Output storage bytes of the case. */
+static size_t output_bytes(const node_case *c) {
+  const dsr_tensor *y = &c->tensors[3];
+  return (size_t)dsr_tensor_elements(y) * dtype_bytes(y->qparams.dtype);
+}
+
+typedef int (*fast_kernel)(const dsr_model *, const dsr_node *, const void *const *, void *,
+                           uint8_t *);
+
+/*
+ * Checks the case, runs the fast kernel (which must accept it) and the reference one into
+ * outputs prefilled with different bytes, and requires identical outputs. Also runs
+ * dsr_fixed_execute, which must pick the same result.
+ */
+static void expect_identical(node_case *c, fast_kernel fast, const char *what) {
+  ds_error err;
+  ds_error_clear(&err);
+  cr_assert_eq(dsr_fixed_check_node(&c->model, 0, &err), DS_OK, "%s: %s", what, err.message);
+  const void *inputs[DSR_MAX_NODE_INPUTS] = {NULL, NULL, NULL, NULL};
+  for (int32_t i = 0; i < c->node.input_count; i++)
+    inputs[i] = c->node.inputs[i] >= 0 ? c->data[c->node.inputs[i]] : NULL;
+  size_t scratch_bytes = dsr_fixed_scratch_bytes(&c->model, 0);
+  uint8_t *scratch = aligned_alloc(64, (scratch_bytes + 64) / 64 * 64);
+  size_t bytes = output_bytes(c);
+  uint8_t *fast_out = malloc(bytes), *executed = malloc(bytes), *reference = malloc(bytes);
+  cr_assert(scratch != NULL && fast_out != NULL && executed != NULL && reference != NULL);
+  memset(fast_out, 0x55, bytes);
+  memset(executed, 0x33, bytes);
+  memset(reference, 0xaa, bytes);
+  memset(scratch, 0xcd, scratch_bytes);
+  cr_assert_eq(fast(&c->model, &c->node, inputs, fast_out, scratch), 1,
+               "%s: the fast kernel declined", what);
+  dsr_fixed_execute(&c->model, 0, inputs, executed, scratch, dsr_slice_none());
+  dsr_fixed_execute_reference(&c->model, 0, inputs, reference, scratch, dsr_slice_none());
+  for (size_t i = 0; i < bytes; i++) {
+    cr_assert_eq(fast_out[i], reference[i], "%s: byte %zu differs (fast %u, reference %u)", what,
+                 i, fast_out[i], reference[i]);
+  }
+  cr_assert_eq(memcmp(executed, reference, bytes), 0, "%s: dsr_fixed_execute differs", what);
+  free(scratch);
+  free(fast_out);
+  free(executed);
+  free(reference);
+}
+
+/* ------------------------------------------------------------------ convolutions */
+
+typedef struct conv_params {
+  int32_t batch, cin, height, width, cout, kernel, stride, pad, dilation, group;
+  int32_t x_dtype, y_dtype, bias;
+} conv_params;
+
+static void conv_case(const conv_params *p, const char *what) {
+  node_case c;
+  node_case_init(&c, DSR_OP_CONV2D, p->bias ? 3 : 2);
+  int32_t extent = (p->kernel - 1) * p->dilation + 1;
+  int32_t out_h = (p->height + 2 * p->pad - extent) / p->stride + 1;
+  int32_t out_w = (p->width + 2 * p->pad - extent) / p->stride + 1;
+  int32_t x_dims[4] = {p->batch, p->cin, p->height, p->width};
+  int32_t w_dims[4] = {p->cout, p->cin / p->group, p->kernel, p->kernel};
+  int32_t b_dims[1] = {p->cout};
+  int32_t y_dims[4] = {p->batch, p->cout, out_h, out_w};
+  set_tensor(&c, 0, DSR_TENSOR_INPUT, 4, x_dims, p->x_dtype, rng_range(-128, 127));
+  set_tensor(&c, 1, DSR_TENSOR_CONSTANT, 4, w_dims, DSR_DTYPE_I8, 0);
+  set_channels(&c, 1, 0, p->cout);
+  set_tensor(&c, 2, DSR_TENSOR_CONSTANT, 1, b_dims, DSR_DTYPE_I32, 0);
+  set_tensor(&c, 3, DSR_TENSOR_OUTPUT, 4, y_dims, p->y_dtype, rng_range(-128, 127));
+  c.node.attrs.conv = (dsr_conv_attrs){.stride = {p->stride, p->stride},
+                                       .pad = {p->pad, p->pad, p->pad, p->pad},
+                                       .dilation = {p->dilation, p->dilation},
+                                       .group = p->group};
+  int wide = p->x_dtype != DSR_DTYPE_I8;
+  double taps = (double)(p->cin / p->group) * p->kernel * p->kernel;
+  double typical = sqrt(taps) * 74.0 * (wide ? 18000.0 : 147.0);
+  c.qwords[1] = p->cout;
+  for (int32_t oc = 0; oc < p->cout; oc++)
+    random_pair(c.qwords + 2 + 2 * oc, typical, p->y_dtype == DSR_DTYPE_I8 ? 100.0 : 25000.0,
+                wide);
+  c.node.qword_count = 2 + 2 * p->cout;
+  expect_identical(&c, dsr_fixed_fast_conv2d, what);
+  node_case_free(&c);
+}
+
+#define I8 DSR_DTYPE_I8
+#define I16 DSR_DTYPE_I16
+
+Test(fast_conv, pointwise_matches_reference) {
+  conv_case(&(conv_params){1, 24, 8, 8, 40, 1, 1, 0, 1, 1, I8, I8, 1}, "int8 pointwise");
+  conv_case(&(conv_params){2, 24, 5, 7, 16, 1, 1, 0, 1, 1, I8, I16, 0}, "int8 pointwise, batch 2");
+  conv_case(&(conv_params){1, 32, 8, 8, 24, 1, 1, 0, 1, 1, I16, I8, 1}, "int16 pointwise");
+  conv_case(&(conv_params){1, 300, 4, 4, 8, 1, 1, 0, 1, 1, I16, I16, 1},
+            "int16 pointwise over more than one 32-bit chunk");
+}
+
+Test(fast_conv, depthwise_matches_reference) {
+  conv_case(&(conv_params){1, 16, 9, 9, 16, 3, 1, 1, 1, 16, I8, I8, 1}, "int8 depthwise 3x3");
+  conv_case(&(conv_params){1, 8, 10, 6, 8, 5, 1, 2, 1, 8, I16, I8, 1}, "int16 depthwise 5x5");
+  conv_case(&(conv_params){1, 8, 9, 9, 16, 3, 2, 1, 1, 8, I8, I8, 0},
+            "depthwise with two outputs per channel, strided");
+}
+
+Test(fast_conv, strided_grouped_padded_match_reference) {
+  conv_case(&(conv_params){1, 3, 16, 16, 12, 3, 2, 1, 1, 1, I8, I8, 1}, "int8 strided 3x3 stem");
+  conv_case(&(conv_params){1, 3, 15, 15, 8, 4, 4, 0, 1, 1, I8, I8, 1}, "patch embedding 4x4");
+  conv_case(&(conv_params){1, 12, 9, 11, 12, 3, 1, 2, 2, 3, I16, I16, 0}, "grouped dilated");
+  conv_case(&(conv_params){2, 8, 7, 7, 6, 3, 2, 2, 1, 2, I16, I8, 1}, "int16 grouped strided");
+  conv_case(&(conv_params){1, 40, 6, 6, 4, 3, 1, 1, 1, 1, I16, I16, 1},
+            "int16 3x3 over more than one 32-bit chunk");
+}
+
+Test(fast_conv, extreme_values_match_reference) {
+  /* Inputs at both ends of their range and weights of -128 reach the largest terms. */
+  for (int32_t k = 0; k < 2; k++) {
+    node_case c;
+    int32_t dtype = k == 0 ? I8 : I16;
+    node_case_init(&c, DSR_OP_CONV2D, 3);
+    int32_t x_dims[4] = {1, 600, 2, 2}, w_dims[4] = {2, 600, 1, 1}, b_dims[1] = {2};
+    int32_t y_dims[4] = {1, 2, 2, 2};
+    set_tensor(&c, 0, DSR_TENSOR_INPUT, 4, x_dims, dtype, 127);
+    set_tensor(&c, 1, DSR_TENSOR_CONSTANT, 4, w_dims, I8, 0);
+    set_channels(&c, 1, 0, 2);
+    set_tensor(&c, 2, DSR_TENSOR_CONSTANT, 1, b_dims, DSR_DTYPE_I32, 0);
+    set_tensor(&c, 3, DSR_TENSOR_OUTPUT, 4, y_dims, I16, 0);
+    for (int32_t i = 0; i < 2400; i++)
+      dsr_fixed_store(c.data[0], dtype, i, dtype == I8 ? -128 : -32768);
+    memset(c.data[1], 0x80, 1200); /* every weight -128 */
+    c.node.attrs.conv = (dsr_conv_attrs){.stride = {1, 1}, .dilation = {1, 1}, .group = 1};
+    c.qwords[1] = 2;
+    for (int32_t oc = 0; oc < 2; oc++) {
+      c.qwords[2 + 2 * oc] = 1 << 30;
+      c.qwords[3 + 2 * oc] = -16; /* factor 2^-17: 600 * 2^22 lands inside int16 */
+    }
+    c.node.qword_count = 6;
+    expect_identical(&c, dsr_fixed_fast_conv2d, k == 0 ? "int8 extremes" : "int16 extremes");
+    node_case_free(&c);
+  }
+}
+
+/* ------------------------------------------------------------------ whole models */
+
+/* Imports and quantizes a fixture, calibrated on its stored input and one random image. */
+static void load_quantized(const char *name, dsr_model *model, float **image) {
+  char path[512];
+  ds_error err;
+  ds_error_clear(&err);
+  snprintf(path, sizeof path, "%s/tests/fixtures/%s.onnx", DS_SOURCE_DIR, name);
+  memset(model, 0, sizeof *model);
+  cr_assert_eq(dsc_import_file(path, NULL, model, NULL, &err), DS_OK, "%s: %s", name,
+               err.message);
+  int64_t n = dsr_tensor_elements(&model->tensors[model->input]);
+  float *images = malloc(sizeof(float) * (size_t)n * 2);
+  cr_assert_not_null(images);
+  snprintf(path, sizeof path, "%s/tests/fixtures/%s.input.f32", DS_SOURCE_DIR, name);
+  FILE *f = fopen(path, "rb");
+  cr_assert_not_null(f, "cannot open %s", path);
+  cr_assert_eq(fread(images, sizeof(float), (size_t)n, f), (size_t)n);
+  fclose(f);
+  for (int64_t i = n; i < 2 * n; i++)
+    images[i] = (float)rng_range(-1000, 1000) / 1000.0f;
+  dsq_calibration calib;
+  cr_assert_eq(dsq_calibration_init(&calib, model, DSQ_CALIBRATION_MINMAX, &err), DS_OK);
+  cr_assert_eq(dsq_calibration_run(&calib, model, images, 2, &err), DS_OK, "%s", err.message);
+  cr_assert_eq(dsq_quantize(model, &calib, NULL, &err), DS_OK, "%s", err.message);
+  dsq_calibration_free(&calib);
+  *image = images;
+}
+
+/* Storage of every non-constant tensor of model, in its quantized dtype. */
+static void **alloc_tensors(const dsr_model *model) {
+  void **buffers = calloc((size_t)model->tensor_count, sizeof(void *));
+  cr_assert_not_null(buffers);
+  for (int32_t t = 0; t < model->tensor_count; t++) {
+    const dsr_tensor *tensor = &model->tensors[t];
+    if (tensor->kind == DSR_TENSOR_CONSTANT)
+      continue;
+    size_t bytes = (size_t)dsr_tensor_elements(tensor) * dtype_bytes(tensor->qparams.dtype);
+    buffers[t] = calloc(bytes + 1, 1);
+    cr_assert_not_null(buffers[t]);
+  }
+  return buffers;
+}
+
+static void free_tensors(const dsr_model *model, void **buffers) {
+  for (int32_t t = 0; t < model->tensor_count; t++)
+    free(buffers[t]);
+  free(buffers);
+}
+
+/* Runs node i of model on buffers, optimized or reference. */
+static void run_node(const dsr_model *model, int32_t i, void **buffers, uint8_t *scratch,
+                     int reference) {
+  const dsr_node *node = &model->nodes[i];
+  const void *inputs[DSR_MAX_NODE_INPUTS] = {NULL, NULL, NULL, NULL};
+  for (int32_t k = 0; k < node->input_count && k < DSR_MAX_NODE_INPUTS; k++) {
+    int32_t t = node->inputs[k];
+    if (t >= 0)
+      inputs[k] = model->tensors[t].kind == DSR_TENSOR_CONSTANT ? model->tensors[t].data_q
+                                                                : buffers[t];
+  }
+  dsr_slice slice = node->deform != NULL ? node->deform->slice : dsr_slice_none();
+  if (reference)
+    dsr_fixed_execute_reference(model, i, inputs, buffers[node->output], scratch, slice);
+  else
+    dsr_fixed_execute(model, i, inputs, buffers[node->output], scratch, slice);
+}
+
+/* Quantizes image into the model input, then runs the graph twice, once with the optimized
+ * kernels and once with the reference ones, and compares every tensor they produce. */
+static void compare_model(const char *name, int32_t *optimized_count) {
+  dsr_model model;
+  float *image;
+  load_quantized(name, &model, &image);
+  ds_error err;
+  ds_error_clear(&err);
+  size_t scratch_bytes = 0;
+  for (int32_t i = 0; i < model.node_count; i++) {
+    cr_assert_eq(dsr_fixed_check_node(&model, i, &err), DS_OK, "%s: %s", name, err.message);
+    size_t bytes = dsr_fixed_scratch_bytes(&model, i);
+    scratch_bytes = bytes > scratch_bytes ? bytes : scratch_bytes;
+  }
+  uint8_t *scratch = aligned_alloc(64, (scratch_bytes + 64) / 64 * 64);
+  cr_assert_not_null(scratch);
+  void **fast = alloc_tensors(&model), **reference = alloc_tensors(&model);
+  const dsr_tensor *input = &model.tensors[model.input];
+  for (int64_t i = 0; i < dsr_tensor_elements(input); i++) {
+    double q = round(image[i] / input->qparams.scale) + input->qparams.zero_point;
+    dsr_fixed_store(fast[model.input], input->qparams.dtype, i, (int64_t)q);
+    dsr_fixed_store(reference[model.input], input->qparams.dtype, i, (int64_t)q);
+  }
+  int32_t compared[DSR_OP_COUNT] = {0};
+  for (int32_t i = 0; i < model.node_count; i++) {
+    const dsr_node *node = &model.nodes[i];
+    run_node(&model, i, fast, scratch, 0);
+    run_node(&model, i, reference, scratch, 1);
+    const dsr_tensor *y = &model.tensors[node->output];
+    size_t bytes = (size_t)dsr_tensor_elements(y) * dtype_bytes(y->qparams.dtype);
+    cr_assert_eq(memcmp(fast[node->output], reference[node->output], bytes), 0,
+                 "%s: node %d '%s' (op %d) differs from the reference", name, i, node->name,
+                 node->op);
+    compared[node->op]++;
+  }
+  cr_log_info("%s: %d convs, %d matmuls, %d adds compared", name, compared[DSR_OP_CONV2D],
+              compared[DSR_OP_MATMUL], compared[DSR_OP_ADD]);
+  *optimized_count += compared[DSR_OP_CONV2D] + compared[DSR_OP_MATMUL] +
+                      compared[DSR_OP_ADD] + compared[DSR_OP_SUB];
+  free_tensors(&model, fast);
+  free_tensors(&model, reference);
+  free(scratch);
+  free(image);
+  ds_model_free(&model);
+}
+
+Test(fast_models, fixtures_match_reference_node_by_node) {
+  const char *names[] = {"deform_layer_dat_pp", "deform_layer_dat", "deform_layer_rect",
+                         "dat_pp_tiny", "dat_offsets_tiny"};
+  int32_t optimized_count = 0;
+  for (size_t k = 0; k < sizeof names / sizeof names[0]; k++)
+    compare_model(names[k], &optimized_count);
+  cr_expect_gt(optimized_count, 20, "only %d nodes ran an optimized kernel", optimized_count);
+}
