@@ -451,6 +451,8 @@ static int run_fast(const dsr_model *model, const dsr_node *node, const void *co
   switch (node->op) {
   case DSR_OP_CONV2D:
     return dsr_fixed_fast_conv2d(model, node, inputs, output, scratch);
+  case DSR_OP_MATMUL:
+    return dsr_fixed_fast_matmul(model, node, inputs, output, scratch);
   default:
     return 0;
   }
@@ -549,6 +551,8 @@ size_t dsr_fixed_scratch_bytes(const dsr_model *model, int32_t node_index) {
     return node->deform != NULL ? dsr_fixed_deform_scratch_bytes(model, node) : 0;
   case DSR_OP_CONV2D:
     return dsr_fixed_fast_conv2d_scratch_bytes(model, node);
+  case DSR_OP_MATMUL:
+    return dsr_fixed_fast_matmul_scratch_bytes(model, node);
   default:
     return 0;
   }

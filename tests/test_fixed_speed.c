@@ -268,6 +268,73 @@ Test(fast_conv, extreme_values_match_reference) {
   }
 }
 
+/* ------------------------------------------------------------------ matrix products */
+
+typedef struct matmul_params {
+  int32_t a_rank, a_dims[4], b_rank, b_dims[4], y_rank, y_dims[4];
+  int32_t kind, a_dtype, b_dtype, y_dtype;
+} matmul_params;
+
+static void matmul_case(const matmul_params *p, const char *what) {
+  node_case c;
+  node_case_init(&c, DSR_OP_MATMUL, 2);
+  int constant_a = p->kind == DSQ_MATMUL_CONSTANT_A, constant_b = p->kind == DSQ_MATMUL_CONSTANT_B;
+  set_tensor(&c, 0, constant_a ? DSR_TENSOR_CONSTANT : DSR_TENSOR_INPUT, p->a_rank, p->a_dims,
+             p->a_dtype, rng_range(-128, 127));
+  set_tensor(&c, 1, constant_b ? DSR_TENSOR_CONSTANT : DSR_TENSOR_ACTIVATION, p->b_rank,
+             p->b_dims, p->b_dtype, rng_range(-128, 127));
+  set_tensor(&c, 3, DSR_TENSOR_OUTPUT, p->y_rank, p->y_dims, p->y_dtype, rng_range(-128, 127));
+  int32_t m = p->y_dims[p->y_rank - 2], n = p->y_dims[p->y_rank - 1];
+  int32_t k = p->a_dims[p->a_rank - 1];
+  int wide = p->a_dtype != I8 || p->b_dtype != I8;
+  double typical = sqrt((double)k) * (p->a_dtype == I8 ? 147.0 : 18000.0) *
+                   (p->b_dtype == I8 ? 147.0 : 18000.0) / 2.0;
+  double out_max = p->y_dtype == I8 ? 100.0 : 25000.0;
+  c.qwords[1] = p->kind;
+  int32_t pairs = 1;
+  if (constant_b) {
+    set_channels(&c, 1, p->b_rank - 1, n);
+    c.qwords[2] = pairs = n;
+  } else if (constant_a) {
+    set_channels(&c, 0, p->a_rank - 2, m);
+    c.qwords[2] = pairs = m;
+  }
+  int32_t first = p->kind == DSQ_MATMUL_ACTIVATIONS ? 2 : 3;
+  for (int32_t i = 0; i < pairs; i++)
+    random_pair(c.qwords + first + 2 * i, typical, out_max, wide);
+  c.node.qword_count = first + 2 * pairs;
+  expect_identical(&c, dsr_fixed_fast_matmul, what);
+  node_case_free(&c);
+}
+
+#define ACT DSQ_MATMUL_ACTIVATIONS
+#define CB DSQ_MATMUL_CONSTANT_B
+#define CA DSQ_MATMUL_CONSTANT_A
+
+Test(fast_matmul, constant_operand_matches_reference) {
+  matmul_case(&(matmul_params){3, {2, 9, 20}, 2, {20, 12}, 3, {2, 9, 12}, CB, I8, I8, I8},
+              "int8 x constant B");
+  matmul_case(&(matmul_params){2, {7, 600}, 2, {600, 5}, 2, {7, 5}, CB, I16, I8, I16},
+              "int16 x constant B over more than one 32-bit chunk");
+  matmul_case(&(matmul_params){2, {6, 10}, 3, {3, 10, 4}, 3, {3, 6, 4}, CA, I8, I16, I8},
+              "constant A x int16, A broadcast");
+  matmul_case(&(matmul_params){2, {6, 10}, 2, {10, 4}, 2, {6, 4}, CA, I8, I8, I16},
+              "constant A x int8");
+}
+
+Test(fast_matmul, activations_match_reference) {
+  matmul_case(&(matmul_params){4, {2, 3, 8, 16}, 4, {2, 3, 16, 8}, 4, {2, 3, 8, 8}, ACT, I8, I8, I8},
+              "int8 attention product");
+  matmul_case(&(matmul_params){3, {4, 8, 16}, 3, {4, 16, 8}, 3, {4, 8, 8}, ACT, I16, I8, I16},
+              "int16 x int8");
+  matmul_case(&(matmul_params){3, {2, 5, 12}, 3, {2, 12, 7}, 3, {2, 5, 7}, ACT, I16, I16, I8},
+              "int16 x int16");
+  matmul_case(&(matmul_params){4, {2, 1, 5, 6}, 3, {3, 6, 4}, 4, {2, 3, 5, 4}, ACT, I8, I8, I8},
+              "batches broadcast on both sides");
+  matmul_case(&(matmul_params){3, {3, 5, 6}, 2, {6, 4}, 3, {3, 5, 4}, ACT, I8, I16, I16},
+              "rank-2 B shared by every batch");
+}
+
 /* ------------------------------------------------------------------ whole models */
 
 /* Imports and quantizes a fixture, calibrated on its stored input and one random image. */

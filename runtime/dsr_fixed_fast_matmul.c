@@ -1,0 +1,169 @@
+/*
+ * Optimized MATMUL for the fixed-point runtime, bit-identical to run_matmul in dsr_fixed.c.
+ *
+ * For each batch, the A block (m x k) and the transposed B block (n x k) are copied into int16
+ * scratch with their zero points subtracted: an int8 activation minus its zero point lies in
+ * [-255, 255], an int16 activation has zero point 0 and an int8 constant has none. Every
+ * output is then a dot product of two contiguous int16 rows. A block that the next batch
+ * shares through broadcasting is not copied again. Integer sums do not depend on the order of
+ * their terms as long as no partial sum overflows, so the results equal the reference ones.
+ *
+ * Scratch layout: int16 a[m][k], then int16 b_t[n][k] (each part a multiple of 8 bytes).
+ */
+#include "dsr_fixed_internal.h"
+#include "dsr_fixed_math.h"
+#include "quant/dsq_params.h"
+
+typedef struct matmul_geometry {
+  int32_t m, n, k;
+  int64_t batches;
+  int32_t kind;             /* DSQ_MATMUL_* */
+  int32_t a_dtype, b_dtype; /* I8 for a constant operand */
+  int32_t a_zero, b_zero;   /* 0 for a constant operand */
+  int wide;                 /* an int16 operand: the reference sums in 64 bits */
+  int32_t chunk_terms;      /* wide only: terms one int32 partial sum may take */
+} matmul_geometry;
+
+static size_t round8(size_t bytes) { return (bytes + 7) / 8 * 8; }
+
+/* Largest |v - zero| of an operand: 128 for an int8 constant, 255 for an int8 activation,
+ * 32768 for an int16 activation. */
+static int64_t operand_max(int32_t dtype, int constant) {
+  if (dtype != DSR_DTYPE_I8)
+    return 32768;
+  return constant ? 128 : 255;
+}
+
+/* Fills g from node; returns 0 for a shape this kernel leaves to the reference one. */
+static int geometry_init(const dsr_model *model, const dsr_node *node, matmul_geometry *g) {
+  const dsr_tensor *at = &model->tensors[node->inputs[0]];
+  const dsr_tensor *bt = &model->tensors[node->inputs[1]];
+  const dsr_tensor *yt = &model->tensors[node->output];
+  if (at->rank < 2 || bt->rank < 2 || yt->rank < 2 || node->qword_count < 2)
+    return 0;
+  g->m = yt->dims[yt->rank - 2];
+  g->n = yt->dims[yt->rank - 1];
+  g->k = at->dims[at->rank - 1];
+  if (g->m < 1 || g->n < 1 || g->k < 1)
+    return 0;
+  g->batches = dsr_tensor_elements(yt) / ((int64_t)g->m * g->n);
+  g->kind = node->qwords[1];
+  int constant_a = g->kind == DSQ_MATMUL_CONSTANT_A, constant_b = g->kind == DSQ_MATMUL_CONSTANT_B;
+  g->a_dtype = constant_a ? DSR_DTYPE_I8 : at->qparams.dtype;
+  g->b_dtype = constant_b ? DSR_DTYPE_I8 : bt->qparams.dtype;
+  g->a_zero = constant_a ? 0 : at->qparams.zero_point;
+  g->b_zero = constant_b ? 0 : bt->qparams.zero_point;
+  g->wide = g->a_dtype != DSR_DTYPE_I8 || g->b_dtype != DSR_DTYPE_I8;
+  /* At least 1: |a * b| <= 32768 * 32768 = 2^30 fits int32 on its own. */
+  g->chunk_terms = (int32_t)(INT32_MAX / (operand_max(g->a_dtype, constant_a) *
+                                          operand_max(g->b_dtype, constant_b)));
+  return 1;
+}
+
+size_t dsr_fixed_fast_matmul_scratch_bytes(const dsr_model *model, const dsr_node *node) {
+  matmul_geometry g;
+  if (node->input_count < 2 || node->inputs[1] < 0 || node->inputs[1] >= model->tensor_count ||
+      node->output < 0 || node->output >= model->tensor_count || node->qwords == NULL ||
+      !geometry_init(model, node, &g))
+    return 0;
+  return round8((size_t)g.m * (size_t)g.k * sizeof(int16_t)) +
+         round8((size_t)g.n * (size_t)g.k * sizeof(int16_t));
+}
+
+/* Copies rows x cols elements of src (dtype, from offset) into dst minus zero, transposed
+ * (dst[c][r] = src[r][c]) when transpose is set. */
+static void load_block(const void *src, int32_t dtype, int32_t zero, int64_t offset, int32_t rows,
+                       int32_t cols, int transpose, int16_t *dst) {
+  for (int32_t r = 0; r < rows; r++) {
+    int64_t step = transpose ? rows : 1;
+    int16_t *out = dst + (transpose ? r : (int64_t)r * cols);
+    int64_t base = offset + (int64_t)r * cols;
+    if (dtype == DSR_DTYPE_I8) {
+      const int8_t *row = (const int8_t *)src + base;
+      for (int32_t c = 0; c < cols; c++)
+        out[c * step] = (int16_t)(row[c] - zero); /* in [-255, 255] */
+    } else {
+      const int16_t *row = (const int16_t *)src + base;
+      for (int32_t c = 0; c < cols; c++)
+        out[c * step] = row[c]; /* int16 activations have zero point 0 */
+    }
+  }
+}
+
+/* Dot product of int8-derived rows. dsr_fixed_check_node bounds k * 255 * 255 (activations)
+ * or k * 255 * 128 (a constant operand) by 2^31 - 1, so no partial sum overflows. */
+DSR_FIXED_VECTOR_CLONES
+static int32_t dot_narrow(const int16_t *restrict a, const int16_t *restrict b, int32_t k) {
+  int32_t acc = 0;
+  for (int32_t i = 0; i < k; i++)
+    acc += a[i] * b[i];
+  return acc;
+}
+
+/* Dot product with an int16 operand, in 64 bits as the reference. Each int32 partial sum takes
+ * chunk terms of at most INT32_MAX / chunk each, so it cannot overflow. */
+DSR_FIXED_VECTOR_CLONES
+static int64_t dot_wide(const int16_t *restrict a, const int16_t *restrict b, int32_t k,
+                        int32_t chunk) {
+  int64_t acc = 0;
+  if (chunk == 1) {
+    for (int32_t i = 0; i < k; i++)
+      acc += (int64_t)(a[i] * b[i]);
+    return acc;
+  }
+  for (int32_t start = 0; start < k; start += chunk) {
+    int32_t end = k - start > chunk ? start + chunk : k;
+    int32_t part = 0;
+    for (int32_t i = start; i < end; i++)
+      part += a[i] * b[i];
+    acc += part;
+  }
+  return acc;
+}
+
+/* Computes and stores the m x n outputs of one batch from the prepared blocks. */
+static void multiply_block(const dsr_node *node, const matmul_geometry *g, const int16_t *a,
+                           const int16_t *b_t, int32_t y_zero, int32_t y_dtype, int64_t y_base,
+                           void *out) {
+  for (int32_t i = 0; i < g->m; i++) {
+    const int16_t *a_row = a + (int64_t)i * g->k;
+    for (int32_t j = 0; j < g->n; j++) {
+      const int16_t *b_row = b_t + (int64_t)j * g->k;
+      const int32_t *pair = node->qwords + 2;
+      if (g->kind == DSQ_MATMUL_CONSTANT_B)
+        pair = node->qwords + 3 + 2 * j;
+      else if (g->kind == DSQ_MATMUL_CONSTANT_A)
+        pair = node->qwords + 3 + 2 * i;
+      int32_t r = g->wide ? dsr_fixed_requant64(dot_wide(a_row, b_row, g->k, g->chunk_terms),
+                                                pair[0], pair[1])
+                          : dsr_fixed_requant32(dot_narrow(a_row, b_row, g->k), pair[0], pair[1]);
+      dsr_fixed_store(out, y_dtype, y_base + (int64_t)i * g->n + j, y_zero + (int64_t)r);
+    }
+  }
+}
+
+int dsr_fixed_fast_matmul(const dsr_model *model, const dsr_node *node, const void *const *in,
+                          void *out, uint8_t *scratch) {
+  matmul_geometry g;
+  if (!geometry_init(model, node, &g))
+    return 0;
+  const dsr_tensor *at = &model->tensors[node->inputs[0]];
+  const dsr_tensor *bt = &model->tensors[node->inputs[1]];
+  const dsr_tensor *yt = &model->tensors[node->output];
+  int16_t *a = (int16_t *)scratch;
+  int16_t *b_t = (int16_t *)(scratch + round8((size_t)g.m * (size_t)g.k * sizeof(int16_t)));
+  int64_t a_loaded = -1, b_loaded = -1;
+  for (int64_t batch = 0; batch < g.batches; batch++) {
+    int64_t a_base = dsr_fixed_batch_offset(at, yt, batch);
+    int64_t b_base = dsr_fixed_batch_offset(bt, yt, batch);
+    if (a_base != a_loaded)
+      load_block(in[0], g.a_dtype, g.a_zero, a_base, g.m, g.k, 0, a);
+    if (b_base != b_loaded)
+      load_block(in[1], g.b_dtype, g.b_zero, b_base, g.k, g.n, 1, b_t);
+    a_loaded = a_base;
+    b_loaded = b_base;
+    multiply_block(node, &g, a, b_t, yt->qparams.zero_point, yt->qparams.dtype,
+                   batch * g.m * g.n, out);
+  }
+  return 1;
+}
