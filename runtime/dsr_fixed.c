@@ -453,6 +453,9 @@ static int run_fast(const dsr_model *model, const dsr_node *node, const void *co
     return dsr_fixed_fast_conv2d(model, node, inputs, output, scratch);
   case DSR_OP_MATMUL:
     return dsr_fixed_fast_matmul(model, node, inputs, output, scratch);
+  case DSR_OP_ADD:
+  case DSR_OP_SUB:
+    return dsr_fixed_fast_additive(model, node, inputs, output, scratch);
   default:
     return 0;
   }
@@ -553,6 +556,9 @@ size_t dsr_fixed_scratch_bytes(const dsr_model *model, int32_t node_index) {
     return dsr_fixed_fast_conv2d_scratch_bytes(model, node);
   case DSR_OP_MATMUL:
     return dsr_fixed_fast_matmul_scratch_bytes(model, node);
+  case DSR_OP_ADD:
+  case DSR_OP_SUB:
+    return dsr_fixed_fast_additive_scratch_bytes(model, node);
   default:
     return 0;
   }

@@ -45,6 +45,9 @@ size_t dsr_fixed_fast_conv2d_scratch_bytes(const dsr_model *model, const dsr_nod
 int dsr_fixed_fast_matmul(const dsr_model *model, const dsr_node *node, const void *const *in,
                           void *out, uint8_t *scratch);
 size_t dsr_fixed_fast_matmul_scratch_bytes(const dsr_model *model, const dsr_node *node);
+int dsr_fixed_fast_additive(const dsr_model *model, const dsr_node *node,
+                            const void *const *in, void *out, uint8_t *scratch);
+size_t dsr_fixed_fast_additive_scratch_bytes(const dsr_model *model, const dsr_node *node);
 
 /* Offset of the matrix of batch index batch (over out's leading rank - 2 axes) inside t, with
  * numpy broadcasting of the batch axes. */

@@ -335,6 +335,61 @@ Test(fast_matmul, activations_match_reference) {
               "rank-2 B shared by every batch");
 }
 
+/* ------------------------------------------------------------------ additions */
+
+typedef struct additive_params {
+  int32_t op, a_rank, a_dims[4], b_rank, b_dims[4], y_rank, y_dims[4];
+  int32_t a_dtype, b_dtype, y_dtype;
+} additive_params;
+
+static void additive_case(const additive_params *p, const char *what) {
+  node_case c;
+  node_case_init(&c, p->op, 2);
+  set_tensor(&c, 0, DSR_TENSOR_INPUT, p->a_rank, p->a_dims, p->a_dtype, rng_range(-128, 127));
+  set_tensor(&c, 1, DSR_TENSOR_ACTIVATION, p->b_rank, p->b_dims, p->b_dtype,
+             rng_range(-128, 127));
+  set_tensor(&c, 3, DSR_TENSOR_OUTPUT, p->y_rank, p->y_dims, p->y_dtype, rng_range(-128, 127));
+  int narrow = p->a_dtype == I8 && p->b_dtype == I8;
+  int32_t left = narrow ? DSQ_ADD_SHIFT_NARROW : DSQ_ADD_SHIFT_WIDE;
+  c.qwords[1] = left;
+  for (int32_t i = 0; i < 2; i++) {
+    c.qwords[2 + 2 * i] = (int32_t)(DSQ_MULTIPLIER_MIN_MAGNITUDE + (rng_u32() & 0x3fffffff));
+    c.qwords[3 + 2 * i] = -rng_range(1, 3);
+  }
+  double operand = (narrow ? 128.0 : 20000.0) * (double)(1 << left) / 4.0;
+  random_pair(c.qwords + 6, operand, p->y_dtype == I8 ? 100.0 : 25000.0, 0);
+  c.node.qword_count = 8;
+  expect_identical(&c, dsr_fixed_fast_additive, what);
+  node_case_free(&c);
+}
+
+#define ADD DSR_OP_ADD
+#define SUB DSR_OP_SUB
+
+Test(fast_additive, same_shape_matches_reference) {
+  additive_case(&(additive_params){ADD, 4, {1, 8, 6, 6}, 4, {1, 8, 6, 6}, 4, {1, 8, 6, 6},
+                                   I16, I16, I16},
+                "int16 + int16");
+  additive_case(&(additive_params){SUB, 3, {2, 5, 7}, 3, {2, 5, 7}, 3, {2, 5, 7}, I8, I16, I8},
+                "int8 - int16");
+  additive_case(&(additive_params){ADD, 2, {40, 40}, 2, {40, 40}, 2, {40, 40}, I8, I8, I8},
+                "int8 + int8 longer than one row piece");
+}
+
+Test(fast_additive, broadcasts_match_reference) {
+  additive_case(&(additive_params){ADD, 4, {1, 8, 5, 5}, 3, {8, 1, 1}, 4, {1, 8, 5, 5},
+                                   I16, I16, I8},
+                "per-channel int16 operand");
+  additive_case(&(additive_params){SUB, 1, {6}, 3, {3, 4, 6}, 3, {3, 4, 6}, I16, I8, I16},
+                "row vector minus int8");
+  additive_case(&(additive_params){ADD, 3, {3, 1, 6}, 3, {1, 4, 1}, 3, {3, 4, 6}, I8, I16, I16},
+                "outer sum");
+  additive_case(&(additive_params){ADD, 2, {1, 1}, 2, {30, 50}, 2, {30, 50}, I16, I16, I16},
+                "scalar operand");
+  additive_case(&(additive_params){SUB, 2, {8, 1}, 2, {8, 10}, 2, {8, 10}, I8, I8, I8},
+                "int8 column broadcast along rows");
+}
+
 /* ------------------------------------------------------------------ whole models */
 
 /* Imports and quantizes a fixture, calibrated on its stored input and one random image. */
@@ -455,5 +510,5 @@ Test(fast_models, fixtures_match_reference_node_by_node) {
   int32_t optimized_count = 0;
   for (size_t k = 0; k < sizeof names / sizeof names[0]; k++)
     compare_model(names[k], &optimized_count);
-  cr_expect_gt(optimized_count, 20, "only %d nodes ran an optimized kernel", optimized_count);
+  cr_expect_gt(optimized_count, 40, "only %d nodes ran an optimized kernel", optimized_count);
 }
