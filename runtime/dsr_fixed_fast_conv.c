@@ -10,11 +10,18 @@
  * sum overflows, which the accumulator comments below show, so the results equal the
  * reference ones.
  *
+ * Convolutions with many taps per output (cin_group * kh * kw >= PATCH_MIN_TAPS) and few
+ * pixels would spend their time in short rows, so they take another order: the taps of each
+ * output pixel are gathered from the planes into a contiguous int16 patch row, and each
+ * output is a dot product of the channel's weights (widened to int16) with a patch row.
+ *
  * Scratch layout (each part a multiple of 8 bytes):
  *   int64 acc_wide[pixels]                 64-bit sums of int16 inputs
  *   int32 acc[pixels]                      32-bit sums
  *   int16 planes[cin][plane_h][plane_w]    padded input planes of one batch item
- * where pixels = out_h * out_w.
+ *   int16 patches[pixels][taps]            patch path only: one group's patch rows
+ *   int16 weights[cout_group][taps]        patch path only: one group's weights
+ * where pixels = out_h * out_w and taps = cin_group * kh * kw.
  */
 #include <string.h>
 
@@ -25,6 +32,9 @@
  * at most 128 * 32768 = 2^22, so 256 of them stay within 2^30 < 2^31. */
 #define WIDE_CHUNK_TAPS 256
 
+/* Taps per output from which the patch order is used. */
+#define PATCH_MIN_TAPS 32
+
 typedef struct conv_geometry {
   int32_t batch, cin, height, width;
   int32_t cout, out_h, out_w, kh, kw;
@@ -33,6 +43,8 @@ typedef struct conv_geometry {
   int32_t plane_h, plane_w; /* padded plane: rows and columns any tap reads */
   int64_t pixels;           /* out_h * out_w */
   int64_t plane_elements;   /* plane_h * plane_w */
+  int32_t taps;             /* cin_group * kh * kw */
+  int patches;              /* the patch order applies */
 } conv_geometry;
 
 static size_t round8(size_t bytes) { return (bytes + 7) / 8 * 8; }
@@ -64,14 +76,29 @@ static int geometry_init(const dsr_model *model, const dsr_node *node, conv_geom
     return 0;
   g->plane_h = (int32_t)plane_h;
   g->plane_w = (int32_t)plane_w;
+  int64_t taps = (int64_t)g->cin_group * g->kh * g->kw;
+  if (taps > INT32_MAX)
+    return 0;
   g->pixels = (int64_t)g->out_h * g->out_w;
   g->plane_elements = plane_h * plane_w;
+  g->taps = (int32_t)taps;
+  g->patches = taps >= PATCH_MIN_TAPS;
   return 1;
 }
 
+/* Bytes of each scratch part, in layout order. */
+static void scratch_parts(const conv_geometry *g, size_t parts[5]) {
+  parts[0] = round8((size_t)g->pixels * sizeof(int64_t));
+  parts[1] = round8((size_t)g->pixels * sizeof(int32_t));
+  parts[2] = round8((size_t)g->cin * (size_t)g->plane_elements * sizeof(int16_t));
+  parts[3] = g->patches ? round8((size_t)g->pixels * (size_t)g->taps * sizeof(int16_t)) : 0;
+  parts[4] = g->patches ? round8((size_t)g->cout_group * (size_t)g->taps * sizeof(int16_t)) : 0;
+}
+
 static size_t scratch_bytes(const conv_geometry *g) {
-  return round8((size_t)g->pixels * sizeof(int64_t)) + round8((size_t)g->pixels * sizeof(int32_t)) +
-         round8((size_t)g->cin * (size_t)g->plane_elements * sizeof(int16_t));
+  size_t parts[5];
+  scratch_parts(g, parts);
+  return parts[0] + parts[1] + parts[2] + parts[3] + parts[4];
 }
 
 size_t dsr_fixed_fast_conv2d_scratch_bytes(const dsr_model *model, const dsr_node *node) {
@@ -191,14 +218,88 @@ static void sum_wide(const int16_t *planes, const int8_t *wc, int32_t bias, int3
   flush_wide(acc, acc_wide, g->pixels);
 }
 
-/* Requantizes one output channel's sums with pair and stores them, y_zero added. */
-static void store_channel(const int32_t *acc, const int64_t *acc_wide, const int32_t *pair,
-                          int32_t y_zero, int32_t y_dtype, int64_t offset, int64_t pixels,
-                          void *out) {
-  for (int64_t p = 0; p < pixels; p++) {
-    int32_t r = acc_wide != NULL ? dsr_fixed_requant64(acc_wide[p], pair[0], pair[1])
-                                 : dsr_fixed_requant32(acc[p], pair[0], pair[1]);
-    dsr_fixed_store(out, y_dtype, offset + p, y_zero + (int64_t)r);
+/* Requantizes one output channel's sums with pair and stores them, y_zero added. The
+ * requantized values replace acc. */
+static void store_channel(int32_t *acc, const int64_t *acc_wide, const int32_t *pair,
+                          const dsr_tensor *yt, int64_t offset, int64_t pixels, void *out) {
+  if (acc_wide != NULL)
+    dsr_fixed_requant_row64(acc_wide, pixels, pair, 0, acc);
+  else
+    dsr_fixed_requant_row32(acc, pixels, pair, 0, acc);
+  dsr_fixed_store_row(acc, pixels, yt->qparams.zero_point, yt->qparams.dtype, out, offset);
+}
+
+/* Tap order: the output channels of one batch item, from the planes. */
+static void run_taps(const int16_t *planes, const int8_t *w, const int32_t *bias,
+                     const int32_t *pairs, int wide, const conv_geometry *g, const dsr_tensor *yt,
+                     int32_t b, int32_t *acc, int64_t *acc_wide, void *out) {
+  for (int32_t oc = 0; oc < g->cout; oc++) {
+    const int8_t *wc = w + (int64_t)oc * g->taps;
+    int32_t bias_oc = bias != NULL ? bias[oc] : 0;
+    if (wide)
+      sum_wide(planes, wc, bias_oc, oc, g, acc, acc_wide);
+    else
+      sum_narrow(planes, wc, bias_oc, oc, g, acc);
+    store_channel(acc, wide ? acc_wide : NULL, pairs + 2 * oc, yt,
+                  ((int64_t)b * g->cout + oc) * g->pixels, g->pixels, out);
+  }
+}
+
+/* Gathers the patch row of every output pixel of group from the planes: patches[p][t] is the
+ * plane value that tap t = (ic * kh + ky) * kw + kx of pixel p reads. */
+static void fill_patches(const int16_t *planes, int32_t group, const conv_geometry *g,
+                         int16_t *patches) {
+  const int16_t *group_planes = planes + (int64_t)group * g->cin_group * g->plane_elements;
+  for (int32_t oy = 0; oy < g->out_h; oy++) {
+    for (int32_t ox = 0; ox < g->out_w; ox++) {
+      int16_t *dst = patches + ((int64_t)oy * g->out_w + ox) * g->taps;
+      for (int32_t ic = 0; ic < g->cin_group; ic++) {
+        for (int32_t ky = 0; ky < g->kh; ky++) {
+          const int16_t *src = group_planes + ic * g->plane_elements +
+                               ((int64_t)oy * g->stride_h + (int64_t)ky * g->dilation_h) * g->plane_w +
+                               (int64_t)ox * g->stride_w;
+          for (int32_t kx = 0; kx < g->kw; kx++)
+            *dst++ = src[(int64_t)kx * g->dilation_w];
+        }
+      }
+    }
+  }
+}
+
+/*
+ * Sums one output channel over the patch rows into acc (int8 input) or acc_wide (int16
+ * input), starting from the bias. The int8 bound is the one of sum_narrow. For int16 input
+ * each int32 partial sum takes WIDE_CHUNK_TAPS terms of at most 2^22, within 2^30.
+ */
+static void sum_patches(const int16_t *patches, const int16_t *weights, int32_t bias, int wide,
+                        const conv_geometry *g, int32_t *acc, int64_t *acc_wide) {
+  for (int64_t p = 0; p < g->pixels; p++) {
+    const int16_t *patch = patches + p * g->taps;
+    if (wide)
+      acc_wide[p] = bias + dsr_fixed_dot16_wide(weights, patch, g->taps, WIDE_CHUNK_TAPS);
+    else
+      acc[p] = bias + dsr_fixed_dot16(weights, patch, g->taps);
+  }
+}
+
+/* Patch order: the output channels of one batch item, group by group. */
+static void run_patches(const int16_t *planes, const int8_t *w, const int32_t *bias,
+                        const int32_t *pairs, int wide, const conv_geometry *g,
+                        const dsr_tensor *yt, int32_t b, int32_t *acc, int64_t *acc_wide,
+                        int16_t *patches, int16_t *weights, void *out) {
+  for (int32_t group = 0; group < g->cout / g->cout_group; group++) {
+    fill_patches(planes, group, g, patches);
+    int32_t first = group * g->cout_group;
+    int64_t weight_count = (int64_t)g->cout_group * g->taps;
+    for (int64_t i = 0; i < weight_count; i++)
+      weights[i] = w[(int64_t)first * g->taps + i];
+    for (int32_t k = 0; k < g->cout_group; k++) {
+      int32_t oc = first + k;
+      sum_patches(patches, weights + (int64_t)k * g->taps, bias != NULL ? bias[oc] : 0, wide, g,
+                  acc, acc_wide);
+      store_channel(acc, wide ? acc_wide : NULL, pairs + 2 * oc, yt,
+                    ((int64_t)b * g->cout + oc) * g->pixels, g->pixels, out);
+    }
   }
 }
 
@@ -215,25 +316,22 @@ int dsr_fixed_fast_conv2d(const dsr_model *model, const dsr_node *node, const vo
   int wide = x_dtype != DSR_DTYPE_I8;
   const int32_t *pairs = node->qwords + 2;
 
+  size_t parts[5];
+  scratch_parts(&g, parts);
   int64_t *acc_wide = (int64_t *)scratch;
-  int32_t *acc = (int32_t *)(scratch + round8((size_t)g.pixels * sizeof(int64_t)));
-  int16_t *planes = (int16_t *)((uint8_t *)acc + round8((size_t)g.pixels * sizeof(int32_t)));
-  int64_t taps = (int64_t)g.cin_group * g.kh * g.kw;
+  int32_t *acc = (int32_t *)(scratch + parts[0]);
+  int16_t *planes = (int16_t *)(scratch + parts[0] + parts[1]);
+  int16_t *patches = (int16_t *)(scratch + parts[0] + parts[1] + parts[2]);
+  int16_t *weights = (int16_t *)(scratch + parts[0] + parts[1] + parts[2] + parts[3]);
   int64_t in_plane = (int64_t)g.height * g.width;
   for (int32_t b = 0; b < g.batch; b++) {
     for (int32_t c = 0; c < g.cin; c++)
       fill_plane(in[0], x_dtype, x_zero, ((int64_t)b * g.cin + c) * in_plane, &g,
                  planes + c * g.plane_elements);
-    for (int32_t oc = 0; oc < g.cout; oc++) {
-      const int8_t *wc = w + (int64_t)oc * taps;
-      int32_t bias_oc = bias != NULL ? bias[oc] : 0;
-      if (wide)
-        sum_wide(planes, wc, bias_oc, oc, &g, acc, acc_wide);
-      else
-        sum_narrow(planes, wc, bias_oc, oc, &g, acc);
-      store_channel(acc, wide ? acc_wide : NULL, pairs + 2 * oc, yt->qparams.zero_point,
-                    yt->qparams.dtype, ((int64_t)b * g.cout + oc) * g.pixels, g.pixels, out);
-    }
+    if (g.patches)
+      run_patches(planes, w, bias, pairs, wide, &g, yt, b, acc, acc_wide, patches, weights, out);
+    else
+      run_taps(planes, w, bias, pairs, wide, &g, yt, b, acc, acc_wide, out);
   }
   return 1;
 }

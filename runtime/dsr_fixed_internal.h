@@ -49,6 +49,29 @@ int dsr_fixed_fast_additive(const dsr_model *model, const dsr_node *node,
                             const void *const *in, void *out, uint8_t *scratch);
 size_t dsr_fixed_fast_additive_scratch_bytes(const dsr_model *model, const dsr_node *node);
 
+/*
+ * Row helpers of the optimized kernels (dsr_fixed_fast_rows.c). The requant functions write
+ * values[i] = dsr_fixed_requant32 (or 64) of acc[i] with the pair at pairs + i * pair_stride
+ * (pair_stride 0: one pair for the row, 2: one pair per element), bit for bit. values may be
+ * acc for the 32-bit one. Pairs must have passed dsr_fixed_pair_valid.
+ */
+void dsr_fixed_requant_row32(const int32_t *acc, int64_t count, const int32_t *pairs,
+                             int32_t pair_stride, int32_t *values);
+void dsr_fixed_requant_row64(const int64_t *acc, int64_t count, const int32_t *pairs,
+                             int32_t pair_stride, int32_t *values);
+
+/* Stores zero + values[i] into element offset + i of out (dtype I8, I16 or I32), saturated
+ * like dsr_fixed_store. */
+void dsr_fixed_store_row(const int32_t *values, int64_t count, int32_t zero, int32_t dtype,
+                         void *out, int64_t offset);
+
+/* Dot product of two int16 rows in 32 bits: the caller bounds every partial sum by 2^31 - 1. */
+int32_t dsr_fixed_dot16(const int16_t *a, const int16_t *b, int32_t count);
+
+/* Dot product of two int16 rows in 64 bits, summing chunk terms at a time in 32 bits: the
+ * caller picks chunk so that chunk products cannot leave int32 (chunk <= 1: no 32-bit sums). */
+int64_t dsr_fixed_dot16_wide(const int16_t *a, const int16_t *b, int32_t count, int32_t chunk);
+
 /* Offset of the matrix of batch index batch (over out's leading rank - 2 axes) inside t, with
  * numpy broadcasting of the batch axes. */
 int64_t dsr_fixed_batch_offset(const dsr_tensor *t, const dsr_tensor *out, int64_t batch);

@@ -175,6 +175,64 @@ static void expect_identical(node_case *c, fast_kernel fast, const char *what) {
   free(reference);
 }
 
+/* ------------------------------------------------------------------ row helpers */
+
+/* A random accumulator: often an extreme, else uniform over int32 or a small range. */
+static int64_t random_accumulator(int wide) {
+  static const int64_t extremes[] = {0, 1, -1, INT32_MAX, INT32_MIN, (int64_t)1 << 47,
+                                     -((int64_t)1 << 47), INT64_MAX / 4, -(INT64_MAX / 4)};
+  uint32_t pick = rng_u32() % 8;
+  if (pick == 0)
+    return extremes[rng_u32() % (wide ? 9 : 5)];
+  if (pick < 4)
+    return rng_range(-70000, 70000);
+  int64_t v = (int32_t)rng_u32();
+  return wide ? v * (int64_t)(rng_u32() % 70000) : v;
+}
+
+Test(row_helpers, requant_rows_match_scalar) {
+  enum { COUNT = 64 };
+  int32_t pairs[2 * COUNT], values[COUNT], acc32[COUNT];
+  int64_t acc64[COUNT];
+  for (int32_t trial = 0; trial < 400; trial++) {
+    int wide = trial & 1, per_element = (trial >> 1) & 1;
+    int32_t max_shift = wide ? DSQ_SHIFT_MAX_WIDE : DSQ_SHIFT_MAX;
+    for (int32_t i = 0; i < COUNT; i++) {
+      int32_t m = (int32_t)(DSQ_MULTIPLIER_MIN_MAGNITUDE + (rng_u32() & 0x3fffffff));
+      pairs[2 * i] = (rng_u32() % 16) == 0 ? 0 : ((rng_u32() & 1) ? -m : m);
+      /* Half of the trials keep every shift <= 0, the vectorized case. */
+      pairs[2 * i + 1] = rng_range(DSQ_SHIFT_MIN, (trial >> 2) & 1 ? max_shift : 0);
+      acc64[i] = random_accumulator(wide);
+      acc32[i] = (int32_t)dsr_fixed_clamp64(acc64[i], INT32_MIN, INT32_MAX);
+    }
+    int32_t stride = per_element ? 2 : 0;
+    if (wide)
+      dsr_fixed_requant_row64(acc64, COUNT, pairs, stride, values);
+    else
+      dsr_fixed_requant_row32(acc32, COUNT, pairs, stride, values);
+    for (int32_t i = 0; i < COUNT; i++) {
+      const int32_t *pair = pairs + i * stride;
+      int32_t expected = wide ? dsr_fixed_requant64(acc64[i], pair[0], pair[1])
+                              : dsr_fixed_requant32(acc32[i], pair[0], pair[1]);
+      cr_assert_eq(values[i], expected, "trial %d element %d: %d, expected %d", trial, i,
+                   values[i], expected);
+    }
+  }
+}
+
+Test(row_helpers, store_row_saturates_like_store) {
+  int32_t values[6] = {INT32_MAX, INT32_MIN, 0, 200, -200, 40000};
+  for (int32_t dtype = DSR_DTYPE_I8; dtype <= DSR_DTYPE_I32; dtype++) {
+    int32_t row[8], expected[8];
+    memset(row, 0, sizeof row);
+    memset(expected, 0, sizeof expected);
+    dsr_fixed_store_row(values, 6, 100, dtype, row, 1);
+    for (int64_t i = 0; i < 6; i++)
+      dsr_fixed_store(expected, dtype, i + 1, 100 + (int64_t)values[i]);
+    cr_assert_eq(memcmp(row, expected, sizeof row), 0, "dtype %d", dtype);
+  }
+}
+
 /* ------------------------------------------------------------------ convolutions */
 
 typedef struct conv_params {
@@ -320,6 +378,20 @@ Test(fast_matmul, constant_operand_matches_reference) {
               "constant A x int16, A broadcast");
   matmul_case(&(matmul_params){2, {6, 10}, 2, {10, 4}, 2, {6, 4}, CA, I8, I8, I16},
               "constant A x int8");
+}
+
+Test(fast_matmul, short_reductions_match_reference) {
+  /* n >= k: output rows are accumulated rather than dot products. */
+  matmul_case(&(matmul_params){4, {1, 2, 16, 8}, 4, {1, 2, 8, 32}, 4, {1, 2, 16, 32}, ACT, I8, I8, I16},
+              "int8 attention scores");
+  matmul_case(&(matmul_params){3, {2, 4, 6}, 3, {2, 6, 9}, 3, {2, 4, 9}, ACT, I16, I16, I16},
+              "int16 x int16 rows");
+  matmul_case(&(matmul_params){2, {3, 300}, 2, {300, 300}, 2, {3, 300}, ACT, I16, I8, I8},
+              "int16 x int8 rows over more than one 32-bit chunk");
+  matmul_case(&(matmul_params){3, {2, 4, 8}, 2, {8, 24}, 3, {2, 4, 24}, CB, I16, I8, I8},
+              "int16 x constant B rows");
+  matmul_case(&(matmul_params){2, {5, 4}, 2, {4, 7}, 2, {5, 7}, CA, I8, I8, I8},
+              "constant A rows");
 }
 
 Test(fast_matmul, activations_match_reference) {

@@ -1,0 +1,149 @@
+/*
+ * Row helpers of the optimized fixed-point kernels: requantization of whole accumulator rows,
+ * saturating stores and int16 dot products.
+ *
+ * The requantization here gives exactly the values of dsr_fixed_requant32 and
+ * dsr_fixed_requant64, written without branches so that the compiler can vectorize it. The
+ * rounding "half away from zero" of x / 2^e (e >= 1) is computed as
+ * (x + 2^(e-1) - (x < 0)) >> e with an arithmetic right shift (GCC and Clang define >> on
+ * negative values so). For x >= 0 that is the reference (x + half) >> e. For x < 0 the
+ * reference -((-x + half) >> e) equals ceil((x - half) / 2^e), and
+ * floor((x - half + 2^e - 1) / 2^e) is the same ceiling.
+ */
+#include "dsr_fixed_internal.h"
+#include "dsr_fixed_math.h"
+
+/* round(x / 2^exponent) half away from zero, exponent in 1..62 and |x| + 2^61 < 2^63. */
+static inline int64_t round_shift(int64_t x, int32_t exponent) {
+  return (x + ((int64_t)1 << (exponent - 1)) - (x < 0)) >> exponent;
+}
+
+/*
+ * dsr_fixed_requant32 for shift <= 0, where nothing saturates: srdhm is round(x * m / 2^31)
+ * (|x * m| < 2^62, and m != INT32_MIN after the plan-time check, so its saturation case
+ * cannot occur), then a rounding right shift by right = -shift.
+ */
+static inline int32_t requant32_right(int32_t x, int32_t multiplier, int32_t right) {
+  int64_t high = round_shift((int64_t)x * multiplier, 31);
+  return right == 0 ? (int32_t)high : (int32_t)round_shift(high, right);
+}
+
+/* Returns 1 when every pair of count (stride 0: one pair) has shift <= 0. */
+static int shifts_nonpositive(const int32_t *pairs, int32_t pair_stride, int64_t count) {
+  int64_t distinct = pair_stride == 0 ? 1 : count;
+  for (int64_t i = 0; i < distinct; i++) {
+    if (pairs[i * pair_stride + 1] > 0)
+      return 0;
+  }
+  return 1;
+}
+
+DSR_FIXED_VECTOR_CLONES
+void dsr_fixed_requant_row32(const int32_t *acc, int64_t count, const int32_t *pairs,
+                             int32_t pair_stride, int32_t *values) {
+  if (!shifts_nonpositive(pairs, pair_stride, count)) {
+    for (int64_t i = 0; i < count; i++) {
+      const int32_t *pair = pairs + i * pair_stride;
+      values[i] = dsr_fixed_requant32(acc[i], pair[0], pair[1]);
+    }
+    return;
+  }
+  if (pair_stride == 0) {
+    int32_t multiplier = pairs[0], right = -pairs[1];
+    for (int64_t i = 0; i < count; i++)
+      values[i] = requant32_right(acc[i], multiplier, right);
+    return;
+  }
+  for (int64_t i = 0; i < count; i++)
+    values[i] = requant32_right(acc[i], pairs[i * pair_stride], -pairs[i * pair_stride + 1]);
+}
+
+/*
+ * dsr_fixed_requant64 with the Q15 multiplier m15 and exponent = 15 - shift, which the
+ * plan-time check keeps in 1..46: x saturated to +-2^47 times |m15| <= 2^15 stays within 2^62.
+ */
+static inline int32_t requant64_q15(int64_t x, int64_t m15, int32_t exponent) {
+  const int64_t limit = (int64_t)1 << 47;
+  int64_t clamped = x < -limit ? -limit : (x > limit - 1 ? limit - 1 : x);
+  return dsr_fixed_sat32(round_shift(clamped * m15, exponent));
+}
+
+/* The Q15 reduction of a multiplier, as dsr_fixed_requant64 does it. */
+static int64_t multiplier_q15(int32_t multiplier) {
+  int64_t magnitude = multiplier >= 0 ? (int64_t)multiplier : -(int64_t)multiplier;
+  int64_t m15 = (magnitude + ((int64_t)1 << 15)) >> 16;
+  return multiplier < 0 ? -m15 : m15;
+}
+
+DSR_FIXED_VECTOR_CLONES
+void dsr_fixed_requant_row64(const int64_t *acc, int64_t count, const int32_t *pairs,
+                             int32_t pair_stride, int32_t *values) {
+  int64_t distinct = pair_stride == 0 ? 1 : count;
+  for (int64_t i = 0; i < distinct; i++) {
+    int32_t exponent = 15 - pairs[i * pair_stride + 1];
+    if (exponent < 1 || exponent > 46) {
+      for (int64_t k = 0; k < count; k++) {
+        const int32_t *pair = pairs + k * pair_stride;
+        values[k] = dsr_fixed_requant64(acc[k], pair[0], pair[1]);
+      }
+      return;
+    }
+  }
+  if (pair_stride == 0) {
+    int64_t m15 = multiplier_q15(pairs[0]);
+    int32_t exponent = 15 - pairs[1];
+    for (int64_t i = 0; i < count; i++)
+      values[i] = requant64_q15(acc[i], m15, exponent);
+    return;
+  }
+  for (int64_t i = 0; i < count; i++) {
+    const int32_t *pair = pairs + i * pair_stride;
+    values[i] = requant64_q15(acc[i], multiplier_q15(pair[0]), 15 - pair[1]);
+  }
+}
+
+DSR_FIXED_VECTOR_CLONES
+void dsr_fixed_store_row(const int32_t *values, int64_t count, int32_t zero, int32_t dtype,
+                         void *out, int64_t offset) {
+  /* zero + value is formed in 64 bits: a saturated value plus the zero point can leave
+   * int32. */
+  if (dtype == DSR_DTYPE_I8) {
+    int8_t *dst = (int8_t *)out + offset;
+    for (int64_t i = 0; i < count; i++)
+      dst[i] = (int8_t)dsr_fixed_clamp64(zero + (int64_t)values[i], INT8_MIN, INT8_MAX);
+  } else if (dtype == DSR_DTYPE_I16) {
+    int16_t *dst = (int16_t *)out + offset;
+    for (int64_t i = 0; i < count; i++)
+      dst[i] = (int16_t)dsr_fixed_clamp64(zero + (int64_t)values[i], INT16_MIN, INT16_MAX);
+  } else {
+    for (int64_t i = 0; i < count; i++)
+      dsr_fixed_store(out, dtype, offset + i, zero + (int64_t)values[i]);
+  }
+}
+
+DSR_FIXED_VECTOR_CLONES
+int32_t dsr_fixed_dot16(const int16_t *restrict a, const int16_t *restrict b, int32_t count) {
+  int32_t acc = 0;
+  for (int32_t i = 0; i < count; i++)
+    acc += a[i] * b[i];
+  return acc;
+}
+
+DSR_FIXED_VECTOR_CLONES
+int64_t dsr_fixed_dot16_wide(const int16_t *restrict a, const int16_t *restrict b, int32_t count,
+                             int32_t chunk) {
+  int64_t acc = 0;
+  if (chunk <= 1) {
+    for (int32_t i = 0; i < count; i++)
+      acc += (int64_t)(a[i] * b[i]);
+    return acc;
+  }
+  for (int32_t start = 0; start < count; start += chunk) {
+    int32_t end = count - start > chunk ? start + chunk : count;
+    int32_t part = 0;
+    for (int32_t i = start; i < end; i++)
+      part += a[i] * b[i];
+    acc += part;
+  }
+  return acc;
+}
