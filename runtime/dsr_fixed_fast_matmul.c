@@ -4,11 +4,15 @@
  * For each batch, the A block (m x k) and the transposed B block (n x k) are copied into int16
  * scratch with their zero points subtracted: an int8 activation minus its zero point lies in
  * [-255, 255], an int16 activation has zero point 0 and an int8 constant has none. Every
- * output is then a dot product of two contiguous int16 rows. A block that the next batch
- * shares through broadcasting is not copied again. Integer sums do not depend on the order of
- * their terms as long as no partial sum overflows, so the results equal the reference ones.
+ * output is then a dot product of two contiguous int16 rows. Where rows of B are at least as
+ * long as the reduction (n >= k), B stays untransposed and each output row is accumulated
+ * instead: k passes add a[i][t] * b[t][:] to an int32 row of n sums, which keeps the loops
+ * long when k is short. A block that the next batch shares through broadcasting is not copied
+ * again. Integer sums do not depend on the order of their terms as long as no partial sum
+ * overflows, so the results equal the reference ones.
  *
- * Scratch layout: int16 a[m][k], then int16 b_t[n][k] (each part a multiple of 8 bytes).
+ * Scratch layout (each part a multiple of 8 bytes): int16 a[m][k], int16 b[n][k] (transposed)
+ * or b[k][n], int32 acc[n], int64 acc_wide[n].
  */
 #include "dsr_fixed_internal.h"
 #include "dsr_fixed_math.h"
@@ -22,6 +26,7 @@ typedef struct matmul_geometry {
   int32_t a_zero, b_zero;   /* 0 for a constant operand */
   int wide;                 /* an int16 operand: the reference sums in 64 bits */
   int32_t chunk_terms;      /* wide only: terms one int32 partial sum may take */
+  int rows;                 /* accumulate output rows (n >= k) rather than dot products */
 } matmul_geometry;
 
 static size_t round8(size_t bytes) { return (bytes + 7) / 8 * 8; }
@@ -57,7 +62,16 @@ static int geometry_init(const dsr_model *model, const dsr_node *node, matmul_ge
   /* At least 1: |a * b| <= 32768 * 32768 = 2^30 fits int32 on its own. */
   g->chunk_terms = (int32_t)(INT32_MAX / (operand_max(g->a_dtype, constant_a) *
                                           operand_max(g->b_dtype, constant_b)));
+  g->rows = g->n >= g->k;
   return 1;
+}
+
+/* Bytes of each scratch part, in layout order. */
+static void scratch_parts(const matmul_geometry *g, size_t parts[4]) {
+  parts[0] = round8((size_t)g->m * (size_t)g->k * sizeof(int16_t));
+  parts[1] = round8((size_t)g->n * (size_t)g->k * sizeof(int16_t));
+  parts[2] = round8((size_t)g->n * sizeof(int32_t));
+  parts[3] = round8((size_t)g->n * sizeof(int64_t));
 }
 
 size_t dsr_fixed_fast_matmul_scratch_bytes(const dsr_model *model, const dsr_node *node) {
@@ -66,8 +80,9 @@ size_t dsr_fixed_fast_matmul_scratch_bytes(const dsr_model *model, const dsr_nod
       node->output < 0 || node->output >= model->tensor_count || node->qwords == NULL ||
       !geometry_init(model, node, &g))
     return 0;
-  return round8((size_t)g.m * (size_t)g.k * sizeof(int16_t)) +
-         round8((size_t)g.n * (size_t)g.k * sizeof(int16_t));
+  size_t parts[4];
+  scratch_parts(&g, parts);
+  return parts[0] + parts[1] + parts[2] + parts[3];
 }
 
 /* Copies rows x cols elements of src (dtype, from offset) into dst minus zero, transposed
@@ -90,55 +105,91 @@ static void load_block(const void *src, int32_t dtype, int32_t zero, int64_t off
   }
 }
 
-/* Dot product of int8-derived rows. dsr_fixed_check_node bounds k * 255 * 255 (activations)
- * or k * 255 * 128 (a constant operand) by 2^31 - 1, so no partial sum overflows. */
-DSR_FIXED_VECTOR_CLONES
-static int32_t dot_narrow(const int16_t *restrict a, const int16_t *restrict b, int32_t k) {
-  int32_t acc = 0;
-  for (int32_t i = 0; i < k; i++)
-    acc += a[i] * b[i];
-  return acc;
+/* First requant pair of output row i and the stride between the pairs of its columns. */
+static const int32_t *row_pairs(const dsr_node *node, const matmul_geometry *g, int32_t i,
+                                int32_t *pair_stride) {
+  *pair_stride = g->kind == DSQ_MATMUL_CONSTANT_B ? 2 : 0;
+  if (g->kind == DSQ_MATMUL_CONSTANT_B)
+    return node->qwords + 3;
+  if (g->kind == DSQ_MATMUL_CONSTANT_A)
+    return node->qwords + 3 + 2 * i;
+  return node->qwords + 2;
 }
 
-/* Dot product with an int16 operand, in 64 bits as the reference. Each int32 partial sum takes
- * chunk terms of at most INT32_MAX / chunk each, so it cannot overflow. */
-DSR_FIXED_VECTOR_CLONES
-static int64_t dot_wide(const int16_t *restrict a, const int16_t *restrict b, int32_t k,
-                        int32_t chunk) {
-  int64_t acc = 0;
-  if (chunk == 1) {
-    for (int32_t i = 0; i < k; i++)
-      acc += (int64_t)(a[i] * b[i]);
-    return acc;
-  }
-  for (int32_t start = 0; start < k; start += chunk) {
-    int32_t end = k - start > chunk ? start + chunk : k;
-    int32_t part = 0;
-    for (int32_t i = start; i < end; i++)
-      part += a[i] * b[i];
-    acc += part;
-  }
-  return acc;
+/* Requantizes output row i (acc_wide when wide, else acc) into acc and stores it. */
+static void store_row(const dsr_node *node, const matmul_geometry *g, int32_t i, int32_t *acc,
+                      const int64_t *acc_wide, const dsr_tensor *yt, int64_t offset, void *out) {
+  int32_t pair_stride;
+  const int32_t *pairs = row_pairs(node, g, i, &pair_stride);
+  if (g->wide)
+    dsr_fixed_requant_row64(acc_wide, g->n, pairs, pair_stride, acc);
+  else
+    dsr_fixed_requant_row32(acc, g->n, pairs, pair_stride, acc);
+  dsr_fixed_store_row(acc, g->n, yt->qparams.zero_point, yt->qparams.dtype, out, offset);
 }
 
-/* Computes and stores the m x n outputs of one batch from the prepared blocks. */
-static void multiply_block(const dsr_node *node, const matmul_geometry *g, const int16_t *a,
-                           const int16_t *b_t, int32_t y_zero, int32_t y_dtype, int64_t y_base,
-                           void *out) {
+/*
+ * Dot-product order: the m x n outputs of one batch from a and the transposed b. Narrow sums:
+ * dsr_fixed_check_node bounds k * 255 * 255 (activations) or k * 255 * 128 (a constant
+ * operand) by 2^31 - 1. Wide sums: chunk_terms products of at most INT32_MAX / chunk_terms.
+ */
+static void multiply_dots(const dsr_node *node, const matmul_geometry *g, const int16_t *a,
+                          const int16_t *b_t, int32_t *acc, int64_t *acc_wide,
+                          const dsr_tensor *yt, int64_t y_base, void *out) {
   for (int32_t i = 0; i < g->m; i++) {
     const int16_t *a_row = a + (int64_t)i * g->k;
     for (int32_t j = 0; j < g->n; j++) {
       const int16_t *b_row = b_t + (int64_t)j * g->k;
-      const int32_t *pair = node->qwords + 2;
-      if (g->kind == DSQ_MATMUL_CONSTANT_B)
-        pair = node->qwords + 3 + 2 * j;
-      else if (g->kind == DSQ_MATMUL_CONSTANT_A)
-        pair = node->qwords + 3 + 2 * i;
-      int32_t r = g->wide ? dsr_fixed_requant64(dot_wide(a_row, b_row, g->k, g->chunk_terms),
-                                                pair[0], pair[1])
-                          : dsr_fixed_requant32(dot_narrow(a_row, b_row, g->k), pair[0], pair[1]);
-      dsr_fixed_store(out, y_dtype, y_base + (int64_t)i * g->n + j, y_zero + (int64_t)r);
+      if (g->wide)
+        acc_wide[j] = dsr_fixed_dot16_wide(a_row, b_row, g->k, g->chunk_terms);
+      else
+        acc[j] = dsr_fixed_dot16(a_row, b_row, g->k);
     }
+    store_row(node, g, i, acc, acc_wide, yt, y_base + (int64_t)i * g->n, out);
+  }
+}
+/* acc[j] += value * b_row[j] over a row of n. Terms are at most 2^30 (int16 x int16). */
+DSR_FIXED_VECTOR_CLONES
+static void add_scaled_row(int32_t *restrict acc, const int16_t *restrict b_row, int32_t value,
+                           int32_t n) {
+  for (int32_t j = 0; j < n; j++)
+    acc[j] += value * b_row[j];
+}
+
+/* Adds the 32-bit partial sums into the 64-bit ones and clears them. */
+static void flush_wide(int32_t *acc, int64_t *acc_wide, int32_t n) {
+  for (int32_t j = 0; j < n; j++) {
+    acc_wide[j] += acc[j];
+    acc[j] = 0;
+  }
+}
+
+/*
+ * Row order: the m x n outputs of one batch from a and the untransposed b. Narrow sums have
+ * the bound of multiply_dots. Wide sums pass through acc every chunk_terms terms, each at most
+ * INT32_MAX / chunk_terms, so acc cannot overflow.
+ */
+static void multiply_rows(const dsr_node *node, const matmul_geometry *g, const int16_t *a,
+                          const int16_t *b, int32_t *acc, int64_t *acc_wide,
+                          const dsr_tensor *yt, int64_t y_base, void *out) {
+  for (int32_t i = 0; i < g->m; i++) {
+    const int16_t *a_row = a + (int64_t)i * g->k;
+    for (int32_t j = 0; j < g->n; j++) {
+      acc[j] = 0;
+      acc_wide[j] = 0;
+    }
+    int32_t pending = 0;
+    for (int32_t t = 0; t < g->k; t++) {
+      if (a_row[t] != 0)
+        add_scaled_row(acc, b + (int64_t)t * g->n, a_row[t], g->n);
+      if (g->wide && ++pending == g->chunk_terms) {
+        flush_wide(acc, acc_wide, g->n);
+        pending = 0;
+      }
+    }
+    if (g->wide)
+      flush_wide(acc, acc_wide, g->n);
+    store_row(node, g, i, acc, acc_wide, yt, y_base + (int64_t)i * g->n, out);
   }
 }
 
@@ -150,8 +201,12 @@ int dsr_fixed_fast_matmul(const dsr_model *model, const dsr_node *node, const vo
   const dsr_tensor *at = &model->tensors[node->inputs[0]];
   const dsr_tensor *bt = &model->tensors[node->inputs[1]];
   const dsr_tensor *yt = &model->tensors[node->output];
+  size_t parts[4];
+  scratch_parts(&g, parts);
   int16_t *a = (int16_t *)scratch;
-  int16_t *b_t = (int16_t *)(scratch + round8((size_t)g.m * (size_t)g.k * sizeof(int16_t)));
+  int16_t *b = (int16_t *)(scratch + parts[0]);
+  int32_t *acc = (int32_t *)(scratch + parts[0] + parts[1]);
+  int64_t *acc_wide = (int64_t *)(scratch + parts[0] + parts[1] + parts[2]);
   int64_t a_loaded = -1, b_loaded = -1;
   for (int64_t batch = 0; batch < g.batches; batch++) {
     int64_t a_base = dsr_fixed_batch_offset(at, yt, batch);
@@ -159,11 +214,14 @@ int dsr_fixed_fast_matmul(const dsr_model *model, const dsr_node *node, const vo
     if (a_base != a_loaded)
       load_block(in[0], g.a_dtype, g.a_zero, a_base, g.m, g.k, 0, a);
     if (b_base != b_loaded)
-      load_block(in[1], g.b_dtype, g.b_zero, b_base, g.k, g.n, 1, b_t);
+      load_block(in[1], g.b_dtype, g.b_zero, b_base, g.k, g.n, !g.rows, b);
     a_loaded = a_base;
     b_loaded = b_base;
-    multiply_block(node, &g, a, b_t, yt->qparams.zero_point, yt->qparams.dtype,
-                   batch * g.m * g.n, out);
+    int64_t y_base = batch * g.m * g.n;
+    if (g.rows)
+      multiply_rows(node, &g, a, b, acc, acc_wide, yt, y_base, out);
+    else
+      multiply_dots(node, &g, a, b, acc, acc_wide, yt, y_base, out);
   }
   return 1;
 }
