@@ -93,7 +93,8 @@ static void rescale_row(const additive_operand *op, int64_t offset, int64_t stri
   } else {
     const int16_t *src = (const int16_t *)op->data + offset;
     for (int64_t i = 0; i < count; i++)
-      row[i] = rescale(src[i], op->zero, left_shift, op->pair);
+      row[i] = (src[i] - op->zero) * (1 << left_shift);
+    dsr_fixed_requant_row32(row, count, op->pair, 0, row);
   }
 }
 
@@ -120,16 +121,20 @@ static int32_t merge_row(const dsr_tensor *yt, const additive_operand *a,
   return k;
 }
 
-/* Adds or subtracts the rescaled rows (each |value| <= 2^30, as the plan-time check keeps
- * each operand factor at most 1/2, so the sum fits int32), requantizes and stores them. */
-static void combine_row(const int32_t *ra, const int32_t *rb, int64_t count, int subtract,
+/* Adds or subtracts the rescaled rows into ra (each |value| <= 2^30, as the plan-time check
+ * keeps each operand factor at most 1/2, so the sum fits int32), requantizes and stores them. */
+static void combine_row(int32_t *ra, const int32_t *rb, int64_t count, int subtract,
                         const int32_t *pair, int32_t y_zero, int32_t y_dtype, int64_t offset,
                         void *out) {
-  for (int64_t i = 0; i < count; i++) {
-    int32_t sum = subtract ? ra[i] - rb[i] : ra[i] + rb[i];
-    dsr_fixed_store(out, y_dtype, offset + i,
-                    y_zero + (int64_t)dsr_fixed_requant32(sum, pair[0], pair[1]));
+  if (subtract) {
+    for (int64_t i = 0; i < count; i++)
+      ra[i] -= rb[i];
+  } else {
+    for (int64_t i = 0; i < count; i++)
+      ra[i] += rb[i];
   }
+  dsr_fixed_requant_row32(ra, count, pair, 0, ra);
+  dsr_fixed_store_row(ra, count, y_zero, y_dtype, out, offset);
 }
 
 int dsr_fixed_fast_additive(const dsr_model *model, const dsr_node *node,
