@@ -19,43 +19,47 @@ static inline int64_t round_shift(int64_t x, int32_t exponent) {
 }
 
 /*
- * dsr_fixed_requant32 for shift <= 0, where nothing saturates: srdhm is round(x * m / 2^31)
- * (|x * m| < 2^62, and m != INT32_MIN after the plan-time check, so its saturation case
- * cannot occur), then a rounding right shift by right = -shift.
+ * dsr_fixed_requant32 without branches. The scaled value x * 2^left (|x| <= 2^31, left <= 30)
+ * fits int64. When it leaves int32 the result is the saturated value the reference returns.
+ * Otherwise srdhm is round(scaled * m / 2^31): |scaled * m| < 2^62, and m != INT32_MIN after
+ * the plan-time check, so the reference's own saturation case cannot occur. Then comes the
+ * rounding right shift by right = max(-shift, 0).
  */
+static inline int32_t requant32(int32_t x, int32_t multiplier, int32_t shift) {
+  int32_t left = shift > 0 ? shift : 0;
+  int32_t right = shift > 0 ? 0 : -shift;
+  int64_t scaled = (int64_t)x * ((int64_t)1 << left);
+  int64_t clamped = scaled < INT32_MIN ? INT32_MIN : (scaled > INT32_MAX ? INT32_MAX : scaled);
+  int64_t high = round_shift(clamped * multiplier, 31);
+  int32_t rounded = right == 0 ? (int32_t)high : (int32_t)round_shift(high, right);
+  int32_t saturated = (scaled > 0) == (multiplier > 0) ? INT32_MAX : INT32_MIN;
+  if (multiplier == 0)
+    saturated = 0;
+  return scaled != clamped ? saturated : rounded;
+}
+
+/* requant32 for shift <= 0, where nothing saturates and right = -shift. */
 static inline int32_t requant32_right(int32_t x, int32_t multiplier, int32_t right) {
   int64_t high = round_shift((int64_t)x * multiplier, 31);
   return right == 0 ? (int32_t)high : (int32_t)round_shift(high, right);
 }
 
-/* Returns 1 when every pair of count (stride 0: one pair) has shift <= 0. */
-static int shifts_nonpositive(const int32_t *pairs, int32_t pair_stride, int64_t count) {
-  int64_t distinct = pair_stride == 0 ? 1 : count;
-  for (int64_t i = 0; i < distinct; i++) {
-    if (pairs[i * pair_stride + 1] > 0)
-      return 0;
-  }
-  return 1;
-}
-
 DSR_FIXED_VECTOR_CLONES
 void dsr_fixed_requant_row32(const int32_t *acc, int64_t count, const int32_t *pairs,
                              int32_t pair_stride, int32_t *values) {
-  if (!shifts_nonpositive(pairs, pair_stride, count)) {
-    for (int64_t i = 0; i < count; i++) {
-      const int32_t *pair = pairs + i * pair_stride;
-      values[i] = dsr_fixed_requant32(acc[i], pair[0], pair[1]);
+  if (pair_stride == 0) {
+    int32_t multiplier = pairs[0], shift = pairs[1];
+    if (shift <= 0) {
+      for (int64_t i = 0; i < count; i++)
+        values[i] = requant32_right(acc[i], multiplier, -shift);
+    } else {
+      for (int64_t i = 0; i < count; i++)
+        values[i] = requant32(acc[i], multiplier, shift);
     }
     return;
   }
-  if (pair_stride == 0) {
-    int32_t multiplier = pairs[0], right = -pairs[1];
-    for (int64_t i = 0; i < count; i++)
-      values[i] = requant32_right(acc[i], multiplier, right);
-    return;
-  }
   for (int64_t i = 0; i < count; i++)
-    values[i] = requant32_right(acc[i], pairs[i * pair_stride], -pairs[i * pair_stride + 1]);
+    values[i] = requant32(acc[i], pairs[i * pair_stride], pairs[i * pair_stride + 1]);
 }
 
 /*
