@@ -456,6 +456,8 @@ static int run_fast(const dsr_model *model, const dsr_node *node, const void *co
   case DSR_OP_ADD:
   case DSR_OP_SUB:
     return dsr_fixed_fast_additive(model, node, inputs, output, scratch);
+  case DSR_OP_TRANSPOSE:
+    return dsr_fixed_fast_transpose(model, node, inputs, output);
   default:
     return 0;
   }

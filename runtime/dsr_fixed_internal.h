@@ -48,6 +48,8 @@ size_t dsr_fixed_fast_matmul_scratch_bytes(const dsr_model *model, const dsr_nod
 int dsr_fixed_fast_additive(const dsr_model *model, const dsr_node *node,
                             const void *const *in, void *out, uint8_t *scratch);
 size_t dsr_fixed_fast_additive_scratch_bytes(const dsr_model *model, const dsr_node *node);
+int dsr_fixed_fast_transpose(const dsr_model *model, const dsr_node *node,
+                             const void *const *in, void *out);
 
 /*
  * Row helpers of the optimized kernels (dsr_fixed_fast_rows.c). The requant functions write

@@ -462,6 +462,37 @@ Test(fast_additive, broadcasts_match_reference) {
                 "int8 column broadcast along rows");
 }
 
+/* ------------------------------------------------------------------ transposes */
+
+static int fast_transpose(const dsr_model *model, const dsr_node *node, const void *const *in,
+                          void *out, uint8_t *scratch) {
+  (void)scratch;
+  return dsr_fixed_fast_transpose(model, node, in, out);
+}
+
+static void transpose_case(int32_t rank, const int32_t *dims, const int32_t *perm, int32_t dtype,
+                           const char *what) {
+  node_case c;
+  node_case_init(&c, DSR_OP_TRANSPOSE, 1);
+  int32_t y_dims[DSR_MAX_RANK];
+  for (int32_t k = 0; k < rank; k++)
+    y_dims[k] = dims[perm[k]];
+  set_tensor(&c, 0, DSR_TENSOR_INPUT, rank, dims, dtype, 5);
+  set_tensor(&c, 3, DSR_TENSOR_OUTPUT, rank, y_dims, dtype, 5);
+  memcpy(c.node.attrs.transpose.perm, perm, sizeof(int32_t) * (size_t)rank);
+  c.node.qword_count = 1;
+  expect_identical(&c, fast_transpose, what);
+  node_case_free(&c);
+}
+
+Test(fast_transpose, permutations_match_reference) {
+  transpose_case(4, (int32_t[]){1, 6, 5, 7}, (int32_t[]){0, 2, 3, 1}, I8, "NCHW to NHWC");
+  transpose_case(4, (int32_t[]){1, 5, 7, 6}, (int32_t[]){0, 3, 1, 2}, I16, "NHWC to NCHW");
+  transpose_case(3, (int32_t[]){4, 3, 5}, (int32_t[]){2, 1, 0}, I16, "reversed axes");
+  transpose_case(2, (int32_t[]){3, 9}, (int32_t[]){0, 1}, I8, "identity");
+  transpose_case(1, (int32_t[]){11}, (int32_t[]){0}, I8, "rank 1");
+}
+
 /* ------------------------------------------------------------------ whole models */
 
 /* Imports and quantizes a fixture, calibrated on its stored input and one random image. */
@@ -565,8 +596,9 @@ static void compare_model(const char *name, int32_t *optimized_count) {
                  node->op);
     compared[node->op]++;
   }
-  cr_log_info("%s: %d convs, %d matmuls, %d adds compared", name, compared[DSR_OP_CONV2D],
-              compared[DSR_OP_MATMUL], compared[DSR_OP_ADD]);
+  cr_log_info("%s: %d convs, %d matmuls, %d adds, %d transposes compared", name,
+              compared[DSR_OP_CONV2D], compared[DSR_OP_MATMUL], compared[DSR_OP_ADD],
+              compared[DSR_OP_TRANSPOSE]);
   *optimized_count += compared[DSR_OP_CONV2D] + compared[DSR_OP_MATMUL] +
                       compared[DSR_OP_ADD] + compared[DSR_OP_SUB];
   free_tensors(&model, fast);
