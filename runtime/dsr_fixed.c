@@ -510,7 +510,7 @@ static void execute(const dsr_model *model, int32_t node_index,
     run_global_avg_pool(model, node, inputs, output);
     break;
   case DSR_OP_DEFORM_ATTN:
-    dsr_fixed_deform_execute(model, node, inputs[0], output, scratch, slice);
+    dsr_fixed_deform_execute(model, node, inputs[0], output, scratch, slice, fast);
     break;
   default:
     break; /* rejected by dsr_fixed_check_node */

@@ -14,9 +14,11 @@
 #include "dsr_slice.h"
 #include "quant/dsq_params.h"
 
-/* Scratch layout, all int32 except the LayerNorm row's int64 part (first, for alignment). */
+/* Scratch layout, all int32 except the int64 parts (first, for alignment). */
 typedef struct deform_scratch {
   int64_t *ln_d;     /* Cg */
+  int64_t *row_wide; /* max(H * W, Nmax): 64-bit sums of the row-order projections */
+  int32_t *row;      /* max(H * W, Nmax): 32-bit sums of the row-order projections */
   int32_t *ln_in;    /* Cg */
   int32_t *ln_out;   /* Cg */
   int32_t *q;        /* C * H * W */
@@ -35,14 +37,19 @@ typedef struct deform_scratch {
 static int64_t layout_scratch(const dsr_deform_attn *d, uint8_t *base, deform_scratch *s) {
   int64_t c = d->channels, cg = d->channels / d->groups, g = d->groups;
   int64_t n_max = (int64_t)dsr_fixed_offset_grid(d, d->height) * dsr_fixed_offset_grid(d, d->width);
-  int64_t counts[13] = {cg, cg, c * d->height * d->width, c * n_max, g * 2 * n_max,
-                        g * 2 * n_max, c * n_max, c * n_max, c * n_max, n_max, n_max, n_max, c};
-  int32_t **slots[13] = {&s->ln_in, &s->ln_out, &s->q, &s->dw, &s->offset, &s->position,
-                         &s->sampled, &s->k, &s->v, &s->logits, &s->exps, &s->attn, &s->context};
-  int64_t bytes = cg * (int64_t)sizeof(int64_t);
-  if (base != NULL)
+  int64_t pixels = (int64_t)d->height * d->width;
+  int64_t row = pixels > n_max ? pixels : n_max;
+  int64_t counts[14] = {row, cg, cg, c * pixels, c * n_max, g * 2 * n_max, g * 2 * n_max,
+                        c * n_max, c * n_max, c * n_max, n_max, n_max, n_max, c};
+  int32_t **slots[14] = {&s->row, &s->ln_in, &s->ln_out, &s->q, &s->dw, &s->offset,
+                         &s->position, &s->sampled, &s->k, &s->v, &s->logits, &s->exps,
+                         &s->attn, &s->context};
+  int64_t bytes = (cg + row) * (int64_t)sizeof(int64_t);
+  if (base != NULL) {
     s->ln_d = (int64_t *)base;
-  for (int32_t i = 0; i < 13; i++) {
+    s->row_wide = s->ln_d + cg;
+  }
+  for (int32_t i = 0; i < 14; i++) {
     if (base != NULL)
       *slots[i] = (int32_t *)(base + bytes);
     bytes += counts[i] * (int64_t)sizeof(int32_t);
@@ -120,8 +127,110 @@ static int64_t offset_q8(const dsr_deform_attn *d, const int32_t *section, int32
   return dsr_fixed_div_round64(scaled, (int64_t)grid * DSR_FIXED_POS_ONE);
 }
 
-static void compute_q(const dsr_model *model, const dsr_node *node, const void *x,
-                      const deform_sections *sec, deform_scratch *s) {
+/*
+ * Row-order 1x1 projection, the same sums as pointwise() for every position: for each output
+ * channel, the sums over count positions accumulate in scratch rows, one input channel at a
+ * time, then are requantized and saturated to the stage. in_at(c) gives channel c's row.
+ * Narrow sums fit int32 by the plan-time bound on channels * 255 * 128 + |bias|. Wide terms
+ * are at most 2^15 * 128 = 2^22 and go straight into the int64 row.
+ */
+typedef struct projection {
+  const int8_t *weights;  /* (out, in) */
+  const int32_t *bias;    /* NULL: none */
+  const int32_t *pairs;   /* one per output channel */
+  int32_t channels;       /* in and out */
+  int wide;
+  stage_info out;
+} projection;
+
+/* Adds w * (in[i] - zero) to the sums of a row of count, from an int32 stage row. */
+DSR_FIXED_VECTOR_CLONES
+static void add_row32(int32_t *restrict acc, int64_t *restrict acc_wide, const int32_t *restrict in,
+                      int32_t zero, int32_t w, int64_t count, int wide) {
+  if (wide) {
+    for (int64_t i = 0; i < count; i++)
+      acc_wide[i] += (int64_t)((in[i] - zero) * w);
+  } else {
+    for (int64_t i = 0; i < count; i++)
+      acc[i] += (in[i] - zero) * w;
+  }
+}
+
+/* Adds w * (x[i] - zero) to the sums of a row of count, from an int8 or int16 tensor row. */
+DSR_FIXED_VECTOR_CLONES
+static void add_row_input(int32_t *restrict acc, int64_t *restrict acc_wide, const void *x,
+                          int32_t dtype, int64_t offset, int32_t zero, int32_t w, int64_t count) {
+  if (dtype == DSR_DTYPE_I8) {
+    const int8_t *row = (const int8_t *)x + offset;
+    for (int64_t i = 0; i < count; i++)
+      acc[i] += (row[i] - zero) * w;
+  } else {
+    const int16_t *row = (const int16_t *)x + offset;
+    for (int64_t i = 0; i < count; i++)
+      acc_wide[i] += (int64_t)((row[i] - zero) * w);
+  }
+}
+
+/* Requantizes one output channel's sums and writes its stage values to dst. */
+static void finish_row(const projection *pr, int32_t oc, int64_t count, deform_scratch *s,
+                       int32_t *dst) {
+  if (pr->wide)
+    dsr_fixed_requant_row64(s->row_wide, count, pr->pairs + 2 * oc, 0, s->row);
+  else
+    dsr_fixed_requant_row32(s->row, count, pr->pairs + 2 * oc, 0, s->row);
+  for (int64_t i = 0; i < count; i++)
+    dst[i] = (int32_t)dsr_fixed_clamp64((int64_t)pr->out.zero + s->row[i], pr->out.min,
+                                        pr->out.max);
+}
+
+/* Sets the sums of a row of count to the bias of output channel oc. */
+static void start_row(const projection *pr, int32_t oc, int64_t count, deform_scratch *s) {
+  int32_t bias = pr->bias != NULL ? pr->bias[oc] : 0;
+  for (int64_t i = 0; i < count; i++) {
+    s->row[i] = bias;
+    s->row_wide[i] = bias;
+  }
+}
+
+/* Projects a stage held as in[c * count + i] (values with zero point in_zero) into out. */
+static void project_stage(const projection *pr, const int32_t *in, int32_t in_zero, int64_t count,
+                          deform_scratch *s, int32_t *out) {
+  for (int32_t oc = 0; oc < pr->channels; oc++) {
+    start_row(pr, oc, count, s);
+    const int8_t *w = pr->weights + (int64_t)oc * pr->channels;
+    for (int32_t c = 0; c < pr->channels; c++) {
+      if (w[c] != 0)
+        add_row32(s->row, s->row_wide, in + c * count, in_zero, w[c], count, pr->wide);
+    }
+    finish_row(pr, oc, count, s, out + oc * count);
+  }
+}
+
+/* proj_q in row order: the same values as compute_q_reference. */
+static void compute_q_rows(const dsr_model *model, const dsr_node *node, const void *x,
+                           const deform_sections *sec, deform_scratch *s) {
+  const dsr_deform_attn *d = node->deform;
+  const dsr_tensor *xt = &model->tensors[node->inputs[0]];
+  int64_t pixels = (int64_t)d->height * d->width;
+  projection pr = {param_data(model, d, DSR_DEFORM_PROJ_Q_W),
+                   param_data(model, d, DSR_DEFORM_PROJ_Q_B), sec->s[DSQ_DA_PROJ_Q],
+                   d->channels, xt->qparams.dtype != DSR_DTYPE_I8,
+                   stage(&d->stage_qparams[DSR_DEFORM_STAGE_Q])};
+  for (int32_t oc = 0; oc < pr.channels; oc++) {
+    start_row(&pr, oc, pixels, s);
+    const int8_t *w = pr.weights + (int64_t)oc * pr.channels;
+    for (int32_t c = 0; c < pr.channels; c++) {
+      if (w[c] != 0)
+        add_row_input(s->row, s->row_wide, x, xt->qparams.dtype, c * pixels,
+                      xt->qparams.zero_point, w[c], pixels);
+    }
+    finish_row(&pr, oc, pixels, s, s->q + oc * pixels);
+  }
+}
+
+/* proj_q position by position: the reference order. */
+static void compute_q_reference(const dsr_model *model, const dsr_node *node, const void *x,
+                                const deform_sections *sec, deform_scratch *s) {
   const dsr_deform_attn *d = node->deform;
   const dsr_tensor *xt = &model->tensors[node->inputs[0]];
   int32_t c_count = d->channels;
@@ -247,10 +356,28 @@ static void positions(const dsr_deform_attn *d, const deform_sections *sec,
   }
 }
 
-/* Bilinear samples of x over the extended patch, then the k and v projections. */
+/* The k and v projections of the samples in row order: the same values as the reference
+ * loop of sample_and_project. */
+static void project_kv_rows(const dsr_model *model, const dsr_node *node,
+                            const deform_sections *sec, const patch_geometry *pg,
+                            deform_scratch *s) {
+  const dsr_deform_attn *d = node->deform;
+  stage_info ss = stage(&d->stage_qparams[DSR_DEFORM_STAGE_SAMPLED]);
+  projection k = {param_data(model, d, DSR_DEFORM_PROJ_K_W),
+                  param_data(model, d, DSR_DEFORM_PROJ_K_B), sec->s[DSQ_DA_PROJ_K], d->channels,
+                  ss.wide_in, stage(&d->stage_qparams[DSR_DEFORM_STAGE_K])};
+  projection v = {param_data(model, d, DSR_DEFORM_PROJ_V_W),
+                  param_data(model, d, DSR_DEFORM_PROJ_V_B), sec->s[DSQ_DA_PROJ_V], d->channels,
+                  ss.wide_in, stage(&d->stage_qparams[DSR_DEFORM_STAGE_V])};
+  project_stage(&k, s->sampled, ss.zero, pg->n, s, s->k);
+  project_stage(&v, s->sampled, ss.zero, pg->n, s, s->v);
+}
+
+/* Bilinear samples of x over the extended patch, then the k and v projections (in row order
+ * when fast is set, else position by position). */
 static void sample_and_project(const dsr_model *model, const dsr_node *node, const void *x,
                                const deform_sections *sec, const patch_geometry *pg,
-                               deform_scratch *s) {
+                               deform_scratch *s, int fast) {
   const dsr_deform_attn *d = node->deform;
   const dsr_tensor *xt = &model->tensors[node->inputs[0]];
   int32_t c_count = d->channels, cg = d->channels / d->groups;
@@ -280,6 +407,10 @@ static void sample_and_project(const dsr_model *model, const dsr_node *node, con
     }
   }
 
+  if (fast) {
+    project_kv_rows(model, node, sec, pg, s);
+    return;
+  }
   stage_info ks = stage(&d->stage_qparams[DSR_DEFORM_STAGE_K]);
   stage_info vs = stage(&d->stage_qparams[DSR_DEFORM_STAGE_V]);
   const int8_t *wk = param_data(model, d, DSR_DEFORM_PROJ_K_W);
@@ -372,7 +503,7 @@ static void attend_pixel(const dsr_model *model, const dsr_node *node, void *y,
 }
 
 void dsr_fixed_deform_execute(const dsr_model *model, const dsr_node *node, const void *x,
-                              void *y, uint8_t *scratch, dsr_slice slice) {
+                              void *y, uint8_t *scratch, dsr_slice slice, int fast) {
   const dsr_deform_attn *d = node->deform;
   deform_sections sec;
   find_sections(node, &sec);
@@ -380,7 +511,10 @@ void dsr_fixed_deform_execute(const dsr_model *model, const dsr_node *node, cons
   layout_scratch(d, scratch, &s);
 
   /* proj_q is pointwise, so one pass over the whole map serves every patch. */
-  compute_q(model, node, x, &sec, &s);
+  if (fast)
+    compute_q_rows(model, node, x, &sec, &s);
+  else
+    compute_q_reference(model, node, x, &sec, &s);
 
   for (int32_t row = 0; row < slice.rows; row++) {
     for (int32_t col = 0; col < slice.cols; col++) {
@@ -395,7 +529,7 @@ void dsr_fixed_deform_execute(const dsr_model *model, const dsr_node *node, cons
 
       offset_network(model, d, &sec, &pg, &s);
       positions(d, &sec, &pg, &s);
-      sample_and_project(model, node, x, &sec, &pg, &s);
+      sample_and_project(model, node, x, &sec, &pg, &s, fast);
       for (int32_t qy = pg.p.core_y0; qy < pg.p.core_y1; qy++) {
         for (int32_t qx = pg.p.core_x0; qx < pg.p.core_x1; qx++)
           attend_pixel(model, node, y, &sec, &pg, &s, qy, qx);

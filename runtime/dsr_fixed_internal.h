@@ -89,9 +89,10 @@ int64_t dsr_fixed_batch_offset(const dsr_tensor *t, const dsr_tensor *out, int64
 #define DSR_FIXED_VECTOR_CLONES
 #endif
 
-/* DEFORM_ATTN parts of dsr_fixed_execute, dsr_fixed_check_node and dsr_fixed_scratch_bytes. */
+/* DEFORM_ATTN parts of dsr_fixed_execute, dsr_fixed_check_node and dsr_fixed_scratch_bytes.
+ * fast selects the row-order projections; 0 runs the reference loops (same values). */
 void dsr_fixed_deform_execute(const dsr_model *model, const dsr_node *node, const void *x,
-                              void *y, uint8_t *scratch, dsr_slice slice);
+                              void *y, uint8_t *scratch, dsr_slice slice, int fast);
 ds_status dsr_fixed_deform_check(const dsr_model *model, const dsr_node *node, ds_error *err);
 size_t dsr_fixed_deform_scratch_bytes(const dsr_model *model, const dsr_node *node);
 

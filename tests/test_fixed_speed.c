@@ -543,6 +543,45 @@ static void free_tensors(const dsr_model *model, void **buffers) {
   free(buffers);
 }
 
+/* Runs node i of model on buffers with slice, optimized or reference. */
+static void run_node_sliced(const dsr_model *model, int32_t i, void **buffers, void *output,
+                            uint8_t *scratch, dsr_slice slice, int reference) {
+  const dsr_node *node = &model->nodes[i];
+  const void *inputs[DSR_MAX_NODE_INPUTS] = {NULL, NULL, NULL, NULL};
+  for (int32_t k = 0; k < node->input_count && k < DSR_MAX_NODE_INPUTS; k++) {
+    int32_t t = node->inputs[k];
+    if (t >= 0)
+      inputs[k] = model->tensors[t].kind == DSR_TENSOR_CONSTANT ? model->tensors[t].data_q
+                                                                : buffers[t];
+  }
+  if (reference)
+    dsr_fixed_execute_reference(model, i, inputs, output, scratch, slice);
+  else
+    dsr_fixed_execute(model, i, inputs, output, scratch, slice);
+}
+
+/* Runs deformable node i under sliced configurations, optimized and reference, and requires
+ * identical outputs. */
+static void compare_slices(const dsr_model *model, int32_t i, void **buffers, uint8_t *scratch,
+                           size_t bytes, const char *name) {
+  const dsr_deform_attn *d = model->nodes[i].deform;
+  if (d->height < 4 || d->width < 4)
+    return;
+  const dsr_slice slices[] = {{2, 2, 1, DSR_SLICE_PHYSICAL}, {2, 1, 2, DSR_SLICE_CROP}};
+  uint8_t *fast = malloc(bytes), *reference = malloc(bytes);
+  cr_assert(fast != NULL && reference != NULL);
+  for (size_t k = 0; k < sizeof slices / sizeof slices[0]; k++) {
+    memset(fast, 0x55, bytes);
+    memset(reference, 0xaa, bytes);
+    run_node_sliced(model, i, buffers, fast, scratch, slices[k], 0);
+    run_node_sliced(model, i, buffers, reference, scratch, slices[k], 1);
+    cr_assert_eq(memcmp(fast, reference, bytes), 0, "%s: node %d under slice %zu differs", name,
+                 i, k);
+  }
+  free(fast);
+  free(reference);
+}
+
 /* Runs node i of model on buffers, optimized or reference. */
 static void run_node(const dsr_model *model, int32_t i, void **buffers, uint8_t *scratch,
                      int reference) {
@@ -595,10 +634,13 @@ static void compare_model(const char *name, int32_t *optimized_count) {
                  "%s: node %d '%s' (op %d) differs from the reference", name, i, node->name,
                  node->op);
     compared[node->op]++;
+    if (node->op == DSR_OP_DEFORM_ATTN)
+      compare_slices(&model, i, reference, scratch, bytes, name);
   }
-  cr_log_info("%s: %d convs, %d matmuls, %d adds, %d transposes compared", name,
-              compared[DSR_OP_CONV2D], compared[DSR_OP_MATMUL], compared[DSR_OP_ADD],
-              compared[DSR_OP_TRANSPOSE]);
+  cr_log_info("%s: %d convs, %d matmuls, %d adds, %d transposes, %d deformable layers "
+              "compared",
+              name, compared[DSR_OP_CONV2D], compared[DSR_OP_MATMUL], compared[DSR_OP_ADD],
+              compared[DSR_OP_TRANSPOSE], compared[DSR_OP_DEFORM_ATTN]);
   *optimized_count += compared[DSR_OP_CONV2D] + compared[DSR_OP_MATMUL] +
                       compared[DSR_OP_ADD] + compared[DSR_OP_SUB];
   free_tensors(&model, fast);
