@@ -493,6 +493,60 @@ Test(fast_transpose, permutations_match_reference) {
   transpose_case(1, (int32_t[]){11}, (int32_t[]){0}, I8, "rank 1");
 }
 
+/* ------------------------------------------------------------------ layer norms */
+
+static void layer_norm_case(int32_t rows, int32_t count, int32_t x_dtype, int32_t y_dtype,
+                            int64_t eps, const char *what) {
+  node_case c;
+  node_case_init(&c, DSR_OP_LAYER_NORM, 1);
+  int32_t dims[2] = {rows, count};
+  set_tensor(&c, 0, DSR_TENSOR_INPUT, 2, dims, x_dtype, rng_range(-128, 127));
+  set_tensor(&c, 3, DSR_TENSOR_OUTPUT, 2, dims, y_dtype, rng_range(-128, 127));
+  if (rows > 1) {
+    /* A constant row: zero variance, where eps alone sets the scale. */
+    for (int32_t i = 0; i < count; i++)
+      dsr_fixed_store(c.data[0], x_dtype, i, 3);
+  }
+  c.node.attrs.norm.axis = -1;
+  int32_t *block = c.qwords + 1;
+  block[0] = count;
+  block[1] = x_dtype == I8 ? 8 : 0;
+  block[2] = (int32_t)(uint32_t)(eps & 0xffffffff);
+  block[3] = (int32_t)(eps >> 32);
+  for (int32_t i = 0; i < count; i++) {
+    int32_t *channel = block + DSQ_LN_HEADER_WORDS + 3 * i;
+    int32_t m = (int32_t)(DSQ_MULTIPLIER_MIN_MAGNITUDE + (rng_u32() & 0x3fffffff));
+    channel[0] = (rng_u32() & 3) == 0 ? -m : m;
+    channel[1] = rng_range(-6, 4);
+    channel[2] = rng_range(-20000, 20000);
+  }
+  c.node.qword_count = 1 + DSQ_LN_HEADER_WORDS + 3 * count;
+  expect_identical(&c, dsr_fixed_fast_layer_norm, what);
+  node_case_free(&c);
+}
+
+Test(fast_layer_norm, isqrt_matches_reference) {
+  for (int32_t i = 0; i < 20000; i++) {
+    uint64_t root = ((uint64_t)rng_u32() << 16 | (rng_u32() & 0xffff)) >> (rng_u32() % 48);
+    uint64_t candidates[4] = {root * root, root * root - 1, root * root + 1,
+                              (uint64_t)rng_u32() << (rng_u32() % 32)};
+    for (int32_t k = 0; k < 4; k++) {
+      uint64_t v = candidates[k];
+      cr_assert_eq(dsr_fixed_fast_isqrt64(v), dsr_fixed_isqrt64(v), "isqrt(%llu)",
+                   (unsigned long long)v);
+    }
+  }
+  cr_assert_eq(dsr_fixed_fast_isqrt64(UINT64_MAX), dsr_fixed_isqrt64(UINT64_MAX));
+  cr_assert_eq(dsr_fixed_fast_isqrt64(0), 0);
+}
+
+Test(fast_layer_norm, rows_match_reference) {
+  layer_norm_case(40, 16, I16, I8, 0, "int16 rows of 16");
+  layer_norm_case(12, 96, I8, I8, 1000, "int8 rows of 96");
+  layer_norm_case(5, 300, I16, I16, (int64_t)1 << 33, "int16 rows with a large epsilon");
+  layer_norm_case(1, 1, I8, I16, 0, "a single element");
+}
+
 /* ------------------------------------------------------------------ whole models */
 
 /* Imports and quantizes a fixture, calibrated on its stored input and one random image. */

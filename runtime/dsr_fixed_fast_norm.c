@@ -1,0 +1,127 @@
+/*
+ * Optimized LAYER_NORM for the fixed-point runtime, bit-identical to run_layer_norm in
+ * dsr_fixed.c and dsr_fixed_layer_norm_row in dsr_fixed_math.c: the same integer steps, with
+ * the row sums in 32 bits where they fit, an integer square root without data-dependent
+ * branches, and the per-element steps written without branches so that they vectorize.
+ *
+ * Scratch: int32 d[count] and int32 values[count], within what dsr_fixed_scratch_bytes
+ * reserves for the reference kernel (count * 16 bytes).
+ */
+#include "dsr_fixed_internal.h"
+#include "dsr_fixed_math.h"
+#include "quant/dsq_params.h"
+
+/* round(x / 2^exponent) half away from zero for exponent >= 1 (see dsr_fixed_fast_rows.c):
+ * an arithmetic right shift of x + 2^(exponent-1) - (x < 0). */
+static inline int64_t round_shift(int64_t x, int32_t exponent) {
+  return (x + ((int64_t)1 << (exponent - 1)) - (x < 0)) >> exponent;
+}
+
+uint64_t dsr_fixed_fast_isqrt64(uint64_t v) {
+  uint64_t root = 0;
+  uint64_t bit = (uint64_t)1 << 62;
+  while (bit > v)
+    bit >>= 2;
+  for (; bit != 0; bit >>= 2) {
+    uint64_t trial = root + bit;
+    uint64_t take = (uint64_t)0 - (uint64_t)(v >= trial); /* all ones or zero */
+    v -= trial & take;
+    root = (root >> 1) + (bit & take);
+  }
+  return root;
+}
+
+/*
+ * Loads one row as d[i] = (q - zero) * 2^pre_shift and returns its sum. |d| <= 2^16 and
+ * count <= DSQ_LN_MAX_ELEMENTS = 2^14, so the sum stays within 2^30.
+ */
+static int32_t load_row(const void *x, int32_t dtype, int64_t offset, int32_t zero,
+                        int32_t pre_shift, int32_t count, int32_t *d) {
+  int32_t sum = 0;
+  if (dtype == DSR_DTYPE_I8) {
+    const int8_t *row = (const int8_t *)x + offset;
+    for (int32_t i = 0; i < count; i++) {
+      d[i] = (row[i] - zero) * (1 << pre_shift);
+      sum += d[i];
+    }
+  } else {
+    const int16_t *row = (const int16_t *)x + offset;
+    for (int32_t i = 0; i < count; i++) {
+      d[i] = (row[i] - zero) * (1 << pre_shift);
+      sum += d[i];
+    }
+  }
+  return sum;
+}
+
+/* Subtracts the mean from d and returns the sum of squares: |d| <= 2^17, so each square is
+ * at most 2^34 and count of them stay under 2^48. */
+static int64_t center_row(int32_t *d, int32_t count, int32_t mean) {
+  int64_t squares = 0;
+  for (int32_t i = 0; i < count; i++) {
+    d[i] -= mean;
+    squares += (int64_t)d[i] * d[i];
+  }
+  return squares;
+}
+
+/* requant32 of dsr_fixed_fast_rows.c for one element, written out for this file's loop. */
+static inline int32_t requant32(int32_t x, int32_t multiplier, int32_t shift) {
+  int32_t left = shift > 0 ? shift : 0;
+  int32_t right = shift > 0 ? 0 : -shift;
+  int64_t scaled = (int64_t)x * ((int64_t)1 << left);
+  int64_t clamped = scaled < INT32_MIN ? INT32_MIN : (scaled > INT32_MAX ? INT32_MAX : scaled);
+  int64_t high = round_shift(clamped * multiplier, 31);
+  int32_t rounded = right == 0 ? (int32_t)high : (int32_t)round_shift(high, right);
+  int32_t saturated = (scaled > 0) == (multiplier > 0) ? INT32_MAX : INT32_MIN;
+  if (multiplier == 0)
+    saturated = 0;
+  return scaled != clamped ? saturated : rounded;
+}
+
+/*
+ * Scales the centered row to the output, as dsr_fixed_layer_norm_row does: normalized Q12
+ * from d * reciprocal (below 2^57), the channel's requant pair, its bias and the final
+ * rounding by DSQ_LN_OUT_EXTRA_BITS.
+ */
+DSR_FIXED_VECTOR_CLONES
+static void scale_row(const int32_t *d, int32_t count, int64_t reciprocal,
+                      const int32_t *channel, int32_t out_zero, int32_t out_min, int32_t out_max,
+                      int32_t *values) {
+  for (int32_t i = 0; i < count; i++) {
+    int32_t normalized_q12 = (int32_t)round_shift(d[i] * reciprocal, 37);
+    int32_t scaled = requant32(normalized_q12, channel[3 * i], channel[3 * i + 1]);
+    int64_t value = out_zero + round_shift((int64_t)scaled + channel[3 * i + 2],
+                                           DSQ_LN_OUT_EXTRA_BITS);
+    values[i] = (int32_t)dsr_fixed_clamp64(value, out_min, out_max);
+  }
+}
+
+int dsr_fixed_fast_layer_norm(const dsr_model *model, const dsr_node *node,
+                              const void *const *in, void *out, uint8_t *scratch) {
+  const dsr_tensor *xt = &model->tensors[node->inputs[0]];
+  const dsr_tensor *yt = &model->tensors[node->output];
+  const int32_t *block = node->qwords + 1;
+  int32_t count = block[0], pre_shift = block[1];
+  int64_t eps = (int64_t)block[3] * ((int64_t)1 << 32) + (int64_t)(uint32_t)block[2];
+  const int32_t *channel = block + DSQ_LN_HEADER_WORDS;
+  int32_t *d = (int32_t *)scratch;
+  int32_t *values = d + count;
+  int32_t y_min, y_max;
+  dsr_fixed_dtype_range(yt->qparams.dtype, &y_min, &y_max);
+  int64_t rows = dsr_tensor_elements(xt) / count;
+  for (int64_t r = 0; r < rows; r++) {
+    int32_t sum = load_row(in[0], xt->qparams.dtype, r * count, xt->qparams.zero_point,
+                           pre_shift, count, d);
+    int32_t mean = (int32_t)dsr_fixed_div_round64(sum, count);
+    int64_t variance = center_row(d, count, mean) / count + eps;
+    if (variance < 1)
+      variance = 1;
+    /* The reference's bounds: variance <= 2^35, so the shifted value stays under 2^61. */
+    uint64_t std_q13 = dsr_fixed_fast_isqrt64((uint64_t)variance << 26);
+    int64_t reciprocal = (int64_t)(((uint64_t)1 << 62) / std_q13);
+    scale_row(d, count, reciprocal, channel, yt->qparams.zero_point, y_min, y_max, values);
+    dsr_fixed_store_row(values, count, 0, yt->qparams.dtype, out, r * count);
+  }
+  return 1;
+}
