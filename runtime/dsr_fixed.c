@@ -460,6 +460,8 @@ static int run_fast(const dsr_model *model, const dsr_node *node, const void *co
     return dsr_fixed_fast_transpose(model, node, inputs, output);
   case DSR_OP_LAYER_NORM:
     return dsr_fixed_fast_layer_norm(model, node, inputs, output, scratch);
+  case DSR_OP_SOFTMAX:
+    return dsr_fixed_fast_softmax(model, node, inputs, output, scratch);
   default:
     return 0;
   }

@@ -52,6 +52,10 @@ size_t dsr_fixed_fast_additive_scratch_bytes(const dsr_model *model, const dsr_n
 uint64_t dsr_fixed_fast_isqrt64(uint64_t v);
 int dsr_fixed_fast_layer_norm(const dsr_model *model, const dsr_node *node,
                               const void *const *in, void *out, uint8_t *scratch);
+/* Writes exps[i] = dsr_fixed_exp2_neg_q30(y[i]) for y[i] <= 0 and returns their sum. */
+int64_t dsr_fixed_fast_exp_row(const int32_t *y, int32_t count, int32_t *exps);
+int dsr_fixed_fast_softmax(const dsr_model *model, const dsr_node *node, const void *const *in,
+                           void *out, uint8_t *scratch);
 int dsr_fixed_fast_transpose(const dsr_model *model, const dsr_node *node,
                              const void *const *in, void *out);
 

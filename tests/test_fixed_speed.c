@@ -547,6 +547,48 @@ Test(fast_layer_norm, rows_match_reference) {
   layer_norm_case(1, 1, I8, I16, 0, "a single element");
 }
 
+/* ------------------------------------------------------------------ softmax */
+
+static void softmax_case(int32_t rows, int32_t length, int32_t x_dtype, int32_t out_frac_bits,
+                         int32_t shift, const char *what) {
+  node_case c;
+  node_case_init(&c, DSR_OP_SOFTMAX, 1);
+  int32_t dims[2] = {rows, length};
+  int32_t y_dtype = out_frac_bits == 8 ? I8 : I16;
+  set_tensor(&c, 0, DSR_TENSOR_INPUT, 2, dims, x_dtype, rng_range(-128, 127));
+  set_tensor(&c, 3, DSR_TENSOR_OUTPUT, 2, dims, y_dtype, -128);
+  c.tensors[3].qparams.scale = out_frac_bits == 8 ? 1.0f / 256.0f : 1.0f / 32768.0f;
+  c.node.attrs.softmax.axis = -1;
+  c.qwords[1] = (int32_t)(DSQ_MULTIPLIER_MIN_MAGNITUDE + (rng_u32() & 0x3fffffff));
+  c.qwords[2] = shift;
+  c.qwords[3] = out_frac_bits;
+  c.node.qword_count = 4;
+  expect_identical(&c, dsr_fixed_fast_softmax, what);
+  node_case_free(&c);
+}
+
+Test(fast_softmax, exp_row_matches_reference) {
+  enum { COUNT = 4096 };
+  static int32_t y[COUNT], exps[COUNT];
+  for (int32_t start = -40 * 1024; start <= 0; start += COUNT) {
+    int64_t expected_sum = 0;
+    for (int32_t i = 0; i < COUNT; i++) {
+      y[i] = start + i > 0 ? INT32_MIN + i : start + i;
+      expected_sum += dsr_fixed_exp2_neg_q30(y[i]);
+    }
+    cr_assert_eq(dsr_fixed_fast_exp_row(y, COUNT, exps), expected_sum, "rows from %d", start);
+    for (int32_t i = 0; i < COUNT; i++)
+      cr_assert_eq(exps[i], dsr_fixed_exp2_neg_q30(y[i]), "y = %d", y[i]);
+  }
+}
+
+Test(fast_softmax, rows_match_reference) {
+  softmax_case(30, 64, I16, 8, -6, "int16 scores to int8");
+  softmax_case(20, 49, I8, 15, 4, "int8 scores to int16");
+  softmax_case(10, 300, I16, 15, 12, "steep exponent, most terms vanish");
+  softmax_case(4, 1, I8, 8, 0, "rows of one");
+}
+
 /* ------------------------------------------------------------------ whole models */
 
 /* Imports and quantizes a fixture, calibrated on its stored input and one random image. */
@@ -691,10 +733,11 @@ static void compare_model(const char *name, int32_t *optimized_count) {
     if (node->op == DSR_OP_DEFORM_ATTN)
       compare_slices(&model, i, reference, scratch, bytes, name);
   }
-  cr_log_info("%s: %d convs, %d matmuls, %d adds, %d transposes, %d deformable layers "
-              "compared",
+  cr_log_info("%s: %d convs, %d matmuls, %d adds, %d transposes, %d layer norms, %d softmaxes, "
+              "%d deformable layers compared",
               name, compared[DSR_OP_CONV2D], compared[DSR_OP_MATMUL], compared[DSR_OP_ADD],
-              compared[DSR_OP_TRANSPOSE], compared[DSR_OP_DEFORM_ATTN]);
+              compared[DSR_OP_TRANSPOSE], compared[DSR_OP_LAYER_NORM], compared[DSR_OP_SOFTMAX],
+              compared[DSR_OP_DEFORM_ATTN]);
   *optimized_count += compared[DSR_OP_CONV2D] + compared[DSR_OP_MATMUL] +
                       compared[DSR_OP_ADD] + compared[DSR_OP_SUB];
   free_tensors(&model, fast);
