@@ -502,6 +502,98 @@ static void attend_pixel(const dsr_model *model, const dsr_node *node, void *y,
   }
 }
 
+/*
+ * q.k sums of head hd at pixel for every sample n, in row order: channel by channel over
+ * contiguous rows of k. The result is acc_wide (wide) or row. Narrow sums fit int32 by the
+ * plan-time bound on head_channels * 255 * 255. Wide terms, at most 2^15 * 2^15 = 2^30, go
+ * straight into the int64 row.
+ */
+static void qk_rows(const dsr_deform_attn *d, const deform_scratch *s, const patch_geometry *pg,
+                    int32_t hd, int64_t pixel, int32_t q_zero, int32_t k_zero, int wide) {
+  int64_t map = (int64_t)d->height * d->width;
+  for (int32_t n = 0; n < pg->n; n++) {
+    s->row[n] = 0;
+    s->row_wide[n] = 0;
+  }
+  for (int32_t c = 0; c < d->head_channels; c++) {
+    int64_t ch = (int64_t)hd * d->head_channels + c;
+    int32_t qv = s->q[ch * map + pixel] - q_zero;
+    if (qv != 0)
+      add_row32(s->row, s->row_wide, s->k + ch * pg->n, k_zero, qv, pg->n, wide);
+  }
+}
+
+/* attend_pixel with the q.k sums in row order and the branch-free softmax row: the same
+ * values. */
+static void attend_pixel_fast(const dsr_model *model, const dsr_node *node, void *y,
+                         const deform_sections *sec, const patch_geometry *pg,
+                         deform_scratch *s, int32_t qy, int32_t qx) {
+  const dsr_deform_attn *d = node->deform;
+  const dsr_tensor *yt = &model->tensors[node->output];
+  int32_t c_count = d->channels, hc = d->head_channels, heads_per_group = d->heads / d->groups;
+  int64_t map = (int64_t)d->height * d->width;
+  int64_t pixel = (int64_t)qy * d->width + qx;
+  stage_info qs = stage(&d->stage_qparams[DSR_DEFORM_STAGE_Q]);
+  stage_info ks = stage(&d->stage_qparams[DSR_DEFORM_STAGE_K]);
+  stage_info vs = stage(&d->stage_qparams[DSR_DEFORM_STAGE_V]);
+  stage_info ls = stage(&d->stage_qparams[DSR_DEFORM_STAGE_LOGITS]);
+  stage_info as = stage(&d->stage_qparams[DSR_DEFORM_STAGE_ATTN]);
+  stage_info cs = stage(&d->stage_qparams[DSR_DEFORM_STAGE_CONTEXT]);
+  int32_t table_h = 2 * d->height - 1, table_w = 2 * d->width - 1;
+  const int16_t *table = param_data(model, d, DSR_DEFORM_RPE_TABLE);
+  const int32_t *logit_pairs = sec->s[DSQ_DA_LOGITS];
+  int qk_wide = qs.wide_in || ks.wide_in;
+  int av_wide = as.wide_in || vs.wide_in;
+  int32_t attn_bits = d->stage_qparams[DSR_DEFORM_STAGE_ATTN].dtype == DSR_DTYPE_I8 ? 8 : 15;
+  /* Row and column of the table for a sample at the patch origin, in Q8. */
+  int32_t row_base = (d->height - 1 + qy - pg->p.ext_y0) * DSR_FIXED_POS_ONE;
+  int32_t col_base = (d->width - 1 + qx - pg->p.ext_x0) * DSR_FIXED_POS_ONE;
+
+  for (int32_t hd = 0; hd < d->heads; hd++) {
+    int32_t gi = hd / heads_per_group;
+    const int32_t *py = s->position + (int64_t)(gi * 2) * pg->n;
+    const int32_t *px = py + pg->n;
+    const int16_t *head_table = table + (int64_t)hd * table_h * table_w;
+    qk_rows(d, s, pg, hd, pixel, qs.zero, ks.zero, qk_wide);
+    for (int32_t n = 0; n < pg->n; n++) {
+      int64_t acc = qk_wide ? s->row_wide[n] : s->row[n];
+      int32_t index[4], weight[4];
+      dsr_fixed_bilinear_taps(row_base - py[n], col_base - px[n], table_h, table_w, table_w,
+                              index, weight);
+      /* Weights sum to 2^16 and table values are int16: the sum fits int32. */
+      int32_t bias = 0;
+      for (int32_t t = 0; t < 4; t++)
+        bias += weight[t] * head_table[index[t]];
+      int64_t qk = qk_wide ? dsr_fixed_requant64(acc, logit_pairs[0], logit_pairs[1])
+                           : dsr_fixed_requant32((int32_t)acc, logit_pairs[0], logit_pairs[1]);
+      int64_t logit = ls.zero + qk + dsr_fixed_requant32(bias, logit_pairs[2], logit_pairs[3]);
+      s->logits[n] = (int32_t)dsr_fixed_clamp64(logit, ls.min, ls.max);
+    }
+    dsr_fixed_fast_softmax_row(s->logits, pg->n, sec->s[DSQ_DA_SOFTMAX][0], sec->s[DSQ_DA_SOFTMAX][1],
+                          attn_bits, s->exps, s->attn);
+
+    for (int32_t c = 0; c < hc; c++) {
+      int64_t ch = (int64_t)hd * hc + c;
+      int64_t acc = 0;
+      for (int32_t n = 0; n < pg->n; n++)
+        acc += (int64_t)(s->attn[n] - as.zero) * (s->v[ch * pg->n + n] - vs.zero);
+      const int32_t *pair = sec->s[DSQ_DA_CONTEXT];
+      int32_t r = av_wide ? dsr_fixed_requant64(acc, pair[0], pair[1])
+                          : dsr_fixed_requant32((int32_t)acc, pair[0], pair[1]);
+      s->context[ch] = (int32_t)dsr_fixed_clamp64((int64_t)cs.zero + r, cs.min, cs.max);
+    }
+  }
+
+  stage_info ys = stage(&yt->qparams);
+  const int8_t *wo = param_data(model, d, DSR_DEFORM_PROJ_OUT_W);
+  const int32_t *bo = param_data(model, d, DSR_DEFORM_PROJ_OUT_B);
+  for (int32_t oc = 0; oc < c_count; oc++) {
+    int32_t v = pointwise(s->context, 1, c_count, cs.zero, wo + (int64_t)oc * c_count, bo[oc],
+                          sec->s[DSQ_DA_PROJ_OUT] + 2 * oc, cs.wide_in, ys.zero, ys.min, ys.max);
+    dsr_fixed_store(y, yt->qparams.dtype, (int64_t)oc * map + pixel, v);
+  }
+}
+
 void dsr_fixed_deform_execute(const dsr_model *model, const dsr_node *node, const void *x,
                               void *y, uint8_t *scratch, dsr_slice slice, int fast) {
   const dsr_deform_attn *d = node->deform;
@@ -532,7 +624,10 @@ void dsr_fixed_deform_execute(const dsr_model *model, const dsr_node *node, cons
       sample_and_project(model, node, x, &sec, &pg, &s, fast);
       for (int32_t qy = pg.p.core_y0; qy < pg.p.core_y1; qy++) {
         for (int32_t qx = pg.p.core_x0; qx < pg.p.core_x1; qx++)
-          attend_pixel(model, node, y, &sec, &pg, &s, qy, qx);
+          if (fast)
+            attend_pixel_fast(model, node, y, &sec, &pg, &s, qy, qx);
+          else
+            attend_pixel(model, node, y, &sec, &pg, &s, qy, qx);
       }
     }
   }

@@ -4,15 +4,14 @@
  * contiguously by dtype, and the requantization, exp table lookup and output scaling are
  * written without branches so that they vectorize.
  *
- * Scratch: int32 row[length] and int32 exps[length], within what dsr_fixed_scratch_bytes
- * reserves for the reference kernel (3 * length int32).
+ * Scratch: int32 row[length], exps[length] and values[length]: what dsr_fixed_scratch_bytes
+ * reserves for the reference kernel.
  */
 #include "dsr_fixed_internal.h"
 #include "dsr_fixed_math.h"
 
-/* Loads a row of count values and returns its maximum. */
-static int32_t load_row(const void *x, int32_t dtype, int64_t offset, int32_t count,
-                        int32_t *row) {
+/* Loads a row of count values. */
+static void load_row(const void *x, int32_t dtype, int64_t offset, int32_t count, int32_t *row) {
   if (dtype == DSR_DTYPE_I8) {
     const int8_t *src = (const int8_t *)x + offset;
     for (int32_t i = 0; i < count; i++)
@@ -22,10 +21,6 @@ static int32_t load_row(const void *x, int32_t dtype, int64_t offset, int32_t co
     for (int32_t i = 0; i < count; i++)
       row[i] = src[i];
   }
-  int32_t max_value = row[0];
-  for (int32_t i = 1; i < count; i++)
-    max_value = row[i] > max_value ? row[i] : max_value;
-  return max_value;
 }
 
 /*
@@ -65,6 +60,22 @@ static void scale_row(const int32_t *exps, int32_t count, int64_t reciprocal,
   }
 }
 
+void dsr_fixed_fast_softmax_row(const int32_t *in, int32_t count, int32_t exp_multiplier,
+                                int32_t exp_shift, int32_t out_frac_bits, int32_t *exp_scratch,
+                                int32_t *out) {
+  int32_t max_value = in[0];
+  for (int32_t i = 1; i < count; i++)
+    max_value = in[i] > max_value ? in[i] : max_value;
+  for (int32_t i = 0; i < count; i++)
+    out[i] = in[i] - max_value;
+  const int32_t exp_pair[2] = {exp_multiplier, exp_shift};
+  dsr_fixed_requant_row32(out, count, exp_pair, 0, out);
+  /* The maximum contributes exactly 2^30, so 2^30 <= sum <= count * 2^30. */
+  int64_t sum = dsr_fixed_fast_exp_row(out, count, exp_scratch);
+  int64_t reciprocal = (int64_t)(((uint64_t)1 << 62) / (uint64_t)sum);
+  scale_row(exp_scratch, count, reciprocal, out_frac_bits, out);
+}
+
 int dsr_fixed_fast_softmax(const dsr_model *model, const dsr_node *node, const void *const *in,
                            void *out, uint8_t *scratch) {
   const dsr_tensor *xt = &model->tensors[node->inputs[0]];
@@ -77,18 +88,12 @@ int dsr_fixed_fast_softmax(const dsr_model *model, const dsr_node *node, const v
   int64_t rows = dsr_tensor_elements(xt) / length;
   int32_t *row = (int32_t *)scratch;
   int32_t *exps = row + length;
-  const int32_t exp_pair[2] = {node->qwords[1], node->qwords[2]};
-  int32_t out_frac_bits = node->qwords[3];
+  int32_t *values = exps + length;
   for (int64_t r = 0; r < rows; r++) {
-    int32_t max_value = load_row(in[0], xt->qparams.dtype, r * length, length, row);
-    for (int32_t i = 0; i < length; i++)
-      row[i] -= max_value;
-    dsr_fixed_requant_row32(row, length, exp_pair, 0, row);
-    /* The maximum contributes exactly 2^30, so 2^30 <= sum <= length * 2^30. */
-    int64_t sum = dsr_fixed_fast_exp_row(row, length, exps);
-    int64_t reciprocal = (int64_t)(((uint64_t)1 << 62) / (uint64_t)sum);
-    scale_row(exps, length, reciprocal, out_frac_bits, row);
-    dsr_fixed_store_row(row, length, 0, yt->qparams.dtype, out, r * length);
+    load_row(in[0], xt->qparams.dtype, r * length, length, row);
+    dsr_fixed_fast_softmax_row(row, length, node->qwords[1], node->qwords[2], node->qwords[3],
+                               exps, values);
+    dsr_fixed_store_row(values, length, 0, yt->qparams.dtype, out, r * length);
   }
   return 1;
 }

@@ -54,6 +54,11 @@ int dsr_fixed_fast_layer_norm(const dsr_model *model, const dsr_node *node,
                               const void *const *in, void *out, uint8_t *scratch);
 /* Writes exps[i] = dsr_fixed_exp2_neg_q30(y[i]) for y[i] <= 0 and returns their sum. */
 int64_t dsr_fixed_fast_exp_row(const int32_t *y, int32_t count, int32_t *exps);
+/* dsr_fixed_softmax_row, the same values from branch-free row steps. out must not overlap
+ * in or exp_scratch. */
+void dsr_fixed_fast_softmax_row(const int32_t *in, int32_t count, int32_t exp_multiplier,
+                                int32_t exp_shift, int32_t out_frac_bits, int32_t *exp_scratch,
+                                int32_t *out);
 int dsr_fixed_fast_softmax(const dsr_model *model, const dsr_node *node, const void *const *in,
                            void *out, uint8_t *scratch);
 int dsr_fixed_fast_transpose(const dsr_model *model, const dsr_node *node,
