@@ -95,6 +95,35 @@ static int32_t pointwise(const int32_t *in, int64_t stride, int32_t channels, in
   return (int32_t)dsr_fixed_clamp64((int64_t)out_zero + r, out_min, out_max);
 }
 
+/* Sum over count contiguous positions of (in[c] - in_zero) * weights_row[c], the terms at
+ * most 2^15 * 128 = 2^22. wide selects the 64-bit sum; narrow callers bound it by 2^31 - 1. */
+DSR_FIXED_VECTOR_CLONES
+static int64_t dot_contiguous(const int32_t *restrict in, int32_t in_zero,
+                              const int8_t *restrict weights_row, int32_t count, int wide) {
+  if (wide) {
+    int64_t acc = 0;
+    for (int32_t c = 0; c < count; c++)
+      acc += (int64_t)((in[c] - in_zero) * weights_row[c]);
+    return acc;
+  }
+  int32_t acc = 0;
+  for (int32_t c = 0; c < count; c++)
+    acc += (in[c] - in_zero) * weights_row[c];
+  return acc;
+}
+
+/* pointwise() for stride 1, with a sum that vectorizes: the same value. Narrow sums fit
+ * int32 by the plan-time bound on channels * 255 * 128 + |bias|. */
+static int32_t pointwise_contiguous(const int32_t *in, int32_t channels, int32_t in_zero,
+                                    const int8_t *weights_row, int32_t bias, const int32_t *pair,
+                                    int wide, int32_t out_zero, int32_t out_min,
+                                    int32_t out_max) {
+  int64_t acc = bias + dot_contiguous(in, in_zero, weights_row, channels, wide);
+  int32_t r = wide ? dsr_fixed_requant64(acc, pair[0], pair[1])
+                   : dsr_fixed_requant32((int32_t)acc, pair[0], pair[1]);
+  return (int32_t)dsr_fixed_clamp64((int64_t)out_zero + r, out_min, out_max);
+}
+
 typedef struct stage_info {
   int32_t zero, min, max, wide_in;
 } stage_info;
@@ -588,8 +617,9 @@ static void attend_pixel_fast(const dsr_model *model, const dsr_node *node, void
   const int8_t *wo = param_data(model, d, DSR_DEFORM_PROJ_OUT_W);
   const int32_t *bo = param_data(model, d, DSR_DEFORM_PROJ_OUT_B);
   for (int32_t oc = 0; oc < c_count; oc++) {
-    int32_t v = pointwise(s->context, 1, c_count, cs.zero, wo + (int64_t)oc * c_count, bo[oc],
-                          sec->s[DSQ_DA_PROJ_OUT] + 2 * oc, cs.wide_in, ys.zero, ys.min, ys.max);
+    int32_t v = pointwise_contiguous(s->context, c_count, cs.zero, wo + (int64_t)oc * c_count,
+                                     bo[oc], sec->s[DSQ_DA_PROJ_OUT] + 2 * oc, cs.wide_in,
+                                     ys.zero, ys.min, ys.max);
     dsr_fixed_store(y, yt->qparams.dtype, (int64_t)oc * map + pixel, v);
   }
 }
