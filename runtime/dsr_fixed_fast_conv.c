@@ -89,7 +89,8 @@ static int geometry_init(const dsr_model *model, const dsr_node *node, conv_geom
 /* Bytes of each scratch part, in layout order. */
 static void scratch_parts(const conv_geometry *g, size_t parts[5]) {
   parts[0] = round8((size_t)g->pixels * sizeof(int64_t));
-  parts[1] = round8((size_t)g->pixels * sizeof(int32_t));
+  /* The patch order sums 4 output channels at once. */
+  parts[1] = round8((size_t)g->pixels * (g->patches ? 4 : 1) * sizeof(int32_t));
   parts[2] = round8((size_t)g->cin * (size_t)g->plane_elements * sizeof(int16_t));
   parts[3] = g->patches ? round8((size_t)g->pixels * (size_t)g->taps * sizeof(int16_t)) : 0;
   parts[4] = g->patches ? round8((size_t)g->cout_group * (size_t)g->taps * sizeof(int16_t)) : 0;
@@ -282,6 +283,18 @@ static void sum_patches(const int16_t *patches, const int16_t *weights, int32_t 
   }
 }
 
+/* sum_patches for int8 input and the 4 output channels first..first + 3 of the group's
+ * weights at once, into acc rows of pixels each. Each sum has the bound of sum_narrow. */
+static void sum_patches4(const int16_t *patches, const int16_t *weights, const int32_t *bias,
+                         int32_t first, const conv_geometry *g, int32_t *acc) {
+  for (int64_t p = 0; p < g->pixels; p++) {
+    int32_t sums[4];
+    dsr_fixed_dot16x4(patches + p * g->taps, weights, g->taps, sums);
+    for (int32_t j = 0; j < 4; j++)
+      acc[j * g->pixels + p] = (bias != NULL ? bias[first + j] : 0) + sums[j];
+  }
+}
+
 /* Patch order: the output channels of one batch item, group by group. */
 static void run_patches(const int16_t *planes, const int8_t *w, const int32_t *bias,
                         const int32_t *pairs, int wide, const conv_geometry *g,
@@ -293,7 +306,14 @@ static void run_patches(const int16_t *planes, const int8_t *w, const int32_t *b
     int64_t weight_count = (int64_t)g->cout_group * g->taps;
     for (int64_t i = 0; i < weight_count; i++)
       weights[i] = w[(int64_t)first * g->taps + i];
-    for (int32_t k = 0; k < g->cout_group; k++) {
+    int32_t k = 0;
+    for (; !wide && k + 4 <= g->cout_group; k += 4) {
+      sum_patches4(patches, weights + (int64_t)k * g->taps, bias, first + k, g, acc);
+      for (int32_t j = 0; j < 4; j++)
+        store_channel(acc + j * g->pixels, NULL, pairs + 2 * (first + k + j), yt,
+                      ((int64_t)b * g->cout + first + k + j) * g->pixels, g->pixels, out);
+    }
+    for (; k < g->cout_group; k++) {
       int32_t oc = first + k;
       sum_patches(patches, weights + (int64_t)k * g->taps, bias != NULL ? bias[oc] : 0, wide, g,
                   acc, acc_wide);

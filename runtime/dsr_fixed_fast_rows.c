@@ -151,3 +151,20 @@ int64_t dsr_fixed_dot16_wide(const int16_t *restrict a, const int16_t *restrict 
   }
   return acc;
 }
+
+DSR_FIXED_VECTOR_CLONES
+void dsr_fixed_dot16x4(const int16_t *restrict x, const int16_t *restrict rows, int32_t count,
+                       int32_t sums[4]) {
+  const int16_t *r0 = rows, *r1 = rows + count, *r2 = r1 + count, *r3 = r2 + count;
+  int32_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+  for (int32_t i = 0; i < count; i++) {
+    s0 += x[i] * r0[i];
+    s1 += x[i] * r1[i];
+    s2 += x[i] * r2[i];
+    s3 += x[i] * r3[i];
+  }
+  sums[0] = s0;
+  sums[1] = s1;
+  sums[2] = s2;
+  sums[3] = s3;
+}

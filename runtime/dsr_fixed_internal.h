@@ -83,6 +83,10 @@ void dsr_fixed_store_row(const int32_t *values, int64_t count, int32_t zero, int
 /* Dot product of two int16 rows in 32 bits: the caller bounds every partial sum by 2^31 - 1. */
 int32_t dsr_fixed_dot16(const int16_t *a, const int16_t *b, int32_t count);
 
+/* Four dot products of x with the consecutive rows rows[k * count .. (k + 1) * count), k < 4,
+ * in 32 bits under the bound of dsr_fixed_dot16. */
+void dsr_fixed_dot16x4(const int16_t *x, const int16_t *rows, int32_t count, int32_t sums[4]);
+
 /* Dot product of two int16 rows in 64 bits, summing chunk terms at a time in 32 bits: the
  * caller picks chunk so that chunk products cannot leave int32 (chunk <= 1: no 32-bit sums). */
 int64_t dsr_fixed_dot16_wide(const int16_t *a, const int16_t *b, int32_t count, int32_t chunk);

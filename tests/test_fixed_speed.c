@@ -296,6 +296,10 @@ Test(fast_conv, strided_grouped_padded_match_reference) {
   conv_case(&(conv_params){2, 8, 7, 7, 6, 3, 2, 2, 1, 2, I16, I8, 1}, "int16 grouped strided");
   conv_case(&(conv_params){1, 40, 6, 6, 4, 3, 1, 1, 1, 1, I16, I16, 1},
             "int16 3x3 over more than one 32-bit chunk");
+  conv_case(&(conv_params){1, 40, 5, 5, 6, 3, 1, 1, 1, 1, I8, I8, 1},
+            "int8 3x3 with channels left after blocks of 4");
+  conv_case(&(conv_params){1, 16, 6, 6, 14, 3, 1, 1, 1, 2, I8, I16, 0},
+            "int8 grouped 3x3 with channels left after blocks of 4");
 }
 
 Test(fast_conv, extreme_values_match_reference) {
