@@ -156,6 +156,17 @@ static void add_scaled_row(int32_t *restrict acc, const int16_t *restrict b_row,
     acc[j] += value * b_row[j];
 }
 
+/* acc[j] += sum over r < 4 of values[r] * rows[r * n + j]: four rows of b per pass, for int8
+ * operands, whose partial sums the narrow bound covers. */
+DSR_FIXED_VECTOR_CLONES
+static void add_scaled_rows4(int32_t *restrict acc, const int16_t *restrict rows,
+                             const int16_t *values, int32_t n) {
+  const int16_t *r0 = rows, *r1 = rows + n, *r2 = r1 + n, *r3 = r2 + n;
+  int32_t v0 = values[0], v1 = values[1], v2 = values[2], v3 = values[3];
+  for (int32_t j = 0; j < n; j++)
+    acc[j] += v0 * r0[j] + v1 * r1[j] + v2 * r2[j] + v3 * r3[j];
+}
+
 /* Adds the 32-bit partial sums into the 64-bit ones and clears them. */
 static void flush_wide(int32_t *acc, int64_t *acc_wide, int32_t n) {
   for (int32_t j = 0; j < n; j++) {
@@ -179,7 +190,10 @@ static void multiply_rows(const dsr_node *node, const matmul_geometry *g, const 
       acc_wide[j] = 0;
     }
     int32_t pending = 0;
-    for (int32_t t = 0; t < g->k; t++) {
+    int32_t t = 0;
+    for (; !g->wide && t + 4 <= g->k; t += 4)
+      add_scaled_rows4(acc, b + (int64_t)t * g->n, a_row + t, g->n);
+    for (; t < g->k; t++) {
       if (a_row[t] != 0)
         add_scaled_row(acc, b + (int64_t)t * g->n, a_row[t], g->n);
       if (g->wide && ++pending == g->chunk_terms) {

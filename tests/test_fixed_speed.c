@@ -396,6 +396,8 @@ Test(fast_matmul, short_reductions_match_reference) {
               "int16 x constant B rows");
   matmul_case(&(matmul_params){2, {5, 4}, 2, {4, 7}, 2, {5, 7}, CA, I8, I8, I8},
               "constant A rows");
+  matmul_case(&(matmul_params){3, {2, 6, 7}, 3, {2, 7, 9}, 3, {2, 6, 9}, ACT, I8, I8, I8},
+              "int8 rows with terms left after blocks of 4");
 }
 
 Test(fast_matmul, activations_match_reference) {
