@@ -5,6 +5,12 @@
  * Stage values live in int32 scratch arrays but always hold values of their stage dtype
  * (stage_qparams), saturated, so an implementation storing int8 or int16 gets the same
  * numbers. Positions are Q8 pixels of the extended patch (DSR_FIXED_POS_FRAC_BITS).
+ *
+ * The 1x1 projections, the q.k sums, the softmax rows and proj_out each have two versions:
+ * the reference loops, position by position, and a fast one (the fast argument of
+ * dsr_fixed_deform_execute) that sums the same integer terms over contiguous rows. Integer
+ * sums without overflow do not depend on the order of their terms, so both give the same
+ * values, and tests compare them.
  */
 #include <string.h>
 

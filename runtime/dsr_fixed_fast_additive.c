@@ -121,8 +121,9 @@ static int32_t merge_row(const dsr_tensor *yt, const additive_operand *a,
   return k;
 }
 
-/* Adds or subtracts the rescaled rows into ra (each |value| <= 2^30, as the plan-time check
- * keeps each operand factor at most 1/2, so the sum fits int32), requantizes and stores them. */
+/* Adds or subtracts the rescaled rows into ra, then requantizes and stores them. Each rescaled
+ * value lies in [-2^30, 2^30): operands in [-2^30, 2^30) times factors below 1. So the
+ * sum or difference fits int32, as in the reference. */
 static void combine_row(int32_t *ra, const int32_t *rb, int64_t count, int subtract,
                         const int32_t *pair, int32_t y_zero, int32_t y_dtype, int64_t offset,
                         void *out) {

@@ -2,8 +2,8 @@
  * Optimized CONV2D for the fixed-point runtime, bit-identical to run_conv2d in dsr_fixed.c.
  *
  * Each input plane of a batch item is first copied, zero point subtracted, into a zero-padded
- * int16 plane in scratch: x - zero lies in [-255, 255] for int8 and in [-32768, 32767] for
- * int16 (zero point 0), and the padding holds the real value 0 that the reference skips. The
+ * int16 plane in scratch. x - zero lies in [-255, 255] for int8 and in [-32768, 32767] for
+ * int16 (zero point 0). The padding is the real value 0 that the reference skips. The
  * tap loops then run over whole output rows with neither bounds tests nor dtype dispatch:
  * for each output channel, each weight tap adds w * plane[...] to an accumulator row over all
  * output pixels. Integer sums do not depend on the order of their terms as long as no partial
@@ -58,6 +58,7 @@ static int geometry_init(const dsr_model *model, const dsr_node *node, conv_geom
   const dsr_conv_attrs *a = &node->attrs.conv;
   if (xt->rank != 4 || wt->rank != 4 || yt->rank != 4 || a->group < 1)
     return 0;
+
   *g = (conv_geometry){
       .batch = xt->dims[0], .cin = xt->dims[1], .height = xt->dims[2], .width = xt->dims[3],
       .cout = yt->dims[1], .out_h = yt->dims[2], .out_w = yt->dims[3],
@@ -66,16 +67,19 @@ static int geometry_init(const dsr_model *model, const dsr_node *node, conv_geom
       .stride_h = a->stride[0], .stride_w = a->stride[1],
       .dilation_h = a->dilation[0], .dilation_w = a->dilation[1],
       .pad_top = a->pad[0], .pad_left = a->pad[1]};
+
   if (g->stride_h < 1 || g->stride_w < 1 || g->dilation_h < 1 || g->dilation_w < 1 ||
       g->pad_top < 0 || g->pad_left < 0 || g->out_h < 1 || g->out_w < 1 || g->kh < 1 ||
       g->kw < 1 || g->cin_group < 1 || g->cout_group < 1 || g->batch < 1)
     return 0;
+
   int64_t plane_h = (int64_t)(g->out_h - 1) * g->stride_h + (int64_t)(g->kh - 1) * g->dilation_h + 1;
   int64_t plane_w = (int64_t)(g->out_w - 1) * g->stride_w + (int64_t)(g->kw - 1) * g->dilation_w + 1;
   if (plane_h > INT32_MAX || plane_w > INT32_MAX)
     return 0;
   g->plane_h = (int32_t)plane_h;
   g->plane_w = (int32_t)plane_w;
+
   int64_t taps = (int64_t)g->cin_group * g->kh * g->kw;
   if (taps > INT32_MAX)
     return 0;

@@ -2,8 +2,8 @@
  * Optimized MATMUL for the fixed-point runtime, bit-identical to run_matmul in dsr_fixed.c.
  *
  * For each batch, the A block (m x k) and the transposed B block (n x k) are copied into int16
- * scratch with their zero points subtracted: an int8 activation minus its zero point lies in
- * [-255, 255], an int16 activation has zero point 0 and an int8 constant has none. Every
+ * scratch with their zero points subtracted. An int8 activation minus its zero point lies in
+ * [-255, 255]. An int16 activation has zero point 0, and an int8 constant has none. Every
  * output is then a dot product of two contiguous int16 rows. Where rows of B are at least as
  * long as the reduction (n >= k), B stays untransposed and each output row is accumulated
  * instead: k passes add a[i][t] * b[t][:] to an int32 row of n sums, which keeps the loops

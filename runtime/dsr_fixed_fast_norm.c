@@ -1,8 +1,8 @@
 /*
  * Optimized LAYER_NORM for the fixed-point runtime, bit-identical to run_layer_norm in
- * dsr_fixed.c and dsr_fixed_layer_norm_row in dsr_fixed_math.c: the same integer steps, with
- * the row sums in 32 bits where they fit, an integer square root without data-dependent
- * branches, and the per-element steps written without branches so that they vectorize.
+ * dsr_fixed.c and dsr_fixed_layer_norm_row in dsr_fixed_math.c. It runs the same integer
+ * steps. The row sums are 32-bit where they fit, and the integer square root has no
+ * data-dependent branches. The per-element steps have no branches either, so they vectorize.
  *
  * Scratch: int32 d[count] and int32 values[count], within what dsr_fixed_scratch_bytes
  * reserves for the reference kernel (count * 16 bytes).

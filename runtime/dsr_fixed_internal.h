@@ -35,8 +35,8 @@ void dsr_fixed_execute_reference(const dsr_model *model, int32_t node_index,
 /*
  * Optimized kernels (dsr_fixed_fast_*.c), bit-identical to the reference ones. Each returns 1
  * after writing the output, or 0 without touching anything when the node's attributes fall
- * outside what it handles (the caller then runs the reference kernel). scratch holds at least
- * the kernel's *_scratch_bytes, aligned to 8; those functions return 0 for such nodes too.
+ * outside what it handles (the caller then runs the reference kernel). scratch has at least
+ * the kernel's *_scratch_bytes, aligned to 8. Those functions return 0 for such nodes too.
  * dsr_fixed_check_node must have passed.
  */
 int dsr_fixed_fast_conv2d(const dsr_model *model, const dsr_node *node, const void *const *in,
@@ -107,7 +107,8 @@ int64_t dsr_fixed_batch_offset(const dsr_tensor *t, const dsr_tensor *out, int64
 #endif
 
 /* DEFORM_ATTN parts of dsr_fixed_execute, dsr_fixed_check_node and dsr_fixed_scratch_bytes.
- * fast selects the row-order projections; 0 runs the reference loops (same values). */
+ * fast selects the row-order projections and q.k sums and the branch-free softmax rows. With
+ * fast 0 the reference loops run, which give the same values. */
 void dsr_fixed_deform_execute(const dsr_model *model, const dsr_node *node, const void *x,
                               void *y, uint8_t *scratch, dsr_slice slice, int fast);
 ds_status dsr_fixed_deform_check(const dsr_model *model, const dsr_node *node, ds_error *err);
