@@ -109,16 +109,22 @@ void dsr_fixed_requant_row64(const int64_t *acc, int64_t count, const int32_t *p
 DSR_FIXED_VECTOR_CLONES
 void dsr_fixed_store_row(const int32_t *values, int64_t count, int32_t zero, int32_t dtype,
                          void *out, int64_t offset) {
-  /* zero + value is formed in 64 bits: a saturated value plus the zero point can leave
-   * int32. */
+  /* clamp(zero + v, lo, hi) equals zero + clamp(v, lo - zero, hi - zero), whose terms all
+   * fit int32 for int8 and int16 outputs (|zero| <= 2^15), so the loops stay in 32 bits. */
   if (dtype == DSR_DTYPE_I8) {
     int8_t *dst = (int8_t *)out + offset;
-    for (int64_t i = 0; i < count; i++)
-      dst[i] = (int8_t)dsr_fixed_clamp64(zero + (int64_t)values[i], INT8_MIN, INT8_MAX);
+    int32_t lo = INT8_MIN - zero, hi = INT8_MAX - zero;
+    for (int64_t i = 0; i < count; i++) {
+      int32_t v = values[i] < lo ? lo : (values[i] > hi ? hi : values[i]);
+      dst[i] = (int8_t)(v + zero);
+    }
   } else if (dtype == DSR_DTYPE_I16) {
     int16_t *dst = (int16_t *)out + offset;
-    for (int64_t i = 0; i < count; i++)
-      dst[i] = (int16_t)dsr_fixed_clamp64(zero + (int64_t)values[i], INT16_MIN, INT16_MAX);
+    int32_t lo = INT16_MIN - zero, hi = INT16_MAX - zero;
+    for (int64_t i = 0; i < count; i++) {
+      int32_t v = values[i] < lo ? lo : (values[i] > hi ? hi : values[i]);
+      dst[i] = (int16_t)(v + zero);
+    }
   } else {
     for (int64_t i = 0; i < count; i++)
       dsr_fixed_store(out, dtype, offset + i, zero + (int64_t)values[i]);

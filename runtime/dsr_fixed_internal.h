@@ -76,7 +76,7 @@ void dsr_fixed_requant_row64(const int64_t *acc, int64_t count, const int32_t *p
                              int32_t pair_stride, int32_t *values);
 
 /* Stores zero + values[i] into element offset + i of out (dtype I8, I16 or I32), saturated
- * like dsr_fixed_store. */
+ * like dsr_fixed_store. zero is in [-32768, 32767], as every activation zero point is. */
 void dsr_fixed_store_row(const int32_t *values, int64_t count, int32_t zero, int32_t dtype,
                          void *out, int64_t offset);
 
