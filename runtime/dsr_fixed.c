@@ -462,6 +462,8 @@ static int run_fast(const dsr_model *model, const dsr_node *node, const void *co
     return dsr_fixed_fast_layer_norm(model, node, inputs, output, scratch);
   case DSR_OP_SOFTMAX:
     return dsr_fixed_fast_softmax(model, node, inputs, output, scratch);
+  case DSR_OP_GELU:
+    return dsr_fixed_fast_gelu(model, node, inputs, output);
   default:
     return 0;
   }

@@ -61,6 +61,8 @@ void dsr_fixed_fast_softmax_row(const int32_t *in, int32_t count, int32_t exp_mu
                                 int32_t *out);
 int dsr_fixed_fast_softmax(const dsr_model *model, const dsr_node *node, const void *const *in,
                            void *out, uint8_t *scratch);
+int dsr_fixed_fast_gelu(const dsr_model *model, const dsr_node *node, const void *const *in,
+                        void *out);
 int dsr_fixed_fast_transpose(const dsr_model *model, const dsr_node *node,
                              const void *const *in, void *out);
 

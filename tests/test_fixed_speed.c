@@ -34,7 +34,7 @@ static uint32_t rng_u32(void) {
 
 /* Uniform integer in [lo, hi]. */
 static int32_t rng_range(int32_t lo, int32_t hi) {
-  return lo + (int32_t)(rng_u32() % (uint32_t)(hi - lo + 1));
+  return (int32_t)(lo + (int64_t)(rng_u32() % (uint64_t)((int64_t)hi - lo + 1)));
 }
 
 /* ------------------------------------------------------------------ one-node models */
@@ -593,6 +593,39 @@ Test(fast_softmax, rows_match_reference) {
   softmax_case(20, 49, I8, 15, 4, "int8 scores to int16");
   softmax_case(10, 300, I16, 15, 12, "steep exponent, most terms vanish");
   softmax_case(4, 1, I8, 8, 0, "rows of one");
+}
+
+/* ------------------------------------------------------------------ lookup tables */
+
+static int fast_gelu(const dsr_model *model, const dsr_node *node, const void *const *in,
+                     void *out, uint8_t *scratch) {
+  (void)scratch;
+  return dsr_fixed_fast_gelu(model, node, in, out);
+}
+
+/* A GELU node with a random table: direct (256 entries) for int8 input, interpolated (257
+ * entries within +-2^30) for int16 input. Entries outside the output range test the clamp. */
+static void gelu_case(int32_t x_dtype, int32_t y_dtype, const char *what) {
+  node_case c;
+  node_case_init(&c, DSR_OP_GELU, 1);
+  int32_t dims[3] = {3, 7, 50};
+  set_tensor(&c, 0, DSR_TENSOR_INPUT, 3, dims, x_dtype, rng_range(-128, 127));
+  set_tensor(&c, 3, DSR_TENSOR_OUTPUT, 3, dims, y_dtype, rng_range(-128, 127));
+  int direct = x_dtype == I8;
+  int32_t entries = direct ? DSQ_LUT_DIRECT_ENTRIES : DSQ_LUT_INTERP_ENTRIES;
+  c.qwords[1] = direct ? DSQ_LUT_DIRECT : DSQ_LUT_INTERP;
+  for (int32_t i = 0; i < entries; i++)
+    c.qwords[2 + i] = direct ? rng_range(-200, 200) : rng_range(-(1 << 30), 1 << 30) >> rng_range(0, 16);
+  c.node.qword_count = 2 + entries;
+  expect_identical(&c, fast_gelu, what);
+  node_case_free(&c);
+}
+
+Test(fast_gelu, tables_match_reference) {
+  gelu_case(I8, I8, "int8 direct table");
+  gelu_case(I8, I16, "int8 direct table to int16");
+  gelu_case(I16, I16, "int16 interpolated table");
+  gelu_case(I16, I8, "int16 interpolated table to int8");
 }
 
 /* ------------------------------------------------------------------ whole models */
