@@ -11,8 +11,8 @@
  *
  * Rows longer than ROW_PIECE elements are processed in pieces of ROW_PIECE.
  *
- * Scratch layout: int32 a_piece[piece], then int32 b_piece[piece], piece = min(ROW_PIECE,
- * output elements).
+ * Scratch layout: int32 a_piece[piece], b_piece[piece] and sum[piece], where
+ * piece = min(ROW_PIECE, output elements).
  */
 #include "dsr_fixed_internal.h"
 #include "dsr_fixed_math.h"
@@ -42,7 +42,7 @@ size_t dsr_fixed_fast_additive_scratch_bytes(const dsr_model *model, const dsr_n
   const dsr_tensor *yt = &model->tensors[node->output];
   if (yt->rank < 1)
     return 0;
-  return 2 * round8((size_t)row_capacity(yt) * sizeof(int32_t));
+  return 3 * round8((size_t)row_capacity(yt) * sizeof(int32_t));
 }
 
 /* Element strides of t over the output axes (numpy broadcasting): 0 for a broadcast or
@@ -121,21 +121,22 @@ static int32_t merge_row(const dsr_tensor *yt, const additive_operand *a,
   return k;
 }
 
-/* Adds or subtracts the rescaled rows into ra, then requantizes and stores them. Each rescaled
+/* Adds or subtracts the rescaled rows into sum, then requantizes and stores them. Each rescaled
  * value lies in [-2^30, 2^30): operands in [-2^30, 2^30) times factors below 1. So the
  * sum or difference fits int32, as in the reference. */
-static void combine_row(int32_t *ra, const int32_t *rb, int64_t count, int subtract,
+static void combine_row(const int32_t *ra, const int32_t *rb, int32_t *sum, int64_t count,
+                        int subtract,
                         const int32_t *pair, int32_t y_zero, int32_t y_dtype, int64_t offset,
                         void *out) {
   if (subtract) {
     for (int64_t i = 0; i < count; i++)
-      ra[i] -= rb[i];
+      sum[i] = ra[i] - rb[i];
   } else {
     for (int64_t i = 0; i < count; i++)
-      ra[i] += rb[i];
+      sum[i] = ra[i] + rb[i];
   }
-  dsr_fixed_requant_row32(ra, count, pair, 0, ra);
-  dsr_fixed_store_row(ra, count, y_zero, y_dtype, out, offset);
+  dsr_fixed_requant_row32(sum, count, pair, 0, sum);
+  dsr_fixed_store_row(sum, count, y_zero, y_dtype, out, offset);
 }
 
 int dsr_fixed_fast_additive(const dsr_model *model, const dsr_node *node,
@@ -150,18 +151,28 @@ int dsr_fixed_fast_additive(const dsr_model *model, const dsr_node *node,
   int64_t row_len;
   int32_t lead_axes = merge_row(yt, &a, &b, &row_len);
   int64_t a_row_stride = a.strides[yt->rank - 1], b_row_stride = b.strides[yt->rank - 1];
+  size_t row_bytes = round8((size_t)row_capacity(yt) * sizeof(int32_t));
   int32_t *ra = (int32_t *)scratch;
-  int32_t *rb = (int32_t *)(scratch + round8((size_t)row_capacity(yt) * sizeof(int32_t)));
+  int32_t *rb = (int32_t *)(scratch + row_bytes);
+  int32_t *sum = (int32_t *)(scratch + 2 * row_bytes);
 
   int32_t counter[DSR_MAX_RANK] = {0};
   int64_t ia = 0, ib = 0;
+  /* A row that fits one piece and starts where the previous one did (an operand broadcast
+   * over the leading axes) keeps its rescaled values from that row. */
+  int64_t a_done = -1, b_done = -1;
   int64_t rows = dsr_tensor_elements(yt) / row_len;
   for (int64_t r = 0; r < rows; r++) {
     for (int64_t start = 0; start < row_len; start += ROW_PIECE) {
       int64_t count = row_len - start < ROW_PIECE ? row_len - start : ROW_PIECE;
-      rescale_row(&a, ia + start * a_row_stride, a_row_stride, count, q[1], ra);
-      rescale_row(&b, ib + start * b_row_stride, b_row_stride, count, q[1], rb);
-      combine_row(ra, rb, count, node->op == DSR_OP_SUB, q + 6, yt->qparams.zero_point,
+      int reuse = row_len <= ROW_PIECE;
+      if (!reuse || ia != a_done)
+        rescale_row(&a, ia + start * a_row_stride, a_row_stride, count, q[1], ra);
+      if (!reuse || ib != b_done)
+        rescale_row(&b, ib + start * b_row_stride, b_row_stride, count, q[1], rb);
+      a_done = reuse ? ia : -1;
+      b_done = reuse ? ib : -1;
+      combine_row(ra, rb, sum, count, node->op == DSR_OP_SUB, q + 6, yt->qparams.zero_point,
                   yt->qparams.dtype, r * row_len + start, out);
     }
     /* Next row: advance the leading axes like an odometer. */
