@@ -251,20 +251,23 @@ static void run_taps(const int16_t *planes, const int8_t *w, const int32_t *bias
 }
 
 /* Gathers the patch row of every output pixel of group from the planes: patches[p][t] is the
- * plane value that tap t = (ic * kh + ky) * kw + kx of pixel p reads. */
+ * plane value that tap t = (ic * kh + ky) * kw + kx of pixel p reads. The loops run tap by tap
+ * over whole output rows, which keeps them long for small kernels. */
 static void fill_patches(const int16_t *planes, int32_t group, const conv_geometry *g,
                          int16_t *patches) {
   const int16_t *group_planes = planes + (int64_t)group * g->cin_group * g->plane_elements;
-  for (int32_t oy = 0; oy < g->out_h; oy++) {
-    for (int32_t ox = 0; ox < g->out_w; ox++) {
-      int16_t *dst = patches + ((int64_t)oy * g->out_w + ox) * g->taps;
-      for (int32_t ic = 0; ic < g->cin_group; ic++) {
-        for (int32_t ky = 0; ky < g->kh; ky++) {
-          const int16_t *src = group_planes + ic * g->plane_elements +
-                               ((int64_t)oy * g->stride_h + (int64_t)ky * g->dilation_h) * g->plane_w +
-                               (int64_t)ox * g->stride_w;
-          for (int32_t kx = 0; kx < g->kw; kx++)
-            *dst++ = src[(int64_t)kx * g->dilation_w];
+  int32_t t = 0;
+  for (int32_t ic = 0; ic < g->cin_group; ic++) {
+    for (int32_t ky = 0; ky < g->kh; ky++) {
+      for (int32_t kx = 0; kx < g->kw; kx++, t++) {
+        const int16_t *origin = group_planes + ic * g->plane_elements +
+                                (int64_t)ky * g->dilation_h * g->plane_w +
+                                (int64_t)kx * g->dilation_w;
+        for (int32_t oy = 0; oy < g->out_h; oy++) {
+          const int16_t *src = origin + (int64_t)oy * g->stride_h * g->plane_w;
+          int16_t *dst = patches + (int64_t)oy * g->out_w * g->taps + t;
+          for (int32_t ox = 0; ox < g->out_w; ox++)
+            dst[(int64_t)ox * g->taps] = src[(int64_t)ox * g->stride_w];
         }
       }
     }
