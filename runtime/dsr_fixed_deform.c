@@ -38,24 +38,30 @@ typedef struct deform_scratch {
   int32_t *exps;     /* Nmax */
   int32_t *attn;     /* Nmax */
   int32_t *context;  /* C */
+  int32_t *columns;  /* C * PROJECTION_MIN_ROW: short projections, position-major */
 } deform_scratch;
+
+/* Projections over fewer positions than this run position by position from transposed
+ * columns, since their rows would be too short for the row order to pay. */
+#define PROJECTION_MIN_ROW 16
 
 static int64_t layout_scratch(const dsr_deform_attn *d, uint8_t *base, deform_scratch *s) {
   int64_t c = d->channels, cg = d->channels / d->groups, g = d->groups;
   int64_t n_max = (int64_t)dsr_fixed_offset_grid(d, d->height) * dsr_fixed_offset_grid(d, d->width);
   int64_t pixels = (int64_t)d->height * d->width;
   int64_t row = pixels > n_max ? pixels : n_max;
-  int64_t counts[14] = {row, cg, cg, c * pixels, c * n_max, g * 2 * n_max, g * 2 * n_max,
-                        c * n_max, c * n_max, c * n_max, n_max, n_max, n_max, c};
-  int32_t **slots[14] = {&s->row, &s->ln_in, &s->ln_out, &s->q, &s->dw, &s->offset,
+  int64_t counts[15] = {row,       cg,        cg,        c * pixels, c * n_max,
+                        g * 2 * n_max, g * 2 * n_max, c * n_max, c * n_max, c * n_max,
+                        n_max,     n_max,     n_max,     c,          c * PROJECTION_MIN_ROW};
+  int32_t **slots[15] = {&s->row, &s->ln_in, &s->ln_out, &s->q, &s->dw, &s->offset,
                          &s->position, &s->sampled, &s->k, &s->v, &s->logits, &s->exps,
-                         &s->attn, &s->context};
+                         &s->attn, &s->context, &s->columns};
   int64_t bytes = (cg + row) * (int64_t)sizeof(int64_t);
   if (base != NULL) {
     s->ln_d = (int64_t *)base;
     s->row_wide = s->ln_d + cg;
   }
-  for (int32_t i = 0; i < 14; i++) {
+  for (int32_t i = 0; i < 15; i++) {
     if (base != NULL)
       *slots[i] = (int32_t *)(base + bytes);
     bytes += counts[i] * (int64_t)sizeof(int32_t);
@@ -227,9 +233,31 @@ static void start_row(const projection *pr, int32_t oc, int64_t count, deform_sc
   }
 }
 
+/* Projects count (< PROJECTION_MIN_ROW) positions whose channel values are
+ * columns[p * channels + c] into out[oc * count + p], with the values of pointwise(). */
+static void project_columns(const projection *pr, const int32_t *columns, int32_t in_zero,
+                            int64_t count, int32_t *out) {
+  for (int64_t p = 0; p < count; p++) {
+    for (int32_t oc = 0; oc < pr->channels; oc++) {
+      out[oc * count + p] = pointwise_contiguous(
+          columns + p * pr->channels, pr->channels, in_zero,
+          pr->weights + (int64_t)oc * pr->channels, pr->bias != NULL ? pr->bias[oc] : 0,
+          pr->pairs + 2 * oc, pr->wide, pr->out.zero, pr->out.min, pr->out.max);
+    }
+  }
+}
+
 /* Projects a stage held as in[c * count + i] (values with zero point in_zero) into out. */
 static void project_stage(const projection *pr, const int32_t *in, int32_t in_zero, int64_t count,
                           deform_scratch *s, int32_t *out) {
+  if (count < PROJECTION_MIN_ROW) {
+    for (int32_t c = 0; c < pr->channels; c++) {
+      for (int64_t p = 0; p < count; p++)
+        s->columns[p * pr->channels + c] = in[c * count + p];
+    }
+    project_columns(pr, s->columns, in_zero, count, out);
+    return;
+  }
   for (int32_t oc = 0; oc < pr->channels; oc++) {
     start_row(pr, oc, count, s);
     const int8_t *w = pr->weights + (int64_t)oc * pr->channels;
@@ -251,6 +279,14 @@ static void compute_q_rows(const dsr_model *model, const dsr_node *node, const v
                    param_data(model, d, DSR_DEFORM_PROJ_Q_B), sec->s[DSQ_DA_PROJ_Q],
                    d->channels, xt->qparams.dtype != DSR_DTYPE_I8,
                    stage(&d->stage_qparams[DSR_DEFORM_STAGE_Q])};
+  if (pixels < PROJECTION_MIN_ROW) {
+    for (int32_t c = 0; c < pr.channels; c++) {
+      for (int64_t p = 0; p < pixels; p++)
+        s->columns[p * pr.channels + c] = dsr_fixed_load(x, xt->qparams.dtype, c * pixels + p);
+    }
+    project_columns(&pr, s->columns, xt->qparams.zero_point, pixels, s->q);
+    return;
+  }
   for (int32_t oc = 0; oc < pr.channels; oc++) {
     start_row(&pr, oc, pixels, s);
     const int8_t *w = pr.weights + (int64_t)oc * pr.channels;
@@ -537,6 +573,33 @@ static void attend_pixel(const dsr_model *model, const dsr_node *node, void *y,
   }
 }
 
+/* floor(v / 2^DSR_FIXED_POS_FRAC_BITS), as dsr_fixed_bilinear_taps computes it. */
+static inline int32_t floor_position(int32_t v) {
+  if (v >= 0)
+    return v >> DSR_FIXED_POS_FRAC_BITS;
+  return -(int32_t)((-(int64_t)v + DSR_FIXED_POS_ONE - 1) >> DSR_FIXED_POS_FRAC_BITS);
+}
+
+/*
+ * Sum of weight[t] * table[index[t]] over the taps that dsr_fixed_bilinear_taps gives for
+ * (py, px) over an h x w table, inline. A tap outside the table adds nothing, as its weight 0
+ * does there. The weights sum to 2^16 and table values are int16, so the sum fits int32.
+ */
+static inline int32_t bilinear_sum(const int16_t *table, int32_t py, int32_t px, int32_t h,
+                                   int32_t w) {
+  int32_t y0 = floor_position(py), x0 = floor_position(px);
+  int32_t fy = py - y0 * DSR_FIXED_POS_ONE, fx = px - x0 * DSR_FIXED_POS_ONE;
+  int32_t wy[2] = {DSR_FIXED_POS_ONE - fy, fy};
+  int32_t wx[2] = {DSR_FIXED_POS_ONE - fx, fx};
+  int32_t sum = 0;
+  for (int32_t t = 0; t < 4; t++) {
+    int32_t row = y0 + (t >> 1), col = x0 + (t & 1);
+    if (row >= 0 && row < h && col >= 0 && col < w)
+      sum += wy[t >> 1] * wx[t & 1] * table[row * w + col];
+  }
+  return sum;
+}
+
 /*
  * q.k sums of head hd at pixel for every sample n, in row order: channel by channel over
  * contiguous rows of k. The result is acc_wide (wide) or row. Narrow sums fit int32 by the
@@ -558,8 +621,8 @@ static void qk_rows(const dsr_deform_attn *d, const deform_scratch *s, const pat
   }
 }
 
-/* attend_pixel with the q.k sums in row order and the branch-free softmax row: the same
- * values. */
+/* attend_pixel with the q.k sums in row order, the position bias inline and the branch-free
+ * softmax row: the same values. */
 static void attend_pixel_fast(const dsr_model *model, const dsr_node *node, void *y,
                          const deform_sections *sec, const patch_geometry *pg,
                          deform_scratch *s, int32_t qy, int32_t qx) {
@@ -592,13 +655,8 @@ static void attend_pixel_fast(const dsr_model *model, const dsr_node *node, void
     qk_rows(d, s, pg, hd, pixel, qs.zero, ks.zero, qk_wide);
     for (int32_t n = 0; n < pg->n; n++) {
       int64_t acc = qk_wide ? s->row_wide[n] : s->row[n];
-      int32_t index[4], weight[4];
-      dsr_fixed_bilinear_taps(row_base - py[n], col_base - px[n], table_h, table_w, table_w,
-                              index, weight);
-      /* Weights sum to 2^16 and table values are int16: the sum fits int32. */
-      int32_t bias = 0;
-      for (int32_t t = 0; t < 4; t++)
-        bias += weight[t] * head_table[index[t]];
+      int32_t bias = bilinear_sum(head_table, row_base - py[n], col_base - px[n], table_h,
+                                  table_w);
       int64_t qk = qk_wide ? dsr_fixed_requant64(acc, logit_pairs[0], logit_pairs[1])
                            : dsr_fixed_requant32((int32_t)acc, logit_pairs[0], logit_pairs[1]);
       int64_t logit = ls.zero + qk + dsr_fixed_requant32(bias, logit_pairs[2], logit_pairs[3]);
