@@ -573,6 +573,26 @@ static void attend_pixel(const dsr_model *model, const dsr_node *node, void *y,
   }
 }
 
+/*
+ * Sum over count of (a[i] - a_zero) * (b[i] - b_zero) for two stage rows, each product at most
+ * 2^15 * 2^15 = 2^30. wide selects the 64-bit sum. Narrow callers bound the sum by 2^31 - 1
+ * (the plan-time check of the attention sums: samples * 255 * 255).
+ */
+DSR_FIXED_VECTOR_CLONES
+static int64_t dot_stages(const int32_t *restrict a, int32_t a_zero, const int32_t *restrict b,
+                          int32_t b_zero, int32_t count, int wide) {
+  if (wide) {
+    int64_t acc = 0;
+    for (int32_t i = 0; i < count; i++)
+      acc += (int64_t)((a[i] - a_zero) * (b[i] - b_zero));
+    return acc;
+  }
+  int32_t acc = 0;
+  for (int32_t i = 0; i < count; i++)
+    acc += (a[i] - a_zero) * (b[i] - b_zero);
+  return acc;
+}
+
 /* floor(v / 2^DSR_FIXED_POS_FRAC_BITS), as dsr_fixed_bilinear_taps computes it. */
 static inline int32_t floor_position(int32_t v) {
   if (v >= 0)
@@ -621,8 +641,8 @@ static void qk_rows(const dsr_deform_attn *d, const deform_scratch *s, const pat
   }
 }
 
-/* attend_pixel with the q.k sums in row order, the position bias inline and the branch-free
- * softmax row: the same values. */
+/* attend_pixel with the q.k sums in row order, the position bias inline, the branch-free
+ * softmax row and vectorized attention sums: the same values. */
 static void attend_pixel_fast(const dsr_model *model, const dsr_node *node, void *y,
                          const deform_sections *sec, const patch_geometry *pg,
                          deform_scratch *s, int32_t qy, int32_t qx) {
@@ -667,9 +687,7 @@ static void attend_pixel_fast(const dsr_model *model, const dsr_node *node, void
 
     for (int32_t c = 0; c < hc; c++) {
       int64_t ch = (int64_t)hd * hc + c;
-      int64_t acc = 0;
-      for (int32_t n = 0; n < pg->n; n++)
-        acc += (int64_t)(s->attn[n] - as.zero) * (s->v[ch * pg->n + n] - vs.zero);
+      int64_t acc = dot_stages(s->attn, as.zero, s->v + ch * pg->n, vs.zero, pg->n, av_wide);
       const int32_t *pair = sec->s[DSQ_DA_CONTEXT];
       int32_t r = av_wide ? dsr_fixed_requant64(acc, pair[0], pair[1])
                           : dsr_fixed_requant32((int32_t)acc, pair[0], pair[1]);
