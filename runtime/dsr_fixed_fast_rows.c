@@ -19,6 +19,16 @@ static inline int64_t round_shift(int64_t x, int32_t exponent) {
 }
 
 /*
+ * round_shift for |x| < 2^62 through a logical shift, which AVX2 has for 64-bit lanes:
+ * adding 2^62 makes the operand non-negative and adds exactly 2^(62 - exponent) to the
+ * quotient, which is then taken back out.
+ */
+static inline int64_t round_shift_biased(int64_t x, int32_t exponent) {
+  uint64_t biased = (uint64_t)(x + ((int64_t)1 << (exponent - 1)) - (x < 0)) + ((uint64_t)1 << 62);
+  return (int64_t)(biased >> exponent) - ((int64_t)1 << (62 - exponent));
+}
+
+/*
  * dsr_fixed_requant32 without branches. The scaled value x * 2^left (|x| <= 2^31, left <= 30)
  * fits int64. When it leaves int32 the result is the saturated value the reference returns.
  * Otherwise srdhm is round(scaled * m / 2^31): |scaled * m| < 2^62, and m != INT32_MIN after
@@ -30,18 +40,19 @@ static inline int32_t requant32(int32_t x, int32_t multiplier, int32_t shift) {
   int32_t right = shift > 0 ? 0 : -shift;
   int64_t scaled = (int64_t)x * ((int64_t)1 << left);
   int64_t clamped = scaled < INT32_MIN ? INT32_MIN : (scaled > INT32_MAX ? INT32_MAX : scaled);
-  int64_t high = round_shift(clamped * multiplier, 31);
-  int32_t rounded = right == 0 ? (int32_t)high : (int32_t)round_shift(high, right);
+  int64_t high = round_shift_biased(clamped * multiplier, 31);
+  int32_t rounded = right == 0 ? (int32_t)high : (int32_t)round_shift_biased(high, right);
   int32_t saturated = (scaled > 0) == (multiplier > 0) ? INT32_MAX : INT32_MIN;
   if (multiplier == 0)
     saturated = 0;
   return scaled != clamped ? saturated : rounded;
 }
 
-/* requant32 for shift <= 0, where nothing saturates and right = -shift. */
+/* requant32 for shift <= 0, where nothing saturates and right = -shift. |x * m| < 2^62, and
+ * the high part is within 2^31. */
 static inline int32_t requant32_right(int32_t x, int32_t multiplier, int32_t right) {
-  int64_t high = round_shift((int64_t)x * multiplier, 31);
-  return right == 0 ? (int32_t)high : (int32_t)round_shift(high, right);
+  int64_t high = round_shift_biased((int64_t)x * multiplier, 31);
+  return right == 0 ? (int32_t)high : (int32_t)round_shift_biased(high, right);
 }
 
 DSR_FIXED_VECTOR_CLONES
