@@ -1,8 +1,10 @@
 /*
- * Tests of the optimized fixed-point kernels (runtime/dsr_fixed_fast_*.c): each one against
- * the reference kernel on random data, byte for byte, over convolutions, matrix products and
- * additions of every shape class the models use; then whole fixture models, node by node,
- * through dsr_fixed_execute and dsr_fixed_execute_reference.
+ * Tests of the optimized fixed-point kernels (runtime/dsr_fixed_fast_*.c and the fast path of
+ * dsr_fixed_deform.c). Each kernel runs against its reference kernel on random data and must
+ * match byte for byte: convolutions, matrix products, additions, transposes, LayerNorm,
+ * softmax and GELU, over the shape classes the models use. The row helpers are compared with
+ * the scalar primitives. Then whole fixture models run node by node through
+ * dsr_fixed_execute and dsr_fixed_execute_reference, deformable layers also under slices.
  */
 #include <criterion/criterion.h>
 #include <math.h>
@@ -97,8 +99,7 @@ static void set_channels(node_case *c, int32_t index, int32_t axis, int32_t coun
  * magnitude about out_max, with a random mantissa and sign. */
 static void random_pair(int32_t *pair, double typical, double out_max, int wide) {
   int exponent;
-  double fraction = frexp(out_max / typical, &exponent);
-  (void)fraction;
+  frexp(out_max / typical, &exponent);
   int32_t shift = exponent;
   int32_t max_shift = wide ? DSQ_SHIFT_MAX_WIDE : DSQ_SHIFT_MAX;
   shift = shift < DSQ_SHIFT_MIN ? DSQ_SHIFT_MIN : (shift > max_shift ? max_shift : shift);
@@ -328,6 +329,37 @@ Test(fast_conv, extreme_values_match_reference) {
     expect_identical(&c, dsr_fixed_fast_conv2d, k == 0 ? "int8 extremes" : "int16 extremes");
     node_case_free(&c);
   }
+}
+
+Test(fast_conv, unusual_attributes_fall_back_to_reference) {
+  /* Stride 0 is not rejected at plan time; the fast kernel declines it and needs no scratch,
+   * and dsr_fixed_execute then gives the reference output. */
+  node_case c;
+  node_case_init(&c, DSR_OP_CONV2D, 2);
+  int32_t x_dims[4] = {1, 4, 5, 5}, w_dims[4] = {3, 4, 3, 3}, y_dims[4] = {1, 3, 3, 3};
+  set_tensor(&c, 0, DSR_TENSOR_INPUT, 4, x_dims, I8, 3);
+  set_tensor(&c, 1, DSR_TENSOR_CONSTANT, 4, w_dims, I8, 0);
+  set_channels(&c, 1, 0, 3);
+  set_tensor(&c, 3, DSR_TENSOR_OUTPUT, 4, y_dims, I8, 0);
+  c.node.attrs.conv = (dsr_conv_attrs){.stride = {0, 1}, .dilation = {1, 1}, .group = 1};
+  c.qwords[1] = 3;
+  for (int32_t oc = 0; oc < 3; oc++)
+    random_pair(c.qwords + 2 + 2 * oc, 2000.0, 100.0, 0);
+  c.node.qword_count = 8;
+  ds_error err;
+  ds_error_clear(&err);
+  cr_assert_eq(dsr_fixed_check_node(&c.model, 0, &err), DS_OK, "%s", err.message);
+  cr_expect_eq(dsr_fixed_fast_conv2d_scratch_bytes(&c.model, &c.node), 0);
+  const void *inputs[DSR_MAX_NODE_INPUTS] = {c.data[0], c.data[1], NULL, NULL};
+  int8_t fast[27], reference[27];
+  memset(fast, 0x55, sizeof fast);
+  memset(reference, 0x2a, sizeof reference);
+  cr_expect_eq(dsr_fixed_fast_conv2d(&c.model, &c.node, inputs, fast, NULL), 0);
+  cr_expect_eq(fast[0], 0x55, "a declining kernel must not write");
+  dsr_fixed_execute(&c.model, 0, inputs, fast, NULL, dsr_slice_none());
+  dsr_fixed_execute_reference(&c.model, 0, inputs, reference, NULL, dsr_slice_none());
+  cr_expect_eq(memcmp(fast, reference, sizeof fast), 0);
+  node_case_free(&c);
 }
 
 /* ------------------------------------------------------------------ matrix products */
@@ -717,22 +749,12 @@ static void compare_slices(const dsr_model *model, int32_t i, void **buffers, ui
   free(reference);
 }
 
-/* Runs node i of model on buffers, optimized or reference. */
+/* Runs node i of model on buffers with its own slice, optimized or reference. */
 static void run_node(const dsr_model *model, int32_t i, void **buffers, uint8_t *scratch,
                      int reference) {
   const dsr_node *node = &model->nodes[i];
-  const void *inputs[DSR_MAX_NODE_INPUTS] = {NULL, NULL, NULL, NULL};
-  for (int32_t k = 0; k < node->input_count && k < DSR_MAX_NODE_INPUTS; k++) {
-    int32_t t = node->inputs[k];
-    if (t >= 0)
-      inputs[k] = model->tensors[t].kind == DSR_TENSOR_CONSTANT ? model->tensors[t].data_q
-                                                                : buffers[t];
-  }
   dsr_slice slice = node->deform != NULL ? node->deform->slice : dsr_slice_none();
-  if (reference)
-    dsr_fixed_execute_reference(model, i, inputs, buffers[node->output], scratch, slice);
-  else
-    dsr_fixed_execute(model, i, inputs, buffers[node->output], scratch, slice);
+  run_node_sliced(model, i, buffers, buffers[node->output], scratch, slice, reference);
 }
 
 /* Quantizes image into the model input, then runs the graph twice, once with the optimized
@@ -741,6 +763,7 @@ static void compare_model(const char *name, int32_t *optimized_count) {
   dsr_model model;
   float *image;
   load_quantized(name, &model, &image);
+
   ds_error err;
   ds_error_clear(&err);
   size_t scratch_bytes = 0;
@@ -751,6 +774,7 @@ static void compare_model(const char *name, int32_t *optimized_count) {
   }
   uint8_t *scratch = aligned_alloc(64, (scratch_bytes + 64) / 64 * 64);
   cr_assert_not_null(scratch);
+
   void **fast = alloc_tensors(&model), **reference = alloc_tensors(&model);
   const dsr_tensor *input = &model.tensors[model.input];
   for (int64_t i = 0; i < dsr_tensor_elements(input); i++) {
@@ -758,6 +782,7 @@ static void compare_model(const char *name, int32_t *optimized_count) {
     dsr_fixed_store(fast[model.input], input->qparams.dtype, i, (int64_t)q);
     dsr_fixed_store(reference[model.input], input->qparams.dtype, i, (int64_t)q);
   }
+
   int32_t compared[DSR_OP_COUNT] = {0};
   for (int32_t i = 0; i < model.node_count; i++) {
     const dsr_node *node = &model.nodes[i];
