@@ -165,6 +165,32 @@ static void add_tap(int32_t *restrict acc, const int16_t *restrict plane, int32_
 }
 
 /*
+ * acc[p] += w0 * x0 + w1 * x1 + w2 * x2 over every output pixel p, where xk is the plane value
+ * tap (ky, k) reads: a kernel row of 3 taps per pass over the output rows. int8 input only,
+ * whose partial sums the bound of sum_narrow covers.
+ */
+DSR_FIXED_VECTOR_CLONES
+static void add_kernel_row3(int32_t *restrict acc, const int16_t *restrict plane,
+                            const int8_t *w, const conv_geometry *g, int32_t ky) {
+  int32_t w0 = w[0], w1 = w[1], w2 = w[2];
+  int64_t step = g->dilation_w;
+  const int16_t *origin = plane + (int64_t)ky * g->dilation_h * g->plane_w;
+  for (int32_t oy = 0; oy < g->out_h; oy++) {
+    const int16_t *src = origin + (int64_t)oy * g->stride_h * g->plane_w;
+    int32_t *dst = acc + (int64_t)oy * g->out_w;
+    if (g->stride_w == 1) {
+      for (int32_t ox = 0; ox < g->out_w; ox++)
+        dst[ox] += w0 * src[ox] + w1 * src[ox + step] + w2 * src[ox + 2 * step];
+    } else {
+      for (int32_t ox = 0; ox < g->out_w; ox++) {
+        const int16_t *x = src + (int64_t)ox * g->stride_w;
+        dst[ox] += w0 * x[0] + w1 * x[step] + w2 * x[2 * step];
+      }
+    }
+  }
+}
+
+/*
  * Sums the taps of output channel oc with int8 input into acc, starting from the bias.
  * dsr_fixed_check_node bounds |bias| + taps * 255 * 128 by 2^31 - 1, and every partial sum
  * is within that bound, so no int32 sum overflows.
@@ -176,10 +202,14 @@ static void sum_narrow(const int16_t *planes, const int8_t *wc, int32_t bias, in
   const int16_t *group_planes = planes + (int64_t)(oc / g->cout_group) * g->cin_group * g->plane_elements;
   for (int32_t ic = 0; ic < g->cin_group; ic++) {
     for (int32_t ky = 0; ky < g->kh; ky++) {
+      const int8_t *w_row = wc + ((int64_t)ic * g->kh + ky) * g->kw;
+      if (g->kw == 3) {
+        add_kernel_row3(acc, group_planes + ic * g->plane_elements, w_row, g, ky);
+        continue;
+      }
       for (int32_t kx = 0; kx < g->kw; kx++) {
-        int32_t w = wc[((int64_t)ic * g->kh + ky) * g->kw + kx];
-        if (w != 0)
-          add_tap(acc, group_planes + ic * g->plane_elements, w, g, ky, kx);
+        if (w_row[kx] != 0)
+          add_tap(acc, group_planes + ic * g->plane_elements, w_row[kx], g, ky, kx);
       }
     }
   }

@@ -288,6 +288,9 @@ Test(fast_conv, depthwise_matches_reference) {
   conv_case(&(conv_params){1, 8, 10, 6, 8, 5, 1, 2, 1, 8, I16, I8, 1}, "int16 depthwise 5x5");
   conv_case(&(conv_params){1, 8, 9, 9, 16, 3, 2, 1, 1, 8, I8, I8, 0},
             "depthwise with two outputs per channel, strided");
+  conv_case(&(conv_params){1, 8, 9, 10, 8, 3, 1, 2, 2, 8, I8, I8, 1}, "int8 depthwise dilated");
+  conv_case(&(conv_params){1, 6, 11, 11, 6, 3, 3, 2, 2, 6, I8, I16, 1},
+            "int8 depthwise dilated and strided");
 }
 
 Test(fast_conv, strided_grouped_padded_match_reference) {
