@@ -455,7 +455,8 @@ static int run_fast(const dsr_model *model, const dsr_node *node, const void *co
     return dsr_fixed_fast_matmul(model, node, inputs, output, scratch);
   case DSR_OP_ADD:
   case DSR_OP_SUB:
-    return dsr_fixed_fast_additive(model, node, inputs, output, scratch);
+  case DSR_OP_MUL:
+    return dsr_fixed_fast_binary(model, node, inputs, output, scratch);
   case DSR_OP_TRANSPOSE:
     return dsr_fixed_fast_transpose(model, node, inputs, output);
   case DSR_OP_LAYER_NORM:
@@ -566,7 +567,8 @@ size_t dsr_fixed_scratch_bytes(const dsr_model *model, int32_t node_index) {
     return dsr_fixed_fast_matmul_scratch_bytes(model, node);
   case DSR_OP_ADD:
   case DSR_OP_SUB:
-    return dsr_fixed_fast_additive_scratch_bytes(model, node);
+  case DSR_OP_MUL:
+    return dsr_fixed_fast_binary_scratch_bytes(model, node);
   default:
     return 0;
   }

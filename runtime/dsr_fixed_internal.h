@@ -45,9 +45,9 @@ size_t dsr_fixed_fast_conv2d_scratch_bytes(const dsr_model *model, const dsr_nod
 int dsr_fixed_fast_matmul(const dsr_model *model, const dsr_node *node, const void *const *in,
                           void *out, uint8_t *scratch);
 size_t dsr_fixed_fast_matmul_scratch_bytes(const dsr_model *model, const dsr_node *node);
-int dsr_fixed_fast_additive(const dsr_model *model, const dsr_node *node,
-                            const void *const *in, void *out, uint8_t *scratch);
-size_t dsr_fixed_fast_additive_scratch_bytes(const dsr_model *model, const dsr_node *node);
+int dsr_fixed_fast_binary(const dsr_model *model, const dsr_node *node, const void *const *in,
+                          void *out, uint8_t *scratch);
+size_t dsr_fixed_fast_binary_scratch_bytes(const dsr_model *model, const dsr_node *node);
 /* dsr_fixed_isqrt64 with the same restoring steps, each one a select instead of a branch. */
 uint64_t dsr_fixed_fast_isqrt64(uint64_t v);
 int dsr_fixed_fast_layer_norm(const dsr_model *model, const dsr_node *node,

@@ -1,7 +1,7 @@
 /*
  * Tests of the optimized fixed-point kernels (runtime/dsr_fixed_fast_*.c and the fast path of
  * dsr_fixed_deform.c). Each kernel runs against its reference kernel on random data and must
- * match byte for byte: convolutions, matrix products, additions, transposes, LayerNorm,
+ * match byte for byte: convolutions, matrix products, additions, products, transposes, LayerNorm,
  * softmax and GELU, over the shape classes the models use. The row helpers are compared with
  * the scalar primitives. Then whole fixture models run node by node through
  * dsr_fixed_execute and dsr_fixed_execute_reference, deformable layers also under slices.
@@ -472,7 +472,7 @@ static void additive_case(const additive_params *p, const char *what) {
   double operand = (narrow ? 128.0 : 20000.0) * (double)(1 << left) / 4.0;
   random_pair(c.qwords + 6, operand, p->y_dtype == I8 ? 100.0 : 25000.0, 0);
   c.node.qword_count = 8;
-  expect_identical(&c, dsr_fixed_fast_additive, what);
+  expect_identical(&c, dsr_fixed_fast_binary, what);
   node_case_free(&c);
 }
 
@@ -501,6 +501,33 @@ Test(fast_additive, broadcasts_match_reference) {
                 "scalar operand");
   additive_case(&(additive_params){SUB, 2, {8, 1}, 2, {8, 10}, 2, {8, 10}, I8, I8, I8},
                 "int8 column broadcast along rows");
+}
+
+/* An elementwise MUL: [tag, pair] with a factor for products of typical operands. */
+static void multiply_case(const additive_params *p, const char *what) {
+  node_case c;
+  node_case_init(&c, DSR_OP_MUL, 2);
+  set_tensor(&c, 0, DSR_TENSOR_INPUT, p->a_rank, p->a_dims, p->a_dtype, rng_range(-128, 127));
+  set_tensor(&c, 1, DSR_TENSOR_ACTIVATION, p->b_rank, p->b_dims, p->b_dtype,
+             rng_range(-128, 127));
+  set_tensor(&c, 3, DSR_TENSOR_OUTPUT, p->y_rank, p->y_dims, p->y_dtype, rng_range(-128, 127));
+  double typical = (p->a_dtype == I8 ? 100.0 : 15000.0) * (p->b_dtype == I8 ? 100.0 : 15000.0);
+  random_pair(c.qwords + 1, typical, p->y_dtype == I8 ? 100.0 : 25000.0, 0);
+  c.node.qword_count = 3;
+  expect_identical(&c, dsr_fixed_fast_binary, what);
+  node_case_free(&c);
+}
+
+#define MUL DSR_OP_MUL
+
+Test(fast_binary, products_match_reference) {
+  multiply_case(&(additive_params){MUL, 4, {1, 8, 6, 6}, 4, {1, 8, 6, 6}, 4, {1, 8, 6, 6},
+                                   I16, I16, I16},
+                "int16 * int16");
+  multiply_case(&(additive_params){MUL, 3, {2, 5, 7}, 1, {7}, 3, {2, 5, 7}, I8, I16, I8},
+                "int8 * broadcast int16 row");
+  multiply_case(&(additive_params){MUL, 2, {6, 1}, 2, {6, 9}, 2, {6, 9}, I8, I8, I16},
+                "int8 column * int8");
 }
 
 /* ------------------------------------------------------------------ transposes */

@@ -1,13 +1,14 @@
 /*
- * Optimized ADD and SUB for the fixed-point runtime, bit-identical to the additive branch of
- * run_elementwise in dsr_fixed.c.
+ * Optimized ADD, SUB and MUL for the fixed-point runtime, bit-identical to the matching
+ * branches of run_elementwise in dsr_fixed.c.
  *
  * The output is walked in rows: the last axis, merged with the axes before it while both
  * operands stay contiguous (or broadcast) across them. Each operand's rescaled row is computed
  * into scratch first: through a 256-entry table for int8, with one dsr_fixed_requant32 per
  * element for int16, and once for a whole row that the operand broadcasts. The rescaling is a
  * pure function of the element, so computing it once per broadcast row gives the reference's
- * values. Then one pass adds the rows and requantizes.
+ * values. Then one pass adds the rows and requantizes. MUL takes the same path with q - zero
+ * as the operand value and the product of the rows.
  *
  * Rows longer than ROW_PIECE elements are processed in pieces of ROW_PIECE.
  *
@@ -17,13 +18,13 @@
 #include "dsr_fixed_internal.h"
 #include "dsr_fixed_math.h"
 
-typedef struct additive_operand {
+typedef struct binary_operand {
   const void *data;
   int32_t dtype, zero;
-  const int32_t *pair;
+  const int32_t *pair;           /* rescale pair; NULL: the value is q - zero (MUL) */
   int64_t strides[DSR_MAX_RANK]; /* element strides over the output axes, 0 if broadcast */
   int32_t table[256];            /* int8 only: rescaled value of q + 128 */
-} additive_operand;
+} binary_operand;
 
 static size_t round8(size_t bytes) { return (bytes + 7) / 8 * 8; }
 
@@ -36,7 +37,7 @@ static int64_t row_capacity(const dsr_tensor *yt) {
   return count < ROW_PIECE ? count : ROW_PIECE;
 }
 
-size_t dsr_fixed_fast_additive_scratch_bytes(const dsr_model *model, const dsr_node *node) {
+size_t dsr_fixed_fast_binary_scratch_bytes(const dsr_model *model, const dsr_node *node) {
   if (node->output < 0 || node->output >= model->tensor_count)
     return 0;
   const dsr_tensor *yt = &model->tensors[node->output];
@@ -63,11 +64,13 @@ static void operand_strides(const dsr_tensor *t, const dsr_tensor *yt, int64_t *
  * 2^31, as in the reference.
  */
 static int32_t rescale(int32_t q, int32_t zero, int32_t left_shift, const int32_t *pair) {
+  if (pair == NULL)
+    return q - zero;
   return dsr_fixed_requant32((q - zero) * (1 << left_shift), pair[0], pair[1]);
 }
 
 static void operand_init(const dsr_tensor *t, const dsr_tensor *yt, const void *data,
-                         const int32_t *pair, int32_t left_shift, additive_operand *op) {
+                         const int32_t *pair, int32_t left_shift, binary_operand *op) {
   op->data = data;
   op->dtype = t->qparams.dtype;
   op->zero = t->qparams.zero_point;
@@ -78,7 +81,7 @@ static void operand_init(const dsr_tensor *t, const dsr_tensor *yt, const void *
 }
 
 /* Writes the rescaled values of count elements from offset (stride 0 or 1) into row. */
-static void rescale_row(const additive_operand *op, int64_t offset, int64_t stride, int64_t count,
+static void rescale_row(const binary_operand *op, int64_t offset, int64_t stride, int64_t count,
                         int32_t left_shift, int32_t *row) {
   if (stride == 0) {
     int32_t q = dsr_fixed_load(op->data, op->dtype, offset);
@@ -92,6 +95,11 @@ static void rescale_row(const additive_operand *op, int64_t offset, int64_t stri
       row[i] = op->table[src[i] + 128];
   } else {
     const int16_t *src = (const int16_t *)op->data + offset;
+    if (op->pair == NULL) {
+      for (int64_t i = 0; i < count; i++)
+        row[i] = src[i] - op->zero;
+      return;
+    }
     for (int64_t i = 0; i < count; i++)
       row[i] = (src[i] - op->zero) * (1 << left_shift);
     dsr_fixed_requant_row32(row, count, op->pair, 0, row);
@@ -102,8 +110,8 @@ static void rescale_row(const additive_operand *op, int64_t offset, int64_t stri
  * Merges trailing output axes into one row while each operand is contiguous (row stride 1)
  * or broadcast (row stride 0) across them. Returns the number of leading axes left.
  */
-static int32_t merge_row(const dsr_tensor *yt, const additive_operand *a,
-                         const additive_operand *b, int64_t *row_len) {
+static int32_t merge_row(const dsr_tensor *yt, const binary_operand *a,
+                         const binary_operand *b, int64_t *row_len) {
   int32_t k = yt->rank - 1;
   *row_len = yt->dims[k];
   while (k > 0) {
@@ -121,16 +129,21 @@ static int32_t merge_row(const dsr_tensor *yt, const additive_operand *a,
   return k;
 }
 
-/* Adds or subtracts the rescaled rows into sum, then requantizes and stores them. Each rescaled
- * value lies in [-2^30, 2^30): operands in [-2^30, 2^30) times factors below 1. So the
- * sum or difference fits int32, as in the reference. */
+/*
+ * Combines the operand rows into sum (ADD, SUB or MUL), then requantizes with pair and stores
+ * them. ADD and SUB: each rescaled value lies in [-2^30, 2^30), operands in [-2^30, 2^30)
+ * times factors below 1, so the sum or difference fits int32, as in the reference. MUL: int16
+ * operands have zero point 0, so |a * b| <= 2^30, and int8 ones give at most 255 * 255.
+ */
 static void combine_row(const int32_t *ra, const int32_t *rb, int32_t *sum, int64_t count,
-                        int subtract,
-                        const int32_t *pair, int32_t y_zero, int32_t y_dtype, int64_t offset,
-                        void *out) {
-  if (subtract) {
+                        int32_t op, const int32_t *pair, int32_t y_zero, int32_t y_dtype,
+                        int64_t offset, void *out) {
+  if (op == DSR_OP_SUB) {
     for (int64_t i = 0; i < count; i++)
       sum[i] = ra[i] - rb[i];
+  } else if (op == DSR_OP_MUL) {
+    for (int64_t i = 0; i < count; i++)
+      sum[i] = ra[i] * rb[i];
   } else {
     for (int64_t i = 0; i < count; i++)
       sum[i] = ra[i] + rb[i];
@@ -139,15 +152,23 @@ static void combine_row(const int32_t *ra, const int32_t *rb, int32_t *sum, int6
   dsr_fixed_store_row(sum, count, y_zero, y_dtype, out, offset);
 }
 
-int dsr_fixed_fast_additive(const dsr_model *model, const dsr_node *node,
-                            const void *const *in, void *out, uint8_t *scratch) {
+int dsr_fixed_fast_binary(const dsr_model *model, const dsr_node *node,
+                          const void *const *in, void *out, uint8_t *scratch) {
   const dsr_tensor *yt = &model->tensors[node->output];
   if (yt->rank < 1 || dsr_tensor_elements(yt) < 1)
     return 0;
   const int32_t *q = node->qwords;
-  additive_operand a, b;
-  operand_init(&model->tensors[node->inputs[0]], yt, in[0], q + 2, q[1], &a);
-  operand_init(&model->tensors[node->inputs[1]], yt, in[1], q + 4, q[1], &b);
+  binary_operand a, b;
+  int multiply = node->op == DSR_OP_MUL;
+  if (node->op != DSR_OP_ADD && node->op != DSR_OP_SUB && !multiply)
+    return 0;
+  /* MUL has no left shift or operand pairs: [tag, pair]. */
+  int32_t left_shift = multiply ? 0 : q[1];
+  const int32_t *out_pair = multiply ? q + 1 : q + 6;
+  operand_init(&model->tensors[node->inputs[0]], yt, in[0], multiply ? NULL : q + 2, left_shift,
+               &a);
+  operand_init(&model->tensors[node->inputs[1]], yt, in[1], multiply ? NULL : q + 4, left_shift,
+               &b);
   int64_t row_len;
   int32_t lead_axes = merge_row(yt, &a, &b, &row_len);
   int64_t a_row_stride = a.strides[yt->rank - 1], b_row_stride = b.strides[yt->rank - 1];
@@ -167,12 +188,12 @@ int dsr_fixed_fast_additive(const dsr_model *model, const dsr_node *node,
       int64_t count = row_len - start < ROW_PIECE ? row_len - start : ROW_PIECE;
       int reuse = row_len <= ROW_PIECE;
       if (!reuse || ia != a_done)
-        rescale_row(&a, ia + start * a_row_stride, a_row_stride, count, q[1], ra);
+        rescale_row(&a, ia + start * a_row_stride, a_row_stride, count, left_shift, ra);
       if (!reuse || ib != b_done)
-        rescale_row(&b, ib + start * b_row_stride, b_row_stride, count, q[1], rb);
+        rescale_row(&b, ib + start * b_row_stride, b_row_stride, count, left_shift, rb);
       a_done = reuse ? ia : -1;
       b_done = reuse ? ib : -1;
-      combine_row(ra, rb, sum, count, node->op == DSR_OP_SUB, q + 6, yt->qparams.zero_point,
+      combine_row(ra, rb, sum, count, node->op, out_pair, yt->qparams.zero_point,
                   yt->qparams.dtype, r * row_len + start, out);
     }
     /* Next row: advance the leading axes like an odometer. */
