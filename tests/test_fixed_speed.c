@@ -479,7 +479,7 @@ static void additive_case(const additive_params *p, const char *what) {
 #define ADD DSR_OP_ADD
 #define SUB DSR_OP_SUB
 
-Test(fast_additive, same_shape_matches_reference) {
+Test(fast_binary, same_shape_matches_reference) {
   additive_case(&(additive_params){ADD, 4, {1, 8, 6, 6}, 4, {1, 8, 6, 6}, 4, {1, 8, 6, 6},
                                    I16, I16, I16},
                 "int16 + int16");
@@ -489,7 +489,7 @@ Test(fast_additive, same_shape_matches_reference) {
                 "int8 + int8 longer than one row piece");
 }
 
-Test(fast_additive, broadcasts_match_reference) {
+Test(fast_binary, broadcasts_match_reference) {
   additive_case(&(additive_params){ADD, 4, {1, 8, 5, 5}, 3, {8, 1, 1}, 4, {1, 8, 5, 5},
                                    I16, I16, I8},
                 "per-channel int16 operand");
