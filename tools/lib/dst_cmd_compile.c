@@ -303,7 +303,7 @@ int dst_cmd_compile(int argc, char **argv) {
   dst_compile_args args = {
       .model = DST_DEFAULT_MODEL, .data = DST_FASHION_MNIST_DIR, .preset = DST_DEFAULT_PRESET,
       .out = DST_DEFAULT_OUT, .calibration_images = "500", .search_images = "1000",
-      .test_images = "10000", .population = "16", .generations = "6", .seed = "1",
+      .test_images = "10000", .population = "12", .generations = "5", .seed = "1",
       .max_drop = "0.5", .semantics = "physical"};
   const dst_option options[] = {
       {"model", "FILE", "ONNX model (default: the bundled models/dat_pp_nano.onnx)", &args.model},
@@ -318,8 +318,8 @@ int dst_cmd_compile(int argc, char **argv) {
        &args.search_images},
       {"test-images", "N", "test images for the reported accuracy (default 10000)",
        &args.test_images},
-      {"population", "N", "NSGA-II population (default 16)", &args.population},
-      {"generations", "N", "NSGA-II generations after the first (default 6)",
+      {"population", "N", "NSGA-II population (default 12)", &args.population},
+      {"generations", "N", "NSGA-II generations after the first (default 5)",
        &args.generations},
       {"seed", "N", "search seed (default 1)", &args.seed},
       {"max-drop", "POINTS", "largest validation top-1 drop of the chosen configuration "
