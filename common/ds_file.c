@@ -85,7 +85,25 @@ ds_status ds_file_read_all(const char *path, size_t max_bytes, uint8_t **data, s
 }
 
 ds_status ds_file_make_dir(const char *path, ds_error *err) {
-  if (mkdir(path, 0755) == 0 || errno == EEXIST)
-    return DS_OK;
-  return ds_fail(err, DS_ERR_IO, "%s: cannot create folder (%s)", path, strerror(errno));
+  char partial[4096];
+  size_t length = strlen(path);
+  if (length == 0 || length >= sizeof partial)
+    return ds_fail(err, DS_ERR_INVALID_ARGUMENT, "folder path '%s' is empty or too long", path);
+
+  /* Create each missing parent in turn, as mkdir -p does. */
+  memcpy(partial, path, length + 1);
+  for (size_t i = 1; i <= length; i++) {
+    if (partial[i] != '/' && partial[i] != '\0')
+      continue;
+    char saved = partial[i];
+    partial[i] = '\0';
+    if (mkdir(partial, 0755) != 0 && errno != EEXIST)
+      return ds_fail(err, DS_ERR_IO, "%s: cannot create folder (%s)", partial, strerror(errno));
+    partial[i] = saved;
+  }
+
+  struct stat info;
+  if (stat(path, &info) != 0 || !S_ISDIR(info.st_mode))
+    return ds_fail(err, DS_ERR_IO, "%s exists but is not a folder; pass another --out", path);
+  return DS_OK;
 }

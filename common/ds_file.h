@@ -20,7 +20,7 @@ ds_status ds_file_write_atomic(const char *path, const void *data, size_t size, 
 ds_status ds_file_read_all(const char *path, size_t max_bytes, uint8_t **data, size_t *size,
                            ds_error *err);
 
-/* Creates folder path if it does not exist (one level). */
+/* Creates folder path and any missing parents; an existing folder is fine. */
 ds_status ds_file_make_dir(const char *path, ds_error *err);
 
 #endif
