@@ -206,3 +206,26 @@ Test(cli, run_rejects_wrong_magic) {
   cr_expect_neq(strstr(output, "dat_pp_tiny.onnx"), NULL, "%s", output);
   cr_expect_neq(strstr(output, "magic"), NULL, "%s", output);
 }
+
+Test(cli, audit_with_percentile_calibration, .timeout = 300) {
+  if (!have_fashion_mnist())
+    cr_skip_test("dataset-fashion-mnist is not installed");
+
+  static char output[1 << 17];
+  int status = run_tool(TOOL " audit --model " FIXTURE_MODEL " --test-images 20 --tensor-images 2"
+                        " --calibration-images 10 --calibration percentile --percentile 99.9"
+                        " --threads 2",
+                        output, sizeof output);
+  cr_assert_eq(status, 0, "audit failed:\n%s", output);
+  cr_expect_neq(strstr(output, "lowest SQNR"), NULL, "%s", output);
+}
+
+Test(cli, unknown_calibration_method_is_rejected) {
+  static char output[1 << 14];
+  cr_expect_eq(run_tool(TOOL " compile --calibration entropy", output, sizeof output), 2);
+  cr_expect_neq(strstr(output, "--calibration 'entropy'"), NULL, "%s", output);
+  cr_expect_eq(run_tool(TOOL " audit --calibration percentile --percentile 20", output,
+                        sizeof output),
+               2);
+  cr_expect_neq(strstr(output, "--percentile '20'"), NULL, "%s", output);
+}

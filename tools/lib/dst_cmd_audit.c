@@ -26,6 +26,7 @@ typedef struct audit_config {
   int32_t tensor_images;
   int32_t calibration_images;
   int32_t threads;
+  dst_calibration_choice calibration;
 } audit_config;
 
 static ds_status load_model(const audit_config *c, dsr_model *model, ds_error *err) {
@@ -38,8 +39,8 @@ static ds_status load_model(const audit_config *c, dsr_model *model, ds_error *e
   DS_TRY(dst_dataset_load(c->data_dir, DST_SPLIT_TRAIN, input->dims[input->rank - 1],
                           c->calibration_images, &calibration, err));
   char method[32];
-  ds_status status = dst_quantize_model(model, &calibration, c->threads, method, sizeof method,
-                                        err);
+  ds_status status = dst_quantize_model(model, &calibration, &c->calibration, c->threads, method,
+                                        sizeof method, err);
   dst_dataset_free(&calibration);
   return status;
 }
@@ -122,7 +123,7 @@ static ds_status run_audit(const audit_config *c, ds_error *err) {
 int dst_cmd_audit(int argc, char **argv) {
   const char *model = DST_DEFAULT_MODEL, *artifact = NULL, *data = DST_FASHION_MNIST_DIR;
   const char *test_images = "10000", *tensor_images = "100", *calibration_images = "500";
-  const char *threads = NULL;
+  const char *threads = NULL, *calibration = "minmax", *percentile = NULL;
   const dst_option options[] = {
       {"model", "FILE", "ONNX model, calibrated and quantized here (default: the bundled model)",
        &model},
@@ -133,6 +134,10 @@ int dst_cmd_audit(int argc, char **argv) {
        &tensor_images},
       {"calibration-images", "N", "training images for calibration (default 500)",
        &calibration_images},
+      {"calibration", "METHOD", "range choice: minmax (default), percentile or mse",
+       &calibration},
+      {"percentile", "P", "kept share of values for --calibration percentile (default 99.99)",
+       &percentile},
       {"threads", "N", "worker threads (default: one per core)", &threads},
   };
   const int option_count = (int)(sizeof options / sizeof options[0]);
@@ -164,6 +169,8 @@ int dst_cmd_audit(int argc, char **argv) {
   if (threads != NULL && dst_args_int("threads", threads, 1, 64, &value, &err) != DS_OK)
     return dst_report_error(&err);
   config.threads = (int32_t)value;
+  if (dst_parse_calibration(calibration, percentile, &config.calibration, &err) != DS_OK)
+    return dst_report_error(&err);
 
   ds_status status = run_audit(&config, &err);
   return status == DS_OK ? 0 : dst_report_error(&err);

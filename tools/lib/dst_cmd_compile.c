@@ -76,6 +76,7 @@ static ds_status parse_compile_options(const dst_compile_args *args, dst_compile
                    args->semantics);
   }
 
+  DS_TRY(dst_parse_calibration(args->calibration, args->percentile, &config->calibration, err));
   DS_TRY(dsn_preset_resolve(args->preset, &config->preset, err));
   if (args->feature_buffer_bytes != NULL) {
     DS_TRY(dst_args_int("feature-buffer-bytes", args->feature_buffer_bytes, 1, INT64_MAX / 4,
@@ -304,7 +305,7 @@ int dst_cmd_compile(int argc, char **argv) {
       .model = DST_DEFAULT_MODEL, .data = DST_FASHION_MNIST_DIR, .preset = DST_DEFAULT_PRESET,
       .out = DST_DEFAULT_OUT, .calibration_images = "500", .search_images = "1000",
       .test_images = "10000", .population = "12", .generations = "5", .seed = "1",
-      .max_drop = "0.5", .semantics = "physical"};
+      .max_drop = "0.5", .semantics = "physical", .calibration = "minmax"};
   const dst_option options[] = {
       {"model", "FILE", "ONNX model (default: the bundled models/dat_pp_nano.onnx)", &args.model},
       {"data", "DIR", "folder with the gzip IDX files (default " DST_FASHION_MNIST_DIR ")",
@@ -314,6 +315,10 @@ int dst_cmd_compile(int argc, char **argv) {
       {"out", "DIR", "output folder, created if missing (default out)", &args.out},
       {"calibration-images", "N", "training images used for calibration (default 500)",
        &args.calibration_images},
+      {"calibration", "METHOD", "range choice: minmax (default), percentile or mse",
+       &args.calibration},
+      {"percentile", "P", "kept share of values for --calibration percentile (default 99.99)",
+       &args.percentile},
       {"search-images", "N", "validation images scored per configuration (default 1000)",
        &args.search_images},
       {"test-images", "N", "test images for the reported accuracy (default 10000)",

@@ -12,16 +12,23 @@
 #include "nas/dsn_oracle.h"
 #include "nas/dsn_preset.h"
 #include "nas/dsn_search.h"
+#include "quant/dsq_calibration.h"
 #include "runtime/dsr_schedule.h"
 
 #define DST_COMPILE_STEPS 7
+
+/* Calibration method and its parameter. */
+typedef struct dst_calibration_choice {
+  dsq_calibration_method method;
+  double percentile;      /* PERCENTILE only: kept share of values, in (50, 100] */
+} dst_calibration_choice;
 
 /* Option text as given on the command line (or the defaults). */
 typedef struct dst_compile_args {
   const char *model, *data, *preset, *out;
   const char *calibration_images, *search_images, *test_images;
   const char *population, *generations, *seed, *max_drop, *semantics, *threads;
-  const char *feature_buffer_bytes;
+  const char *feature_buffer_bytes, *calibration, *percentile;
 } dst_compile_args;
 
 typedef struct dst_compile_config {
@@ -38,6 +45,7 @@ typedef struct dst_compile_config {
   int32_t threads;
   double max_drop_points;
   uint32_t semantics_mask;
+  dst_calibration_choice calibration;
 } dst_compile_config;
 
 typedef struct dst_compile_state {
@@ -56,12 +64,17 @@ typedef struct dst_compile_state {
   double search_start_s;
 } dst_compile_state;
 
+/* Parses --calibration (minmax, percentile or mse) and --percentile into choice. */
+ds_status dst_parse_calibration(const char *method_text, const char *percentile_text,
+                                dst_calibration_choice *choice, ds_error *err);
+
 /*
- * Calibrates model (min/max) on calibration_images with threads workers and quantizes it in
- * place. method receives the calibration method's name.
+ * Calibrates model on calibration_images with threads workers and quantizes it in place.
+ * method_name receives the calibration method's name.
  */
 ds_status dst_quantize_model(dsr_model *model, const dst_dataset *calibration_images,
-                             int32_t threads, char *method, size_t method_bytes, ds_error *err);
+                             const dst_calibration_choice *choice, int32_t threads,
+                             char *method_name, size_t method_name_bytes, ds_error *err);
 
 /* Calibrates on state->calibration and quantizes state->model in place. */
 ds_status dst_compile_quantize(dst_compile_state *state, ds_error *err);

@@ -41,7 +41,8 @@ static void *calibration_main(void *arg) {
 
 /* Runs the calibration images in contiguous shares on several threads and merges the ranges.
  * Min/max merging is order-independent, so the result does not depend on the thread count. */
-static ds_status calibrate_parallel(dsr_model *model, const dst_dataset *data, int32_t threads,
+static ds_status calibrate_parallel(dsr_model *model, const dst_dataset *data,
+                                    const dst_calibration_choice *choice, int32_t threads,
                                     dsq_calibration *merged, ds_error *err) {
   const int64_t pixels = (int64_t)data->side * data->side;
   if (threads > data->count)
@@ -60,7 +61,8 @@ static ds_status calibrate_parallel(dsr_model *model, const dst_dataset *data, i
     w->model = model;
     w->images = data->images + first * pixels;
     w->count = end - first;
-    status = dsq_calibration_init(&w->calibration, model, DSQ_CALIBRATION_MINMAX, err);
+    status = dsq_calibration_init(&w->calibration, model, choice->method, err);
+    w->calibration.percentile = choice->percentile;
   }
   for (; status == DS_OK && started < initialized; started++) {
     if (pthread_create(&workers[started].thread, NULL, calibration_main, &workers[started]) != 0)
@@ -70,7 +72,9 @@ static ds_status calibrate_parallel(dsr_model *model, const dst_dataset *data, i
     pthread_join(workers[i].thread, NULL);
 
   if (status == DS_OK)
-    status = dsq_calibration_init(merged, model, DSQ_CALIBRATION_MINMAX, err);
+    status = dsq_calibration_init(merged, model, choice->method, err);
+  if (status == DS_OK)
+    merged->percentile = choice->percentile;
   for (int32_t i = 0; i < initialized && status == DS_OK; i++) {
     if (workers[i].status != DS_OK) {
       *err = workers[i].err;
@@ -86,19 +90,49 @@ static ds_status calibrate_parallel(dsr_model *model, const dst_dataset *data, i
   return status;
 }
 
+ds_status dst_parse_calibration(const char *method_text, const char *percentile_text,
+                                dst_calibration_choice *choice, ds_error *err) {
+  choice->percentile = DSQ_PERCENTILE_DEFAULT;
+  if (strcmp(method_text, "minmax") == 0)
+    choice->method = DSQ_CALIBRATION_MINMAX;
+  else if (strcmp(method_text, "percentile") == 0)
+    choice->method = DSQ_CALIBRATION_PERCENTILE;
+  else if (strcmp(method_text, "mse") == 0)
+    choice->method = DSQ_CALIBRATION_MSE;
+  else
+    return ds_fail(err, DS_ERR_INVALID_ARGUMENT,
+                   "--calibration '%s' is not a method; use minmax, percentile or mse",
+                   method_text);
+
+  if (percentile_text != NULL) {
+    char *end = NULL;
+    double value = strtod(percentile_text, &end);
+    if (end == percentile_text || *end != '\0' || !(value > 50.0 && value <= 100.0))
+      return ds_fail(err, DS_ERR_INVALID_ARGUMENT,
+                     "--percentile '%s' is not a number in (50, 100]", percentile_text);
+    choice->percentile = value;
+  }
+  return DS_OK;
+}
+
 ds_status dst_quantize_model(dsr_model *model, const dst_dataset *calibration_images,
-                             int32_t threads, char *method, size_t method_bytes, ds_error *err) {
+                             const dst_calibration_choice *choice, int32_t threads,
+                             char *method, size_t method_bytes, ds_error *err) {
   dsq_calibration calibration;
   memset(&calibration, 0, sizeof calibration);
   double start_s = dst_now_s();
 
-  ds_status status = calibrate_parallel(model, calibration_images, threads, &calibration, err);
+  ds_status status =
+      calibrate_parallel(model, calibration_images, choice, threads, &calibration, err);
   if (status == DS_OK) {
     dsq_options options = dsq_options_default();
     status = dsq_quantize(model, &calibration, &options, err);
   }
   if (status == DS_OK) {
-    snprintf(method, method_bytes, "%s", dsq_calibration_method_name(DSQ_CALIBRATION_MINMAX));
+    if (choice->method == DSQ_CALIBRATION_PERCENTILE)
+      snprintf(method, method_bytes, "percentile %g", choice->percentile);
+    else
+      snprintf(method, method_bytes, "%s", dsq_calibration_method_name(choice->method));
     fprintf(stderr,
             "  %s calibration over %d training images and %d slice configurations, quantized "
             "in %.1f s\n",
@@ -111,6 +145,7 @@ ds_status dst_quantize_model(dsr_model *model, const dst_dataset *calibration_im
 }
 
 ds_status dst_compile_quantize(dst_compile_state *state, ds_error *err) {
-  return dst_quantize_model(&state->model, &state->calibration, state->config.threads,
-                            state->calibration_method, sizeof state->calibration_method, err);
+  return dst_quantize_model(&state->model, &state->calibration, &state->config.calibration,
+                            state->config.threads, state->calibration_method,
+                            sizeof state->calibration_method, err);
 }
