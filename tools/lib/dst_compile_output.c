@@ -154,6 +154,9 @@ static cJSON *describe(const dst_compile_state *state) {
   add_number(dram, "sliced_over_lower_bound",
              ratio(dsn_traffic_bus_bytes(&cost->sliced, preset),
                    dsn_traffic_bus_bytes(&cost->lower_bound, preset)));
+  cJSON_AddNumberToObject(dram, "sliced_bursts", (double)cost->sliced.bursts);
+  cJSON_AddNumberToObject(dram, "gather_bursts", (double)cost->gather.bursts);
+  cJSON_AddNumberToObject(dram, "lower_bound_bursts", (double)cost->lower_bound.bursts);
   add_number(dram, "sliced_time_us", cost->sliced.time_ns / 1000.0);
   add_number(dram, "gather_time_us", cost->gather.time_ns / 1000.0);
 
@@ -178,6 +181,9 @@ static cJSON *describe(const dst_compile_state *state) {
     cJSON_AddNumberToObject(layer, "gather_bytes", (double)dsn_traffic_bus_bytes(&lc->gather, preset));
     cJSON_AddNumberToObject(layer, "lower_bound_bytes",
                             (double)dsn_traffic_bus_bytes(&lc->lower_bound, preset));
+    cJSON_AddNumberToObject(layer, "sliced_bursts", (double)lc->sliced.bursts);
+    cJSON_AddNumberToObject(layer, "gather_bursts", (double)lc->gather.bursts);
+    cJSON_AddNumberToObject(layer, "lower_bound_bursts", (double)lc->lower_bound.bursts);
     cJSON_AddItemToArray(layers, layer);
   }
 
@@ -234,8 +240,10 @@ static void write_markdown(const dst_compile_state *state, FILE *out) {
           (long long)sliced, 100.0 * ratio(sliced, gather), (long long)gather,
           ratio(sliced, lower), (long long)lower);
 
+  fprintf(out, "DRAM bytes (bursts) per deformable layer; the buffer is the largest extended "
+               "patch's on-chip need:\n\n");
   fprintf(out, "| layer | map | C | groups | samples | slice | patches | buffer bytes | sliced "
-               "bytes | gather bytes | lower bound |\n");
+               "| gather | lower bound |\n");
   fprintf(out, "|---|---|---|---|---|---|---|---|---|---|---|\n");
   for (int32_t i = 0; i < cost->layer_count; i++) {
     const dsn_layer_cost *lc = &cost->layers[i];
@@ -244,12 +252,15 @@ static void write_markdown(const dst_compile_state *state, FILE *out) {
     const dsr_deform_attn *d = node->deform;
     char slice_text[32];
     dsn_slice_format(lc->slice, slice_text, sizeof slice_text);
-    fprintf(out, "| %s | %dx%d | %d | %d | %d | %s | %d | %lld | %lld | %lld | %lld |\n",
-            node->name, d->height, d->width, d->channels, d->groups, samples,
-            slice_text, lc->patch_count, (long long)lc->buffer_bytes,
-            (long long)dsn_traffic_bus_bytes(&lc->sliced, preset),
-            (long long)dsn_traffic_bus_bytes(&lc->gather, preset),
-            (long long)dsn_traffic_bus_bytes(&lc->lower_bound, preset));
+    fprintf(out,
+            "| %s | %dx%d | %d | %d | %d | %s | %d | %lld | %lld (%lld) | %lld (%lld) | %lld "
+            "(%lld) |\n",
+            node->name, d->height, d->width, d->channels, d->groups, samples, slice_text,
+            lc->patch_count, (long long)lc->buffer_bytes,
+            (long long)dsn_traffic_bus_bytes(&lc->sliced, preset), (long long)lc->sliced.bursts,
+            (long long)dsn_traffic_bus_bytes(&lc->gather, preset), (long long)lc->gather.bursts,
+            (long long)dsn_traffic_bus_bytes(&lc->lower_bound, preset),
+            (long long)lc->lower_bound.bursts);
   }
 
   fprintf(out, "\n## Pareto front\n\n```\n");
