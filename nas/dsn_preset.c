@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "common/ds_file.h"
 
@@ -311,6 +312,19 @@ ds_status dsn_preset_resolve(const char *name_or_path, dsn_preset *preset, ds_er
   if (name_or_path == NULL || name_or_path[0] == '\0')
     name_or_path = DSN_DEFAULT_PRESET;
   const char *json = dsn_preset_builtin_json(name_or_path);
+  if (json == NULL && strchr(name_or_path, '/') == NULL && strchr(name_or_path, '.') == NULL &&
+      access(name_or_path, F_OK) != 0) {
+    /* A bare word that is no file: most likely a misspelled built-in name. */
+    char names[256] = "";
+    size_t used = 0;
+    for (int32_t i = 0; i < dsn_preset_builtin_count() && used < sizeof names; i++)
+      used += (size_t)snprintf(names + used, sizeof names - used, "%s%s", i > 0 ? ", " : "",
+                               dsn_preset_builtin_name(i));
+    return ds_fail(err, DS_ERR_PRESET,
+                   "preset '%s' is neither a built-in preset (%s) nor a file; pass one of "
+                   "those names or the path of a JSON description",
+                   name_or_path, names);
+  }
   if (json == NULL)
     return dsn_preset_load_file(name_or_path, preset, err);
 

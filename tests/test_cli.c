@@ -229,3 +229,35 @@ Test(cli, unknown_calibration_method_is_rejected) {
                2);
   cr_expect_neq(strstr(output, "--percentile '20'"), NULL, "%s", output);
 }
+
+Test(cli, unknown_preset_name_lists_builtins) {
+  static char output[1 << 14];
+  cr_expect_eq(run_tool(TOOL " compile --preset zcu104", output, sizeof output), 1);
+  cr_expect_neq(strstr(output, "neither a built-in preset (zcu102, kv260, pynq-z2)"), NULL, "%s",
+                output);
+}
+
+Test(cli, journal_from_other_settings_is_rejected, .timeout = 300) {
+  if (!have_fashion_mnist())
+    cr_skip_test("dataset-fashion-mnist is not installed");
+
+  static char output[1 << 16];
+  char command[4096];
+  char *dir = make_temp_dir();
+  snprintf(command, sizeof command,
+           TOOL " compile --model " FIXTURE_MODEL " --calibration-images 10 --search-images 20"
+                " --test-images 20 --population 4 --generations 0 --threads 2 --out %s",
+           dir);
+  cr_assert_eq(run_tool(command, output, sizeof output), 0, "compile failed:\n%s", output);
+
+  /* Another calibration changes every accuracy, so the journal must not be reused. */
+  snprintf(command, sizeof command,
+           TOOL " compile --model " FIXTURE_MODEL " --calibration-images 12 --search-images 20"
+                " --test-images 20 --population 4 --generations 0 --threads 2 --out %s",
+           dir);
+  cr_expect_eq(run_tool(command, output, sizeof output), 1);
+  cr_expect_neq(strstr(output, "search.journal was written for another model"), NULL, "%s",
+                output);
+  cr_expect_neq(strstr(output, "delete it or pass another --out"), NULL, "%s", output);
+  free(dir);
+}

@@ -9,11 +9,13 @@
  * configuration (the lowest traffic within the allowed drop) into the model; build its DMA
  * schedule; write the artifact, the front and the report.
  */
+#include <cjson/cJSON.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #include "common/ds_file.h"
 #include "common/ds_model.h"
@@ -136,16 +138,23 @@ static ds_status measure_top1(dst_compile_state *state, dsr_mode mode, const cha
   return DS_OK;
 }
 
-/* Index of the front point with the fewest DRAM bytes whose validation drop is within
- * max_drop_points, or -1. */
+/*
+ * Index of the front point with the fewest DRAM bytes whose validation drop is within
+ * max_drop_points, or -1 for the unsliced model. The unsliced model is a candidate too when
+ * it fits the feature buffer, and it wins ties: a configuration that only scores higher on
+ * the validation images, at the same traffic, is not worth slicing for.
+ */
 static int32_t choose_point(const dsn_search_result *front, double max_drop_points) {
   int32_t best = -1;
+  int64_t best_bytes = front->reference_fits ? front->unsliced_bytes : INT64_MAX;
   for (int32_t i = 0; i < front->point_count; i++) {
     const dsn_front_point *p = &front->points[i];
     if (front->reference_accuracy - p->accuracy > max_drop_points + 1e-9)
       continue;
-    if (best < 0 || p->dram_bytes < front->points[best].dram_bytes)
+    if (p->dram_bytes < best_bytes) {
       best = i;
+      best_bytes = p->dram_bytes;
+    }
   }
   return best;
 }
@@ -205,15 +214,66 @@ static ds_status load_data(dst_compile_state *state, ds_error *err) {
   return DS_OK;
 }
 
+/*
+ * Journal tag: everything that changes the accuracy of a configuration (the model bytes, its
+ * calibration, the validation images) or the search itself, so a journal written under other
+ * settings is rejected instead of silently reused.
+ */
+static ds_status make_journal_tag(dst_compile_state *state, ds_error *err) {
+  uint8_t *bytes = NULL;
+  size_t size = 0;
+  DS_TRY(ds_file_read_all(state->config.model_path, (size_t)1 << 32, &bytes, &size, err));
+  uLong model_crc = crc32(0L, Z_NULL, 0);
+  for (size_t done = 0; done < size;) {
+    uInt chunk = size - done > (1u << 30) ? (1u << 30) : (uInt)(size - done);
+    model_crc = crc32(model_crc, bytes + done, chunk);
+    done += chunk;
+  }
+  free(bytes);
+
+  const dst_compile_config *c = &state->config;
+  snprintf(state->journal_tag, sizeof state->journal_tag,
+           "model crc32 %08lx (%zu bytes)|calibration %s %g over %d images|data %s|"
+           "%d validation images|preset %s, buffer %lld bytes|semantics %u|seed %llu",
+           (unsigned long)model_crc, size, dsq_calibration_method_name(c->calibration.method),
+           c->calibration.percentile, c->calibration_images, c->data_dir, c->search_images,
+           c->preset.name, (long long)c->preset.feature_buffer_bytes, c->semantics_mask,
+           (unsigned long long)c->seed);
+  snprintf(state->journal_path, sizeof state->journal_path, "%s/search.journal", c->out_dir);
+  return DS_OK;
+}
+
+/*
+ * Rejects, before the long steps, a journal in the output folder that was written under
+ * other settings. Only the first line is read: the search checks every line again.
+ */
+static ds_status check_journal(const dst_compile_state *state, ds_error *err) {
+  FILE *f = fopen(state->journal_path, "r");
+  if (f == NULL)
+    return DS_OK;
+  char line[8192];
+  char *got = fgets(line, sizeof line, f);
+  fclose(f);
+  if (got == NULL)
+    return DS_OK;
+
+  cJSON *record = cJSON_Parse(line);
+  const cJSON *tag = cJSON_GetObjectItemCaseSensitive(record, "tag");
+  int same = cJSON_IsString(tag) && strcmp(tag->valuestring, state->journal_tag) == 0;
+  cJSON_Delete(record);
+  if (same)
+    return DS_OK;
+  return ds_fail(err, DS_ERR_JOURNAL,
+                 "%s was written for another model, calibration, data set or search setting, "
+                 "so it cannot resume this search; delete it or pass another --out",
+                 state->journal_path);
+}
+
 static ds_status search_slices(dst_compile_state *state, ds_error *err) {
   print_step(6, "searching slice configurations (NSGA-II)");
 
-  char journal_path[4096], tag[512];
-  snprintf(journal_path, sizeof journal_path, "%s/search.journal", state->config.out_dir);
-  /* A journal is valid for one model, preset, data and validation subset. */
-  snprintf(tag, sizeof tag, "%s|%s|%d validation images|seed %llu", state->config.model_path,
-           state->config.preset.name, state->config.search_images,
-           (unsigned long long)state->config.seed);
+  const char *journal_path = state->journal_path;
+  const char *tag = state->journal_tag;
 
   dsn_search_options options;
   dsn_search_options_default(&options);
@@ -239,7 +299,7 @@ static ds_status search_slices(dst_compile_state *state, ds_error *err) {
   if (status != DS_OK)
     return status;
 
-  fprintf(stderr, "  %d evaluations, %d from the journal, %lld configurations in the space, "
+  fprintf(stderr, "  %d new evaluations, %d from the journal, %lld configurations in the space, "
                   "%.1f s\n",
           state->front.evaluations, state->front.journal_hits,
           (long long)state->front.space_size, dst_now_s() - start_s);
@@ -280,9 +340,11 @@ static ds_status bake_and_write(dst_compile_state *state, ds_error *err) {
 }
 
 static ds_status compile_main(dst_compile_state *state, ds_error *err) {
-  DS_TRY(ds_file_make_dir(state->config.out_dir, err));
   DS_TRY(import_model(state, err));
   DS_TRY(load_data(state, err));
+  DS_TRY(make_journal_tag(state, err));
+  DS_TRY(check_journal(state, err));
+  DS_TRY(ds_file_make_dir(state->config.out_dir, err));
 
   print_step(3, "measuring float top-1 on the test images");
   DS_TRY(measure_top1(state, DSR_MODE_FLOAT, "float", &state->float_top1, err));

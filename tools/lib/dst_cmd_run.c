@@ -57,7 +57,9 @@ int dst_cmd_run(int argc, char **argv) {
        &data_dir},
       {"split", "NAME", "train, validation or test (default test)", &split_text},
       {"limit", "N", "evaluate the first N images only (default 0: all)", &limit_text},
-      {"mode", "MODE", "fixed (integer kernels, default) or float", &mode_text},
+      {"mode", "MODE", "fixed (integer kernels, default) or float; both apply the slicing "
+                       "baked into the artifact",
+       &mode_text},
       {"threads", "N", "worker threads (default: one per core)", &threads_text},
   };
   const int option_count = (int)(sizeof options / sizeof options[0]);
@@ -113,8 +115,8 @@ int dst_cmd_run(int argc, char **argv) {
     status = dst_evaluate(&model, &data, 0, data.count, &eval, &result, NULL, &err);
   }
   if (status == DS_OK) {
-    printf("%s: %s top-1 on %d %s images: %.2f%% (%d correct)\n", positional[0],
-           mode == DSR_MODE_FIXED ? "fixed-point" : "float", result.count,
+    printf("%s: %s top-1 on %d %s images: %.2f%% (%d correct), with the artifact's slicing\n",
+           positional[0], mode == DSR_MODE_FIXED ? "fixed-point" : "float", result.count,
            dst_split_name(split), result.top1_percent, result.correct);
   }
 

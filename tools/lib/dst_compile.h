@@ -62,6 +62,8 @@ typedef struct dst_compile_state {
   int32_t evaluations;
   double start_s;
   double search_start_s;
+  char journal_path[4096];
+  char journal_tag[1024];
 } dst_compile_state;
 
 /* Parses --calibration (minmax, percentile or mse) and --percentile into choice. */

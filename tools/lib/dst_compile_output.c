@@ -85,6 +85,28 @@ static const dsr_node *layer_node(const dst_compile_state *state, int32_t i, int
   return node;
 }
 
+/* Validation and test top-1 of the baked configuration: a front point, or the unsliced
+ * model when none was chosen. */
+static void chosen_accuracy(const dst_compile_state *state, double *validation, double *test) {
+  const dsn_search_result *front = &state->front;
+  if (state->chosen >= 0) {
+    *validation = front->points[state->chosen].accuracy;
+    *test = front->points[state->chosen].test_accuracy;
+  } else {
+    *validation = front->reference_accuracy;
+    *test = front->reference_test_accuracy;
+  }
+}
+
+/* Why the unsliced model was baked, for the report and the summary. */
+static const char *unsliced_reason(const dst_compile_state *state) {
+  return state->front.reference_fits
+             ? "unsliced: it fits the feature buffer and no front point within the allowed "
+               "drop moves fewer bytes"
+             : "unsliced: no front point is within the allowed drop, and the unsliced layers "
+               "do not fit the feature buffer";
+}
+
 static double ratio(int64_t part, int64_t whole) {
   return whole > 0 ? (double)part / (double)whole : NAN;
 }
@@ -130,15 +152,17 @@ static cJSON *describe(const dst_compile_state *state) {
   add_number(accuracy, "fixed_test_top1_unsliced", state->fixed_top1);
   cJSON_AddNumberToObject(accuracy, "validation_images", c->search_images);
   add_number(accuracy, "fixed_validation_top1_unsliced", front->reference_accuracy);
-  if (state->chosen >= 0) {
-    const dsn_front_point *p = &front->points[state->chosen];
-    add_number(accuracy, "fixed_validation_top1_sliced", p->accuracy);
-    add_number(accuracy, "fixed_test_top1_sliced", p->test_accuracy);
-    add_number(accuracy, "validation_drop_points", front->reference_accuracy - p->accuracy);
-  }
+  double chosen_validation, chosen_test;
+  chosen_accuracy(state, &chosen_validation, &chosen_test);
+  add_number(accuracy, "fixed_validation_top1_sliced", chosen_validation);
+  add_number(accuracy, "fixed_test_top1_sliced", chosen_test);
+  add_number(accuracy, "validation_drop_points", front->reference_accuracy - chosen_validation);
 
   cJSON *slicing = cJSON_AddObjectToObject(root, "slicing");
   cJSON_AddStringToObject(slicing, "configuration", chosen_key(state, key, sizeof key));
+  cJSON_AddBoolToObject(slicing, "unsliced", state->chosen < 0);
+  add_number(slicing, "unsliced_bytes", (double)front->unsliced_bytes);
+  cJSON_AddBoolToObject(slicing, "unsliced_fits", front->reference_fits);
   cJSON_AddNumberToObject(slicing, "max_drop_points", c->max_drop_points);
   cJSON_AddNumberToObject(slicing, "front_points", front->point_count);
   cJSON_AddBoolToObject(slicing, "exhaustive", front->exhaustive);
@@ -221,16 +245,14 @@ static void write_markdown(const dst_compile_state *state, FILE *out) {
   fprintf(out, "- test top-1 (%d images): float %.2f%%, fixed point %.2f%% (%+.2f points)\n",
           state->test.count, state->float_top1, state->fixed_top1,
           state->fixed_top1 - state->float_top1);
+  double chosen_validation, chosen_test;
+  chosen_accuracy(state, &chosen_validation, &chosen_test);
   fprintf(out, "- chosen slicing: `%s`", chosen_key(state, key, sizeof key));
-  if (state->chosen >= 0) {
-    const dsn_front_point *p = &front->points[state->chosen];
-    fprintf(out, ", validation top-1 %.2f%% (unsliced %.2f%%, drop %.2f points), test top-1 "
-                 "%.2f%%\n",
-            p->accuracy, front->reference_accuracy, front->reference_accuracy - p->accuracy,
-            p->test_accuracy);
-  } else {
-    fprintf(out, " (no front point within the allowed drop: the artifact is unsliced)\n");
-  }
+  if (state->chosen < 0)
+    fprintf(out, " (%s)", unsliced_reason(state));
+  fprintf(out, ", validation top-1 %.2f%% (unsliced %.2f%%, drop %.2f points), test top-1 %.2f%%\n",
+          chosen_validation, front->reference_accuracy,
+          front->reference_accuracy - chosen_validation, chosen_test);
 
   const int64_t sliced = dsn_traffic_bus_bytes(&cost->sliced, preset);
   const int64_t gather = dsn_traffic_bus_bytes(&cost->gather, preset);
@@ -304,15 +326,18 @@ void dst_compile_print_summary(const dst_compile_state *state, FILE *out) {
 
   fprintf(out, "\nfloat test top-1 %.2f%%, fixed point %.2f%% (%d images)\n", state->float_top1,
           state->fixed_top1, state->test.count);
+  double chosen_validation, chosen_test;
+  chosen_accuracy(state, &chosen_validation, &chosen_test);
   fprintf(out, "chosen slicing %s", chosen_key(state, key, sizeof key));
-  if (state->chosen >= 0) {
-    const dsn_front_point *p = &state->front.points[state->chosen];
-    fprintf(out, ": validation drop %.2f points, test top-1 %.2f%%",
-            state->front.reference_accuracy - p->accuracy, p->test_accuracy);
-  }
-  fprintf(out, "\nDRAM traffic of the deformable layers: %.1f%% of gather, %.2fx the lower "
-               "bound\n",
-          100.0 * ratio(sliced, gather), ratio(sliced, lower));
+  if (state->chosen < 0)
+    fprintf(out, " (%s)", unsliced_reason(state));
+  fprintf(out, ": validation drop %.2f points, test top-1 %.2f%%\n",
+          state->front.reference_accuracy - chosen_validation, chosen_test);
+  fprintf(out, "DRAM traffic of the deformable layers: %.1f%% of gather, %.2fx the lower "
+               "bound, %.2fx the unsliced layers%s\n",
+          100.0 * ratio(sliced, gather), ratio(sliced, lower),
+          ratio(sliced, state->front.unsliced_bytes),
+          state->front.reference_fits ? "" : " (which do not fit the buffer)");
   fprintf(out, "wrote %s/model.dslice, pareto.json, pareto.csv, report.md, report.json in "
                "%.1f s\n",
           state->config.out_dir, dst_now_s() - state->start_s);
