@@ -28,7 +28,7 @@ test-release: build
 
 # AddressSanitizer and UndefinedBehaviorSanitizer over the same tests.
 test-sanitize: build-sanitize
-	cd $(SANITIZE_BUILD) && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 ctest --output-on-failure
+	cd $(SANITIZE_BUILD) && ASAN_OPTIONS=detect_leaks=1 LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp UBSAN_OPTIONS=print_stacktrace=1 ctest --output-on-failure
 
 test: test-release test-sanitize
 
