@@ -136,7 +136,7 @@ static ds_status validate_conv(const dsr_model *model, int32_t node_index, ds_er
                      ys, es, xs, ws);
   }
 
-  /* The scratch holds one group's input columns: taps times output pixels. */
+  /* The scratch contains one group's input columns: taps times output pixels. */
   double column_count = (double)w->dims[1] * w->dims[2] * w->dims[3] * y->dims[2] * y->dims[3];
   if (column_count > (double)DSR_MAX_TENSOR_ELEMENTS)
     return NODE_FAIL(DS_ERR_SHAPE, "weight %s over output %s needs %.0f scratch values, more "
@@ -464,7 +464,7 @@ static ds_status validate_deform(const dsr_model *model, int32_t node_index, dsr
                      "the %dx%d map",
                      layer->offset_kernel, layer->offset_pad, layer->height, layer->width);
 
-  /* The scratch holds every head's logits over the map: heads x H x W x Hk x Wk values. */
+  /* The scratch contains every head's logits over the map: heads x H x W x Hk x Wk values. */
   double logit_count = (double)layer->heads * layer->height * layer->width *
                        dsr_deform_grid_size(layer, layer->height) *
                        dsr_deform_grid_size(layer, layer->width);

@@ -745,7 +745,7 @@ Test(schedule, descriptors_of_hand_built_layer) {
 
 /* ---- Search ------------------------------------------------------------------------------- */
 
-/* Records the configurations the search asks to evaluate (thread-safe). */
+/* Records the configurations the search requests (thread-safe). */
 typedef struct eval_log {
   pthread_mutex_t lock;
   int32_t calls;
@@ -931,7 +931,7 @@ static void assert_front_sorted(const dsn_search_result *r) {
   }
 }
 
-/* The front holds exactly the configurations of set, tied ones included. */
+/* The front contains exactly the configurations of set, tied ones included. */
 static void assert_front_is(const dsn_search_result *r, const front_set *set) {
   cr_assert_eq(r->point_count, set->count, "front has %d points, expected %d",
                r->point_count, set->count);
@@ -1043,7 +1043,7 @@ Test(search, nsga2_recovers_front) {
     cr_assert_lt(r.evaluations, space / 4, "NSGA-II should need far fewer evaluations");
     assert_front_covers(&r, &expected);
 
-    /* The first generation holds the per-layer minimal-traffic configuration. */
+    /* The first generation contains the per-layer minimal-traffic configuration. */
     dsn_preset preset = search_preset();
     dsn_candidates c[2];
     dsr_slice minimal[2];

@@ -2,12 +2,12 @@
  * deformslice compile: the main job. ONNX model, calibration data and accelerator preset in;
  * artifact, Pareto front of slice configurations and accuracy report out.
  *
- * Steps: import the ONNX graph; load the training (calibration), validation (search) and
- * test (report) images; measure float top-1; calibrate and quantize; measure unsliced
- * fixed-point top-1; search the slice configurations with NSGA-II, scoring validation top-1
- * with the fixed-point runtime and DRAM traffic with the cost oracle; bake the chosen
- * configuration (the lowest traffic within the allowed drop) into the model; build its DMA
- * schedule; write the artifact, the front and the report.
+ * Steps: import the ONNX graph, then load the training (calibration), validation (search) and
+ * test (report) images. Measure float top-1, calibrate and quantize, and measure unsliced
+ * fixed-point top-1. Search the slice configurations with NSGA-II, scoring validation top-1
+ * with the fixed-point runtime and DRAM traffic with the cost oracle. Bake the chosen
+ * configuration (the lowest traffic within the allowed drop) into the model, build its DMA
+ * schedule, and write the artifact, the front and the report.
  */
 #include <cjson/cJSON.h>
 #include <math.h>
