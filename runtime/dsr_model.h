@@ -59,8 +59,8 @@ typedef struct dsr_tensor {
 
   /*
    * Fixed-point mode. For activations, qparams gives the type and scale. For constants,
-   * data_q holds the quantized values (int8 weights, int32 biases) and, for per-channel
-   * weights, channel_scales holds one scale per slice along channel_axis (else NULL).
+   * data_q contains the quantized values (int8 weights, int32 biases) and, for per-channel
+   * weights, channel_scales contains one scale per slice along channel_axis (else NULL).
    */
   dsr_qparams qparams;
   int32_t has_qparams;    /* 1 once calibrated or quantized */

@@ -98,7 +98,7 @@ static void chosen_accuracy(const dst_compile_state *state, double *validation, 
   }
 }
 
-/* Why the unsliced model was baked, for the report and the summary. */
+/* Returns why the unsliced model was baked, for the report and the summary. */
 static const char *unsliced_reason(const dst_compile_state *state) {
   return state->front.reference_fits
              ? "unsliced: it fits the feature buffer and no front point within the allowed "

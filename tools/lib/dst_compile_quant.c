@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dst_args.h"
 #include "dst_compile.h"
 #include "dst_progress.h"
 #include "quant/dsq_calibration.h"
@@ -104,13 +105,13 @@ ds_status dst_parse_calibration(const char *method_text, const char *percentile_
                    "--calibration '%s' is not a method; use minmax, percentile or mse",
                    method_text);
 
+  /* The method keeps more than half of the values, so the share is in (50, 100]. */
   if (percentile_text != NULL) {
-    char *end = NULL;
-    double value = strtod(percentile_text, &end);
-    if (end == percentile_text || *end != '\0' || !(value > 50.0 && value <= 100.0))
+    DS_TRY(dst_args_double("percentile", percentile_text, 50.0, 100.0, &choice->percentile,
+                           err));
+    if (choice->percentile <= 50.0)
       return ds_fail(err, DS_ERR_INVALID_ARGUMENT,
                      "--percentile '%s' is not a number in (50, 100]", percentile_text);
-    choice->percentile = value;
   }
   return DS_OK;
 }
