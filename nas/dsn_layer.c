@@ -112,6 +112,12 @@ static void set_output_rows(dsn_layer *layer, const dsr_tensor *out) {
   layer->in_row_elems = layer->out_width * layer->out_cols;
 }
 
+/* Adds a constant tensor to the layer's weights. */
+static void add_constant(dsn_layer *layer, const dsr_tensor *t, const dsn_preset *preset) {
+  layer->weight_bytes += constant_bytes(t, preset);
+  layer->weight_count += dsr_tensor_elements(t);
+}
+
 static ds_status shape_error(const dsr_node *node, int32_t index, const char *what,
                              ds_error *err) {
   return ds_fail(err, DS_ERR_INVALID_ARGUMENT,
@@ -137,9 +143,9 @@ static ds_status conv_layer(const dsr_model *model, const dsr_node *node, int32_
   layer->stride = node->attrs.conv.stride[0] > 0 ? node->attrs.conv.stride[0] : 1;
   layer->pad = node->attrs.conv.pad[0];
   layer->macs_per_output = (int64_t)w->dims[1] * w->dims[2] * w->dims[3];
-  layer->weight_bytes = constant_bytes(w, preset);
+  add_constant(layer, w, preset);
   if (node->input_count > 2 && node->inputs[2] >= 0)
-    layer->weight_bytes += constant_bytes(&model->tensors[node->inputs[2]], preset);
+    add_constant(layer, &model->tensors[node->inputs[2]], preset);
   return DS_OK;
 }
 
@@ -164,9 +170,9 @@ static ds_status matmul_layer(const dsr_model *model, const dsr_node *node, int3
     layer->out_rows = dsr_tensor_elements(y) / (n > 0 ? n : 1);
     layer->in_rows = layer->out_rows;
     layer->in_row_elems = k;
-    layer->weight_bytes = constant_bytes(b, preset);
+    add_constant(layer, b, preset);
     if (node->op == DSR_OP_GEMM && node->input_count > 2 && node->inputs[2] >= 0)
-      layer->weight_bytes += constant_bytes(&model->tensors[node->inputs[2]], preset);
+      add_constant(layer, &model->tensors[node->inputs[2]], preset);
     if (node->output == model->output)
       layer->kind = DSN_LAYER_HEAD;
     return DS_OK;
@@ -181,7 +187,7 @@ static ds_status matmul_layer(const dsr_model *model, const dsr_node *node, int3
     layer->input_tensor = -1;
     layer->in_rows = 0;
     layer->in_row_elems = 0;
-    layer->weight_bytes = constant_bytes(a, preset);
+    add_constant(layer, a, preset);
   } else {
     layer->in_rows = m;
     layer->in_row_elems = k;
@@ -202,7 +208,7 @@ static ds_status elementwise_layer(const dsr_model *model, const dsr_node *node,
       continue;
     const dsr_tensor *t = &model->tensors[input];
     if (t->kind == DSR_TENSOR_CONSTANT) {
-      layer->weight_bytes += constant_bytes(t, preset);
+      add_constant(layer, t, preset);
     } else if (dsr_tensor_elements(t) == out_elems && streamed < 2) {
       if (streamed == 1) {
         layer->second_input = 1;
@@ -318,6 +324,11 @@ static ds_status node_layer(const dsr_model *model, int32_t index, const dsn_pre
     layer->kind = DSN_LAYER_DEFORM;
     layer->deform = *node->deform;
     layer->weight_bytes = dsn_deform_weight_bytes(node->deform, preset);
+    for (int32_t p = 0; p < DSR_DEFORM_PARAM_COUNT; p++) {
+      int32_t t = node->deform->params[p];
+      if (t >= 0 && t < model->tensor_count)
+        layer->weight_count += dsr_tensor_elements(&model->tensors[t]);
+    }
     return DS_OK;
   default:
     return shape_error(node, index, "an op the cost model does not know", err);

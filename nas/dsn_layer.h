@@ -70,6 +70,7 @@ typedef struct dsn_layer {
   int32_t reduce;             /* 1: the output is written once after the whole input */
   int64_t operand_elems;      /* per group, held whole on chip; 0 when absent */
   int64_t weight_bytes;       /* all constant tensors of the layer */
+  int64_t weight_count;       /* their elements (parameters) */
 
   int64_t macs_per_output;    /* multiply-accumulates per output element, on the MAC array */
   int64_t vector_ops_per_elem; /* vector-unit operations per output element (per input
