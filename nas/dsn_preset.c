@@ -308,9 +308,8 @@ static void check_cross_fields(const dsn_preset *preset, const field_flags *flag
       preset->feature_buffer_bytes % preset->feature_banks != 0) {
     add_problem(problems,
                 "feature_buffer_bytes %lld does not split into feature_banks %d equal banks; "
-                "use a multiple of %d, such as %lld",
+                "use a multiple such as %lld",
                 (long long)preset->feature_buffer_bytes, preset->feature_banks,
-                preset->feature_banks,
                 (long long)(preset->feature_buffer_bytes / preset->feature_banks *
                             preset->feature_banks));
   }
@@ -325,13 +324,10 @@ static void check_cross_fields(const dsn_preset *preset, const field_flags *flag
     int64_t buffers = preset->feature_buffer_bytes + preset->weight_buffer_bytes;
     if (buffers > onchip) {
       add_problem(problems,
-                  "feature_buffer_bytes %lld plus weight_buffer_bytes %lld is %lld bytes, more "
-                  "than the %lld bytes of block RAM of device.part %s (%d BRAM36 of %d bytes, "
-                  "%d URAM of %d bytes); lower the buffers or fix the device figures",
-                  (long long)preset->feature_buffer_bytes,
-                  (long long)preset->weight_buffer_bytes, (long long)buffers,
-                  (long long)onchip, preset->device.part, preset->device.bram36_blocks,
-                  DSN_BRAM36_BYTES, preset->device.uram_blocks, DSN_URAM_BYTES);
+                  "feature_buffer_bytes + weight_buffer_bytes = %lld exceeds the %lld bytes of "
+                  "block RAM of %s (%d BRAM36, %d URAM); lower the buffers or fix device",
+                  (long long)buffers, (long long)onchip, preset->device.part,
+                  preset->device.bram36_blocks, preset->device.uram_blocks);
     }
   }
   if (field_valid(flags, "device", "dsp_slices") && field_valid(flags, "mac_array", "rows") &&
@@ -339,11 +335,10 @@ static void check_cross_fields(const dsn_preset *preset, const field_flags *flag
     int64_t macs = (int64_t)preset->mac_rows * preset->mac_cols;
     if (macs > preset->device.dsp_slices) {
       add_problem(problems,
-                  "mac_array of %d x %d = %lld multipliers needs more than the %d DSP slices "
-                  "of device.part %s (one multiplier per slice); shrink mac_array.rows or "
-                  "mac_array.cols",
-                  preset->mac_rows, preset->mac_cols, (long long)macs,
-                  preset->device.dsp_slices, preset->device.part);
+                  "mac_array %d x %d needs %lld DSP slices but %s has %d (one per "
+                  "multiplier); shrink mac_array",
+                  preset->mac_rows, preset->mac_cols, (long long)macs, preset->device.part,
+                  preset->device.dsp_slices);
     }
   }
 }
