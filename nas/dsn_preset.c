@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "common/ds_file.h"
+#include "nas/dsn_preset_dram.h"
 
 #define PRESET_MAX_FILE_BYTES (1u << 20)
 
@@ -203,6 +204,8 @@ static int key_is_known(const char *parent, const char *key) {
     if (same_parent && strcmp(spec->key, key) == 0)
       return 1;
   }
+  if (parent != NULL && strcmp(parent, "dram") == 0 && dsn_preset_dram_key_known(key))
+    return 1;
   if (parent == NULL) {
     for (size_t i = 0; i < sizeof object_keys / sizeof object_keys[0]; i++) {
       if (strcmp(object_keys[i], key) == 0)
@@ -221,6 +224,11 @@ static void check_unknown_keys(const cJSON *object, const char *parent, problem_
                   parent != NULL ? parent : "", parent != NULL ? "." : "", child->string);
     }
   }
+}
+
+/* Adapter for the DRAM model fields of nas/dsn_preset_dram.c. */
+static void add_dram_problem(void *context, const char *line) {
+  add_problem((problem_list *)context, "%s", line);
 }
 
 static void check_cross_fields(const dsn_preset *preset, problem_list *problems) {
@@ -285,6 +293,8 @@ ds_status dsn_preset_parse(const char *json_text, size_t length, const char *sou
     }
     read_field(spec, cJSON_GetObjectItemCaseSensitive(holder, spec->key), preset, &problems);
   }
+  const cJSON *dram = cJSON_GetObjectItemCaseSensitive(root, "dram");
+  dsn_preset_dram_read(cJSON_IsObject(dram) ? dram : NULL, preset, add_dram_problem, &problems);
   cJSON_Delete(root);
 
   if (problems.count == 0)
