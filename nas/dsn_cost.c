@@ -9,7 +9,7 @@
 static const char *const strategy_names[DSN_STRATEGY_COUNT] = {
     "lower_bound", "gather", "cache", "whole_map", "sliced"};
 
-const char *dsn_strategy_name(int32_t strategy) {
+const char *dsn_cost_strategy_name(int32_t strategy) {
   if (strategy < 0 || strategy >= DSN_STRATEGY_COUNT)
     return "unknown";
   return strategy_names[strategy];

@@ -22,17 +22,9 @@
 
 #include "common/ds_status.h"
 #include "nas/dsn_layer.h"
+#include "nas/dsn_measure.h" /* dsn_strategy, shared with the measured baselines */
 #include "nas/dsn_oracle.h"
 #include "nas/dsn_preset.h"
-
-typedef enum dsn_strategy {
-  DSN_STRATEGY_LOWER_BOUND = 0,
-  DSN_STRATEGY_GATHER = 1,
-  DSN_STRATEGY_CACHE = 2,
-  DSN_STRATEGY_WHOLE_MAP = 3,
-  DSN_STRATEGY_SLICED = 4,
-  DSN_STRATEGY_COUNT = 5
-} dsn_strategy;
 
 typedef enum dsn_bound {
   DSN_BOUND_COMPUTE = 0,
@@ -84,8 +76,9 @@ typedef struct dsn_cost_report {
   double oracle_seconds;      /* wall time of dsn_cost_report_build, set by the caller */
 } dsn_cost_report;
 
-/* Lower-case strategy name ("lower_bound", "gather", "cache", "whole_map", "sliced"). */
-const char *dsn_strategy_name(int32_t strategy);
+/* Lower-case strategy name ("lower_bound", "gather", "cache", "whole_map", "sliced"), or
+ * "unknown". */
+const char *dsn_cost_strategy_name(int32_t strategy);
 
 /*
  * For each deformable layer of list, the fitting slice configuration with the fewest DRAM

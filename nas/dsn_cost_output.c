@@ -63,11 +63,11 @@ static void print_totals(const dsn_cost_report *report, const dsn_cost_totals *t
     const dsn_strategy_cost *c = &totals->strategies[k];
     if (!c->available) {
       fprintf(out, "%-12s %14s  (needs sampling positions: run with --simulate)\n",
-              dsn_strategy_name(k), "n/a");
+              dsn_cost_strategy_name(k), "n/a");
       continue;
     }
     fprintf(out, "%-12s %14lld %11lld %10lld %11.3f %14lld %11.3f %11.3f %12lld %-4s %s%s\n",
-            dsn_strategy_name(k), (long long)c->traffic.bytes, (long long)c->traffic.bursts,
+            dsn_cost_strategy_name(k), (long long)c->traffic.bytes, (long long)c->traffic.bursts,
             (long long)c->traffic.row_misses, c->traffic.time_ns / 1e6,
             (long long)c->compute_cycles, c->compute_ns / 1e6, c->time_ns / 1e6,
             (long long)c->buffer_bytes, c->fits ? "yes" : "no", bound_name(c->bound),
@@ -79,7 +79,7 @@ static void print_totals(const dsn_cost_report *report, const dsn_cost_totals *t
     const dsn_strategy_cost *c = &totals->strategies[k];
     if (k == DSN_STRATEGY_SLICED || !c->available)
       continue;
-    fprintf(out, "  %-18s %11.1f%% %8.1f%% %8.1f%%\n", dsn_strategy_name(k),
+    fprintf(out, "  %-18s %11.1f%% %8.1f%% %8.1f%%\n", dsn_cost_strategy_name(k),
             100.0 * ratio((double)sliced->traffic.bytes, (double)c->traffic.bytes),
             100.0 * ratio((double)sliced->traffic.bursts, (double)c->traffic.bursts),
             100.0 * ratio(sliced->traffic.time_ns, c->traffic.time_ns));
@@ -140,7 +140,7 @@ static cJSON *strategy_json(const dsn_strategy_cost *c) {
 static cJSON *strategies_json(const dsn_strategy_cost *strategies) {
   cJSON *o = cJSON_CreateObject();
   for (int32_t k = 0; k < DSN_STRATEGY_COUNT; k++)
-    cJSON_AddItemToObject(o, dsn_strategy_name(k), strategy_json(&strategies[k]));
+    cJSON_AddItemToObject(o, dsn_cost_strategy_name(k), strategy_json(&strategies[k]));
   return o;
 }
 
@@ -152,7 +152,7 @@ static cJSON *ratios_json(const dsn_cost_totals *totals) {
     if (k == DSN_STRATEGY_SLICED)
       continue;
     char key[40];
-    snprintf(key, sizeof key, "sliced_vs_%s", dsn_strategy_name(k));
+    snprintf(key, sizeof key, "sliced_vs_%s", dsn_cost_strategy_name(k));
     if (!c->available) {
       cJSON_AddNullToObject(o, key);
       continue;
@@ -274,7 +274,7 @@ static void append_field(text_buffer *b, const char *text) {
 }
 
 static void append_strategy(text_buffer *b, int32_t k, const dsn_strategy_cost *c) {
-  append(b, "%s,%d,%d,", dsn_strategy_name(k), c->available, c->measured);
+  append(b, "%s,%d,%d,", dsn_cost_strategy_name(k), c->available, c->measured);
   if (!c->available) {
     append(b, ",,,,,,,,,,\n");
     return;

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "common/ds_file.h"
+#include "nas/dsn_preset_dram.h"
 
 #define PRESET_MAX_FILE_BYTES (1u << 20)
 
@@ -250,6 +251,8 @@ static int key_is_known(const char *parent, const char *key) {
     if (same_parent && strcmp(spec->key, key) == 0)
       return 1;
   }
+  if (parent != NULL && strcmp(parent, "dram") == 0 && dsn_preset_dram_key_known(key))
+    return 1;
   if (parent == NULL) {
     for (int32_t i = 0; i < OBJECT_COUNT; i++) {
       if (strcmp(object_keys[i], key) == 0)
@@ -268,6 +271,11 @@ static void check_unknown_keys(const cJSON *object, const char *parent, problem_
                   parent != NULL ? parent : "", parent != NULL ? "." : "", child->string);
     }
   }
+}
+
+/* Adapter for the DRAM model fields of nas/dsn_preset_dram.c. */
+static void add_dram_problem(void *context, const char *line) {
+  add_problem((problem_list *)context, "%s", line);
 }
 
 /* Which fields were read successfully, by index into fields[]. */
@@ -416,6 +424,8 @@ ds_status dsn_preset_parse(const char *json_text, size_t length, const char *sou
         flags.valid[i] = field_valid(&flags, NULL, "feature_buffer_bytes");
     }
   }
+  const cJSON *dram = cJSON_GetObjectItemCaseSensitive(root, "dram");
+  dsn_preset_dram_read(cJSON_IsObject(dram) ? dram : NULL, preset, add_dram_problem, &problems);
   cJSON_Delete(root);
 
   check_cross_fields(preset, &flags, &problems);

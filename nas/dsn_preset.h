@@ -25,6 +25,8 @@
 
 #define DSN_PRESET_NAME_BYTES 64
 #define DSN_DEFAULT_PRESET "zcu102"
+#define DSN_DRAM_STANDARD_BYTES 16
+#define DSN_DRAM_MAPPING_BYTES 16
 
 typedef struct dsn_dram {
   int32_t bus_width_bits;     /* data bus width */
@@ -33,6 +35,22 @@ typedef struct dsn_dram {
   int32_t row_bytes;          /* bytes of one open DRAM row (page) across the rank */
   double row_miss_latency_ns; /* precharge plus activate, paid once per row opened */
   double latency_ns;          /* request-to-first-data latency, hidden by pipelined bursts */
+
+  /* Geometry, address mapping and timing of the modelled DRAM (runtime/dsr_dram.h). All
+   * optional in JSON; the defaults come from `standard` (dsn_preset_dram.c). */
+  char standard[DSN_DRAM_STANDARD_BYTES]; /* "DDR4-2400", "DDR3-1050" or "DDR3-1066" */
+  int32_t channels;
+  int32_t ranks;
+  int32_t bank_groups;
+  int32_t banks;              /* per bank group */
+  int32_t rows;               /* per bank */
+  int32_t columns;            /* per row, one bus width each: row_bytes / (bus_width_bits / 8) */
+  char address_mapping[DSN_DRAM_MAPPING_BYTES]; /* such as "RoBaRaCoCh" */
+  double tck_ns;              /* DRAM clock period */
+  int32_t cl_cycles;
+  int32_t trcd_cycles;
+  int32_t trp_cycles;
+  int32_t tras_cycles;
 } dsn_dram;
 
 /* The FPGA part, from the vendor's product table (optional in a description). */

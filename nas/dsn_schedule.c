@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "nas/dsn_dense.h"
+#include "nas/dsn_oracle_walk.h"
 #include "nas/dsn_schedule_internal.h"
 #include "runtime/dsr_slice.h"
 
@@ -180,7 +181,7 @@ ds_status dsn_schedule_layout(const dsr_model *model, const dsn_preset *preset,
                               uint64_t *end_address, ds_error *err) {
   if (model == NULL || preset == NULL || addresses == NULL || end_address == NULL)
     return ds_fail(err, DS_ERR_INVALID_ARGUMENT, "dsn_schedule_layout: NULL argument");
-  uint64_t row = (uint64_t)preset->dram.row_bytes;
+  uint64_t row = dsn_layout_alignment(preset);
   uint64_t burst = (uint64_t)dsn_preset_burst_bytes(preset);
   uint64_t elem = (uint64_t)dsn_preset_element_bytes(preset);
   uint64_t next = align_up(base_address, row);
@@ -223,17 +224,5 @@ void dsn_schedule_free(dsr_schedule *schedule) {
 
 void dsn_schedule_traffic(const dsr_schedule *schedule, const dsn_preset *preset,
                           int32_t layer, dsn_traffic *traffic) {
-  memset(traffic, 0, sizeof *traffic);
-  for (int32_t s = 0; s < schedule->step_count; s++) {
-    const dsr_dma_step *step = &schedule->steps[s];
-    if (layer >= 0 && step->layer != layer)
-      continue;
-    int32_t count = step->load_count + step->store_count;
-    for (int32_t d = 0; d < count; d++) {
-      const dsr_dma_descriptor *desc = &schedule->descriptors[step->first_descriptor + d];
-      dsn_transfer_cost(desc->row_bytes, desc->row_count, desc->stride_bytes, preset,
-                        traffic);
-    }
-  }
-  dsn_traffic_finish(traffic, preset);
+  dsn_schedule_walk(schedule, preset, layer, traffic);
 }

@@ -590,7 +590,7 @@ Test(cost_command, json_and_csv_agree_with_table_totals) {
   cJSON_ArrayForEach(layer, layers) {
     const cJSON *strategies = cJSON_GetObjectItem(layer, "strategies");
     for (int k = 0; k < DSN_STRATEGY_COUNT; k++) {
-      const cJSON *s = cJSON_GetObjectItem(strategies, dsn_strategy_name(k));
+      const cJSON *s = cJSON_GetObjectItem(strategies, dsn_cost_strategy_name(k));
       if (cJSON_IsNull(s)) {
         cache_null += k == DSN_STRATEGY_CACHE;
         continue;
@@ -603,9 +603,9 @@ Test(cost_command, json_and_csv_agree_with_table_totals) {
   for (int k = 0; k < DSN_STRATEGY_COUNT; k++) {
     if (k == DSN_STRATEGY_CACHE)
       continue;
-    const cJSON *s = cJSON_GetObjectItem(totals, dsn_strategy_name(k));
+    const cJSON *s = cJSON_GetObjectItem(totals, dsn_cost_strategy_name(k));
     cr_expect_float_eq(cJSON_GetObjectItem(s, "dram_bytes")->valuedouble, bytes[k], 0.5,
-                       "%s", dsn_strategy_name(k));
+                       "%s", dsn_cost_strategy_name(k));
   }
   const cJSON *ratio = cJSON_GetObjectItem(
       cJSON_GetObjectItem(cJSON_GetObjectItem(json, "ratios"), "deformable"), "sliced_vs_gather");
