@@ -51,8 +51,7 @@ ds_status dsn_dram_open(const dsn_preset *preset, dsr_dram *dram, void **state, 
   return status;
 }
 
-/* Loads of the weights: each tensor one request, at burst-aligned offsets from base. */
-static void walk_weights(dsr_dram *dram, const dsr_deform_attn *layer, const dsn_preset *preset,
+void dsn_walk_weights(dsr_dram *dram, const dsr_deform_attn *layer, const dsn_preset *preset,
                          uint64_t base) {
   int64_t sizes[DSR_DEFORM_PARAM_COUNT];
   dsn_layer_weight_sizes(layer, preset, sizes);
@@ -94,7 +93,7 @@ ds_status dsn_oracle_walk(const dsr_deform_attn *layer, dsr_slice slice, const d
   DS_TRY(dsn_dram_open(preset, &dram, &state, err));
   uint64_t elem = (uint64_t)dsn_preset_element_bytes(preset);
 
-  walk_weights(&dram, layer, preset, addresses->weights);
+  dsn_walk_weights(&dram, layer, preset, addresses->weights);
   /* The executor's order: the load of patch i + 1 goes before the store of patch i. */
   int32_t patch_count = slice.rows * slice.cols;
   for (int32_t patch = 0; patch < patch_count; patch++) {

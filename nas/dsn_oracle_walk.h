@@ -32,6 +32,11 @@ void dsn_oracle_canonical_addresses(const dsr_deform_attn *layer, const dsn_pres
  * free()). Errors: DS_ERR_INVALID_ARGUMENT for a DRAM geometry the model rejects. */
 ds_status dsn_dram_open(const dsn_preset *preset, dsr_dram *dram, void **state, ds_error *err);
 
+/* Reads the layer's weights from base: each tensor one request, in dsr_deform_param order, at
+ * burst-aligned offsets, as dsn_schedule_build loads them. */
+void dsn_walk_weights(dsr_dram *dram, const dsr_deform_attn *layer, const dsn_preset *preset,
+                      uint64_t base);
+
 /*
  * Walks the layer's weights, then its patch loads and stores under slice in the executor's
  * order, at addresses, and adds bytes, bursts and row misses to add_to (time_ns untouched).

@@ -17,7 +17,7 @@
  * output base + (core_y0 * W + core_x0) * C * elem. The core output is written over the x
  * region of the slot once sampling is done, so chip offsets are 0 within the slot.
  *
- * Summing dsn_transfer_cost over the descriptors gives exactly the oracle's sliced figures.
+ * Running the descriptors through the executor gives exactly the oracle's sliced figures.
  */
 #ifndef DSN_SCHEDULE_H
 #define DSN_SCHEDULE_H
@@ -54,7 +54,9 @@ void dsn_schedule_free(dsr_schedule *schedule);
 /*
  * Lays out the DRAM of every deformable layer from base_address: the layer's input map, its
  * output map, then its weights (each tensor burst-aligned, as dsn_schedule_build reads them),
- * each region starting on a dram.row_bytes boundary. addresses receives one entry per
+ * each region starting on a boundary of the DRAM bytes below the row field
+ * (dsr_dram_stripe_bytes), so that each layer's row hits and misses are those the oracle
+ * prices. addresses receives one entry per
  * deformable layer and *end_address the first byte after the last region. This is one valid
  * layout, for tools and tests that have no memory map of their own.
  */
@@ -63,8 +65,10 @@ ds_status dsn_schedule_layout(const dsr_model *model, const dsn_preset *preset,
                               uint64_t *end_address, ds_error *err);
 
 /*
- * Sums the traffic of the descriptors of schedule that belong to deformable layer layer, or
- * of all layers when layer is -1, with the oracle's transfer rule; time_ns is filled.
+ * Traffic of the descriptors of schedule that belong to deformable layer layer, or of all
+ * layers when layer is -1, as the executor (runtime/dsr_exec.h) counts it on preset's
+ * modelled DRAM; time_ns is filled with the oracle's time rule. All zero when the schedule
+ * does not pass dsr_exec_check, such as an address beyond the modelled DRAM.
  */
 void dsn_schedule_traffic(const dsr_schedule *schedule, const dsn_preset *preset,
                           int32_t layer, dsn_traffic *traffic);

@@ -650,9 +650,10 @@ Test(schedule, sums_equal_oracle) {
       {{2, 2, 1, 0}, {2, 2, 1, 0}, {3, 2, 2, 0}, {7, 7, 4, 0}},
       {{8, 8, 4, 0}, {5, 6, 1, 1}, {1, 8, 2, 0}, {2, 3, 0, 0}},
   };
+  /* Regions on 64 KiB boundaries inside pynq-z2's 512 MiB. */
   dsn_layer_addresses addresses[4] = {
-      {0x10000000, 0x20000000, 0x30000000}, {0x11000000, 0x21000000, 0x31000000},
-      {0x12000000, 0x22000000, 0x32000000}, {0x13000000, 0x23000000, 0x33000000}};
+      {0x1000000, 0x2000000, 0x3000000}, {0x1100000, 0x2100000, 0x3100000},
+      {0x1200000, 0x2200000, 0x3200000}, {0x1300000, 0x2300000, 0x3300000}};
   for (size_t p = 0; p < 2; p++) {
     dsn_preset preset = load_builtin(presets[p]);
     for (size_t c = 0; c < sizeof configs / sizeof configs[0]; c++) {
