@@ -44,14 +44,12 @@ ds_status dsn_cost_auto_slices(const dsn_layer_list *list, const dsn_preset *pre
   return DS_OK;
 }
 
-/* Fills the time fields of c from its traffic, cycles and stalls. */
+/* Fills the time fields of c from its traffic and cycles. */
 static void finish_strategy(dsn_strategy_cost *c, const dsn_preset *preset) {
   dsn_traffic_finish(&c->traffic, preset);
-  double cycle_ns = 1000.0 / preset->clock_mhz;
-  c->compute_ns = (double)c->compute_cycles * cycle_ns;
-  double busy_ns = c->compute_ns + (double)c->stall_cycles * cycle_ns;
-  c->bound = c->traffic.time_ns > busy_ns ? DSN_BOUND_BANDWIDTH : DSN_BOUND_COMPUTE;
-  c->time_ns = c->traffic.time_ns > busy_ns ? c->traffic.time_ns : busy_ns;
+  c->compute_ns = (double)c->compute_cycles * 1000.0 / preset->clock_mhz;
+  c->bound = c->traffic.time_ns > c->compute_ns ? DSN_BOUND_BANDWIDTH : DSN_BOUND_COMPUTE;
+  c->time_ns = c->traffic.time_ns > c->compute_ns ? c->traffic.time_ns : c->compute_ns;
 }
 
 static void set_strategy(dsn_strategy_cost *c, const dsn_traffic *traffic, int64_t buffer_bytes,
@@ -150,9 +148,7 @@ void dsn_cost_report_total(dsn_cost_report *report) {
   for (int32_t t = 0; t < 2; t++) {
     for (int32_t k = 0; k < DSN_STRATEGY_COUNT; k++) {
       dsn_strategy_cost *c = &sets[t]->strategies[k];
-      double busy = c->compute_ns +
-                    (double)c->stall_cycles * 1000.0 / report->preset.clock_mhz;
-      c->bound = c->traffic.time_ns > busy ? DSN_BOUND_BANDWIDTH : DSN_BOUND_COMPUTE;
+      c->bound = c->traffic.time_ns > c->compute_ns ? DSN_BOUND_BANDWIDTH : DSN_BOUND_COMPUTE;
     }
   }
 }
@@ -215,20 +211,24 @@ void dsn_cost_report_free(dsn_cost_report *report) {
 }
 
 void dsn_cost_report_set_measured(dsn_cost_report *report, int32_t row, int32_t strategy,
-                                  const dsn_traffic *traffic, int64_t stall_cycles) {
+                                  const dsn_measured *measured) {
   if (row < 0 || row >= report->row_count || strategy < 0 || strategy >= DSN_STRATEGY_COUNT)
     return;
   dsn_strategy_cost *c = &report->rows[row].strategies[strategy];
-  const dsn_strategy_cost *reference = &report->rows[row].strategies[DSN_STRATEGY_GATHER];
-  if (!c->available) {
-    /* A strategy without an analytic figure takes the gather dataflow's compute. */
-    c->compute_cycles = reference->compute_cycles;
-    c->fits = 1;
-  }
+  double cycle_ns = 1000.0 / report->preset.clock_mhz;
+  memset(c, 0, sizeof *c);
   c->available = 1;
   c->measured = 1;
-  c->traffic = *traffic;
-  c->stall_cycles = stall_cycles;
-  finish_strategy(c, &report->preset);
+  c->traffic.bytes = measured->bytes;
+  c->traffic.bursts = measured->bursts;
+  c->traffic.row_misses = measured->row_misses;
+  c->traffic.time_ns = (double)measured->dram_cycles * cycle_ns;
+  c->stall_cycles = measured->bank_stall_cycles;
+  c->buffer_bytes = measured->buffer_bytes;
+  c->fits = measured->fits;
+  c->compute_cycles = measured->compute_cycles;
+  c->compute_ns = (double)measured->compute_cycles * cycle_ns;
+  c->time_ns = (double)measured->cycles * cycle_ns;
+  c->bound = measured->compute_bound ? DSN_BOUND_COMPUTE : DSN_BOUND_BANDWIDTH;
   dsn_cost_report_total(report);
 }

@@ -35,12 +35,13 @@ typedef struct dsn_strategy_cost {
   int32_t available;          /* 0: no figure (cache without a simulation) */
   int32_t measured;           /* 1: traffic from a simulation of sampling positions */
   dsn_traffic traffic;        /* time_ns filled: DRAM time */
-  int64_t stall_cycles;       /* bank-conflict stalls from a simulation, else 0 */
+  int64_t stall_cycles;       /* bank-conflict stalls from a simulation, else 0; measured
+                                 compute_cycles already include them */
   int64_t buffer_bytes;       /* feature buffer need */
   int32_t fits;
   int64_t compute_cycles;
   double compute_ns;
-  double time_ns;             /* max(compute_ns + stalls, traffic.time_ns) */
+  double time_ns;             /* max(compute_ns, traffic.time_ns), or the simulated time */
   int32_t bound;              /* dsn_bound */
 } dsn_strategy_cost;
 
@@ -66,7 +67,7 @@ typedef struct dsn_cost_totals {
 typedef struct dsn_cost_report {
   dsn_preset preset;
   char source[160];           /* what the layers came from */
-  char offsets[96];           /* where sampling positions came from, or "none" */
+  char offsets[256];          /* where sampling positions came from, or "none" */
   int32_t row_count;
   dsn_cost_row *rows;         /* owned: dsn_cost_report_free */
   int32_t deform_count;
@@ -102,17 +103,22 @@ ds_status dsn_cost_report_build(const dsn_layer_list *list, const dsr_slice *sli
 void dsn_cost_report_free(dsn_cost_report *report);
 
 /*
- * Replaces the figure of strategy for row (a deformable layer) with simulated traffic and
- * stalls, marks it measured and recomputes time and the totals.
+ * Replaces the figure of strategy for row (a deformable layer) with a measurement of the
+ * modelled DRAM and on-chip memories (nas/dsn_measure.h): traffic, DRAM busy time, compute
+ * cycles with bank-conflict stalls, the layer's time and bound, buffer need and fit. Marks
+ * it measured and recomputes the totals.
  */
 void dsn_cost_report_set_measured(dsn_cost_report *report, int32_t row, int32_t strategy,
-                                  const dsn_traffic *traffic, int64_t stall_cycles);
+                                  const dsn_measured *measured);
 
 /* Recomputes the totals from the rows. */
 void dsn_cost_report_total(dsn_cost_report *report);
 
 /* Prints the per-layer table, the totals per strategy and the sliced ratios. */
 void dsn_cost_report_print(const dsn_cost_report *report, FILE *out);
+
+/* Prints the header, the totals per strategy and the sliced ratios, without the layers. */
+void dsn_cost_report_print_summary(const dsn_cost_report *report, FILE *out);
 
 /* Returns the report as JSON text (caller frees with free()), or NULL without memory. */
 char *dsn_cost_report_json(const dsn_cost_report *report);

@@ -71,7 +71,7 @@ static void print_totals(const dsn_cost_report *report, const dsn_cost_totals *t
             (long long)c->traffic.row_misses, c->traffic.time_ns / 1e6,
             (long long)c->compute_cycles, c->compute_ns / 1e6, c->time_ns / 1e6,
             (long long)c->buffer_bytes, c->fits ? "yes" : "no", bound_name(c->bound),
-            c->measured ? " (measured)" : "");
+            c->measured ? " (deformable layers measured)" : "");
   }
   const dsn_strategy_cost *sliced = &totals->strategies[DSN_STRATEGY_SLICED];
   fprintf(out, "sliced relative to:  %12s %9s %9s\n", "bytes", "bursts", "DRAM time");
@@ -87,7 +87,7 @@ static void print_totals(const dsn_cost_report *report, const dsn_cost_totals *t
   (void)report;
 }
 
-void dsn_cost_report_print(const dsn_cost_report *report, FILE *out) {
+static void print_header(const dsn_cost_report *report, FILE *out) {
   const dsn_preset *p = &report->preset;
   fprintf(out, "cost of %s\n", report->source);
   fprintf(out, "preset %s: %.0f MHz, %lld-byte bursts at %.3g GB/s, %lld-byte feature buffer "
@@ -96,10 +96,26 @@ void dsn_cost_report_print(const dsn_cost_report *report, FILE *out) {
           p->dram.peak_bandwidth_gbps, (long long)p->feature_buffer_bytes, p->feature_banks,
           (long long)p->weight_buffer_bytes, p->mac_rows, p->mac_cols);
   fprintf(out, "sampling positions: %s\n", report->offsets);
-  fprintf(out, "%d layers, %d deformable, %lld parameters\n\n", report->row_count,
+  fprintf(out, "%d layers, %d deformable, %lld parameters\n", report->row_count,
           report->deform_count, (long long)report->weight_count);
+}
+
+static void print_all_totals(const dsn_cost_report *report, FILE *out) {
+  print_totals(report, &report->model, "totals, whole model (dense layers and weights included)",
+               out);
+  if (report->deform_count > 0)
+    print_totals(report, &report->deform, "totals, deformable layers only", out);
+}
+
+void dsn_cost_report_print_summary(const dsn_cost_report *report, FILE *out) {
+  print_header(report, out);
+  print_all_totals(report, out);
+}
+
+void dsn_cost_report_print(const dsn_cost_report *report, FILE *out) {
+  print_header(report, out);
   fprintf(out,
-          "%4s %-22s %-9s %-14s %-10s %12s %12s %12s %12s | %12s %9s %8s %9s %-3s %11s %10s "
+          "\n%4s %-22s %-9s %-14s %-10s %12s %12s %12s %12s | %12s %9s %8s %9s %-3s %11s %10s "
           "%s\n",
           "#", "layer", "kind", "map", "config", "bound bytes", "gather", "cache",
           "whole map", "bytes", "bursts", "row miss", "buffer", "fit", "cycles", "time us",
@@ -110,10 +126,7 @@ void dsn_cost_report_print(const dsn_cost_report *report, FILE *out) {
                "(t) and weight chunks (w).\n"
                "Columns right of | are the chosen schedule (sliced; tiled for dense layers, "
                "which cost the same under every strategy). * whole map does not fit.\n");
-  print_totals(report, &report->model, "totals, whole model (dense layers and weights included)",
-               out);
-  if (report->deform_count > 0)
-    print_totals(report, &report->deform, "totals, deformable layers only", out);
+  print_all_totals(report, out);
 }
 
 /* ---- JSON ---- */

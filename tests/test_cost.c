@@ -674,14 +674,26 @@ Test(cost_command, measured_figures_replace_missing_cache) {
   for (int32_t i = 0; i < report.row_count; i++) {
     if (report.rows[i].kind != DSN_LAYER_DEFORM)
       continue;
-    dsn_traffic t = {1000, 20, 3, 0};
-    dsn_cost_report_set_measured(&report, i, DSN_STRATEGY_CACHE, &t, 7);
+    dsn_measured m;
+    memset(&m, 0, sizeof m);
+    m.bytes = 1000;
+    m.bursts = 20;
+    m.row_misses = 3;
+    m.bank_stall_cycles = 7;
+    m.dram_cycles = 300;
+    m.compute_cycles = 100;
+    m.cycles = 300;
+    m.fits = 1;
+    dsn_cost_report_set_measured(&report, i, DSN_STRATEGY_CACHE, &m);
   }
   const dsn_strategy_cost *cache = &report.deform.strategies[DSN_STRATEGY_CACHE];
   cr_expect_eq(cache->available, 1);
   cr_expect_eq(cache->measured, 1);
   cr_expect_eq(cache->traffic.bytes, 1000 * report.deform_count);
   cr_expect_eq(cache->stall_cycles, 7 * report.deform_count);
+  cr_expect_eq(cache->bound, DSN_BOUND_BANDWIDTH);
+  /* 300 cycles at 300 MHz: one microsecond per layer. */
+  cr_expect_float_eq(cache->time_ns, 1000.0 * report.deform_count, 1e-6);
   dsn_cost_report_free(&report);
   dst_cost_input_free(&input);
 }
