@@ -12,3 +12,11 @@ mkdir -p bench/out
 echo
 echo "== runtime: float against fixed point, one thread =="
 "$build/bin/bench_runtime" models/dat_pp_nano.onnx
+
+echo
+echo "== cost: sliced traffic against gather, cache, whole map and the lower bound =="
+"$build/bin/bench_cost" auto+1 20
+
+echo
+echo "== offset model: offsets of the bundled model on Fashion-MNIST validation images =="
+"$build/bin/bench_offsets" models/dat_pp_nano.onnx bench/out/offset_model.json 1000

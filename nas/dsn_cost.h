@@ -74,7 +74,8 @@ typedef struct dsn_cost_report {
   int64_t weight_count;
   dsn_cost_totals model;      /* every layer */
   dsn_cost_totals deform;     /* deformable layers only */
-  double oracle_seconds;      /* wall time of dsn_cost_report_build, set by the caller */
+  double oracle_seconds;      /* processor time of loading, slice choice and
+                                 dsn_cost_report_build, set by the caller */
 } dsn_cost_report;
 
 /* Lower-case strategy name ("lower_bound", "gather", "cache", "whole_map", "sliced"), or
@@ -83,9 +84,11 @@ const char *dsn_cost_strategy_name(int32_t strategy);
 
 /*
  * For each deformable layer of list, the fitting slice configuration with the fewest DRAM
- * bursts (then row misses) among those with an overlap of at least min_overlap pixels (or
- * clipped to the whole map by the border), or the one with the smallest buffer when none
- * fits. slices receives one entry per deformable layer.
+ * bursts (then row misses) among those with an overlap of at least min_overlap pixels, or
+ * (1, 1, 0). The search's candidate list (up to 8 x 8 patches) is tried first; when nothing
+ * there fits, up to 64 x 64 patches; when still nothing fits, the candidate with the smallest
+ * buffer, which the report then marks as not fitting. slices receives one entry per
+ * deformable layer.
  */
 ds_status dsn_cost_auto_slices(const dsn_layer_list *list, const dsn_preset *preset,
                                int32_t min_overlap, dsr_slice *slices, ds_error *err);
