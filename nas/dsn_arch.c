@@ -165,9 +165,10 @@ static ds_status add_residual(arch_builder *b, const char *name, int32_t h, int3
 }
 
 /*
- * The fused core of window or neighbourhood attention on an h x w map with c channels:
- * q, k and v come in as one 3c-channel map; every query meets side * side keys (scores and
- * context, c products each), plus the bias table of (2 side - 1)^2 entries per head.
+ * The fused core of window or neighbourhood attention on an h x w map with c channels. q, k
+ * and v come in as one 3c-channel map. Every query meets side * side keys, with c products
+ * each for the scores and for the context, and the bias table has (2 side - 1)^2 entries per
+ * head.
  */
 static ds_status add_local_attention(arch_builder *b, const char *name, char type, int32_t h,
                                      int32_t w, int32_t c, int32_t heads, int32_t side) {

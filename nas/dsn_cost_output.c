@@ -274,7 +274,7 @@ static void append(text_buffer *b, const char *format, ...) {
   }
 }
 
-/* Writes one CSV field, quoted when it holds a comma, quote or newline. */
+/* Writes one CSV field, quoted when it contains a comma, quote or newline. */
 static void append_field(text_buffer *b, const char *text) {
   if (strpbrk(text, ",\"\n") == NULL) {
     append(b, "%s,", text);

@@ -300,8 +300,8 @@ static ds_status node_layer(const dsr_model *model, int32_t index, const dsn_pre
     return elementwise_layer(model, node, preset, layer);
   case DSR_OP_TRANSPOSE:
   case DSR_OP_GATHER:
-    /* NOTE: priced as a copy of equal tiles; where a transpose moves elements across tiles,
-     * the real accelerator needs strided accesses that this does not count. */
+    /* NOTE: priced as a copy of equal tiles. Where a transpose moves elements across tiles,
+     * a real accelerator needs strided accesses that this does not count. */
     layer->kind = DSN_LAYER_LAYOUT;
     set_output_rows(layer, y);
     return DS_OK;

@@ -179,12 +179,14 @@ ds_status dsn_offset_model_load(const char *path, dsn_offset_model *model, ds_er
   if (root == NULL)
     return ds_fail(err, DS_ERR_DATA, "%s: not valid JSON; expected an offset model written by "
                                      "bench_offsets", path);
+
   const cJSON *source = cJSON_GetObjectItemCaseSensitive(root, "source");
   if (cJSON_IsString(source))
     snprintf(model->source, sizeof model->source, "%s", source->valuestring);
   double images = 0;
   if (read_number(root, "images", 0, 1e9, &images))
     model->image_count = (int32_t)images;
+
   const cJSON *stages = cJSON_GetObjectItemCaseSensitive(root, "stages");
   int count = cJSON_IsArray(stages) ? cJSON_GetArraySize(stages) : 0;
   if (count < 1 || count > DSN_OFFSET_MAX_STAGES) {
@@ -193,6 +195,7 @@ ds_status dsn_offset_model_load(const char *path, dsn_offset_model *model, ds_er
                    path, count, DSN_OFFSET_MAX_STAGES);
   }
   model->stage_count = count;
+
   for (int k = 0; k < count; k++) {
     const cJSON *o = cJSON_GetArrayItem(stages, k);
     dsn_offset_stage *m = &model->stages[k];
@@ -213,6 +216,7 @@ ds_status dsn_offset_model_load(const char *path, dsn_offset_model *model, ds_er
                      "standard deviation of 0 to 100)",
                      path, k, bad);
     }
+
     if (read_number(o, "layers", 0, 1000, &layers))
       m->layer_count = (int32_t)layers;
     if (read_number(o, "samples", 0, 1e15, &samples))

@@ -18,10 +18,10 @@ typedef struct dst_simulate_options {
 
 /*
  * Measures every deformable layer of input under preset and replaces the report's figures
- * of those rows (every strategy) with the measured ones; sets report->offsets to where the
- * positions came from. Positions are the model's own (one float run on the first Fashion-MNIST
- * validation image, or on input_f32) when it has weights and an input; otherwise they come
- * from the offset model ("synthetic offsets (offset model)").
+ * of those rows (every strategy) with the measured ones, and sets report->offsets to where the
+ * positions came from. A model with weights gives its own positions, from one float run on
+ * input_f32 or on the first Fashion-MNIST validation image. Otherwise the offset model
+ * generates them, labelled "synthetic offsets (offset model)".
  */
 ds_status dst_cost_simulate(const dst_cost_input *input, const dsn_preset *preset,
                             const dst_simulate_options *options, dsn_cost_report *report,
