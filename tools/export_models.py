@@ -18,6 +18,9 @@ key); its deformable bias tables are resized bicubically when the export size di
 the size it was trained at.
 
 --size is SIDE or HEIGHTxWIDTH. --list prints the models with their parameter counts.
+--linspace-grids builds the reference points with linspace as the reference code does, so
+the export has the float64 GridSample grids that torch 1.13 gives official models (ONNX
+Runtime's CPU GridSample rejects them); by default they are built from arange, float32.
 """
 
 import argparse
@@ -130,7 +133,7 @@ def dynamic_axes(kind):
 
 def export(model_name, size, opset=16, dynamic="none", external_data=False, checkpoint=None,
            num_classes=1000, in_chans=3, seed=0, out_dir="/work/exports", name=None,
-           quiet=False, write_meta=True, extra_sizes=()):
+           quiet=False, write_meta=True, extra_sizes=(), linspace_grids=False):
     """Export one model; returns the metadata dictionary it also writes as NAME.json.
 
     extra_sizes: more (height, width) inputs for a dynamic export, each written as
@@ -141,7 +144,7 @@ def export(model_name, size, opset=16, dynamic="none", external_data=False, chec
     name = name or f"{model_name}_{size_text(size)}_op{opset}"
     os.makedirs(out_dir, exist_ok=True)
     torch.manual_seed(seed)
-    model = build(model_name, size, num_classes, in_chans)
+    model = build(model_name, size, num_classes, in_chans, linspace_grids)
     if checkpoint:
         load_checkpoint(model, checkpoint)
     else:
@@ -190,7 +193,8 @@ def export(model_name, size, opset=16, dynamic="none", external_data=False, chec
     meta = {
         "name": name, "model": model_name, "input": list(x.shape), "output": list(y.shape),
         "opset": opset, "dynamic": dynamic, "external_data": external_data,
-        "checkpoint": checkpoint, "seed": seed, "parameters": count_parameters(model),
+        "checkpoint": checkpoint, "seed": seed, "linspace_grids": linspace_grids,
+        "parameters": count_parameters(model),
         "map_sizes": [list(s) for s in model.map_sizes],
         "deform_blocks": sum(isinstance(m, DAttentionBaseline) for m in model.modules()),
         "extra_inputs": extra, "nodes": len(graph.graph.node),
@@ -220,6 +224,9 @@ def main():
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="/work/exports")
     parser.add_argument("--name")
+    parser.add_argument("--linspace-grids", action="store_true",
+                        help="reference points from linspace as the reference code builds them "
+                             "(float64 GridSample grids in the export)")
     parser.add_argument("--list", action="store_true")
     args = parser.parse_args()
     if args.list:
@@ -229,7 +236,8 @@ def main():
             print(f"{key:12s} {count:>11,d}" + (f"  (published {target / 1e6:.2f}M)" if target else ""))
         return
     export(args.model, args.size, args.opset, args.dynamic, args.external_data, args.checkpoint,
-           args.classes, 3, args.seed, args.out, args.name)
+           args.classes, 3, args.seed, args.out, args.name,
+           linspace_grids=args.linspace_grids)
 
 
 if __name__ == "__main__":

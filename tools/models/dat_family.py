@@ -98,7 +98,8 @@ class TransformerStage(nn.Module):
                     map_size, heads, dim // heads, cfg["groups"][i], cfg["strides"][i],
                     cfg["ksizes"][i], "dat_pp" if plus else "dat",
                     offset_range_factor=cfg.get("offset_range_factor", 2.0),
-                    q_grid="pixel" if plus else "centre"))
+                    q_grid="pixel" if plus else "centre",
+                    grid_from_arange=not cfg.get("linspace_grids", False)))
             else:
                 raise ValueError(f"stage {i + 1}: unknown block type {kind!r} (L, S, N or D)")
         if plus:
@@ -221,10 +222,16 @@ TARGET_PARAMS = {
 }
 
 
-def build(name, img_size=224, num_classes=1000, in_chans=3):
+def build(name, img_size=224, num_classes=1000, in_chans=3, linspace_grids=False):
+    """Build model name for img_size inputs.
+
+    linspace_grids builds the reference points with linspace, as the reference code does;
+    torch 1.13 then exports them, and both GridSample grids, in float64.
+    """
     if name not in CONFIGS:
         raise ValueError(f"unknown model {name!r}: expected one of {', '.join(CONFIGS)}")
-    return DATFamily(CONFIGS[name], img_size, num_classes, in_chans)
+    return DATFamily(dict(CONFIGS[name], linspace_grids=linspace_grids), img_size, num_classes,
+                     in_chans)
 
 
 def resize_rpe_tables(state_dict, model):
