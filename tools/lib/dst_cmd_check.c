@@ -148,13 +148,18 @@ int dst_cmd_check(int argc, char **argv) {
     int64_t worst_at = 0;
     for (int64_t i = 0; i < out_count; i++) {
       double d = fabs((double)actual[i] - (double)expected[i]);
-      if (isnan(d) || d > worst) {
-        worst = isnan(d) ? INFINITY : d;
+      if (isnan(d)) { /* a NaN on either side fails, and is reported as nan */
+        worst = d;
+        worst_at = i;
+        break;
+      }
+      if (d > worst) {
+        worst = d;
         worst_at = i;
       }
     }
     const dsr_tensor *in = &model.tensors[model.input];
-    int pass = worst <= tolerance;
+    int pass = !isnan(worst) && worst <= tolerance;
     printf("%s: input %dx%dx%dx%d, %lld outputs, max abs diff %.3g at %lld (float runtime "
            "%.6g, reference %.6g), tolerance %.3g: %s\n",
            positional[0], in->dims[0], in->dims[1], in->dims[2], in->dims[3],
