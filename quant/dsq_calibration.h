@@ -81,7 +81,7 @@ typedef struct dsq_calibration_options {
 /* Returns "minmax", "percentile", "mse" or "kl"; "unknown" when out of range. */
 const char *dsq_calibration_method_name(dsq_calibration_method method);
 
-/* Parses a name of dsq_calibration_method_name; returns 0 when it is none of them. */
+/* Parses a name that dsq_calibration_method_name returns; returns 0 for any other name. */
 int dsq_calibration_method_parse(const char *name, dsq_calibration_method *method);
 
 /* The defaults for method: DSQ_PERCENTILE_DEFAULT and DSQ_KL_BINS_DEFAULT. */

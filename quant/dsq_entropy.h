@@ -28,7 +28,7 @@
 typedef struct dsq_kl_histogram {
   int32_t bin_count; /* even, DSQ_KL_BINS_MIN..DSQ_KL_BINS_MAX */
   int32_t exponent;  /* bin width 2^exponent; DSQ_KL_EXPONENT_UNSET while only zeros were seen */
-  uint64_t *counts;  /* bin_count counts; bin j holds |x| in [j, j + 1) * 2^exponent */
+  uint64_t *counts;  /* bin_count counts; bin j counts |x| in [j, j + 1) * 2^exponent */
 } dsq_kl_histogram;
 
 /* Adds one finite value. The caller skips NaN and infinities. */
@@ -40,7 +40,7 @@ void dsq_kl_histogram_merge(dsq_kl_histogram *into, const dsq_kl_histogram *from
 /*
  * Returns the clipping threshold T (> 0) of least KL divergence for a quantizer with levels
  * steps (255 for int8, 65535 for int16) over the range [max(min, -T), min(max, T)], where min
- * and max are the observed extremes. Returns 0 when the histogram holds no nonzero value.
+ * and max are the observed extremes. Returns 0 when the histogram contains no nonzero value.
  * *divergence, when not NULL, receives the divergence of the chosen threshold (in nats).
  */
 double dsq_kl_threshold(const dsq_kl_histogram *histogram, double min, double max,

@@ -609,7 +609,7 @@ Test(cli_data, compile_kl_on_raw_tensors, .timeout = 600) {
   cr_expect(cJSON_IsString(kind) && strcmp(kind->valuestring, "linear") == 0);
   cJSON_Delete(report);
 
-  /* The raw test split holds the first 60 IDX test images: both give the same top-1. */
+  /* The raw test split contains the first 60 IDX test images: both give the same top-1. */
   static char raw_output[1 << 14], idx_output[1 << 14];
   snprintf(command, sizeof command, TOOL " run %s/model.dslice --data %s --threads 2", out,
            data);

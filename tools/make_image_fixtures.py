@@ -8,7 +8,7 @@ expected input tensor (little-endian float32, CHW). The reference follows torchv
 tensor path: decode with PIL, colour conversion with PIL (convert("L") for gray, alpha
 dropped or blended), to_tensor (/255), torch.nn.functional.interpolate(mode="bilinear",
 align_corners=False, antialias=...) of the shorter side, centre crop with Python's round()
-and (x - mean) / std. decoded/NAME.u8 holds PIL's decoded pixels (height x width x
+and (x - mean) / std. decoded/NAME.u8 contains PIL's decoded pixels (height x width x
 channels) of each file, to check the C decoders.
 """
 

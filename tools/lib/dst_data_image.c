@@ -88,7 +88,7 @@ static ds_status list_folder(const char *folder, name_list *files, name_list *fo
     snprintf(path, sizeof path, "%s/%s", folder, entry->d_name);
     struct stat info;
     if (stat(path, &info) != 0)
-      continue; /* a dangling link: torchvision skips what it cannot open too */
+      continue; /* a dangling link or an entry removed meanwhile: not an image */
     int ok = 1;
     if (S_ISDIR(info.st_mode) && folders != NULL)
       ok = push_name(folders, entry->d_name);
@@ -245,18 +245,18 @@ ds_status dst_images_load(const char *split_folder, const char *preprocess_path,
   size_t loaded = 0, skipped = 0;
   for (size_t i = 0; i < count && status == DS_OK; i++) {
     const image_entry *entry = &entries.items[(size_t)((uint64_t)i * total / count)];
-    ds_error one;
-    ds_error_clear(&one);
+    ds_error image_err;
+    ds_error_clear(&image_err);
     ds_status image_status = load_one(split_folder, entry, &pre,
-                                      out->images + loaded * (size_t)elements, &one);
+                                      out->images + loaded * (size_t)elements, &image_err);
     if ((image_status == DS_ERR_DATA || image_status == DS_ERR_IO) && skip_corrupt) {
-      fprintf(stderr, "deformslice: warning: skipping %s\n", one.message);
+      fprintf(stderr, "deformslice: warning: skipping %s\n", image_err.message);
       skipped++;
       continue;
     }
     if (image_status != DS_OK) {
       if (err != NULL)
-        *err = one;
+        *err = image_err;
       status = image_status;
       break;
     }

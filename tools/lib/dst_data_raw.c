@@ -144,7 +144,7 @@ static ds_status parse_header(const char *text, size_t size, const char *path,
   return status;
 }
 
-/* Opens folder/name and checks that it holds exactly expected bytes. */
+/* Opens folder/name and checks that its size is exactly expected bytes. */
 static ds_status open_exact(const char *folder, const char *name, uint64_t expected,
                             const char *what, FILE **out, char *path, size_t path_bytes,
                             ds_error *err) {

@@ -91,7 +91,7 @@ static ds_status split_folder(const char *folder, dst_split split, char *out, si
                  dst_split_name(split));
 }
 
-/* The format auto stands for with this folder and split. */
+/* Resolves DST_DATA_AUTO to the format of this folder and split. */
 static dst_data_format resolve_format(const dst_data_options *options, dst_split split) {
   if (options->format != DST_DATA_AUTO)
     return options->format;
