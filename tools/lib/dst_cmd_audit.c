@@ -15,13 +15,14 @@
 #include "dst_commands.h"
 #include "dst_compile.h"
 #include "dst_progress.h"
+#include "dst_source.h"
 #include "formats/dsf_artifact.h"
 #include "quant/dsq_audit.h"
 
 typedef struct audit_config {
   const char *model_path;
   const char *artifact_path;
-  const char *data_dir;
+  dst_data_options data;
   int32_t test_images;
   int32_t tensor_images;
   int32_t calibration_images;
@@ -34,10 +35,11 @@ static ds_status load_model(const audit_config *c, dsr_model *model, ds_error *e
     return dsf_read_file(c->artifact_path, model, NULL, NULL, err);
 
   DS_TRY(dsc_import_file(c->model_path, NULL, model, NULL, err));
-  const dsr_tensor *input = &model->tensors[model->input];
+  int32_t channels = 0, side = 0;
+  DS_TRY(dst_data_input_shape(model, &channels, &side, err));
   dst_dataset calibration;
-  DS_TRY(dst_dataset_load(c->data_dir, DST_SPLIT_TRAIN, input->dims[input->rank - 1],
-                          c->calibration_images, &calibration, err));
+  DS_TRY(dst_data_load(&c->data, DST_SPLIT_TRAIN, channels, side, c->calibration_images,
+                       &calibration, err));
   char method[32];
   ds_status status = dst_quantize_model(model, &calibration, &c->calibration, c->threads, method,
                                         sizeof method, err);
@@ -68,10 +70,12 @@ static ds_status run_audit(const audit_config *c, ds_error *err) {
   if (status == DS_OK && !model.quantized)
     status = ds_fail(err, DS_ERR_QUANT, "%s holds no fixed-point parameters to audit",
                      c->artifact_path != NULL ? c->artifact_path : c->model_path);
-  const dsr_tensor *input = status == DS_OK ? &model.tensors[model.input] : NULL;
+  int32_t channels = 0, side = 0;
   if (status == DS_OK)
-    status = dst_dataset_load(c->data_dir, DST_SPLIT_TEST, input->dims[input->rank - 1],
-                              c->test_images, &test, err);
+    status = dst_data_input_shape(&model, &channels, &side, err);
+  if (status == DS_OK)
+    status = dst_data_load(&c->data, DST_SPLIT_TEST, channels, side, c->test_images, &test,
+                           err);
   if (status == DS_OK) {
     float_predictions = malloc((size_t)test.count);
     fixed_predictions = malloc((size_t)test.count);
@@ -121,23 +125,25 @@ static ds_status run_audit(const audit_config *c, ds_error *err) {
 }
 
 int dst_cmd_audit(int argc, char **argv) {
-  const char *model = DST_DEFAULT_MODEL, *artifact = NULL, *data = DST_FASHION_MNIST_DIR;
+  const char *model = DST_DEFAULT_MODEL, *artifact = NULL;
+  dst_data_args data = DST_DATA_ARGS_DEFAULT;
   const char *test_images = "10000", *tensor_images = "100", *calibration_images = "500";
-  const char *threads = NULL, *calibration = "minmax", *percentile = NULL;
+  const char *threads = NULL, *calibration = "minmax", *percentile = NULL, *bins = NULL;
   const dst_option options[] = {
       {"model", "FILE", "ONNX model, calibrated and quantized here (default: the bundled model)",
        &model},
       {"artifact", "FILE", "audit an artifact's own quantization and slicing instead", &artifact},
-      {"data", "DIR", "folder with the gzip IDX files (default " DST_FASHION_MNIST_DIR ")", &data},
+      DST_DATA_OPTION_ROWS(data),
       {"test-images", "N", "test images for top-1 and agreement (default 10000)", &test_images},
       {"tensor-images", "N", "test images for the per-tensor comparison (default 100)",
        &tensor_images},
       {"calibration-images", "N", "training images for calibration (default 500)",
        &calibration_images},
-      {"calibration", "METHOD", "range choice: minmax (default), percentile or mse",
+      {"calibration", "METHOD", "range choice: minmax (default), percentile, mse or kl",
        &calibration},
       {"percentile", "P", "kept share of values for --calibration percentile (default 99.99)",
        &percentile},
+      {"histogram-bins", "N", "linear histogram bins for --calibration kl (default 2048)", &bins},
       {"threads", "N", "worker threads (default: one per core)", &threads},
   };
   const int option_count = (int)(sizeof options / sizeof options[0]);
@@ -154,7 +160,9 @@ int dst_cmd_audit(int argc, char **argv) {
     return 0;
   }
 
-  audit_config config = {.model_path = model, .artifact_path = artifact, .data_dir = data};
+  audit_config config = {.model_path = model, .artifact_path = artifact};
+  if (dst_data_options_parse(&data, &config.data, &err) != DS_OK)
+    return dst_report_error(&err);
   int64_t value;
   if (dst_args_int("test-images", test_images, 1, 10000, &value, &err) != DS_OK)
     return dst_report_error(&err);
@@ -169,7 +177,7 @@ int dst_cmd_audit(int argc, char **argv) {
   if (threads != NULL && dst_args_int("threads", threads, 1, 64, &value, &err) != DS_OK)
     return dst_report_error(&err);
   config.threads = (int32_t)value;
-  if (dst_parse_calibration(calibration, percentile, &config.calibration, &err) != DS_OK)
+  if (dst_parse_calibration(calibration, percentile, bins, &config.calibration, &err) != DS_OK)
     return dst_report_error(&err);
 
   ds_status status = run_audit(&config, &err);
