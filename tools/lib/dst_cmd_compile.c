@@ -81,6 +81,8 @@ static ds_status parse_compile_options(const dst_compile_args *args, dst_compile
 
   DS_TRY(dst_parse_calibration(args->calibration, args->percentile, args->histogram_bins,
                                &config->calibration, err));
+  DS_TRY(dst_parse_precision(args->precision, args->int16_budget_bytes, args->precision_file,
+                             &config->precision, err));
   DS_TRY(dsn_preset_resolve(args->preset, &config->preset, err));
   if (args->feature_buffer_bytes != NULL) {
     DS_TRY(dst_args_int("feature-buffer-bytes", args->feature_buffer_bytes, 1, INT64_MAX / 4,
@@ -239,6 +241,13 @@ static ds_status make_journal_tag(dst_compile_state *state, ds_error *err) {
            c->data.preprocess_path != NULL ? c->data.preprocess_path : "-", c->search_images,
            c->preset.name, (long long)c->preset.feature_buffer_bytes, c->semantics_mask,
            (unsigned long long)c->seed);
+  /* Only the precision file's path enters the tag. NOTE: editing the file in place and
+   * resuming reuses the journal's accuracies. */
+  size_t used = strlen(state->journal_tag);
+  snprintf(state->journal_tag + used, sizeof state->journal_tag - used,
+           "|precision %s, budget %lld, file %s", dst_precision_mode_name(c->precision.mode),
+           (long long)c->precision.int16_budget_bytes,
+           c->precision.override_path != NULL ? c->precision.override_path : "none");
   snprintf(state->journal_path, sizeof state->journal_path, "%s/search.journal", c->out_dir);
   return DS_OK;
 }
@@ -382,6 +391,14 @@ int dst_cmd_compile(int argc, char **argv) {
        &args.percentile},
       {"histogram-bins", "N", "linear histogram bins for --calibration kl (default 2048)",
        &args.histogram_bins},
+      {"precision", "MODE", "activation types: class (default: int16 by tensor class), int8, "
+                            "or mixed (chosen under --int16-budget-bytes)",
+       &args.precision},
+      {"int16-budget-bytes", "N", "on-chip bytes int16 tensors may add in mixed precision",
+       &args.int16_budget_bytes},
+      {"precision-file", "FILE", "JSON object of tensor name -> \"int8\" or \"int16\", applied "
+                                 "on top of the mode",
+       &args.precision_file},
       {"search-images", "N", "validation images scored per configuration (default 1000)",
        &args.search_images},
       {"test-images", "N", "test images for the reported accuracy (default 10000)",
