@@ -12,3 +12,7 @@ mkdir -p bench/out
 echo
 echo "== runtime: float against fixed point, one thread =="
 "$build/bin/bench_runtime" models/dat_pp_nano.onnx
+
+echo
+echo "== DRAM model: oracle and executor on DAT-T++ at 800x1333, measured strategies =="
+"$build/bin/bench_dram" models/dat_pp_nano.onnx tests/fixtures/fashion_test3_32.f32

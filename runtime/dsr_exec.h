@@ -5,9 +5,9 @@
  * Order. One DMA engine serves the transfers of a layer one after another; one compute engine
  * runs the steps. A layer starts with every DRAM bank precharged (between deformable layers
  * the rest of the network uses the DRAM). Within a layer, a step is double buffered with the
- * step before it when their feature loads go to different slots: its loads are then issued
- * before the previous step's stores, so the load of patch i + 1 overlaps the compute of patch
- * i. The DMA issue order of a layer is therefore, for steps 0..n-1:
+ * step before it when their feature loads go to different slots. Its loads are then issued
+ * before the previous step's stores, so the load of patch i + 1 overlaps the compute of
+ * patch i. The DMA issue order of a layer is therefore, for steps 0..n-1:
  *   loads(0), loads(1), stores(0), loads(2), stores(1), ..., stores(n-1)
  * with double buffering, and loads(i), stores(i) in turn without it. The cost oracle walks
  * the same order.
