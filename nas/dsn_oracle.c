@@ -73,6 +73,15 @@ void dsn_layer_weight_sizes(const dsr_deform_attn *layer, const dsn_preset *pres
   sizes_bytes[DSR_DEFORM_RPE_TABLE] = table * wb;
 }
 
+int64_t dsn_deform_weight_bytes(const dsr_deform_attn *layer, const dsn_preset *preset) {
+  int64_t sizes[DSR_DEFORM_PARAM_COUNT];
+  dsn_layer_weight_sizes(layer, preset, sizes);
+  int64_t total = 0;
+  for (int32_t i = 0; i < DSR_DEFORM_PARAM_COUNT; i++)
+    total += sizes[i];
+  return total;
+}
+
 int32_t dsn_offset_grid(const dsr_deform_attn *layer, int32_t h, int32_t w, int32_t *hk,
                         int32_t *wk) {
   int32_t k = layer->offset_kernel;

@@ -458,7 +458,7 @@ Test(executor, overlaps_loads_with_compute) {
   d[1].dram_address = 8192;  /* bank 0, row 2 */
   d[2].dram_address = 1024;  /* bank 1 */
   d[3].dram_address = 9216;  /* bank 1, row 2 */
-  dsr_dma_step steps[2] = {{0, 0, 0, 1, 1}, {0, 1, 2, 1, 1}};
+  dsr_dma_step steps[2] = {{0, 0, 0, 1, 1, 0, 0}, {0, 1, 2, 1, 1, 0, 0}};
   dsr_schedule s = {2, steps, 4, d};
   ds_error err;
   ds_error_clear(&err);
@@ -489,7 +489,7 @@ Test(executor, bad_schedules_are_rejected) {
   d[0].direction = DSR_DMA_LOAD;
   d[1] = d[0];
   d[1].direction = DSR_DMA_STORE;
-  dsr_dma_step step = {0, 0, 0, 1, 1};
+  dsr_dma_step step = {0, 0, 0, 1, 1, 0, 0};
   dsr_schedule s = {1, &step, 2, d};
   ds_error err;
   ds_error_clear(&err);
@@ -524,7 +524,7 @@ Test(executor, bad_schedules_are_rejected) {
   cr_assert_eq(dsr_exec_check(&s, &dram, 1, NULL), DS_ERR_INVALID_ARGUMENT);
   d[1].slot = 0;
 
-  dsr_dma_step split[3] = {{0, 0, 0, 1, 0}, {1, 0, 1, 0, 1}, {0, 1, 0, 1, 0}};
+  dsr_dma_step split[3] = {{0, 0, 0, 1, 0, 0, 0}, {1, 0, 1, 0, 1, 0, 0}, {0, 1, 0, 1, 0, 0, 0}};
   dsr_schedule resumed = {3, split, 2, d};
   ds_error_clear(&err);
   cr_assert_eq(dsr_exec_check(&resumed, &dram, 2, &err), DS_ERR_INVALID_ARGUMENT);
