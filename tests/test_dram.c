@@ -10,8 +10,10 @@
 #include "common/ds_file.h"
 #include "common/ds_model.h"
 #include "converter/dsc_import.h"
+#include "nas/dsn_layer.h"
 #include "nas/dsn_measure.h"
 #include "nas/dsn_oracle.h"
+#include "nas/dsn_oracle_walk.h"
 #include "nas/dsn_preset.h"
 #include "nas/dsn_schedule.h"
 #include "runtime/dsr_dram.h"
@@ -439,6 +441,74 @@ Test(executor, equals_the_oracle_on_the_bundled_model, .timeout = 120) {
   }
 }
 
+Test(executor, runs_whole_model_schedules, .timeout = 120) {
+  const dsr_model *model = load_bundled();
+  dsn_preset preset = load_preset("zcu102");
+  ds_error err;
+  ds_error_clear(&err);
+  dsn_layer_list list;
+  cr_assert_eq(dsn_layers_from_model(model, &preset, &list, &err), DS_OK, "%s", err.message);
+  dsn_memory_map map;
+  cr_assert_eq(dsn_memory_map_build(model, &list, &preset, 0, dsn_layout_alignment(&preset), &map,
+                                    &err),
+               DS_OK, "%s", err.message);
+  dsr_slice slices[5];
+  parse_slices(slice_sets[1], slices);
+  dsr_schedule schedule;
+  cr_assert_eq(dsn_schedule_build_model(model, &list, slices, &preset, &map, &schedule, &err),
+               DS_OK, "%s", err.message);
+
+  int64_t bytes = 0, dense_steps = 0, dense_compute = 0;
+  for (int32_t s = 0; s < schedule.step_count; s++) {
+    const dsr_dma_step *step = &schedule.steps[s];
+    for (int32_t d = 0; d < step->load_count + step->store_count; d++) {
+      const dsr_dma_descriptor *desc = &schedule.descriptors[step->first_descriptor + d];
+      bytes += (int64_t)desc->row_bytes * desc->row_count;
+    }
+    if (step->layer < 0) {
+      dense_steps++;
+      dense_compute += step->compute_cycles;
+    }
+  }
+  cr_assert_gt(dense_steps, 0);
+
+  dsr_exec_layer layers[5], total;
+  dsr_exec_layer *nodes = calloc((size_t)model->node_count, sizeof *nodes);
+  dsr_dram dram;
+  void *state = NULL;
+  cr_assert_eq(dsn_dram_open(&preset, &dram, &state, &err), DS_OK, "%s", err.message);
+  cr_assert_eq(dsr_exec_check(&schedule, &dram, 5, &err), DS_OK, "%s", err.message);
+  dsr_exec_config config = {preset.clock_mhz, NULL, NULL, nodes, model->node_count};
+  dsr_exec_run(&schedule, &dram, &config, layers, 5, &total);
+  cr_assert_eq(total.step_count, schedule.step_count);
+  cr_assert_eq(total.load_bytes + total.store_bytes, bytes);
+  cr_assert_eq(total.dram.read_bytes + total.dram.write_bytes, bytes);
+  int64_t node_bursts = 0, node_compute = 0;
+  for (int32_t n = 0; n < model->node_count; n++) {
+    node_bursts += nodes[n].dram.read_bursts + nodes[n].dram.write_bursts;
+    node_compute += nodes[n].compute_cycles;
+  }
+  cr_assert_eq(node_bursts, total.dram.read_bursts + total.dram.write_bursts);
+  cr_assert_eq(node_compute, total.compute_cycles);
+  cr_assert_geq(total.compute_cycles, dense_compute);
+  for (int32_t l = 0; l < 5; l++)
+    cr_assert_eq(layers[l].step_count, slices[l].rows * slices[l].cols);
+
+  /* The measured executor prices the deformable steps itself and takes the dense ones'. */
+  dsr_exec_layer measured_layers[5], measured_total;
+  cr_assert_eq(dsn_execute_schedule(model, &schedule, &preset, NULL, measured_layers, 5,
+                                    &measured_total, &err),
+               DS_OK, "%s", err.message);
+  cr_assert_eq(measured_total.dram.row_misses, total.dram.row_misses);
+  cr_assert_geq(measured_total.compute_cycles, dense_compute);
+
+  free(state);
+  free(nodes);
+  dsn_schedule_free(&schedule);
+  dsn_memory_map_free(&map);
+  dsn_layer_list_free(&list);
+}
+
 Test(executor, overlaps_loads_with_compute) {
   /* Two patches of one layer, double buffered: load 1 runs while patch 0 computes. */
   dsr_dram_config c = small_config("RoBaRaCoCh");
@@ -464,7 +534,7 @@ Test(executor, overlaps_loads_with_compute) {
   ds_error_clear(&err);
   cr_assert_eq(dsr_exec_check(&s, &dram, 1, &err), DS_OK, "%s", err.message);
   dsr_exec_layer layer, total;
-  dsr_exec_config config = {1000.0, NULL, NULL}; /* 1 ns per accelerator cycle */
+  dsr_exec_config config = {1000.0, NULL, NULL, NULL, 0}; /* 1 ns per accelerator cycle */
   dsr_exec_run(&s, &dram, &config, &layer, 1, &total);
   /* Order load 0, load 1, store 0, store 1: loads hit banks 0 and 1, then each store
    * conflicts with the load's row: 4 misses. */
