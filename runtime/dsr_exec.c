@@ -12,6 +12,24 @@ static const dsr_dma_descriptor *step_descriptor(const dsr_schedule *schedule,
   return &schedule->descriptors[step->first_descriptor + index];
 }
 
+/* Layers below SEEN_WORDS * 64 are tracked in a bitmap; larger indices are searched. */
+#define SEEN_WORDS 64
+
+/* Returns 1 when layer already had steps before step s, and marks it as seen. */
+static int layer_seen(const dsr_schedule *schedule, int32_t s, int32_t layer, uint64_t *seen) {
+  if (layer < SEEN_WORDS * 64) {
+    uint64_t bit = UINT64_C(1) << (layer % 64);
+    int was_seen = (seen[layer / 64] & bit) != 0;
+    seen[layer / 64] |= bit;
+    return was_seen;
+  }
+  for (int32_t t = 0; t < s; t++) {
+    if (schedule->steps[t].layer == layer)
+      return 1;
+  }
+  return 0;
+}
+
 ds_status dsr_exec_check(const dsr_schedule *schedule, const dsr_dram *dram,
                          int32_t layer_capacity, ds_error *err) {
   if (schedule == NULL || dram == NULL)
@@ -24,6 +42,8 @@ ds_status dsr_exec_check(const dsr_schedule *schedule, const dsr_dram *dram,
                    schedule->step_count, schedule->descriptor_count);
   uint64_t capacity = dsr_dram_capacity_bytes(&dram->config);
   int32_t previous_layer = -1;
+  uint64_t seen[SEEN_WORDS];
+  memset(seen, 0, sizeof seen);
   for (int32_t s = 0; s < schedule->step_count; s++) {
     const dsr_dma_step *step = &schedule->steps[s];
     if (step->layer < -1 || step->layer >= layer_capacity)
@@ -31,15 +51,12 @@ ds_status dsr_exec_check(const dsr_schedule *schedule, const dsr_dram *dram,
                      "schedule step %d: layer %d is outside -1..%d; give room for every "
                      "deformable layer",
                      s, step->layer, layer_capacity - 1);
-    if (step->layer >= 0 && step->layer != previous_layer) {
-      for (int32_t t = 0; t < s; t++) {
-        if (schedule->steps[t].layer == step->layer)
-          return ds_fail(err, DS_ERR_INVALID_ARGUMENT,
-                         "schedule step %d: layer %d resumes after step %d of another layer; "
-                         "a layer's steps must be contiguous",
-                         s, step->layer, s - 1);
-      }
-    }
+    if (step->layer >= 0 && step->layer != previous_layer &&
+        layer_seen(schedule, s, step->layer, seen))
+      return ds_fail(err, DS_ERR_INVALID_ARGUMENT,
+                     "schedule step %d: layer %d resumes after step %d of another layer; a "
+                     "layer's steps must be contiguous",
+                     s, step->layer, s - 1);
     previous_layer = step->layer;
     int64_t first = step->first_descriptor;
     int64_t count = (int64_t)step->load_count + step->store_count;
