@@ -151,7 +151,8 @@ ds_status dsn_execute_schedule(const dsr_model *model, const dsr_schedule *sched
 /* Address trace formats. */
 typedef enum dsn_trace_format {
   DSN_TRACE_RAMULATOR2 = 0, /* "LD 0x..." or "ST 0x..." per line */
-  DSN_TRACE_DRAMSIM3 = 1,   /* "0x... READ|WRITE cycle" per line */
+  DSN_TRACE_DRAMSIM3 = 1,   /* "0x... READ|WRITE cycle" per line, cycle the request's
+                               arrival in DRAM clock cycles, never decreasing */
 } dsn_trace_format;
 
 /*

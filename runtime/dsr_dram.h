@@ -79,7 +79,7 @@ typedef struct dsr_dram_counts {
 } dsr_dram_counts;
 
 /* Called once per burst, in service order, with the burst-aligned address and the DRAM clock
- * cycle of its column command. Used to write address traces. */
+ * cycle its request arrived at. Used to write address traces. */
 typedef void (*dsr_dram_burst_hook)(void *user, uint64_t address, int32_t is_write,
                                     int64_t cycle);
 

@@ -19,6 +19,7 @@
 #include "runtime/dsr_dram.h"
 #include "runtime/dsr_exec.h"
 #include "runtime/dsr_onchip.h"
+#include "runtime/dsr_slice.h"
 
 #define BUNDLED_MODEL DS_SOURCE_DIR "/models/dat_pp_nano.onnx"
 #define FIXTURES DS_SOURCE_DIR "/tests/fixtures"
@@ -683,6 +684,26 @@ Test(measure, strategies_on_a_real_image, .timeout = 120) {
   }
   cr_assert_gt(t[DSN_STRATEGY_WHOLE_MAP].bank_stall_cycles, 0,
                "samples of real images collide in the banks");
+
+  /* The sliced stalls are those of each patch's captured positions in its own buffer. */
+  for (int32_t l = 0; l < 5; l++) {
+    const dsn_layer_positions *lp = &sliced.layers[l];
+    const dsr_deform_attn *d = model->nodes[lp->node].deform;
+    dsr_bank_counts counts;
+    memset(&counts, 0, sizeof counts);
+    for (int32_t patch = 0; patch < lp->patch_count; patch++) {
+      dsr_patch p;
+      dsr_slice_patch(d->height, d->width, lp->slice, patch / lp->slice.cols,
+                      patch % lp->slice.cols, &p);
+      int64_t n = (int64_t)lp->patch_grid[2 * patch] * lp->patch_grid[2 * patch + 1];
+      for (int32_t g = 0; g < d->groups; g++)
+        dsr_banks_sample(preset.feature_banks, preset.sampling_lanes, p.ext_y1 - p.ext_y0,
+                         p.ext_x1 - p.ext_x0, lp->y + lp->patch_first[patch] + g * n,
+                         lp->x + lp->patch_first[patch] + g * n, n, 1, &counts);
+    }
+    cr_assert_eq(m.layers[l].strategy[DSN_STRATEGY_SLICED].bank_stall_cycles,
+                 counts.stall_cycles, "layer %d", l);
+  }
   cr_assert_gt(t[DSN_STRATEGY_CACHE].cache_hits, 0);
   cr_assert_gt(t[DSN_STRATEGY_GATHER].bursts, t[DSN_STRATEGY_SLICED].bursts);
 
@@ -705,9 +726,23 @@ Test(measure, strategies_on_a_real_image, .timeout = 120) {
   free(text);
 
   dsn_model_measure_free(&m);
+
+  /* Unsliced, the sliced strategy computes what the whole map does, from the same samples. */
+  cr_assert_eq(dsn_measure_model(model, NULL, &preset, &unsliced, &unsliced, NULL, &m, &err),
+               DS_OK, "%s", err.message);
+  for (int32_t l = 0; l < 5; l++) {
+    const dsn_measured *w = &m.layers[l].strategy[DSN_STRATEGY_WHOLE_MAP];
+    const dsn_measured *sl = &m.layers[l].strategy[DSN_STRATEGY_SLICED];
+    cr_assert_eq(sl->compute_cycles, w->compute_cycles, "layer %d", l);
+    cr_assert_eq(sl->bank_stall_cycles, w->bank_stall_cycles, "layer %d", l);
+    cr_assert_eq(sl->bursts, w->bursts, "layer %d", l);
+    cr_assert_eq(sl->row_misses, w->row_misses, "layer %d", l);
+    cr_assert_eq(sl->buffer_bytes, w->buffer_bytes, "layer %d", l);
+  }
+  cr_assert_gt(gather_samples, 0);
+  dsn_model_measure_free(&m);
   dsn_positions_free(&unsliced);
   dsn_positions_free(&sliced);
-  (void)gather_samples;
 }
 
 Test(measure, bad_input_is_rejected) {
@@ -799,8 +834,17 @@ Test(trace, files_reparse_to_the_burst_counts, .timeout = 120) {
     cr_assert(strncmp(line, "LD 0x", 5) == 0, "%s", line);
     f = fopen(dramsim, "r");
     cr_assert_not_null(fgets(line, sizeof line, f));
-    fclose(f);
     cr_assert_not_null(strstr(line, " READ "), "%s", line);
+    long long previous = -1;
+    do {
+      const char *space = strrchr(line, ' ');
+      cr_assert_not_null(space);
+      long long cycle = atoll(space + 1);
+      cr_assert_geq(cycle, previous, "cycles must not decrease: %s", line);
+      previous = cycle;
+    } while (fgets(line, sizeof line, f) != NULL);
+    fclose(f);
+    cr_assert_gt(previous, 0, "later layers arrive later");
     char temp[600];
     snprintf(temp, sizeof temp, "%s.tmp.%ld", ramulator, (long)getpid());
     cr_assert_neq(access(temp, F_OK), 0);
