@@ -20,3 +20,7 @@ echo "== cost: sliced traffic against gather, cache, whole map and the lower bou
 echo
 echo "== offset model: offsets of the bundled model on Fashion-MNIST validation images =="
 "$build/bin/bench_offsets" models/dat_pp_nano.onnx bench/out/offset_model.json 1000
+
+echo
+echo "== DRAM model: oracle and executor on DAT-T++ at 800x1333, measured strategies =="
+"$build/bin/bench_dram" models/dat_pp_nano.onnx tests/fixtures/fashion_test3_32.f32

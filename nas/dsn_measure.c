@@ -463,8 +463,9 @@ typedef struct step_compute {
 static int64_t compute_step(void *user, const dsr_dma_step *step) {
   step_compute *sc = user;
   compute_context *cc = sc->context;
+  /* Dense steps carry their compute cycles from the schedule generator. */
   if (step->layer < 0 || step->layer >= cc->layer_count)
-    return 0;
+    return step->compute_cycles;
   const dsr_deform_attn *d = cc->model->nodes[cc->nodes[step->layer]].deform;
   const dsr_dma_descriptor *load = find_descriptor(sc->schedule, step, DSR_BUFFER_FEATURE_IN);
   const dsr_dma_descriptor *store = find_descriptor(sc->schedule, step, DSR_BUFFER_FEATURE_OUT);
@@ -509,7 +510,7 @@ static ds_status execute(const dsr_model *model, const dsr_schedule *schedule,
   deform_nodes(model, nodes, count);
   compute_context cc = {model, preset, nodes, count, sliced, own_stalls};
   step_compute sc = {&cc, schedule};
-  dsr_exec_config config = {preset->clock_mhz, compute_step, &sc};
+  dsr_exec_config config = {preset->clock_mhz, compute_step, &sc, NULL, 0};
   dsr_exec_run(schedule, dram, &config, layers, layer_capacity, total);
   if (stalls != NULL)
     memcpy(stalls, own_stalls, (size_t)count * sizeof *stalls);

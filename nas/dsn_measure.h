@@ -117,11 +117,13 @@ typedef struct dsn_measure_options {
 } dsn_measure_options;
 
 /*
- * Measures every deformable layer of model under every strategy. slices: the sliced
- * strategy's configuration per layer (NULL: each layer's own). unsliced: positions captured
- * with (1, 1, 0) (gather, cache, whole map); sliced: positions captured with slices (bank
- * conflicts of the sliced strategy); either may be NULL, and then those strategies count no
- * sample reads or stalls. options may be NULL. On success out owns its array.
+ * Measures every deformable layer of model under every strategy. slices gives the sliced
+ * strategy's configuration per layer (NULL: each layer's own). unsliced holds positions
+ * captured with (1, 1, 0), for gather, cache and whole map. sliced holds positions captured
+ * with slices, for the bank conflicts of the sliced strategy. Either may be NULL, and then
+ * those strategies count no sample reads or stalls. options may be NULL. On success out owns
+ * its array. Errors: DS_ERR_SLICE_CONFIG, DS_ERR_INVALID_ARGUMENT (cache, trace strategy,
+ * DRAM geometry), DS_ERR_IO (a trace file), DS_ERR_OUT_OF_MEMORY.
  */
 ds_status dsn_measure_model(const dsr_model *model, const dsr_slice *slices,
                             const dsn_preset *preset, const dsn_positions *unsliced,
@@ -149,7 +151,8 @@ ds_status dsn_execute_schedule(const dsr_model *model, const dsr_schedule *sched
 /* Address trace formats. */
 typedef enum dsn_trace_format {
   DSN_TRACE_RAMULATOR2 = 0, /* "LD 0x..." or "ST 0x..." per line */
-  DSN_TRACE_DRAMSIM3 = 1,   /* "0x... READ|WRITE cycle" per line */
+  DSN_TRACE_DRAMSIM3 = 1,   /* "0x... READ|WRITE cycle" per line, cycle the request's
+                               arrival in DRAM clock cycles, never decreasing */
 } dsn_trace_format;
 
 /*

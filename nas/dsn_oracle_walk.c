@@ -128,8 +128,10 @@ void dsn_schedule_walk(const dsr_schedule *schedule, const dsn_preset *preset, i
     if (schedule->steps[s].layer + 1 > layer_count)
       layer_count = schedule->steps[s].layer + 1;
   }
-  if (layer_count == 0 || (layer >= layer_count))
+  if (layer >= layer_count)
     return;
+  if (layer_count == 0)
+    layer_count = 1; /* dense steps only: the total still counts */
   dsr_dram dram;
   void *state = NULL;
   dsr_exec_layer *layers = calloc((size_t)layer_count, sizeof *layers);
@@ -139,7 +141,7 @@ void dsn_schedule_walk(const dsr_schedule *schedule, const dsn_preset *preset, i
     free(state);
     return;
   }
-  dsr_exec_config config = {1000.0, NULL, NULL};
+  dsr_exec_config config = {1000.0, NULL, NULL, NULL, 0};
   dsr_exec_layer total;
   dsr_exec_run(schedule, &dram, &config, layers, layer_count, &total);
   dsn_traffic_from_exec(layer >= 0 ? &layers[layer] : &total, preset, traffic);

@@ -254,8 +254,7 @@ static int64_t serve_run(dsr_dram *dram, int64_t start, uint64_t burst, int64_t 
     dram->counts.read_bursts += run;
   if (dram->hook != NULL) {
     for (int64_t k = 0; k < run; k++)
-      dram->hook(dram->hook_user, (burst + (uint64_t)k) << dram->burst_shift, is_write,
-                 column_cycle + k * burst_cycles);
+      dram->hook(dram->hook_user, (burst + (uint64_t)k) << dram->burst_shift, is_write, start);
   }
   return end;
 }

@@ -2,7 +2,7 @@
  * Modelled DRAM: the memory the DMA schedules, the cost oracle and the baselines run against.
  *
  * Geometry: channels x ranks x bank groups x banks, each bank rows x columns, one column one
- * bus width (bus_width_bits / 8 bytes). A burst moves burst_length columns, so a row holds
+ * bus width (bus_width_bits / 8 bytes). A burst moves burst_length columns, so a row contains
  * columns / burst_length bursts. A byte address is split into fields by the address mapping:
  * the low log2(burst bytes) bits select the byte inside a burst, and the fields above them
  * follow `mapping`, most significant first, as in the Ramulator names (RoBaRaCoCh: row, bank,
@@ -45,7 +45,7 @@ typedef enum dsr_dram_field {
 /* Largest number of banks over all channels, ranks and groups: bounds the state buffer. */
 #define DSR_DRAM_MAX_BANKS 4096
 
-/* Longest mapping text, such as "RoBgBaRaCoCh", with its terminator. */
+/* Maximum length of a mapping text, such as "RoBgBaRaCoCh", with its terminator. */
 #define DSR_DRAM_MAPPING_BYTES 16
 
 typedef struct dsr_dram_config {
@@ -79,7 +79,7 @@ typedef struct dsr_dram_counts {
 } dsr_dram_counts;
 
 /* Called once per burst, in service order, with the burst-aligned address and the DRAM clock
- * cycle of its column command. Used to write address traces. */
+ * cycle its request arrived at. Used to write address traces. */
 typedef void (*dsr_dram_burst_hook)(void *user, uint64_t address, int32_t is_write,
                                     int64_t cycle);
 
@@ -143,9 +143,10 @@ int64_t dsr_dram_access(dsr_dram *dram, int64_t start_cycle, uint64_t address, u
                         int32_t is_write);
 
 /*
- * Serves a 2-D strided copy (row_count rows of row_bytes, stride_bytes apart): rows that are
- * contiguous (stride_bytes == row_bytes) are one request, else one request per row, each
- * arriving when the previous one has been issued. Returns the cycle after the last data beat.
+ * Serves a 2-D strided copy (row_count rows of row_bytes, stride_bytes apart). Contiguous rows
+ * (stride_bytes == row_bytes) are one request, else each row is one request. Every request
+ * arrives at start_cycle and they are served in row order. Returns the cycle after the last
+ * data beat.
  */
 int64_t dsr_dram_access_2d(dsr_dram *dram, int64_t start_cycle, uint64_t address,
                            uint64_t row_bytes, uint64_t row_count, uint64_t stride_bytes,
@@ -164,8 +165,8 @@ int64_t dsr_dram_row_bytes(const dsr_dram_config *config);
 /*
  * Bytes of address space below the row field (2^(bit position of the row field)). Shifting
  * every address of a request stream by a multiple of it moves each request to the same bank
- * and column of another row, so the hit and miss counts do not change, as long as the row
- * field is the most significant one.
+ * and column of another row. When the row field is the most significant one, the hit and miss
+ * counts therefore do not change.
  */
 uint64_t dsr_dram_stripe_bytes(const dsr_dram_config *config);
 
@@ -180,7 +181,7 @@ uint64_t dsr_dram_capacity_bytes(const dsr_dram_config *config);
  */
 int32_t dsr_dram_mapping_parse(const char *text, uint8_t mapping[DSR_DRAM_FIELD_COUNT]);
 
-/* Writes mapping as text with all six fields ("RoBaBgRaCoCh"); text holds
+/* Writes mapping as text with all six fields, such as "RoBaBgRaCoCh", into text of
  * DSR_DRAM_MAPPING_BYTES. */
 void dsr_dram_mapping_format(const uint8_t mapping[DSR_DRAM_FIELD_COUNT],
                              char text[DSR_DRAM_MAPPING_BYTES]);

@@ -12,6 +12,24 @@ static const dsr_dma_descriptor *step_descriptor(const dsr_schedule *schedule,
   return &schedule->descriptors[step->first_descriptor + index];
 }
 
+/* Layers below SEEN_WORDS * 64 are tracked in a bitmap; larger indices are searched. */
+#define SEEN_WORDS 64
+
+/* Returns 1 when layer already had steps before step s, and marks it as seen. */
+static int layer_seen(const dsr_schedule *schedule, int32_t s, int32_t layer, uint64_t *seen) {
+  if (layer < SEEN_WORDS * 64) {
+    uint64_t bit = UINT64_C(1) << (layer % 64);
+    int was_seen = (seen[layer / 64] & bit) != 0;
+    seen[layer / 64] |= bit;
+    return was_seen;
+  }
+  for (int32_t t = 0; t < s; t++) {
+    if (schedule->steps[t].layer == layer)
+      return 1;
+  }
+  return 0;
+}
+
 ds_status dsr_exec_check(const dsr_schedule *schedule, const dsr_dram *dram,
                          int32_t layer_capacity, ds_error *err) {
   if (schedule == NULL || dram == NULL)
@@ -24,22 +42,22 @@ ds_status dsr_exec_check(const dsr_schedule *schedule, const dsr_dram *dram,
                    schedule->step_count, schedule->descriptor_count);
   uint64_t capacity = dsr_dram_capacity_bytes(&dram->config);
   int32_t previous_layer = -1;
+  uint64_t seen[SEEN_WORDS];
+  memset(seen, 0, sizeof seen);
   for (int32_t s = 0; s < schedule->step_count; s++) {
     const dsr_dma_step *step = &schedule->steps[s];
-    if (step->layer < 0 || step->layer >= layer_capacity)
+    if (step->layer < -1 || step->layer >= layer_capacity)
       return ds_fail(err, DS_ERR_INVALID_ARGUMENT,
-                     "schedule step %d: layer %d is outside 0..%d; give room for every layer",
+                     "schedule step %d: layer %d is outside -1..%d; give room for every "
+                     "deformable layer",
                      s, step->layer, layer_capacity - 1);
-    if (step->layer != previous_layer) {
-      for (int32_t t = 0; t < s; t++) {
-        if (schedule->steps[t].layer == step->layer)
-          return ds_fail(err, DS_ERR_INVALID_ARGUMENT,
-                         "schedule step %d: layer %d resumes after step %d of another layer; "
-                         "a layer's steps must be contiguous",
-                         s, step->layer, s - 1);
-      }
-      previous_layer = step->layer;
-    }
+    if (step->layer >= 0 && step->layer != previous_layer &&
+        layer_seen(schedule, s, step->layer, seen))
+      return ds_fail(err, DS_ERR_INVALID_ARGUMENT,
+                     "schedule step %d: layer %d resumes after step %d of another layer; a "
+                     "layer's steps must be contiguous",
+                     s, step->layer, s - 1);
+    previous_layer = step->layer;
     int64_t first = step->first_descriptor;
     int64_t count = (int64_t)step->load_count + step->store_count;
     if (first < 0 || step->load_count < 0 || step->store_count < 0 ||
@@ -180,7 +198,7 @@ static double run_layer(exec_state *state, const dsr_schedule *schedule, int32_t
     }
     double loaded_ns = issue(state, schedule, step, 0, step->load_count, start_ns, layer);
     int64_t compute_cycles = config->compute != NULL ? config->compute(config->compute_user, step)
-                                                     : 0;
+                                                     : step->compute_cycles;
     if (compute_cycles < 0)
       compute_cycles = 0;
     layer->compute_cycles += compute_cycles;
@@ -210,6 +228,26 @@ static double run_layer(exec_state *state, const dsr_schedule *schedule, int32_t
   return done_ns;
 }
 
+/* Steps of one unit: the same deformable layer, or the same dense node. */
+static int same_unit(const dsr_dma_step *a, const dsr_dma_step *b) {
+  if (a->layer >= 0 || b->layer >= 0)
+    return a->layer == b->layer;
+  return a->node == b->node;
+}
+
+/* Adds unit's figures to sum and recomputes its bound. */
+static void exec_add(dsr_exec_layer *sum, const dsr_exec_layer *unit) {
+  sum->step_count += unit->step_count;
+  sum->load_bytes += unit->load_bytes;
+  sum->store_bytes += unit->store_bytes;
+  counts_add(&sum->dram, &unit->dram);
+  sum->dram_cycles += unit->dram_cycles;
+  sum->dma_cycles += unit->dma_cycles;
+  sum->compute_cycles += unit->compute_cycles;
+  sum->cycles += unit->cycles;
+  sum->compute_bound = sum->compute_cycles >= sum->dma_cycles;
+}
+
 void dsr_exec_run(const dsr_schedule *schedule, dsr_dram *dram, const dsr_exec_config *config,
                   dsr_exec_layer *layers, int32_t layer_capacity, dsr_exec_layer *total) {
   dsr_dram_reset(dram);
@@ -220,6 +258,11 @@ void dsr_exec_run(const dsr_schedule *schedule, dsr_dram *dram, const dsr_exec_c
   memset(total, 0, sizeof *total);
   total->layer = -1;
 
+  for (int32_t n = 0; config->nodes != NULL && n < config->node_capacity; n++) {
+    memset(&config->nodes[n], 0, sizeof config->nodes[n]);
+    config->nodes[n].layer = n;
+  }
+
   exec_state state;
   memset(&state, 0, sizeof state);
   state.dram = dram;
@@ -227,21 +270,21 @@ void dsr_exec_run(const dsr_schedule *schedule, dsr_dram *dram, const dsr_exec_c
   double now_ns = 0.0;
   int32_t s = 0;
   while (s < schedule->step_count) {
+    const dsr_dma_step *first = &schedule->steps[s];
     int32_t end = s + 1;
-    while (end < schedule->step_count && schedule->steps[end].layer == schedule->steps[s].layer)
+    while (end < schedule->step_count && same_unit(first, &schedule->steps[end]))
       end++;
-    dsr_exec_layer *layer = &layers[schedule->steps[s].layer];
-    /* Layers run one after another: a layer's input is the previous layers' output. */
-    now_ns = run_layer(&state, schedule, s, end, config, now_ns, layer);
-    total->step_count += layer->step_count;
-    total->load_bytes += layer->load_bytes;
-    total->store_bytes += layer->store_bytes;
-    counts_add(&total->dram, &layer->dram);
-    total->dram_cycles += layer->dram_cycles;
-    total->dma_cycles += layer->dma_cycles;
-    total->compute_cycles += layer->compute_cycles;
-    total->cycles += layer->cycles;
+    dsr_exec_layer unit;
+    memset(&unit, 0, sizeof unit);
+    /* Units run one after another: each reads what the ones before it wrote. */
+    now_ns = run_layer(&state, schedule, s, end, config, now_ns, &unit);
+    if (first->layer >= 0) {
+      unit.layer = first->layer;
+      exec_add(&layers[first->layer], &unit);
+    }
+    if (config->nodes != NULL && first->node >= 0 && first->node < config->node_capacity)
+      exec_add(&config->nodes[first->node], &unit);
+    exec_add(total, &unit);
     s = end;
   }
-  total->compute_bound = total->compute_cycles >= total->dma_cycles;
 }

@@ -10,13 +10,16 @@
 #include "common/ds_file.h"
 #include "common/ds_model.h"
 #include "converter/dsc_import.h"
+#include "nas/dsn_layer.h"
 #include "nas/dsn_measure.h"
 #include "nas/dsn_oracle.h"
+#include "nas/dsn_oracle_walk.h"
 #include "nas/dsn_preset.h"
 #include "nas/dsn_schedule.h"
 #include "runtime/dsr_dram.h"
 #include "runtime/dsr_exec.h"
 #include "runtime/dsr_onchip.h"
+#include "runtime/dsr_slice.h"
 
 #define BUNDLED_MODEL DS_SOURCE_DIR "/models/dat_pp_nano.onnx"
 #define FIXTURES DS_SOURCE_DIR "/tests/fixtures"
@@ -439,6 +442,74 @@ Test(executor, equals_the_oracle_on_the_bundled_model, .timeout = 120) {
   }
 }
 
+Test(executor, runs_whole_model_schedules, .timeout = 120) {
+  const dsr_model *model = load_bundled();
+  dsn_preset preset = load_preset("zcu102");
+  ds_error err;
+  ds_error_clear(&err);
+  dsn_layer_list list;
+  cr_assert_eq(dsn_layers_from_model(model, &preset, &list, &err), DS_OK, "%s", err.message);
+  dsn_memory_map map;
+  cr_assert_eq(dsn_memory_map_build(model, &list, &preset, 0, dsn_layout_alignment(&preset), &map,
+                                    &err),
+               DS_OK, "%s", err.message);
+  dsr_slice slices[5];
+  parse_slices(slice_sets[1], slices);
+  dsr_schedule schedule;
+  cr_assert_eq(dsn_schedule_build_model(model, &list, slices, &preset, &map, &schedule, &err),
+               DS_OK, "%s", err.message);
+
+  int64_t bytes = 0, dense_steps = 0, dense_compute = 0;
+  for (int32_t s = 0; s < schedule.step_count; s++) {
+    const dsr_dma_step *step = &schedule.steps[s];
+    for (int32_t d = 0; d < step->load_count + step->store_count; d++) {
+      const dsr_dma_descriptor *desc = &schedule.descriptors[step->first_descriptor + d];
+      bytes += (int64_t)desc->row_bytes * desc->row_count;
+    }
+    if (step->layer < 0) {
+      dense_steps++;
+      dense_compute += step->compute_cycles;
+    }
+  }
+  cr_assert_gt(dense_steps, 0);
+
+  dsr_exec_layer layers[5], total;
+  dsr_exec_layer *nodes = calloc((size_t)model->node_count, sizeof *nodes);
+  dsr_dram dram;
+  void *state = NULL;
+  cr_assert_eq(dsn_dram_open(&preset, &dram, &state, &err), DS_OK, "%s", err.message);
+  cr_assert_eq(dsr_exec_check(&schedule, &dram, 5, &err), DS_OK, "%s", err.message);
+  dsr_exec_config config = {preset.clock_mhz, NULL, NULL, nodes, model->node_count};
+  dsr_exec_run(&schedule, &dram, &config, layers, 5, &total);
+  cr_assert_eq(total.step_count, schedule.step_count);
+  cr_assert_eq(total.load_bytes + total.store_bytes, bytes);
+  cr_assert_eq(total.dram.read_bytes + total.dram.write_bytes, bytes);
+  int64_t node_bursts = 0, node_compute = 0;
+  for (int32_t n = 0; n < model->node_count; n++) {
+    node_bursts += nodes[n].dram.read_bursts + nodes[n].dram.write_bursts;
+    node_compute += nodes[n].compute_cycles;
+  }
+  cr_assert_eq(node_bursts, total.dram.read_bursts + total.dram.write_bursts);
+  cr_assert_eq(node_compute, total.compute_cycles);
+  cr_assert_geq(total.compute_cycles, dense_compute);
+  for (int32_t l = 0; l < 5; l++)
+    cr_assert_eq(layers[l].step_count, slices[l].rows * slices[l].cols);
+
+  /* The measured executor prices the deformable steps itself and takes the dense ones'. */
+  dsr_exec_layer measured_layers[5], measured_total;
+  cr_assert_eq(dsn_execute_schedule(model, &schedule, &preset, NULL, measured_layers, 5,
+                                    &measured_total, &err),
+               DS_OK, "%s", err.message);
+  cr_assert_eq(measured_total.dram.row_misses, total.dram.row_misses);
+  cr_assert_geq(measured_total.compute_cycles, dense_compute);
+
+  free(state);
+  free(nodes);
+  dsn_schedule_free(&schedule);
+  dsn_memory_map_free(&map);
+  dsn_layer_list_free(&list);
+}
+
 Test(executor, overlaps_loads_with_compute) {
   /* Two patches of one layer, double buffered: load 1 runs while patch 0 computes. */
   dsr_dram_config c = small_config("RoBaRaCoCh");
@@ -464,7 +535,7 @@ Test(executor, overlaps_loads_with_compute) {
   ds_error_clear(&err);
   cr_assert_eq(dsr_exec_check(&s, &dram, 1, &err), DS_OK, "%s", err.message);
   dsr_exec_layer layer, total;
-  dsr_exec_config config = {1000.0, NULL, NULL}; /* 1 ns per accelerator cycle */
+  dsr_exec_config config = {1000.0, NULL, NULL, NULL, 0}; /* 1 ns per accelerator cycle */
   dsr_exec_run(&s, &dram, &config, &layer, 1, &total);
   /* Order load 0, load 1, store 0, store 1: loads hit banks 0 and 1, then each store
    * conflicts with the load's row: 4 misses. */
@@ -613,6 +684,26 @@ Test(measure, strategies_on_a_real_image, .timeout = 120) {
   }
   cr_assert_gt(t[DSN_STRATEGY_WHOLE_MAP].bank_stall_cycles, 0,
                "samples of real images collide in the banks");
+
+  /* The sliced stalls are those of each patch's captured positions in its own buffer. */
+  for (int32_t l = 0; l < 5; l++) {
+    const dsn_layer_positions *lp = &sliced.layers[l];
+    const dsr_deform_attn *d = model->nodes[lp->node].deform;
+    dsr_bank_counts counts;
+    memset(&counts, 0, sizeof counts);
+    for (int32_t patch = 0; patch < lp->patch_count; patch++) {
+      dsr_patch p;
+      dsr_slice_patch(d->height, d->width, lp->slice, patch / lp->slice.cols,
+                      patch % lp->slice.cols, &p);
+      int64_t n = (int64_t)lp->patch_grid[2 * patch] * lp->patch_grid[2 * patch + 1];
+      for (int32_t g = 0; g < d->groups; g++)
+        dsr_banks_sample(preset.feature_banks, preset.sampling_lanes, p.ext_y1 - p.ext_y0,
+                         p.ext_x1 - p.ext_x0, lp->y + lp->patch_first[patch] + g * n,
+                         lp->x + lp->patch_first[patch] + g * n, n, 1, &counts);
+    }
+    cr_assert_eq(m.layers[l].strategy[DSN_STRATEGY_SLICED].bank_stall_cycles,
+                 counts.stall_cycles, "layer %d", l);
+  }
   cr_assert_gt(t[DSN_STRATEGY_CACHE].cache_hits, 0);
   cr_assert_gt(t[DSN_STRATEGY_GATHER].bursts, t[DSN_STRATEGY_SLICED].bursts);
 
@@ -635,9 +726,23 @@ Test(measure, strategies_on_a_real_image, .timeout = 120) {
   free(text);
 
   dsn_model_measure_free(&m);
+
+  /* Unsliced, the sliced strategy computes what the whole map does, from the same samples. */
+  cr_assert_eq(dsn_measure_model(model, NULL, &preset, &unsliced, &unsliced, NULL, &m, &err),
+               DS_OK, "%s", err.message);
+  for (int32_t l = 0; l < 5; l++) {
+    const dsn_measured *w = &m.layers[l].strategy[DSN_STRATEGY_WHOLE_MAP];
+    const dsn_measured *sl = &m.layers[l].strategy[DSN_STRATEGY_SLICED];
+    cr_assert_eq(sl->compute_cycles, w->compute_cycles, "layer %d", l);
+    cr_assert_eq(sl->bank_stall_cycles, w->bank_stall_cycles, "layer %d", l);
+    cr_assert_eq(sl->bursts, w->bursts, "layer %d", l);
+    cr_assert_eq(sl->row_misses, w->row_misses, "layer %d", l);
+    cr_assert_eq(sl->buffer_bytes, w->buffer_bytes, "layer %d", l);
+  }
+  cr_assert_gt(gather_samples, 0);
+  dsn_model_measure_free(&m);
   dsn_positions_free(&unsliced);
   dsn_positions_free(&sliced);
-  (void)gather_samples;
 }
 
 Test(measure, bad_input_is_rejected) {
@@ -729,8 +834,17 @@ Test(trace, files_reparse_to_the_burst_counts, .timeout = 120) {
     cr_assert(strncmp(line, "LD 0x", 5) == 0, "%s", line);
     f = fopen(dramsim, "r");
     cr_assert_not_null(fgets(line, sizeof line, f));
-    fclose(f);
     cr_assert_not_null(strstr(line, " READ "), "%s", line);
+    long long previous = -1;
+    do {
+      const char *space = strrchr(line, ' ');
+      cr_assert_not_null(space);
+      long long cycle = atoll(space + 1);
+      cr_assert_geq(cycle, previous, "cycles must not decrease: %s", line);
+      previous = cycle;
+    } while (fgets(line, sizeof line, f) != NULL);
+    fclose(f);
+    cr_assert_gt(previous, 0, "later layers arrive later");
     char temp[600];
     snprintf(temp, sizeof temp, "%s.tmp.%ld", ramulator, (long)getpid());
     cr_assert_neq(access(temp, F_OK), 0);
