@@ -53,8 +53,25 @@ static void print_row(const dsn_cost_report *report, int32_t index, FILE *out) {
           chosen->time_ns / 1000.0, bound_name(chosen->bound));
 }
 
+/* " (measured)" when every row of the scope has a measured figure for strategy, " (partly
+ * measured)" when some have, else "". */
+static const char *measured_note(const dsn_cost_report *report, int deform_only,
+                                 int32_t strategy) {
+  int32_t rows = 0, measured = 0;
+  for (int32_t i = 0; i < report->row_count; i++) {
+    if (deform_only && report->rows[i].kind != DSN_LAYER_DEFORM)
+      continue;
+    rows++;
+    measured += report->rows[i].strategies[strategy].measured;
+  }
+  if (measured == 0)
+    return "";
+  return measured == rows ? " (measured)" : " (partly measured)";
+}
+
 static void print_totals(const dsn_cost_report *report, const dsn_cost_totals *totals,
                          const char *title, FILE *out) {
+  int deform_only = totals == &report->deform;
   fprintf(out, "\n%s\n", title);
   fprintf(out, "%-12s %14s %11s %10s %11s %14s %11s %11s %12s %-4s %s\n", "strategy",
           "DRAM bytes", "bursts", "row misses", "DRAM ms", "cycles", "compute ms", "time ms",
@@ -71,7 +88,7 @@ static void print_totals(const dsn_cost_report *report, const dsn_cost_totals *t
             (long long)c->traffic.row_misses, c->traffic.time_ns / 1e6,
             (long long)c->compute_cycles, c->compute_ns / 1e6, c->time_ns / 1e6,
             (long long)c->buffer_bytes, c->fits ? "yes" : "no", bound_name(c->bound),
-            c->measured ? " (deformable layers measured)" : "");
+            measured_note(report, deform_only, k));
   }
   const dsn_strategy_cost *sliced = &totals->strategies[DSN_STRATEGY_SLICED];
   fprintf(out, "sliced relative to:  %12s %9s %9s\n", "bytes", "bursts", "DRAM time");
@@ -84,7 +101,6 @@ static void print_totals(const dsn_cost_report *report, const dsn_cost_totals *t
             100.0 * ratio((double)sliced->traffic.bursts, (double)c->traffic.bursts),
             100.0 * ratio(sliced->traffic.time_ns, c->traffic.time_ns));
   }
-  (void)report;
 }
 
 static void print_header(const dsn_cost_report *report, FILE *out) {

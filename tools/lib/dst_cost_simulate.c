@@ -8,6 +8,9 @@
 #include "common/ds_model.h"
 #include "nas/dsn_measure.h"
 #include "nas/dsn_offset_model.h"
+#include "nas/dsn_oracle_walk.h"
+#include "nas/dsn_schedule.h"
+#include "runtime/dsr_exec.h"
 #include "runtime/dsr_slice.h"
 #include "tools/lib/dst_commands.h"
 #include "tools/lib/dst_data.h"
@@ -220,6 +223,68 @@ static ds_status make_positions(const dsr_model *model, const dst_cost_input *in
   return status;
 }
 
+/*
+ * Runs the whole-model DMA schedule of a converted model through the executor and replaces the
+ * dense rows' figures (every strategy but the lower bound) with the executed ones: DRAM
+ * traffic with row hits and misses, the DMA and compute overlap of the unit.
+ */
+static ds_status execute_dense(const dst_cost_input *input, const dsn_preset *preset,
+                               dsn_cost_report *report, ds_error *err) {
+  const dsr_model *model = &input->model;
+  dsn_memory_map map;
+  dsr_schedule schedule;
+  memset(&map, 0, sizeof map);
+  memset(&schedule, 0, sizeof schedule);
+  dsr_dram dram;
+  void *state = NULL;
+  dsr_exec_layer *nodes = calloc((size_t)model->node_count + 1, sizeof *nodes);
+  dsr_exec_layer *layers = calloc((size_t)input->deform_count + 1, sizeof *layers);
+  ds_status status = DS_OK;
+  if (nodes == NULL || layers == NULL)
+    status = ds_fail(err, DS_ERR_OUT_OF_MEMORY, "cannot allocate the executor's records");
+  if (status == DS_OK)
+    status = dsn_memory_map_build(model, &input->layers, preset, 0,
+                                  dsn_layout_alignment(preset), &map, err);
+  if (status == DS_OK)
+    status = dsn_schedule_build_model(model, &input->layers, input->slices, preset, &map,
+                                      &schedule, err);
+  if (status == DS_OK)
+    status = dsn_dram_open(preset, &dram, &state, err);
+  if (status == DS_OK)
+    status = dsr_exec_check(&schedule, &dram, input->deform_count, err);
+  if (status == DS_OK) {
+    dsr_exec_config config = {preset->clock_mhz, NULL, NULL, nodes, model->node_count};
+    dsr_exec_layer total;
+    dsr_exec_run(&schedule, &dram, &config, layers, input->deform_count, &total);
+    for (int32_t r = 0; r < report->row_count; r++) {
+      const dsn_cost_row *row = &report->rows[r];
+      if (row->kind == DSN_LAYER_DEFORM || row->node < 0 || row->node >= model->node_count)
+        continue;
+      const dsr_exec_layer *e = &nodes[row->node];
+      dsn_measured m;
+      memset(&m, 0, sizeof m);
+      m.bytes = e->dram.read_bytes + e->dram.write_bytes;
+      m.bursts = e->dram.read_bursts + e->dram.write_bursts;
+      m.row_hits = e->dram.row_hits;
+      m.row_misses = e->dram.row_misses;
+      m.buffer_bytes = row->strategies[DSN_STRATEGY_SLICED].buffer_bytes;
+      m.fits = row->strategies[DSN_STRATEGY_SLICED].fits;
+      m.dram_cycles = e->dma_cycles;
+      m.compute_cycles = e->compute_cycles;
+      m.cycles = e->cycles;
+      m.compute_bound = e->compute_bound;
+      for (int32_t k = DSN_STRATEGY_GATHER; k < DSN_STRATEGY_COUNT; k++)
+        dsn_cost_report_set_measured(report, r, k, &m);
+    }
+  }
+  free(state);
+  free(nodes);
+  free(layers);
+  dsn_schedule_free(&schedule);
+  dsn_memory_map_free(&map);
+  return status;
+}
+
 ds_status dst_cost_simulate(const dst_cost_input *input, const dsn_preset *preset,
                             const dst_simulate_options *options, dsn_cost_report *report,
                             ds_error *err) {
@@ -259,6 +324,10 @@ ds_status dst_cost_simulate(const dst_cost_input *input, const dsn_preset *prese
     }
     snprintf(report->offsets, sizeof report->offsets, "%s", label);
   }
+  /* A converted model has a graph to schedule, so its dense layers run in the executor too;
+   * a described architecture keeps their analytic figures. */
+  if (status == DS_OK && input->source != DST_COST_ARCH)
+    status = execute_dense(input, preset, report, err);
   dsn_model_measure_free(&measure);
   dsn_positions_free(&unsliced);
   dsn_positions_free(&sliced);
