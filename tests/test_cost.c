@@ -271,6 +271,29 @@ Test(dense, tiles_sum_to_oracle_on_described_models) {
   }
 }
 
+Test(dense, large_models_fit_both_boards) {
+  const char *boards[] = {"zcu102", "pynq-z2"};
+  for (int b = 0; b < 2; b++) {
+    dsn_preset preset = builtin(boards[b]);
+    dsn_layer_list list;
+    ds_error err;
+    ds_error_clear(&err);
+    cr_assert_eq(dsn_arch_layers(dsn_arch_find("dat-t++"), 800, 1333, &preset, &list, &err),
+                 DS_OK, "%s", err.message);
+    for (int32_t i = 0; i < list.count; i++) {
+      if (list.layers[i].kind == DSN_LAYER_DEFORM)
+        continue;
+      dsn_dense_plan plan;
+      cr_assert_eq(dsn_dense_plan_make(&list.layers[i], &preset, &plan, &err), DS_OK, "%s",
+                   err.message);
+      cr_expect(plan.fits, "%s on %s needs %lld feature and %lld weight bytes",
+                list.layers[i].name, boards[b], (long long)plan.buffer_bytes,
+                (long long)plan.weight_buffer_bytes);
+    }
+    dsn_layer_list_free(&list);
+  }
+}
+
 Test(dense, small_buffers_force_tiles_and_chunks) {
   dsn_preset small = small_preset();
   dsn_layer_list list;
@@ -278,7 +301,7 @@ Test(dense, small_buffers_force_tiles_and_chunks) {
   ds_error_clear(&err);
   cr_assert_eq(dsn_arch_layers(dsn_arch_find("dat-t++"), 64, 64, &small, &list, &err), DS_OK,
                "%s", err.message);
-  int tiled = 0, chunked = 0, halo = 0;
+  int tiled = 0, chunked = 0, halo = 0, banded = 0, fitting = 0, dense = 0;
   for (int32_t i = 0; i < list.count; i++) {
     const dsn_layer *layer = &list.layers[i];
     if (layer->kind == DSN_LAYER_DEFORM)
@@ -287,6 +310,9 @@ Test(dense, small_buffers_force_tiles_and_chunks) {
     cr_assert_eq(dsn_dense_cost_layer(layer, &small, &cost, &err), DS_OK, "%s", err.message);
     tiled += cost.plan.tiles > 1;
     chunked += cost.plan.weight_chunks > 1;
+    banded += cost.plan.col_tiles > 1;
+    fitting += cost.plan.fits;
+    dense++;
     if (cost.plan.fits) {
       cr_expect_leq(cost.plan.buffer_bytes, small.feature_buffer_bytes, "%s", layer->name);
       cr_expect_leq(cost.plan.weight_buffer_bytes, small.weight_buffer_bytes, "%s",
@@ -302,6 +328,9 @@ Test(dense, small_buffers_force_tiles_and_chunks) {
   cr_expect_gt(tiled, 10);
   cr_expect_gt(chunked, 5);
   cr_expect_gt(halo, 0);
+  cr_expect_gt(banded, 0, "no layer needed bands of its rows");
+  /* A 7x7 neighbourhood of 3C channels cannot fit 4 KiB even for one pixel. */
+  cr_expect_gt(fitting, dense / 2, "%d of %d dense layers fit 4 KiB", fitting, dense);
   dsn_layer_list_free(&list);
 }
 
