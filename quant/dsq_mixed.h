@@ -94,8 +94,9 @@ int dsq_precision_item_is_int16(const dsq_precision_item *item, const dsr_model 
  * item starts as int8 (flags 0) and is measured: the squared error of the model's output
  * logits against float on image_count images (dsr_tensor_elements(input) floats each; use
  * calibration or validation images, never the test set) with that item alone promoted to
- * int16. Items that reduce the error are then taken greedily, most error removed per extra
- * byte first, while they fit the budget. The model is left quantized with the choice, and the
+ * int16. Items that reduce the error are then tried greedily, most error removed per extra
+ * byte first: each one that fits the budget is kept when the error of the whole choice so
+ * far drops, so the result never measures worse than pure int8 on these images. The model is left quantized with the choice, and the
  * plan's precisions and gains record it. The images run on threads worker threads; the result
  * does not depend on the thread count.
  * Errors: DS_ERR_INVALID_ARGUMENT (also: hand-chosen int16 items over the budget), those of

@@ -238,19 +238,19 @@ Test(determinism, bundled_model_hash, .timeout = 600) {
   cr_assert_eq(dsc_import_file(BUNDLED_MODEL, NULL, &model, NULL, &err), DS_OK, "%s",
                err.message);
   dst_dataset calibration, test;
-  cr_assert_eq(dst_dataset_load(DST_FASHION_MNIST_DIR, DST_SPLIT_TRAIN, 32, 32, &calibration,
+  cr_assert_eq(dst_dataset_load(DST_FASHION_MNIST_DIR, DST_SPLIT_TRAIN, 32, 16, &calibration,
                                 &err),
                DS_OK, "%s", err.message);
-  cr_assert_eq(dst_dataset_load(DST_FASHION_MNIST_DIR, DST_SPLIT_TEST, 32, 40, &test, &err),
+  cr_assert_eq(dst_dataset_load(DST_FASHION_MNIST_DIR, DST_SPLIT_TEST, 32, 24, &test, &err),
                DS_OK, "%s", err.message);
   char method[32];
   const dst_calibration_choice choice = {DSQ_CALIBRATION_MINMAX, DSQ_PERCENTILE_DEFAULT};
   cr_assert_eq(dst_quantize_model(&model, &calibration, &choice, 2, method, sizeof method, &err),
                DS_OK, "%s", err.message);
-  check_case("dat_pp_nano_train32_test40", &model, test.images, test.count);
+  check_case("dat_pp_nano_train16_test24", &model, test.images, test.count);
 
   /* The evaluator's own threads give the same predictions. */
-  uint8_t one[40], three[40];
+  uint8_t one[24], three[24];
   dst_eval_result result;
   dst_eval_options eval = {.mode = DSR_MODE_FIXED, .threads = 1};
   cr_assert_eq(dst_evaluate(&model, &test, 0, test.count, &eval, &result, one, &err), DS_OK);
