@@ -32,7 +32,7 @@
 
 typedef struct dsq_precision_item {
   char name[DSQ_PRECISION_NAME_BYTES];
-  int32_t tensor;            /* alias-group root tensor, or -1 for a stage */
+  int32_t tensor;            /* first activation of the alias group, or -1 for a stage */
   int32_t node;              /* DEFORM_ATTN node index of a stage, else -1 */
   int32_t stage;             /* dsr_deform_stage of a stage, else -1 */
   int64_t int16_extra_bytes; /* see the header comment */

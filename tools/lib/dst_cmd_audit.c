@@ -161,9 +161,11 @@ static ds_status run_audit(const audit_config *c, ds_error *err) {
     status = ds_fail(err, DS_ERR_QUANT, "%s holds no fixed-point parameters to audit",
                      c->artifact_path != NULL ? c->artifact_path : c->model_path);
   int32_t layers = status == DS_OK ? ds_model_deform_count(&model) : 0;
-  if (status == DS_OK && layers > DSR_MAX_DEFORM_LAYERS)
+  if (status == DS_OK && layers > DSR_MAX_DEFORM_LAYERS) {
     status = ds_fail(err, DS_ERR_SHAPE, "the model has %d deformable layers, more than %d",
                      layers, DSR_MAX_DEFORM_LAYERS);
+    layers = 0;
+  }
   for (int32_t i = 0; i < layers; i++)
     unsliced[i] = dsr_slice_none();
   if (status == DS_OK)
