@@ -101,6 +101,8 @@ int dsq_precision_item_is_int16(const dsq_precision_item *item, const dsr_model 
  * does not depend on the thread count.
  * Errors: DS_ERR_INVALID_ARGUMENT (also: hand-chosen int16 items over the budget), those of
  * dsq_quantize and dsr_plan, DS_ERR_OUT_OF_MEMORY.
+ * NOTE: the search starts from pure int8, so a layer whose int8 accumulators could overflow
+ * (dsr_plan rejects it) fails the whole choice; such a model needs class-based int16.
  */
 ds_status dsq_mixed_choose(dsr_model *model, const dsq_calibration *calib, const float *images,
                            int32_t image_count, int64_t budget_bytes, int32_t threads,
