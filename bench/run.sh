@@ -12,3 +12,7 @@ mkdir -p bench/out
 echo
 echo "== runtime: float against fixed point, one thread =="
 "$build/bin/bench_runtime" models/dat_pp_nano.onnx
+
+echo
+echo "== precision: float, pure int8, int16 by class and mixed under several budgets =="
+"$build/bin/bench_precision" models/dat_pp_nano.onnx 10000 1024,4096,16384,65536
