@@ -772,6 +772,23 @@ ds_status dsn_measure_model(const dsr_model *model, const dsr_slice *slices,
   mc.sink = sink.count > 0 ? &sink : NULL;
   mc.trace_strategy = options->trace_strategy;
   mc.q_address = align_up(end_address, dsn_layout_alignment(preset));
+  uint64_t largest_map = 0;
+  for (int32_t l = 0; l < count; l++) {
+    const dsr_deform_attn *d = model->nodes[nodes[l]].deform;
+    uint64_t map = (uint64_t)d->height * (uint64_t)d->width * (uint64_t)d->channels *
+                   (uint64_t)dsn_preset_element_bytes(preset);
+    if (map > largest_map)
+      largest_map = map;
+  }
+  if (mc.q_address + largest_map > dsr_dram_capacity_bytes(&dram.config)) {
+    status = ds_fail(err, DS_ERR_INVALID_ARGUMENT,
+                     "the layout of %d deformable layers and a q scratch map needs %llu bytes, "
+                     "more than the %llu bytes of the modelled DRAM; give the preset more "
+                     "rows, ranks or channels",
+                     count, (unsigned long long)(mc.q_address + largest_map),
+                     (unsigned long long)dsr_dram_capacity_bytes(&dram.config));
+    goto done;
+  }
 
   for (int32_t l = 0; l < count; l++) {
     dsn_layer_measure *lm = &out->layers[l];

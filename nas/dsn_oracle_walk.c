@@ -92,6 +92,22 @@ ds_status dsn_oracle_walk(const dsr_deform_attn *layer, dsr_slice slice, const d
   void *state = NULL;
   DS_TRY(dsn_dram_open(preset, &dram, &state, err));
   uint64_t elem = (uint64_t)dsn_preset_element_bytes(preset);
+  uint64_t map_bytes = (uint64_t)layer->height * (uint64_t)layer->width *
+                       (uint64_t)layer->channels * elem;
+  uint64_t end = addresses->weights + (uint64_t)dsn_deform_weight_bytes(layer, preset) +
+                 (uint64_t)DSR_DEFORM_PARAM_COUNT * (uint64_t)dsn_preset_burst_bytes(preset);
+  if (addresses->input + map_bytes > end)
+    end = addresses->input + map_bytes;
+  if (addresses->output + map_bytes > end)
+    end = addresses->output + map_bytes;
+  uint64_t capacity = dsr_dram_capacity_bytes(&dram.config);
+  if (end > capacity) {
+    free(state);
+    return ds_fail(err, DS_ERR_INVALID_ARGUMENT,
+                   "the layer's input, output and weights reach byte %llu, beyond the %llu "
+                   "bytes of the modelled DRAM; give the preset more rows, ranks or channels",
+                   (unsigned long long)end, (unsigned long long)capacity);
+  }
 
   dsn_walk_weights(&dram, layer, preset, addresses->weights);
   /* The executor's order: the load of patch i + 1 goes before the store of patch i. */

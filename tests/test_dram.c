@@ -941,6 +941,23 @@ Test(preset_dram, defaults_and_builtins) {
   cr_assert_eq(c.mapping[1], DSR_DRAM_COLUMN);
 }
 
+Test(preset_dram, too_small_dram_is_rejected) {
+  dsn_preset p;
+  ds_error err;
+  /* 8 banks of one 8 KiB row: 64 KiB, one stripe, too small for a layer's three regions. */
+  cr_assert_eq(parse_with_dram(", \"rows\": 1", &p, &err), DS_OK, "%s", err.message);
+  const dsr_model *model = load_bundled();
+  dsn_model_cost cost;
+  ds_error_clear(&err);
+  cr_assert_eq(dsn_oracle_model(model, NULL, &p, &cost, &err), DS_ERR_INVALID_ARGUMENT);
+  cr_assert_not_null(strstr(err.message, "beyond the 65536 bytes of the modelled DRAM"), "%s",
+                     err.message);
+  dsn_model_measure m;
+  ds_error_clear(&err);
+  cr_assert_eq(dsn_measure_model(model, NULL, &p, NULL, NULL, NULL, &m, &err),
+               DS_ERR_INVALID_ARGUMENT);
+}
+
 Test(preset_dram, bad_fields_are_reported_together) {
   dsn_preset p;
   ds_error err;
