@@ -249,7 +249,14 @@ static ds_status take_attrs(dsf_cursor *cursor, dsr_node *n) {
     return dsf_take_f32(cursor, "norm epsilon", &a->norm.epsilon);
   case DSR_OP_SOFTMAX:
   case DSR_OP_GATHER:
+  case DSR_OP_CONCAT:
     return dsf_take_i32(cursor, "axis", &a->softmax.axis);
+  case DSR_OP_PAD:
+    for (int i = 0; i < DSR_MAX_RANK; i++)
+      DS_TRY(dsf_take_i32(cursor, "pad begin", &a->pad.begin[i]));
+    for (int i = 0; i < DSR_MAX_RANK; i++)
+      DS_TRY(dsf_take_i32(cursor, "pad end", &a->pad.end[i]));
+    return dsf_take_f32(cursor, "pad value", &a->pad.value);
   case DSR_OP_TRANSPOSE:
     for (int i = 0; i < DSR_MAX_RANK; i++)
       DS_TRY(dsf_take_i32(cursor, "transpose perm", &a->transpose.perm[i]));

@@ -87,7 +87,9 @@ typedef enum dsr_op {
   DSR_OP_GATHER = 13,         /* in: x, indices (constant I64 or I32). attrs.axis */
   DSR_OP_GLOBAL_AVG_POOL = 14,
   DSR_OP_DEFORM_ATTN = 15,    /* the lifted deformable attention layer: node.deform */
-  DSR_OP_COUNT = 16
+  DSR_OP_CONCAT = 16,         /* in: 2 to 4 tensors joined along attrs.axis */
+  DSR_OP_PAD = 17,            /* in: x. Constant padding, attrs.pad */
+  DSR_OP_COUNT = 18
 } dsr_op;
 
 typedef struct dsr_conv_attrs {
@@ -108,8 +110,10 @@ typedef union dsr_attrs {
   dsr_conv_attrs conv;
   dsr_gemm_attrs gemm;
   struct { int32_t axis; float epsilon; } norm;   /* LAYER_NORM */
-  struct { int32_t axis; } softmax;               /* SOFTMAX, GATHER (axis) */
+  struct { int32_t axis; } softmax;               /* SOFTMAX, GATHER, CONCAT (axis) */
   struct { int32_t perm[DSR_MAX_RANK]; } transpose;
+  /* PAD: begin[i] elements of value before and end[i] after axis i, both >= 0. */
+  struct { int32_t begin[DSR_MAX_RANK]; int32_t end[DSR_MAX_RANK]; float value; } pad;
 } dsr_attrs;
 
 /* Offset convention of the deformable layer. */

@@ -17,7 +17,7 @@ static const char *const op_labels[DSR_OP_COUNT] = {
     "?",           "CONV2D",    "MATMUL",  "GEMM",    "ADD",
     "SUB",         "MUL",       "DIV",     "LAYER_NORM", "GELU",
     "SOFTMAX",     "TRANSPOSE", "RESHAPE", "GATHER",  "GLOBAL_AVG_POOL",
-    "DEFORM_ATTN",
+    "DEFORM_ATTN", "CONCAT",    "PAD",
 };
 
 const char *dsr_op_label(int32_t op) {
@@ -71,8 +71,8 @@ static void dims_text(const int32_t *dims, int32_t rank, char *text) {
 }
 
 /* Minimum and maximum input_count of each op. */
-static const int8_t op_min_inputs[DSR_OP_COUNT] = {0, 2, 2, 2, 2, 2, 2, 2, 2, 1, 1, 1, 1, 2, 1, 1};
-static const int8_t op_max_inputs[DSR_OP_COUNT] = {0, 3, 2, 3, 2, 2, 2, 2, 3, 1, 1, 1, 2, 2, 1, 1};
+static const int8_t op_min_inputs[DSR_OP_COUNT] = {0, 2, 2, 2, 2, 2, 2, 2, 2, 1, 1, 1, 1, 2, 1, 1, 2, 1};
+static const int8_t op_max_inputs[DSR_OP_COUNT] = {0, 3, 2, 3, 2, 2, 2, 2, 3, 1, 1, 1, 2, 2, 1, 1, 4, 1};
 
 /* Inputs that may be -1: conv bias, Gemm C, LayerNorm beta, Reshape shape. */
 static int input_is_optional(int32_t op, int32_t j) {
@@ -655,6 +655,13 @@ ds_status dsr_validate_node(const dsr_model *model, int32_t node_index, dsr_mode
     return validate_pool(model, node_index, err);
   case DSR_OP_DEFORM_ATTN:
     return validate_deform(model, node_index, mode, err);
+  case DSR_OP_CONCAT:
+  case DSR_OP_PAD:
+    if (mode == DSR_MODE_FIXED)
+      return NODE_FAIL(DS_ERR_UNSUPPORTED_OP, "op %d has a float kernel only; fixed-point "
+                       "mode does not run it", node->op);
+    return node->op == DSR_OP_CONCAT ? dsr_validate_concat(model, node_index, err)
+                                     : dsr_validate_pad(model, node_index, err);
   case DSR_OP_COUNT:
     break;
   }

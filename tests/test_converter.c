@@ -603,7 +603,7 @@ typedef struct bad_case {
 } bad_case;
 
 static bad_case bad_cases[] = {
-    {"bad/opset99.onnx", DS_ERR_ONNX_VERSION, {"opset 99", "13 to 18", "opset99.onnx"}},
+    {"bad/opset99.onnx", DS_ERR_ONNX_VERSION, {"opset 99", "13 to 21", "opset99.onnx"}},
     {"bad/ir_version2.onnx", DS_ERR_ONNX_VERSION, {"IR version 2", "ir_version2.onnx", ""}},
     {"bad/unsupported_op.onnx", DS_ERR_UNSUPPORTED_OP,
      {"2 unsupported op types", "MaxPool (first at node pool_1)",

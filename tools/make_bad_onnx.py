@@ -3,7 +3,7 @@
 Usage: /usr/bin/python3 tools/make_bad_onnx.py [--out tests/fixtures]
 
 Into OUT/bad/, models the importer must reject with a clear error:
-  opset99.onnx        default-domain opset 99 (supported: 13..18)
+  opset99.onnx        default-domain opset 99 (supported: 13..21)
   ir_version2.onnx    IR version 2 (the importer needs 3 or newer)
   unsupported_op.onnx MaxPool (twice) and HardSwish, which map onto no runtime op
   bad_raw_size.onnx   a (4, 4) float initializer with 12 bytes of raw_data
