@@ -324,6 +324,41 @@ static ds_status read_convention(const dsc_graph *g, block *b, ds_error *err) {
   return block_fail(g, b, err, "cannot tell DAT (one Tanh) from DAT++ (a Clip) offsets");
 }
 
+/* The query grid of the bias lookup, from the constant grid that the displacement Sub reads:
+ * its first y is -1 when queries sit at pixel corners over H - 1 (DAT++ and this project's
+ * DAT fixtures) and -1 + 1 / H at pixel centres over H (the 2022 DAT code). */
+static ds_status read_query_grid(const dsc_graph *g, block *b, ds_error *err) {
+  int64_t grid_values = (int64_t)b->d.height * b->d.width * 2;
+  for (int32_t i = 0; i < b->node_count; i++) {
+    const dsc_node *n = &g->nodes[b->nodes[i]];
+    if (strcmp(n->op_type, "Sub") != 0 || n->input_count != 2 ||
+        !dsc_is_constant(g, n->inputs[0]))
+      continue;
+    const dsc_value *grid = &g->values[n->inputs[0]];
+    int64_t count = dsc_value_elements(grid);
+    if (grid->dtype != DSC_DTYPE_F32 || grid->rank < 1 || grid->dims[grid->rank - 1] != 2 ||
+        count % grid_values != 0 || count / grid_values > b->d.groups)
+      continue;
+    double first = dsc_get_f(grid, 0);
+    if (fabs(first + 1.0) < 1e-6)
+      return DS_OK;
+    if (fabs(first - (-1.0 + 1.0 / b->d.height)) < 1e-6) {
+      if (b->d.convention != DSR_DEFORM_DAT)
+        return block_fail(g, b, err, "its queries sit at pixel centres, which only DAT "
+                          "(tanh offsets) combines with; DAT++ places them at pixel corners");
+      b->d.convention = DSR_DEFORM_DAT_CENTRED;
+      return DS_OK;
+    }
+    char detail[256];
+    snprintf(detail, sizeof detail, "the query grid of its position bias starts at %g, "
+             "neither -1 (pixel corners) nor %g (pixel centres)", first,
+             -1.0 + 1.0 / b->d.height);
+    return block_fail(g, b, err, detail);
+  }
+  /* NOTE: no constant query grid found; the pixel-corner grid of DAT++ is assumed. */
+  return DS_OK;
+}
+
 /* attn_scale = head_channels ^ -0.5, checked against a scalar Mul on a product output. */
 static ds_status check_attn_scale(const dsc_graph *g, block *b, ds_error *err) {
   b->d.attn_scale = (float)(1.0 / sqrt((double)b->d.head_channels));
@@ -425,6 +460,7 @@ static ds_status read_parameters(dsc_graph *g, block *b, ds_error *err) {
   DS_TRY(read_convention(g, b, err));
   DS_TRY(set_conv_params(g, b, err));
   DS_TRY(read_rpe_table(g, b, err));
+  DS_TRY(read_query_grid(g, b, err));
   DS_TRY(check_attn_scale(g, b, err));
   b->d.slice.rows = b->d.slice.cols = 1;
   b->d.slice.semantics = DSR_SLICE_PHYSICAL;

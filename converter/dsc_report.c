@@ -27,11 +27,14 @@ static void print_blocks(const dsc_report *r, FILE *out) {
     char map[32], samples[32], factor[32] = "-";
     snprintf(map, sizeof map, "%dx%d", b->height, b->width);
     snprintf(samples, sizeof samples, "%dx%d", b->samples_h, b->samples_w);
-    if (b->convention == DSR_DEFORM_DAT)
+    if (b->convention != DSR_DEFORM_DAT_PP)
       snprintf(factor, sizeof factor, "%.3g", (double)b->offset_range_factor);
+    const char *convention = b->convention == DSR_DEFORM_DAT_PP    ? "DAT++"
+                             : b->convention == DSR_DEFORM_DAT_CENTRED ? "DAT-c"
+                                                                      : "DAT";
     fprintf(out, "  %-28s %5d %9s %6d %5d %6d %6d %7s %-6s %6s\n", b->name, b->channels, map,
             b->groups, b->heads, b->offset_kernel, b->offset_stride, samples,
-            b->convention == DSR_DEFORM_DAT ? "DAT" : "DAT++", factor);
+            convention, factor);
   }
 }
 

@@ -277,7 +277,7 @@ static ds_status take_deform(dsf_cursor *cursor, int32_t tensor_count, dsr_defor
   for (size_t i = 0; i < sizeof positive / sizeof positive[0]; i++)
     DS_TRY(take_ranged(cursor, positive_names[i], 1, INT32_MAX, positive[i]));
   DS_TRY(take_ranged(cursor, "deform offset pad", 0, INT32_MAX, &p->offset_pad));
-  DS_TRY(take_ranged(cursor, "deform convention", DSR_DEFORM_DAT, DSR_DEFORM_DAT_PP,
+  DS_TRY(take_ranged(cursor, "deform convention", DSR_DEFORM_DAT, DSR_DEFORM_DAT_CENTRED,
                      &p->convention));
   DS_TRY(dsf_take_f32(cursor, "deform offset range factor", &p->offset_range_factor));
   DS_TRY(dsf_take_f32(cursor, "deform attention scale", &p->attn_scale));

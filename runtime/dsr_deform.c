@@ -261,7 +261,12 @@ static void attend_patch(const dsr_f32_args *args, const deform_buffers *b,
   int32_t table_h = 2 * map_h - 1, table_w = 2 * map_w - 1;
   const float *rpe = param(args, DSR_DEFORM_RPE_TABLE);
 
-  /* Relative position bias, read at the full-map displacement of query and sample. */
+  /* Relative position bias, read at the full-map displacement of query and sample. Centred
+   * queries sit at (q + 0.5) / H of the map, which is (q + 0.5) (H - 1) / H in pixels. */
+  int centred = layer->convention == DSR_DEFORM_DAT_CENTRED;
+  float centre_y = centred ? (float)(map_h - 1) / (float)map_h : 1.0f;
+  float centre_x = centred ? (float)(map_w - 1) / (float)map_w : 1.0f;
+  float shift = centred ? 0.5f : 0.0f;
   for (int32_t hd = 0; hd < heads; hd++) {
     const float *table = rpe + (size_t)hd * table_h * table_w;
     const float *pos_y = b->positions + (size_t)(hd / group_heads) * 2 * samples;
@@ -270,9 +275,10 @@ static void attend_patch(const dsr_f32_args *args, const deform_buffers *b,
       int32_t qy = patch->core_y0 + (int32_t)(p / (size_t)core_w);
       int32_t qx = patch->core_x0 + (int32_t)(p % (size_t)core_w);
       float *row = b->logits + ((size_t)hd * core_pixels + p) * samples;
+      float query_y = ((float)qy + shift) * centre_y, query_x = ((float)qx + shift) * centre_x;
       for (size_t n = 0; n < samples; n++) {
-        float table_y = (float)(map_h - 1 + qy - patch->ext_y0) - pos_y[n];
-        float table_x = (float)(map_w - 1 + qx - patch->ext_x0) - pos_x[n];
+        float table_y = (float)(map_h - 1 - patch->ext_y0) + query_y - pos_y[n];
+        float table_x = (float)(map_w - 1 - patch->ext_x0) + query_x - pos_x[n];
         row[n] = bilinear(table, (size_t)table_w, table_h, table_w, table_y, table_x);
       }
     }
