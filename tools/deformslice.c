@@ -15,7 +15,8 @@ static const char usage[] =
     "  inspect   print an artifact's sections, slice tables and DMA schedule, or an ONNX\n"
     "            model's import report\n"
     "  audit     float against fixed-point accuracy and per-tensor quantization noise\n"
-    "  check     run an ONNX model in float mode and compare with a reference output\n"
+    "  check     run an ONNX model in float on a stored input and compare the output with a\n"
+    "            stored reference\n"
     "\n"
     "`deformslice COMMAND --help` lists the options of a command.\n";
 
