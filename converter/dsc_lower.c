@@ -23,6 +23,7 @@ typedef struct unsupported_list {
   struct {
     char op_type[64];
     char node[DSR_NAME_BYTES];
+    char shape[64]; /* of the node's input 0 */
   } entries[DSC_MAX_UNSUPPORTED_TYPES];
 } unsupported_list;
 
@@ -67,7 +68,7 @@ ds_status dsc_mark_live(dsc_graph *g, ds_error *err) {
   return DS_OK;
 }
 
-static void add_unsupported(unsupported_list *list, const dsc_node *n) {
+static void add_unsupported(const dsc_graph *g, unsupported_list *list, const dsc_node *n) {
   for (int32_t i = 0; i < list->count; i++) {
     if (strcmp(list->entries[i].op_type, n->op_type) == 0)
       return;
@@ -79,6 +80,10 @@ static void add_unsupported(unsupported_list *list, const dsc_node *n) {
   snprintf(list->entries[list->count].op_type, sizeof list->entries[0].op_type, "%s",
            n->op_type);
   snprintf(list->entries[list->count].node, sizeof list->entries[0].node, "%s", n->name);
+  snprintf(list->entries[list->count].shape, sizeof list->entries[0].shape, "none");
+  if (n->input_count > 0 && n->inputs[0] >= 0)
+    dsc_shape_text(&g->values[n->inputs[0]], list->entries[list->count].shape,
+                   sizeof list->entries[0].shape);
   list->count++;
 }
 
@@ -178,7 +183,7 @@ static ds_status lower_node(dsc_graph *g, int32_t index, unsupported_list *list,
   int done = 0;
   DS_TRY(dsc_lower_data_op(g, index, &done, err));
   if (!done)
-    add_unsupported(list, &g->nodes[index]);
+    add_unsupported(g, list, &g->nodes[index]);
   return DS_OK;
 }
 
@@ -188,9 +193,10 @@ static ds_status report_unsupported(const dsc_graph *g, const unsupported_list *
   size_t used = 0;
   text[0] = '\0';
   for (int32_t i = 0; i < list->count && used < sizeof text; i++)
-    used += (size_t)snprintf(text + used, sizeof text - used, "%s%s (first at node %s)",
-                             i > 0 ? ", " : "", list->entries[i].op_type,
-                             list->entries[i].node);
+    used += (size_t)snprintf(text + used, sizeof text - used,
+                             "%s%s (first at node %s, input shape %s)", i > 0 ? ", " : "",
+                             list->entries[i].op_type, list->entries[i].node,
+                             list->entries[i].shape);
   return ds_fail(err, DS_ERR_UNSUPPORTED_OP, "%s: %d unsupported op type%s: %s%s; supported: "
                  "%s", g->path, list->count + list->overflow_count,
                  list->count + list->overflow_count == 1 ? "" : "s", text,
