@@ -238,36 +238,36 @@ static ds_status lower_concat(dsc_graph *g, int32_t index, int *done, ds_error *
   DS_TRY(dsc_normalize_axis(g, n, axis_attr, out->rank, &axis, err));
 
   /* Absent or empty inputs add nothing. */
-  int32_t kept = 0;
+  int32_t present_count = 0;
   for (int32_t k = 0; k < n->input_count; k++) {
     int32_t v = n->inputs[k];
     if (v < 0 || dsc_value_elements(&g->values[v]) == 0)
       continue;
     if (!is_float(g, v))
       return dsc_node_fail(g, n, DS_ERR_UNSUPPORTED_OP, err, "input %d is not float", k);
-    n->inputs[kept++] = v;
+    n->inputs[present_count++] = v;
   }
-  n->input_count = kept;
-  if (kept == 0)
+  n->input_count = present_count;
+  if (present_count == 0)
     return dsc_node_fail(g, n, DS_ERR_SHAPE, err, "every input is empty");
   DS_TRY(merge_gathers(g, index, axis, done, err));
   if (*done)
     return DS_OK;
   n = &g->nodes[index];
-  if (kept == 1) {
+  if (present_count == 1) {
     n->op = DSR_OP_RESHAPE;
     *done = 1;
     return DS_OK;
   }
 
-  /* Joins up to DSR_MAX_NODE_INPUTS at a time, left to right, so that order is kept. */
+  /* Joins up to DSR_MAX_NODE_INPUTS at a time, left to right, so that order is present_count. */
   int32_t inputs[DSC_MAX_NODE_ARITY];
-  memcpy(inputs, n->inputs, (size_t)kept * sizeof inputs[0]);
+  memcpy(inputs, n->inputs, (size_t)present_count * sizeof inputs[0]);
   chain c;
   chain_start(&c, index, inputs[0]);
   int32_t next = 1;
-  while (next < kept) {
-    int32_t take = kept - next < DSR_MAX_NODE_INPUTS - 1 ? kept - next : DSR_MAX_NODE_INPUTS - 1;
+  while (next < present_count) {
+    int32_t take = present_count - next < DSR_MAX_NODE_INPUTS - 1 ? present_count - next : DSR_MAX_NODE_INPUTS - 1;
     int64_t dims[DSR_MAX_RANK];
     memcpy(dims, g->values[c.value].dims, sizeof dims);
     for (int32_t k = 0; k < take; k++)
@@ -347,7 +347,7 @@ static ds_status where_constant(dsc_graph *g, dsc_node *n, int32_t cond, int32_t
   return DS_OK;
 }
 
-/* Adds MUL(a, b) with the broadcast output shape as a node feeding nothing yet. */
+/* Adds node op(a, b) with the broadcast output shape; nothing reads its output yet. */
 static ds_status add_binary(dsc_graph *g, dsc_node *n, int32_t op, const char *op_type,
                             int32_t a, int32_t b, int32_t *out, int32_t *node, ds_error *err) {
   dsc_value shape;

@@ -15,7 +15,7 @@
  * The scan keeps only the live set, on the stack, so planning allocates nothing.
  *
  * In float mode a RESHAPE whose input dies at it writes over that input: its output takes the
- * input's bytes (the kernel skips the copy when both are the same), which saves one copy of
+ * input's bytes, and the kernel skips the copy when both are the same. This saves one copy of
  * the largest tensors of attention blocks at their peak.
  */
 #include <string.h>

@@ -1,10 +1,10 @@
 /*
- * Tests of the importer and float runtime on what real exporters emit: reduced DAT and DAT++
+ * Tests of the importer and float runtime on what real exporters emit. Reduced DAT and DAT++
  * exports (window, shifted window with padding, neighbourhood attention by index gather,
  * deformable blocks of both conventions) at opsets 16 to 18, with external data and dynamic
- * axes, checked against PyTorch's stored outputs; op-level models checked against numpy
- * (tools/onnx_op_cases.py); the import report's pass counts; and bad models, each rejected
- * with a message naming the node, op, shape or file.
+ * axes, must match PyTorch's stored outputs. Op-level models (tools/onnx_op_cases.py) must
+ * match numpy. The import report's pass counts are checked, and each bad model must be
+ * rejected with a message naming the node, op, shape or file.
  */
 #include <criterion/criterion.h>
 #include <criterion/parameterized.h>
