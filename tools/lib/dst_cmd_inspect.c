@@ -7,6 +7,7 @@
 #include "dst_args.h"
 #include "dst_commands.h"
 #include "formats/dsf_artifact.h"
+#include "runtime/dsr_runtime.h"
 
 /* 1 when path starts with the artifact magic number. */
 static int is_artifact(const char *path) {
@@ -58,6 +59,13 @@ int dst_cmd_inspect(int argc, char **argv) {
     status = dsc_import_file(positional[0], &import_options, &model, &report, &err);
     if (status == DS_OK)
       dsc_report_print(&report, stdout);
+    dsr_plan_info plan;
+    if (status == DS_OK)
+      status = dsr_plan(&model, DSR_MODE_FLOAT, 0, &plan, &err);
+    if (status == DS_OK)
+      printf("float arena: %zu bytes (%.1f MiB): activations %zu, scratch %zu\n",
+             plan.arena_bytes, (double)plan.arena_bytes / (1024.0 * 1024.0),
+             plan.activation_bytes, plan.scratch_bytes);
     ds_model_free(&model);
   }
   return status == DS_OK ? 0 : dst_report_error(&err);
