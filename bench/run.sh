@@ -16,3 +16,7 @@ echo "== runtime: float against fixed point, one thread =="
 echo
 echo "== precision: float, pure int8, int16 by class and mixed under several budgets =="
 "$build/bin/bench_precision" models/dat_pp_nano.onnx 10000 1024,4096,16384,65536
+
+echo
+echo "== DRAM model: oracle and executor on DAT-T++ at 800x1333, measured strategies =="
+"$build/bin/bench_dram" models/dat_pp_nano.onnx tests/fixtures/fashion_test3_32.f32

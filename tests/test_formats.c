@@ -165,8 +165,9 @@ static void build_nodes(sample *s) {
 
 static void build_schedule(sample *s) {
   for (int i = 0; i < 2; i++) {
-    s->steps[i] = (dsr_dma_step){.layer = 0, .patch = i, .first_descriptor = 2 * i,
-                                 .load_count = 1, .store_count = 1};
+    s->steps[i] = (dsr_dma_step){.node = 1, .layer = 0, .patch = i, .first_descriptor = 2 * i,
+                                 .load_count = 1, .store_count = 1,
+                                 .compute_cycles = 1000 + i};
     s->descriptors[2 * i] = (dsr_dma_descriptor){
         .dram_address = 0x80000000ull + 64u * (uint64_t)i, .row_bytes = 48, .row_count = 3,
         .stride_bytes = 64, .chip_offset_bytes = 0, .direction = DSR_DMA_LOAD,
@@ -392,7 +393,9 @@ static void expect_schedule_equal(const dsr_schedule *a, const dsr_schedule *b) 
   cr_assert_eq(a->step_count, b->step_count);
   cr_assert_eq(a->descriptor_count, b->descriptor_count);
   for (int32_t i = 0; i < a->step_count; i++) {
+    cr_expect_eq(a->steps[i].node, b->steps[i].node);
     cr_expect_eq(a->steps[i].layer, b->steps[i].layer);
+    cr_expect_eq(a->steps[i].compute_cycles, b->steps[i].compute_cycles);
     cr_expect_eq(a->steps[i].patch, b->steps[i].patch);
     cr_expect_eq(a->steps[i].first_descriptor, b->steps[i].first_descriptor);
     cr_expect_eq(a->steps[i].load_count, b->steps[i].load_count);
@@ -565,7 +568,7 @@ Test(formats, same_inputs_give_identical_files) {
 
 /*
  * Pins the bytes of the uncompressed sample (no zstd, so independent of the libzstd version).
- * A change here changes format 1.0: bump the version in docs/format.md and dsf_artifact.h.
+ * A change here changes format 2.0: bump the version in docs/format.md and dsf_artifact.h.
  */
 Test(formats, raw_sample_bytes_are_pinned) {
   sample s;
@@ -573,7 +576,8 @@ Test(formats, raw_sample_bytes_are_pinned) {
   size_t size;
   uint8_t *data = write_sample_with(&s, 0, 0, &size);
   cr_expect_eq(size, 2496u);
-  cr_expect_eq((uint32_t)crc32(0, data, (uInt)size), 0x73499fdeu);
+  uint32_t crc = (uint32_t)crc32(0, data, (uInt)size);
+  cr_expect_eq(crc, 0x5598e5d6u, "CRC-32 is 0x%08x", crc);
   free(data);
 }
 
@@ -605,11 +609,14 @@ Test(formats, unsupported_major_version_is_rejected) {
   build_sample(&s);
   size_t size;
   uint8_t *data = write_sample(&s, 1, &size);
-  data[8] = 2;
+  data[8] = 3;
   fix_checksums(data, size);
   ds_error err;
   cr_expect_eq(read_copy(data, size, &err), DS_ERR_ARTIFACT_VERSION, "%s", err.message);
-  cr_expect_not_null(strstr(err.message, "2.0"), "%s", err.message);
+  cr_expect_not_null(strstr(err.message, "3.0"), "%s", err.message);
+  data[8] = 1; /* format 1 had 20-byte schedule steps */
+  fix_checksums(data, size);
+  cr_expect_eq(read_copy(data, size, &err), DS_ERR_ARTIFACT_VERSION, "%s", err.message);
   data[8] = 0;
   fix_checksums(data, size);
   cr_expect_eq(read_copy(data, size, &err), DS_ERR_ARTIFACT_VERSION, "%s", err.message);
@@ -906,8 +913,8 @@ Test(formats, bad_enum_in_schedule_is_rejected) {
   size_t size;
   uint8_t *data = write_sample(&s, 0, &size);
   uint8_t *schedule = section_bytes(data, DSF_SECTION_SCHEDULE);
-  /* Counts (8 bytes), two steps (40), then descriptor 0's direction at byte 24 of it. */
-  schedule[8 + 40 + 24] = 7;
+  /* Counts (8 bytes), two steps (64), then descriptor 0's direction at byte 24 of it. */
+  schedule[8 + 64 + 24] = 7;
   fix_checksums(data, size);
   ds_error err;
   cr_expect_eq(read_copy(data, size, &err), DS_ERR_ARTIFACT_CORRUPT, "%s", err.message);
@@ -1046,7 +1053,7 @@ Test(formats, inspect_prints_every_part) {
   cr_assert_eq(dsf_inspect_buffer(data, size, "tiny.dslice", out, &err), DS_OK, "%s",
                err.message);
   fclose(out);
-  const char *expected[] = {"format version 1.0", "weights", "zstd", "CONV2D",
+  const char *expected[] = {"format version 2.0", "weights", "zstd", "CONV2D",
                             "DEFORM_ATTN", "stage1.attn", "crop", "total", "manifest"};
   for (size_t i = 0; i < sizeof expected / sizeof expected[0]; i++)
     cr_expect_not_null(strstr(text, expected[i]), "no '%s' in:\n%s", expected[i], text);
