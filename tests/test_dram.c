@@ -25,7 +25,7 @@
 #define FIXTURES DS_SOURCE_DIR "/tests/fixtures"
 
 /* 64-bit bus, bursts of 8 (64 bytes), one channel and rank, 4 banks of 1024 rows of 128
- * columns: a row holds 1 KiB, 16 bursts. */
+ * columns: a row contains 1 KiB, 16 bursts. */
 static dsr_dram_config small_config(const char *mapping) {
   dsr_dram_config c;
   memset(&c, 0, sizeof c);
