@@ -89,6 +89,8 @@ static dsn_layer base_layer(const arch_builder *b, const char *name, int32_t kin
   layer.group_count = 1;
   layer.kernel = 1;
   layer.stride = 1;
+  layer.kernel_w = 1;
+  layer.stride_w = 1;
   layer.out_width = 1;
   return layer;
 }
@@ -118,6 +120,10 @@ static ds_status add_conv(arch_builder *b, const char *name, int32_t h, int32_t 
   layer.kernel = kernel;
   layer.stride = stride;
   layer.pad = pad;
+  layer.in_width = w;
+  layer.kernel_w = kernel;
+  layer.stride_w = stride;
+  layer.pad_w = pad;
   layer.macs_per_output = (int64_t)(cin / groups) * kernel * kernel;
   set_weights(b, &layer, (int64_t)cout * (cin / groups) * kernel * kernel, bias ? cout : 0);
   return dsn_layer_list_append(b->list, &layer, b->err);
@@ -146,6 +152,7 @@ static ds_status add_vector(arch_builder *b, const char *name, int32_t kind, int
   layer.out_cols = c;
   layer.in_rows = h;
   layer.in_row_elems = (int64_t)w * c;
+  layer.in_width = w;
   layer.second_input = second_input;
   layer.vector_ops_per_elem = ops;
   set_weights(b, &layer, 0, params);
@@ -165,9 +172,10 @@ static ds_status add_residual(arch_builder *b, const char *name, int32_t h, int3
 }
 
 /*
- * The fused core of window or neighbourhood attention on an h x w map with c channels:
- * q, k and v come in as one 3c-channel map; every query meets side * side keys (scores and
- * context, c products each), plus the bias table of (2 side - 1)^2 entries per head.
+ * The fused core of window or neighbourhood attention on an h x w map with c channels. q, k
+ * and v come in as one 3c-channel map. Every query meets side * side keys, with c products
+ * each for the scores and for the context, and the bias table has (2 side - 1)^2 entries per
+ * head.
  */
 static ds_status add_local_attention(arch_builder *b, const char *name, char type, int32_t h,
                                      int32_t w, int32_t c, int32_t heads, int32_t side) {
@@ -185,6 +193,9 @@ static ds_status add_local_attention(arch_builder *b, const char *name, char typ
     layer.in_row_elems = (int64_t)w * 3 * c;
     layer.kernel = side;
     layer.pad = side / 2;
+    layer.in_width = w;
+    layer.kernel_w = side;
+    layer.pad_w = side / 2;
     return dsn_layer_list_append(b->list, &layer, b->err);
   }
   /* Windows of side x side tokens, the map padded up to whole windows. */

@@ -15,6 +15,72 @@ const char *dsn_cost_strategy_name(int32_t strategy) {
   return strategy_names[strategy];
 }
 
+/* Patch counts per side tried when no configuration of up to 8 x 8 patches fits. */
+static const int32_t wide_splits[] = {1, 2, 3, 4, 5, 6, 8, 10, 12, 16, 20, 24, 32, 40, 48, 64};
+static const int32_t wide_overlaps[] = {0, 1, 2, 4};
+
+/* 1 when a has fewer bursts than b, or as many and fewer row misses. */
+static int less_traffic(const dsn_layer_cost *a, const dsn_layer_cost *b) {
+  if (a->sliced.bursts != b->sliced.bursts)
+    return a->sliced.bursts < b->sliced.bursts;
+  return a->sliced.row_misses < b->sliced.row_misses;
+}
+
+/* A quick lower estimate of the double-buffered need of slice's largest patch, to skip
+ * configurations that cannot fit before pricing every patch. */
+static int64_t largest_patch_bytes(const dsr_deform_attn *d, dsr_slice slice,
+                                   const dsn_preset *preset) {
+  int64_t h = (d->height + slice.rows - 1) / slice.rows + 2 * (int64_t)slice.overlap;
+  int64_t w = (d->width + slice.cols - 1) / slice.cols + 2 * (int64_t)slice.overlap;
+  h = h < d->height ? h : d->height;
+  w = w < d->width ? w : d->width;
+  int64_t e = dsn_preset_element_bytes(preset);
+  /* x and q of the patch; k and v samples and the second slot only add to it. */
+  return 2 * h * w * d->channels * e * (slice.rows * slice.cols > 1 ? 2 : 1);
+}
+
+/*
+ * Searches up to 64 x 64 patches for the fitting configuration with the least traffic and
+ * an overlap of at least min_overlap. Returns 1 and sets *best when one fits.
+ */
+static int search_wide(const dsr_deform_attn *d, const dsn_preset *preset, int32_t min_overlap,
+                       dsr_slice *best) {
+  dsn_layer_cost best_cost;
+  memset(&best_cost, 0, sizeof best_cost);
+  int found = 0;
+  for (size_t r = 0; r < sizeof wide_splits / sizeof wide_splits[0]; r++) {
+    for (size_t c = 0; c < sizeof wide_splits / sizeof wide_splits[0]; c++) {
+      for (size_t o = 0; o < sizeof wide_overlaps / sizeof wide_overlaps[0]; o++) {
+        dsr_slice slice = {wide_splits[r], wide_splits[c], wide_overlaps[o],
+                           DSR_SLICE_PHYSICAL};
+        if (slice.rows > d->height || slice.cols > d->width || slice.overlap < min_overlap)
+          continue;
+        if (largest_patch_bytes(d, slice, preset) > preset->feature_buffer_bytes)
+          continue;
+        dsn_layer_cost cost;
+        ds_error ignored;
+        ds_error_clear(&ignored);
+        if (dsn_oracle_layer(d, slice, preset, &cost, &ignored) != DS_OK || !cost.fits)
+          continue;
+        if (!found || less_traffic(&cost, &best_cost)) {
+          best_cost = cost;
+          *best = slice;
+          found = 1;
+        }
+      }
+    }
+  }
+  return found;
+}
+
+static int same_geometry(const dsr_deform_attn *a, const dsr_deform_attn *b) {
+  return a->channels == b->channels && a->height == b->height && a->width == b->width &&
+         a->groups == b->groups && a->heads == b->heads &&
+         a->offset_kernel == b->offset_kernel && a->offset_stride == b->offset_stride &&
+         a->offset_pad == b->offset_pad && a->convention == b->convention &&
+         a->offset_range_factor == b->offset_range_factor;
+}
+
 ds_status dsn_cost_auto_slices(const dsn_layer_list *list, const dsn_preset *preset,
                                int32_t min_overlap, dsr_slice *slices, ds_error *err) {
   int32_t index = 0;
@@ -22,6 +88,20 @@ ds_status dsn_cost_auto_slices(const dsn_layer_list *list, const dsn_preset *pre
     const dsn_layer *layer = &list->layers[i];
     if (layer->kind != DSN_LAYER_DEFORM)
       continue;
+    /* Layers of the same geometry (most of a stage) get the same choice. */
+    int32_t same = -1;
+    for (int32_t j = 0, earlier = 0; j < i && same < 0; j++) {
+      if (list->layers[j].kind != DSN_LAYER_DEFORM)
+        continue;
+      if (same_geometry(&list->layers[j].deform, &layer->deform))
+        same = earlier;
+      earlier++;
+    }
+    if (same >= 0) {
+      slices[index] = slices[same];
+      index++;
+      continue;
+    }
     dsn_candidates candidates;
     ds_status status = dsn_candidates_build(&layer->deform, preset, 0, &candidates, err);
     if (status != DS_OK)
@@ -32,26 +112,25 @@ ds_status dsn_cost_auto_slices(const dsn_layer_list *list, const dsn_preset *pre
       int whole = slice->rows == 1 && slice->cols == 1;
       if (slice->overlap < min_overlap && !whole)
         continue;
-      const dsn_traffic *t = &candidates.costs[c].sliced;
-      const dsn_traffic *b = best >= 0 ? &candidates.costs[best].sliced : NULL;
-      if (b == NULL || t->bursts < b->bursts ||
-          (t->bursts == b->bursts && t->row_misses < b->row_misses))
+      if (best < 0 || less_traffic(&candidates.costs[c], &candidates.costs[best]))
         best = c;
     }
-    slices[index++] = candidates.slices[best >= 0 ? best : candidates.min_traffic];
+    dsr_slice chosen = candidates.slices[best >= 0 ? best : candidates.min_traffic];
+    /* Large maps may need more than 8 x 8 patches; the search list stops there. */
+    if (best < 0)
+      search_wide(&layer->deform, preset, min_overlap, &chosen);
+    slices[index++] = chosen;
     dsn_candidates_free(&candidates);
   }
   return DS_OK;
 }
 
-/* Fills the time fields of c from its traffic, cycles and stalls. */
+/* Fills the time fields of c from its traffic and cycles. */
 static void finish_strategy(dsn_strategy_cost *c, const dsn_preset *preset) {
   dsn_traffic_finish(&c->traffic, preset);
-  double cycle_ns = 1000.0 / preset->clock_mhz;
-  c->compute_ns = (double)c->compute_cycles * cycle_ns;
-  double busy_ns = c->compute_ns + (double)c->stall_cycles * cycle_ns;
-  c->bound = c->traffic.time_ns > busy_ns ? DSN_BOUND_BANDWIDTH : DSN_BOUND_COMPUTE;
-  c->time_ns = c->traffic.time_ns > busy_ns ? c->traffic.time_ns : busy_ns;
+  c->compute_ns = (double)c->compute_cycles * 1000.0 / preset->clock_mhz;
+  c->bound = c->traffic.time_ns > c->compute_ns ? DSN_BOUND_BANDWIDTH : DSN_BOUND_COMPUTE;
+  c->time_ns = c->traffic.time_ns > c->compute_ns ? c->traffic.time_ns : c->compute_ns;
 }
 
 static void set_strategy(dsn_strategy_cost *c, const dsn_traffic *traffic, int64_t buffer_bytes,
@@ -150,9 +229,7 @@ void dsn_cost_report_total(dsn_cost_report *report) {
   for (int32_t t = 0; t < 2; t++) {
     for (int32_t k = 0; k < DSN_STRATEGY_COUNT; k++) {
       dsn_strategy_cost *c = &sets[t]->strategies[k];
-      double busy = c->compute_ns +
-                    (double)c->stall_cycles * 1000.0 / report->preset.clock_mhz;
-      c->bound = c->traffic.time_ns > busy ? DSN_BOUND_BANDWIDTH : DSN_BOUND_COMPUTE;
+      c->bound = c->traffic.time_ns > c->compute_ns ? DSN_BOUND_BANDWIDTH : DSN_BOUND_COMPUTE;
     }
   }
 }
@@ -215,20 +292,24 @@ void dsn_cost_report_free(dsn_cost_report *report) {
 }
 
 void dsn_cost_report_set_measured(dsn_cost_report *report, int32_t row, int32_t strategy,
-                                  const dsn_traffic *traffic, int64_t stall_cycles) {
+                                  const dsn_measured *measured) {
   if (row < 0 || row >= report->row_count || strategy < 0 || strategy >= DSN_STRATEGY_COUNT)
     return;
   dsn_strategy_cost *c = &report->rows[row].strategies[strategy];
-  const dsn_strategy_cost *reference = &report->rows[row].strategies[DSN_STRATEGY_GATHER];
-  if (!c->available) {
-    /* A strategy without an analytic figure takes the gather dataflow's compute. */
-    c->compute_cycles = reference->compute_cycles;
-    c->fits = 1;
-  }
+  double cycle_ns = 1000.0 / report->preset.clock_mhz;
+  memset(c, 0, sizeof *c);
   c->available = 1;
   c->measured = 1;
-  c->traffic = *traffic;
-  c->stall_cycles = stall_cycles;
-  finish_strategy(c, &report->preset);
+  c->traffic.bytes = measured->bytes;
+  c->traffic.bursts = measured->bursts;
+  c->traffic.row_misses = measured->row_misses;
+  c->traffic.time_ns = (double)measured->dram_cycles * cycle_ns;
+  c->stall_cycles = measured->bank_stall_cycles;
+  c->buffer_bytes = measured->buffer_bytes;
+  c->fits = measured->fits;
+  c->compute_cycles = measured->compute_cycles;
+  c->compute_ns = (double)measured->compute_cycles * cycle_ns;
+  c->time_ns = (double)measured->cycles * cycle_ns;
+  c->bound = measured->compute_bound ? DSN_BOUND_COMPUTE : DSN_BOUND_BANDWIDTH;
   dsn_cost_report_total(report);
 }

@@ -35,12 +35,13 @@ typedef struct dsn_strategy_cost {
   int32_t available;          /* 0: no figure (cache without a simulation) */
   int32_t measured;           /* 1: traffic from a simulation of sampling positions */
   dsn_traffic traffic;        /* time_ns filled: DRAM time */
-  int64_t stall_cycles;       /* bank-conflict stalls from a simulation, else 0 */
+  int64_t stall_cycles;       /* bank-conflict stalls from a simulation, else 0; measured
+                                 compute_cycles already include them */
   int64_t buffer_bytes;       /* feature buffer need */
   int32_t fits;
   int64_t compute_cycles;
   double compute_ns;
-  double time_ns;             /* max(compute_ns + stalls, traffic.time_ns) */
+  double time_ns;             /* max(compute_ns, traffic.time_ns), or the simulated time */
   int32_t bound;              /* dsn_bound */
 } dsn_strategy_cost;
 
@@ -66,14 +67,15 @@ typedef struct dsn_cost_totals {
 typedef struct dsn_cost_report {
   dsn_preset preset;
   char source[160];           /* what the layers came from */
-  char offsets[96];           /* where sampling positions came from, or "none" */
+  char offsets[256];          /* where sampling positions came from, or "none" */
   int32_t row_count;
   dsn_cost_row *rows;         /* owned: dsn_cost_report_free */
   int32_t deform_count;
   int64_t weight_count;
   dsn_cost_totals model;      /* every layer */
   dsn_cost_totals deform;     /* deformable layers only */
-  double oracle_seconds;      /* wall time of dsn_cost_report_build, set by the caller */
+  double oracle_seconds;      /* processor time of loading, slice choice and
+                                 dsn_cost_report_build, set by the caller */
 } dsn_cost_report;
 
 /* Lower-case strategy name ("lower_bound", "gather", "cache", "whole_map", "sliced"), or
@@ -82,9 +84,11 @@ const char *dsn_cost_strategy_name(int32_t strategy);
 
 /*
  * For each deformable layer of list, the fitting slice configuration with the fewest DRAM
- * bursts (then row misses) among those with an overlap of at least min_overlap pixels (or
- * clipped to the whole map by the border), or the one with the smallest buffer when none
- * fits. slices receives one entry per deformable layer.
+ * bursts (then row misses) among those with an overlap of at least min_overlap pixels, or
+ * (1, 1, 0). The search's candidate list (up to 8 x 8 patches) is tried first. When nothing
+ * there fits, configurations of up to 64 x 64 patches are. When still nothing fits, the
+ * candidate with the smallest buffer is taken, and the report marks it as not fitting.
+ * slices receives one entry per deformable layer.
  */
 ds_status dsn_cost_auto_slices(const dsn_layer_list *list, const dsn_preset *preset,
                                int32_t min_overlap, dsr_slice *slices, ds_error *err);
@@ -102,17 +106,22 @@ ds_status dsn_cost_report_build(const dsn_layer_list *list, const dsr_slice *sli
 void dsn_cost_report_free(dsn_cost_report *report);
 
 /*
- * Replaces the figure of strategy for row (a deformable layer) with simulated traffic and
- * stalls, marks it measured and recomputes time and the totals.
+ * Replaces the figure of strategy for row (a deformable layer) with a measurement of the
+ * modelled DRAM and on-chip memories (nas/dsn_measure.h): traffic, DRAM busy time, compute
+ * cycles with bank-conflict stalls, the layer's time and bound, buffer need and fit. Marks
+ * it measured and recomputes the totals.
  */
 void dsn_cost_report_set_measured(dsn_cost_report *report, int32_t row, int32_t strategy,
-                                  const dsn_traffic *traffic, int64_t stall_cycles);
+                                  const dsn_measured *measured);
 
 /* Recomputes the totals from the rows. */
 void dsn_cost_report_total(dsn_cost_report *report);
 
 /* Prints the per-layer table, the totals per strategy and the sliced ratios. */
 void dsn_cost_report_print(const dsn_cost_report *report, FILE *out);
+
+/* Prints the header, the totals per strategy and the sliced ratios, without the layers. */
+void dsn_cost_report_print_summary(const dsn_cost_report *report, FILE *out);
 
 /* Returns the report as JSON text (caller frees with free()), or NULL without memory. */
 char *dsn_cost_report_json(const dsn_cost_report *report);

@@ -53,8 +53,25 @@ static void print_row(const dsn_cost_report *report, int32_t index, FILE *out) {
           chosen->time_ns / 1000.0, bound_name(chosen->bound));
 }
 
+/* " (measured)" when every row of the scope has a measured figure for strategy, " (partly
+ * measured)" when some have, else "". */
+static const char *measured_note(const dsn_cost_report *report, int deform_only,
+                                 int32_t strategy) {
+  int32_t rows = 0, measured = 0;
+  for (int32_t i = 0; i < report->row_count; i++) {
+    if (deform_only && report->rows[i].kind != DSN_LAYER_DEFORM)
+      continue;
+    rows++;
+    measured += report->rows[i].strategies[strategy].measured;
+  }
+  if (measured == 0)
+    return "";
+  return measured == rows ? " (measured)" : " (partly measured)";
+}
+
 static void print_totals(const dsn_cost_report *report, const dsn_cost_totals *totals,
                          const char *title, FILE *out) {
+  int deform_only = totals == &report->deform;
   fprintf(out, "\n%s\n", title);
   fprintf(out, "%-12s %14s %11s %10s %11s %14s %11s %11s %12s %-4s %s\n", "strategy",
           "DRAM bytes", "bursts", "row misses", "DRAM ms", "cycles", "compute ms", "time ms",
@@ -71,7 +88,7 @@ static void print_totals(const dsn_cost_report *report, const dsn_cost_totals *t
             (long long)c->traffic.row_misses, c->traffic.time_ns / 1e6,
             (long long)c->compute_cycles, c->compute_ns / 1e6, c->time_ns / 1e6,
             (long long)c->buffer_bytes, c->fits ? "yes" : "no", bound_name(c->bound),
-            c->measured ? " (measured)" : "");
+            measured_note(report, deform_only, k));
   }
   const dsn_strategy_cost *sliced = &totals->strategies[DSN_STRATEGY_SLICED];
   fprintf(out, "sliced relative to:  %12s %9s %9s\n", "bytes", "bursts", "DRAM time");
@@ -84,10 +101,9 @@ static void print_totals(const dsn_cost_report *report, const dsn_cost_totals *t
             100.0 * ratio((double)sliced->traffic.bursts, (double)c->traffic.bursts),
             100.0 * ratio(sliced->traffic.time_ns, c->traffic.time_ns));
   }
-  (void)report;
 }
 
-void dsn_cost_report_print(const dsn_cost_report *report, FILE *out) {
+static void print_header(const dsn_cost_report *report, FILE *out) {
   const dsn_preset *p = &report->preset;
   fprintf(out, "cost of %s\n", report->source);
   fprintf(out, "preset %s: %.0f MHz, %lld-byte bursts at %.3g GB/s, %lld-byte feature buffer "
@@ -96,10 +112,26 @@ void dsn_cost_report_print(const dsn_cost_report *report, FILE *out) {
           p->dram.peak_bandwidth_gbps, (long long)p->feature_buffer_bytes, p->feature_banks,
           (long long)p->weight_buffer_bytes, p->mac_rows, p->mac_cols);
   fprintf(out, "sampling positions: %s\n", report->offsets);
-  fprintf(out, "%d layers, %d deformable, %lld parameters\n\n", report->row_count,
+  fprintf(out, "%d layers, %d deformable, %lld parameters\n", report->row_count,
           report->deform_count, (long long)report->weight_count);
+}
+
+static void print_all_totals(const dsn_cost_report *report, FILE *out) {
+  print_totals(report, &report->model, "totals, whole model (dense layers and weights included)",
+               out);
+  if (report->deform_count > 0)
+    print_totals(report, &report->deform, "totals, deformable layers only", out);
+}
+
+void dsn_cost_report_print_summary(const dsn_cost_report *report, FILE *out) {
+  print_header(report, out);
+  print_all_totals(report, out);
+}
+
+void dsn_cost_report_print(const dsn_cost_report *report, FILE *out) {
+  print_header(report, out);
   fprintf(out,
-          "%4s %-22s %-9s %-14s %-10s %12s %12s %12s %12s | %12s %9s %8s %9s %-3s %11s %10s "
+          "\n%4s %-22s %-9s %-14s %-10s %12s %12s %12s %12s | %12s %9s %8s %9s %-3s %11s %10s "
           "%s\n",
           "#", "layer", "kind", "map", "config", "bound bytes", "gather", "cache",
           "whole map", "bytes", "bursts", "row miss", "buffer", "fit", "cycles", "time us",
@@ -110,10 +142,7 @@ void dsn_cost_report_print(const dsn_cost_report *report, FILE *out) {
                "(t) and weight chunks (w).\n"
                "Columns right of | are the chosen schedule (sliced; tiled for dense layers, "
                "which cost the same under every strategy). * whole map does not fit.\n");
-  print_totals(report, &report->model, "totals, whole model (dense layers and weights included)",
-               out);
-  if (report->deform_count > 0)
-    print_totals(report, &report->deform, "totals, deformable layers only", out);
+  print_all_totals(report, out);
 }
 
 /* ---- JSON ---- */
@@ -261,7 +290,7 @@ static void append(text_buffer *b, const char *format, ...) {
   }
 }
 
-/* Writes one CSV field, quoted when it holds a comma, quote or newline. */
+/* Writes one CSV field, quoted when it contains a comma, quote or newline. */
 static void append_field(text_buffer *b, const char *text) {
   if (strpbrk(text, ",\"\n") == NULL) {
     append(b, "%s,", text);

@@ -10,10 +10,10 @@
  *   feature buffer. Otherwise tiles of tile_rows output rows whose footprint fits half the
  *   buffer (two slots alternate), next to the operand, which is held whole. A convolution
  *   tile loads its input rows with the halo of the kernel.
- * - Order: group, then weight chunk, then tile. Each tile is one step: its loads (the weight
- *   chunk on the chunk's first tile, the operand on the group's first tile of a chunk, the
- *   input band, the second input band), the compute step, then the store of its output
- *   (for a reduction, only after the last tile).
+ * - Order: group, then weight chunk, then row tile, then band of the row. Each tile is one
+ *   step: its loads (the weight chunk on the chunk's first tile, the operand on the group's
+ *   first tile of a chunk, the input band, the second input band), the compute step, then
+ *   the store of its output (for a reduction, only after the last tile).
  *
  * The schedule generator (nas/dsn_schedule.h) emits exactly the transfers of
  * dsn_dense_tile_transfers, so the schedule's traffic equals dsn_dense_cost_layer's.
@@ -34,7 +34,10 @@ typedef struct dsn_dense_plan {
   int64_t weight_chunks;       /* 1 when the weights fit the weight buffer */
   int64_t chunk_cols;          /* output columns per chunk; the last chunk may have fewer */
   int64_t tile_rows;           /* output rows per tile (input rows for a reduction) */
-  int64_t tiles;               /* tiles per chunk and group */
+  int64_t tile_cols;           /* output pixels per band of a row; out_width when rows are
+                                  not split */
+  int64_t col_tiles;           /* bands per row */
+  int64_t tiles;               /* tiles per chunk and group: row tiles * col_tiles */
   int64_t steps;               /* group_count * weight_chunks * tiles */
   int32_t feature_slots;       /* 2 when a group needs more than one tile */
   int64_t buffer_bytes;        /* feature buffer need: operand + slots * largest tile */

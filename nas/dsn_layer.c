@@ -110,6 +110,7 @@ static void set_output_rows(dsn_layer *layer, const dsr_tensor *out) {
   }
   layer->in_rows = layer->out_rows;
   layer->in_row_elems = layer->out_width * layer->out_cols;
+  layer->in_width = out->rank == 4 ? out->dims[3] : 0;
 }
 
 /* Adds a constant tensor to the layer's weights. */
@@ -142,6 +143,10 @@ static ds_status conv_layer(const dsr_model *model, const dsr_node *node, int32_
   layer->kernel = w->dims[2];
   layer->stride = node->attrs.conv.stride[0] > 0 ? node->attrs.conv.stride[0] : 1;
   layer->pad = node->attrs.conv.pad[0];
+  layer->in_width = x->dims[3];
+  layer->kernel_w = w->dims[3];
+  layer->stride_w = node->attrs.conv.stride[1] > 0 ? node->attrs.conv.stride[1] : 1;
+  layer->pad_w = node->attrs.conv.pad[1];
   layer->macs_per_output = (int64_t)w->dims[1] * w->dims[2] * w->dims[3];
   add_constant(layer, w, preset);
   if (node->input_count > 2 && node->inputs[2] >= 0)
@@ -254,6 +259,8 @@ static ds_status node_layer(const dsr_model *model, int32_t index, const dsn_pre
   layer->group_count = 1;
   layer->kernel = 1;
   layer->stride = 1;
+  layer->kernel_w = 1;
+  layer->stride_w = 1;
   *skip = 0;
 
   for (int32_t i = 0; i < node->input_count; i++) {
@@ -300,8 +307,8 @@ static ds_status node_layer(const dsr_model *model, int32_t index, const dsn_pre
     return elementwise_layer(model, node, preset, layer);
   case DSR_OP_TRANSPOSE:
   case DSR_OP_GATHER:
-    /* NOTE: priced as a copy of equal tiles; where a transpose moves elements across tiles,
-     * the real accelerator needs strided accesses that this does not count. */
+    /* NOTE: priced as a copy of equal tiles. Where a transpose moves elements across tiles,
+     * a real accelerator needs strided accesses that this does not count. */
     layer->kind = DSN_LAYER_LAYOUT;
     set_output_rows(layer, y);
     return DS_OK;

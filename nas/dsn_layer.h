@@ -21,6 +21,9 @@
  * - weights are constants, read once when they fit half the weight buffer and otherwise in
  *   chunks of output columns, each chunk streaming the input again.
  * A reduction (global pooling) streams its input in any tiles and writes its output once.
+ * When one output row of a map does not fit the feature buffer, rows are also split into
+ * bands of output pixels, each reading the kernel's halo columns (in_width, kernel_w,
+ * stride_w, pad_w).
  */
 #ifndef DSN_LAYER_H
 #define DSN_LAYER_H
@@ -66,6 +69,12 @@ typedef struct dsn_layer {
   int32_t kernel;             /* rows of input 0 per output row; 1 for row-aligned layers */
   int32_t stride;
   int32_t pad;
+  int32_t in_width;           /* pixels per input row when a row is in_width pixels of
+                                 in_row_elems / in_width channels (a map); 0 for a matrix,
+                                 whose rows are never split */
+  int32_t kernel_w;           /* the kernel along a row: input pixels per output pixel */
+  int32_t stride_w;
+  int32_t pad_w;
   int32_t second_input;       /* 1: input 1 is streamed with the output's rows and shape */
   int32_t reduce;             /* 1: the output is written once after the whole input */
   int64_t operand_elems;      /* per group, held whole on chip; 0 when absent */

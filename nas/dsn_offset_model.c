@@ -179,12 +179,14 @@ ds_status dsn_offset_model_load(const char *path, dsn_offset_model *model, ds_er
   if (root == NULL)
     return ds_fail(err, DS_ERR_DATA, "%s: not valid JSON; expected an offset model written by "
                                      "bench_offsets", path);
+
   const cJSON *source = cJSON_GetObjectItemCaseSensitive(root, "source");
   if (cJSON_IsString(source))
     snprintf(model->source, sizeof model->source, "%s", source->valuestring);
   double images = 0;
   if (read_number(root, "images", 0, 1e9, &images))
     model->image_count = (int32_t)images;
+
   const cJSON *stages = cJSON_GetObjectItemCaseSensitive(root, "stages");
   int count = cJSON_IsArray(stages) ? cJSON_GetArraySize(stages) : 0;
   if (count < 1 || count > DSN_OFFSET_MAX_STAGES) {
@@ -193,6 +195,7 @@ ds_status dsn_offset_model_load(const char *path, dsn_offset_model *model, ds_er
                    path, count, DSN_OFFSET_MAX_STAGES);
   }
   model->stage_count = count;
+
   for (int k = 0; k < count; k++) {
     const cJSON *o = cJSON_GetArrayItem(stages, k);
     dsn_offset_stage *m = &model->stages[k];
@@ -213,6 +216,7 @@ ds_status dsn_offset_model_load(const char *path, dsn_offset_model *model, ds_er
                      "standard deviation of 0 to 100)",
                      path, k, bad);
     }
+
     if (read_number(o, "layers", 0, 1000, &layers))
       m->layer_count = (int32_t)layers;
     if (read_number(o, "samples", 0, 1e15, &samples))
@@ -249,39 +253,65 @@ static double normal(uint64_t *state) {
   return sqrt(-2.0 * log(u)) * cos(6.283185307179586 * v);
 }
 
-void dsn_offset_model_positions(const dsn_offset_model *model, const dsr_deform_attn *layer,
-                                int32_t stage, uint64_t seed, float *y, float *x) {
-  int32_t hk = 0, wk = 0;
-  int64_t samples = dsn_offset_grid(layer, layer->height, layer->width, &hk, &wk);
-  if (samples <= 0 || model->stage_count < 1)
+/* Draws positions on a grid_h x grid_w grid over an extent_h x extent_w region (reference
+ * points and clamp), with offsets scaled by half_h and half_w pixels per unit. */
+static void draw_positions(const dsn_offset_model *model, const dsr_deform_attn *layer,
+                           int32_t stage, int32_t grid_h, int32_t grid_w, int32_t extent_h,
+                           int32_t extent_w, double half_h, double half_w, int32_t bound_h,
+                           int32_t bound_w, uint64_t seed, float *y, float *x) {
+  if (grid_h <= 0 || grid_w <= 0 || model->stage_count < 1)
     return;
   if (stage < 0)
     stage = 0;
   if (stage >= model->stage_count)
     stage = model->stage_count - 1;
   const dsn_offset_stage *m = &model->stages[stage];
-  double half_h = (layer->height - 1) * 0.5, half_w = (layer->width - 1) * 0.5;
-  /* DAT bounds offsets with tanh to factor / Hk half-extent units. */
-  double bound_y = layer->offset_range_factor / hk, bound_x = layer->offset_range_factor / wk;
+  /* DAT bounds offsets with tanh to factor / Hk half-extent units of the full grid. */
+  double limit_y = layer->offset_range_factor / bound_h;
+  double limit_x = layer->offset_range_factor / bound_w;
+  double extent_half_h = (extent_h - 1) * 0.5, extent_half_w = (extent_w - 1) * 0.5;
   uint64_t state = seed;
   for (int32_t g = 0; g < layer->groups; g++) {
-    for (int32_t i = 0; i < hk; i++) {
-      for (int32_t j = 0; j < wk; j++) {
+    for (int32_t i = 0; i < grid_h; i++) {
+      for (int32_t j = 0; j < grid_w; j++) {
         double oy = m->mean_y + m->sd_y * normal(&state);
         double ox = m->mean_x + m->sd_x * normal(&state);
         if (layer->convention == DSR_DEFORM_DAT) {
-          oy = fmax(-bound_y, fmin(bound_y, oy));
-          ox = fmax(-bound_x, fmin(bound_x, ox));
+          oy = fmax(-limit_y, fmin(limit_y, oy));
+          ox = fmax(-limit_x, fmin(limit_x, ox));
         }
-        double py = (reference(layer->convention, i, hk) + oy + 1.0) * half_h;
-        double px = (reference(layer->convention, j, wk) + ox + 1.0) * half_w;
+        double py = (reference(layer->convention, i, grid_h) + 1.0) * extent_half_h + oy * half_h;
+        double px = (reference(layer->convention, j, grid_w) + 1.0) * extent_half_w + ox * half_w;
         /* DAT++ clamps the position into the map. NOTE: DAT reads zeros outside the map,
          * which needs no DRAM access; clamping those samples to the border instead
          * slightly overstates DAT's gather traffic. */
-        int64_t n = ((int64_t)g * hk + i) * wk + j;
-        y[n] = (float)fmin(fmax(py, 0.0), layer->height - 1);
-        x[n] = (float)fmin(fmax(px, 0.0), layer->width - 1);
+        int64_t n = ((int64_t)g * grid_h + i) * grid_w + j;
+        y[n] = (float)fmin(fmax(py, 0.0), extent_h - 1);
+        x[n] = (float)fmin(fmax(px, 0.0), extent_w - 1);
       }
     }
   }
+}
+
+void dsn_offset_model_positions(const dsn_offset_model *model, const dsr_deform_attn *layer,
+                                int32_t stage, uint64_t seed, float *y, float *x) {
+  int32_t hk = 0, wk = 0;
+  if (dsn_offset_grid(layer, layer->height, layer->width, &hk, &wk) <= 0)
+    return;
+  draw_positions(model, layer, stage, hk, wk, layer->height, layer->width,
+                 (layer->height - 1) * 0.5, (layer->width - 1) * 0.5, hk, wk, seed, y, x);
+}
+
+void dsn_offset_model_patch_positions(const dsn_offset_model *model, const dsr_deform_attn *layer,
+                                      int32_t stage, int32_t semantics, int32_t patch_h,
+                                      int32_t patch_w, uint64_t seed, float *y, float *x) {
+  int32_t hk = 0, wk = 0, full_hk = 0, full_wk = 0;
+  if (dsn_offset_grid(layer, patch_h, patch_w, &hk, &wk) <= 0)
+    return;
+  dsn_offset_grid(layer, layer->height, layer->width, &full_hk, &full_wk);
+  int physical = semantics == DSR_SLICE_PHYSICAL;
+  double half_h = ((physical ? layer->height : patch_h) - 1) * 0.5;
+  double half_w = ((physical ? layer->width : patch_w) - 1) * 0.5;
+  draw_positions(model, layer, stage, hk, wk, patch_h, patch_w, half_h, half_w,
+                 physical ? full_hk : hk, physical ? full_wk : wk, seed, y, x);
 }

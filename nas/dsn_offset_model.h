@@ -92,4 +92,15 @@ ds_status dsn_offset_model_load(const char *path, dsn_offset_model *model, ds_er
 void dsn_offset_model_positions(const dsn_offset_model *model, const dsr_deform_attn *layer,
                                 int32_t stage, uint64_t seed, float *y, float *x);
 
+/*
+ * Generates the sampling positions of one extended patch of layer, in pixels of the patch.
+ * The patch has its own offset grid (grid_h x grid_w, from its size) and reference points.
+ * Offsets keep the full map's pixel scale under physical semantics and the patch's under crop
+ * semantics, and positions are clamped into the patch. y and x receive
+ * groups * grid_h * grid_w values, group-major.
+ */
+void dsn_offset_model_patch_positions(const dsn_offset_model *model, const dsr_deform_attn *layer,
+                                      int32_t stage, int32_t semantics, int32_t patch_h,
+                                      int32_t patch_w, uint64_t seed, float *y, float *x);
+
 #endif

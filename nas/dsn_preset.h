@@ -6,10 +6,10 @@
  * figures are vendor figures and which are modelling choices). The presets zcu102 (the
  * default), kv260 and pynq-z2 ship as presets/<name>.json and are also built into the binary.
  *
- * presets/schema.json is the JSON Schema of a description; the parser implements the same
- * rules plus the cross-field checks that a schema cannot express (a burst larger than a DRAM
- * row, buffers larger than the part's block RAM, a MAC array larger than its DSP slices, a
- * feature buffer that does not split evenly into its banks).
+ * docs/preset.schema.json is the JSON Schema of a description. The parser implements the same
+ * rules plus the cross-field checks that a schema cannot express: a burst larger than a DRAM
+ * row, buffers larger than the part's block RAM, a MAC array larger than its DSP slices and a
+ * feature buffer that does not split evenly into its banks.
  *
  * Every parser here reports all problems of a description at once: each line of the message
  * names the source, the field, the value found and the allowed range or the fix, and the

@@ -5,6 +5,7 @@
  */
 #include <cjson/cJSON.h>
 #include <criterion/criterion.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +19,8 @@
 #include "nas/dsn_cost.h"
 #include "nas/dsn_dense.h"
 #include "nas/dsn_layer.h"
+#include "nas/dsn_measure.h"
+#include "nas/dsn_offset_model.h"
 #include "nas/dsn_preset.h"
 #include "nas/dsn_schedule.h"
 #include "tools/lib/dst_commands.h"
@@ -268,6 +271,29 @@ Test(dense, tiles_sum_to_oracle_on_described_models) {
   }
 }
 
+Test(dense, large_models_fit_both_boards) {
+  const char *boards[] = {"zcu102", "pynq-z2"};
+  for (int b = 0; b < 2; b++) {
+    dsn_preset preset = builtin(boards[b]);
+    dsn_layer_list list;
+    ds_error err;
+    ds_error_clear(&err);
+    cr_assert_eq(dsn_arch_layers(dsn_arch_find("dat-t++"), 800, 1333, &preset, &list, &err),
+                 DS_OK, "%s", err.message);
+    for (int32_t i = 0; i < list.count; i++) {
+      if (list.layers[i].kind == DSN_LAYER_DEFORM)
+        continue;
+      dsn_dense_plan plan;
+      cr_assert_eq(dsn_dense_plan_make(&list.layers[i], &preset, &plan, &err), DS_OK, "%s",
+                   err.message);
+      cr_expect(plan.fits, "%s on %s needs %lld feature and %lld weight bytes",
+                list.layers[i].name, boards[b], (long long)plan.buffer_bytes,
+                (long long)plan.weight_buffer_bytes);
+    }
+    dsn_layer_list_free(&list);
+  }
+}
+
 Test(dense, small_buffers_force_tiles_and_chunks) {
   dsn_preset small = small_preset();
   dsn_layer_list list;
@@ -275,7 +301,7 @@ Test(dense, small_buffers_force_tiles_and_chunks) {
   ds_error_clear(&err);
   cr_assert_eq(dsn_arch_layers(dsn_arch_find("dat-t++"), 64, 64, &small, &list, &err), DS_OK,
                "%s", err.message);
-  int tiled = 0, chunked = 0, halo = 0;
+  int tiled = 0, chunked = 0, halo = 0, banded = 0, fitting = 0, dense = 0;
   for (int32_t i = 0; i < list.count; i++) {
     const dsn_layer *layer = &list.layers[i];
     if (layer->kind == DSN_LAYER_DEFORM)
@@ -284,6 +310,9 @@ Test(dense, small_buffers_force_tiles_and_chunks) {
     cr_assert_eq(dsn_dense_cost_layer(layer, &small, &cost, &err), DS_OK, "%s", err.message);
     tiled += cost.plan.tiles > 1;
     chunked += cost.plan.weight_chunks > 1;
+    banded += cost.plan.col_tiles > 1;
+    fitting += cost.plan.fits;
+    dense++;
     if (cost.plan.fits) {
       cr_expect_leq(cost.plan.buffer_bytes, small.feature_buffer_bytes, "%s", layer->name);
       cr_expect_leq(cost.plan.weight_buffer_bytes, small.weight_buffer_bytes, "%s",
@@ -299,6 +328,9 @@ Test(dense, small_buffers_force_tiles_and_chunks) {
   cr_expect_gt(tiled, 10);
   cr_expect_gt(chunked, 5);
   cr_expect_gt(halo, 0);
+  cr_expect_gt(banded, 0, "no layer needed bands of its rows");
+  /* A 7x7 neighbourhood of 3C channels cannot fit 4 KiB even for one pixel. */
+  cr_expect_gt(fitting, dense / 2, "%d of %d dense layers fit 4 KiB", fitting, dense);
   dsn_layer_list_free(&list);
 }
 
@@ -674,14 +706,26 @@ Test(cost_command, measured_figures_replace_missing_cache) {
   for (int32_t i = 0; i < report.row_count; i++) {
     if (report.rows[i].kind != DSN_LAYER_DEFORM)
       continue;
-    dsn_traffic t = {1000, 20, 3, 0};
-    dsn_cost_report_set_measured(&report, i, DSN_STRATEGY_CACHE, &t, 7);
+    dsn_measured m;
+    memset(&m, 0, sizeof m);
+    m.bytes = 1000;
+    m.bursts = 20;
+    m.row_misses = 3;
+    m.bank_stall_cycles = 7;
+    m.dram_cycles = 300;
+    m.compute_cycles = 100;
+    m.cycles = 300;
+    m.fits = 1;
+    dsn_cost_report_set_measured(&report, i, DSN_STRATEGY_CACHE, &m);
   }
   const dsn_strategy_cost *cache = &report.deform.strategies[DSN_STRATEGY_CACHE];
   cr_expect_eq(cache->available, 1);
   cr_expect_eq(cache->measured, 1);
   cr_expect_eq(cache->traffic.bytes, 1000 * report.deform_count);
   cr_expect_eq(cache->stall_cycles, 7 * report.deform_count);
+  cr_expect_eq(cache->bound, DSN_BOUND_BANDWIDTH);
+  /* 300 cycles at 300 MHz: one microsecond per layer. */
+  cr_expect_float_eq(cache->time_ns, 1000.0 * report.deform_count, 1e-6);
   dsn_cost_report_free(&report);
   dst_cost_input_free(&input);
 }
@@ -722,4 +766,170 @@ Test(cost_command, bad_input_gets_clear_errors) {
                DS_ERR_SLICE_CONFIG);
   cr_expect_not_null(strstr(err.message, "does not fit a 7x7 map"), "%s", err.message);
   dst_cost_input_free(&input);
+}
+
+/* ---- Offset model and simulation ---------------------------------------------------------- */
+
+static dsr_deform_attn pp_layer(int32_t side, int32_t stride) {
+  dsr_deform_attn d;
+  memset(&d, 0, sizeof d);
+  d.channels = 8;
+  d.height = side;
+  d.width = side;
+  d.groups = 2;
+  d.heads = 2;
+  d.head_channels = 4;
+  d.offset_kernel = 3;
+  d.offset_stride = stride;
+  d.offset_pad = 1;
+  d.convention = DSR_DEFORM_DAT_PP;
+  d.slice = (dsr_slice){1, 1, 0, DSR_SLICE_PHYSICAL};
+  return d;
+}
+
+Test(offset_model, fit_recovers_known_offsets) {
+  dsr_deform_attn d = pp_layer(9, 1); /* a 9x9 offset grid */
+  float raw[2 * 2 * 81];
+  for (int32_t g = 0; g < 2; g++) {
+    for (int32_t n = 0; n < 81; n++) {
+      raw[g * 162 + n] = 0.25f;       /* dy: a quarter of the half extent, 1 pixel */
+      raw[g * 162 + 81 + n] = -0.5f;  /* dx: 2 pixels */
+    }
+  }
+  dsn_offset_stats stats;
+  memset(&stats, 0, sizeof stats);
+  dsn_offset_stats_add(&stats, &d, 0, 0, raw, 2 * 2 * 81);
+  dsn_offset_stats_add(&stats, &d, 0, 0, raw, 5); /* a wrong count is ignored */
+  dsn_offset_model model;
+  dsn_offset_stats_fit(&stats, "known", 1, &model);
+  cr_assert_eq(model.stage_count, 1);
+  const dsn_offset_stage *s = &model.stages[0];
+  cr_expect_eq(s->sample_count, 162);
+  cr_expect_eq(s->layer_count, 1);
+  cr_expect_float_eq(s->mean_y, 0.25, 1e-6);
+  cr_expect_float_eq(s->mean_x, -0.5, 1e-6);
+  cr_expect_float_eq(s->sd_y, 0.0, 1e-6);
+  cr_expect_float_eq(s->mean_magnitude_pixels, sqrt(1.0 + 4.0), 1e-5);
+  /* The DAT++ reference points sit at pixels i + 0.5 of the 9x9 map. Moving 2 pixels left
+   * leaves the map in columns 0 and 1, moving 1 pixel down in rows 7 and 8: 1 - (7/9)^2. */
+  cr_expect_float_eq(s->clamped_fraction, 32.0 / 81.0, 1e-9);
+}
+
+Test(offset_model, positions_follow_the_distribution) {
+  dsn_offset_model model;
+  memset(&model, 0, sizeof model);
+  model.stage_count = 1;
+  model.stages[0].sd_y = 0.02;
+  model.stages[0].sd_x = 0.04;
+  dsr_deform_attn d = pp_layer(201, 1);
+  int32_t hk = 0, wk = 0;
+  int64_t n = dsn_offset_grid(&d, 201, 201, &hk, &wk) * d.groups;
+  float *y = malloc((size_t)n * sizeof *y), *x = malloc((size_t)n * sizeof *x);
+  float *y2 = malloc((size_t)n * sizeof *y2), *x2 = malloc((size_t)n * sizeof *x2);
+  dsn_offset_model_positions(&model, &d, 0, 42, y, x);
+  dsn_offset_model_positions(&model, &d, 0, 42, y2, x2);
+  cr_expect_eq(memcmp(y, y2, (size_t)n * sizeof *y), 0, "the same seed gives other positions");
+  double sum = 0, square = 0;
+  int64_t count = 0;
+  for (int32_t g = 0; g < d.groups; g++) {
+    for (int32_t i = 20; i < hk - 20; i++) {
+      for (int32_t j = 20; j < wk - 20; j++) {
+        int64_t k = ((int64_t)g * hk + i) * wk + j;
+        cr_assert(y[k] >= 0 && y[k] <= 200 && x[k] >= 0 && x[k] <= 200);
+        double reference = ((i + 0.5) / (hk - 1) * 2.0 - 1.0 + 1.0) * 100.0;
+        double dy = y[k] - reference;
+        sum += dy;
+        square += dy * dy;
+        count++;
+      }
+    }
+  }
+  double mean = sum / count, sd = sqrt(square / count - mean * mean);
+  cr_expect_lt(fabs(mean), 0.2, "mean dy %f pixels", mean);
+  cr_expect_float_eq(sd, 0.02 * 100.0, 0.15, "sd dy %f pixels", sd);
+  free(y);
+  free(x);
+  free(y2);
+  free(x2);
+}
+
+Test(offset_model, bundled_fit_loads_and_bad_files_fail) {
+  dsn_offset_model model;
+  ds_error err;
+  ds_error_clear(&err);
+  cr_assert_eq(dsn_offset_model_load(DS_SOURCE_DIR "/models/offset_model.json", &model, &err),
+               DS_OK, "%s", err.message);
+  cr_expect_eq(model.stage_count, 4);
+  cr_expect_not_null(strstr(model.source, "Fashion-MNIST"));
+  for (int32_t k = 0; k < model.stage_count; k++)
+    cr_expect_gt(model.stages[k].sample_count, 0);
+
+  char path[512];
+  temp_path(path, sizeof path, "offsets.json");
+  const char *bad = "{\"stages\": [{\"mean_y\": 0, \"mean_x\": 0, \"sd_y\": -1, \"sd_x\": 0}]}";
+  ds_file_write_atomic(path, bad, strlen(bad), &err);
+  ds_error_clear(&err);
+  cr_expect_eq(dsn_offset_model_load(path, &model, &err), DS_ERR_DATA);
+  cr_expect_not_null(strstr(err.message, "stage 0 has no valid sd_y"), "%s", err.message);
+  remove(path);
+}
+
+Test(cost_command, simulate_labels_synthetic_offsets_and_writes_traces) {
+  char json_path[512], trace_path[512];
+  temp_path(json_path, sizeof json_path, "sim.json");
+  temp_path(trace_path, sizeof trace_path, "sim.trace");
+  const char *args[] = {"dat-t++", "--input-shape", "64x64", "--slices", "2x2+1",
+                        "--simulate", "--trace-ramulator", trace_path, "--trace-strategy",
+                        "gather", "--json", json_path, "--quiet"};
+  cr_assert_eq(run_cost(args, 13), 0);
+  cJSON *json = load_json(json_path);
+  const char *label = cJSON_GetObjectItem(json, "sampling_positions")->valuestring;
+  cr_expect_not_null(strstr(label, "synthetic offsets (offset model)"), "%s", label);
+  const cJSON *cache = cJSON_GetObjectItem(
+      cJSON_GetObjectItem(cJSON_GetObjectItem(json, "totals"), "deformable"), "cache");
+  cr_assert(cJSON_IsObject(cache), "the cache strategy has no measured figure");
+  cr_expect(cJSON_IsTrue(cJSON_GetObjectItem(cache, "measured")));
+  cr_expect_gt(cJSON_GetObjectItem(cache, "dram_bytes")->valuedouble, 0);
+  cJSON_Delete(json);
+
+  int64_t reads = 0, writes = 0;
+  ds_error err;
+  ds_error_clear(&err);
+  cr_assert_eq(dsn_trace_count(trace_path, DSN_TRACE_RAMULATOR2, &reads, &writes, &err), DS_OK,
+               "%s", err.message);
+  cr_expect_gt(reads, 0);
+  remove(json_path);
+  remove(trace_path);
+
+  const char *without[] = {"dat-t", "--trace-ramulator", trace_path};
+  cr_expect_eq(run_cost(without, 3), 2);
+  const char *strategy[] = {"dat-t", "--simulate", "--trace-strategy", "fastest"};
+  cr_expect_eq(run_cost(strategy, 4), 2);
+}
+
+Test(cost_command, simulate_executes_dense_layers_of_a_model) {
+  char json_path[512];
+  temp_path(json_path, sizeof json_path, "tiny.json");
+  const char *args[] = {TINY_MODEL, "--simulate", "--json", json_path, "--quiet"};
+  cr_assert_eq(run_cost(args, 5), 0);
+  cJSON *json = load_json(json_path);
+  int dense = 0;
+  const cJSON *layer = NULL;
+  cJSON_ArrayForEach(layer, cJSON_GetObjectItem(json, "layers")) {
+    const cJSON *strategies = cJSON_GetObjectItem(layer, "strategies");
+    const cJSON *sliced = cJSON_GetObjectItem(strategies, "sliced");
+    const cJSON *bound = cJSON_GetObjectItem(strategies, "lower_bound");
+    cr_expect(cJSON_IsTrue(cJSON_GetObjectItem(sliced, "measured")), "%s not measured",
+              cJSON_GetObjectItem(layer, "name")->valuestring);
+    if (strcmp(cJSON_GetObjectItem(layer, "kind")->valuestring, "deform") == 0)
+      continue;
+    dense++;
+    /* The tiler's lower bound stays analytic; the executed schedule moves at least that. */
+    cr_expect(cJSON_IsFalse(cJSON_GetObjectItem(bound, "measured")));
+    cr_expect_geq(cJSON_GetObjectItem(sliced, "dram_bytes")->valuedouble,
+                  cJSON_GetObjectItem(bound, "dram_bytes")->valuedouble);
+  }
+  cr_expect_gt(dense, 20);
+  cJSON_Delete(json);
+  remove(json_path);
 }
