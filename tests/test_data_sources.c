@@ -607,6 +607,9 @@ Test(cli_data, compile_kl_on_raw_tensors, .timeout = 600) {
             "calibration.method is not \"kl\"");
   cr_expect(cJSON_IsNumber(bins) && bins->valueint == 1024, "calibration.histogram_bins");
   cr_expect(cJSON_IsString(kind) && strcmp(kind->valuestring, "linear") == 0);
+  const cJSON *source = cJSON_GetObjectItemCaseSensitive(calibration, "data");
+  cr_expect(cJSON_IsString(source) && strncmp(source->valuestring, "raw ", 4) == 0,
+            "calibration.data does not name the raw tensor source");
   cJSON_Delete(report);
 
   /* The raw test split contains the first 60 IDX test images: both give the same top-1. */

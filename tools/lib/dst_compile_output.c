@@ -145,6 +145,11 @@ static cJSON *describe(const dst_compile_state *state) {
   dst_calibration_describe(&c->calibration, calibration);
   cJSON_AddNumberToObject(calibration, "images", state->calibration.count);
   cJSON_AddStringToObject(calibration, "split", "train");
+  char source[4200];
+  dst_data_describe(&c->data, source, sizeof source);
+  cJSON_AddStringToObject(calibration, "data", source);
+  if (c->data.preprocess_path != NULL)
+    cJSON_AddStringToObject(calibration, "preprocess", c->data.preprocess_path);
 
   cJSON *accuracy = cJSON_AddObjectToObject(root, "accuracy");
   cJSON_AddNumberToObject(accuracy, "test_images", state->test.count);
