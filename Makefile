@@ -44,6 +44,7 @@ models:
 fixtures:
 	@bash tools/setup.sh --models
 	/usr/bin/python3 tools/make_fixtures.py --out tests/fixtures
+	/usr/bin/python3 tools/make_image_fixtures.py --out tests/fixtures/images
 
 clean:
 	rm -rf $(BUILD) $(SANITIZE_BUILD) $(BUILD).configure.log $(SANITIZE_BUILD).configure.log
