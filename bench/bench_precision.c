@@ -98,7 +98,8 @@ int main(int argc, char **argv) {
       dst_dataset_load(data_dir, DST_SPLIT_TEST, side, images, &test, &err) != DS_OK)
     return fail(&err);
 
-  const dst_calibration_choice choice = {DSQ_CALIBRATION_MINMAX, DSQ_PERCENTILE_DEFAULT};
+  const dst_calibration_choice choice = {.method = DSQ_CALIBRATION_MINMAX,
+                                         .percentile = DSQ_PERCENTILE_DEFAULT};
   dsq_calibration calib;
   if (dst_calibrate_model(&model, &calibration, &choice, threads, &calib, &err) != DS_OK)
     return fail(&err);

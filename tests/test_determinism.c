@@ -211,7 +211,8 @@ Test(determinism, fixture_model_hash) {
 
   /* Calibration on the first 8 images with every thread option gives the same ranges. */
   dst_dataset data = {.count = 8, .side = model.tensors[model.input].dims[3], .images = images};
-  const dst_calibration_choice choice = {DSQ_CALIBRATION_MINMAX, DSQ_PERCENTILE_DEFAULT};
+  const dst_calibration_choice choice = {.method = DSQ_CALIBRATION_MINMAX,
+                                         .percentile = DSQ_PERCENTILE_DEFAULT};
   uint64_t calibrated[2];
   for (int32_t k = 0; k < 2; k++) {
     dsq_calibration calib;
@@ -243,7 +244,8 @@ Test(determinism, bundled_model_hash, .timeout = 600) {
   cr_assert_eq(dst_dataset_load(DST_FASHION_MNIST_DIR, DST_SPLIT_TEST, 32, 12, &test, &err),
                DS_OK, "%s", err.message);
   char method[32];
-  const dst_calibration_choice choice = {DSQ_CALIBRATION_MINMAX, DSQ_PERCENTILE_DEFAULT};
+  const dst_calibration_choice choice = {.method = DSQ_CALIBRATION_MINMAX,
+                                         .percentile = DSQ_PERCENTILE_DEFAULT};
   cr_assert_eq(dst_quantize_model(&model, &calibration, &choice, 2, method, sizeof method, &err),
                DS_OK, "%s", err.message);
   check_case("dat_pp_nano_train8_test12", &model, test.images, test.count);

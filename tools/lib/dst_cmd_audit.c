@@ -20,6 +20,7 @@
 #include "dst_progress.h"
 #include "dst_audit_report.h"
 #include "dst_precision.h"
+#include "dst_source.h"
 #include "formats/dsf_artifact.h"
 #include "nas/dsn_oracle.h"
 #include "quant/dsq_audit.h"
@@ -28,7 +29,7 @@
 typedef struct audit_config {
   const char *model_path;
   const char *artifact_path;
-  const char *data_dir;
+  dst_data_options data;
   const char *slices_text;        /* --slices, or NULL */
   const char *json_path;          /* --json, or NULL */
   const char *markdown_path;      /* --markdown, or NULL */
@@ -54,14 +55,14 @@ static ds_status load_model(const audit_config *c, dsr_model *model,
   }
 
   DS_TRY(dsc_import_file(c->model_path, NULL, model, NULL, err));
-  const dsr_tensor *input = &model->tensors[model->input];
-  const int32_t side = input->dims[input->rank - 1];
+  int32_t channels = 0, side = 0;
+  DS_TRY(dst_data_input_shape(model, &channels, &side, err));
   dst_dataset calibration = {0}, validation = {0};
-  ds_status status = dst_dataset_load(c->data_dir, DST_SPLIT_TRAIN, side, c->calibration_images,
-                                      &calibration, err);
+  ds_status status = dst_data_load(&c->data, DST_SPLIT_TRAIN, channels, side,
+                                   c->calibration_images, &calibration, err);
   if (status == DS_OK && c->precision.mode == DST_PRECISION_MIXED)
-    status = dst_dataset_load(c->data_dir, DST_SPLIT_VALIDATION, side,
-                              c->precision.search_images, &validation, err);
+    status = dst_data_load(&c->data, DST_SPLIT_VALIDATION, channels, side,
+                           c->precision.search_images, &validation, err);
   char method[32];
   if (status == DS_OK)
     status = dst_quantize_model_precision(model, &calibration, &c->calibration, c->threads,
@@ -171,11 +172,12 @@ static ds_status run_audit(const audit_config *c, ds_error *err) {
   if (status == DS_OK)
     status = resolve_slices(c, &model, sliced, layers, summary.slicing, sizeof summary.slicing,
                             err);
-  if (status == DS_OK) {
-    const dsr_tensor *input = &model.tensors[model.input];
-    status = dst_dataset_load(c->data_dir, DST_SPLIT_TEST, input->dims[input->rank - 1],
-                              c->test_images, &test, err);
-  }
+  int32_t channels = 0, side = 0;
+  if (status == DS_OK)
+    status = dst_data_input_shape(&model, &channels, &side, err);
+  if (status == DS_OK)
+    status = dst_data_load(&c->data, DST_SPLIT_TEST, channels, side, c->test_images, &test,
+                           err);
   if (status == DS_OK) {
     predictions = malloc(3 * (size_t)test.count + 1);
     if (predictions == NULL)
@@ -233,25 +235,27 @@ static ds_status run_audit(const audit_config *c, ds_error *err) {
 }
 
 int dst_cmd_audit(int argc, char **argv) {
-  const char *model = DST_DEFAULT_MODEL, *artifact = NULL, *data = DST_FASHION_MNIST_DIR;
+  const char *model = DST_DEFAULT_MODEL, *artifact = NULL;
+  dst_data_args data = DST_DATA_ARGS_DEFAULT;
   const char *test_images = "10000", *tensor_images = "100", *calibration_images = "500";
-  const char *threads = NULL, *calibration = "minmax", *percentile = NULL;
+  const char *threads = NULL, *calibration = "minmax", *percentile = NULL, *bins = NULL;
   const char *precision = NULL, *budget = NULL, *precision_file = NULL, *slices = NULL;
   const char *json = NULL, *markdown = NULL, *precision_images = NULL;
   const dst_option options[] = {
       {"model", "FILE", "ONNX model, calibrated and quantized here (default: the bundled model)",
        &model},
       {"artifact", "FILE", "audit an artifact's own quantization and slicing instead", &artifact},
-      {"data", "DIR", "folder with the gzip IDX files (default " DST_FASHION_MNIST_DIR ")", &data},
+      DST_DATA_OPTION_ROWS(data),
       {"test-images", "N", "test images for top-1 and agreement (default 10000)", &test_images},
       {"tensor-images", "N", "test images for the per-tensor comparison (default 100)",
        &tensor_images},
       {"calibration-images", "N", "training images for calibration (default 500)",
        &calibration_images},
-      {"calibration", "METHOD", "range choice: minmax (default), percentile or mse",
+      {"calibration", "METHOD", "range choice: minmax (default), percentile, mse or kl",
        &calibration},
       {"percentile", "P", "kept share of values for --calibration percentile (default 99.99)",
        &percentile},
+      {"histogram-bins", "N", "linear histogram bins for --calibration kl (default 2048)", &bins},
       {"precision", "MODE", "activation types of an ONNX model: class (default), int8 or "
                             "mixed",
        &precision},
@@ -283,8 +287,10 @@ int dst_cmd_audit(int argc, char **argv) {
     return 0;
   }
 
-  audit_config config = {.model_path = model, .artifact_path = artifact, .data_dir = data,
+  audit_config config = {.model_path = model, .artifact_path = artifact,
                          .slices_text = slices, .json_path = json, .markdown_path = markdown};
+  if (dst_data_options_parse(&data, &config.data, &err) != DS_OK)
+    return dst_report_error(&err);
   int64_t value;
   if (dst_args_int("test-images", test_images, 1, 10000, &value, &err) != DS_OK)
     return dst_report_error(&err);
@@ -299,7 +305,7 @@ int dst_cmd_audit(int argc, char **argv) {
   if (threads != NULL && dst_args_int("threads", threads, 1, 64, &value, &err) != DS_OK)
     return dst_report_error(&err);
   config.threads = (int32_t)value;
-  if (dst_parse_calibration(calibration, percentile, &config.calibration, &err) != DS_OK)
+  if (dst_parse_calibration(calibration, percentile, bins, &config.calibration, &err) != DS_OK)
     return dst_report_error(&err);
   if (dst_parse_precision(precision, budget, precision_file, &config.precision, &err) != DS_OK)
     return dst_report_error(&err);

@@ -10,6 +10,7 @@
 #include "dst_data.h"
 #include "dst_eval.h"
 #include "dst_precision.h"
+#include "dst_source.h"
 #include "nas/dsn_oracle.h"
 #include "nas/dsn_preset.h"
 #include "nas/dsn_search.h"
@@ -18,24 +19,27 @@
 
 #define DST_COMPILE_STEPS 7
 
-/* Calibration method and its parameter. */
+/* Calibration method and its parameters. */
 typedef struct dst_calibration_choice {
   dsq_calibration_method method;
   double percentile;      /* PERCENTILE only: kept share of values, in (50, 100] */
+  int32_t histogram_bins; /* KL only: linear histogram bins; 0 means DSQ_KL_BINS_DEFAULT */
 } dst_calibration_choice;
 
 /* Option text as given on the command line (or the defaults). */
 typedef struct dst_compile_args {
-  const char *model, *data, *preset, *out;
+  dst_data_args data;
+  const char *model, *preset, *out;
   const char *calibration_images, *search_images, *test_images;
   const char *population, *generations, *seed, *max_drop, *semantics, *threads;
-  const char *feature_buffer_bytes, *calibration, *percentile;
+  const char *feature_buffer_bytes, *calibration, *percentile, *histogram_bins;
   const char *precision, *int16_budget_bytes, *precision_file, *precision_images;
 } dst_compile_args;
 
 typedef struct dst_compile_config {
   const char *model_path;
   const char *data_dir;
+  dst_data_options data;
   const char *out_dir;
   dsn_preset preset;
   int32_t calibration_images;
@@ -70,9 +74,15 @@ typedef struct dst_compile_state {
   char journal_tag[1024];
 } dst_compile_state;
 
-/* Parses --calibration (minmax, percentile or mse) and --percentile into choice. */
+/* Parses --calibration (minmax, percentile, mse or kl), --percentile and --histogram-bins
+ * (each NULL for its default) into choice. */
 ds_status dst_parse_calibration(const char *method_text, const char *percentile_text,
-                                dst_calibration_choice *choice, ds_error *err);
+                                const char *bins_text, dst_calibration_choice *choice,
+                                ds_error *err);
+
+/* Adds the method and its parameters (percentile, histogram kind and bins) to object. */
+struct cJSON;
+void dst_calibration_describe(const dst_calibration_choice *choice, struct cJSON *object);
 
 /*
  * Calibrates model on calibration_images with threads workers (over the slice configurations

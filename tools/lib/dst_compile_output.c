@@ -142,7 +142,7 @@ static cJSON *describe(const dst_compile_state *state) {
   cJSON_AddNumberToObject(root, "feature_buffer_bytes", (double)preset->feature_buffer_bytes);
 
   cJSON *calibration = cJSON_AddObjectToObject(root, "calibration");
-  cJSON_AddStringToObject(calibration, "method", state->calibration_method);
+  dst_calibration_describe(&c->calibration, calibration);
   cJSON_AddNumberToObject(calibration, "images", state->calibration.count);
   cJSON_AddStringToObject(calibration, "split", "train");
   cJSON *precision = dst_precision_to_json(&state->precision, &state->model);
