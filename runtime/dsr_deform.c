@@ -200,23 +200,20 @@ static float offset_pixels(const dsr_deform_attn *layer, int32_t semantics, floa
   return tanhf(o) * (1.0f / grid) * layer->offset_range_factor * half_extent;
 }
 
-/* Steps 4 to 7: sample positions and the bilinear samples of x. */
-static void sample_patch(const dsr_f32_args *args, const deform_buffers *b,
-                         const dsr_patch *patch, int32_t grid_h, int32_t grid_w) {
-  const dsr_deform_attn *layer = args->node->deform;
-  int32_t groups = layer->groups, group_channels = layer->channels / groups;
+void dsr_deform_positions(const dsr_deform_attn *layer, int32_t semantics,
+                          const dsr_patch *patch, int32_t grid_h, int32_t grid_w,
+                          const float *raw_offsets, float *positions) {
+  int32_t groups = layer->groups;
   int32_t patch_h = patch->ext_y1 - patch->ext_y0, patch_w = patch->ext_x1 - patch->ext_x0;
   int32_t full_grid_h = dsr_deform_grid_size(layer, layer->height);
   int32_t full_grid_w = dsr_deform_grid_size(layer, layer->width);
   size_t samples = (size_t)grid_h * grid_w;
-  size_t map_pixels = (size_t)layer->height * layer->width;
-  int32_t semantics = args->slice.semantics;
   int clamp = layer->convention == DSR_DEFORM_DAT_PP;
 
   for (int32_t g = 0; g < groups; g++) {
-    const float *dy = b->raw_offsets + (size_t)g * 2 * samples;
+    const float *dy = raw_offsets + (size_t)g * 2 * samples;
     const float *dx = dy + samples;
-    float *pos_y = b->positions + (size_t)g * 2 * samples;
+    float *pos_y = positions + (size_t)g * 2 * samples;
     float *pos_x = pos_y + samples;
     for (int32_t i = 0; i < grid_h; i++) {
       float ref_y = reference_pixel(layer->convention, i, grid_h, patch_h);
@@ -235,7 +232,23 @@ static void sample_patch(const dsr_f32_args *args, const deform_buffers *b,
         pos_x[n] = x;
       }
     }
+  }
+}
 
+/* Steps 4 to 7: sample positions and the bilinear samples of x. */
+static void sample_patch(const dsr_f32_args *args, const deform_buffers *b,
+                         const dsr_patch *patch, int32_t grid_h, int32_t grid_w) {
+  const dsr_deform_attn *layer = args->node->deform;
+  int32_t groups = layer->groups, group_channels = layer->channels / groups;
+  int32_t patch_h = patch->ext_y1 - patch->ext_y0, patch_w = patch->ext_x1 - patch->ext_x0;
+  size_t samples = (size_t)grid_h * grid_w;
+  size_t map_pixels = (size_t)layer->height * layer->width;
+
+  dsr_deform_positions(layer, args->slice.semantics, patch, grid_h, grid_w, b->raw_offsets,
+                       b->positions);
+  for (int32_t g = 0; g < groups; g++) {
+    const float *pos_y = b->positions + (size_t)g * 2 * samples;
+    const float *pos_x = pos_y + samples;
     for (int32_t cg = 0; cg < group_channels; cg++) {
       int32_t c = g * group_channels + cg;
       const float *plane = args->in[0] + (size_t)c * map_pixels +
@@ -258,10 +271,22 @@ static void attend_patch(const dsr_f32_args *args, const deform_buffers *b,
   int32_t core_w = patch->core_x1 - patch->core_x0;
   size_t core_pixels = (size_t)(patch->core_y1 - patch->core_y0) * core_w;
   size_t map_pixels = (size_t)map_h * map_w;
-  int32_t table_h = 2 * map_h - 1, table_w = 2 * map_w - 1;
+  const dsr_tensor *table_tensor = &args->model->tensors[layer->params[DSR_DEFORM_RPE_TABLE]];
+  int32_t table_h = table_tensor->dims[1], table_w = table_tensor->dims[2];
   const float *rpe = param(args, DSR_DEFORM_RPE_TABLE);
 
-  /* Relative position bias, read at the full-map displacement of query and sample. */
+  /* Relative position bias, read at the full-map displacement of query and sample. Centred
+   * queries sit at (q + 0.5) / H of the map, which is (q + 0.5) (H - 1) / H in pixels. */
+  int centred = layer->convention == DSR_DEFORM_DAT_CENTRED;
+  float centre_y = centred ? (float)(map_h - 1) / (float)map_h : 1.0f;
+  float centre_x = centred ? (float)(map_w - 1) / (float)map_w : 1.0f;
+  float shift = centred ? 0.5f : 0.0f;
+  /* A table of another size than 2H - 1 by 2W - 1 (built for another map) is read at the
+   * displacement rescaled to it, as grid_sample's normalized coordinates do. */
+  int rescale = table_h != 2 * map_h - 1 || table_w != 2 * map_w - 1;
+  float half_h = (float)(table_h - 1) * 0.5f, half_w = (float)(table_w - 1) * 0.5f;
+  float scale_y = rescale ? half_h / (float)(map_h - 1) : 1.0f;
+  float scale_x = rescale ? half_w / (float)(map_w - 1) : 1.0f;
   for (int32_t hd = 0; hd < heads; hd++) {
     const float *table = rpe + (size_t)hd * table_h * table_w;
     const float *pos_y = b->positions + (size_t)(hd / group_heads) * 2 * samples;
@@ -270,9 +295,14 @@ static void attend_patch(const dsr_f32_args *args, const deform_buffers *b,
       int32_t qy = patch->core_y0 + (int32_t)(p / (size_t)core_w);
       int32_t qx = patch->core_x0 + (int32_t)(p % (size_t)core_w);
       float *row = b->logits + ((size_t)hd * core_pixels + p) * samples;
+      float query_y = ((float)qy + shift) * centre_y, query_x = ((float)qx + shift) * centre_x;
       for (size_t n = 0; n < samples; n++) {
-        float table_y = (float)(map_h - 1 + qy - patch->ext_y0) - pos_y[n];
-        float table_x = (float)(map_w - 1 + qx - patch->ext_x0) - pos_x[n];
+        float table_y = (float)(map_h - 1 - patch->ext_y0) + query_y - pos_y[n];
+        float table_x = (float)(map_w - 1 - patch->ext_x0) + query_x - pos_x[n];
+        if (rescale) {
+          table_y = half_h + (query_y - (float)patch->ext_y0 - pos_y[n]) * scale_y;
+          table_x = half_w + (query_x - (float)patch->ext_x0 - pos_x[n]) * scale_x;
+        }
         row[n] = bilinear(table, (size_t)table_w, table_h, table_w, table_y, table_x);
       }
     }

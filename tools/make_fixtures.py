@@ -82,6 +82,14 @@ def main():
     entries.append(export(randomize(dat_pp_fixture("dat"), 5), (1, 1, 16, 16),
                           "dat_offsets_tiny", args.out))
 
+    # A DAT block as the 2022 code computes its position bias: queries at pixel centres
+    # normalised by H and W (the blocks above use DAT++'s pixel corners for both conventions).
+    layer = DAttentionBaseline((8, 8), 2, 4, 2, 1, 5, "dat", q_grid="centre",
+                               grid_from_arange=True)
+    entry = export(randomize(layer, 6), (1, 8, 8, 8), "deform_layer_dat_centre", args.out)
+    entry.update({"convention": "dat", "q_grid": "centre"})
+    entries.append(entry)
+
     for i, (name, model, size, opset, dynamic, external, extra) in enumerate(FAMILY_FIXTURES):
         meta = export_models.export(model, size, opset, dynamic, external, num_classes=10,
                                     seed=100 + 10 * i, out_dir=args.out, name=name, quiet=True,

@@ -5,7 +5,7 @@
 //
 // Usage: node tools/ort_check.js MODEL.onnx INPUT.f32 EXPECTED.f32 N,C,H,W [--tolerance T]
 //        [--modules DIR]
-// DIR is the node_modules folder that holds onnxruntime-node (default: $ORT_NODE_MODULES, then
+// DIR is the node_modules folder that contains onnxruntime-node (default: $ORT_NODE_MODULES, then
 // bench/ort/node_modules of this repository).
 // Prints one line ending in PASS, FAIL or SKIP. Exit status: 0 PASS, 1 FAIL, 2 bad usage,
 // 3 SKIP (onnxruntime-node missing, or ONNX Runtime cannot load or run the file).

@@ -40,6 +40,7 @@ typedef struct audit_config {
   dst_calibration_choice calibration;
   dst_precision_config precision;
   int precision_given;            /* a precision option was on the command line */
+  dsc_options import_options; /* input_rank 0: the file's input shape */
 } audit_config;
 
 static ds_status load_model(const audit_config *c, dsr_model *model,
@@ -54,7 +55,7 @@ static ds_status load_model(const audit_config *c, dsr_model *model,
     return dsf_read_file(c->artifact_path, model, NULL, NULL, err);
   }
 
-  DS_TRY(dsc_import_file(c->model_path, NULL, model, NULL, err));
+  DS_TRY(dsc_import_file(c->model_path, &c->import_options, model, NULL, err));
   int32_t channels = 0, side = 0;
   DS_TRY(dst_data_input_shape(model, &channels, &side, err));
   dst_dataset calibration = {0}, validation = {0};
@@ -241,6 +242,7 @@ int dst_cmd_audit(int argc, char **argv) {
   const char *threads = NULL, *calibration = "minmax", *percentile = NULL, *bins = NULL;
   const char *precision = NULL, *budget = NULL, *precision_file = NULL, *slices = NULL;
   const char *json = NULL, *markdown = NULL, *precision_images = NULL;
+  const char *shape = NULL;
   const dst_option options[] = {
       {"model", "FILE", "ONNX model, calibrated and quantized here (default: the bundled model)",
        &model},
@@ -272,6 +274,8 @@ int dst_cmd_audit(int argc, char **argv) {
       {"json", "FILE", "write the JSON report to FILE", &json},
       {"markdown", "FILE", "write the Markdown report to FILE", &markdown},
       {"threads", "N", "worker threads (default: one per core)", &threads},
+      {"input-shape", "N,C,H,W", "input shape for a model exported with dynamic axes "
+                                 "(default: the shape in the file)", &shape},
   };
   const int option_count = (int)(sizeof options / sizeof options[0]);
   const char *positional[1];
@@ -314,6 +318,9 @@ int dst_cmd_audit(int argc, char **argv) {
     return dst_report_error(&err);
   config.precision_given = precision != NULL || budget != NULL || precision_file != NULL ||
                            precision_images != NULL;
+  if (shape != NULL && dst_args_shape("input-shape", shape, config.import_options.input_shape,
+                                      &config.import_options.input_rank, &err) != DS_OK)
+    return dst_report_error(&err);
 
   ds_status status = run_audit(&config, &err);
   return status == DS_OK ? 0 : dst_report_error(&err);

@@ -34,6 +34,7 @@ typedef struct dst_compile_args {
   const char *population, *generations, *seed, *max_drop, *semantics, *threads;
   const char *feature_buffer_bytes, *calibration, *percentile, *histogram_bins;
   const char *precision, *int16_budget_bytes, *precision_file, *precision_images;
+  const char *input_shape;
 } dst_compile_args;
 
 typedef struct dst_compile_config {
@@ -53,6 +54,7 @@ typedef struct dst_compile_config {
   uint32_t semantics_mask;
   dst_calibration_choice calibration;
   dst_precision_config precision;
+  dsc_options import_options;         /* input_rank 0: the file's input shape */
 } dst_compile_config;
 
 typedef struct dst_compile_state {

@@ -202,8 +202,8 @@ CONFIGS = {
                      stage_spec=(("N", "D"), _spec(("N", "D"), 4), _spec(("N", "D"), 18),
                                  ("D", "D"))),
     # Reduced variants with every block type of the full models, for the test fixtures.
-    # DAT at 64x64 gives maps 16, 8, 4, 2: window 4 pads nothing in stage 1, pads the
-    # 8x12 map of a 32x48 stage 2 at 64x96 input; stages 3-4 have deformable blocks.
+    # At 64x64 DAT's maps are 16, 8, 4 and 2, which window 4 divides. At 72x88 they are
+    # 18x22, 9x11, 4x5 and 2x2, so every window block pads.
     "dat_mini": dict(DAT_BASE, window_size=4, dim_stem=16, dims=(16, 16, 24, 24),
                      depths=(2, 2, 2, 1), heads=(2, 2, 2, 2), groups=(-1, -1, 2, 2),
                      stage_spec=(("L", "S"), ("L", "S"), ("L", "D"), ("D",))),
