@@ -173,6 +173,16 @@ ds_status dsq_audit(const dsr_model *model, const float *images, int32_t image_c
     if (entries[e].sqnr_db < entries[report->worst_entry].sqnr_db)
       report->worst_entry = e;
   }
+  for (int32_t i = 0; i < report->stage_count; i++) {
+    dsq_stage_audit *s = &report->stages[i];
+    if (s->stage != DSQ_AUDIT_STAGE_OUTPUT)
+      continue;
+    const dsq_tensor_audit *t = &entries[s->node_index + 1]; /* entry 0 is the input */
+    s->count = t->count;
+    s->sqnr_db = t->sqnr_db;
+    s->max_abs_error = t->max_abs_error;
+    s->cosine = t->cosine;
+  }
   free(sums);
   return DS_OK;
 }

@@ -28,12 +28,17 @@ typedef struct dsq_tensor_audit {
   double cosine;          /* cosine similarity of the two value vectors (1 when both are 0) */
 } dsq_tensor_audit;
 
+/* Stage number of a layer's output in dsq_stage_audit (the node's output tensor, repeated
+ * from the tensor list so each layer's rows end with it). */
+#define DSQ_AUDIT_STAGE_OUTPUT (DSR_DEFORM_STAGE_COUNT + 1)
+
 /* Float-versus-fixed statistics of one stage of one deformable layer, over all patches and
  * audited images. */
 typedef struct dsq_stage_audit {
   int32_t node_index;
   int32_t layer;          /* deformable layer index, in node order */
-  int32_t stage;          /* dsr_deform_stage, or DSR_PROBE_POSITIONS (sampling positions) */
+  int32_t stage;          /* dsr_deform_stage, DSR_PROBE_POSITIONS (sampling positions) or
+                             DSQ_AUDIT_STAGE_OUTPUT */
   char name[DSR_NAME_BYTES + 16]; /* "<node name>:<stage name>" */
   int32_t dtype;          /* dsr_dtype of the fixed-point stage (I32 for Q8 positions) */
   int64_t count;
@@ -52,7 +57,7 @@ typedef struct dsq_audit_report {
   int32_t stage_count;         /* entries in stages */
   dsq_stage_audit *stages;     /* per deformable layer in node order: sampling positions, then
                                   the stages in dsr_deform_stage order (BIAS left out: the
-                                  fixed kernel adds it inside the logits) */
+                                  fixed kernel adds it inside the logits), then the output */
 } dsq_audit_report;
 
 /*
@@ -65,7 +70,7 @@ typedef struct dsq_audit_report {
 ds_status dsq_audit(const dsr_model *model, const float *images, int32_t image_count,
                     const dsr_slice *slices, dsq_audit_report *report, ds_error *err);
 
-/* Name of a stage of dsq_stage_audit: "positions", or dsq_stage_name's for the others. */
+/* Name of a stage of dsq_stage_audit: "positions", "output", or dsq_stage_name's. */
 const char *dsq_audit_stage_name(int32_t stage);
 
 /* Frees the report's arrays and zeroes it. NULL is fine. */

@@ -22,6 +22,8 @@ struct stage_slot {
 };
 
 const char *dsq_audit_stage_name(int32_t stage) {
+  if (stage == DSQ_AUDIT_STAGE_OUTPUT)
+    return "output";
   return stage == DSR_PROBE_POSITIONS ? "positions" : dsq_stage_name(stage);
 }
 
@@ -164,6 +166,8 @@ ds_status dsq_stage_recorder_finish(const dsq_stage_recorder *rec, dsq_audit_rep
   int32_t count = 0;
   for (int32_t i = 0; i < rec->slot_count; i++)
     count += rec->slots[i].reported;
+  for (int32_t n = 0; n < model->node_count; n++)
+    count += model->nodes[n].op == DSR_OP_DEFORM_ATTN; /* the output rows */
   report->stages = calloc((size_t)count + 1, sizeof *report->stages);
   if (report->stages == NULL)
     return ds_fail(err, DS_ERR_OUT_OF_MEMORY, "cannot allocate %d stage entries", count);
@@ -190,6 +194,13 @@ ds_status dsq_stage_recorder_finish(const dsq_stage_recorder *rec, dsq_audit_rep
                          : model->nodes[n].deform->stage_qparams[stage].dtype;
       finish_figures(slot, entry);
     }
+    /* The output row; dsq_audit fills its figures from the tensor comparison. */
+    dsq_stage_audit *output = &report->stages[e++];
+    output->node_index = n;
+    output->layer = layer;
+    output->stage = DSQ_AUDIT_STAGE_OUTPUT;
+    snprintf(output->name, sizeof output->name, "%.96s:output", model->nodes[n].name);
+    output->dtype = model->tensors[model->nodes[n].output].qparams.dtype;
     layer++;
   }
   report->stage_count = e;

@@ -416,13 +416,18 @@ Test(audit, stages_of_every_deformable_layer) {
   dsq_audit_report report;
   cr_assert_eq(dsq_audit(&model, images, 3, NULL, &report, &err), DS_OK, "%s", err.message);
   int32_t layers = ds_model_deform_count(&model);
-  /* Positions and 11 stages (every stage but BIAS) per layer. */
-  cr_expect_eq(report.stage_count, 12 * layers);
+  /* Positions, 11 stages (every stage but BIAS) and the output per layer. */
+  cr_expect_eq(report.stage_count, 13 * layers);
   int32_t positions = 0;
   for (int32_t i = 0; i < report.stage_count; i++) {
     const dsq_stage_audit *s = &report.stages[i];
     cr_expect_gt(s->count, 0, "%s", s->name);
     cr_expect_neq(s->stage, DSR_DEFORM_STAGE_BIAS);
+    if (s->stage == DSQ_AUDIT_STAGE_OUTPUT) {
+      const dsq_tensor_audit *t = &report.tensors[s->node_index + 1];
+      cr_expect_eq(t->tensor_index, model.nodes[s->node_index].output);
+      cr_expect_float_eq(s->sqnr_db, t->sqnr_db, 1e-12, "%s", s->name);
+    }
     cr_expect(s->cosine > 0.9 && s->cosine <= 1.0 + 1e-9, "%s: cosine %f", s->name, s->cosine);
     if (s->stage == DSR_PROBE_POSITIONS) {
       positions++;
@@ -441,7 +446,7 @@ Test(audit, stages_of_every_deformable_layer) {
   for (int32_t i = 0; i < layers; i++)
     slices[i] = (dsr_slice){2, 2, 1, DSR_SLICE_PHYSICAL};
   cr_assert_eq(dsq_audit(&model, images, 2, slices, &sliced, &err), DS_OK, "%s", err.message);
-  cr_expect_eq(sliced.stage_count, 12 * layers);
+  cr_expect_eq(sliced.stage_count, 13 * layers);
   for (int32_t i = 0; i < sliced.stage_count; i++)
     cr_expect_gt(sliced.stages[i].sqnr_db, 10.0, "%s", sliced.stages[i].name);
 

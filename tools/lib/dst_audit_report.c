@@ -57,8 +57,10 @@ static int32_t rank_worst(const dsq_audit_report *audit, ranked_entry **out) {
   int32_t count = 0;
   for (int32_t i = 1; i < audit->tensor_count; i++)
     ranked[count++] = (ranked_entry){0, i, audit->tensors[i].sqnr_db};
-  for (int32_t i = 0; i < audit->stage_count; i++)
-    ranked[count++] = (ranked_entry){1, i, audit->stages[i].sqnr_db};
+  for (int32_t i = 0; i < audit->stage_count; i++) {
+    if (audit->stages[i].stage != DSQ_AUDIT_STAGE_OUTPUT) /* already ranked as a tensor */
+      ranked[count++] = (ranked_entry){1, i, audit->stages[i].sqnr_db};
+  }
   qsort(ranked, (size_t)count, sizeof *ranked, compare_ranked);
   *out = ranked;
   return count;
