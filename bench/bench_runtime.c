@@ -52,7 +52,7 @@ int main(int argc, char **argv) {
       dst_dataset_load(data_dir, DST_SPLIT_TEST, side, images, &test, &err) != DS_OK)
     return fail(&err);
   char method[32];
-  const dst_calibration_choice choice = {DSQ_CALIBRATION_MINMAX, DSQ_PERCENTILE_DEFAULT};
+  const dst_calibration_choice choice = {DSQ_CALIBRATION_MINMAX, DSQ_PERCENTILE_DEFAULT, 0};
   if (dst_quantize_model(&model, &calibration, &choice, 2, method, sizeof method, &err) != DS_OK)
     return fail(&err);
 

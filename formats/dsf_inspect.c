@@ -1,6 +1,7 @@
 /* Human-readable summary of an artifact, printed only after the whole file validates. */
 #include "dsf_internal.h"
 
+#include <cjson/cJSON.h>
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
@@ -138,6 +139,58 @@ static void print_schedule(FILE *out, const dsr_model *model, const dsr_schedule
   free(per_layer);
 }
 
+/*
+ * Activation types as stored in the model, and the precision choice the manifest records
+ * (its "precision" object, written by deformslice compile; absent in other artifacts).
+ */
+static void print_precision(FILE *out, const dsr_model *model, const char *manifest) {
+  int32_t int8_count = 0, int16_count = 0, stage8 = 0, stage16 = 0;
+  for (int32_t i = 0; i < model->tensor_count; i++) {
+    const dsr_tensor *t = &model->tensors[i];
+    if (t->kind == DSR_TENSOR_CONSTANT || !t->has_qparams)
+      continue;
+    int8_count += t->qparams.dtype == DSR_DTYPE_I8;
+    int16_count += t->qparams.dtype == DSR_DTYPE_I16;
+  }
+  for (int32_t i = 0; i < model->node_count; i++) {
+    const dsr_deform_attn *d = model->nodes[i].deform;
+    for (int32_t s = 0; d != NULL && s < DSR_DEFORM_STAGE_COUNT; s++) {
+      if (s == DSR_DEFORM_STAGE_SAMPLED || s == DSR_DEFORM_STAGE_BIAS)
+        continue; /* the layer input's type, and a report-only stage */
+      stage8 += d->stage_qparams[s].dtype == DSR_DTYPE_I8;
+      stage16 += d->stage_qparams[s].dtype == DSR_DTYPE_I16;
+    }
+  }
+  fprintf(out, "\nprecision: %" PRId32 " int8 and %" PRId32 " int16 activations; deformable "
+               "stages %" PRId32 " int8, %" PRId32 " int16\n",
+          int8_count, int16_count, stage8, stage16);
+
+  cJSON *root = cJSON_Parse(manifest);
+  const cJSON *p = cJSON_GetObjectItemCaseSensitive(root, "precision");
+  const cJSON *mode = cJSON_GetObjectItemCaseSensitive(p, "mode");
+  if (cJSON_IsString(mode)) {
+    const cJSON *budget = cJSON_GetObjectItemCaseSensitive(p, "int16_budget_bytes");
+    const cJSON *bytes = cJSON_GetObjectItemCaseSensitive(p, "int16_bytes");
+    const cJSON *file = cJSON_GetObjectItemCaseSensitive(p, "override_file");
+    fprintf(out, "  mode %s, int16 extra bytes %.0f", mode->valuestring,
+            cJSON_IsNumber(bytes) ? bytes->valuedouble : 0.0);
+    if (cJSON_IsNumber(budget))
+      fprintf(out, " of a %.0f-byte budget", budget->valuedouble);
+    if (cJSON_IsString(file))
+      fprintf(out, ", overrides from %s", file->valuestring);
+    fprintf(out, "\n");
+    const cJSON *item = NULL;
+    cJSON_ArrayForEach(item, cJSON_GetObjectItemCaseSensitive(p, "int16")) {
+      const cJSON *name = cJSON_GetObjectItemCaseSensitive(item, "name");
+      const cJSON *item_bytes = cJSON_GetObjectItemCaseSensitive(item, "bytes");
+      if (cJSON_IsString(name))
+        fprintf(out, "  int16 %-56s %10.0f bytes\n", name->valuestring,
+                cJSON_IsNumber(item_bytes) ? item_bytes->valuedouble : 0.0);
+    }
+  }
+  cJSON_Delete(root);
+}
+
 ds_status dsf_inspect_buffer(const void *data, size_t size, const char *name, FILE *out,
                              ds_error *err) {
   if (name == NULL)
@@ -156,6 +209,8 @@ ds_status dsf_inspect_buffer(const void *data, size_t size, const char *name, FI
     print_graph(out, &model);
     print_slices(out, &model);
     print_schedule(out, &model, &schedule);
+    if (model.quantized)
+      print_precision(out, &model, manifest);
     fprintf(out, "\nmanifest: %zu bytes of JSON\n", strlen(manifest));
   }
   ds_model_free(&model);

@@ -8,7 +8,7 @@
 #include <string.h>
 
 static const char *const method_names[DSQ_CALIBRATION_METHOD_COUNT] = {"minmax", "percentile",
-                                                                       "mse"};
+                                                                       "mse", "kl"};
 
 const char *dsq_calibration_method_name(dsq_calibration_method method) {
   if ((int)method < 0 || method >= DSQ_CALIBRATION_METHOD_COUNT)
@@ -16,17 +16,70 @@ const char *dsq_calibration_method_name(dsq_calibration_method method) {
   return method_names[method];
 }
 
+int dsq_calibration_method_parse(const char *name, dsq_calibration_method *method) {
+  for (int i = 0; name != NULL && i < DSQ_CALIBRATION_METHOD_COUNT; i++) {
+    if (strcmp(name, method_names[i]) == 0) {
+      *method = (dsq_calibration_method)i;
+      return 1;
+    }
+  }
+  return 0;
+}
+
+dsq_calibration_options dsq_calibration_options_default(dsq_calibration_method method) {
+  dsq_calibration_options options = {method, DSQ_PERCENTILE_DEFAULT, DSQ_KL_BINS_DEFAULT};
+  return options;
+}
+
+/* Number of histogram slots: every tensor, then DSR_DEFORM_STAGE_COUNT per node. */
+static size_t slot_count(int32_t tensor_count, int32_t node_count) {
+  return (size_t)tensor_count + (size_t)(node_count > 0 ? node_count : 1) * DSR_DEFORM_STAGE_COUNT;
+}
+
+static ds_status allocate_kl(dsq_calibration *calib, size_t slots, int32_t bins) {
+  calib->kl_bins = bins;
+  calib->kl_histograms = calloc(slots, sizeof *calib->kl_histograms);
+  calib->kl_counts = calloc(slots * (size_t)bins, sizeof *calib->kl_counts);
+  if (calib->kl_histograms == NULL || calib->kl_counts == NULL)
+    return DS_ERR_OUT_OF_MEMORY;
+  for (size_t i = 0; i < slots; i++) {
+    calib->kl_histograms[i].bin_count = bins;
+    calib->kl_histograms[i].exponent = DSQ_KL_EXPONENT_UNSET;
+    calib->kl_histograms[i].counts = calib->kl_counts + i * (size_t)bins;
+  }
+  return DS_OK;
+}
+
 ds_status dsq_calibration_init(dsq_calibration *calib, const dsr_model *model,
                                dsq_calibration_method method, ds_error *err) {
-  if (calib == NULL || model == NULL)
-    return ds_fail(err, DS_ERR_INVALID_ARGUMENT, "dsq_calibration_init: calib and model must "
-                                                 "not be NULL");
+  dsq_calibration_options options = dsq_calibration_options_default(method);
+  return dsq_calibration_init_options(calib, model, &options, err);
+}
+
+ds_status dsq_calibration_init_options(dsq_calibration *calib, const dsr_model *model,
+                                       const dsq_calibration_options *options, ds_error *err) {
+  if (calib == NULL || model == NULL || options == NULL)
+    return ds_fail(err, DS_ERR_INVALID_ARGUMENT, "dsq_calibration_init: calib, model and "
+                                                 "options must not be NULL");
   memset(calib, 0, sizeof *calib);
+  const dsq_calibration_method method = options->method;
   if ((int)method < 0 || method >= DSQ_CALIBRATION_METHOD_COUNT)
     return ds_fail(err, DS_ERR_INVALID_ARGUMENT,
-                   "unknown calibration method %d: use minmax (%d), percentile (%d) or mse (%d)",
+                   "unknown calibration method %d: use minmax (%d), percentile (%d), mse (%d) "
+                   "or kl (%d)",
                    (int)method, DSQ_CALIBRATION_MINMAX, DSQ_CALIBRATION_PERCENTILE,
-                   DSQ_CALIBRATION_MSE);
+                   DSQ_CALIBRATION_MSE, DSQ_CALIBRATION_KL);
+  if (!(options->percentile > 50.0 && options->percentile <= 100.0))
+    return ds_fail(err, DS_ERR_INVALID_ARGUMENT,
+                   "percentile %g is outside (50, 100]: give the share of values to keep, such "
+                   "as %g",
+                   options->percentile, DSQ_PERCENTILE_DEFAULT);
+  if (method == DSQ_CALIBRATION_KL &&
+      (options->kl_bins < DSQ_KL_BINS_MIN || options->kl_bins > DSQ_KL_BINS_MAX ||
+       options->kl_bins % 2 != 0))
+    return ds_fail(err, DS_ERR_INVALID_ARGUMENT,
+                   "%d KL histogram bins: use an even count in %d..%d, such as %d",
+                   options->kl_bins, DSQ_KL_BINS_MIN, DSQ_KL_BINS_MAX, DSQ_KL_BINS_DEFAULT);
   if (model->tensor_count < 1 || model->node_count < 0)
     return ds_fail(err, DS_ERR_INVALID_ARGUMENT, "model '%s' has %d tensors: nothing to "
                                                  "calibrate",
@@ -36,19 +89,21 @@ ds_status dsq_calibration_init(dsq_calibration *calib, const dsr_model *model,
   calib->stages = calloc((size_t)(model->node_count > 0 ? model->node_count : 1) *
                              DSR_DEFORM_STAGE_COUNT,
                          sizeof *calib->stages);
-  size_t slots = (size_t)model->tensor_count +
-                 (size_t)(model->node_count > 0 ? model->node_count : 1) * DSR_DEFORM_STAGE_COUNT;
-  int histograms = method != DSQ_CALIBRATION_MINMAX;
+  size_t slots = slot_count(model->tensor_count, model->node_count);
+  int histograms = method == DSQ_CALIBRATION_PERCENTILE || method == DSQ_CALIBRATION_MSE;
   if (histograms)
     calib->histograms = calloc(slots * DSQ_HISTOGRAM_BINS, sizeof *calib->histograms);
-  if (calib->tensors == NULL || calib->stages == NULL || (histograms && calib->histograms == NULL)) {
+  ds_status kl_status = method == DSQ_CALIBRATION_KL ? allocate_kl(calib, slots, options->kl_bins)
+                                                     : DS_OK;
+  if (calib->tensors == NULL || calib->stages == NULL ||
+      (histograms && calib->histograms == NULL) || kl_status != DS_OK) {
     dsq_calibration_free(calib);
     return ds_fail(err, DS_ERR_OUT_OF_MEMORY, "cannot allocate calibration ranges for %d "
                                               "tensors",
                    model->tensor_count);
   }
   calib->method = method;
-  calib->percentile = DSQ_PERCENTILE_DEFAULT;
+  calib->percentile = options->percentile;
   calib->tensor_count = model->tensor_count;
   calib->node_count = model->node_count;
   return DS_OK;
@@ -60,6 +115,8 @@ void dsq_calibration_free(dsq_calibration *calib) {
   free(calib->tensors);
   free(calib->stages);
   free(calib->histograms);
+  free(calib->kl_histograms);
+  free(calib->kl_counts);
   memset(calib, 0, sizeof *calib);
 }
 
@@ -98,7 +155,8 @@ static double bin_edge(int32_t b, int upper) {
   return -bin_magnitude(DSQ_HISTOGRAM_SIDE_BINS - 1 - b, !upper);
 }
 
-static void observe(dsq_range *range, uint64_t *histogram, const float *values, int64_t count) {
+static void observe(dsq_range *range, uint64_t *histogram, dsq_kl_histogram *kl,
+                    const float *values, int64_t count) {
   for (int64_t i = 0; i < count; i++) {
     float v = values[i];
     if (!isfinite(v)) {
@@ -107,6 +165,8 @@ static void observe(dsq_range *range, uint64_t *histogram, const float *values, 
     }
     if (histogram != NULL)
       histogram[histogram_bin(v)]++;
+    if (kl != NULL)
+      dsq_kl_histogram_add(kl, v);
     if (range->count == 0 || v < range->min)
       range->min = v;
     if (range->count == 0 || v > range->max)
@@ -123,7 +183,8 @@ void dsq_calibration_observe_tensor(dsq_calibration *calib, int32_t tensor_index
   uint64_t *histogram = calib->histograms != NULL
                            ? calib->histograms + (size_t)tensor_index * DSQ_HISTOGRAM_BINS
                            : NULL;
-  observe(&calib->tensors[tensor_index], histogram, values, count);
+  dsq_kl_histogram *kl = calib->kl_histograms != NULL ? &calib->kl_histograms[tensor_index] : NULL;
+  observe(&calib->tensors[tensor_index], histogram, kl, values, count);
 }
 
 void dsq_calibration_observe_stage(dsq_calibration *calib, int32_t node_index, int32_t stage,
@@ -137,7 +198,10 @@ void dsq_calibration_observe_stage(dsq_calibration *calib, int32_t node_index, i
       calib->histograms != NULL
           ? calib->histograms + ((size_t)calib->tensor_count + (size_t)slot) * DSQ_HISTOGRAM_BINS
           : NULL;
-  observe(&calib->stages[slot], histogram, values, count);
+  dsq_kl_histogram *kl = calib->kl_histograms != NULL
+                            ? &calib->kl_histograms[(size_t)calib->tensor_count + (size_t)slot]
+                            : NULL;
+  observe(&calib->stages[slot], histogram, kl, values, count);
 }
 
 static void on_tensor(void *user, int32_t tensor_index, const float *values, int64_t count) {
@@ -248,7 +312,7 @@ ds_status dsq_calibration_merge(dsq_calibration *into, const dsq_calibration *fr
     return ds_fail(err, DS_ERR_INVALID_ARGUMENT, "dsq_calibration_merge needs two initialized "
                                                  "calibrations");
   if (into->tensor_count != from->tensor_count || into->node_count != from->node_count ||
-      into->method != from->method)
+      into->method != from->method || into->kl_bins != from->kl_bins)
     return ds_fail(err, DS_ERR_INVALID_ARGUMENT,
                    "cannot merge a calibration of %d tensors, %d nodes (%s) into one of %d "
                    "tensors, %d nodes (%s): both must come from the same model and method",
@@ -259,12 +323,14 @@ ds_status dsq_calibration_merge(dsq_calibration *into, const dsq_calibration *fr
     merge_range(&into->tensors[i], &from->tensors[i]);
   for (int64_t i = 0; i < (int64_t)into->node_count * DSR_DEFORM_STAGE_COUNT; i++)
     merge_range(&into->stages[i], &from->stages[i]);
+  const size_t slots = slot_count(into->tensor_count, into->node_count);
   if (into->histograms != NULL && from->histograms != NULL) {
-    size_t bins = ((size_t)into->tensor_count +
-                   (size_t)(into->node_count > 0 ? into->node_count : 1) * DSR_DEFORM_STAGE_COUNT) *
-                  DSQ_HISTOGRAM_BINS;
-    for (size_t i = 0; i < bins; i++)
+    for (size_t i = 0; i < slots * DSQ_HISTOGRAM_BINS; i++)
       into->histograms[i] += from->histograms[i];
+  }
+  if (into->kl_histograms != NULL && from->kl_histograms != NULL) {
+    for (size_t i = 0; i < slots; i++)
+      dsq_kl_histogram_merge(&into->kl_histograms[i], &from->kl_histograms[i]);
   }
   into->image_count += from->image_count;
   return DS_OK;
@@ -332,6 +398,15 @@ ds_status dsq_calibration_range(const dsq_calibration *calib, int32_t node_or_te
     return ds_fail(err, DS_ERR_QUANT, "the calibration range is not finite");
   *min = range->min;
   *max = range->max;
+  if (levels > 0 && calib->method == DSQ_CALIBRATION_KL && calib->kl_histograms != NULL) {
+    double threshold = dsq_kl_threshold(&calib->kl_histograms[slot], range->min, range->max,
+                                        levels, NULL);
+    if (threshold > 0.0) {
+      *min = (float)fmax(range->min, -threshold);
+      *max = (float)fmin(range->max, threshold);
+    }
+    return DS_OK;
+  }
   if (levels <= 0 || calib->method == DSQ_CALIBRATION_MINMAX || calib->histograms == NULL)
     return DS_OK;
   const uint64_t *histogram = calib->histograms + (size_t)slot * DSQ_HISTOGRAM_BINS;

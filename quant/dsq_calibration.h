@@ -21,6 +21,7 @@
 
 #include "../common/ds_status.h"
 #include "../runtime/dsr_runtime.h"
+#include "dsq_entropy.h"
 
 /* How observed values become a range. */
 typedef enum dsq_calibration_method {
@@ -28,7 +29,9 @@ typedef enum dsq_calibration_method {
   DSQ_CALIBRATION_PERCENTILE = 1, /* clips (100 - percentile)% of the values at each end */
   DSQ_CALIBRATION_MSE = 2,        /* the range of least estimated squared error: clipping
                                      plus rounding noise, from the histograms */
-  DSQ_CALIBRATION_METHOD_COUNT = 3
+  DSQ_CALIBRATION_KL = 3,         /* the clipping threshold of least KL divergence between the
+                                     observed and the quantized distribution (dsq_entropy.h) */
+  DSQ_CALIBRATION_METHOD_COUNT = 4
 } dsq_calibration_method;
 
 /*
@@ -63,17 +66,39 @@ typedef struct dsq_calibration {
   uint64_t *histograms;  /* PERCENTILE and MSE (else NULL): DSQ_HISTOGRAM_BINS counts per tensor,
                             then per stage, in the order of tensors and stages */
   int32_t image_count;   /* images run by dsq_calibration_run */
+  int32_t kl_bins;       /* KL only: bins of each linear histogram */
+  dsq_kl_histogram *kl_histograms; /* KL (else NULL): one per tensor, then per stage */
+  uint64_t *kl_counts;   /* KL: the bins of every kl_histograms entry, one block */
 } dsq_calibration;
 
-/* Returns "minmax", "percentile" or "mse"; "unknown" when out of range. */
+/* Method and parameters for dsq_calibration_init_options. */
+typedef struct dsq_calibration_options {
+  dsq_calibration_method method;
+  double percentile;   /* PERCENTILE: kept share of values, in (50, 100] */
+  int32_t kl_bins;     /* KL: histogram bins, even, DSQ_KL_BINS_MIN..DSQ_KL_BINS_MAX */
+} dsq_calibration_options;
+
+/* Returns "minmax", "percentile", "mse" or "kl"; "unknown" when out of range. */
 const char *dsq_calibration_method_name(dsq_calibration_method method);
 
+/* Parses a name that dsq_calibration_method_name returns; returns 0 for any other name. */
+int dsq_calibration_method_parse(const char *name, dsq_calibration_method *method);
+
+/* The defaults for method: DSQ_PERCENTILE_DEFAULT and DSQ_KL_BINS_DEFAULT. */
+dsq_calibration_options dsq_calibration_options_default(dsq_calibration_method method);
+
 /*
- * Allocates empty ranges (and histograms for the percentile and MSE methods) for model.
- * Rejects an unknown method with DS_ERR_INVALID_ARGUMENT. On failure calib is zeroed.
+ * Allocates empty ranges (and histograms for the percentile, MSE and KL methods) for model,
+ * with the default parameters of method. Rejects an unknown method with
+ * DS_ERR_INVALID_ARGUMENT. On failure calib is zeroed.
  */
 ds_status dsq_calibration_init(dsq_calibration *calib, const dsr_model *model,
                                dsq_calibration_method method, ds_error *err);
+
+/* Same as dsq_calibration_init with explicit parameters. Rejects a percentile outside
+ * (50, 100] or a bin count that is odd or outside DSQ_KL_BINS_MIN..DSQ_KL_BINS_MAX. */
+ds_status dsq_calibration_init_options(dsq_calibration *calib, const dsr_model *model,
+                                       const dsq_calibration_options *options, ds_error *err);
 
 /* Frees the arrays and zeroes calib. NULL and a zeroed calibration are fine. */
 void dsq_calibration_free(dsq_calibration *calib);
@@ -115,16 +140,16 @@ ds_status dsq_calibration_run_slices(dsq_calibration *calib, const dsr_model *mo
  * Computes the range the quantizer uses for a tensor (stage < 0) or for stage of the
  * DEFORM_ATTN node node_or_tensor. levels is the number of quantization steps of the target
  * type (255 for int8, 65535 for int16), or 0 to forbid clipping. With levels 0 or the min/max
- * method, the range is the observed min and max; otherwise it is the percentile or MSE range
- * within them. Errors: DS_ERR_QUANT when the tensor was never observed or its range is not
+ * method, the range is the observed min and max; otherwise it is the percentile, MSE or KL
+ * range within them. Errors: DS_ERR_QUANT when the tensor was never observed or its range is not
  * finite, DS_ERR_INVALID_ARGUMENT for an index or percentile out of range.
  */
 ds_status dsq_calibration_range(const dsq_calibration *calib, int32_t node_or_tensor,
                                 int32_t stage, int32_t levels, float *min, float *max,
                                 ds_error *err);
 
-/* Widens into's ranges by from's (same model and method), for per-thread calibrations.
- * Percentile histograms add up, so the result does not depend on how images were split. */
+/* Widens into's ranges by from's (same model, method and KL bins), for per-thread
+ * calibrations. Histograms add up, so the result does not depend on how images were split. */
 ds_status dsq_calibration_merge(dsq_calibration *into, const dsq_calibration *from,
                                 ds_error *err);
 

@@ -453,6 +453,13 @@ void dsr_f32_deform_attn(const dsr_f32_args *args) {
 
       offset_network(args, &b, &patch, grid_h, grid_w);
       sample_patch(args, &b, &patch, grid_h, grid_w);
+      if (args->probe != NULL && args->probe->on_report != NULL) {
+        dsr_probe_report positions = {args->node_index, DSR_PROBE_POSITIONS,
+                                      row * args->slice.cols + col, 0, 1,
+                                      (int64_t)layer->groups * 2 * (int64_t)samples,
+                                      b.positions, NULL};
+        args->probe->on_report(args->probe->user, &positions);
+      }
 
       /* Step 8: keys and values are 1x1 convs of the samples. */
       dsr_f32_pointwise(param(args, DSR_DEFORM_PROJ_K_W), param(args, DSR_DEFORM_PROJ_K_B),

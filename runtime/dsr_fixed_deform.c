@@ -39,7 +39,21 @@ typedef struct deform_scratch {
   int32_t *attn;     /* Nmax */
   int32_t *context;  /* C */
   int32_t *columns;  /* C * PROJECTION_MIN_ROW: short projections, position-major */
+  /* Stage reports (not scratch memory): probe is NULL unless an audit installed one. */
+  const dsr_probe *probe;
+  int32_t node_index;
+  int32_t patch_index;
 } deform_scratch;
+
+/* Reports values[k] as element first + k * stride of a stage of the current patch. */
+static void probe_stage(const deform_scratch *s, int32_t stage, const int32_t *values,
+                        int64_t first, int64_t stride, int64_t count) {
+  if (s->probe == NULL || s->probe->on_report == NULL)
+    return;
+  dsr_probe_report report = {s->node_index, stage,  stage == DSR_DEFORM_STAGE_Q ? 0 : s->patch_index,
+                             first,         stride, count, NULL, values};
+  s->probe->on_report(s->probe->user, &report);
+}
 
 /* Projections over fewer positions than this run position by position from transposed
  * columns, since their rows would be too short for the row order to pay. */
@@ -375,6 +389,9 @@ static void offset_network(const dsr_model *model, const dsr_deform_attn *d,
         }
       }
     }
+    int64_t group_first = (int64_t)gi * cg * pg->n;
+    probe_stage(s, DSR_DEFORM_STAGE_OFFSET_DW, s->dw + group_first, group_first, 1,
+                (int64_t)cg * pg->n);
 
     for (int32_t n = 0; n < pg->n; n++) {
       int32_t *column = s->dw + (int64_t)gi * cg * pg->n + n;
@@ -382,6 +399,7 @@ static void offset_network(const dsr_model *model, const dsr_deform_attn *d,
         s->ln_in[c] = column[(int64_t)c * pg->n];
       dsr_fixed_layer_norm_row(s->ln_in, dws.zero, sec->s[DSQ_DA_OFFSET_LN], lns.zero, lns.min,
                                lns.max, s->ln_d, s->ln_out);
+      probe_stage(s, DSR_DEFORM_STAGE_OFFSET_LN, s->ln_out, group_first + n, pg->n, cg);
       for (int32_t c = 0; c < cg; c++)
         column[(int64_t)c * pg->n] =
             dsr_fixed_lut_apply(sec->s[DSQ_DA_OFFSET_GELU], s->ln_out[c], gs.zero, gs.min,
@@ -392,6 +410,8 @@ static void offset_network(const dsr_model *model, const dsr_deform_attn *d,
                       sec->s[DSQ_DA_OFFSET_PW] + 2 * axis, gs.wide_in, os.zero, os.min, os.max);
       }
     }
+    probe_stage(s, DSR_DEFORM_STAGE_OFFSET_GELU, s->dw + group_first, group_first, 1,
+                (int64_t)cg * pg->n);
   }
 }
 
@@ -524,6 +544,10 @@ static void attend_pixel(const dsr_model *model, const dsr_node *node, void *y,
   /* Row and column of the table for a sample at the patch origin, in Q8. */
   int32_t row_base = (d->height - 1 + qy - pg->p.ext_y0) * DSR_FIXED_POS_ONE;
   int32_t col_base = (d->width - 1 + qx - pg->p.ext_x0) * DSR_FIXED_POS_ONE;
+  /* Index of this query among the patch's core pixels, for stage reports. */
+  int32_t core_w = pg->p.core_x1 - pg->p.core_x0;
+  int64_t core_pixels = (int64_t)(pg->p.core_y1 - pg->p.core_y0) * core_w;
+  int64_t core_pixel = (int64_t)(qy - pg->p.core_y0) * core_w + (qx - pg->p.core_x0);
 
   for (int32_t hd = 0; hd < d->heads; hd++) {
     int32_t gi = hd / heads_per_group;
@@ -550,6 +574,11 @@ static void attend_pixel(const dsr_model *model, const dsr_node *node, void *y,
     }
     dsr_fixed_softmax_row(s->logits, pg->n, sec->s[DSQ_DA_SOFTMAX][0], sec->s[DSQ_DA_SOFTMAX][1],
                           attn_bits, s->exps, s->attn);
+    if (s->probe != NULL) {
+      int64_t row = ((int64_t)hd * core_pixels + core_pixel) * pg->n;
+      probe_stage(s, DSR_DEFORM_STAGE_LOGITS, s->logits, row, 1, pg->n);
+      probe_stage(s, DSR_DEFORM_STAGE_ATTN, s->attn, row, 1, pg->n);
+    }
 
     for (int32_t c = 0; c < hc; c++) {
       int64_t ch = (int64_t)hd * hc + c;
@@ -562,6 +591,7 @@ static void attend_pixel(const dsr_model *model, const dsr_node *node, void *y,
       s->context[ch] = (int32_t)dsr_fixed_clamp64((int64_t)cs.zero + r, cs.min, cs.max);
     }
   }
+  probe_stage(s, DSR_DEFORM_STAGE_CONTEXT, s->context, core_pixel, core_pixels, c_count);
 
   stage_info ys = stage(&yt->qparams);
   const int8_t *wo = param_data(model, d, DSR_DEFORM_PROJ_OUT_W);
@@ -706,19 +736,27 @@ static void attend_pixel_fast(const dsr_model *model, const dsr_node *node, void
   }
 }
 
-void dsr_fixed_deform_execute(const dsr_model *model, const dsr_node *node, const void *x,
-                              void *y, uint8_t *scratch, dsr_slice slice, int fast) {
+/* The operator over every patch; with a probe, the reference loops run and report stages. */
+static void execute_patches(const dsr_model *model, const dsr_node *node, const void *x, void *y,
+                            uint8_t *scratch, dsr_slice slice, int fast, const dsr_probe *probe,
+                            int32_t node_index) {
   const dsr_deform_attn *d = node->deform;
   deform_sections sec;
   find_sections(node, &sec);
   deform_scratch s;
   layout_scratch(d, scratch, &s);
+  s.probe = probe;
+  s.node_index = node_index;
+  s.patch_index = 0;
+  if (probe != NULL)
+    fast = 0;
 
   /* proj_q is pointwise, so one pass over the whole map serves every patch. */
   if (fast)
     compute_q_rows(model, node, x, &sec, &s);
   else
     compute_q_reference(model, node, x, &sec, &s);
+  probe_stage(&s, DSR_DEFORM_STAGE_Q, s.q, 0, 1, (int64_t)d->channels * d->height * d->width);
 
   for (int32_t row = 0; row < slice.rows; row++) {
     for (int32_t col = 0; col < slice.cols; col++) {
@@ -730,10 +768,17 @@ void dsr_fixed_deform_execute(const dsr_model *model, const dsr_node *node, cons
       pg.wk = dsr_fixed_offset_grid(d, pg.w);
       pg.n = pg.hk * pg.wk;
       pg.physical = slice.semantics == DSR_SLICE_PHYSICAL;
+      s.patch_index = row * slice.cols + col;
 
       offset_network(model, d, &sec, &pg, &s);
       positions(d, &sec, &pg, &s);
+      int64_t pairs = (int64_t)d->groups * 2 * pg.n, values = (int64_t)d->channels * pg.n;
+      probe_stage(&s, DSR_DEFORM_STAGE_OFFSET, s.offset, 0, 1, pairs);
+      probe_stage(&s, DSR_PROBE_POSITIONS, s.position, 0, 1, pairs);
       sample_and_project(model, node, x, &sec, &pg, &s, fast);
+      probe_stage(&s, DSR_DEFORM_STAGE_SAMPLED, s.sampled, 0, 1, values);
+      probe_stage(&s, DSR_DEFORM_STAGE_K, s.k, 0, 1, values);
+      probe_stage(&s, DSR_DEFORM_STAGE_V, s.v, 0, 1, values);
       for (int32_t qy = pg.p.core_y0; qy < pg.p.core_y1; qy++) {
         for (int32_t qx = pg.p.core_x0; qx < pg.p.core_x1; qx++)
           if (fast)
@@ -743,6 +788,17 @@ void dsr_fixed_deform_execute(const dsr_model *model, const dsr_node *node, cons
       }
     }
   }
+}
+
+void dsr_fixed_deform_execute(const dsr_model *model, const dsr_node *node, const void *x,
+                              void *y, uint8_t *scratch, dsr_slice slice, int fast) {
+  execute_patches(model, node, x, y, scratch, slice, fast, NULL, -1);
+}
+
+void dsr_fixed_deform_execute_probed(const dsr_model *model, int32_t node_index, const void *x,
+                                     void *y, uint8_t *scratch, dsr_slice slice,
+                                     const dsr_probe *probe) {
+  execute_patches(model, &model->nodes[node_index], x, y, scratch, slice, 0, probe, node_index);
 }
 
 /* ---------------------------------------------------------------- plan-time checks */

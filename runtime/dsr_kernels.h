@@ -38,6 +38,7 @@ typedef struct dsr_f32_args {
   size_t scratch_bytes;
   dsr_slice slice;                      /* DEFORM_ATTN only */
   const dsr_observer *observer;         /* DEFORM_ATTN stage reports, or NULL */
+  const dsr_probe *probe;               /* DEFORM_ATTN sampling positions, or NULL */
 } dsr_f32_args;
 
 void dsr_f32_conv2d(const dsr_f32_args *args);

@@ -23,6 +23,7 @@
 
 #include "../common/ds_status.h"
 #include "dsr_model.h"
+#include "dsr_probe.h"
 
 typedef enum dsr_mode {
   DSR_MODE_FLOAT = 0,
@@ -66,6 +67,7 @@ typedef struct dsr_context {
   dsr_slice slices[DSR_MAX_DEFORM_LAYERS]; /* per deformable layer, in node order */
   int32_t deform_count;
   const dsr_observer *observer;
+  const dsr_probe *probe;   /* DEFORM_ATTN stage reports (dsr_probe.h), or NULL */
   uint32_t flags;           /* DSR_PLAN_* */
 } dsr_context;
 
@@ -103,6 +105,9 @@ ds_status dsr_context_set_slice(dsr_context *ctx, int32_t layer_index, dsr_slice
 
 /* Installs a float-mode observer (NULL removes it). */
 void dsr_context_set_observer(dsr_context *ctx, const dsr_observer *observer);
+
+/* Installs a stage probe for either mode (NULL removes it); see runtime/dsr_probe.h. */
+void dsr_context_set_probe(dsr_context *ctx, const dsr_probe *probe);
 
 /* Float input buffer of dsr_tensor_elements(input) values. */
 float *dsr_input_f32(dsr_context *ctx);

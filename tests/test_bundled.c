@@ -95,7 +95,7 @@ Test(bundled, fixed_point_agrees_with_float, .timeout = 600) {
   cr_assert_eq(dst_dataset_load(DST_FASHION_MNIST_DIR, DST_SPLIT_TEST, 32, 200, &test, &err),
                DS_OK, "%s", err.message);
   char method[32];
-  const dst_calibration_choice choice = {DSQ_CALIBRATION_MINMAX, DSQ_PERCENTILE_DEFAULT};
+  const dst_calibration_choice choice = {DSQ_CALIBRATION_MINMAX, DSQ_PERCENTILE_DEFAULT, 0};
   cr_assert_eq(
       dst_quantize_model(&model, &calibration, &choice, 2, method, sizeof method, &err), DS_OK,
       "%s", err.message);

@@ -95,6 +95,8 @@ static export_case export_cases[] = {
     {"dat_pp_mini_64_op17_external", "dat_pp_mini_64_op17_external", {0}, 0, 4, 17},
     {"dat_pp_mini_64_dynamic", "dat_pp_mini_64_dynamic", {1, 3, 64, 64}, 4, 4, 16},
     {"dat_pp_mini_64_dynamic", "dat_pp_mini_64_dynamic.64x96", {1, 3, 64, 96}, 4, 4, 16},
+    {"dat_mini_64_dynamic", "dat_mini_64_dynamic", {1, 3, 64, 64}, 4, 2, 17},
+    {"dat_mini_64_dynamic", "dat_mini_64_dynamic.72x88", {1, 3, 72, 88}, 4, 2, 17},
 };
 
 ParameterizedTestParameters(exports, reduced_export_matches_pytorch) {

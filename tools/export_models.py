@@ -4,6 +4,7 @@ Usage:
   python3 tools/export_models.py --model dat_pp_t --size 224 [--opset 16]
       [--dynamic none|batch|spatial|all] [--external-data] [--checkpoint FILE.pth]
       [--classes 1000] [--seed 0] [--out /work/exports] [--name NAME]
+      [--extra-size HxW ...] [--linspace-grids]
 
 Writes OUT/NAME.onnx (NAME defaults to MODEL_SIZE_opOPSET, e.g. dat_pp_t_224_op16), with
 NAME.input.f32 and NAME.output.f32 (raw little-endian float32, NCHW input of batch 1 and
@@ -18,6 +19,9 @@ key); its deformable bias tables are resized bicubically when the export size di
 the size it was trained at.
 
 --size is SIDE or HEIGHTxWIDTH. --list prints the models with their parameter counts.
+--linspace-grids builds the reference points with linspace as the reference code does, so
+the export has the float64 GridSample grids that torch 1.13 gives official models (ONNX
+Runtime's CPU GridSample rejects them); by default they are built from arange, float32.
 """
 
 import argparse
@@ -30,7 +34,7 @@ import time
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from models import local_attention  # noqa: E402
+from models import dat, local_attention  # noqa: E402
 from models.dat import DAttentionBaseline  # noqa: E402
 from models.dat_family import (CONFIGS, TARGET_PARAMS, build, count_parameters,  # noqa: E402
                                resize_rpe_tables)
@@ -130,7 +134,7 @@ def dynamic_axes(kind):
 
 def export(model_name, size, opset=16, dynamic="none", external_data=False, checkpoint=None,
            num_classes=1000, in_chans=3, seed=0, out_dir="/work/exports", name=None,
-           quiet=False, write_meta=True, extra_sizes=()):
+           quiet=False, write_meta=True, extra_sizes=(), linspace_grids=False):
     """Export one model; returns the metadata dictionary it also writes as NAME.json.
 
     extra_sizes: more (height, width) inputs for a dynamic export, each written as
@@ -141,7 +145,7 @@ def export(model_name, size, opset=16, dynamic="none", external_data=False, chec
     name = name or f"{model_name}_{size_text(size)}_op{opset}"
     os.makedirs(out_dir, exist_ok=True)
     torch.manual_seed(seed)
-    model = build(model_name, size, num_classes, in_chans)
+    model = build(model_name, size, num_classes, in_chans, linspace_grids)
     if checkpoint:
         load_checkpoint(model, checkpoint)
     else:
@@ -157,12 +161,14 @@ def export(model_name, size, opset=16, dynamic="none", external_data=False, chec
     start = time.time()
     # With dynamic spatial axes, masks and neighbour indices must follow the input shape.
     local_attention.TRACE_INDICES = dynamic in ("spatial", "all")
+    dat.TRACE_SIZES = local_attention.TRACE_INDICES
     try:
         torch.onnx.export(model, x, path, opset_version=min(opset, 17), input_names=["input"],
                           output_names=["output"], dynamic_axes=dynamic_axes(dynamic),
                           do_constant_folding=True)
     finally:
         local_attention.TRACE_INDICES = False
+        dat.TRACE_SIZES = False
     export_s = time.time() - start
     graph = onnx.load(path)
     if opset == 18:
@@ -190,7 +196,8 @@ def export(model_name, size, opset=16, dynamic="none", external_data=False, chec
     meta = {
         "name": name, "model": model_name, "input": list(x.shape), "output": list(y.shape),
         "opset": opset, "dynamic": dynamic, "external_data": external_data,
-        "checkpoint": checkpoint, "seed": seed, "parameters": count_parameters(model),
+        "checkpoint": checkpoint, "seed": seed, "linspace_grids": linspace_grids,
+        "parameters": count_parameters(model),
         "map_sizes": [list(s) for s in model.map_sizes],
         "deform_blocks": sum(isinstance(m, DAttentionBaseline) for m in model.modules()),
         "extra_inputs": extra, "nodes": len(graph.graph.node),
@@ -220,6 +227,12 @@ def main():
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="/work/exports")
     parser.add_argument("--name")
+    parser.add_argument("--extra-size", type=parse_size, action="append", default=[],
+                        help="with --dynamic spatial or all: also write NAME.HxW.input.f32 and "
+                             "NAME.HxW.output.f32 for this size (repeatable)")
+    parser.add_argument("--linspace-grids", action="store_true",
+                        help="reference points from linspace as the reference code builds them "
+                             "(float64 GridSample grids in the export)")
     parser.add_argument("--list", action="store_true")
     args = parser.parse_args()
     if args.list:
@@ -228,8 +241,12 @@ def main():
             count = count_parameters(build(key, 224, 1000))
             print(f"{key:12s} {count:>11,d}" + (f"  (published {target / 1e6:.2f}M)" if target else ""))
         return
+    if args.extra_size and args.dynamic not in ("spatial", "all"):
+        parser.error("--extra-size needs --dynamic spatial or all: a static export runs at "
+                     "--size only")
     export(args.model, args.size, args.opset, args.dynamic, args.external_data, args.checkpoint,
-           args.classes, 3, args.seed, args.out, args.name)
+           args.classes, 3, args.seed, args.out, args.name, extra_sizes=args.extra_size,
+           linspace_grids=args.linspace_grids)
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ FAMILY_FIXTURES = (
     ("dat_pp_mini_64x96_op18", "dat_pp_mini", (64, 96), 18, "none", False, ()),
     ("dat_pp_mini_64_op17_external", "dat_pp_mini", (64, 64), 17, "none", True, ()),
     ("dat_pp_mini_64_dynamic", "dat_pp_mini", (64, 64), 16, "all", False, ((64, 96),)),
+    ("dat_mini_64_dynamic", "dat_mini", (64, 64), 17, "all", False, ((72, 88),)),
 )
 
 BUNDLED_WEIGHTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "models",
@@ -81,6 +82,14 @@ def main():
                           "dat_pp_tiny", args.out))
     entries.append(export(randomize(dat_pp_fixture("dat"), 5), (1, 1, 16, 16),
                           "dat_offsets_tiny", args.out))
+
+    # A DAT block as the 2022 code computes its position bias: queries at pixel centres
+    # normalised by H and W (the blocks above use DAT++'s pixel corners for both conventions).
+    layer = DAttentionBaseline((8, 8), 2, 4, 2, 1, 5, "dat", q_grid="centre",
+                               grid_from_arange=True)
+    entry = export(randomize(layer, 6), (1, 8, 8, 8), "deform_layer_dat_centre", args.out)
+    entry.update({"convention": "dat", "q_grid": "centre"})
+    entries.append(entry)
 
     for i, (name, model, size, opset, dynamic, external, extra) in enumerate(FAMILY_FIXTURES):
         meta = export_models.export(model, size, opset, dynamic, external, num_classes=10,

@@ -6,7 +6,7 @@ set -euo pipefail
 
 packages=(cmake gcc make pkg-config
   libprotobuf-c-dev protobuf-c-compiler libonnx-dev
-  libcjson-dev libzstd-dev zlib1g-dev libcriterion-dev
+  libcjson-dev libzstd-dev zlib1g-dev libcriterion-dev libjpeg-dev libpng-dev
   dataset-fashion-mnist)
 if [[ "${1:-}" == "--models" ]]; then
   # Without OpenBLAS, Debian's torch falls back to the reference BLAS and trains ~30x slower.

@@ -1,7 +1,7 @@
 """Checks of the Python reference models: local attention against direct formulations,
 parameter counts, export round trips.
 
-Usage: /usr/bin/python3 tools/test_models.py [-v]   (about a minute on 2 cores)
+Usage: /usr/bin/python3 tools/test_models.py [-v]   (under a minute on 2 cores)
 """
 
 import os

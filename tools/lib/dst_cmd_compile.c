@@ -41,7 +41,8 @@ static ds_status parse_compile_options(const dst_compile_args *args, dst_compile
 
   memset(config, 0, sizeof *config);
   config->model_path = args->model;
-  config->data_dir = args->data;
+  DS_TRY(dst_data_options_parse(&args->data, &config->data, err));
+  config->data_dir = config->data.folder;
   config->out_dir = args->out;
   config->semantics_mask = DSN_SEMANTICS_PHYSICAL;
   if (args->input_shape != NULL)
@@ -81,7 +82,10 @@ static ds_status parse_compile_options(const dst_compile_args *args, dst_compile
                    args->semantics);
   }
 
-  DS_TRY(dst_parse_calibration(args->calibration, args->percentile, &config->calibration, err));
+  DS_TRY(dst_parse_calibration(args->calibration, args->percentile, args->histogram_bins,
+                               &config->calibration, err));
+  DS_TRY(dst_parse_precision(args->precision, args->int16_budget_bytes, args->precision_file,
+                             &config->precision, err));
   DS_TRY(dsn_preset_resolve(args->preset, &config->preset, err));
   if (args->feature_buffer_bytes != NULL) {
     DS_TRY(dst_args_int("feature-buffer-bytes", args->feature_buffer_bytes, 1, INT64_MAX / 4,
@@ -192,28 +196,24 @@ static ds_status import_model(dst_compile_state *state, ds_error *err) {
 static ds_status load_data(dst_compile_state *state, ds_error *err) {
   print_step(2, "loading calibration, validation and test images");
 
-  const dsr_tensor *input = &state->model.tensors[state->model.input];
-  if (input->rank != 4 || input->dims[1] != 1 || input->dims[2] != input->dims[3]) {
-    return ds_fail(err, DS_ERR_SHAPE,
-                   "%s: input %s has shape (%d, %d, %d, %d); the image loader feeds "
-                   "single-channel square images (1, 1, S, S)",
-                   state->config.model_path, input->name, input->dims[0], input->dims[1],
-                   input->dims[2], input->dims[3]);
-  }
-  const int32_t side = input->dims[2];
+  int32_t channels = 0, side = 0;
+  DS_TRY(dst_data_input_shape(&state->model, &channels, &side, err));
   const dst_compile_config *c = &state->config;
 
-  DS_TRY(dst_dataset_load(c->data_dir, DST_SPLIT_TRAIN, side, c->calibration_images,
-                          &state->calibration, err));
-  DS_TRY(dst_dataset_load(c->data_dir, DST_SPLIT_VALIDATION, side, c->search_images,
-                          &state->validation, err));
-  DS_TRY(dst_dataset_load(c->data_dir, DST_SPLIT_TEST, side, c->test_images, &state->test, err));
+  DS_TRY(dst_data_load(&c->data, DST_SPLIT_TRAIN, channels, side, c->calibration_images,
+                       &state->calibration, err));
+  DS_TRY(dst_data_load(&c->data, DST_SPLIT_VALIDATION, channels, side, c->search_images,
+                       &state->validation, err));
+  DS_TRY(dst_data_load(&c->data, DST_SPLIT_TEST, channels, side, c->test_images, &state->test,
+                       err));
   if (state->validation.count < c->search_images)
     state->config.search_images = state->validation.count;
 
+  char source[4200];
+  dst_data_describe(&c->data, source, sizeof source);
   fprintf(stderr, "  %d calibration, %d validation, %d test images at %dx%d from %s\n",
           state->calibration.count, state->validation.count, state->test.count, side, side,
-          c->data_dir);
+          source);
   return DS_OK;
 }
 
@@ -236,12 +236,21 @@ static ds_status make_journal_tag(dst_compile_state *state, ds_error *err) {
 
   const dst_compile_config *c = &state->config;
   snprintf(state->journal_tag, sizeof state->journal_tag,
-           "model crc32 %08lx (%zu bytes)|calibration %s %g over %d images|data %s|"
+           "model crc32 %08lx (%zu bytes)|calibration %s %g %d over %d images|data %s %s %s|"
            "%d validation images|preset %s, buffer %lld bytes|semantics %u|seed %llu",
            (unsigned long)model_crc, size, dsq_calibration_method_name(c->calibration.method),
-           c->calibration.percentile, c->calibration_images, c->data_dir, c->search_images,
+           c->calibration.percentile, c->calibration.histogram_bins, c->calibration_images,
+           dst_data_format_name(c->data.format), c->data_dir,
+           c->data.preprocess_path != NULL ? c->data.preprocess_path : "-", c->search_images,
            c->preset.name, (long long)c->preset.feature_buffer_bytes, c->semantics_mask,
            (unsigned long long)c->seed);
+  /* Only the precision file's path enters the tag. NOTE: editing the file in place and
+   * resuming reuses the journal's accuracies. */
+  size_t used = strlen(state->journal_tag);
+  snprintf(state->journal_tag + used, sizeof state->journal_tag - used,
+           "|precision %s, budget %lld, file %s", dst_precision_mode_name(c->precision.mode),
+           (long long)c->precision.int16_budget_bytes,
+           c->precision.override_path != NULL ? c->precision.override_path : "none");
   snprintf(state->journal_path, sizeof state->journal_path, "%s/search.journal", c->out_dir);
   return DS_OK;
 }
@@ -367,23 +376,32 @@ static ds_status compile_main(dst_compile_state *state, ds_error *err) {
 
 int dst_cmd_compile(int argc, char **argv) {
   dst_compile_args args = {
-      .model = DST_DEFAULT_MODEL, .data = DST_FASHION_MNIST_DIR, .preset = DST_DEFAULT_PRESET,
+      .data = DST_DATA_ARGS_DEFAULT, .model = DST_DEFAULT_MODEL, .preset = DST_DEFAULT_PRESET,
       .out = DST_DEFAULT_OUT, .calibration_images = "500", .search_images = "1000",
       .test_images = "10000", .population = "12", .generations = "5", .seed = "1",
       .max_drop = "0.5", .semantics = "physical", .calibration = "minmax"};
   const dst_option options[] = {
       {"model", "FILE", "ONNX model (default: the bundled models/dat_pp_nano.onnx)", &args.model},
-      {"data", "DIR", "folder with the gzip IDX files (default " DST_FASHION_MNIST_DIR ")",
-       &args.data},
+      DST_DATA_OPTION_ROWS(args.data),
       {"preset", "NAME|FILE", "accelerator: zcu102 (default), kv260, pynq-z2 or a JSON file",
        &args.preset},
       {"out", "DIR", "output folder, created if missing (default out)", &args.out},
       {"calibration-images", "N", "training images used for calibration (default 500)",
        &args.calibration_images},
-      {"calibration", "METHOD", "range choice: minmax (default), percentile or mse",
+      {"calibration", "METHOD", "range choice: minmax (default), percentile, mse or kl",
        &args.calibration},
       {"percentile", "P", "kept share of values for --calibration percentile (default 99.99)",
        &args.percentile},
+      {"histogram-bins", "N", "linear histogram bins for --calibration kl (default 2048)",
+       &args.histogram_bins},
+      {"precision", "MODE", "activation types: class (default: int16 by tensor class), int8, "
+                            "or mixed (chosen under --int16-budget-bytes)",
+       &args.precision},
+      {"int16-budget-bytes", "N", "on-chip bytes int16 tensors may add in mixed precision",
+       &args.int16_budget_bytes},
+      {"precision-file", "FILE", "JSON object of tensor name -> \"int8\" or \"int16\", applied "
+                                 "on top of the mode",
+       &args.precision_file},
       {"search-images", "N", "validation images scored per configuration (default 1000)",
        &args.search_images},
       {"test-images", "N", "test images for the reported accuracy (default 10000)",

@@ -8,6 +8,7 @@
 #include "dst_data.h"
 #include "dst_eval.h"
 #include "dst_progress.h"
+#include "dst_source.h"
 #include "formats/dsf_artifact.h"
 
 int dst_exit_status(ds_status status) {
@@ -34,27 +35,12 @@ static ds_status parse_split(const char *text, dst_split *split, ds_error *err) 
   return DS_OK;
 }
 
-/* Side of the square single-channel NCHW input of model, or an error naming its shape. */
-static ds_status model_input_side(const dsr_model *model, int32_t *side, ds_error *err) {
-  const dsr_tensor *input = &model->tensors[model->input];
-  if (input->rank != 4 || input->dims[0] != 1 || input->dims[1] != 1 ||
-      input->dims[2] != input->dims[3]) {
-    return ds_fail(err, DS_ERR_SHAPE,
-                   "model input %s has rank %d (dims %d,%d,%d,%d); this command feeds "
-                   "single-channel square images of shape (1, 1, S, S)",
-                   input->name, input->rank, input->dims[0], input->dims[1], input->dims[2],
-                   input->dims[3]);
-  }
-  *side = input->dims[2];
-  return DS_OK;
-}
-
 int dst_cmd_run(int argc, char **argv) {
-  const char *data_dir = DST_FASHION_MNIST_DIR, *split_text = "test", *limit_text = "0";
+  dst_data_args data_args = DST_DATA_ARGS_DEFAULT;
+  const char *split_text = "test", *limit_text = "0";
   const char *mode_text = "fixed", *threads_text = NULL;
   const dst_option options[] = {
-      {"data", "DIR", "folder with the gzip IDX files (default " DST_FASHION_MNIST_DIR ")",
-       &data_dir},
+      DST_DATA_OPTION_ROWS(data_args),
       {"split", "NAME", "train, validation or test (default test)", &split_text},
       {"limit", "N", "evaluate the first N images only (default 0: all)", &limit_text},
       {"mode", "MODE", "fixed (integer kernels, default) or float; both apply the slicing "
@@ -83,6 +69,9 @@ int dst_cmd_run(int argc, char **argv) {
       (threads_text != NULL && dst_args_int("threads", threads_text, 1, 64, &threads, &err)) ||
       parse_split(split_text, &split, &err) != DS_OK)
     return dst_report_error(&err);
+  dst_data_options data_options;
+  if (dst_data_options_parse(&data_args, &data_options, &err) != DS_OK)
+    return dst_report_error(&err);
   dsr_mode mode;
   if (strcmp(mode_text, "fixed") == 0) {
     mode = DSR_MODE_FIXED;
@@ -96,15 +85,15 @@ int dst_cmd_run(int argc, char **argv) {
 
   dsr_model model = {0};
   dst_dataset data = {0};
-  int32_t side = 0;
+  int32_t channels = 0, side = 0;
   ds_status status = dsf_read_file(positional[0], &model, NULL, NULL, &err);
   if (status == DS_OK)
-    status = model_input_side(&model, &side, &err);
+    status = dst_data_input_shape(&model, &channels, &side, &err);
   if (status == DS_OK && mode == DSR_MODE_FIXED && !model.quantized)
     status = ds_fail(&err, DS_ERR_QUANT, "%s holds no fixed-point parameters; use --mode float",
                      positional[0]);
   if (status == DS_OK)
-    status = dst_dataset_load(data_dir, split, side, (int32_t)limit, &data, &err);
+    status = dst_data_load(&data_options, split, channels, side, (int32_t)limit, &data, &err);
 
   dst_eval_result result = {0};
   if (status == DS_OK) {

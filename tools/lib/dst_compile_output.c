@@ -142,9 +142,12 @@ static cJSON *describe(const dst_compile_state *state) {
   cJSON_AddNumberToObject(root, "feature_buffer_bytes", (double)preset->feature_buffer_bytes);
 
   cJSON *calibration = cJSON_AddObjectToObject(root, "calibration");
-  cJSON_AddStringToObject(calibration, "method", state->calibration_method);
+  dst_calibration_describe(&c->calibration, calibration);
   cJSON_AddNumberToObject(calibration, "images", state->calibration.count);
   cJSON_AddStringToObject(calibration, "split", "train");
+  cJSON *precision = dst_precision_to_json(&state->precision, &state->model);
+  if (precision != NULL)
+    cJSON_AddItemToObject(root, "precision", precision);
 
   cJSON *accuracy = cJSON_AddObjectToObject(root, "accuracy");
   cJSON_AddNumberToObject(accuracy, "test_images", state->test.count);
@@ -242,6 +245,8 @@ static void write_markdown(const dst_compile_state *state, FILE *out) {
           (long long)preset->feature_buffer_bytes);
   fprintf(out, "- calibration: %s over %d training images\n", state->calibration_method,
           state->calibration.count);
+  fprintf(out, "- ");
+  dst_precision_print(&state->precision, out);
   fprintf(out, "- test top-1 (%d images): float %.2f%%, fixed point %.2f%% (%+.2f points)\n",
           state->test.count, state->float_top1, state->fixed_top1,
           state->fixed_top1 - state->float_top1);
@@ -326,6 +331,7 @@ void dst_compile_print_summary(const dst_compile_state *state, FILE *out) {
 
   fprintf(out, "\nfloat test top-1 %.2f%%, fixed point %.2f%% (%d images)\n", state->float_top1,
           state->fixed_top1, state->test.count);
+  dst_precision_print(&state->precision, out);
   double chosen_validation, chosen_test;
   chosen_accuracy(state, &chosen_validation, &chosen_test);
   fprintf(out, "chosen slicing %s", chosen_key(state, key, sizeof key));
@@ -353,5 +359,6 @@ void dst_compile_state_free(dst_compile_state *state) {
   dsn_search_result_free(&state->front);
   dsn_schedule_free(&state->schedule);
   dsn_model_cost_free(&state->chosen_cost);
+  dst_precision_record_free(&state->precision);
   free(state);
 }

@@ -1,4 +1,5 @@
 /* Calibration and quantization step of `deformslice compile`. */
+#include <cjson/cJSON.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -45,9 +46,14 @@ static void *calibration_main(void *arg) {
 static ds_status calibrate_parallel(dsr_model *model, const dst_dataset *data,
                                     const dst_calibration_choice *choice, int32_t threads,
                                     dsq_calibration *merged, ds_error *err) {
-  const int64_t pixels = (int64_t)data->side * data->side;
+  const int64_t pixels = dst_dataset_image_elements(data);
   if (threads > data->count)
     threads = data->count;
+
+  dsq_calibration_options options = dsq_calibration_options_default(choice->method);
+  options.percentile = choice->percentile;
+  if (choice->histogram_bins > 0)
+    options.kl_bins = choice->histogram_bins;
 
   calibration_worker *workers = calloc((size_t)threads, sizeof *workers);
   if (workers == NULL)
@@ -62,8 +68,7 @@ static ds_status calibrate_parallel(dsr_model *model, const dst_dataset *data,
     w->model = model;
     w->images = data->images + first * pixels;
     w->count = end - first;
-    status = dsq_calibration_init(&w->calibration, model, choice->method, err);
-    w->calibration.percentile = choice->percentile;
+    status = dsq_calibration_init_options(&w->calibration, model, &options, err);
   }
   for (; status == DS_OK && started < initialized; started++) {
     if (pthread_create(&workers[started].thread, NULL, calibration_main, &workers[started]) != 0)
@@ -73,9 +78,7 @@ static ds_status calibrate_parallel(dsr_model *model, const dst_dataset *data,
     pthread_join(workers[i].thread, NULL);
 
   if (status == DS_OK)
-    status = dsq_calibration_init(merged, model, choice->method, err);
-  if (status == DS_OK)
-    merged->percentile = choice->percentile;
+    status = dsq_calibration_init_options(merged, model, &options, err);
   for (int32_t i = 0; i < initialized && status == DS_OK; i++) {
     if (workers[i].status != DS_OK) {
       *err = workers[i].err;
@@ -91,19 +94,33 @@ static ds_status calibrate_parallel(dsr_model *model, const dst_dataset *data,
   return status;
 }
 
+ds_status dst_calibrate_model(dsr_model *model, const dst_dataset *calibration_images,
+                              const dst_calibration_choice *choice, int32_t threads,
+                              dsq_calibration *calibration, ds_error *err) {
+  return calibrate_parallel(model, calibration_images, choice, threads, calibration, err);
+}
+
 ds_status dst_parse_calibration(const char *method_text, const char *percentile_text,
-                                dst_calibration_choice *choice, ds_error *err) {
+                                const char *bins_text, dst_calibration_choice *choice,
+                                ds_error *err) {
   choice->percentile = DSQ_PERCENTILE_DEFAULT;
-  if (strcmp(method_text, "minmax") == 0)
-    choice->method = DSQ_CALIBRATION_MINMAX;
-  else if (strcmp(method_text, "percentile") == 0)
-    choice->method = DSQ_CALIBRATION_PERCENTILE;
-  else if (strcmp(method_text, "mse") == 0)
-    choice->method = DSQ_CALIBRATION_MSE;
-  else
+  choice->histogram_bins = DSQ_KL_BINS_DEFAULT;
+  if (method_text == NULL)
+    method_text = "minmax";
+  if (!dsq_calibration_method_parse(method_text, &choice->method))
     return ds_fail(err, DS_ERR_INVALID_ARGUMENT,
-                   "--calibration '%s' is not a method; use minmax, percentile or mse",
+                   "--calibration '%s' is not a method; use minmax, percentile, mse or kl",
                    method_text);
+  if (bins_text != NULL) {
+    int64_t bins;
+    DS_TRY(dst_args_int("histogram-bins", bins_text, DSQ_KL_BINS_MIN, DSQ_KL_BINS_MAX, &bins,
+                        err));
+    if (bins % 2 != 0)
+      return ds_fail(err, DS_ERR_INVALID_ARGUMENT,
+                     "--histogram-bins '%s' is odd; use an even count such as %d", bins_text,
+                     DSQ_KL_BINS_DEFAULT);
+    choice->histogram_bins = (int32_t)bins;
+  }
 
   /* The method keeps more than half of the values, so the share is in (50, 100]. */
   if (percentile_text != NULL) {
@@ -116,22 +133,53 @@ ds_status dst_parse_calibration(const char *method_text, const char *percentile_
   return DS_OK;
 }
 
-ds_status dst_quantize_model(dsr_model *model, const dst_dataset *calibration_images,
-                             const dst_calibration_choice *choice, int32_t threads,
-                             char *method, size_t method_bytes, ds_error *err) {
+void dst_calibration_describe(const dst_calibration_choice *choice, cJSON *object) {
+  cJSON_AddStringToObject(object, "method", dsq_calibration_method_name(choice->method));
+  switch (choice->method) {
+  case DSQ_CALIBRATION_PERCENTILE:
+    cJSON_AddNumberToObject(object, "percentile", choice->percentile);
+    cJSON_AddStringToObject(object, "histogram", "log2");
+    cJSON_AddNumberToObject(object, "histogram_bins", DSQ_HISTOGRAM_BINS);
+    cJSON_AddNumberToObject(object, "histogram_bins_per_octave", DSQ_HISTOGRAM_STEPS);
+    break;
+  case DSQ_CALIBRATION_MSE:
+    cJSON_AddStringToObject(object, "histogram", "log2");
+    cJSON_AddNumberToObject(object, "histogram_bins", DSQ_HISTOGRAM_BINS);
+    cJSON_AddNumberToObject(object, "histogram_bins_per_octave", DSQ_HISTOGRAM_STEPS);
+    break;
+  case DSQ_CALIBRATION_KL:
+    cJSON_AddStringToObject(object, "histogram", "linear");
+    cJSON_AddNumberToObject(object, "histogram_bins",
+                            choice->histogram_bins > 0 ? choice->histogram_bins
+                                                       : DSQ_KL_BINS_DEFAULT);
+    cJSON_AddNumberToObject(object, "min_threshold_bins", DSQ_KL_MIN_THRESHOLD_BINS);
+    break;
+  default:
+    break;
+  }
+}
+
+ds_status dst_quantize_model_precision(dsr_model *model, const dst_dataset *calibration_images,
+                                       const dst_calibration_choice *choice, int32_t threads,
+                                       const dst_precision_config *precision,
+                                       const dst_dataset *validation,
+                                       dst_precision_record *record, char *method,
+                                       size_t method_bytes, ds_error *err) {
   dsq_calibration calibration;
   memset(&calibration, 0, sizeof calibration);
   double start_s = dst_now_s();
 
   ds_status status =
       calibrate_parallel(model, calibration_images, choice, threads, &calibration, err);
-  if (status == DS_OK) {
-    dsq_options options = dsq_options_default();
-    status = dsq_quantize(model, &calibration, &options, err);
-  }
+  if (status == DS_OK)
+    status = dst_precision_quantize(model, &calibration, precision, validation, threads, record,
+                                    err);
   if (status == DS_OK) {
     if (choice->method == DSQ_CALIBRATION_PERCENTILE)
       snprintf(method, method_bytes, "percentile %g", choice->percentile);
+    else if (choice->method == DSQ_CALIBRATION_KL)
+      snprintf(method, method_bytes, "kl, %d bins",
+               choice->histogram_bins > 0 ? choice->histogram_bins : DSQ_KL_BINS_DEFAULT);
     else
       snprintf(method, method_bytes, "%s", dsq_calibration_method_name(choice->method));
     fprintf(stderr,
@@ -140,13 +188,30 @@ ds_status dst_quantize_model(dsr_model *model, const dst_dataset *calibration_im
             method, calibration_images->count,
             (int)(sizeof calibration_slices / sizeof calibration_slices[0]),
             dst_now_s() - start_s);
+    fprintf(stderr, "  ");
+    dst_precision_print(record, stderr);
   }
   dsq_calibration_free(&calibration);
   return status;
 }
 
+ds_status dst_quantize_model(dsr_model *model, const dst_dataset *calibration_images,
+                             const dst_calibration_choice *choice, int32_t threads,
+                             char *method, size_t method_bytes, ds_error *err) {
+  dst_precision_config precision;
+  dst_precision_record record;
+  DS_TRY(dst_parse_precision(NULL, NULL, NULL, &precision, err));
+  ds_status status = dst_quantize_model_precision(model, calibration_images, choice, threads,
+                                                  &precision, NULL, &record, method,
+                                                  method_bytes, err);
+  dst_precision_record_free(&record);
+  return status;
+}
+
 ds_status dst_compile_quantize(dst_compile_state *state, ds_error *err) {
-  return dst_quantize_model(&state->model, &state->calibration, &state->config.calibration,
-                            state->config.threads, state->calibration_method,
-                            sizeof state->calibration_method, err);
+  return dst_quantize_model_precision(&state->model, &state->calibration,
+                                      &state->config.calibration, state->config.threads,
+                                      &state->config.precision, &state->validation,
+                                      &state->precision, state->calibration_method,
+                                      sizeof state->calibration_method, err);
 }

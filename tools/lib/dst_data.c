@@ -86,30 +86,42 @@ static ds_status idx_read_header(idx_file *file, uint32_t magic, uint32_t *dims,
   return DS_OK;
 }
 
-void dst_resize_bilinear(const float *src, int32_t in_side, float *dst, int32_t out_side) {
-  const float scale = (float)in_side / (float)out_side;
+int64_t dst_dataset_image_elements(const dst_dataset *dataset) {
+  int64_t channels = dataset->channels > 0 ? dataset->channels : 1;
+  return channels * dataset->side * dataset->side;
+}
 
-  for (int32_t oy = 0; oy < out_side; oy++) {
-    float sy = scale * ((float)oy + 0.5f) - 0.5f;
+void dst_resize_bilinear(const float *src, int32_t in_side, float *dst, int32_t out_side) {
+  dst_resize_bilinear_plane(src, in_side, in_side, dst, out_side, out_side);
+}
+
+void dst_resize_bilinear_plane(const float *src, int32_t in_height, int32_t in_width,
+                               float *dst, int32_t out_height, int32_t out_width) {
+  const float scale_y = (float)in_height / (float)out_height;
+  const float scale_x = (float)in_width / (float)out_width;
+
+  for (int32_t oy = 0; oy < out_height; oy++) {
+    float sy = scale_y * ((float)oy + 0.5f) - 0.5f;
     if (sy < 0.0f)
       sy = 0.0f;
     int32_t y0 = (int32_t)sy;
-    int32_t y1 = y0 < in_side - 1 ? y0 + 1 : y0;
+    int32_t y1 = y0 < in_height - 1 ? y0 + 1 : y0;
     float wy1 = sy - (float)y0;
     float wy0 = 1.0f - wy1;
+    const float *row0 = src + (size_t)y0 * (size_t)in_width;
+    const float *row1 = src + (size_t)y1 * (size_t)in_width;
 
-    for (int32_t ox = 0; ox < out_side; ox++) {
-      float sx = scale * ((float)ox + 0.5f) - 0.5f;
+    for (int32_t ox = 0; ox < out_width; ox++) {
+      float sx = scale_x * ((float)ox + 0.5f) - 0.5f;
       if (sx < 0.0f)
         sx = 0.0f;
       int32_t x0 = (int32_t)sx;
-      int32_t x1 = x0 < in_side - 1 ? x0 + 1 : x0;
+      int32_t x1 = x0 < in_width - 1 ? x0 + 1 : x0;
       float wx1 = sx - (float)x0;
       float wx0 = 1.0f - wx1;
 
-      dst[oy * out_side + ox] =
-          wy0 * (wx0 * src[y0 * in_side + x0] + wx1 * src[y0 * in_side + x1]) +
-          wy1 * (wx0 * src[y1 * in_side + x0] + wx1 * src[y1 * in_side + x1]);
+      dst[(size_t)oy * (size_t)out_width + (size_t)ox] =
+          wy0 * (wx0 * row0[x0] + wx1 * row0[x1]) + wy1 * (wx0 * row1[x0] + wx1 * row1[x1]);
     }
   }
 }
@@ -211,6 +223,7 @@ static ds_status load_files(const char *folder, const char *prefix, uint32_t fir
   }
   out->count = (int32_t)count;
   out->side = side;
+  out->channels = 1;
 
 done:
   if (images.handle != NULL)

@@ -1,6 +1,7 @@
 /*
  * Image data sets for calibration, search and evaluation: Fashion-MNIST style gzip IDX files
  * read with zlib, converted to float in [0, 1] and resized to the model's input side.
+ * dst_source.h adds raw tensor files and folders of JPEG and PNG images.
  */
 #ifndef DST_DATA_H
 #define DST_DATA_H
@@ -24,14 +25,18 @@ typedef enum dst_split {
   DST_SPLIT_TEST = 2,       /* the t10k files */
 } dst_split;
 
-/* Images as float32, count x side x side (one channel), owned by the data set. */
+/* Images as float32, count x channels x side x side (NCHW), owned by the data set. */
 typedef struct dst_dataset {
   int32_t count;
   int32_t side;          /* pixels per row and column after resizing */
   float *images;
   uint8_t *labels;
   int32_t class_count;   /* largest label + 1 */
+  int32_t channels;      /* 1 for IDX files; 1 or 3 for raw tensors and image folders */
 } dst_dataset;
+
+/* Floats per image: channels * side * side (channels 0 counts as 1). */
+int64_t dst_dataset_image_elements(const dst_dataset *dataset);
 
 /*
  * Loads split from folder (the four files train-images-idx3-ubyte.gz,
@@ -54,5 +59,10 @@ const char *dst_split_name(dst_split split);
  * PyTorch's bilinear interpolation with align_corners=False does.
  */
 void dst_resize_bilinear(const float *src, int32_t in_side, float *dst, int32_t out_side);
+
+/* Same for a rectangular plane: in_height x in_width to out_height x out_width. A square
+ * plane gives the same floats as dst_resize_bilinear. */
+void dst_resize_bilinear_plane(const float *src, int32_t in_height, int32_t in_width,
+                               float *dst, int32_t out_height, int32_t out_width);
 
 #endif

@@ -73,7 +73,7 @@ static void *eval_worker_main(void *arg) {
     return NULL;
   }
 
-  const int64_t pixels = (int64_t)shared->data->side * shared->data->side;
+  const int64_t pixels = dst_dataset_image_elements(shared->data);
   const int64_t classes = dsr_tensor_elements(&model->tensors[model->output]);
   float *input = dsr_input_f32(&ctx);
 
@@ -104,12 +104,13 @@ ds_status dst_evaluate(const dsr_model *model, const dst_dataset *data, int32_t 
   }
 
   const dsr_tensor *input = &model->tensors[model->input];
-  const int64_t pixels = (int64_t)data->side * data->side;
+  const int64_t pixels = dst_dataset_image_elements(data);
   if (dsr_tensor_elements(input) != pixels) {
     return ds_fail(err, DS_ERR_SHAPE,
-                   "model input %s has %lld elements, but the images are %dx%d with one "
-                   "channel; pass the matching --input-side",
-                   input->name, (long long)dsr_tensor_elements(input), data->side, data->side);
+                   "model input %s has %lld elements, but the images are %dx%d with %d "
+                   "channels; give data of the model's input shape",
+                   input->name, (long long)dsr_tensor_elements(input), data->side, data->side,
+                   data->channels > 0 ? data->channels : 1);
   }
 
   eval_shared shared = {.model = model, .data = data, .options = options, .first = first,

@@ -15,6 +15,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+# Set while exporting with dynamic spatial axes (tools/export_models.py): size-dependent
+# constants of the family models are then computed from the traced input shape.
+TRACE_SIZES = False
+
 
 class LayerNormProxy(nn.Module):
     """LayerNorm over the channel axis of an NCHW tensor."""
@@ -38,8 +42,13 @@ class DAttentionBaseline(nn.Module):
     """
 
     def __init__(self, q_size, n_heads, n_head_channels, n_groups, stride, ksize,
-                 convention="dat_pp", offset_range_factor=2.0, q_grid="pixel"):
+                 convention="dat_pp", offset_range_factor=2.0, q_grid="pixel",
+                 grid_from_arange=False):
         super().__init__()
+        # linspace(0.5, Hk - 0.5, Hk) and arange(Hk) + 0.5 are the same float32 values, but
+        # torch 1.13 exports linspace as a float64 constant, which makes both GridSample grids
+        # float64 (ONNX Runtime's CPU GridSample takes float32 only).
+        self.grid_from_arange = grid_from_arange
         if q_grid not in ("pixel", "centre"):
             raise ValueError(f"q_grid {q_grid!r}: expected 'pixel' (DAT++) or 'centre' (DAT)")
         self.q_grid = q_grid
@@ -71,8 +80,12 @@ class DAttentionBaseline(nn.Module):
         nn.init.trunc_normal_(self.rpe_table, std=0.01)
 
     def _get_ref_points(self, h_key, w_key, batch, dtype, device):
-        ref_y = torch.linspace(0.5, h_key - 0.5, h_key, dtype=dtype, device=device)
-        ref_x = torch.linspace(0.5, w_key - 0.5, w_key, dtype=dtype, device=device)
+        if self.grid_from_arange:
+            ref_y = torch.arange(h_key, dtype=dtype, device=device) + 0.5
+            ref_x = torch.arange(w_key, dtype=dtype, device=device) + 0.5
+        else:
+            ref_y = torch.linspace(0.5, h_key - 0.5, h_key, dtype=dtype, device=device)
+            ref_x = torch.linspace(0.5, w_key - 0.5, w_key, dtype=dtype, device=device)
         if self.convention == "dat_pp":
             ref_y = ref_y / (h_key - 1.0) * 2.0 - 1.0
             ref_x = ref_x / (w_key - 1.0) * 2.0 - 1.0
@@ -101,7 +114,12 @@ class DAttentionBaseline(nn.Module):
         n_sample = h_key * w_key
 
         if self.convention == "dat":
-            offset_range = torch.tensor([1.0 / h_key, 1.0 / w_key], device=device).reshape(1, 2, 1, 1)
+            if self.grid_from_arange and TRACE_SIZES and torch.is_tensor(h_key):
+                # Export with dynamic spatial axes: keep the range a function of the map,
+                # because torch.tensor() would freeze it at the traced size.
+                offset_range = torch.stack((1.0 / h_key, 1.0 / w_key)).to(dtype).reshape(1, 2, 1, 1)
+            else:
+                offset_range = torch.tensor([1.0 / h_key, 1.0 / w_key], device=device).reshape(1, 2, 1, 1)
             offset = offset.tanh().mul(offset_range).mul(self.offset_range_factor)
 
         offset = offset.permute(0, 2, 3, 1)

@@ -98,7 +98,8 @@ class TransformerStage(nn.Module):
                     map_size, heads, dim // heads, cfg["groups"][i], cfg["strides"][i],
                     cfg["ksizes"][i], "dat_pp" if plus else "dat",
                     offset_range_factor=cfg.get("offset_range_factor", 2.0),
-                    q_grid="pixel" if plus else "centre"))
+                    q_grid="pixel" if plus else "centre",
+                    grid_from_arange=not cfg.get("linspace_grids", False)))
             else:
                 raise ValueError(f"stage {i + 1}: unknown block type {kind!r} (L, S, N or D)")
         if plus:
@@ -201,8 +202,8 @@ CONFIGS = {
                      stage_spec=(("N", "D"), _spec(("N", "D"), 4), _spec(("N", "D"), 18),
                                  ("D", "D"))),
     # Reduced variants with every block type of the full models, for the test fixtures.
-    # DAT at 64x64 gives maps 16, 8, 4, 2: window 4 pads nothing in stage 1, pads the
-    # 8x12 map of a 32x48 stage 2 at 64x96 input; stages 3-4 have deformable blocks.
+    # At 64x64 DAT's maps are 16, 8, 4 and 2, which window 4 divides. At 72x88 they are
+    # 18x22, 9x11, 4x5 and 2x2, so every window block pads.
     "dat_mini": dict(DAT_BASE, window_size=4, dim_stem=16, dims=(16, 16, 24, 24),
                      depths=(2, 2, 2, 1), heads=(2, 2, 2, 2), groups=(-1, -1, 2, 2),
                      stage_spec=(("L", "S"), ("L", "S"), ("L", "D"), ("D",))),
@@ -221,10 +222,16 @@ TARGET_PARAMS = {
 }
 
 
-def build(name, img_size=224, num_classes=1000, in_chans=3):
+def build(name, img_size=224, num_classes=1000, in_chans=3, linspace_grids=False):
+    """Build model name for img_size inputs.
+
+    linspace_grids builds the reference points with linspace, as the reference code does;
+    torch 1.13 then exports them, and both GridSample grids, in float64.
+    """
     if name not in CONFIGS:
         raise ValueError(f"unknown model {name!r}: expected one of {', '.join(CONFIGS)}")
-    return DATFamily(CONFIGS[name], img_size, num_classes, in_chans)
+    return DATFamily(dict(CONFIGS[name], linspace_grids=linspace_grids), img_size, num_classes,
+                     in_chans)
 
 
 def resize_rpe_tables(state_dict, model):
