@@ -119,7 +119,8 @@ ds_status dsc_import_file(const char *path, const dsc_options *options, dsr_mode
                           dsc_report *report, ds_error *err);
 
 /* Same as dsc_import_file for bytes already in memory; path_for_messages names them in
- * errors and may be NULL. data is only read. */
+ * errors and may be NULL. External data files are looked up in the folder of
+ * path_for_messages, or in the working directory when it has none. data is only read. */
 ds_status dsc_import_buffer(const uint8_t *data, size_t size, const char *path_for_messages,
                             const dsc_options *options, dsr_model *model, dsc_report *report,
                             ds_error *err);

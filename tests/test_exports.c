@@ -338,6 +338,7 @@ static bad_case bad_cases[] = {
     {"gelu_tanh.onnx", DS_ERR_UNSUPPORTED_OP, {"gelu_y", "Gelu", "approximate='tanh'"}},
     {"where_live_cond.onnx", DS_ERR_UNSUPPORTED_OP, {"where_y", "Where", "(1, 4)"}},
     {"pad_reflect.onnx", DS_ERR_UNSUPPORTED_OP, {"pad_y", "Pad", "reflect"}},
+    {"pad_huge.onnx", DS_ERR_SHAPE, {"pad_y", "9223372036854775807", "too large"}},
     {"dynamic_reshape.onnx", DS_ERR_SHAPE, {"reshape_y", "Reshape", "not constant"}},
     {"external_escape.onnx", DS_ERR_ONNX_PARSE, {"initializer 'w'", "../escape.bin",
                                                  "leaves the model's folder"}},

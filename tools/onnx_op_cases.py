@@ -23,6 +23,7 @@ Into BAD/ (each must be rejected with a clear error):
   gelu_tanh           opset 20 Gelu with approximate='tanh'
   where_live_cond     Where whose condition depends on the input
   pad_reflect         Pad in reflect mode
+  pad_huge            Pad of INT64_MAX elements
   dynamic_reshape     Reshape whose shape is computed from the input values
   external_escape     external data at '../escape.bin', outside the model's folder
   external_short      external data past the end of its 16-byte file
@@ -248,6 +249,8 @@ def bad_models(folder):
                                   [1, 4], [1, 4], [_const("zero", np.float32(0.0))]),
         "pad_reflect": _model([_node("Pad", ["x", "pads"], ["y"], mode="reflect")], [1, 4],
                               [1, 6], [_const("pads", np.array([0, 1, 0, 1], np.int64))]),
+        "pad_huge": _model([_node("Pad", ["x", "pads"], ["y"])], [1, 4], [1, 6],
+                           [_const("pads", np.array([0, INT64_MAX, 0, 1], np.int64))]),
         "dynamic_reshape": _model([_node("Cast", ["x"], ["shape"], to=TensorProto.INT64),
                                    _node("Reshape", ["x", "shape"], ["y"])], [2], [2]),
         "external_escape": external(_external("w", w, "../escape.bin")),
