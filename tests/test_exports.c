@@ -97,6 +97,8 @@ static export_case export_cases[] = {
     {"dat_pp_mini_64_dynamic", "dat_pp_mini_64_dynamic.64x96", {1, 3, 64, 96}, 4, 4, 16},
     {"dat_mini_64_dynamic", "dat_mini_64_dynamic", {1, 3, 64, 64}, 4, 2, 17},
     {"dat_mini_64_dynamic", "dat_mini_64_dynamic.72x88", {1, 3, 72, 88}, 4, 2, 17},
+    {"ops/deform_opset20", "deform_layer_dat_pp", {0}, 0, 1, 20},
+    {"ops/deform_opset21", "deform_layer_dat_pp", {0}, 0, 1, 21},
 };
 
 ParameterizedTestParameters(exports, reduced_export_matches_pytorch) {
