@@ -92,6 +92,7 @@ typedef struct dsc_report {
   int32_t gelu_fused_count;       /* decomposed exact GELU patterns and Gelu ops */
   int32_t matmul_add_fused_count; /* MatMul plus bias Add pairs turned into GEMM */
   int32_t dead_node_count;        /* live nodes no path leads from to the output */
+  int32_t lowered_node_count;     /* ONNX nodes mapped onto one runtime op or a chain of them */
 
   /* The passes in the order they ran. */
   int32_t pass_count;

@@ -254,6 +254,8 @@ Test(report, passes_recorded_in_order) {
   cr_expect_eq(report.passes[1].changed_count, 24);
   cr_expect_eq(report.passes[2].changed_count, 12);
   cr_expect_eq(report.passes[4].changed_count, 4);
+  cr_expect_eq(report.passes[6].changed_count, report.lowered_node_count);
+  cr_expect_gt(report.lowered_node_count, 0);
   cr_expect_eq(report.passes[6].nodes_after, model.node_count);
   cr_expect_eq(report.node_count_after, model.node_count);
   ds_model_free(&model);
