@@ -109,7 +109,7 @@ int main(int argc, char **argv) {
     return fail(&err);
   printf("model %s, %d test images, %d threads\n\n", argv[1], test.count, threads);
   printf("| mode | int16 budget bytes | int16 items | int16 extra bytes | fixed top-1 | "
-         "drop vs float (points) | choice s |\n");
+         "fixed - float (points) | choice s |\n");
   printf("|---|---|---|---|---|---|---|\n");
   printf("| float | - | - | - | %.2f%% | - | - |\n", float_top1);
 

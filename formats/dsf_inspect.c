@@ -96,46 +96,55 @@ typedef struct layer_traffic {
   uint64_t store_bytes;
 } layer_traffic;
 
+static void add_step(layer_traffic *t, const dsr_schedule *schedule, const dsr_dma_step *s) {
+  t->steps++;
+  for (int32_t k = 0; k < s->load_count + s->store_count; k++) {
+    const dsr_dma_descriptor *x = &schedule->descriptors[s->first_descriptor + k];
+    uint64_t bytes = (uint64_t)x->row_bytes * x->row_count;
+    t->descriptors++;
+    if (x->direction == DSR_DMA_LOAD)
+      t->load_bytes += bytes;
+    else
+      t->store_bytes += bytes;
+  }
+}
+
+static void print_traffic_row(FILE *out, const char *label, const layer_traffic *t) {
+  fprintf(out, "  %5s %7" PRId64 " %11" PRId64 " %14" PRIu64 " %14" PRIu64 "\n", label,
+          t->steps, t->descriptors, t->load_bytes, t->store_bytes);
+}
+
+/* Prints the steps, descriptors and bytes of each deformable layer, of the dense layers
+ * together, and the total. */
 static void print_schedule(FILE *out, const dsr_model *model, const dsr_schedule *schedule) {
   int32_t layers = ds_model_deform_count(model);
   fprintf(out, "DMA schedule: %" PRId32 " steps, %" PRId32 " descriptors\n",
           schedule->step_count, schedule->descriptor_count);
-  if (layers == 0 || schedule->step_count == 0)
+  if (schedule->step_count == 0)
     return;
 
-  layer_traffic *per_layer = calloc((size_t)layers, sizeof *per_layer);
+  layer_traffic *per_layer = calloc((size_t)layers + 1, sizeof *per_layer);
   if (per_layer == NULL) {
     fprintf(out, "  (no memory for the per-layer summary)\n");
     return;
   }
+  layer_traffic dense = {0};
   layer_traffic total = {0};
   for (int32_t i = 0; i < schedule->step_count; i++) {
     const dsr_dma_step *s = &schedule->steps[i];
-    layer_traffic *t = &per_layer[s->layer]; /* the reader checked the layer range */
-    t->steps++;
-    for (int32_t k = 0; k < s->load_count + s->store_count; k++) {
-      const dsr_dma_descriptor *x = &schedule->descriptors[s->first_descriptor + k];
-      uint64_t bytes = (uint64_t)x->row_bytes * x->row_count;
-      t->descriptors++;
-      if (x->direction == DSR_DMA_LOAD)
-        t->load_bytes += bytes;
-      else
-        t->store_bytes += bytes;
-    }
+    /* The reader checked the layer range: -1 or a deformable layer index. */
+    add_step(s->layer >= 0 ? &per_layer[s->layer] : &dense, schedule, s);
+    add_step(&total, schedule, s);
   }
   fprintf(out, "  %5s %7s %11s %14s %14s\n", "layer", "steps", "descriptors", "load bytes",
           "store bytes");
   for (int32_t layer = 0; layer < layers; layer++) {
-    const layer_traffic *t = &per_layer[layer];
-    fprintf(out, "  %5" PRId32 " %7" PRId64 " %11" PRId64 " %14" PRIu64 " %14" PRIu64 "\n",
-            layer, t->steps, t->descriptors, t->load_bytes, t->store_bytes);
-    total.steps += t->steps;
-    total.descriptors += t->descriptors;
-    total.load_bytes += t->load_bytes;
-    total.store_bytes += t->store_bytes;
+    char label[16];
+    snprintf(label, sizeof label, "%" PRId32, layer);
+    print_traffic_row(out, label, &per_layer[layer]);
   }
-  fprintf(out, "  %5s %7" PRId64 " %11" PRId64 " %14" PRIu64 " %14" PRIu64 "\n", "total",
-          total.steps, total.descriptors, total.load_bytes, total.store_bytes);
+  print_traffic_row(out, "dense", &dense);
+  print_traffic_row(out, "total", &total);
   free(per_layer);
 }
 

@@ -68,7 +68,7 @@ _Static_assert(sizeof(float) == 4 && FLT_MANT_DIG == 24, "floats are IEEE-754 bi
 /* Wire sizes of fixed records inside sections. */
 enum {
   DSF_QPARAMS_WIRE_BYTES = 12, /* f32 scale, i32 zero point, u8 dtype, u8 bits, 2 zero bytes */
-  DSF_STEP_WIRE_BYTES = 20,
+  DSF_STEP_WIRE_BYTES = 32, /* i32 node, layer, patch, first, loads, stores; u64 cycles */
   DSF_DESCRIPTOR_WIRE_BYTES = 28,
   DSF_SLICE_WIRE_BYTES = 20,
   DSF_NODE_MIN_WIRE_BYTES = 2 + 4 + 4 + 16 + 4 + 4, /* empty name, no attributes */

@@ -451,17 +451,31 @@ ds_status dsq_mixed_choose(dsr_model *model, const dsq_calibration *calib, const
     }
   }
 
+  /* Errors of promoted tensors do not add up exactly (they can cancel), so each candidate is
+   * kept only when the error of the whole choice so far drops: the result never measures
+   * worse than pure int8 on these images. */
   if (status == DS_OK) {
     qsort(ranked, (size_t)ranked_count, sizeof *ranked, compare_ranked);
-    for (int32_t r = 0; r < ranked_count; r++) {
+    double noise = base_noise;
+    for (int32_t r = 0; r < ranked_count && status == DS_OK; r++) {
       dsq_precision_item *it = &plan->items[ranked[r].item];
-      if (used + it->int16_extra_bytes <= budget_bytes) {
-        it->precision = DSQ_PRECISION_INT16;
+      if (used + it->int16_extra_bytes > budget_bytes)
+        continue;
+      it->precision = DSQ_PRECISION_INT16;
+      dsq_precision_plan_options(plan, 0, &options);
+      double trial = 0.0;
+      status = measure_noise(&job, &options, &trial);
+      if (status == DS_OK && trial < noise) {
+        noise = trial;
         used += it->int16_extra_bytes;
+      } else {
+        it->precision = DSQ_PRECISION_INT8;
       }
     }
-    dsq_precision_plan_options(plan, 0, &options);
-    status = dsq_quantize(model, calib, &options, err);
+    if (status == DS_OK) {
+      dsq_precision_plan_options(plan, 0, &options);
+      status = dsq_quantize(model, calib, &options, err);
+    }
   }
   free(fixed);
   free(reference);

@@ -32,7 +32,7 @@
 
 typedef struct dsq_precision_item {
   char name[DSQ_PRECISION_NAME_BYTES];
-  int32_t tensor;            /* alias-group root tensor, or -1 for a stage */
+  int32_t tensor;            /* first activation of the alias group, or -1 for a stage */
   int32_t node;              /* DEFORM_ATTN node index of a stage, else -1 */
   int32_t stage;             /* dsr_deform_stage of a stage, else -1 */
   int64_t int16_extra_bytes; /* see the header comment */
@@ -94,12 +94,15 @@ int dsq_precision_item_is_int16(const dsq_precision_item *item, const dsr_model 
  * item starts as int8 (flags 0) and is measured: the squared error of the model's output
  * logits against float on image_count images (dsr_tensor_elements(input) floats each; use
  * calibration or validation images, never the test set) with that item alone promoted to
- * int16. Items that reduce the error are then taken greedily, most error removed per extra
- * byte first, while they fit the budget. The model is left quantized with the choice, and the
+ * int16. Items that reduce the error are then tried greedily, most error removed per extra
+ * byte first: each one that fits the budget is kept when the error of the whole choice so
+ * far drops, so the result never measures worse than pure int8 on these images. The model is left quantized with the choice, and the
  * plan's precisions and gains record it. The images run on threads worker threads; the result
  * does not depend on the thread count.
  * Errors: DS_ERR_INVALID_ARGUMENT (also: hand-chosen int16 items over the budget), those of
  * dsq_quantize and dsr_plan, DS_ERR_OUT_OF_MEMORY.
+ * NOTE: the search starts from pure int8, so a layer whose int8 accumulators could overflow
+ * (dsr_plan rejects it) fails the whole choice; such a model needs class-based int16.
  */
 ds_status dsq_mixed_choose(dsr_model *model, const dsq_calibration *calib, const float *images,
                            int32_t image_count, int64_t budget_bytes, int32_t threads,

@@ -216,23 +216,20 @@ static float offset_pixels(const dsr_deform_attn *layer, int32_t semantics, floa
   return tanhf(o) * (1.0f / grid) * layer->offset_range_factor * half_extent;
 }
 
-/* Steps 4 to 7: sample positions and the bilinear samples of x. */
-static void sample_patch(const dsr_f32_args *args, const deform_buffers *b,
-                         const dsr_patch *patch, int32_t grid_h, int32_t grid_w) {
-  const dsr_deform_attn *layer = args->node->deform;
-  int32_t groups = layer->groups, group_channels = layer->channels / groups;
+void dsr_deform_positions(const dsr_deform_attn *layer, int32_t semantics,
+                          const dsr_patch *patch, int32_t grid_h, int32_t grid_w,
+                          const float *raw_offsets, float *positions) {
+  int32_t groups = layer->groups;
   int32_t patch_h = patch->ext_y1 - patch->ext_y0, patch_w = patch->ext_x1 - patch->ext_x0;
   int32_t full_grid_h = dsr_deform_grid_size(layer, layer->height);
   int32_t full_grid_w = dsr_deform_grid_size(layer, layer->width);
   size_t samples = (size_t)grid_h * grid_w;
-  size_t map_pixels = (size_t)layer->height * layer->width;
-  int32_t semantics = args->slice.semantics;
   int clamp = layer->convention == DSR_DEFORM_DAT_PP;
 
   for (int32_t g = 0; g < groups; g++) {
-    const float *dy = b->raw_offsets + (size_t)g * 2 * samples;
+    const float *dy = raw_offsets + (size_t)g * 2 * samples;
     const float *dx = dy + samples;
-    float *pos_y = b->positions + (size_t)g * 2 * samples;
+    float *pos_y = positions + (size_t)g * 2 * samples;
     float *pos_x = pos_y + samples;
     for (int32_t i = 0; i < grid_h; i++) {
       float ref_y = reference_pixel(layer->convention, i, grid_h, patch_h);
@@ -251,7 +248,23 @@ static void sample_patch(const dsr_f32_args *args, const deform_buffers *b,
         pos_x[n] = x;
       }
     }
+  }
+}
 
+/* Steps 4 to 7: sample positions and the bilinear samples of x. */
+static void sample_patch(const dsr_f32_args *args, const deform_buffers *b,
+                         const dsr_patch *patch, int32_t grid_h, int32_t grid_w) {
+  const dsr_deform_attn *layer = args->node->deform;
+  int32_t groups = layer->groups, group_channels = layer->channels / groups;
+  int32_t patch_h = patch->ext_y1 - patch->ext_y0, patch_w = patch->ext_x1 - patch->ext_x0;
+  size_t samples = (size_t)grid_h * grid_w;
+  size_t map_pixels = (size_t)layer->height * layer->width;
+
+  dsr_deform_positions(layer, args->slice.semantics, patch, grid_h, grid_w, b->raw_offsets,
+                       b->positions);
+  for (int32_t g = 0; g < groups; g++) {
+    const float *pos_y = b->positions + (size_t)g * 2 * samples;
+    const float *pos_x = pos_y + samples;
     for (int32_t cg = 0; cg < group_channels; cg++) {
       int32_t c = g * group_channels + cg;
       const float *plane = args->in[0] + (size_t)c * map_pixels +

@@ -172,11 +172,13 @@ static int32_t reference_q8(int32_t convention, int32_t i, int32_t grid, int32_t
   return (int32_t)dsr_fixed_div_round64(numerator, 2 * (int64_t)(grid - 1));
 }
 
-/* Offset in Q8 pixels from the raw int16 offset o (section DSQ_DA_POSITION). */
+/* Offset in Q8 pixels from the raw offset o with zero point o_zero (section DSQ_DA_POSITION).
+ * The OFFSET stage is int16 (zero point 0) by class, but int8 with a zero point in pure int8
+ * or mixed precision. The tanh table of DAT takes the raw value, zero point included. */
 static int64_t offset_q8(const dsr_deform_attn *d, const int32_t *section, int32_t o,
-                         int32_t span, int32_t grid) {
+                         int32_t o_zero, int32_t span, int32_t grid) {
   if (d->convention == DSR_DEFORM_DAT_PP)
-    return dsr_fixed_requant32(o * span, section[0], section[1]);
+    return dsr_fixed_requant32((o - o_zero) * span, section[0], section[1]);
   int32_t t = dsr_fixed_lut_apply(section + 2, o, 0, -32767, 32767);
   int32_t scaled = dsr_fixed_requant32(t * span, section[0], section[1]);
   return dsr_fixed_div_round64(scaled, (int64_t)grid * DSR_FIXED_POS_ONE);
@@ -422,6 +424,7 @@ static void positions(const dsr_deform_attn *d, const deform_sections *sec,
   int32_t span_x = pg->physical ? d->width - 1 : pg->w - 1;
   int32_t grid_y = pg->physical ? dsr_fixed_offset_grid(d, d->height) : pg->hk;
   int32_t grid_x = pg->physical ? dsr_fixed_offset_grid(d, d->width) : pg->wk;
+  int32_t o_zero = d->stage_qparams[DSR_DEFORM_STAGE_OFFSET].zero_point;
   for (int32_t gi = 0; gi < d->groups; gi++) {
     for (int32_t i = 0; i < pg->hk; i++) {
       for (int32_t j = 0; j < pg->wk; j++) {
@@ -430,8 +433,8 @@ static void positions(const dsr_deform_attn *d, const deform_sections *sec,
         int32_t o_x = s->offset[(int64_t)(gi * 2 + 1) * pg->n + n];
         int64_t py = reference_q8(d->convention, i, pg->hk, pg->h);
         int64_t px = reference_q8(d->convention, j, pg->wk, pg->w);
-        py += offset_q8(d, sec->s[DSQ_DA_POSITION], o_y, span_y, grid_y);
-        px += offset_q8(d, sec->s[DSQ_DA_POSITION], o_x, span_x, grid_x);
+        py += offset_q8(d, sec->s[DSQ_DA_POSITION], o_y, o_zero, span_y, grid_y);
+        px += offset_q8(d, sec->s[DSQ_DA_POSITION], o_x, o_zero, span_x, grid_x);
         if (d->convention == DSR_DEFORM_DAT_PP) {
           py = dsr_fixed_clamp64(py, 0, (int64_t)(pg->h - 1) * DSR_FIXED_POS_ONE);
           px = dsr_fixed_clamp64(px, 0, (int64_t)(pg->w - 1) * DSR_FIXED_POS_ONE);

@@ -92,6 +92,16 @@ float dsr_gelu_value(float x);
 int32_t dsr_deform_grid_size(const dsr_deform_attn *layer, int32_t size);
 
 /*
+ * Sampling positions of one patch of the float kernel (steps 4 to 7 of the operator): from
+ * raw_offsets (groups x 2 x N, dy then dx, as DSR_DEFORM_STAGE_OFFSET reports them) to
+ * positions (groups x 2 x N, y then x) in pixels of the extended patch, N = grid_h * grid_w.
+ * semantics is dsr_slice_semantics.
+ */
+void dsr_deform_positions(const dsr_deform_attn *layer, int32_t semantics,
+                          const dsr_patch *patch, int32_t grid_h, int32_t grid_w,
+                          const float *raw_offsets, float *positions);
+
+/*
  * Numpy broadcasting of two shapes, right-aligned. Strides are in elements of each operand,
  * 0 along an axis the operand broadcasts.
  */

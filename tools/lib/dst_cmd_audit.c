@@ -40,7 +40,7 @@ typedef struct audit_config {
   dst_calibration_choice calibration;
   dst_precision_config precision;
   int precision_given;            /* a precision option was on the command line */
-  dsc_options import_options;     /* input_rank 0: the file's input shape */
+  dsc_options import_options; /* input_rank 0: the file's input shape */
 } audit_config;
 
 static ds_status load_model(const audit_config *c, dsr_model *model,
@@ -163,9 +163,11 @@ static ds_status run_audit(const audit_config *c, ds_error *err) {
     status = ds_fail(err, DS_ERR_QUANT, "%s holds no fixed-point parameters to audit",
                      c->artifact_path != NULL ? c->artifact_path : c->model_path);
   int32_t layers = status == DS_OK ? ds_model_deform_count(&model) : 0;
-  if (status == DS_OK && layers > DSR_MAX_DEFORM_LAYERS)
+  if (status == DS_OK && layers > DSR_MAX_DEFORM_LAYERS) {
     status = ds_fail(err, DS_ERR_SHAPE, "the model has %d deformable layers, more than %d",
                      layers, DSR_MAX_DEFORM_LAYERS);
+    layers = 0;
+  }
   for (int32_t i = 0; i < layers; i++)
     unsliced[i] = dsr_slice_none();
   if (status == DS_OK)
@@ -239,7 +241,8 @@ int dst_cmd_audit(int argc, char **argv) {
   const char *test_images = "10000", *tensor_images = "100", *calibration_images = "500";
   const char *threads = NULL, *calibration = "minmax", *percentile = NULL, *bins = NULL;
   const char *precision = NULL, *budget = NULL, *precision_file = NULL, *slices = NULL;
-  const char *json = NULL, *markdown = NULL, *shape = NULL;
+  const char *json = NULL, *markdown = NULL, *precision_images = NULL;
+  const char *shape = NULL;
   const dst_option options[] = {
       {"model", "FILE", "ONNX model, calibrated and quantized here (default: the bundled model)",
        &model},
@@ -262,6 +265,9 @@ int dst_cmd_audit(int argc, char **argv) {
        &budget},
       {"precision-file", "FILE", "JSON object of tensor name -> \"int8\" or \"int16\"",
        &precision_file},
+      {"precision-images", "N", "validation images mixed precision measures each tensor on "
+                                "(default 64)",
+       &precision_images},
       {"slices", "LIST", "slicing of the sliced run: one ROWSxCOLS+OVERLAP for every layer or "
                          "one per layer, comma-separated (default: the model's slice table)",
        &slices},
@@ -307,7 +313,11 @@ int dst_cmd_audit(int argc, char **argv) {
     return dst_report_error(&err);
   if (dst_parse_precision(precision, budget, precision_file, &config.precision, &err) != DS_OK)
     return dst_report_error(&err);
-  config.precision_given = precision != NULL || budget != NULL || precision_file != NULL;
+  if (precision_images != NULL &&
+      dst_parse_precision_images(precision_images, &config.precision, &err) != DS_OK)
+    return dst_report_error(&err);
+  config.precision_given = precision != NULL || budget != NULL || precision_file != NULL ||
+                           precision_images != NULL;
   if (shape != NULL && dst_args_shape("input-shape", shape, config.import_options.input_shape,
                                       &config.import_options.input_rank, &err) != DS_OK)
     return dst_report_error(&err);

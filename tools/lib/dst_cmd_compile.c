@@ -86,6 +86,8 @@ static ds_status parse_compile_options(const dst_compile_args *args, dst_compile
                                &config->calibration, err));
   DS_TRY(dst_parse_precision(args->precision, args->int16_budget_bytes, args->precision_file,
                              &config->precision, err));
+  if (args->precision_images != NULL)
+    DS_TRY(dst_parse_precision_images(args->precision_images, &config->precision, err));
   DS_TRY(dsn_preset_resolve(args->preset, &config->preset, err));
   if (args->feature_buffer_bytes != NULL) {
     DS_TRY(dst_args_int("feature-buffer-bytes", args->feature_buffer_bytes, 1, INT64_MAX / 4,
@@ -248,8 +250,9 @@ static ds_status make_journal_tag(dst_compile_state *state, ds_error *err) {
    * resuming reuses the journal's accuracies. */
   size_t used = strlen(state->journal_tag);
   snprintf(state->journal_tag + used, sizeof state->journal_tag - used,
-           "|precision %s, budget %lld, file %s", dst_precision_mode_name(c->precision.mode),
-           (long long)c->precision.int16_budget_bytes,
+           "|precision %s, budget %lld, %d images, file %s",
+           dst_precision_mode_name(c->precision.mode), (long long)c->precision.int16_budget_bytes,
+           c->precision.search_images,
            c->precision.override_path != NULL ? c->precision.override_path : "none");
   snprintf(state->journal_path, sizeof state->journal_path, "%s/search.journal", c->out_dir);
   return DS_OK;
@@ -402,6 +405,9 @@ int dst_cmd_compile(int argc, char **argv) {
       {"precision-file", "FILE", "JSON object of tensor name -> \"int8\" or \"int16\", applied "
                                  "on top of the mode",
        &args.precision_file},
+      {"precision-images", "N", "validation images mixed precision measures each tensor on "
+                                "(default 64)",
+       &args.precision_images},
       {"search-images", "N", "validation images scored per configuration (default 1000)",
        &args.search_images},
       {"test-images", "N", "test images for the reported accuracy (default 10000)",

@@ -33,7 +33,8 @@ typedef struct dst_compile_args {
   const char *calibration_images, *search_images, *test_images;
   const char *population, *generations, *seed, *max_drop, *semantics, *threads;
   const char *feature_buffer_bytes, *calibration, *percentile, *histogram_bins;
-  const char *precision, *int16_budget_bytes, *precision_file, *input_shape;
+  const char *precision, *int16_budget_bytes, *precision_file, *precision_images;
+  const char *input_shape;
 } dst_compile_args;
 
 typedef struct dst_compile_config {

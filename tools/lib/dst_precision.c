@@ -60,6 +60,14 @@ ds_status dst_parse_precision(const char *mode_text, const char *budget_text,
   return DS_OK;
 }
 
+ds_status dst_parse_precision_images(const char *text, dst_precision_config *config,
+                                     ds_error *err) {
+  int64_t value;
+  DS_TRY(dst_args_int("precision-images", text, 1, 5000, &value, err));
+  config->search_images = (int32_t)value;
+  return DS_OK;
+}
+
 /* Writes every valid name to log and a short list into text. */
 static void list_valid_names(const dsq_precision_plan *plan, FILE *log, char *text,
                              size_t text_bytes) {

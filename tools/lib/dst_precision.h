@@ -59,6 +59,10 @@ ds_status dst_parse_precision(const char *mode_text, const char *budget_text,
                               const char *override_path, dst_precision_config *config,
                               ds_error *err);
 
+/* Parses --precision-images (validation images mixed mode measures, 1 to 5000) into config. */
+ds_status dst_parse_precision_images(const char *text, dst_precision_config *config,
+                                     ds_error *err);
+
 /*
  * Reads the JSON override file at path into the plan's item precisions. An unknown name fails
  * with DS_ERR_INVALID_ARGUMENT; the message names it and the first valid names, and every
