@@ -150,7 +150,9 @@ def export(model_name, size, opset=16, dynamic="none", external_data=False, chec
         load_checkpoint(model, checkpoint)
     else:
         perturb(model, seed + 1)
-    model.eval()
+    # Without autograd the tracing forward keeps no activations for a backward pass, which
+    # cuts the memory of an 800x1333 export by gigabytes.
+    model.eval().requires_grad_(False)
     x = torch.randn(1, in_chans, *size, generator=torch.Generator().manual_seed(seed + 2))
     start = time.time()
     with torch.no_grad():
@@ -163,9 +165,10 @@ def export(model_name, size, opset=16, dynamic="none", external_data=False, chec
     local_attention.TRACE_INDICES = dynamic in ("spatial", "all")
     dat.TRACE_SIZES = local_attention.TRACE_INDICES
     try:
-        torch.onnx.export(model, x, path, opset_version=min(opset, 17), input_names=["input"],
-                          output_names=["output"], dynamic_axes=dynamic_axes(dynamic),
-                          do_constant_folding=True)
+        with torch.no_grad():
+            torch.onnx.export(model, x, path, opset_version=min(opset, 17),
+                              input_names=["input"], output_names=["output"],
+                              dynamic_axes=dynamic_axes(dynamic), do_constant_folding=True)
     finally:
         local_attention.TRACE_INDICES = False
         dat.TRACE_SIZES = False
