@@ -4,7 +4,7 @@ SANITIZE_BUILD ?= build-sanitize
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
 
-.PHONY: all setup build build-sanitize demo test test-release test-sanitize bench models fixtures clean
+.PHONY: all setup build build-sanitize demo test test-release test-sanitize bench models fixtures check-large clean
 
 all: build
 
@@ -45,6 +45,15 @@ fixtures:
 	@bash tools/setup.sh --models
 	/usr/bin/python3 tools/make_fixtures.py --out tests/fixtures
 	/usr/bin/python3 tools/make_image_fixtures.py --out tests/fixtures/images
+
+# Export DAT-T/S/B and DAT-T++/S++/B++ (T at 224, 225, 224x320 and 800x1333; S and B at 224)
+# and compare the C runtime's float output, and ONNX Runtime's where installed, with
+# PyTorch's. Exports go to EXPORTS (default /work/exports). Hours of CPU on 2 cores the first
+# time; later runs reuse the exports.
+EXPORTS ?= /work/exports
+check-large: build
+	@bash tools/setup.sh --models
+	bash tools/check_large.sh --bin $(BUILD)/bin/deformslice --exports $(EXPORTS)
 
 clean:
 	rm -rf $(BUILD) $(SANITIZE_BUILD) $(BUILD).configure.log $(SANITIZE_BUILD).configure.log

@@ -12,3 +12,19 @@ mkdir -p bench/out
 echo
 echo "== runtime: float against fixed point, one thread =="
 "$build/bin/bench_runtime" models/dat_pp_nano.onnx
+
+echo
+echo "== cost: sliced traffic against gather, cache, whole map and the lower bound =="
+"$build/bin/bench_cost" auto+1 20
+
+echo
+echo "== offset model: offsets of the bundled model on Fashion-MNIST validation images =="
+"$build/bin/bench_offsets" models/dat_pp_nano.onnx bench/out/offset_model.json 1000
+
+echo
+echo "== DRAM model: oracle and executor on DAT-T++ at 800x1333, measured strategies =="
+"$build/bin/bench_dram" models/dat_pp_nano.onnx tests/fixtures/fashion_test3_32.f32
+
+echo
+echo "== precision: float, pure int8, int16 by class and mixed under several budgets =="
+"$build/bin/bench_precision" models/dat_pp_nano.onnx 10000 1024,4096,16384,65536

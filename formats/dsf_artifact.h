@@ -37,7 +37,7 @@
 #define DSF_MAGIC_BYTES 8
 
 /* A reader takes every minor version of its major version: minors only add section types. */
-#define DSF_VERSION_MAJOR 1
+#define DSF_VERSION_MAJOR 2
 #define DSF_VERSION_MINOR 0
 
 /* Header flags. Every other bit is reserved and must be zero. */
@@ -55,7 +55,7 @@ typedef enum dsf_section_type {
   DSF_SECTION_QPARAMS = 3,  /* qwords per node, deform stage qparams, channel scales */
   DSF_SECTION_WEIGHTS = 4,  /* float and quantized constant data, 64-byte aligned blobs */
   DSF_SECTION_SLICES = 5,   /* slice configuration per deformable layer */
-  DSF_SECTION_SCHEDULE = 6, /* DMA steps and descriptors */
+  DSF_SECTION_SCHEDULE = 6, /* DMA steps of every layer and their descriptors */
   DSF_SECTION_MANIFEST = 7, /* UTF-8 JSON text, no terminating NUL */
   DSF_SECTION_TYPE_END = 8  /* one past the last type this version defines */
 } dsf_section_type;

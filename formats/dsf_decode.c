@@ -249,7 +249,14 @@ static ds_status take_attrs(dsf_cursor *cursor, dsr_node *n) {
     return dsf_take_f32(cursor, "norm epsilon", &a->norm.epsilon);
   case DSR_OP_SOFTMAX:
   case DSR_OP_GATHER:
+  case DSR_OP_CONCAT:
     return dsf_take_i32(cursor, "axis", &a->softmax.axis);
+  case DSR_OP_PAD:
+    for (int i = 0; i < DSR_MAX_RANK; i++)
+      DS_TRY(dsf_take_i32(cursor, "pad begin", &a->pad.begin[i]));
+    for (int i = 0; i < DSR_MAX_RANK; i++)
+      DS_TRY(dsf_take_i32(cursor, "pad end", &a->pad.end[i]));
+    return dsf_take_f32(cursor, "pad value", &a->pad.value);
   case DSR_OP_TRANSPOSE:
     for (int i = 0; i < DSR_MAX_RANK; i++)
       DS_TRY(dsf_take_i32(cursor, "transpose perm", &a->transpose.perm[i]));
@@ -270,7 +277,7 @@ static ds_status take_deform(dsf_cursor *cursor, int32_t tensor_count, dsr_defor
   for (size_t i = 0; i < sizeof positive / sizeof positive[0]; i++)
     DS_TRY(take_ranged(cursor, positive_names[i], 1, INT32_MAX, positive[i]));
   DS_TRY(take_ranged(cursor, "deform offset pad", 0, INT32_MAX, &p->offset_pad));
-  DS_TRY(take_ranged(cursor, "deform convention", DSR_DEFORM_DAT, DSR_DEFORM_DAT_PP,
+  DS_TRY(take_ranged(cursor, "deform convention", DSR_DEFORM_DAT, DSR_DEFORM_DAT_CENTRED,
                      &p->convention));
   DS_TRY(dsf_take_f32(cursor, "deform offset range factor", &p->offset_range_factor));
   DS_TRY(dsf_take_f32(cursor, "deform attention scale", &p->attn_scale));
@@ -454,22 +461,54 @@ static ds_status decode_slices(decoder *d, dsf_cursor *cursor) {
 
 /* ---- DMA schedule ---- */
 
+/* Largest compute_cycles a step may declare: 2^62, so that sums over steps cannot overflow. */
+#define DSF_MAX_STEP_CYCLES ((uint64_t)1 << 62)
+
 static ds_status take_step(decoder *d, dsf_cursor *cursor, uint32_t descriptor_count,
-                           dsr_dma_step *s) {
+                           int32_t previous_node, dsr_dma_step *s) {
   size_t at = cursor->offset;
-  DS_TRY(take_ranged(cursor, "step layer", 0, d->deform_count - 1, &s->layer));
-  dsr_slice slice = d->model->nodes[d->deform_nodes[s->layer]].deform->slice;
-  int64_t patch_count = (int64_t)slice.rows * slice.cols;
+  int32_t node_count = d->model->node_count;
+  DS_TRY(take_ranged(cursor, "step node", 0, node_count - 1, &s->node));
+  if (s->node < previous_node) {
+    return fail_at(cursor, at, "step node is %" PRId32 " after a step of node %" PRId32
+                   "; steps must follow node order, so the file is corrupt", s->node,
+                   previous_node);
+  }
+  const dsr_node *node = &d->model->nodes[s->node];
+  size_t layer_at = cursor->offset;
+  DS_TRY(take_ranged(cursor, "step layer", -1, d->deform_count - 1, &s->layer));
+  int64_t patch_count = INT32_MAX;
+  if (node->op == DSR_OP_DEFORM_ATTN) {
+    if (s->layer < 0 || d->deform_nodes[s->layer] != s->node) {
+      return fail_at(cursor, layer_at, "step of deformable node %" PRId32 " names layer %"
+                     PRId32 "; expected the node's deformable layer index, so the file is "
+                     "corrupt", s->node, s->layer);
+    }
+    dsr_slice slice = node->deform->slice;
+    patch_count = (int64_t)slice.rows * slice.cols;
+  } else if (s->layer != -1) {
+    return fail_at(cursor, layer_at, "step of node %" PRId32 " (op %" PRId32 ", not "
+                   "deformable) names deformable layer %" PRId32 "; expected -1, so the file "
+                   "is corrupt", s->node, node->op, s->layer);
+  }
   int32_t last_patch = patch_count > INT32_MAX ? INT32_MAX : (int32_t)(patch_count - 1);
   DS_TRY(take_ranged(cursor, "step patch", 0, last_patch, &s->patch));
   DS_TRY(take_ranged(cursor, "step first descriptor", 0, INT32_MAX, &s->first_descriptor));
   DS_TRY(take_ranged(cursor, "step load count", 0, INT32_MAX, &s->load_count));
   DS_TRY(take_ranged(cursor, "step store count", 0, INT32_MAX, &s->store_count));
+  size_t cycles_at = cursor->offset;
+  uint64_t cycles = 0;
+  DS_TRY(dsf_take_u64(cursor, "step compute cycles", &cycles));
+  if (cycles > DSF_MAX_STEP_CYCLES) {
+    return fail_at(cursor, cycles_at, "step compute cycles is %" PRIu64 " but must be at "
+                   "most 2^62; the file is corrupt", cycles);
+  }
+  s->compute_cycles = (int64_t)cycles;
   int64_t end = (int64_t)s->first_descriptor + s->load_count + s->store_count;
   if (end > (int64_t)descriptor_count) {
-    return fail_at(cursor, at, "step of layer %" PRId32 " patch %" PRId32 " uses descriptors %"
+    return fail_at(cursor, at, "step of node %" PRId32 " patch %" PRId32 " uses descriptors %"
                    PRId32 " to %" PRId64 " but the schedule has %" PRIu32 "; the file is "
-                   "corrupt", s->layer, s->patch, s->first_descriptor, end - 1,
+                   "corrupt", s->node, s->patch, s->first_descriptor, end - 1,
                    descriptor_count);
   }
   return DS_OK;
@@ -484,10 +523,10 @@ static ds_status take_descriptor(dsf_cursor *cursor, dsr_dma_descriptor *x) {
   size_t at = cursor->offset;
   const uint8_t *b;
   DS_TRY(dsf_take_bytes(cursor, "descriptor direction, buffer, slot and bank", 4, &b));
-  if (b[0] > DSR_DMA_STORE || b[1] > DSR_BUFFER_WEIGHTS || b[2] > 1) {
+  if (b[0] > DSR_DMA_STORE || b[1] >= DSR_BUFFER_COUNT || b[2] > 1) {
     return fail_at(cursor, at, "descriptor has direction %u, buffer %u and slot %u; they must "
                    "be at most %d, %d and 1", (unsigned)b[0], (unsigned)b[1], (unsigned)b[2],
-                   DSR_DMA_STORE, DSR_BUFFER_WEIGHTS);
+                   DSR_DMA_STORE, DSR_BUFFER_COUNT - 1);
   }
   x->direction = b[0];
   x->buffer = b[1];
@@ -530,14 +569,17 @@ static ds_status decode_schedule(decoder *d, dsf_cursor *cursor, dsr_schedule *s
     return ds_fail(cursor->source->err, DS_ERR_OUT_OF_MEMORY, "cannot allocate %" PRIu32
                    " steps and %" PRIu32 " descriptors", step_count, descriptor_count);
   }
-  if (step_count > 0 && d->deform_count == 0) {
-    return fail_at(cursor, 0, "the schedule has %" PRIu32 " steps but the model has no "
-                   "deformable layer; the file is corrupt", step_count);
-  }
   schedule->step_count = (int32_t)step_count;
   schedule->descriptor_count = (int32_t)descriptor_count;
-  for (uint32_t i = 0; i < step_count; i++)
-    DS_TRY(take_step(d, cursor, descriptor_count, &schedule->steps[i]));
+  if (step_count > 0 && d->model->node_count == 0) {
+    return fail_at(cursor, 0, "the schedule has %" PRIu32 " steps but the model has no "
+                   "nodes; the file is corrupt", step_count);
+  }
+  int32_t previous_node = 0;
+  for (uint32_t i = 0; i < step_count; i++) {
+    DS_TRY(take_step(d, cursor, descriptor_count, previous_node, &schedule->steps[i]));
+    previous_node = schedule->steps[i].node;
+  }
   for (uint32_t i = 0; i < descriptor_count; i++)
     DS_TRY(take_descriptor(cursor, &schedule->descriptors[i]));
   DS_TRY(dsf_expect_end(cursor));

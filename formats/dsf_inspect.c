@@ -1,6 +1,7 @@
 /* Human-readable summary of an artifact, printed only after the whole file validates. */
 #include "dsf_internal.h"
 
+#include <cjson/cJSON.h>
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,7 +12,8 @@ static const char *op_name(int32_t op) {
   static const char *const names[DSR_OP_COUNT] = {
       "(none)",     "CONV2D",    "MATMUL",  "GEMM",      "ADD",     "SUB",
       "MUL",        "DIV",       "LAYER_NORM", "GELU",   "SOFTMAX", "TRANSPOSE",
-      "RESHAPE",    "GATHER",    "GLOBAL_AVG_POOL", "DEFORM_ATTN"};
+      "RESHAPE",    "GATHER",    "GLOBAL_AVG_POOL", "DEFORM_ATTN",
+      "CONCAT",     "PAD"};
   return op > 0 && op < DSR_OP_COUNT ? names[op] : "unknown";
 }
 
@@ -94,47 +96,108 @@ typedef struct layer_traffic {
   uint64_t store_bytes;
 } layer_traffic;
 
+static void add_step(layer_traffic *t, const dsr_schedule *schedule, const dsr_dma_step *s) {
+  t->steps++;
+  for (int32_t k = 0; k < s->load_count + s->store_count; k++) {
+    const dsr_dma_descriptor *x = &schedule->descriptors[s->first_descriptor + k];
+    uint64_t bytes = (uint64_t)x->row_bytes * x->row_count;
+    t->descriptors++;
+    if (x->direction == DSR_DMA_LOAD)
+      t->load_bytes += bytes;
+    else
+      t->store_bytes += bytes;
+  }
+}
+
+static void print_traffic_row(FILE *out, const char *label, const layer_traffic *t) {
+  fprintf(out, "  %5s %7" PRId64 " %11" PRId64 " %14" PRIu64 " %14" PRIu64 "\n", label,
+          t->steps, t->descriptors, t->load_bytes, t->store_bytes);
+}
+
+/* Prints the steps, descriptors and bytes of each deformable layer, of the dense layers
+ * together, and the total. */
 static void print_schedule(FILE *out, const dsr_model *model, const dsr_schedule *schedule) {
   int32_t layers = ds_model_deform_count(model);
   fprintf(out, "DMA schedule: %" PRId32 " steps, %" PRId32 " descriptors\n",
           schedule->step_count, schedule->descriptor_count);
-  if (layers == 0 || schedule->step_count == 0)
+  if (schedule->step_count == 0)
     return;
 
-  layer_traffic *per_layer = calloc((size_t)layers, sizeof *per_layer);
+  layer_traffic *per_layer = calloc((size_t)layers + 1, sizeof *per_layer);
   if (per_layer == NULL) {
     fprintf(out, "  (no memory for the per-layer summary)\n");
     return;
   }
+  layer_traffic dense = {0};
   layer_traffic total = {0};
   for (int32_t i = 0; i < schedule->step_count; i++) {
     const dsr_dma_step *s = &schedule->steps[i];
-    layer_traffic *t = &per_layer[s->layer]; /* the reader checked the layer range */
-    t->steps++;
-    for (int32_t k = 0; k < s->load_count + s->store_count; k++) {
-      const dsr_dma_descriptor *x = &schedule->descriptors[s->first_descriptor + k];
-      uint64_t bytes = (uint64_t)x->row_bytes * x->row_count;
-      t->descriptors++;
-      if (x->direction == DSR_DMA_LOAD)
-        t->load_bytes += bytes;
-      else
-        t->store_bytes += bytes;
-    }
+    /* The reader checked the layer range: -1 or a deformable layer index. */
+    add_step(s->layer >= 0 ? &per_layer[s->layer] : &dense, schedule, s);
+    add_step(&total, schedule, s);
   }
   fprintf(out, "  %5s %7s %11s %14s %14s\n", "layer", "steps", "descriptors", "load bytes",
           "store bytes");
   for (int32_t layer = 0; layer < layers; layer++) {
-    const layer_traffic *t = &per_layer[layer];
-    fprintf(out, "  %5" PRId32 " %7" PRId64 " %11" PRId64 " %14" PRIu64 " %14" PRIu64 "\n",
-            layer, t->steps, t->descriptors, t->load_bytes, t->store_bytes);
-    total.steps += t->steps;
-    total.descriptors += t->descriptors;
-    total.load_bytes += t->load_bytes;
-    total.store_bytes += t->store_bytes;
+    char label[16];
+    snprintf(label, sizeof label, "%" PRId32, layer);
+    print_traffic_row(out, label, &per_layer[layer]);
   }
-  fprintf(out, "  %5s %7" PRId64 " %11" PRId64 " %14" PRIu64 " %14" PRIu64 "\n", "total",
-          total.steps, total.descriptors, total.load_bytes, total.store_bytes);
+  print_traffic_row(out, "dense", &dense);
+  print_traffic_row(out, "total", &total);
   free(per_layer);
+}
+
+/*
+ * Activation types as stored in the model, and the precision choice the manifest records
+ * (its "precision" object, written by deformslice compile; absent in other artifacts).
+ */
+static void print_precision(FILE *out, const dsr_model *model, const char *manifest) {
+  int32_t int8_count = 0, int16_count = 0, stage8 = 0, stage16 = 0;
+  for (int32_t i = 0; i < model->tensor_count; i++) {
+    const dsr_tensor *t = &model->tensors[i];
+    if (t->kind == DSR_TENSOR_CONSTANT || !t->has_qparams)
+      continue;
+    int8_count += t->qparams.dtype == DSR_DTYPE_I8;
+    int16_count += t->qparams.dtype == DSR_DTYPE_I16;
+  }
+  for (int32_t i = 0; i < model->node_count; i++) {
+    const dsr_deform_attn *d = model->nodes[i].deform;
+    for (int32_t s = 0; d != NULL && s < DSR_DEFORM_STAGE_COUNT; s++) {
+      if (s == DSR_DEFORM_STAGE_SAMPLED || s == DSR_DEFORM_STAGE_BIAS)
+        continue; /* the layer input's type, and a report-only stage */
+      stage8 += d->stage_qparams[s].dtype == DSR_DTYPE_I8;
+      stage16 += d->stage_qparams[s].dtype == DSR_DTYPE_I16;
+    }
+  }
+  fprintf(out, "\nprecision: %" PRId32 " int8 and %" PRId32 " int16 activations; deformable "
+               "stages %" PRId32 " int8, %" PRId32 " int16\n",
+          int8_count, int16_count, stage8, stage16);
+
+  cJSON *root = cJSON_Parse(manifest);
+  const cJSON *p = cJSON_GetObjectItemCaseSensitive(root, "precision");
+  const cJSON *mode = cJSON_GetObjectItemCaseSensitive(p, "mode");
+  if (cJSON_IsString(mode)) {
+    const cJSON *budget = cJSON_GetObjectItemCaseSensitive(p, "int16_budget_bytes");
+    const cJSON *bytes = cJSON_GetObjectItemCaseSensitive(p, "int16_bytes");
+    const cJSON *file = cJSON_GetObjectItemCaseSensitive(p, "override_file");
+    fprintf(out, "  mode %s, int16 extra bytes %.0f", mode->valuestring,
+            cJSON_IsNumber(bytes) ? bytes->valuedouble : 0.0);
+    if (cJSON_IsNumber(budget))
+      fprintf(out, " of a %.0f-byte budget", budget->valuedouble);
+    if (cJSON_IsString(file))
+      fprintf(out, ", overrides from %s", file->valuestring);
+    fprintf(out, "\n");
+    const cJSON *item = NULL;
+    cJSON_ArrayForEach(item, cJSON_GetObjectItemCaseSensitive(p, "int16")) {
+      const cJSON *name = cJSON_GetObjectItemCaseSensitive(item, "name");
+      const cJSON *item_bytes = cJSON_GetObjectItemCaseSensitive(item, "bytes");
+      if (cJSON_IsString(name))
+        fprintf(out, "  int16 %-56s %10.0f bytes\n", name->valuestring,
+                cJSON_IsNumber(item_bytes) ? item_bytes->valuedouble : 0.0);
+    }
+  }
+  cJSON_Delete(root);
 }
 
 ds_status dsf_inspect_buffer(const void *data, size_t size, const char *name, FILE *out,
@@ -155,6 +218,8 @@ ds_status dsf_inspect_buffer(const void *data, size_t size, const char *name, FI
     print_graph(out, &model);
     print_slices(out, &model);
     print_schedule(out, &model, &schedule);
+    if (model.quantized)
+      print_precision(out, &model, manifest);
     fprintf(out, "\nmanifest: %zu bytes of JSON\n", strlen(manifest));
   }
   ds_model_free(&model);

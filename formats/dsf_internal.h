@@ -68,7 +68,7 @@ _Static_assert(sizeof(float) == 4 && FLT_MANT_DIG == 24, "floats are IEEE-754 bi
 /* Wire sizes of fixed records inside sections. */
 enum {
   DSF_QPARAMS_WIRE_BYTES = 12, /* f32 scale, i32 zero point, u8 dtype, u8 bits, 2 zero bytes */
-  DSF_STEP_WIRE_BYTES = 20,
+  DSF_STEP_WIRE_BYTES = 32, /* i32 node, layer, patch, first, loads, stores; u64 cycles */
   DSF_DESCRIPTOR_WIRE_BYTES = 28,
   DSF_SLICE_WIRE_BYTES = 20,
   DSF_NODE_MIN_WIRE_BYTES = 2 + 4 + 4 + 16 + 4 + 4, /* empty name, no attributes */
@@ -82,6 +82,7 @@ enum {
   DSF_ATTR_NORM_BYTES = 2 * 4,
   DSF_ATTR_AXIS_BYTES = 4,
   DSF_ATTR_TRANSPOSE_BYTES = DSR_MAX_RANK * 4,
+  DSF_ATTR_PAD_BYTES = 2 * DSR_MAX_RANK * 4 + 4,
   DSF_DEFORM_WIRE_BYTES = 10 * 4 + 3 * 4 + 4 + DSR_DEFORM_PARAM_COUNT * 4,
 };
 
@@ -92,7 +93,9 @@ static inline uint32_t dsf_op_attr_bytes(int32_t op) {
   case DSR_OP_GEMM: return DSF_ATTR_GEMM_BYTES;
   case DSR_OP_LAYER_NORM: return DSF_ATTR_NORM_BYTES;
   case DSR_OP_SOFTMAX:
-  case DSR_OP_GATHER: return DSF_ATTR_AXIS_BYTES;
+  case DSR_OP_GATHER:
+  case DSR_OP_CONCAT: return DSF_ATTR_AXIS_BYTES;
+  case DSR_OP_PAD: return DSF_ATTR_PAD_BYTES;
   case DSR_OP_TRANSPOSE: return DSF_ATTR_TRANSPOSE_BYTES;
   default: return 0;
   }

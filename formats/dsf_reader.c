@@ -2,11 +2,11 @@
  * Artifact reader: header, section table, checksums and decompression. The section payloads
  * are decoded in dsf_decode.c. Every byte of the input is untrusted.
  *
- * Format 1.0 in brief (docs/format.md is the full specification; all integers little-endian):
+ * Format 2.0 in brief (docs/format.md is the full specification; all integers little-endian):
  *
  *   offset  size  field
  *   0       8     magic "DSLICE" 0x1A 0x0A
- *   8       2     version major (1); a reader takes every minor of its major
+ *   8       2     version major (2); a reader takes every minor of its major
  *   10      2     version minor (0)
  *   12      4     flags: bit 0 DMA_READY (weights stored raw); other bits zero
  *   16      4     header bytes (64)

@@ -182,7 +182,15 @@ static void put_attrs(dsf_buffer *buffer, const dsr_node *n) {
     break;
   case DSR_OP_SOFTMAX:
   case DSR_OP_GATHER:
+  case DSR_OP_CONCAT:
     dsf_put_i32(buffer, a->softmax.axis);
+    break;
+  case DSR_OP_PAD:
+    for (int i = 0; i < DSR_MAX_RANK; i++)
+      dsf_put_i32(buffer, a->pad.begin[i]);
+    for (int i = 0; i < DSR_MAX_RANK; i++)
+      dsf_put_i32(buffer, a->pad.end[i]);
+    dsf_put_f32(buffer, a->pad.value);
     break;
   case DSR_OP_TRANSPOSE:
     for (int i = 0; i < DSR_MAX_RANK; i++)
@@ -344,11 +352,13 @@ static void encode_schedule(dsf_buffer *buffer, const dsr_schedule *schedule) {
   dsf_put_u32(buffer, (uint32_t)descriptor_count);
   for (int32_t i = 0; i < step_count; i++) {
     const dsr_dma_step *s = &schedule->steps[i];
+    dsf_put_i32(buffer, s->node);
     dsf_put_i32(buffer, s->layer);
     dsf_put_i32(buffer, s->patch);
     dsf_put_i32(buffer, s->first_descriptor);
     dsf_put_i32(buffer, s->load_count);
     dsf_put_i32(buffer, s->store_count);
+    dsf_put_u64(buffer, (uint64_t)s->compute_cycles);
   }
   for (int32_t i = 0; i < descriptor_count; i++) {
     const dsr_dma_descriptor *d = &schedule->descriptors[i];

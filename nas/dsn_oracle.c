@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "nas/dsn_oracle_walk.h"
+#include "nas/dsn_schedule.h"
 #include "runtime/dsr_slice.h"
 
 static int64_t ceil_div(int64_t a, int64_t b) {
@@ -69,6 +71,15 @@ void dsn_layer_weight_sizes(const dsr_deform_attn *layer, const dsn_preset *pres
   sizes_bytes[DSR_DEFORM_PROJ_OUT_W] = c * c * wb;
   sizes_bytes[DSR_DEFORM_PROJ_OUT_B] = c * ab;
   sizes_bytes[DSR_DEFORM_RPE_TABLE] = table * wb;
+}
+
+int64_t dsn_deform_weight_bytes(const dsr_deform_attn *layer, const dsn_preset *preset) {
+  int64_t sizes[DSR_DEFORM_PARAM_COUNT];
+  dsn_layer_weight_sizes(layer, preset, sizes);
+  int64_t total = 0;
+  for (int32_t i = 0; i < DSR_DEFORM_PARAM_COUNT; i++)
+    total += sizes[i];
+  return total;
 }
 
 int32_t dsn_offset_grid(const dsr_deform_attn *layer, int32_t h, int32_t w, int32_t *hk,
@@ -153,17 +164,10 @@ static void gather_cost(const dsr_deform_attn *layer, const dsn_preset *preset,
   add_weights(layer, preset, traffic, NULL);
 }
 
-static void lower_bound_cost(const dsr_deform_attn *layer, const dsn_preset *preset,
-                             dsn_traffic *traffic) {
-  int64_t e = dsn_preset_element_bytes(preset);
-  int64_t map_bytes = (int64_t)layer->height * layer->width * layer->channels * e;
-  dsn_transfer_cost(map_bytes, 1, map_bytes, preset, traffic);
-  dsn_transfer_cost(map_bytes, 1, map_bytes, preset, traffic);
-  add_weights(layer, preset, traffic, NULL);
-}
-
-ds_status dsn_oracle_layer(const dsr_deform_attn *layer, dsr_slice slice,
-                           const dsn_preset *preset, dsn_layer_cost *cost, ds_error *err) {
+/* Prices layer with its regions at addresses (NULL: the canonical layout). */
+static ds_status oracle_layer_at(const dsr_deform_attn *layer, dsr_slice slice,
+                                 const dsn_preset *preset, const dsn_layer_addresses *addresses,
+                                 dsn_layer_cost *cost, ds_error *err) {
   if (layer == NULL || preset == NULL || cost == NULL)
     return ds_fail(err, DS_ERR_INVALID_ARGUMENT, "dsn_oracle_layer: NULL argument");
   DS_TRY(check_geometry(layer, err));
@@ -175,7 +179,6 @@ ds_status dsn_oracle_layer(const dsr_deform_attn *layer, dsr_slice slice,
 
   int64_t e = dsn_preset_element_bytes(preset);
   int64_t c = layer->channels;
-  int64_t stride_bytes = (int64_t)layer->width * c * e;
 
   for (int32_t row = 0; row < slice.rows; row++) {
     for (int32_t col = 0; col < slice.cols; col++) {
@@ -196,16 +199,23 @@ ds_status dsn_oracle_layer(const dsr_deform_attn *layer, dsr_slice slice,
       int64_t footprint = 2 * patch_bytes + 2 * c * samples * e;
       if (footprint > cost->patch_footprint_bytes)
         cost->patch_footprint_bytes = footprint;
-
-      dsn_transfer_cost((int64_t)w * c * e, h, stride_bytes, preset, &cost->sliced);
-      int64_t core_h = p.core_y1 - p.core_y0;
-      int64_t core_w = p.core_x1 - p.core_x0;
-      dsn_transfer_cost(core_w * c * e, core_h, stride_bytes, preset, &cost->sliced);
     }
   }
-  add_weights(layer, preset, &cost->sliced, &cost->weight_bytes);
+  int64_t sizes[DSR_DEFORM_PARAM_COUNT];
+  dsn_layer_weight_sizes(layer, preset, sizes);
+  for (int32_t i = 0; i < DSR_DEFORM_PARAM_COUNT; i++)
+    cost->weight_bytes += sizes[i];
+
+  /* Sliced and lower bound: the transfers walked through the modelled DRAM, as the executor
+   * serves them; the lower bound is the unsliced layer's one load and one store. */
+  dsn_layer_addresses canonical;
+  if (addresses == NULL) {
+    dsn_oracle_canonical_addresses(layer, preset, &canonical);
+    addresses = &canonical;
+  }
+  DS_TRY(dsn_oracle_walk(layer, slice, preset, addresses, &cost->sliced, err));
+  DS_TRY(dsn_oracle_walk(layer, dsr_slice_none(), preset, addresses, &cost->lower_bound, err));
   gather_cost(layer, preset, &cost->gather);
-  lower_bound_cost(layer, preset, &cost->lower_bound);
   dsn_traffic_finish(&cost->sliced, preset);
   dsn_traffic_finish(&cost->gather, preset);
   dsn_traffic_finish(&cost->lower_bound, preset);
@@ -214,6 +224,11 @@ ds_status dsn_oracle_layer(const dsr_deform_attn *layer, dsr_slice slice,
   cost->buffer_bytes = cost->patch_footprint_bytes * cost->buffer_slots;
   cost->fits = cost->buffer_bytes <= preset->feature_buffer_bytes;
   return DS_OK;
+}
+
+ds_status dsn_oracle_layer(const dsr_deform_attn *layer, dsr_slice slice,
+                           const dsn_preset *preset, dsn_layer_cost *cost, ds_error *err) {
+  return oracle_layer_at(layer, slice, preset, NULL, cost, err);
 }
 
 ds_status dsn_oracle_model(const dsr_model *model, const dsr_slice *slices,
@@ -236,20 +251,37 @@ ds_status dsn_oracle_model(const dsr_model *model, const dsr_slice *slices,
     return ds_fail(err, DS_ERR_OUT_OF_MEMORY, "cannot allocate %d layer costs", count);
   cost->layer_count = count;
 
+  /* The regions dsn_schedule_layout gives from address 0, as the executor sees them. */
+  dsn_layer_addresses *addresses = calloc((size_t)count, sizeof *addresses);
+  uint64_t end_address = 0;
+  if (addresses == NULL) {
+    dsn_model_cost_free(cost);
+    return ds_fail(err, DS_ERR_OUT_OF_MEMORY, "cannot allocate %d layer addresses", count);
+  }
+  ds_status layout_status = dsn_schedule_layout(model, preset, 0, addresses, &end_address, err);
+  if (layout_status != DS_OK) {
+    free(addresses);
+    dsn_model_cost_free(cost);
+    return layout_status;
+  }
+
   int32_t layer_index = 0;
   for (int32_t i = 0; i < model->node_count; i++) {
     const dsr_node *node = &model->nodes[i];
     if (node->op != DSR_OP_DEFORM_ATTN)
       continue;
     if (node->deform == NULL) {
+      free(addresses);
       dsn_model_cost_free(cost);
       return ds_fail(err, DS_ERR_INVALID_ARGUMENT, "node %d (%s) is DEFORM_ATTN without "
                                                    "layer parameters", i, node->name);
     }
     dsr_slice slice = slices != NULL ? slices[layer_index] : node->deform->slice;
     dsn_layer_cost *layer_cost = &cost->layers[layer_index];
-    ds_status status = dsn_oracle_layer(node->deform, slice, preset, layer_cost, err);
+    ds_status status = oracle_layer_at(node->deform, slice, preset, &addresses[layer_index],
+                                       layer_cost, err);
     if (status != DS_OK) {
+      free(addresses);
       dsn_model_cost_free(cost);
       return ds_fail(err, status, "deformable layer %d (node %s)", layer_index, node->name);
     }
@@ -259,6 +291,7 @@ ds_status dsn_oracle_model(const dsr_model *model, const dsr_slice *slices,
     cost->all_fit = cost->all_fit && layer_cost->fits;
     layer_index++;
   }
+  free(addresses);
   return DS_OK;
 }
 

@@ -80,6 +80,9 @@ int64_t dsn_traffic_bus_bytes(const dsn_traffic *traffic, const dsn_preset *pres
 void dsn_layer_weight_sizes(const dsr_deform_attn *layer, const dsn_preset *preset,
                             int64_t sizes_bytes[DSR_DEFORM_PARAM_COUNT]);
 
+/* Sum of dsn_layer_weight_sizes. */
+int64_t dsn_deform_weight_bytes(const dsr_deform_attn *layer, const dsn_preset *preset);
+
 /* Offset grid size of an h x w (extended) patch; 0 when the offset conv has no output. */
 int32_t dsn_offset_grid(const dsr_deform_attn *layer, int32_t h, int32_t w, int32_t *hk,
                         int32_t *wk);

@@ -3,17 +3,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "nas/dsn_dense.h"
+#include "nas/dsn_oracle_walk.h"
+#include "nas/dsn_schedule_internal.h"
 #include "runtime/dsr_slice.h"
 
-/* Growable arrays of steps and descriptors. */
-typedef struct schedule_builder {
-  dsr_schedule *out;
-  int32_t step_capacity;
-  int32_t descriptor_capacity;
-} schedule_builder;
-
-static ds_status reserve(schedule_builder *b, int32_t steps, int32_t descriptors,
-                         ds_error *err) {
+ds_status dsn_builder_reserve(dsn_schedule_builder *b, int32_t steps, int32_t descriptors,
+                              ds_error *err) {
   dsr_schedule *s = b->out;
   if (s->step_count + steps > b->step_capacity) {
     int32_t capacity = (s->step_count + steps) * 2;
@@ -36,21 +32,21 @@ static ds_status reserve(schedule_builder *b, int32_t steps, int32_t descriptors
   return DS_OK;
 }
 
-static ds_status check_u32(int64_t value, const char *what, int32_t layer, ds_error *err) {
+ds_status dsn_builder_check_u32(int64_t value, const char *what, int32_t node,
+                                ds_error *err) {
   if (value < 0 || value > (int64_t)UINT32_MAX)
     return ds_fail(err, DS_ERR_INVALID_ARGUMENT,
-                   "deformable layer %d: %s is %lld, outside the 32-bit field of a DMA "
-                   "descriptor",
-                   layer, what, (long long)value);
+                   "node %d: %s is %lld, outside the 32-bit field of a DMA descriptor", node,
+                   what, (long long)value);
   return DS_OK;
 }
 
-static void add_descriptor(schedule_builder *b, const dsr_dma_descriptor *d) {
+static void add_descriptor(dsn_schedule_builder *b, const dsr_dma_descriptor *d) {
   b->out->descriptors[b->out->descriptor_count++] = *d;
 }
 
-static ds_status add_weight_loads(schedule_builder *b, const dsr_deform_attn *layer,
-                                  int32_t layer_index, const dsn_preset *preset,
+static ds_status add_weight_loads(dsn_schedule_builder *b, const dsr_deform_attn *layer,
+                                  int32_t node, const dsn_preset *preset,
                                   uint64_t weight_base, ds_error *err) {
   int64_t sizes[DSR_DEFORM_PARAM_COUNT];
   dsn_layer_weight_sizes(layer, preset, sizes);
@@ -60,8 +56,8 @@ static ds_status add_weight_loads(schedule_builder *b, const dsr_deform_attn *la
   for (int32_t i = 0; i < DSR_DEFORM_PARAM_COUNT; i++) {
     if (sizes[i] == 0)
       continue;
-    DS_TRY(check_u32(sizes[i], "a weight tensor's bytes", layer_index, err));
-    DS_TRY(check_u32(chip_offset, "the weight buffer offset", layer_index, err));
+    DS_TRY(dsn_builder_check_u32(sizes[i], "a weight tensor's bytes", node, err));
+    DS_TRY(dsn_builder_check_u32(chip_offset, "the weight buffer offset", node, err));
     dsr_dma_descriptor d;
     memset(&d, 0, sizeof d);
     d.dram_address = weight_base + (uint64_t)dram_offset;
@@ -79,35 +75,40 @@ static ds_status add_weight_loads(schedule_builder *b, const dsr_deform_attn *la
   return DS_OK;
 }
 
-static ds_status build_layer(schedule_builder *b, const dsr_deform_attn *layer,
-                             int32_t layer_index, dsr_slice slice, const dsn_preset *preset,
-                             const dsn_layer_addresses *addresses, ds_error *err) {
+ds_status dsn_builder_add_deform(dsn_schedule_builder *b, const dsr_deform_attn *layer,
+                                 int32_t node, int32_t layer_index, dsr_slice slice,
+                                 const dsn_preset *preset,
+                                 const dsn_layer_addresses *addresses, ds_error *err) {
   int64_t e = dsn_preset_element_bytes(preset);
   int64_t c = layer->channels;
   int64_t stride_bytes = (int64_t)layer->width * c * e;
   int32_t patch_count = slice.rows * slice.cols;
-  DS_TRY(check_u32(stride_bytes, "the map row stride in bytes", layer_index, err));
+  DS_TRY(dsn_builder_check_u32(stride_bytes, "the map row stride in bytes", node, err));
 
   for (int32_t patch = 0; patch < patch_count; patch++) {
-    DS_TRY(reserve(b, 1, DSR_DEFORM_PARAM_COUNT + 2, err));
+    DS_TRY(dsn_builder_reserve(b, 1, DSR_DEFORM_PARAM_COUNT + 2, err));
     dsr_dma_step *step = &b->out->steps[b->out->step_count];
     memset(step, 0, sizeof *step);
+    step->node = node;
     step->layer = layer_index;
     step->patch = patch;
     step->first_descriptor = b->out->descriptor_count;
     if (patch == 0)
-      DS_TRY(add_weight_loads(b, layer, layer_index, preset, addresses->weights, err));
+      DS_TRY(add_weight_loads(b, layer, node, preset, addresses->weights, err));
 
     dsr_patch p;
     dsr_slice_patch(layer->height, layer->width, slice, patch / slice.cols,
                     patch % slice.cols, &p);
+    step->compute_cycles =
+        dsn_deform_patch_cycles(layer, p.ext_y1 - p.ext_y0, p.ext_x1 - p.ext_x0, preset);
     uint8_t slot = (uint8_t)(patch_count > 1 ? patch % 2 : 0);
     uint8_t bank = (uint8_t)(patch % preset->feature_banks);
 
     dsr_dma_descriptor load;
     memset(&load, 0, sizeof load);
     int64_t load_row_bytes = (int64_t)(p.ext_x1 - p.ext_x0) * c * e;
-    DS_TRY(check_u32(load_row_bytes, "the extended patch row in bytes", layer_index, err));
+    DS_TRY(dsn_builder_check_u32(load_row_bytes, "the extended patch row in bytes", node,
+                                 err));
     load.dram_address =
         addresses->input + (uint64_t)(((int64_t)p.ext_y0 * layer->width + p.ext_x0) * c * e);
     load.row_bytes = (uint32_t)load_row_bytes;
@@ -141,7 +142,7 @@ ds_status dsn_schedule_build(const dsr_model *model, const dsr_slice *slices,
   if (model == NULL || preset == NULL || addresses == NULL || out == NULL)
     return ds_fail(err, DS_ERR_INVALID_ARGUMENT, "dsn_schedule_build: NULL argument");
   memset(out, 0, sizeof *out);
-  schedule_builder builder = {out, 0, 0};
+  dsn_schedule_builder builder = {out, 0, 0};
 
   int32_t layer_index = 0;
   for (int32_t i = 0; i < model->node_count; i++) {
@@ -159,8 +160,8 @@ ds_status dsn_schedule_build(const dsr_model *model, const dsr_slice *slices,
     dsn_layer_cost cost;
     ds_status status = dsn_oracle_layer(node->deform, slice, preset, &cost, err);
     if (status == DS_OK)
-      status = build_layer(&builder, node->deform, layer_index, slice, preset,
-                           &addresses[layer_index], err);
+      status = dsn_builder_add_deform(&builder, node->deform, i, layer_index, slice, preset,
+                                      &addresses[layer_index], err);
     if (status != DS_OK) {
       dsn_schedule_free(out);
       return ds_fail(err, status, "DMA schedule of deformable layer %d (node %s)",
@@ -180,7 +181,7 @@ ds_status dsn_schedule_layout(const dsr_model *model, const dsn_preset *preset,
                               uint64_t *end_address, ds_error *err) {
   if (model == NULL || preset == NULL || addresses == NULL || end_address == NULL)
     return ds_fail(err, DS_ERR_INVALID_ARGUMENT, "dsn_schedule_layout: NULL argument");
-  uint64_t row = (uint64_t)preset->dram.row_bytes;
+  uint64_t row = dsn_layout_alignment(preset);
   uint64_t burst = (uint64_t)dsn_preset_burst_bytes(preset);
   uint64_t elem = (uint64_t)dsn_preset_element_bytes(preset);
   uint64_t next = align_up(base_address, row);
@@ -223,17 +224,5 @@ void dsn_schedule_free(dsr_schedule *schedule) {
 
 void dsn_schedule_traffic(const dsr_schedule *schedule, const dsn_preset *preset,
                           int32_t layer, dsn_traffic *traffic) {
-  memset(traffic, 0, sizeof *traffic);
-  for (int32_t s = 0; s < schedule->step_count; s++) {
-    const dsr_dma_step *step = &schedule->steps[s];
-    if (layer >= 0 && step->layer != layer)
-      continue;
-    int32_t count = step->load_count + step->store_count;
-    for (int32_t d = 0; d < count; d++) {
-      const dsr_dma_descriptor *desc = &schedule->descriptors[step->first_descriptor + d];
-      dsn_transfer_cost(desc->row_bytes, desc->row_count, desc->stride_bytes, preset,
-                        traffic);
-    }
-  }
-  dsn_traffic_finish(traffic, preset);
+  dsn_schedule_walk(schedule, preset, layer, traffic);
 }

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "../common/ds_model.h"
+#include "dsq_audit_stages.h"
 
 /* Running sums of one tensor. */
 typedef struct audit_sums {
@@ -104,6 +105,8 @@ ds_status dsq_audit(const dsr_model *model, const float *images, int32_t image_c
   dsq_tensor_audit *entries = calloc((size_t)entry_count, sizeof *entries);
   audit_sums *sums = calloc((size_t)entry_count, sizeof *sums);
   audit_run float_run = {NULL, {0}}, fixed_run = {NULL, {0}};
+  dsq_stage_recorder recorder;
+  memset(&recorder, 0, sizeof recorder);
   ds_status status = DS_OK;
   if (entries == NULL || sums == NULL)
     status = ds_fail(err, DS_ERR_OUT_OF_MEMORY, "cannot allocate audit entries for %d tensors",
@@ -112,6 +115,14 @@ ds_status dsq_audit(const dsr_model *model, const float *images, int32_t image_c
     status = start_run(model, DSR_MODE_FLOAT, slices, &float_run, err);
   if (status == DS_OK)
     status = start_run(model, DSR_MODE_FIXED, slices, &fixed_run, err);
+  if (status == DS_OK)
+    status = dsq_stage_recorder_init(&recorder, model, err);
+  if (status == DS_OK) {
+    /* The float run records each deformable stage; the fixed run compares against it. */
+    dsr_context_set_observer(&float_run.ctx, &recorder.float_observer);
+    dsr_context_set_probe(&float_run.ctx, &recorder.float_probe);
+    dsr_context_set_probe(&fixed_run.ctx, &recorder.fixed_probe);
+  }
 
   int32_t agreements = 0;
   int64_t input_count = dsr_tensor_elements(&model->tensors[model->input]);
@@ -120,6 +131,7 @@ ds_status dsq_audit(const dsr_model *model, const float *images, int32_t image_c
     const float *pixels = images + (int64_t)image * input_count;
     memcpy(dsr_input_f32(&float_run.ctx), pixels, (size_t)input_count * sizeof(float));
     memcpy(dsr_input_f32(&fixed_run.ctx), pixels, (size_t)input_count * sizeof(float));
+    dsq_stage_recorder_next_image(&recorder);
     dsr_invoke(&float_run.ctx);
     dsr_invoke(&fixed_run.ctx);
     for (int32_t e = 0; e < entry_count; e++) {
@@ -134,7 +146,12 @@ ds_status dsq_audit(const dsr_model *model, const float *images, int32_t image_c
   }
   free(float_run.arena);
   free(fixed_run.arena);
+  if (status == DS_OK)
+    status = dsq_stage_recorder_finish(&recorder, report, err);
+  dsq_stage_recorder_free(&recorder);
   if (status != DS_OK) {
+    free(report->stages);
+    memset(report, 0, sizeof *report);
     free(entries);
     free(sums);
     return status;
@@ -156,6 +173,16 @@ ds_status dsq_audit(const dsr_model *model, const float *images, int32_t image_c
     if (entries[e].sqnr_db < entries[report->worst_entry].sqnr_db)
       report->worst_entry = e;
   }
+  for (int32_t i = 0; i < report->stage_count; i++) {
+    dsq_stage_audit *s = &report->stages[i];
+    if (s->stage != DSQ_AUDIT_STAGE_OUTPUT)
+      continue;
+    const dsq_tensor_audit *t = &entries[s->node_index + 1]; /* entry 0 is the input */
+    s->count = t->count;
+    s->sqnr_db = t->sqnr_db;
+    s->max_abs_error = t->max_abs_error;
+    s->cosine = t->cosine;
+  }
   free(sums);
   return DS_OK;
 }
@@ -164,6 +191,7 @@ void dsq_audit_report_free(dsq_audit_report *report) {
   if (report == NULL)
     return;
   free(report->tensors);
+  free(report->stages);
   memset(report, 0, sizeof *report);
 }
 
@@ -175,6 +203,20 @@ void dsq_audit_report_print(const dsq_audit_report *report, FILE *out) {
     fprintf(out, "%6d  %-48.48s  %5s  %9.2f  %12.6g  %9.6f\n", a->tensor_index, a->name,
             a->dtype == DSR_DTYPE_I8 ? "int8" : (a->dtype == DSR_DTYPE_I16 ? "int16" : "int32"),
             a->sqnr_db, a->max_abs_error, a->cosine);
+  }
+  if (report->stage_count > 0) {
+    fprintf(out, "\n%-56s  %5s  %9s  %12s  %9s\n", "deformable stage", "type", "SQNR dB",
+            "max |error|", "cosine");
+    for (int32_t e = 0; e < report->stage_count; e++) {
+      const dsq_stage_audit *a = &report->stages[e];
+      fprintf(out, "%-56.56s  %5s  %9.2f  %12.6g  %9.6f\n", a->name,
+              a->stage == DSR_PROBE_POSITIONS
+                  ? "Q8"
+                  : (a->dtype == DSR_DTYPE_I8 ? "int8"
+                                              : (a->dtype == DSR_DTYPE_I16 ? "int16" : "int32")),
+              a->sqnr_db, a->max_abs_error, a->cosine);
+    }
+    fprintf(out, "\n");
   }
   if (report->tensor_count > 0) {
     const dsq_tensor_audit *o = &report->tensors[report->output_entry];

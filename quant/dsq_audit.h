@@ -28,6 +28,25 @@ typedef struct dsq_tensor_audit {
   double cosine;          /* cosine similarity of the two value vectors (1 when both are 0) */
 } dsq_tensor_audit;
 
+/* Stage number of a layer's output in dsq_stage_audit (the node's output tensor, repeated
+ * from the tensor list so each layer's rows end with it). */
+#define DSQ_AUDIT_STAGE_OUTPUT (DSR_DEFORM_STAGE_COUNT + 1)
+
+/* Float-versus-fixed statistics of one stage of one deformable layer, over all patches and
+ * audited images. */
+typedef struct dsq_stage_audit {
+  int32_t node_index;
+  int32_t layer;          /* deformable layer index, in node order */
+  int32_t stage;          /* dsr_deform_stage, DSR_PROBE_POSITIONS (sampling positions) or
+                             DSQ_AUDIT_STAGE_OUTPUT */
+  char name[DSR_NAME_BYTES + 16]; /* "<node name>:<stage name>" */
+  int32_t dtype;          /* dsr_dtype of the fixed-point stage (I32 for Q8 positions) */
+  int64_t count;
+  double sqnr_db;
+  double max_abs_error;   /* positions: in pixels */
+  double cosine;
+} dsq_stage_audit;
+
 typedef struct dsq_audit_report {
   int32_t image_count;
   int32_t tensor_count;        /* entries in tensors */
@@ -35,6 +54,10 @@ typedef struct dsq_audit_report {
   int32_t output_entry;        /* index into tensors of the model output */
   int32_t worst_entry;         /* index into tensors of the lowest SQNR */
   int32_t top1_agreement_count; /* images whose float and fixed outputs have the same argmax */
+  int32_t stage_count;         /* entries in stages */
+  dsq_stage_audit *stages;     /* per deformable layer in node order: sampling positions, then
+                                  the stages in dsr_deform_stage order (BIAS left out: the
+                                  fixed kernel adds it inside the logits), then the output */
 } dsq_audit_report;
 
 /*
@@ -47,7 +70,10 @@ typedef struct dsq_audit_report {
 ds_status dsq_audit(const dsr_model *model, const float *images, int32_t image_count,
                     const dsr_slice *slices, dsq_audit_report *report, ds_error *err);
 
-/* Frees the report's array and zeroes it. NULL is fine. */
+/* Name of a stage of dsq_stage_audit: "positions", "output", or dsq_stage_name's. */
+const char *dsq_audit_stage_name(int32_t stage);
+
+/* Frees the report's arrays and zeroes it. NULL is fine. */
 void dsq_audit_report_free(dsq_audit_report *report);
 
 /* Writes one line per tensor (index, name, dtype, SQNR, max error, cosine) and a summary. */

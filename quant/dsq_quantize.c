@@ -157,7 +157,8 @@ static const char *op_label(int32_t op) {
   static const char *const names[DSR_OP_COUNT] = {
       "?",       "CONV2D",    "MATMUL",     "GEMM",    "ADD",    "SUB",
       "MUL",     "DIV",       "LAYER_NORM", "GELU",    "SOFTMAX", "TRANSPOSE",
-      "RESHAPE", "GATHER",    "GLOBAL_AVG_POOL",      "DEFORM_ATTN"};
+      "RESHAPE", "GATHER",    "GLOBAL_AVG_POOL",      "DEFORM_ATTN",
+      "CONCAT",  "PAD"};
   return op > 0 && op < DSR_OP_COUNT ? names[op] : "unknown op";
 }
 
@@ -375,6 +376,17 @@ static void mark_demands(quant_state *st) {
   }
   if (flags & DSQ_INT16_OUTPUT)
     st->int16_demand[model->output] = 1;
+
+  /* Overrides: 2 forces int16 and 3 forces int8, resolved per alias group later. */
+  const uint8_t *choice = st->options.tensor_precision;
+  for (int32_t i = 0; choice != NULL && i < model->tensor_count; i++) {
+    if (model->tensors[i].kind == DSR_TENSOR_CONSTANT)
+      continue;
+    if (choice[i] == DSQ_PRECISION_INT16)
+      st->int16_demand[i] = 2;
+    else if (choice[i] == DSQ_PRECISION_INT8)
+      st->int16_demand[i] = 3;
+  }
 }
 
 /* ------------------------------------------------------------------ step 2 and 3 */
@@ -428,10 +440,31 @@ static ds_status assign_activation_qparams(quant_state *st) {
     free(state);
     return ds_fail(st->err, DS_ERR_OUT_OF_MEMORY, "cannot allocate quantizer state");
   }
+  /* The type decides how far ranges may clip, so it is settled first: per group, an int16
+   * override wins, then an int8 override, then any demand of the flags. */
+  uint8_t *forced = calloc((size_t)count, 1); /* bit 0: int16 forced, bit 1: int8 forced */
+  if (forced == NULL) {
+    free(lo);
+    free(hi);
+    free(state);
+    free(group_size);
+    return ds_fail(st->err, DS_ERR_OUT_OF_MEMORY, "cannot allocate quantizer state");
+  }
   for (int32_t i = 0; i < count; i++) {
     int32_t root = find_root(st->parent, i);
     group_size[root]++;
-    state[4 * root + 1] |= st->int16_demand[i]; /* the type decides how far ranges may clip */
+    if (st->int16_demand[i] == 2)
+      forced[root] |= 1;
+    else if (st->int16_demand[i] == 3)
+      forced[root] |= 2;
+    else
+      state[4 * root + 1] |= st->int16_demand[i];
+  }
+  for (int32_t i = 0; i < count; i++) {
+    if (forced[i] & 1)
+      state[4 * i + 1] = 1;
+    else if (forced[i] & 2)
+      state[4 * i + 1] = 0;
   }
   ds_status status = DS_OK;
   for (int32_t i = 0; i < count && status == DS_OK; i++) {
@@ -457,7 +490,6 @@ static ds_status assign_activation_qparams(quant_state *st) {
     lo[root] = s[0] ? fminf(lo[root], mn) : mn;
     hi[root] = s[0] ? fmaxf(hi[root], mx) : mx;
     s[0] = 1;
-    s[1] |= st->int16_demand[i];
     s[2] |= st->softmax_input[i];
     s[3] |= st->softmax_output[i];
   }
@@ -469,7 +501,9 @@ static ds_status assign_activation_qparams(quant_state *st) {
     if (!s[0])
       continue;
     if (s[3]) {
-      t->qparams = qparams_softmax_output((st->options.int16 & DSQ_INT16_ATTENTION) || s[1]);
+      int overridden = (forced[root] & 3) == 2; /* int8 forced, int16 not */
+      t->qparams = qparams_softmax_output(
+          ((st->options.int16 & DSQ_INT16_ATTENTION) && !overridden) || s[1]);
     } else {
       float mn = lo[root], mx = hi[root];
       if (s[2] && mn < mx - DSQ_SOFTMAX_INPUT_SPAN)
@@ -482,6 +516,7 @@ static ds_status assign_activation_qparams(quant_state *st) {
   free(hi);
   free(state);
   free(group_size);
+  free(forced);
   return status;
 }
 
@@ -506,8 +541,15 @@ static ds_status assign_stage_qparams(quant_state *st, int32_t node_index) {
       d->stage_qparams[s] = st->model->tensors[node->inputs[0]].qparams;
       continue;
     }
+    const uint8_t *choice =
+        st->options.stage_precision != NULL
+            ? st->options.stage_precision + (size_t)node_index * DSR_DEFORM_STAGE_COUNT
+            : NULL;
     if (s == DSR_DEFORM_STAGE_ATTN) {
-      d->stage_qparams[s] = qparams_softmax_output((flags & DSQ_INT16_ATTENTION) || all);
+      int int16 = (flags & DSQ_INT16_ATTENTION) || all;
+      if (choice != NULL && choice[s] != DSQ_PRECISION_BY_CLASS)
+        int16 = choice[s] == DSQ_PRECISION_INT16;
+      d->stage_qparams[s] = qparams_softmax_output(int16);
       continue;
     }
     int int16 = all;
@@ -519,6 +561,8 @@ static ds_status assign_stage_qparams(quant_state *st, int32_t node_index) {
       int16 |= (flags & DSQ_INT16_NORM_OUTPUT) != 0;
     if (s == DSR_DEFORM_STAGE_OFFSET)
       int16 |= (flags & DSQ_INT16_OFFSETS) != 0;
+    if (choice != NULL && choice[s] != DSQ_PRECISION_BY_CLASS)
+      int16 = choice[s] == DSQ_PRECISION_INT16;
     if (s == DSR_DEFORM_STAGE_BIAS)
       int16 = 1; /* recorded for reports; the kernel adds the bias at the LOGITS scale */
     float mn = 0.0f, mx = 0.0f;

@@ -37,11 +37,32 @@
   (DSQ_INT16_LOGITS | DSQ_INT16_RESIDUAL | DSQ_INT16_NORM_INPUT | DSQ_INT16_OFFSETS |    \
    DSQ_INT16_OUTPUT)
 
+/* Per-tensor and per-stage choice of dsq_options.tensor_precision and stage_precision. */
+typedef enum dsq_precision {
+  DSQ_PRECISION_BY_CLASS = 0, /* as the DSQ_INT16_* flags decide */
+  DSQ_PRECISION_INT8 = 1,
+  DSQ_PRECISION_INT16 = 2,
+} dsq_precision;
+
 typedef struct dsq_options {
   uint32_t int16;     /* DSQ_INT16_* flags */
+  /*
+   * Optional per-activation overrides of the flags, dsq_precision values indexed by tensor
+   * (model->tensor_count entries), or NULL. TRANSPOSE, RESHAPE and GATHER give their input
+   * and output one qparams, so one alias group takes one type: int16 when any member says
+   * INT16, else int8 when any member says INT8, else the flags decide. Entries of constants
+   * are ignored. Softmax outputs stay fixed-scale (int8 2^-8 or int16 2^-15).
+   */
+  const uint8_t *tensor_precision;
+  /*
+   * Optional per-stage overrides of the deformable layers, dsq_precision values indexed by
+   * node_index * DSR_DEFORM_STAGE_COUNT + stage, or NULL. SAMPLED always shares the layer
+   * input's qparams and BIAS is int16 for reports only, so their entries are ignored.
+   */
+  const uint8_t *stage_precision;
 } dsq_options;
 
-/* The defaults: int16 = DSQ_INT16_DEFAULT. */
+/* The defaults: int16 = DSQ_INT16_DEFAULT, no overrides. */
 dsq_options dsq_options_default(void);
 
 /*

@@ -39,7 +39,21 @@ typedef struct deform_scratch {
   int32_t *attn;     /* Nmax */
   int32_t *context;  /* C */
   int32_t *columns;  /* C * PROJECTION_MIN_ROW: short projections, position-major */
+  /* Stage reports (not scratch memory): probe is NULL unless an audit installed one. */
+  const dsr_probe *probe;
+  int32_t node_index;
+  int32_t patch_index;
 } deform_scratch;
+
+/* Reports values[k] as element first + k * stride of a stage of the current patch. */
+static void probe_stage(const deform_scratch *s, int32_t stage, const int32_t *values,
+                        int64_t first, int64_t stride, int64_t count) {
+  if (s->probe == NULL || s->probe->on_report == NULL)
+    return;
+  dsr_probe_report report = {s->node_index, stage,  stage == DSR_DEFORM_STAGE_Q ? 0 : s->patch_index,
+                             first,         stride, count, NULL, values};
+  s->probe->on_report(s->probe->user, &report);
+}
 
 /* Projections over fewer positions than this run position by position from transposed
  * columns, since their rows would be too short for the row order to pay. */
@@ -158,11 +172,13 @@ static int32_t reference_q8(int32_t convention, int32_t i, int32_t grid, int32_t
   return (int32_t)dsr_fixed_div_round64(numerator, 2 * (int64_t)(grid - 1));
 }
 
-/* Offset in Q8 pixels from the raw int16 offset o (section DSQ_DA_POSITION). */
+/* Offset in Q8 pixels from the raw offset o with zero point o_zero (section DSQ_DA_POSITION).
+ * The OFFSET stage is int16 (zero point 0) by class, but int8 with a zero point in pure int8
+ * or mixed precision. The tanh table of DAT takes the raw value, zero point included. */
 static int64_t offset_q8(const dsr_deform_attn *d, const int32_t *section, int32_t o,
-                         int32_t span, int32_t grid) {
+                         int32_t o_zero, int32_t span, int32_t grid) {
   if (d->convention == DSR_DEFORM_DAT_PP)
-    return dsr_fixed_requant32(o * span, section[0], section[1]);
+    return dsr_fixed_requant32((o - o_zero) * span, section[0], section[1]);
   int32_t t = dsr_fixed_lut_apply(section + 2, o, 0, -32767, 32767);
   int32_t scaled = dsr_fixed_requant32(t * span, section[0], section[1]);
   return dsr_fixed_div_round64(scaled, (int64_t)grid * DSR_FIXED_POS_ONE);
@@ -375,6 +391,9 @@ static void offset_network(const dsr_model *model, const dsr_deform_attn *d,
         }
       }
     }
+    int64_t group_first = (int64_t)gi * cg * pg->n;
+    probe_stage(s, DSR_DEFORM_STAGE_OFFSET_DW, s->dw + group_first, group_first, 1,
+                (int64_t)cg * pg->n);
 
     for (int32_t n = 0; n < pg->n; n++) {
       int32_t *column = s->dw + (int64_t)gi * cg * pg->n + n;
@@ -382,6 +401,7 @@ static void offset_network(const dsr_model *model, const dsr_deform_attn *d,
         s->ln_in[c] = column[(int64_t)c * pg->n];
       dsr_fixed_layer_norm_row(s->ln_in, dws.zero, sec->s[DSQ_DA_OFFSET_LN], lns.zero, lns.min,
                                lns.max, s->ln_d, s->ln_out);
+      probe_stage(s, DSR_DEFORM_STAGE_OFFSET_LN, s->ln_out, group_first + n, pg->n, cg);
       for (int32_t c = 0; c < cg; c++)
         column[(int64_t)c * pg->n] =
             dsr_fixed_lut_apply(sec->s[DSQ_DA_OFFSET_GELU], s->ln_out[c], gs.zero, gs.min,
@@ -392,6 +412,8 @@ static void offset_network(const dsr_model *model, const dsr_deform_attn *d,
                       sec->s[DSQ_DA_OFFSET_PW] + 2 * axis, gs.wide_in, os.zero, os.min, os.max);
       }
     }
+    probe_stage(s, DSR_DEFORM_STAGE_OFFSET_GELU, s->dw + group_first, group_first, 1,
+                (int64_t)cg * pg->n);
   }
 }
 
@@ -402,6 +424,7 @@ static void positions(const dsr_deform_attn *d, const deform_sections *sec,
   int32_t span_x = pg->physical ? d->width - 1 : pg->w - 1;
   int32_t grid_y = pg->physical ? dsr_fixed_offset_grid(d, d->height) : pg->hk;
   int32_t grid_x = pg->physical ? dsr_fixed_offset_grid(d, d->width) : pg->wk;
+  int32_t o_zero = d->stage_qparams[DSR_DEFORM_STAGE_OFFSET].zero_point;
   for (int32_t gi = 0; gi < d->groups; gi++) {
     for (int32_t i = 0; i < pg->hk; i++) {
       for (int32_t j = 0; j < pg->wk; j++) {
@@ -410,8 +433,8 @@ static void positions(const dsr_deform_attn *d, const deform_sections *sec,
         int32_t o_x = s->offset[(int64_t)(gi * 2 + 1) * pg->n + n];
         int64_t py = reference_q8(d->convention, i, pg->hk, pg->h);
         int64_t px = reference_q8(d->convention, j, pg->wk, pg->w);
-        py += offset_q8(d, sec->s[DSQ_DA_POSITION], o_y, span_y, grid_y);
-        px += offset_q8(d, sec->s[DSQ_DA_POSITION], o_x, span_x, grid_x);
+        py += offset_q8(d, sec->s[DSQ_DA_POSITION], o_y, o_zero, span_y, grid_y);
+        px += offset_q8(d, sec->s[DSQ_DA_POSITION], o_x, o_zero, span_x, grid_x);
         if (d->convention == DSR_DEFORM_DAT_PP) {
           py = dsr_fixed_clamp64(py, 0, (int64_t)(pg->h - 1) * DSR_FIXED_POS_ONE);
           px = dsr_fixed_clamp64(px, 0, (int64_t)(pg->w - 1) * DSR_FIXED_POS_ONE);
@@ -524,6 +547,10 @@ static void attend_pixel(const dsr_model *model, const dsr_node *node, void *y,
   /* Row and column of the table for a sample at the patch origin, in Q8. */
   int32_t row_base = (d->height - 1 + qy - pg->p.ext_y0) * DSR_FIXED_POS_ONE;
   int32_t col_base = (d->width - 1 + qx - pg->p.ext_x0) * DSR_FIXED_POS_ONE;
+  /* Index of this query among the patch's core pixels, for stage reports. */
+  int32_t core_w = pg->p.core_x1 - pg->p.core_x0;
+  int64_t core_pixels = (int64_t)(pg->p.core_y1 - pg->p.core_y0) * core_w;
+  int64_t core_pixel = (int64_t)(qy - pg->p.core_y0) * core_w + (qx - pg->p.core_x0);
 
   for (int32_t hd = 0; hd < d->heads; hd++) {
     int32_t gi = hd / heads_per_group;
@@ -550,6 +577,11 @@ static void attend_pixel(const dsr_model *model, const dsr_node *node, void *y,
     }
     dsr_fixed_softmax_row(s->logits, pg->n, sec->s[DSQ_DA_SOFTMAX][0], sec->s[DSQ_DA_SOFTMAX][1],
                           attn_bits, s->exps, s->attn);
+    if (s->probe != NULL) {
+      int64_t row = ((int64_t)hd * core_pixels + core_pixel) * pg->n;
+      probe_stage(s, DSR_DEFORM_STAGE_LOGITS, s->logits, row, 1, pg->n);
+      probe_stage(s, DSR_DEFORM_STAGE_ATTN, s->attn, row, 1, pg->n);
+    }
 
     for (int32_t c = 0; c < hc; c++) {
       int64_t ch = (int64_t)hd * hc + c;
@@ -562,6 +594,7 @@ static void attend_pixel(const dsr_model *model, const dsr_node *node, void *y,
       s->context[ch] = (int32_t)dsr_fixed_clamp64((int64_t)cs.zero + r, cs.min, cs.max);
     }
   }
+  probe_stage(s, DSR_DEFORM_STAGE_CONTEXT, s->context, core_pixel, core_pixels, c_count);
 
   stage_info ys = stage(&yt->qparams);
   const int8_t *wo = param_data(model, d, DSR_DEFORM_PROJ_OUT_W);
@@ -706,19 +739,27 @@ static void attend_pixel_fast(const dsr_model *model, const dsr_node *node, void
   }
 }
 
-void dsr_fixed_deform_execute(const dsr_model *model, const dsr_node *node, const void *x,
-                              void *y, uint8_t *scratch, dsr_slice slice, int fast) {
+/* The operator over every patch; with a probe, the reference loops run and report stages. */
+static void execute_patches(const dsr_model *model, const dsr_node *node, const void *x, void *y,
+                            uint8_t *scratch, dsr_slice slice, int fast, const dsr_probe *probe,
+                            int32_t node_index) {
   const dsr_deform_attn *d = node->deform;
   deform_sections sec;
   find_sections(node, &sec);
   deform_scratch s;
   layout_scratch(d, scratch, &s);
+  s.probe = probe;
+  s.node_index = node_index;
+  s.patch_index = 0;
+  if (probe != NULL)
+    fast = 0;
 
   /* proj_q is pointwise, so one pass over the whole map serves every patch. */
   if (fast)
     compute_q_rows(model, node, x, &sec, &s);
   else
     compute_q_reference(model, node, x, &sec, &s);
+  probe_stage(&s, DSR_DEFORM_STAGE_Q, s.q, 0, 1, (int64_t)d->channels * d->height * d->width);
 
   for (int32_t row = 0; row < slice.rows; row++) {
     for (int32_t col = 0; col < slice.cols; col++) {
@@ -730,10 +771,17 @@ void dsr_fixed_deform_execute(const dsr_model *model, const dsr_node *node, cons
       pg.wk = dsr_fixed_offset_grid(d, pg.w);
       pg.n = pg.hk * pg.wk;
       pg.physical = slice.semantics == DSR_SLICE_PHYSICAL;
+      s.patch_index = row * slice.cols + col;
 
       offset_network(model, d, &sec, &pg, &s);
       positions(d, &sec, &pg, &s);
+      int64_t pairs = (int64_t)d->groups * 2 * pg.n, values = (int64_t)d->channels * pg.n;
+      probe_stage(&s, DSR_DEFORM_STAGE_OFFSET, s.offset, 0, 1, pairs);
+      probe_stage(&s, DSR_PROBE_POSITIONS, s.position, 0, 1, pairs);
       sample_and_project(model, node, x, &sec, &pg, &s, fast);
+      probe_stage(&s, DSR_DEFORM_STAGE_SAMPLED, s.sampled, 0, 1, values);
+      probe_stage(&s, DSR_DEFORM_STAGE_K, s.k, 0, 1, values);
+      probe_stage(&s, DSR_DEFORM_STAGE_V, s.v, 0, 1, values);
       for (int32_t qy = pg.p.core_y0; qy < pg.p.core_y1; qy++) {
         for (int32_t qx = pg.p.core_x0; qx < pg.p.core_x1; qx++)
           if (fast)
@@ -743,6 +791,17 @@ void dsr_fixed_deform_execute(const dsr_model *model, const dsr_node *node, cons
       }
     }
   }
+}
+
+void dsr_fixed_deform_execute(const dsr_model *model, const dsr_node *node, const void *x,
+                              void *y, uint8_t *scratch, dsr_slice slice, int fast) {
+  execute_patches(model, node, x, y, scratch, slice, fast, NULL, -1);
+}
+
+void dsr_fixed_deform_execute_probed(const dsr_model *model, int32_t node_index, const void *x,
+                                     void *y, uint8_t *scratch, dsr_slice slice,
+                                     const dsr_probe *probe) {
+  execute_patches(model, &model->nodes[node_index], x, y, scratch, slice, 0, probe, node_index);
 }
 
 /* ---------------------------------------------------------------- plan-time checks */

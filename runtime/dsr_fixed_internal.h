@@ -11,6 +11,7 @@
 
 #include "../common/ds_status.h"
 #include "dsr_model.h"
+#include "dsr_probe.h"
 
 /*
  * Executes node_index of model. inputs[i] is the storage of the node's input i: data_q for a
@@ -113,6 +114,11 @@ int64_t dsr_fixed_batch_offset(const dsr_tensor *t, const dsr_tensor *out, int64
  * fast 0 the reference loops run, which give the same values. */
 void dsr_fixed_deform_execute(const dsr_model *model, const dsr_node *node, const void *x,
                               void *y, uint8_t *scratch, dsr_slice slice, int fast);
+/* The reference DEFORM_ATTN kernel of node_index, reporting every stage to probe
+ * (runtime/dsr_probe.h). */
+void dsr_fixed_deform_execute_probed(const dsr_model *model, int32_t node_index, const void *x,
+                                     void *y, uint8_t *scratch, dsr_slice slice,
+                                     const dsr_probe *probe);
 ds_status dsr_fixed_deform_check(const dsr_model *model, const dsr_node *node, ds_error *err);
 size_t dsr_fixed_deform_scratch_bytes(const dsr_model *model, const dsr_node *node);
 

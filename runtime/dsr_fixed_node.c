@@ -26,6 +26,12 @@ void dsr_fixed_run_node(dsr_context *ctx, int32_t node_index) {
     if (layer < ctx->deform_count)
       slice = ctx->slices[layer];
   }
+  if (ctx->probe != NULL && node->op == DSR_OP_DEFORM_ATTN) {
+    dsr_fixed_deform_execute_probed(model, node_index, inputs[0],
+                                    dsr_tensor_data(ctx, node->output), ctx->scratch, slice,
+                                    ctx->probe);
+    return;
+  }
   dsr_fixed_execute(model, node_index, inputs, dsr_tensor_data(ctx, node->output), ctx->scratch,
                     slice);
 }

@@ -38,6 +38,7 @@ typedef struct dsr_f32_args {
   size_t scratch_bytes;
   dsr_slice slice;                      /* DEFORM_ATTN only */
   const dsr_observer *observer;         /* DEFORM_ATTN stage reports, or NULL */
+  const dsr_probe *probe;               /* DEFORM_ATTN sampling positions, or NULL */
 } dsr_f32_args;
 
 void dsr_f32_conv2d(const dsr_f32_args *args);
@@ -52,6 +53,12 @@ void dsr_f32_reshape(const dsr_f32_args *args);
 void dsr_f32_gather(const dsr_f32_args *args);
 void dsr_f32_global_avg_pool(const dsr_f32_args *args);
 void dsr_f32_deform_attn(const dsr_f32_args *args);
+void dsr_f32_concat(const dsr_f32_args *args);
+void dsr_f32_pad(const dsr_f32_args *args);
+
+/* Plan-time checks of CONCAT and PAD (dsr_concat_pad.c). */
+ds_status dsr_validate_concat(const dsr_model *model, int32_t node_index, ds_error *err);
+ds_status dsr_validate_pad(const dsr_model *model, int32_t node_index, ds_error *err);
 
 /* Dispatches on args->node->op. */
 void dsr_f32_run_node(const dsr_f32_args *args);
@@ -83,6 +90,16 @@ float dsr_gelu_value(float x);
 
 /* Offset grid size of the deformable offset network for an extent of size pixels. */
 int32_t dsr_deform_grid_size(const dsr_deform_attn *layer, int32_t size);
+
+/*
+ * Sampling positions of one patch of the float kernel (steps 4 to 7 of the operator): from
+ * raw_offsets (groups x 2 x N, dy then dx, as DSR_DEFORM_STAGE_OFFSET reports them) to
+ * positions (groups x 2 x N, y then x) in pixels of the extended patch, N = grid_h * grid_w.
+ * semantics is dsr_slice_semantics.
+ */
+void dsr_deform_positions(const dsr_deform_attn *layer, int32_t semantics,
+                          const dsr_patch *patch, int32_t grid_h, int32_t grid_w,
+                          const float *raw_offsets, float *positions);
 
 /*
  * Numpy broadcasting of two shapes, right-aligned. Strides are in elements of each operand,

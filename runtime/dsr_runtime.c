@@ -65,6 +65,7 @@ ds_status dsr_context_init(dsr_context *ctx, const dsr_model *model, dsr_mode mo
   ctx->scratch_bytes = layout.scratch_bytes;
   ctx->flags = flags;
   ctx->observer = NULL;
+  ctx->probe = NULL;
 
   for (int32_t i = 0; i < model->node_count; i++) {
     const dsr_node *node = &model->nodes[i];
@@ -118,6 +119,11 @@ ds_status dsr_context_set_slice(dsr_context *ctx, int32_t layer_index, dsr_slice
     return DS_OK;
   }
   return ds_fail(err, DS_ERR_INTERNAL, "deformable layer %d counted but not found", layer_index);
+}
+
+void dsr_context_set_probe(dsr_context *ctx, const dsr_probe *probe) {
+  if (ctx != NULL)
+    ctx->probe = probe;
 }
 
 void dsr_context_set_observer(dsr_context *ctx, const dsr_observer *observer) {
@@ -221,6 +227,7 @@ static void invoke_float(dsr_context *ctx) {
     args.scratch = ctx->scratch;
     args.scratch_bytes = ctx->scratch_bytes;
     args.observer = observer;
+    args.probe = ctx->probe;
     if (node->op == DSR_OP_DEFORM_ATTN)
       args.slice = ctx->slices[layer++];
 

@@ -23,6 +23,7 @@
 
 #include "../common/ds_status.h"
 #include "dsr_model.h"
+#include "dsr_probe.h"
 
 typedef enum dsr_mode {
   DSR_MODE_FLOAT = 0,
@@ -35,7 +36,9 @@ typedef enum dsr_mode {
 /*
  * Calibration hook for float mode: called after every node with the node's float output,
  * and for DEFORM_ATTN nodes once per stage and patch with that stage's float values, except
- * DSR_DEFORM_STAGE_Q, which covers the whole map and is reported once per node.
+ * DSR_DEFORM_STAGE_Q, which covers the whole map and is reported once per node, and the
+ * BIAS, LOGITS and ATTN stages, which a patch whose logits exceed 64 MiB reports once per
+ * chunk of its query pixels.
  * NULL members are skipped.
  */
 typedef struct dsr_observer {
@@ -64,6 +67,7 @@ typedef struct dsr_context {
   dsr_slice slices[DSR_MAX_DEFORM_LAYERS]; /* per deformable layer, in node order */
   int32_t deform_count;
   const dsr_observer *observer;
+  const dsr_probe *probe;   /* DEFORM_ATTN stage reports (dsr_probe.h), or NULL */
   uint32_t flags;           /* DSR_PLAN_* */
 } dsr_context;
 
@@ -101,6 +105,9 @@ ds_status dsr_context_set_slice(dsr_context *ctx, int32_t layer_index, dsr_slice
 
 /* Installs a float-mode observer (NULL removes it). */
 void dsr_context_set_observer(dsr_context *ctx, const dsr_observer *observer);
+
+/* Installs a stage probe for either mode (NULL removes it); see runtime/dsr_probe.h. */
+void dsr_context_set_probe(dsr_context *ctx, const dsr_probe *probe);
 
 /* Float input buffer of dsr_tensor_elements(input) values. */
 float *dsr_input_f32(dsr_context *ctx);

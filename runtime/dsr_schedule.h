@@ -1,11 +1,19 @@
 /*
- * DMA schedule: the transfers an accelerator performs for one deformable layer, patch by
- * patch, and the compute step each group of transfers feeds.
+ * DMA schedule: the transfers an accelerator performs for every layer of a model, tile by
+ * tile, and the compute step each group of transfers feeds.
  *
- * Feature maps live in DRAM channels-last (HWC) with one element of elem_bytes per channel,
- * so the extended patch of a layer is one 2-D strided copy: row_count rows of row_bytes,
- * stride_bytes apart. On chip, two slots of the feature buffer alternate (double
- * buffering): patch i loads into slot i % 2 while patch i - 1 computes from the other.
+ * Steps follow the model's node order. A node that moves data gets one or more steps:
+ * - a deformable layer (DSR_OP_DEFORM_ATTN) one step per patch of its slice configuration,
+ *   with layer set to its deformable layer index;
+ * - every other node that reads or writes a feature map (conv, matmul, gemm, layer norm,
+ *   elementwise, softmax, GELU, transpose, gather, pooling) one step per tile, with layer -1.
+ * Reshapes are views of the same bytes and have no steps.
+ *
+ * Tensors live in DRAM as dense row-major arrays: feature maps channels-last (HWC), other
+ * activations with their last axis innermost, one element of activation_bits per value. A
+ * tile is one 2-D strided copy or a few of them: row_count rows of row_bytes, stride_bytes
+ * apart. On chip, each buffer has two slots that alternate (double buffering): tile i loads
+ * into slot i % 2 while tile i - 1 computes from the other.
  */
 #ifndef DSR_SCHEDULE_H
 #define DSR_SCHEDULE_H
@@ -18,9 +26,13 @@ typedef enum dsr_dma_direction {
 } dsr_dma_direction;
 
 typedef enum dsr_dma_buffer {
-  DSR_BUFFER_FEATURE_IN = 0,  /* extended patch of the layer input */
-  DSR_BUFFER_FEATURE_OUT = 1, /* core patch of the layer output */
-  DSR_BUFFER_WEIGHTS = 2,
+  DSR_BUFFER_FEATURE_IN = 0,  /* input tile, or the extended patch of a deformable layer */
+  DSR_BUFFER_FEATURE_OUT = 1, /* output tile, or the core patch of a deformable layer */
+  DSR_BUFFER_WEIGHTS = 2,     /* weight tile: constant tensors of the node */
+  DSR_BUFFER_OPERAND = 3,     /* second activation input: the right-hand matrix of an
+                                 activation-by-activation matmul, the other input of an
+                                 elementwise op; held in the feature buffer beside the tile */
+  DSR_BUFFER_COUNT = 4
 } dsr_dma_buffer;
 
 /* One 2-D strided copy. */
@@ -36,13 +48,16 @@ typedef struct dsr_dma_descriptor {
   uint8_t bank;               /* first on-chip bank the rows go to */
 } dsr_dma_descriptor;
 
-/* The transfers of one patch: loads, then the compute step, then stores. */
+/* The transfers of one tile or patch: loads, then the compute step, then stores. */
 typedef struct dsr_dma_step {
-  int32_t layer;              /* deformable layer index, in node order */
-  int32_t patch;              /* row * cols + col */
+  int32_t layer;              /* deformable layer index (node order), or -1 for a dense tile */
+  int32_t patch;              /* deformable: row * cols + col; dense: tile index in the node */
   int32_t first_descriptor;   /* index into dsr_schedule.descriptors */
   int32_t load_count;
   int32_t store_count;
+  int32_t node;               /* index into dsr_model.nodes of the node this step computes */
+  int64_t compute_cycles;     /* accelerator cycles of the compute step (MAC array, vector
+                                 lanes or sampling lanes), 0 when the node only moves data */
 } dsr_dma_step;
 
 typedef struct dsr_schedule {

@@ -33,8 +33,8 @@ typedef struct sample {
   float tail_f32[3];
   int32_t conv_qwords[4];
   int32_t deform_qwords[5];
-  dsr_dma_step steps[2];
-  dsr_dma_descriptor descriptors[4];
+  dsr_dma_step steps[3];
+  dsr_dma_descriptor descriptors[6];
   dsr_schedule schedule;
 } sample;
 
@@ -164,19 +164,31 @@ static void build_nodes(sample *s) {
 }
 
 static void build_schedule(sample *s) {
+  /* A dense tile of the conv (node 0): its weights, then its output. */
+  s->steps[0] = (dsr_dma_step){.node = 0, .layer = -1, .patch = 0, .first_descriptor = 0,
+                               .load_count = 1, .store_count = 1, .compute_cycles = 77};
+  s->descriptors[0] = (dsr_dma_descriptor){
+      .dram_address = 0x70000000ull, .row_bytes = 16, .row_count = 1, .stride_bytes = 16,
+      .direction = DSR_DMA_LOAD, .buffer = DSR_BUFFER_WEIGHTS};
+  s->descriptors[1] = (dsr_dma_descriptor){
+      .dram_address = 0x70001000ull, .row_bytes = 48, .row_count = 4, .stride_bytes = 48,
+      .direction = DSR_DMA_STORE, .buffer = DSR_BUFFER_FEATURE_OUT, .bank = 1};
+  /* Two patches of the deformable layer (node 1). */
   for (int i = 0; i < 2; i++) {
-    s->steps[i] = (dsr_dma_step){.layer = 0, .patch = i, .first_descriptor = 2 * i,
-                                 .load_count = 1, .store_count = 1};
-    s->descriptors[2 * i] = (dsr_dma_descriptor){
+    int d = 2 + 2 * i;
+    s->steps[i + 1] = (dsr_dma_step){.node = 1, .layer = 0, .patch = i, .first_descriptor = d,
+                                     .load_count = 1, .store_count = 1,
+                                     .compute_cycles = 1000 + i};
+    s->descriptors[d] = (dsr_dma_descriptor){
         .dram_address = 0x80000000ull + 64u * (uint64_t)i, .row_bytes = 48, .row_count = 3,
         .stride_bytes = 64, .chip_offset_bytes = 0, .direction = DSR_DMA_LOAD,
         .buffer = DSR_BUFFER_FEATURE_IN, .slot = (uint8_t)(i % 2), .bank = 2};
-    s->descriptors[2 * i + 1] = (dsr_dma_descriptor){
+    s->descriptors[d + 1] = (dsr_dma_descriptor){
         .dram_address = 0x90000000ull + 32u * (uint64_t)i, .row_bytes = 32, .row_count = 2,
         .stride_bytes = 64, .chip_offset_bytes = 128, .direction = DSR_DMA_STORE,
         .buffer = DSR_BUFFER_FEATURE_OUT, .slot = (uint8_t)(i % 2), .bank = 5};
   }
-  s->schedule = (dsr_schedule){.step_count = 2, .steps = s->steps, .descriptor_count = 4,
+  s->schedule = (dsr_schedule){.step_count = 3, .steps = s->steps, .descriptor_count = 6,
                                .descriptors = s->descriptors};
 }
 
@@ -392,7 +404,9 @@ static void expect_schedule_equal(const dsr_schedule *a, const dsr_schedule *b) 
   cr_assert_eq(a->step_count, b->step_count);
   cr_assert_eq(a->descriptor_count, b->descriptor_count);
   for (int32_t i = 0; i < a->step_count; i++) {
+    cr_expect_eq(a->steps[i].node, b->steps[i].node);
     cr_expect_eq(a->steps[i].layer, b->steps[i].layer);
+    cr_expect_eq(a->steps[i].compute_cycles, b->steps[i].compute_cycles);
     cr_expect_eq(a->steps[i].patch, b->steps[i].patch);
     cr_expect_eq(a->steps[i].first_descriptor, b->steps[i].first_descriptor);
     cr_expect_eq(a->steps[i].load_count, b->steps[i].load_count);
@@ -565,15 +579,16 @@ Test(formats, same_inputs_give_identical_files) {
 
 /*
  * Pins the bytes of the uncompressed sample (no zstd, so independent of the libzstd version).
- * A change here changes format 1.0: bump the version in docs/format.md and dsf_artifact.h.
+ * A change here changes format 2.0: bump the version in docs/format.md and dsf_artifact.h.
  */
 Test(formats, raw_sample_bytes_are_pinned) {
   sample s;
   build_sample(&s);
   size_t size;
   uint8_t *data = write_sample_with(&s, 0, 0, &size);
-  cr_expect_eq(size, 2496u);
-  cr_expect_eq((uint32_t)crc32(0, data, (uInt)size), 0x73499fdeu);
+  cr_expect_eq(size, 2624u, "size is %zu", size);
+  uint32_t crc = (uint32_t)crc32(0, data, (uInt)size);
+  cr_expect_eq(crc, 0xe5a68743u, "CRC-32 is 0x%08x", crc);
   free(data);
 }
 
@@ -605,11 +620,14 @@ Test(formats, unsupported_major_version_is_rejected) {
   build_sample(&s);
   size_t size;
   uint8_t *data = write_sample(&s, 1, &size);
-  data[8] = 2;
+  data[8] = 3;
   fix_checksums(data, size);
   ds_error err;
   cr_expect_eq(read_copy(data, size, &err), DS_ERR_ARTIFACT_VERSION, "%s", err.message);
-  cr_expect_not_null(strstr(err.message, "2.0"), "%s", err.message);
+  cr_expect_not_null(strstr(err.message, "3.0"), "%s", err.message);
+  data[8] = 1; /* format 1 had 20-byte schedule steps */
+  fix_checksums(data, size);
+  cr_expect_eq(read_copy(data, size, &err), DS_ERR_ARTIFACT_VERSION, "%s", err.message);
   data[8] = 0;
   fix_checksums(data, size);
   cr_expect_eq(read_copy(data, size, &err), DS_ERR_ARTIFACT_VERSION, "%s", err.message);
@@ -906,8 +924,8 @@ Test(formats, bad_enum_in_schedule_is_rejected) {
   size_t size;
   uint8_t *data = write_sample(&s, 0, &size);
   uint8_t *schedule = section_bytes(data, DSF_SECTION_SCHEDULE);
-  /* Counts (8 bytes), two steps (40), then descriptor 0's direction at byte 24 of it. */
-  schedule[8 + 40 + 24] = 7;
+  /* Counts (8 bytes), three steps (96), then descriptor 0's direction at byte 24 of it. */
+  schedule[8 + 96 + 24] = 7;
   fix_checksums(data, size);
   ds_error err;
   cr_expect_eq(read_copy(data, size, &err), DS_ERR_ARTIFACT_CORRUPT, "%s", err.message);
@@ -1046,7 +1064,7 @@ Test(formats, inspect_prints_every_part) {
   cr_assert_eq(dsf_inspect_buffer(data, size, "tiny.dslice", out, &err), DS_OK, "%s",
                err.message);
   fclose(out);
-  const char *expected[] = {"format version 1.0", "weights", "zstd", "CONV2D",
+  const char *expected[] = {"format version 2.0", "weights", "zstd", "CONV2D",
                             "DEFORM_ATTN", "stage1.attn", "crop", "total", "manifest"};
   for (size_t i = 0; i < sizeof expected / sizeof expected[0]; i++)
     cr_expect_not_null(strstr(text, expected[i]), "no '%s' in:\n%s", expected[i], text);

@@ -437,7 +437,7 @@ static void gelu_case(uint32_t int16_flags, float range, int32_t max_error) {
   cr_assert_eq(dsq_calibration_init(&calib, &b.model, DSQ_CALIBRATION_MINMAX, NULL), DS_OK);
   dsq_calibration_observe_tensor(&calib, x, xr, 2);
   dsq_calibration_observe_tensor(&calib, y, yr, 2);
-  dsq_options options = {int16_flags};
+  dsq_options options = {.int16 = int16_flags};
   cr_assert_eq(dsq_quantize(&b.model, &calib, &options, NULL), DS_OK);
   const dsr_qparams *xq = &b.model.tensors[x].qparams, *yq = &b.model.tensors[y].qparams;
   int32_t lo, hi;
@@ -509,7 +509,7 @@ typedef struct one_node {
 } one_node;
 
 static void one_node_quantize(one_node *t, uint32_t int16_flags) {
-  dsq_options options = {int16_flags};
+  dsq_options options = {.int16 = int16_flags};
   ds_error err;
   ds_error_clear(&err);
   cr_assert_eq(dsq_quantize(&t->b.model, &t->calib, &options, &err), DS_OK, "%s", err.message);
@@ -1525,7 +1525,7 @@ Test(end_to_end, optional_int16_flags) {
     ds_error_clear(&err);
     cr_assert_eq(dsq_calibration_init(&calib, &model, DSQ_CALIBRATION_MINMAX, &err), DS_OK);
     cr_assert_eq(dsq_calibration_run(&calib, &model, images, 3, &err), DS_OK, "%s", err.message);
-    dsq_options options = {flags[k]};
+    dsq_options options = {.int16 = flags[k]};
     cr_assert_eq(dsq_quantize(&model, &calib, &options, &err), DS_OK, "%s", err.message);
     int32_t checked = 0;
     for (int32_t i = 0; i < model.node_count; i++) {

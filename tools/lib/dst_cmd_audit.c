@@ -1,9 +1,12 @@
 /*
- * deformslice audit: float against fixed-point top-1, their agreement, and the per-tensor
- * signal-to-quantization-noise ratio.
+ * deformslice audit: top-1 of float, fixed point and fixed point with a slicing, the share of
+ * images on which each pair agrees, and float-against-fixed figures (SQNR, max error,
+ * cosine) of every tensor and of every stage inside the deformable layers, printed and
+ * written as JSON and Markdown reports (tools/lib/dst_audit_report.h).
  *
- * The model comes from an artifact (its own quantization and slicing) or from an ONNX file,
- * which is then calibrated and quantized here as compile does.
+ * The model comes from an artifact (its own quantization and slice table) or from an ONNX
+ * file, which is then calibrated and quantized here as compile does, with the same precision
+ * options.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,44 +18,121 @@
 #include "dst_commands.h"
 #include "dst_compile.h"
 #include "dst_progress.h"
+#include "dst_audit_report.h"
+#include "dst_precision.h"
 #include "dst_source.h"
 #include "formats/dsf_artifact.h"
+#include "nas/dsn_oracle.h"
 #include "quant/dsq_audit.h"
+#include "runtime/dsr_slice.h"
 
 typedef struct audit_config {
   const char *model_path;
   const char *artifact_path;
   dst_data_options data;
+  const char *slices_text;        /* --slices, or NULL */
+  const char *json_path;          /* --json, or NULL */
+  const char *markdown_path;      /* --markdown, or NULL */
   int32_t test_images;
   int32_t tensor_images;
   int32_t calibration_images;
   int32_t threads;
   dst_calibration_choice calibration;
+  dst_precision_config precision;
+  int precision_given;            /* a precision option was on the command line */
+  dsc_options import_options; /* input_rank 0: the file's input shape */
 } audit_config;
 
-static ds_status load_model(const audit_config *c, dsr_model *model, ds_error *err) {
-  if (c->artifact_path != NULL)
+static ds_status load_model(const audit_config *c, dsr_model *model,
+                            dst_precision_record *record, ds_error *err) {
+  if (c->artifact_path != NULL) {
+    if (c->precision_given)
+      return ds_fail(err, DS_ERR_INVALID_ARGUMENT,
+                     "--precision, --int16-budget-bytes and --precision-file choose how an "
+                     "ONNX model is quantized; %s is already quantized, so drop them or pass "
+                     "--model",
+                     c->artifact_path);
     return dsf_read_file(c->artifact_path, model, NULL, NULL, err);
+  }
 
-  DS_TRY(dsc_import_file(c->model_path, NULL, model, NULL, err));
+  DS_TRY(dsc_import_file(c->model_path, &c->import_options, model, NULL, err));
   int32_t channels = 0, side = 0;
   DS_TRY(dst_data_input_shape(model, &channels, &side, err));
-  dst_dataset calibration;
-  DS_TRY(dst_data_load(&c->data, DST_SPLIT_TRAIN, channels, side, c->calibration_images,
-                       &calibration, err));
+  dst_dataset calibration = {0}, validation = {0};
+  ds_status status = dst_data_load(&c->data, DST_SPLIT_TRAIN, channels, side,
+                                   c->calibration_images, &calibration, err);
+  if (status == DS_OK && c->precision.mode == DST_PRECISION_MIXED)
+    status = dst_data_load(&c->data, DST_SPLIT_VALIDATION, channels, side,
+                           c->precision.search_images, &validation, err);
   char method[32];
-  ds_status status = dst_quantize_model(model, &calibration, &c->calibration, c->threads, method,
-                                        sizeof method, err);
+  if (status == DS_OK)
+    status = dst_quantize_model_precision(model, &calibration, &c->calibration, c->threads,
+                                          &c->precision, &validation, record, method,
+                                          sizeof method, err);
   dst_dataset_free(&calibration);
+  dst_dataset_free(&validation);
   return status;
 }
 
-/* Predictions of every test image in one mode, with the model's own slicing. */
+/*
+ * The sliced configuration: --slices (one "RxC+O" for every layer, or one per layer separated
+ * by commas), else the model's own slice table.
+ */
+static ds_status resolve_slices(const audit_config *c, const dsr_model *model, dsr_slice *slices,
+                                int32_t layers, char *text, size_t text_bytes, ds_error *err) {
+  for (int32_t i = 0; i < layers; i++)
+    slices[i] = model->nodes[ds_model_deform_node(model, i)].deform->slice;
+  if (c->slices_text != NULL) {
+    char copy[2048];
+    snprintf(copy, sizeof copy, "%s", c->slices_text);
+    int32_t count = 0;
+    char *save = NULL;
+    for (char *part = strtok_r(copy, ",", &save); part != NULL;
+         part = strtok_r(NULL, ",", &save)) {
+      dsr_slice slice;
+      if (dsn_slice_parse(part, &slice) != 0)
+        return ds_fail(err, DS_ERR_INVALID_ARGUMENT,
+                       "--slices: '%s' is not a slice configuration; write ROWSxCOLS+OVERLAP, "
+                       "such as 2x2+1 (a c suffix selects crop semantics)",
+                       part);
+      if (count < layers)
+        slices[count] = slice;
+      count++;
+    }
+    if (count == 1) {
+      for (int32_t i = 1; i < layers; i++)
+        slices[i] = slices[0];
+    } else if (count != layers) {
+      return ds_fail(err, DS_ERR_INVALID_ARGUMENT,
+                     "--slices gives %d configurations, but the model has %d deformable layers: "
+                     "give one for all layers or one per layer",
+                     count, layers);
+    }
+  }
+  size_t used = 0;
+  text[0] = '\0';
+  for (int32_t i = 0; i < layers; i++) {
+    const dsr_deform_attn *layer = model->nodes[ds_model_deform_node(model, i)].deform;
+    ds_status status = dsr_slice_validate(layer, slices[i], err);
+    if (status != DS_OK)
+      return ds_fail(err, status, "--slices, deformable layer %d", i);
+    char one[64];
+    dsn_slice_format(slices[i], one, sizeof one);
+    int n = snprintf(text + used, text_bytes - used, "%s%s", i > 0 ? "," : "", one);
+    if (n > 0 && (size_t)n < text_bytes - used)
+      used += (size_t)n;
+  }
+  return DS_OK;
+}
+
+/* Predictions of every test image in one mode and slicing (NULL: the model's own). */
 static ds_status predict(const dsr_model *model, const dst_dataset *test, dsr_mode mode,
+                         const dsr_slice *slices, int32_t layers, const char *label,
                          int32_t threads, uint8_t *predictions, double *top1, ds_error *err) {
   dst_progress progress;
-  dst_progress_start(&progress, mode == DSR_MODE_FIXED ? "fixed point" : "float");
-  dst_eval_options eval = {.mode = mode, .threads = threads, .progress = dst_progress_update,
+  dst_progress_start(&progress, label);
+  dst_eval_options eval = {.mode = mode, .threads = threads, .slices = slices,
+                           .slice_count = layers, .progress = dst_progress_update,
                            .progress_user = &progress};
   dst_eval_result result;
   DS_TRY(dst_evaluate(model, test, 0, test->count, &eval, &result, predictions, err));
@@ -60,16 +140,39 @@ static ds_status predict(const dsr_model *model, const dst_dataset *test, dsr_mo
   return DS_OK;
 }
 
+static int32_t count_same(const uint8_t *a, const uint8_t *b, int32_t count) {
+  int32_t same = 0;
+  for (int32_t i = 0; i < count; i++)
+    same += a[i] == b[i];
+  return same;
+}
+
 static ds_status run_audit(const audit_config *c, ds_error *err) {
   dsr_model model = {0};
   dst_dataset test = {0};
-  uint8_t *float_predictions = NULL, *fixed_predictions = NULL;
+  dst_precision_record precision;
+  memset(&precision, 0, sizeof precision);
+  uint8_t *predictions = NULL;
+  dsr_slice unsliced[DSR_MAX_DEFORM_LAYERS], sliced[DSR_MAX_DEFORM_LAYERS];
   dsq_audit_report report = {0};
+  dst_audit_summary summary;
+  memset(&summary, 0, sizeof summary);
 
-  ds_status status = load_model(c, &model, err);
+  ds_status status = load_model(c, &model, &precision, err);
   if (status == DS_OK && !model.quantized)
     status = ds_fail(err, DS_ERR_QUANT, "%s holds no fixed-point parameters to audit",
                      c->artifact_path != NULL ? c->artifact_path : c->model_path);
+  int32_t layers = status == DS_OK ? ds_model_deform_count(&model) : 0;
+  if (status == DS_OK && layers > DSR_MAX_DEFORM_LAYERS) {
+    status = ds_fail(err, DS_ERR_SHAPE, "the model has %d deformable layers, more than %d",
+                     layers, DSR_MAX_DEFORM_LAYERS);
+    layers = 0;
+  }
+  for (int32_t i = 0; i < layers; i++)
+    unsliced[i] = dsr_slice_none();
+  if (status == DS_OK)
+    status = resolve_slices(c, &model, sliced, layers, summary.slicing, sizeof summary.slicing,
+                            err);
   int32_t channels = 0, side = 0;
   if (status == DS_OK)
     status = dst_data_input_shape(&model, &channels, &side, err);
@@ -77,49 +180,57 @@ static ds_status run_audit(const audit_config *c, ds_error *err) {
     status = dst_data_load(&c->data, DST_SPLIT_TEST, channels, side, c->test_images, &test,
                            err);
   if (status == DS_OK) {
-    float_predictions = malloc((size_t)test.count);
-    fixed_predictions = malloc((size_t)test.count);
-    if (float_predictions == NULL || fixed_predictions == NULL)
+    predictions = malloc(3 * (size_t)test.count + 1);
+    if (predictions == NULL)
       status = ds_fail(err, DS_ERR_OUT_OF_MEMORY, "cannot allocate %d predictions", test.count);
   }
 
-  double float_top1 = 0.0, fixed_top1 = 0.0;
+  uint8_t *float_predictions = predictions;
+  uint8_t *fixed_predictions = predictions + (status == DS_OK ? test.count : 0);
+  uint8_t *sliced_predictions = fixed_predictions + (status == DS_OK ? test.count : 0);
   if (status == DS_OK)
-    status = predict(&model, &test, DSR_MODE_FLOAT, c->threads, float_predictions, &float_top1,
-                     err);
+    status = predict(&model, &test, DSR_MODE_FLOAT, unsliced, layers, "float", c->threads,
+                     float_predictions, &summary.float_top1, err);
   if (status == DS_OK)
-    status = predict(&model, &test, DSR_MODE_FIXED, c->threads, fixed_predictions, &fixed_top1,
-                     err);
+    status = predict(&model, &test, DSR_MODE_FIXED, unsliced, layers, "fixed point",
+                     c->threads, fixed_predictions, &summary.fixed_top1, err);
+  if (status == DS_OK)
+    status = predict(&model, &test, DSR_MODE_FIXED, sliced, layers, "fixed point, sliced",
+                     c->threads, sliced_predictions, &summary.sliced_top1, err);
 
   int32_t tensor_images = c->tensor_images < test.count ? c->tensor_images : test.count;
   if (status == DS_OK) {
-    fprintf(stderr, "  comparing every tensor on %d images\n", tensor_images);
-    status = dsq_audit(&model, test.images, tensor_images, NULL, &report, err);
+    fprintf(stderr, "  comparing every tensor and deformable stage on %d images\n",
+            tensor_images);
+    status = dsq_audit(&model, test.images, tensor_images, layers > 0 ? unsliced : NULL,
+                       &report, err);
   }
 
   if (status == DS_OK) {
-    int32_t agree = 0;
-    for (int32_t i = 0; i < test.count; i++)
-      agree += float_predictions[i] == fixed_predictions[i];
+    summary.model = &model;
+    summary.model_path = c->artifact_path != NULL ? c->artifact_path : c->model_path;
+    summary.from_artifact = c->artifact_path != NULL;
+    summary.test_images = test.count;
+    summary.tensor_images = tensor_images;
+    summary.agree_float_fixed = count_same(float_predictions, fixed_predictions, test.count);
+    summary.agree_float_sliced = count_same(float_predictions, sliced_predictions, test.count);
+    summary.agree_fixed_sliced = count_same(fixed_predictions, sliced_predictions, test.count);
+    summary.precision = c->artifact_path != NULL ? NULL : &precision;
+    summary.audit = &report;
 
     dsq_audit_report_print(&report, stdout);
-    printf("\nmodel: %s\n", c->artifact_path != NULL ? c->artifact_path : c->model_path);
-    printf("test top-1 on %d images: float %.2f%%, fixed point %.2f%% (%+.2f points)\n",
-           test.count, float_top1, fixed_top1, fixed_top1 - float_top1);
-    printf("float and fixed point agree on %d of %d images (%.2f%%)\n", agree, test.count,
-           100.0 * agree / (test.count > 0 ? test.count : 1));
-    if (report.tensor_count > 0) {
-      const dsq_tensor_audit *worst = &report.tensors[report.worst_entry];
-      const dsq_tensor_audit *output = &report.tensors[report.output_entry];
-      printf("lowest SQNR: %s at %.1f dB; model output %s at %.1f dB\n", worst->name,
-             worst->sqnr_db, output->name, output->sqnr_db);
-    }
+    dst_audit_report_print_summary(&summary, stdout);
+    status = dst_audit_report_write(&summary, c->json_path, c->markdown_path, err);
+    if (status == DS_OK && c->json_path != NULL)
+      printf("wrote %s\n", c->json_path);
+    if (status == DS_OK && c->markdown_path != NULL)
+      printf("wrote %s\n", c->markdown_path);
   }
 
   dsq_audit_report_free(&report);
-  free(float_predictions);
-  free(fixed_predictions);
+  free(predictions);
   dst_dataset_free(&test);
+  dst_precision_record_free(&precision);
   ds_model_free(&model);
   return status;
 }
@@ -129,6 +240,9 @@ int dst_cmd_audit(int argc, char **argv) {
   dst_data_args data = DST_DATA_ARGS_DEFAULT;
   const char *test_images = "10000", *tensor_images = "100", *calibration_images = "500";
   const char *threads = NULL, *calibration = "minmax", *percentile = NULL, *bins = NULL;
+  const char *precision = NULL, *budget = NULL, *precision_file = NULL, *slices = NULL;
+  const char *json = NULL, *markdown = NULL, *precision_images = NULL;
+  const char *shape = NULL;
   const dst_option options[] = {
       {"model", "FILE", "ONNX model, calibrated and quantized here (default: the bundled model)",
        &model},
@@ -144,7 +258,24 @@ int dst_cmd_audit(int argc, char **argv) {
       {"percentile", "P", "kept share of values for --calibration percentile (default 99.99)",
        &percentile},
       {"histogram-bins", "N", "linear histogram bins for --calibration kl (default 2048)", &bins},
+      {"precision", "MODE", "activation types of an ONNX model: class (default), int8 or "
+                            "mixed",
+       &precision},
+      {"int16-budget-bytes", "N", "on-chip bytes int16 tensors may add (--precision mixed)",
+       &budget},
+      {"precision-file", "FILE", "JSON object of tensor name -> \"int8\" or \"int16\"",
+       &precision_file},
+      {"precision-images", "N", "validation images mixed precision measures each tensor on "
+                                "(default 64)",
+       &precision_images},
+      {"slices", "LIST", "slicing of the sliced run: one ROWSxCOLS+OVERLAP for every layer or "
+                         "one per layer, comma-separated (default: the model's slice table)",
+       &slices},
+      {"json", "FILE", "write the JSON report to FILE", &json},
+      {"markdown", "FILE", "write the Markdown report to FILE", &markdown},
       {"threads", "N", "worker threads (default: one per core)", &threads},
+      {"input-shape", "N,C,H,W", "input shape for a model exported with dynamic axes "
+                                 "(default: the shape in the file)", &shape},
   };
   const int option_count = (int)(sizeof options / sizeof options[0]);
   const char *positional[1];
@@ -160,7 +291,8 @@ int dst_cmd_audit(int argc, char **argv) {
     return 0;
   }
 
-  audit_config config = {.model_path = model, .artifact_path = artifact};
+  audit_config config = {.model_path = model, .artifact_path = artifact,
+                         .slices_text = slices, .json_path = json, .markdown_path = markdown};
   if (dst_data_options_parse(&data, &config.data, &err) != DS_OK)
     return dst_report_error(&err);
   int64_t value;
@@ -178,6 +310,16 @@ int dst_cmd_audit(int argc, char **argv) {
     return dst_report_error(&err);
   config.threads = (int32_t)value;
   if (dst_parse_calibration(calibration, percentile, bins, &config.calibration, &err) != DS_OK)
+    return dst_report_error(&err);
+  if (dst_parse_precision(precision, budget, precision_file, &config.precision, &err) != DS_OK)
+    return dst_report_error(&err);
+  if (precision_images != NULL &&
+      dst_parse_precision_images(precision_images, &config.precision, &err) != DS_OK)
+    return dst_report_error(&err);
+  config.precision_given = precision != NULL || budget != NULL || precision_file != NULL ||
+                           precision_images != NULL;
+  if (shape != NULL && dst_args_shape("input-shape", shape, config.import_options.input_shape,
+                                      &config.import_options.input_rank, &err) != DS_OK)
     return dst_report_error(&err);
 
   ds_status status = run_audit(&config, &err);

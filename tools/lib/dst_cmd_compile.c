@@ -45,6 +45,9 @@ static ds_status parse_compile_options(const dst_compile_args *args, dst_compile
   config->data_dir = config->data.folder;
   config->out_dir = args->out;
   config->semantics_mask = DSN_SEMANTICS_PHYSICAL;
+  if (args->input_shape != NULL)
+    DS_TRY(dst_args_shape("input-shape", args->input_shape, config->import_options.input_shape,
+                          &config->import_options.input_rank, err));
 
   DS_TRY(dst_args_int("calibration-images", args->calibration_images, 1, DST_VALIDATION_START,
                       &value, err));
@@ -81,6 +84,10 @@ static ds_status parse_compile_options(const dst_compile_args *args, dst_compile
 
   DS_TRY(dst_parse_calibration(args->calibration, args->percentile, args->histogram_bins,
                                &config->calibration, err));
+  DS_TRY(dst_parse_precision(args->precision, args->int16_budget_bytes, args->precision_file,
+                             &config->precision, err));
+  if (args->precision_images != NULL)
+    DS_TRY(dst_parse_precision_images(args->precision_images, &config->precision, err));
   DS_TRY(dsn_preset_resolve(args->preset, &config->preset, err));
   if (args->feature_buffer_bytes != NULL) {
     DS_TRY(dst_args_int("feature-buffer-bytes", args->feature_buffer_bytes, 1, INT64_MAX / 4,
@@ -163,8 +170,8 @@ static int32_t choose_point(const dsn_search_result *front, double max_drop_poin
 
 static ds_status import_model(dst_compile_state *state, ds_error *err) {
   print_step(1, "importing the ONNX model");
-  DS_TRY(dsc_import_file(state->config.model_path, NULL, &state->model, &state->import_report,
-                         err));
+  DS_TRY(dsc_import_file(state->config.model_path, &state->config.import_options, &state->model,
+                         &state->import_report, err));
 
   const dsc_report *r = &state->import_report;
   fprintf(stderr, "  %s: opset %d, %d ONNX nodes -> %d runtime nodes, %d deformable blocks\n",
@@ -239,6 +246,14 @@ static ds_status make_journal_tag(dst_compile_state *state, ds_error *err) {
            c->data.preprocess_path != NULL ? c->data.preprocess_path : "-", c->search_images,
            c->preset.name, (long long)c->preset.feature_buffer_bytes, c->semantics_mask,
            (unsigned long long)c->seed);
+  /* Only the precision file's path enters the tag. NOTE: editing the file in place and
+   * resuming reuses the journal's accuracies. */
+  size_t used = strlen(state->journal_tag);
+  snprintf(state->journal_tag + used, sizeof state->journal_tag - used,
+           "|precision %s, budget %lld, %d images, file %s",
+           dst_precision_mode_name(c->precision.mode), (long long)c->precision.int16_budget_bytes,
+           c->precision.search_images,
+           c->precision.override_path != NULL ? c->precision.override_path : "none");
   snprintf(state->journal_path, sizeof state->journal_path, "%s/search.journal", c->out_dir);
   return DS_OK;
 }
@@ -382,6 +397,17 @@ int dst_cmd_compile(int argc, char **argv) {
        &args.percentile},
       {"histogram-bins", "N", "linear histogram bins for --calibration kl (default 2048)",
        &args.histogram_bins},
+      {"precision", "MODE", "activation types: class (default: int16 by tensor class), int8, "
+                            "or mixed (chosen under --int16-budget-bytes)",
+       &args.precision},
+      {"int16-budget-bytes", "N", "on-chip bytes int16 tensors may add in mixed precision",
+       &args.int16_budget_bytes},
+      {"precision-file", "FILE", "JSON object of tensor name -> \"int8\" or \"int16\", applied "
+                                 "on top of the mode",
+       &args.precision_file},
+      {"precision-images", "N", "validation images mixed precision measures each tensor on "
+                                "(default 64)",
+       &args.precision_images},
       {"search-images", "N", "validation images scored per configuration (default 1000)",
        &args.search_images},
       {"test-images", "N", "test images for the reported accuracy (default 10000)",
@@ -399,6 +425,8 @@ int dst_cmd_compile(int argc, char **argv) {
                                     "(what-if studies of smaller on-chip buffers)",
        &args.feature_buffer_bytes},
       {"threads", "N", "worker threads (default: one per core)", &args.threads},
+      {"input-shape", "N,C,H,W", "input shape for a model exported with dynamic axes "
+                                 "(default: the shape in the file)", &args.input_shape},
   };
   const int option_count = (int)(sizeof options / sizeof options[0]);
   const char *positional[1];

@@ -9,6 +9,7 @@
 #include "converter/dsc_import.h"
 #include "dst_data.h"
 #include "dst_eval.h"
+#include "dst_precision.h"
 #include "dst_source.h"
 #include "nas/dsn_oracle.h"
 #include "nas/dsn_preset.h"
@@ -32,6 +33,8 @@ typedef struct dst_compile_args {
   const char *calibration_images, *search_images, *test_images;
   const char *population, *generations, *seed, *max_drop, *semantics, *threads;
   const char *feature_buffer_bytes, *calibration, *percentile, *histogram_bins;
+  const char *precision, *int16_budget_bytes, *precision_file, *precision_images;
+  const char *input_shape;
 } dst_compile_args;
 
 typedef struct dst_compile_config {
@@ -50,6 +53,8 @@ typedef struct dst_compile_config {
   double max_drop_points;
   uint32_t semantics_mask;
   dst_calibration_choice calibration;
+  dst_precision_config precision;
+  dsc_options import_options;         /* input_rank 0: the file's input shape */
 } dst_compile_config;
 
 typedef struct dst_compile_state {
@@ -59,6 +64,7 @@ typedef struct dst_compile_state {
   dst_dataset calibration, validation, test;
   double float_top1, fixed_top1;      /* test set, unsliced */
   char calibration_method[32];
+  dst_precision_record precision;     /* int8 or int16 per activation, as quantized */
   dsn_search_result front;
   int32_t chosen;                     /* front point baked into the artifact, -1: unsliced */
   dsr_schedule schedule;
@@ -81,12 +87,33 @@ struct cJSON;
 void dst_calibration_describe(const dst_calibration_choice *choice, struct cJSON *object);
 
 /*
+ * Calibrates model on calibration_images with threads workers (over the slice configurations
+ * compile uses) into calibration, which the caller frees with dsq_calibration_free. The
+ * ranges do not depend on the thread count.
+ */
+ds_status dst_calibrate_model(dsr_model *model, const dst_dataset *calibration_images,
+                              const dst_calibration_choice *choice, int32_t threads,
+                              dsq_calibration *calibration, ds_error *err);
+
+/*
  * Calibrates model on calibration_images with threads workers and quantizes it in place.
  * method_name receives the calibration method's name.
  */
 ds_status dst_quantize_model(dsr_model *model, const dst_dataset *calibration_images,
                              const dst_calibration_choice *choice, int32_t threads,
                              char *method_name, size_t method_name_bytes, ds_error *err);
+
+/*
+ * The same with a precision choice: record receives what was chosen (free it with
+ * dst_precision_record_free, also after a failure). validation provides the images that
+ * mixed precision measures; other modes accept NULL.
+ */
+ds_status dst_quantize_model_precision(dsr_model *model, const dst_dataset *calibration_images,
+                                       const dst_calibration_choice *choice, int32_t threads,
+                                       const dst_precision_config *precision,
+                                       const dst_dataset *validation,
+                                       dst_precision_record *record, char *method_name,
+                                       size_t method_name_bytes, ds_error *err);
 
 /* Calibrates on state->calibration and quantizes state->model in place. */
 ds_status dst_compile_quantize(dst_compile_state *state, ds_error *err);

@@ -15,49 +15,31 @@
 /* DRAM regions of the schedule start on 4 KiB boundaries (a common page and AXI boundary). */
 #define DST_DRAM_ALIGN_BYTES 4096u
 
-static uint64_t align_up(uint64_t value) {
-  return (value + DST_DRAM_ALIGN_BYTES - 1) & ~(uint64_t)(DST_DRAM_ALIGN_BYTES - 1);
-}
-
 ds_status dst_compile_build_schedule(dst_compile_state *state, ds_error *err) {
   const int32_t layers = ds_model_deform_count(&state->model);
-  dsn_layer_addresses *addresses = calloc((size_t)(layers > 0 ? layers : 1), sizeof *addresses);
   dsr_slice *slices = calloc((size_t)(layers > 0 ? layers : 1), sizeof *slices);
-  if (addresses == NULL || slices == NULL) {
-    free(addresses);
-    free(slices);
-    return ds_fail(err, DS_ERR_OUT_OF_MEMORY, "cannot allocate the schedule's address map");
-  }
+  if (slices == NULL)
+    return ds_fail(err, DS_ERR_OUT_OF_MEMORY, "cannot allocate the slice list");
+  for (int32_t i = 0; i < layers; i++)
+    slices[i] = state->model.nodes[ds_model_deform_node(&state->model, i)].deform->slice;
 
-  /* Each layer gets its own input, output and weight regions, laid out one after another
+  /* Every tensor and every node's weights get their own region, laid out one after another
    * from address 0: the FPGA loader relocates them by one base address. */
-  const int64_t element_bytes = dsn_preset_element_bytes(&state->config.preset);
-  uint64_t next = 0;
-  for (int32_t i = 0; i < layers; i++) {
-    const dsr_deform_attn *layer = state->model.nodes[ds_model_deform_node(&state->model, i)].deform;
-    const uint64_t map_bytes =
-        (uint64_t)layer->height * (uint64_t)layer->width * (uint64_t)layer->channels * (uint64_t)element_bytes;
-    int64_t weight_sizes[DSR_DEFORM_PARAM_COUNT];
-    dsn_layer_weight_sizes(layer, &state->config.preset, weight_sizes);
-    uint64_t weight_bytes = 0;
-    for (int32_t p = 0; p < DSR_DEFORM_PARAM_COUNT; p++)
-      weight_bytes += (uint64_t)weight_sizes[p];
-
-    slices[i] = layer->slice;
-    addresses[i].input = next;
-    next = align_up(next + map_bytes);
-    addresses[i].output = next;
-    next = align_up(next + map_bytes);
-    addresses[i].weights = next;
-    next = align_up(next + weight_bytes);
-  }
-
-  ds_status status = dsn_schedule_build(&state->model, slices, &state->config.preset, addresses,
-                                        &state->schedule, err);
+  dsn_layer_list list;
+  dsn_memory_map map;
+  memset(&map, 0, sizeof map);
+  ds_status status = dsn_layers_from_model(&state->model, &state->config.preset, &list, err);
+  if (status == DS_OK)
+    status = dsn_memory_map_build(&state->model, &list, &state->config.preset, 0,
+                                  DST_DRAM_ALIGN_BYTES, &map, err);
+  if (status == DS_OK)
+    status = dsn_schedule_build_model(&state->model, &list, slices, &state->config.preset,
+                                      &map, &state->schedule, err);
   if (status == DS_OK)
     status = dsn_oracle_model(&state->model, slices, &state->config.preset, &state->chosen_cost,
                               err);
-  free(addresses);
+  dsn_memory_map_free(&map);
+  dsn_layer_list_free(&list);
   free(slices);
   return status;
 }
@@ -150,6 +132,9 @@ static cJSON *describe(const dst_compile_state *state) {
   cJSON_AddStringToObject(calibration, "data", source);
   if (c->data.preprocess_path != NULL)
     cJSON_AddStringToObject(calibration, "preprocess", c->data.preprocess_path);
+  cJSON *precision = dst_precision_to_json(&state->precision, &state->model);
+  if (precision != NULL)
+    cJSON_AddItemToObject(root, "precision", precision);
 
   cJSON *accuracy = cJSON_AddObjectToObject(root, "accuracy");
   cJSON_AddNumberToObject(accuracy, "test_images", state->test.count);
@@ -219,7 +204,7 @@ static cJSON *describe(const dst_compile_state *state) {
   cJSON *schedule = cJSON_AddObjectToObject(root, "dma_schedule");
   cJSON_AddNumberToObject(schedule, "steps", state->schedule.step_count);
   cJSON_AddNumberToObject(schedule, "descriptors", state->schedule.descriptor_count);
-  cJSON_AddStringToObject(schedule, "dram_layout", "HWC, one element per channel, layer regions "
+  cJSON_AddStringToObject(schedule, "dram_layout", "HWC, one element per channel, tensor and weight regions "
                                                    "4096-byte aligned from address 0");
   return root;
 }
@@ -247,6 +232,8 @@ static void write_markdown(const dst_compile_state *state, FILE *out) {
           (long long)preset->feature_buffer_bytes);
   fprintf(out, "- calibration: %s over %d training images\n", state->calibration_method,
           state->calibration.count);
+  fprintf(out, "- ");
+  dst_precision_print(&state->precision, out);
   fprintf(out, "- test top-1 (%d images): float %.2f%%, fixed point %.2f%% (%+.2f points)\n",
           state->test.count, state->float_top1, state->fixed_top1,
           state->fixed_top1 - state->float_top1);
@@ -331,6 +318,7 @@ void dst_compile_print_summary(const dst_compile_state *state, FILE *out) {
 
   fprintf(out, "\nfloat test top-1 %.2f%%, fixed point %.2f%% (%d images)\n", state->float_top1,
           state->fixed_top1, state->test.count);
+  dst_precision_print(&state->precision, out);
   double chosen_validation, chosen_test;
   chosen_accuracy(state, &chosen_validation, &chosen_test);
   fprintf(out, "chosen slicing %s", chosen_key(state, key, sizeof key));
@@ -358,5 +346,6 @@ void dst_compile_state_free(dst_compile_state *state) {
   dsn_search_result_free(&state->front);
   dsn_schedule_free(&state->schedule);
   dsn_model_cost_free(&state->chosen_cost);
+  dst_precision_record_free(&state->precision);
   free(state);
 }

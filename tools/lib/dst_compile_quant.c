@@ -94,6 +94,12 @@ static ds_status calibrate_parallel(dsr_model *model, const dst_dataset *data,
   return status;
 }
 
+ds_status dst_calibrate_model(dsr_model *model, const dst_dataset *calibration_images,
+                              const dst_calibration_choice *choice, int32_t threads,
+                              dsq_calibration *calibration, ds_error *err) {
+  return calibrate_parallel(model, calibration_images, choice, threads, calibration, err);
+}
+
 ds_status dst_parse_calibration(const char *method_text, const char *percentile_text,
                                 const char *bins_text, dst_calibration_choice *choice,
                                 ds_error *err) {
@@ -153,19 +159,21 @@ void dst_calibration_describe(const dst_calibration_choice *choice, cJSON *objec
   }
 }
 
-ds_status dst_quantize_model(dsr_model *model, const dst_dataset *calibration_images,
-                             const dst_calibration_choice *choice, int32_t threads,
-                             char *method, size_t method_bytes, ds_error *err) {
+ds_status dst_quantize_model_precision(dsr_model *model, const dst_dataset *calibration_images,
+                                       const dst_calibration_choice *choice, int32_t threads,
+                                       const dst_precision_config *precision,
+                                       const dst_dataset *validation,
+                                       dst_precision_record *record, char *method,
+                                       size_t method_bytes, ds_error *err) {
   dsq_calibration calibration;
   memset(&calibration, 0, sizeof calibration);
   double start_s = dst_now_s();
 
   ds_status status =
       calibrate_parallel(model, calibration_images, choice, threads, &calibration, err);
-  if (status == DS_OK) {
-    dsq_options options = dsq_options_default();
-    status = dsq_quantize(model, &calibration, &options, err);
-  }
+  if (status == DS_OK)
+    status = dst_precision_quantize(model, &calibration, precision, validation, threads, record,
+                                    err);
   if (status == DS_OK) {
     if (choice->method == DSQ_CALIBRATION_PERCENTILE)
       snprintf(method, method_bytes, "percentile %g", choice->percentile);
@@ -180,13 +188,30 @@ ds_status dst_quantize_model(dsr_model *model, const dst_dataset *calibration_im
             method, calibration_images->count,
             (int)(sizeof calibration_slices / sizeof calibration_slices[0]),
             dst_now_s() - start_s);
+    fprintf(stderr, "  ");
+    dst_precision_print(record, stderr);
   }
   dsq_calibration_free(&calibration);
   return status;
 }
 
+ds_status dst_quantize_model(dsr_model *model, const dst_dataset *calibration_images,
+                             const dst_calibration_choice *choice, int32_t threads,
+                             char *method, size_t method_bytes, ds_error *err) {
+  dst_precision_config precision;
+  dst_precision_record record;
+  DS_TRY(dst_parse_precision(NULL, NULL, NULL, &precision, err));
+  ds_status status = dst_quantize_model_precision(model, calibration_images, choice, threads,
+                                                  &precision, NULL, &record, method,
+                                                  method_bytes, err);
+  dst_precision_record_free(&record);
+  return status;
+}
+
 ds_status dst_compile_quantize(dst_compile_state *state, ds_error *err) {
-  return dst_quantize_model(&state->model, &state->calibration, &state->config.calibration,
-                            state->config.threads, state->calibration_method,
-                            sizeof state->calibration_method, err);
+  return dst_quantize_model_precision(&state->model, &state->calibration,
+                                      &state->config.calibration, state->config.threads,
+                                      &state->config.precision, &state->validation,
+                                      &state->precision, state->calibration_method,
+                                      sizeof state->calibration_method, err);
 }

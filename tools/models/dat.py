@@ -15,6 +15,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+# Set while exporting with dynamic spatial axes (tools/export_models.py): size-dependent
+# constants of the family models are then computed from the traced input shape.
+TRACE_SIZES = False
+
 
 class LayerNormProxy(nn.Module):
     """LayerNorm over the channel axis of an NCHW tensor."""
@@ -38,8 +42,16 @@ class DAttentionBaseline(nn.Module):
     """
 
     def __init__(self, q_size, n_heads, n_head_channels, n_groups, stride, ksize,
-                 convention="dat_pp", offset_range_factor=2.0):
+                 convention="dat_pp", offset_range_factor=2.0, q_grid="pixel",
+                 grid_from_arange=False):
         super().__init__()
+        # linspace(0.5, Hk - 0.5, Hk) and arange(Hk) + 0.5 are the same float32 values, but
+        # torch 1.13 exports linspace as a float64 constant, which makes both GridSample grids
+        # float64 (ONNX Runtime's CPU GridSample takes float32 only).
+        self.grid_from_arange = grid_from_arange
+        if q_grid not in ("pixel", "centre"):
+            raise ValueError(f"q_grid {q_grid!r}: expected 'pixel' (DAT++) or 'centre' (DAT)")
+        self.q_grid = q_grid
         self.n_head_channels = n_head_channels
         self.scale = n_head_channels ** -0.5
         self.n_heads = n_heads
@@ -68,8 +80,12 @@ class DAttentionBaseline(nn.Module):
         nn.init.trunc_normal_(self.rpe_table, std=0.01)
 
     def _get_ref_points(self, h_key, w_key, batch, dtype, device):
-        ref_y = torch.linspace(0.5, h_key - 0.5, h_key, dtype=dtype, device=device)
-        ref_x = torch.linspace(0.5, w_key - 0.5, w_key, dtype=dtype, device=device)
+        if self.grid_from_arange:
+            ref_y = torch.arange(h_key, dtype=dtype, device=device) + 0.5
+            ref_x = torch.arange(w_key, dtype=dtype, device=device) + 0.5
+        else:
+            ref_y = torch.linspace(0.5, h_key - 0.5, h_key, dtype=dtype, device=device)
+            ref_x = torch.linspace(0.5, w_key - 0.5, w_key, dtype=dtype, device=device)
         if self.convention == "dat_pp":
             ref_y = ref_y / (h_key - 1.0) * 2.0 - 1.0
             ref_x = ref_x / (w_key - 1.0) * 2.0 - 1.0
@@ -98,7 +114,12 @@ class DAttentionBaseline(nn.Module):
         n_sample = h_key * w_key
 
         if self.convention == "dat":
-            offset_range = torch.tensor([1.0 / h_key, 1.0 / w_key], device=device).reshape(1, 2, 1, 1)
+            if self.grid_from_arange and TRACE_SIZES and torch.is_tensor(h_key):
+                # Export with dynamic spatial axes: keep the range a function of the map,
+                # because torch.tensor() would freeze it at the traced size.
+                offset_range = torch.stack((1.0 / h_key, 1.0 / w_key)).to(dtype).reshape(1, 2, 1, 1)
+            else:
+                offset_range = torch.tensor([1.0 / h_key, 1.0 / w_key], device=device).reshape(1, 2, 1, 1)
             offset = offset.tanh().mul(offset_range).mul(self.offset_range_factor)
 
         offset = offset.permute(0, 2, 3, 1)
@@ -121,7 +142,12 @@ class DAttentionBaseline(nn.Module):
         attn = attn.mul(self.scale)
 
         rpe_bias = self.rpe_table[None, ...].expand(batch, -1, -1, -1)
-        q_grid = self._get_q_grid(h, w, batch, dtype, device)
+        if self.q_grid == "centre":
+            # DAT places the queries at pixel centres normalised by H and W, like its
+            # reference points; DAT++ at pixel corners normalised by H - 1 and W - 1.
+            q_grid = self._get_ref_points(h, w, batch, dtype, device)
+        else:
+            q_grid = self._get_q_grid(h, w, batch, dtype, device)
         displacement = (q_grid.reshape(batch * self.n_groups, h * w, 2).unsqueeze(2)
                         - pos.reshape(batch * self.n_groups, n_sample, 2).unsqueeze(1)).mul(0.5)
         attn_bias = F.grid_sample(
