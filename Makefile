@@ -44,6 +44,7 @@ models:
 fixtures:
 	@bash tools/setup.sh --models
 	/usr/bin/python3 tools/make_fixtures.py --out tests/fixtures
+	/usr/bin/python3 tools/make_image_fixtures.py --out tests/fixtures/images
 
 # Export DAT-T/S/B and DAT-T++/S++/B++ (T at 224, 225, 224x320 and 800x1333; S and B at 224)
 # and compare the C runtime's float output, and ONNX Runtime's where installed, with

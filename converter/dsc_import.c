@@ -113,7 +113,7 @@ static ds_status run_passes(dsc_graph *g, const Onnx__ModelProto *m,
                       err));
   DS_TRY(dsc_run_pass(g, "deformable lifting", dsc_lift_deform_blocks, &r->block_count, err));
   DS_TRY(dsc_run_pass(g, "dead-node removal", dsc_mark_live, &r->dead_node_count, err));
-  DS_TRY(dsc_run_pass(g, "lowering", dsc_lower_graph, NULL, err));
+  DS_TRY(dsc_run_pass(g, "lowering", dsc_lower_graph, &r->lowered_node_count, err));
   return dsc_build_model(g, model, err);
 }
 

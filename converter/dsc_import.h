@@ -92,6 +92,7 @@ typedef struct dsc_report {
   int32_t gelu_fused_count;       /* decomposed exact GELU patterns and Gelu ops */
   int32_t matmul_add_fused_count; /* MatMul plus bias Add pairs turned into GEMM */
   int32_t dead_node_count;        /* live nodes no path leads from to the output */
+  int32_t lowered_node_count;     /* ONNX nodes mapped onto one runtime op or a chain of them */
 
   /* The passes in the order they ran. */
   int32_t pass_count;
@@ -119,7 +120,8 @@ ds_status dsc_import_file(const char *path, const dsc_options *options, dsr_mode
                           dsc_report *report, ds_error *err);
 
 /* Same as dsc_import_file for bytes already in memory; path_for_messages names them in
- * errors and may be NULL. data is only read. */
+ * errors and may be NULL. External data files are looked up in the folder of
+ * path_for_messages, or in the working directory when it has none. data is only read. */
 ds_status dsc_import_buffer(const uint8_t *data, size_t size, const char *path_for_messages,
                             const dsc_options *options, dsr_model *model, dsc_report *report,
                             ds_error *err);

@@ -169,10 +169,14 @@ static ds_status check_grid_sample(const dsc_graph *g, const block *b, int32_t n
   const dsc_node *n = &g->nodes[node];
   char mode[32], padding[32];
   int64_t align = 0;
-  DS_TRY(dsc_attr_string(g, n, "mode", "bilinear", mode, sizeof mode, err));
+  /* Opset 20 renamed the bilinear mode to linear and made it the default. */
+  DS_TRY(dsc_attr_string(g, n, "mode", g->opset >= 20 ? "linear" : "bilinear", mode,
+                         sizeof mode, err));
   DS_TRY(dsc_attr_string(g, n, "padding_mode", "zeros", padding, sizeof padding, err));
   DS_TRY(dsc_attr_int(g, n, "align_corners", 0, &align, err));
-  if (strcmp(mode, "bilinear") != 0 || strcmp(padding, "zeros") != 0 || align != 1) {
+  int bilinear = strcmp(mode, "bilinear") == 0 ||
+                 (g->opset >= 20 && strcmp(mode, "linear") == 0);
+  if (!bilinear || strcmp(padding, "zeros") != 0 || align != 1) {
     char detail[384];
     snprintf(detail, sizeof detail, "GridSample '%.100s' uses mode '%s', padding '%s', "
              "align_corners %d; only bilinear, zeros, align_corners=1 is supported", n->name,

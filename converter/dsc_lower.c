@@ -178,11 +178,15 @@ static ds_status lower_node(dsc_graph *g, int32_t index, unsupported_list *list,
   dsc_node *n = &g->nodes[index];
   if (n->dead || n->op != 0)
     return DS_OK;
-  if (n->outputs[0] >= 0 && (lower_reshape_like(g, n) || lower_direct(g, n)))
+  if (n->outputs[0] >= 0 && (lower_reshape_like(g, n) || lower_direct(g, n))) {
+    g->report->lowered_node_count++;
     return n->op == DSR_OP_GATHER ? resolve_gather_indices(g, index, err) : DS_OK;
+  }
   int done = 0;
   DS_TRY(dsc_lower_data_op(g, index, &done, err));
-  if (!done)
+  if (done)
+    g->report->lowered_node_count++;
+  else
     add_unsupported(g, list, &g->nodes[index]);
   return DS_OK;
 }

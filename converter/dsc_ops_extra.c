@@ -59,14 +59,14 @@ static ds_status op_pad(dsc_graph *g, dsc_node *n, ds_error *err) {
 
   x = &g->values[n->inputs[0]];
   for (int32_t i = 0; i < rank; i++) {
-    dims[i] = x->dims[i] + begin[i] + end[i];
-    if (dims[i] < 0 || begin[i] < -x->dims[i] || end[i] < -x->dims[i])
-      return dsc_node_fail(g, n, DS_ERR_SHAPE, err, "pads %" PRId64 " and %" PRId64 " remove "
-                           "more than the %" PRId64 " elements of axis %d", begin[i], end[i],
-                           x->dims[i], i);
     if (begin[i] > INT32_MAX / 2 || end[i] > INT32_MAX / 2)
       return dsc_node_fail(g, n, DS_ERR_SHAPE, err, "pad %" PRId64 " of axis %d is too large",
                            begin[i] > end[i] ? begin[i] : end[i], i);
+    if (begin[i] < -x->dims[i] || end[i] < -x->dims[i] || x->dims[i] + begin[i] + end[i] < 0)
+      return dsc_node_fail(g, n, DS_ERR_SHAPE, err, "pads %" PRId64 " and %" PRId64 " remove "
+                           "more than the %" PRId64 " elements of axis %d", begin[i], end[i],
+                           x->dims[i], i);
+    dims[i] = x->dims[i] + begin[i] + end[i];
     n->attrs.pad.begin[i] = (int32_t)begin[i];
     n->attrs.pad.end[i] = (int32_t)end[i];
   }

@@ -1,7 +1,8 @@
 /*
  * Elementwise and reduction ops: shape inference and folding for Add, Sub, Mul, Div, Pow, Mod,
- * Equal, Less, Greater, Where, the float unary ops, Clip, ReduceMean, ReduceSum and Softmax,
- * with numpy broadcasting. Integer arithmetic is int64; integer Div truncates toward zero.
+ * Min, Max, Equal, Less, Greater, LessOrEqual, GreaterOrEqual, And, Or, Xor, Where, the float
+ * unary ops (Reciprocal among them), Clip, ReduceMean, ReduceSum and Softmax, with numpy
+ * broadcasting. Integer arithmetic is int64; integer Div truncates toward zero.
  */
 #include <inttypes.h>
 #include <math.h>
@@ -11,8 +12,9 @@
 
 typedef enum binary_kind {
   BINARY_ADD, BINARY_SUB, BINARY_MUL, BINARY_DIV, BINARY_POW,
-  BINARY_MOD, BINARY_FMOD,
-  BINARY_EQUAL, BINARY_LESS, BINARY_GREATER, BINARY_AND, BINARY_OR,
+  BINARY_MOD, BINARY_FMOD, BINARY_MIN, BINARY_MAX,
+  BINARY_EQUAL, BINARY_LESS, BINARY_GREATER, BINARY_LESS_EQUAL, BINARY_GREATER_EQUAL,
+  BINARY_AND, BINARY_OR, BINARY_XOR,
 } binary_kind;
 
 static int is_comparison(binary_kind kind) {
@@ -31,10 +33,15 @@ static double apply_float(binary_kind kind, double a, double b) {
     double r = fmod(a, b); /* Python's %: the result takes the sign of the divisor */
     return r != 0.0 && (r < 0.0) != (b < 0.0) ? r + b : r;
   }
+  case BINARY_MIN: return a < b ? a : b;
+  case BINARY_MAX: return a > b ? a : b;
   case BINARY_EQUAL: return a == b;
   case BINARY_LESS: return a < b;
   case BINARY_GREATER: return a > b;
+  case BINARY_LESS_EQUAL: return a <= b;
+  case BINARY_GREATER_EQUAL: return a >= b;
   case BINARY_AND: return a != 0.0 && b != 0.0;
+  case BINARY_XOR: return (a != 0.0) != (b != 0.0);
   default: return a != 0.0 || b != 0.0;
   }
 }
@@ -59,6 +66,12 @@ static int apply_int(binary_kind kind, int64_t a, int64_t b, int64_t *out) {
     *out = kind == BINARY_MOD && r != 0 && ((r < 0) != (b < 0)) ? r + b : r;
     return 1;
   }
+  case BINARY_MIN:
+    *out = a < b ? a : b;
+    return 1;
+  case BINARY_MAX:
+    *out = a > b ? a : b;
+    return 1;
   case BINARY_POW: {
     double p = pow((double)a, (double)b);
     *out = (p > -9.2e18 && p < 9.2e18) ? (int64_t)p : 0;
@@ -126,6 +139,13 @@ static ds_status op_equal(dsc_graph *g, dsc_node *n, ds_error *e) { return binar
 static ds_status op_less(dsc_graph *g, dsc_node *n, ds_error *e) { return binary(g, n, BINARY_LESS, e); }
 static ds_status op_greater(dsc_graph *g, dsc_node *n, ds_error *e) { return binary(g, n, BINARY_GREATER, e); }
 static ds_status op_and(dsc_graph *g, dsc_node *n, ds_error *e) { return binary(g, n, BINARY_AND, e); }
+static ds_status op_xor(dsc_graph *g, dsc_node *n, ds_error *e) { return binary(g, n, BINARY_XOR, e); }
+static ds_status op_less_equal(dsc_graph *g, dsc_node *n, ds_error *e) { return binary(g, n, BINARY_LESS_EQUAL, e); }
+static ds_status op_greater_equal(dsc_graph *g, dsc_node *n, ds_error *e) { return binary(g, n, BINARY_GREATER_EQUAL, e); }
+
+/* Min and Max fold with two inputs, the form exporters emit for shape arithmetic. */
+static ds_status op_min(dsc_graph *g, dsc_node *n, ds_error *e) { return binary(g, n, BINARY_MIN, e); }
+static ds_status op_max(dsc_graph *g, dsc_node *n, ds_error *e) { return binary(g, n, BINARY_MAX, e); }
 static ds_status op_or(dsc_graph *g, dsc_node *n, ds_error *e) { return binary(g, n, BINARY_OR, e); }
 
 static ds_status op_where(dsc_graph *g, dsc_node *n, ds_error *err) {
@@ -168,6 +188,7 @@ static double relu(double x) { return x > 0.0 ? x : 0.0; }
 static double sigmoid(double x) { return 1.0 / (1.0 + exp(-x)); }
 static double negate(double x) { return -x; }
 static double logical_not(double x) { return x == 0.0; }
+static double reciprocal(double x) { return 1.0 / x; }
 
 static ds_status unary(dsc_graph *g, dsc_node *n, unary_fn fn, ds_error *err) {
   DS_TRY(dsc_require_inputs(g, n, 1, 1, err));
@@ -201,6 +222,7 @@ static ds_status op_neg(dsc_graph *g, dsc_node *n, ds_error *e) { return unary(g
 static ds_status op_relu(dsc_graph *g, dsc_node *n, ds_error *e) { return unary(g, n, relu, e); }
 static ds_status op_sigmoid(dsc_graph *g, dsc_node *n, ds_error *e) { return unary(g, n, sigmoid, e); }
 static ds_status op_not(dsc_graph *g, dsc_node *n, ds_error *e) { return unary(g, n, logical_not, e); }
+static ds_status op_reciprocal(dsc_graph *g, dsc_node *n, ds_error *e) { return unary(g, n, reciprocal, e); }
 
 static ds_status op_clip(dsc_graph *g, dsc_node *n, ds_error *err) {
   DS_TRY(dsc_require_inputs(g, n, 1, 3, err));
@@ -344,13 +366,15 @@ typedef struct named_handler {
 static const named_handler math_handlers[] = {
     {"Add", op_add},         {"Sub", op_sub},           {"Mul", op_mul},
     {"Div", op_div},         {"Pow", op_pow},           {"Equal", op_equal},
-    {"Mod", op_mod},
+    {"Mod", op_mod},         {"Min", op_min},           {"Max", op_max},
+    {"LessOrEqual", op_less_equal}, {"GreaterOrEqual", op_greater_equal}, {"Xor", op_xor},
     {"Less", op_less},       {"Greater", op_greater},   {"And", op_and},
     {"Or", op_or},           {"Where", op_where},       {"Sqrt", op_sqrt},
     {"Erf", op_erf},         {"Tanh", op_tanh},         {"Exp", op_exp},
     {"Log", op_log},         {"Abs", op_abs},           {"Floor", op_floor},
     {"Ceil", op_ceil},       {"Neg", op_neg},           {"Relu", op_relu},
     {"Sigmoid", op_sigmoid}, {"Not", op_not},           {"Clip", op_clip},
+    {"Reciprocal", op_reciprocal},
     {"ReduceMean", op_reduce_mean}, {"ReduceSum", op_reduce_sum}, {"Softmax", op_softmax},
 };
 

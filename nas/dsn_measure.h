@@ -138,10 +138,12 @@ void dsn_model_measure_print(const dsn_model_measure *measure, const dsn_preset 
                              FILE *out);
 
 /*
- * Runs schedule through the executor on preset's DRAM with compute cycles from the MAC array
- * and sampling lanes (no bank stalls unless sliced positions are given). layers has
- * layer_capacity entries. For the deformable layers of dsn_schedule_build, counts equal the
- * oracle's sliced figures.
+ * Runs schedule through the executor on preset's DRAM. A deformable step's compute cycles come
+ * from the MAC array and sampling lanes, with bank stalls when sliced positions are given; a
+ * dense step (layer -1) keeps its own compute_cycles. layers has layer_capacity entries. For
+ * the deformable layers of dsn_schedule_build, counts equal the oracle's sliced figures.
+ * Errors: those of dsr_exec_check, DS_ERR_INVALID_ARGUMENT for a DRAM geometry the model
+ * rejects, DS_ERR_OUT_OF_MEMORY.
  */
 ds_status dsn_execute_schedule(const dsr_model *model, const dsr_schedule *schedule,
                                const dsn_preset *preset, const dsn_positions *sliced,

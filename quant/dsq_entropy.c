@@ -15,11 +15,17 @@ static int32_t covering_exponent(double magnitude, int32_t bin_count) {
   return exponent;
 }
 
+static void set_exponent(dsq_kl_histogram *histogram, int32_t exponent) {
+  histogram->exponent = exponent;
+  histogram->limit = ldexp(histogram->bin_count, exponent);
+  histogram->scale = ldexp(1.0, -exponent);
+}
+
 /* Raises the exponent by shift, adding each bin into bin (index >> shift). */
 static void raise_exponent(dsq_kl_histogram *histogram, int32_t exponent) {
   int32_t shift = exponent - histogram->exponent;
   uint64_t *counts = histogram->counts;
-  histogram->exponent = exponent;
+  set_exponent(histogram, exponent);
   if (shift <= 0)
     return;
   if (shift >= 30) {
@@ -44,13 +50,16 @@ void dsq_kl_histogram_add(dsq_kl_histogram *histogram, float value) {
     histogram->counts[0]++;
     return;
   }
-  if (histogram->exponent == DSQ_KL_EXPONENT_UNSET) {
-    histogram->exponent = covering_exponent(magnitude, histogram->bin_count);
-  } else if (magnitude >= ldexp(histogram->bin_count, histogram->exponent)) {
-    raise_exponent(histogram, covering_exponent(magnitude, histogram->bin_count));
+  /* limit is 0 until the first nonzero value sets the exponent. */
+  if (magnitude >= histogram->limit) {
+    int32_t exponent = covering_exponent(magnitude, histogram->bin_count);
+    if (histogram->exponent == DSQ_KL_EXPONENT_UNSET)
+      set_exponent(histogram, exponent);
+    else
+      raise_exponent(histogram, exponent);
   }
   /* Scaling by a power of two is exact in double, so the bin is exactly floor(|x| / width). */
-  int32_t bin = (int32_t)ldexp(magnitude, -histogram->exponent);
+  int32_t bin = (int32_t)(magnitude * histogram->scale);
   histogram->counts[bin]++;
 }
 
@@ -60,7 +69,7 @@ void dsq_kl_histogram_merge(dsq_kl_histogram *into, const dsq_kl_histogram *from
     return;
   }
   if (into->exponent == DSQ_KL_EXPONENT_UNSET)
-    into->exponent = from->exponent;
+    set_exponent(into, from->exponent);
   else if (from->exponent > into->exponent)
     raise_exponent(into, from->exponent);
 

@@ -29,6 +29,8 @@ typedef struct dsq_kl_histogram {
   int32_t bin_count; /* even, DSQ_KL_BINS_MIN..DSQ_KL_BINS_MAX */
   int32_t exponent;  /* bin width 2^exponent; DSQ_KL_EXPONENT_UNSET while only zeros were seen */
   uint64_t *counts;  /* bin_count counts; bin j counts |x| in [j, j + 1) * 2^exponent */
+  double limit;      /* bin_count * 2^exponent, or 0 while unset: the first |x| not covered */
+  double scale;      /* 2^-exponent */
 } dsq_kl_histogram;
 
 /* Adds one finite value. The caller skips NaN and infinities. */

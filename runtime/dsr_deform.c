@@ -21,11 +21,26 @@ typedef struct deform_buffers {
   float *sampled;     /* (C, N) */
   float *keys;        /* (C, N) */
   float *values;      /* (C, N) */
-  float *logits;      /* (heads, P, N), P core pixels: bias, then logits, then softmax */
+  float *logits;      /* (heads, Pc, N), Pc core pixels of one chunk: bias, then logits, then
+                         softmax */
   float *q_core;      /* (heads, P, head_channels) core q, later (C, P) proj_out */
-  float *work;        /* (P, N) q.k of one head, then (N, P) its attention transposed */
+  float *work;        /* (Pc, N) q.k of one head, then (N, Pc) its attention transposed */
   float *context;     /* (C, P) */
 } deform_buffers;
+
+/* Most logits (heads x query pixels x samples) held at once, in floats (64 MiB). A patch with
+ * more runs its query pixels in chunks, so an 800x1333 input does not need the full
+ * attention matrix of a layer in the arena. */
+#define DSR_DEFORM_CHUNK_FLOATS ((size_t)1 << 24)
+
+/* Query pixels per chunk for the full map: at least 1, at most H x W. */
+static size_t full_chunk_pixels(const dsr_deform_attn *layer) {
+  size_t pixels = (size_t)layer->height * layer->width;
+  size_t samples = (size_t)dsr_deform_grid_size(layer, layer->height) *
+                   (size_t)dsr_deform_grid_size(layer, layer->width);
+  size_t chunk = DSR_DEFORM_CHUNK_FLOATS / ((size_t)layer->heads * samples);
+  return chunk < 1 ? 1 : (chunk > pixels ? pixels : chunk);
+}
 
 /* Lays the buffers out from base (NULL: only sizes them) and returns the total bytes. */
 static size_t layout_buffers(const dsr_deform_attn *layer, uint8_t *base,
@@ -35,10 +50,11 @@ static size_t layout_buffers(const dsr_deform_attn *layer, uint8_t *base,
   size_t samples = (size_t)dsr_deform_grid_size(layer, layer->height) *
                    (size_t)dsr_deform_grid_size(layer, layer->width);
   size_t groups = (size_t)layer->groups;
+  size_t chunk = full_chunk_pixels(layer);
   size_t float_counts[] = {c * pixels, c * samples, 2 * groups * samples, 2 * groups * samples,
                            c * samples, c * samples, c * samples,
-                           (size_t)layer->heads * pixels * samples, c * pixels,
-                           pixels * samples, c * pixels};
+                           (size_t)layer->heads * chunk * samples, c * pixels,
+                           chunk * samples, c * pixels};
   float **slots[] = {&buffers->q,       &buffers->net,    &buffers->raw_offsets,
                      &buffers->positions, &buffers->sampled, &buffers->keys,
                      &buffers->values,  &buffers->logits, &buffers->q_core,
@@ -261,56 +277,94 @@ static void sample_patch(const dsr_f32_args *args, const deform_buffers *b,
   report(args, DSR_DEFORM_STAGE_SAMPLED, b->sampled, (size_t)layer->channels * samples);
 }
 
-/* Steps 9 and 10 for the core pixels of patch: bias, logits, softmax, context. */
-static void attend_patch(const dsr_f32_args *args, const deform_buffers *b,
-                         const dsr_patch *patch, size_t samples) {
+/* Geometry of the relative position bias lookup (step 9). */
+typedef struct bias_lookup {
+  const float *rpe;
+  int32_t table_h, table_w;
+  float centre_y, centre_x, shift; /* centred queries: (q + shift) * centre */
+  int rescale;                     /* the table was built for another map size */
+  float half_h, half_w, scale_y, scale_x;
+} bias_lookup;
+
+static void bias_lookup_init(const dsr_f32_args *args, bias_lookup *l) {
   const dsr_deform_attn *layer = args->node->deform;
   int32_t map_h = layer->height, map_w = layer->width;
-  int32_t heads = layer->heads, head_channels = layer->head_channels;
-  int32_t group_heads = heads / layer->groups;
-  int32_t core_w = patch->core_x1 - patch->core_x0;
-  size_t core_pixels = (size_t)(patch->core_y1 - patch->core_y0) * core_w;
-  size_t map_pixels = (size_t)map_h * map_w;
-  const dsr_tensor *table_tensor = &args->model->tensors[layer->params[DSR_DEFORM_RPE_TABLE]];
-  int32_t table_h = table_tensor->dims[1], table_w = table_tensor->dims[2];
-  const float *rpe = param(args, DSR_DEFORM_RPE_TABLE);
+  const dsr_tensor *table = &args->model->tensors[layer->params[DSR_DEFORM_RPE_TABLE]];
+  l->rpe = param(args, DSR_DEFORM_RPE_TABLE);
+  l->table_h = table->dims[1];
+  l->table_w = table->dims[2];
 
-  /* Relative position bias, read at the full-map displacement of query and sample. Centred
-   * queries sit at (q + 0.5) / H of the map, which is (q + 0.5) (H - 1) / H in pixels. */
+  /* Centred queries sit at (q + 0.5) / H of the map, which is (q + 0.5) (H - 1) / H in
+   * pixels. */
   int centred = layer->convention == DSR_DEFORM_DAT_CENTRED;
-  float centre_y = centred ? (float)(map_h - 1) / (float)map_h : 1.0f;
-  float centre_x = centred ? (float)(map_w - 1) / (float)map_w : 1.0f;
-  float shift = centred ? 0.5f : 0.0f;
+  l->centre_y = centred ? (float)(map_h - 1) / (float)map_h : 1.0f;
+  l->centre_x = centred ? (float)(map_w - 1) / (float)map_w : 1.0f;
+  l->shift = centred ? 0.5f : 0.0f;
+
   /* A table of another size than 2H - 1 by 2W - 1 (built for another map) is read at the
    * displacement rescaled to it, as grid_sample's normalized coordinates do. */
-  int rescale = table_h != 2 * map_h - 1 || table_w != 2 * map_w - 1;
-  float half_h = (float)(table_h - 1) * 0.5f, half_w = (float)(table_w - 1) * 0.5f;
-  float scale_y = rescale ? half_h / (float)(map_h - 1) : 1.0f;
-  float scale_x = rescale ? half_w / (float)(map_w - 1) : 1.0f;
-  for (int32_t hd = 0; hd < heads; hd++) {
-    const float *table = rpe + (size_t)hd * table_h * table_w;
+  l->rescale = l->table_h != 2 * map_h - 1 || l->table_w != 2 * map_w - 1;
+  l->half_h = (float)(l->table_h - 1) * 0.5f;
+  l->half_w = (float)(l->table_w - 1) * 0.5f;
+  l->scale_y = l->rescale ? l->half_h / (float)(map_h - 1) : 1.0f;
+  l->scale_x = l->rescale ? l->half_w / (float)(map_w - 1) : 1.0f;
+}
+
+/* Bias rows of core pixels [first, first + count) for every head, read at the full-map
+ * displacement of query and sample so that sliced layers read the same table. */
+static void bias_rows(const dsr_f32_args *args, const deform_buffers *b, const bias_lookup *l,
+                      const dsr_patch *patch, size_t samples, size_t first, size_t count) {
+  const dsr_deform_attn *layer = args->node->deform;
+  int32_t map_h = layer->height, map_w = layer->width;
+  int32_t group_heads = layer->heads / layer->groups;
+  int32_t core_w = patch->core_x1 - patch->core_x0;
+  for (int32_t hd = 0; hd < layer->heads; hd++) {
+    const float *table = l->rpe + (size_t)hd * l->table_h * l->table_w;
     const float *pos_y = b->positions + (size_t)(hd / group_heads) * 2 * samples;
     const float *pos_x = pos_y + samples;
-    for (size_t p = 0; p < core_pixels; p++) {
+    for (size_t i = 0; i < count; i++) {
+      size_t p = first + i;
       int32_t qy = patch->core_y0 + (int32_t)(p / (size_t)core_w);
       int32_t qx = patch->core_x0 + (int32_t)(p % (size_t)core_w);
-      float *row = b->logits + ((size_t)hd * core_pixels + p) * samples;
-      float query_y = ((float)qy + shift) * centre_y, query_x = ((float)qx + shift) * centre_x;
+      float *row = b->logits + ((size_t)hd * count + i) * samples;
+      float query_y = ((float)qy + l->shift) * l->centre_y;
+      float query_x = ((float)qx + l->shift) * l->centre_x;
       for (size_t n = 0; n < samples; n++) {
         float table_y = (float)(map_h - 1 - patch->ext_y0) + query_y - pos_y[n];
         float table_x = (float)(map_w - 1 - patch->ext_x0) + query_x - pos_x[n];
-        if (rescale) {
-          table_y = half_h + (query_y - (float)patch->ext_y0 - pos_y[n]) * scale_y;
-          table_x = half_w + (query_x - (float)patch->ext_x0 - pos_x[n]) * scale_x;
+        if (l->rescale) {
+          table_y = l->half_h + (query_y - (float)patch->ext_y0 - pos_y[n]) * l->scale_y;
+          table_x = l->half_w + (query_x - (float)patch->ext_x0 - pos_x[n]) * l->scale_x;
         }
-        row[n] = bilinear(table, (size_t)table_w, table_h, table_w, table_y, table_x);
+        row[n] = bilinear(table, (size_t)l->table_w, l->table_h, l->table_w, table_y, table_x);
       }
     }
   }
-  size_t logit_count = (size_t)heads * core_pixels * samples;
-  report(args, DSR_DEFORM_STAGE_BIAS, b->logits, logit_count);
+}
 
-  /* q.k of every core pixel and sample, head by head, as one matrix product each. */
+/* Steps 9 and 10 for the core pixels of patch: bias, logits, softmax, context. The query
+ * pixels run in chunks that fit the logits buffer; each chunk reports the bias, logits and
+ * attention stages for its own pixels. */
+static void attend_patch(const dsr_f32_args *args, const deform_buffers *b,
+                         const dsr_patch *patch, size_t samples) {
+  const dsr_deform_attn *layer = args->node->deform;
+  int32_t map_w = layer->width;
+  int32_t heads = layer->heads, head_channels = layer->head_channels;
+  int32_t core_w = patch->core_x1 - patch->core_x0;
+  size_t core_pixels = (size_t)(patch->core_y1 - patch->core_y0) * core_w;
+  size_t map_pixels = (size_t)layer->height * map_w;
+  bias_lookup lookup;
+  bias_lookup_init(args, &lookup);
+
+  /* The patch's samples never outnumber the full map's, so a chunk holds at least one
+   * pixel. */
+  size_t full_samples = (size_t)dsr_deform_grid_size(layer, layer->height) *
+                        (size_t)dsr_deform_grid_size(layer, layer->width);
+  size_t capacity = full_chunk_pixels(layer) * full_samples;
+  size_t chunk = capacity / samples;
+  chunk = chunk > core_pixels ? core_pixels : chunk;
+
+  /* Core q of every head as (P, head_channels) rows, the weights of the q.k products. */
   for (int32_t hd = 0; hd < heads; hd++) {
     float *q_head = b->q_core + (size_t)hd * core_pixels * head_channels;
     for (size_t p = 0; p < core_pixels; p++) {
@@ -319,28 +373,40 @@ static void attend_patch(const dsr_f32_args *args, const deform_buffers *b,
       for (int32_t c = 0; c < head_channels; c++)
         q_head[p * head_channels + c] = b->q[((size_t)hd * head_channels + c) * map_pixels + q_pixel];
     }
-    dsr_f32_pointwise(q_head, NULL, b->keys + (size_t)hd * head_channels * samples, samples,
-                      b->work, samples, head_channels, (int32_t)core_pixels, (int32_t)samples);
-    float *rows = b->logits + (size_t)hd * core_pixels * samples;
-    for (size_t i = 0; i < core_pixels * samples; i++)
-      rows[i] += b->work[i] * layer->attn_scale;
   }
-  report(args, DSR_DEFORM_STAGE_LOGITS, b->logits, logit_count);
 
-  for (size_t r = 0; r < (size_t)heads * core_pixels; r++)
-    dsr_softmax_row(b->logits + r * samples, b->logits + r * samples, (int32_t)samples);
-  report(args, DSR_DEFORM_STAGE_ATTN, b->logits, logit_count);
+  for (size_t first = 0; first < core_pixels; first += chunk) {
+    size_t count = core_pixels - first < chunk ? core_pixels - first : chunk;
+    size_t logit_count = (size_t)heads * count * samples;
+    bias_rows(args, b, &lookup, patch, samples, first, count);
+    report(args, DSR_DEFORM_STAGE_BIAS, b->logits, logit_count);
 
-  /* context rows of a head = its values (head_channels x N) times its attention, transposed
-   * to (N x P). */
-  for (int32_t hd = 0; hd < heads; hd++) {
-    const float *attn = b->logits + (size_t)hd * core_pixels * samples;
-    for (size_t p = 0; p < core_pixels; p++)
-      for (size_t n = 0; n < samples; n++)
-        b->work[n * core_pixels + p] = attn[p * samples + n];
-    dsr_f32_pointwise(b->values + (size_t)hd * head_channels * samples, NULL, b->work,
-                      core_pixels, b->context + (size_t)hd * head_channels * core_pixels,
-                      core_pixels, (int32_t)samples, head_channels, (int32_t)core_pixels);
+    /* q.k of every pixel of the chunk and sample, head by head, as one matrix product each. */
+    for (int32_t hd = 0; hd < heads; hd++) {
+      const float *q_head = b->q_core + ((size_t)hd * core_pixels + first) * head_channels;
+      dsr_f32_pointwise(q_head, NULL, b->keys + (size_t)hd * head_channels * samples, samples,
+                        b->work, samples, head_channels, (int32_t)count, (int32_t)samples);
+      float *rows = b->logits + (size_t)hd * count * samples;
+      for (size_t i = 0; i < count * samples; i++)
+        rows[i] += b->work[i] * layer->attn_scale;
+    }
+    report(args, DSR_DEFORM_STAGE_LOGITS, b->logits, logit_count);
+
+    for (size_t r = 0; r < (size_t)heads * count; r++)
+      dsr_softmax_row(b->logits + r * samples, b->logits + r * samples, (int32_t)samples);
+    report(args, DSR_DEFORM_STAGE_ATTN, b->logits, logit_count);
+
+    /* context columns of a head = its values (head_channels x N) times its attention,
+     * transposed to (N x count). */
+    for (int32_t hd = 0; hd < heads; hd++) {
+      const float *attn = b->logits + (size_t)hd * count * samples;
+      for (size_t p = 0; p < count; p++)
+        for (size_t n = 0; n < samples; n++)
+          b->work[n * count + p] = attn[p * samples + n];
+      dsr_f32_pointwise(b->values + (size_t)hd * head_channels * samples, NULL, b->work, count,
+                        b->context + (size_t)hd * head_channels * core_pixels + first,
+                        core_pixels, (int32_t)samples, head_channels, (int32_t)count);
+    }
   }
   report(args, DSR_DEFORM_STAGE_CONTEXT, b->context, (size_t)layer->channels * core_pixels);
 }

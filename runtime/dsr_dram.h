@@ -137,7 +137,9 @@ void dsr_dram_set_hook(dsr_dram *dram, dsr_dram_burst_hook hook, void *user);
  * touches (from the burst holding address to the one holding its last byte) is read or
  * written. Returns the cycle after its last data beat (start_cycle when bytes is 0). Bursts
  * that stay in one open row are served as one run, so the cost grows with the rows touched,
- * not the bursts, unless a hook is installed.
+ * not the bursts, unless a hook is installed. The request must lie below
+ * dsr_dram_capacity_bytes: address bits above the mapped fields are ignored, so a larger
+ * address aliases a lower one (dsr_exec_check rejects such schedules).
  */
 int64_t dsr_dram_access(dsr_dram *dram, int64_t start_cycle, uint64_t address, uint64_t bytes,
                         int32_t is_write);

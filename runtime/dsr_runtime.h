@@ -36,7 +36,9 @@ typedef enum dsr_mode {
 /*
  * Calibration hook for float mode: called after every node with the node's float output,
  * and for DEFORM_ATTN nodes once per stage and patch with that stage's float values, except
- * DSR_DEFORM_STAGE_Q, which covers the whole map and is reported once per node.
+ * DSR_DEFORM_STAGE_Q, which covers the whole map and is reported once per node, and the
+ * BIAS, LOGITS and ATTN stages, which a patch whose logits exceed 64 MiB reports once per
+ * chunk of its query pixels.
  * NULL members are skipped.
  */
 typedef struct dsr_observer {

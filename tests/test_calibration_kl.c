@@ -176,7 +176,7 @@ Test(kl_histogram, merge_equals_single_pass) {
 
 Test(kl_histogram, bins_are_floor_of_magnitude_over_width) {
   uint64_t counts[256] = {0};
-  dsq_kl_histogram h = {256, DSQ_KL_EXPONENT_UNSET, counts};
+  dsq_kl_histogram h = {256, DSQ_KL_EXPONENT_UNSET, counts, 0.0, 0.0};
   dsq_kl_histogram_add(&h, 0.0f);
   cr_expect_eq(h.exponent, DSQ_KL_EXPONENT_UNSET, "zeros set no width");
   dsq_kl_histogram_add(&h, 1.0f); /* covered by 256 bins of 2^-7 (range [0, 2)) */

@@ -933,3 +933,44 @@ Test(cost_command, simulate_executes_dense_layers_of_a_model) {
   cJSON_Delete(json);
   remove(json_path);
 }
+
+Test(cost_command, artifact_schedule_is_checked_against_report) {
+  dsr_model model;
+  import_tiny(&model);
+  dsn_preset zcu = builtin("zcu102");
+  dsn_layer_list list;
+  dsr_schedule schedule;
+  schedule_model(&model, &zcu, &list, &schedule);
+  char path[512];
+  temp_path(path, sizeof path, "tiny.dslice");
+  ds_error err;
+  ds_error_clear(&err);
+  cr_assert_eq(dsf_write_file(path, &model, &schedule, "{\"preset\": \"zcu102\"}", NULL, &err),
+               DS_OK, "%s", err.message);
+  dsn_schedule_free(&schedule);
+  dsn_layer_list_free(&list);
+  ds_model_free(&model);
+
+  const char *cases[][2] = {{"own", "match this report in all"},
+                            {"2x2+1", "differ in"}};
+  for (int i = 0; i < 2; i++) {
+    dst_cost_input input;
+    cr_assert_eq(dst_cost_load(path, NULL, &zcu, &input, &err), DS_OK, "%s", err.message);
+    cr_assert_gt(input.stored.step_count, 0);
+    cr_assert_eq(dst_cost_choose_slices(&input, cases[i][0], &zcu, &err), DS_OK, "%s",
+                 err.message);
+    dsn_cost_report report;
+    cr_assert_eq(dsn_cost_report_build(&input.layers, input.slices, &zcu, &report, &err), DS_OK,
+                 "%s", err.message);
+    char *text = NULL;
+    size_t size = 0;
+    FILE *out = open_memstream(&text, &size);
+    dst_cost_check_stored(&input, &report, out);
+    fclose(out);
+    cr_expect_not_null(strstr(text, cases[i][1]), "slices %s: %s", cases[i][0], text);
+    free(text);
+    dsn_cost_report_free(&report);
+    dst_cost_input_free(&input);
+  }
+  remove(path);
+}

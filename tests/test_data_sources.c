@@ -369,7 +369,7 @@ static void expect_raw_error(const char *dir, int32_t channels, int32_t side,
 Test(raw_tensors, bad_headers_and_sizes) {
   char *dir = make_temp_dir();
   float values[2 * 16] = {0};
-  const uint8_t labels[2] = {0, 1};
+  const uint8_t labels[3] = {0, 1, 2};
 
   write_raw(dir, RAW_HEADER("2", "[1, 4, 4]", "float32", ""), values, sizeof values, labels, 2);
   expect_raw_error(dir, 1, 8, "the model input takes [1, 8, 8]");
@@ -607,6 +607,9 @@ Test(cli_data, compile_kl_on_raw_tensors, .timeout = 600) {
             "calibration.method is not \"kl\"");
   cr_expect(cJSON_IsNumber(bins) && bins->valueint == 1024, "calibration.histogram_bins");
   cr_expect(cJSON_IsString(kind) && strcmp(kind->valuestring, "linear") == 0);
+  const cJSON *source = cJSON_GetObjectItemCaseSensitive(calibration, "data");
+  cr_expect(cJSON_IsString(source) && strncmp(source->valuestring, "raw ", 4) == 0,
+            "calibration.data does not name the raw tensor source");
   cJSON_Delete(report);
 
   /* The raw test split contains the first 60 IDX test images: both give the same top-1. */

@@ -25,7 +25,7 @@
 #define FIXTURES DS_SOURCE_DIR "/tests/fixtures"
 
 /* 64-bit bus, bursts of 8 (64 bytes), one channel and rank, 4 banks of 1024 rows of 128
- * columns: a row holds 1 KiB, 16 bursts. */
+ * columns: a row contains 1 KiB, 16 bursts. */
 static dsr_dram_config small_config(const char *mapping) {
   dsr_dram_config c;
   memset(&c, 0, sizeof c);
@@ -600,6 +600,76 @@ Test(executor, bad_schedules_are_rejected) {
   ds_error_clear(&err);
   cr_assert_eq(dsr_exec_check(&resumed, &dram, 2, &err), DS_ERR_INVALID_ARGUMENT);
   cr_assert_not_null(strstr(err.message, "contiguous"), "%s", err.message);
+}
+
+/* Random schedules: each is either rejected with a message or runs without a fault. */
+Test(executor, random_schedules_never_fault) {
+  dsr_dram_config c = small_config("RoCoBaRaCh");
+  dsr_dram dram;
+  open_dram(&dram, &c);
+  uint64_t seed = 12345;
+  int32_t accepted = 0;
+  for (int32_t trial = 0; trial < 500; trial++) {
+    dsr_dma_descriptor d[6];
+    dsr_dma_step steps[3];
+    for (int32_t i = 0; i < 6; i++) {
+      seed = seed * 6364136223846793005ULL + 1442695040888963407ULL;
+      uint64_t r = seed >> 11;
+      d[i].dram_address = (r % 5 == 0) ? (r & 0xffffffffu) : (r % 65536);
+      d[i].row_bytes = (uint32_t)((r >> 17) % 300);
+      d[i].row_count = (uint32_t)((r >> 27) % 5);
+      d[i].stride_bytes = (uint32_t)((r >> 31) % 700);
+      d[i].chip_offset_bytes = 0;
+      d[i].direction = (uint8_t)((r >> 41) % 3);
+      d[i].buffer = (uint8_t)((r >> 43) % 5);
+      d[i].slot = (uint8_t)((r >> 46) % 3);
+      d[i].bank = 0;
+    }
+    for (int32_t i = 0; i < 3; i++) {
+      seed = seed * 6364136223846793005ULL + 1442695040888963407ULL;
+      uint64_t r = seed >> 11;
+      steps[i].layer = (int32_t)(r % 4) - 1;
+      steps[i].patch = i;
+      steps[i].first_descriptor = (int32_t)((r >> 8) % 8) - 1;
+      steps[i].load_count = (int32_t)((r >> 12) % 4);
+      steps[i].store_count = (int32_t)((r >> 16) % 3);
+      steps[i].node = (int32_t)((r >> 20) % 4);
+      steps[i].compute_cycles = (int64_t)((r >> 24) % 100);
+    }
+    /* Most trials repair all but one field, so that both outcomes occur. */
+    if (trial % 4 != 0) {
+      for (int32_t i = 0; i < 3; i++) {
+        steps[i].first_descriptor = 2 * i;
+        steps[i].load_count = 1;
+        steps[i].store_count = 1;
+        if (trial % 4 != 1)
+          steps[i].layer = trial % 4 == 2 ? -1 : 1;
+      }
+      for (int32_t i = 0; i < 6; i++) {
+        d[i].direction = (uint8_t)(i % 2 ? DSR_DMA_STORE : DSR_DMA_LOAD);
+        d[i].row_bytes += 1;
+        d[i].row_count += 1;
+        d[i].stride_bytes = d[i].row_bytes + d[i].stride_bytes % 64;
+        d[i].slot = (uint8_t)(d[i].slot % 2);
+        d[i].dram_address %= 65536;
+      }
+    }
+    dsr_schedule s = {3, steps, 6, d};
+    ds_error err;
+    ds_error_clear(&err);
+    if (dsr_exec_check(&s, &dram, 2, &err) != DS_OK) {
+      cr_assert_neq(err.message[0], '\0');
+      continue;
+    }
+    accepted++;
+    dsr_exec_layer layers[2], nodes[4], total;
+    dsr_exec_config config = {200.0, NULL, NULL, nodes, 4};
+    dsr_exec_run(&s, &dram, &config, layers, 2, &total);
+    cr_assert_eq(total.step_count, 3);
+    cr_assert_geq(total.cycles, 0);
+  }
+  cr_assert_gt(accepted, 100, "most repaired schedules are valid");
+  cr_assert_lt(accepted, 500, "some schedules are rejected");
 }
 
 /* ---- Measured strategies and traces --------------------------------------------------------- */

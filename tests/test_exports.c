@@ -95,6 +95,10 @@ static export_case export_cases[] = {
     {"dat_pp_mini_64_op17_external", "dat_pp_mini_64_op17_external", {0}, 0, 4, 17},
     {"dat_pp_mini_64_dynamic", "dat_pp_mini_64_dynamic", {1, 3, 64, 64}, 4, 4, 16},
     {"dat_pp_mini_64_dynamic", "dat_pp_mini_64_dynamic.64x96", {1, 3, 64, 96}, 4, 4, 16},
+    {"dat_mini_64_dynamic", "dat_mini_64_dynamic", {1, 3, 64, 64}, 4, 2, 17},
+    {"dat_mini_64_dynamic", "dat_mini_64_dynamic.72x88", {1, 3, 72, 88}, 4, 2, 17},
+    {"ops/deform_opset20", "deform_layer_dat_pp", {0}, 0, 1, 20},
+    {"ops/deform_opset21", "deform_layer_dat_pp", {0}, 0, 1, 21},
 };
 
 ParameterizedTestParameters(exports, reduced_export_matches_pytorch) {
@@ -250,6 +254,8 @@ Test(report, passes_recorded_in_order) {
   cr_expect_eq(report.passes[1].changed_count, 24);
   cr_expect_eq(report.passes[2].changed_count, 12);
   cr_expect_eq(report.passes[4].changed_count, 4);
+  cr_expect_eq(report.passes[6].changed_count, report.lowered_node_count);
+  cr_expect_gt(report.lowered_node_count, 0);
   cr_expect_eq(report.passes[6].nodes_after, model.node_count);
   cr_expect_eq(report.node_count_after, model.node_count);
   ds_model_free(&model);
@@ -336,6 +342,7 @@ static bad_case bad_cases[] = {
     {"gelu_tanh.onnx", DS_ERR_UNSUPPORTED_OP, {"gelu_y", "Gelu", "approximate='tanh'"}},
     {"where_live_cond.onnx", DS_ERR_UNSUPPORTED_OP, {"where_y", "Where", "(1, 4)"}},
     {"pad_reflect.onnx", DS_ERR_UNSUPPORTED_OP, {"pad_y", "Pad", "reflect"}},
+    {"pad_huge.onnx", DS_ERR_SHAPE, {"pad_y", "9223372036854775807", "too large"}},
     {"dynamic_reshape.onnx", DS_ERR_SHAPE, {"reshape_y", "Reshape", "not constant"}},
     {"external_escape.onnx", DS_ERR_ONNX_PARSE, {"initializer 'w'", "../escape.bin",
                                                  "leaves the model's folder"}},
@@ -365,4 +372,55 @@ ParameterizedTest(bad_case *c, bad, bad_model_rejected_clearly) {
     cr_expect(strstr(err.message, c->expected[i]) != NULL, "%s: '%s' missing from: %s",
               c->file, c->expected[i], err.message);
   cr_expect_eq(model.node_count, 0);
+}
+
+/* ---- Corrupt files ---- */
+
+static uint8_t *read_file_bytes(const char *path, size_t *size) {
+  FILE *f = fopen(path, "rb");
+  cr_assert_not_null(f, "cannot open %s", path);
+  fseek(f, 0, SEEK_END);
+  long length = ftell(f);
+  fseek(f, 0, SEEK_SET);
+  uint8_t *data = malloc((size_t)length);
+  cr_assert_not_null(data);
+  cr_assert_eq(fread(data, 1, (size_t)length, f), (size_t)length);
+  fclose(f);
+  *size = (size_t)length;
+  return data;
+}
+
+/* Every model of the new ops, with one byte changed at up to 300 positions each, imports or
+ * fails with an error; the sanitizer build turns any out-of-bounds access into a failure. */
+Test(corrupt, mutated_op_models_never_crash, .timeout = 120) {
+  static const char *const names[] = {"slice_negative", "roll", "concat_many", "expand",
+                                      "where_mask", "pad_constant", "pad_axes_op18",
+                                      "einsum_general", "gelu_softmax_op20", "shape_folding",
+                                      "matmul_add", "external_data"};
+  for (size_t m = 0; m < sizeof names / sizeof names[0]; m++) {
+    char path[256];
+    snprintf(path, sizeof path, FIXTURES "ops/%s.onnx", names[m]);
+    size_t size = 0;
+    uint8_t *original = read_file_bytes(path, &size);
+    uint8_t *copy = malloc(size);
+    cr_assert_not_null(copy);
+    size_t stride = size / 300 + 1;
+    int32_t failures = 0;
+    for (size_t at = 0; at < size; at += stride) {
+      memcpy(copy, original, size);
+      copy[at] = (uint8_t)(copy[at] ^ (0x5a + at));
+      dsr_model model;
+      ds_error err;
+      ds_error_clear(&err);
+      ds_status status = dsc_import_buffer(copy, size, path, NULL, &model, NULL, &err);
+      if (status != DS_OK) {
+        failures++;
+        cr_expect(err.message[0] != '\0', "%s byte %zu: error without a message", path, at);
+      }
+      ds_model_free(&model);
+    }
+    cr_expect_gt(failures, 0, "%s: no mutation was rejected", path);
+    free(copy);
+    free(original);
+  }
 }

@@ -29,6 +29,7 @@ FAMILY_FIXTURES = (
     ("dat_pp_mini_64x96_op18", "dat_pp_mini", (64, 96), 18, "none", False, ()),
     ("dat_pp_mini_64_op17_external", "dat_pp_mini", (64, 64), 17, "none", True, ()),
     ("dat_pp_mini_64_dynamic", "dat_pp_mini", (64, 64), 16, "all", False, ((64, 96),)),
+    ("dat_mini_64_dynamic", "dat_mini", (64, 64), 17, "all", False, ((72, 88),)),
 )
 
 BUNDLED_WEIGHTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "models",

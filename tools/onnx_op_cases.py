@@ -16,6 +16,9 @@ NAME.output.f32 hold a seeded input and numpy's output, raw little-endian float3
                       shape of one Reshape
   matmul_add          MatMul with a constant (4, 5) weight plus a bias Add (fused into GEMM)
   external_data       a Conv whose weight and bias live in external_data.bin
+  deform_opset20, deform_opset21
+                      deform_layer_dat_pp.onnx at opsets 20 and 21, GridSample mode 'linear'
+                      (its name from opset 20); the reference is deform_layer_dat_pp's
 
 Into BAD/ (each must be rejected with a clear error):
   opset22             default-domain opset 22, above the supported 13..21
@@ -23,6 +26,7 @@ Into BAD/ (each must be rejected with a clear error):
   gelu_tanh           opset 20 Gelu with approximate='tanh'
   where_live_cond     Where whose condition depends on the input
   pad_reflect         Pad in reflect mode
+  pad_huge            Pad of INT64_MAX elements
   dynamic_reshape     Reshape whose shape is computed from the input values
   external_escape     external data at '../escape.bin', outside the model's folder
   external_short      external data past the end of its 16-byte file
@@ -33,6 +37,7 @@ Into BAD/ (each must be rejected with a clear error):
 import os
 
 import numpy as np
+import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 INT64_MAX = np.iinfo(np.int64).max
@@ -228,6 +233,19 @@ def external_data(x, folder):
     return _model(nodes, list(x.shape), list(y.shape), inits), y
 
 
+def deform_opset20(source, opset):
+    """deform_layer_dat_pp.onnx at opset 20 or 21, its GridSample mode renamed to 'linear'."""
+    m = onnx.load(source)
+    del m.opset_import[:]
+    m.opset_import.extend([helper.make_opsetid("", opset)])
+    for n in m.graph.node:
+        if n.op_type == "GridSample":
+            for a in n.attribute:
+                if a.name == "mode":
+                    a.s = b"linear"
+    return m
+
+
 def _relu(opset):
     return _model([_node("Relu", ["x"], ["y"])], [1, 4], [1, 4], opset=opset)
 
@@ -248,6 +266,8 @@ def bad_models(folder):
                                   [1, 4], [1, 4], [_const("zero", np.float32(0.0))]),
         "pad_reflect": _model([_node("Pad", ["x", "pads"], ["y"], mode="reflect")], [1, 4],
                               [1, 6], [_const("pads", np.array([0, 1, 0, 1], np.int64))]),
+        "pad_huge": _model([_node("Pad", ["x", "pads"], ["y"])], [1, 4], [1, 6],
+                           [_const("pads", np.array([0, INT64_MAX, 0, 1], np.int64))]),
         "dynamic_reshape": _model([_node("Cast", ["x"], ["shape"], to=TensorProto.INT64),
                                    _node("Reshape", ["x", "shape"], ["y"])], [2], [2]),
         "external_escape": external(_external("w", w, "../escape.bin")),
@@ -287,6 +307,12 @@ def write_all(bad, ops):
             f.write(m.SerializeToString())
         write_f32(os.path.join(ops, name + ".input.f32"), x)
         write_f32(os.path.join(ops, name + ".output.f32"), y)
+        written.append(path)
+    source = os.path.join(os.path.dirname(ops), "deform_layer_dat_pp")
+    for opset in (20, 21):
+        path = os.path.join(ops, "deform_opset%d.onnx" % opset)
+        with open(path, "wb") as f:
+            f.write(deform_opset20(source + ".onnx", opset).SerializeToString())
         written.append(path)
     for name, m in bad_models(bad).items():
         path = os.path.join(bad, name + ".onnx")

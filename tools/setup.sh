@@ -10,7 +10,7 @@ packages=(cmake gcc make pkg-config
   dataset-fashion-mnist)
 if [[ "${1:-}" == "--models" ]]; then
   # Without OpenBLAS, Debian's torch falls back to the reference BLAS and trains ~30x slower.
-  packages+=(python3-torch python3-onnx python3-numpy libopenblas0-pthread)
+  packages+=(python3-torch python3-onnx python3-numpy python3-pil libopenblas0-pthread)
 fi
 
 missing=()

@@ -71,8 +71,12 @@ static void compare(const float *run, const float *expected, int64_t count, chec
   r->top1_run = r->top1_expected = 0;
   for (int64_t i = 0; i < count; i++) {
     double d = fabs((double)run[i] - (double)expected[i]);
-    if (d > r->max_abs_diff || isnan(d)) {
-      r->max_abs_diff = isnan(d) ? INFINITY : d;
+    if (isnan(d) && !isnan(r->max_abs_diff)) { /* a NaN on either side fails as nan */
+      r->max_abs_diff = d;
+      r->worst_index = i;
+    }
+    if (d > r->max_abs_diff) {
+      r->max_abs_diff = d;
       r->worst_index = i;
     }
     if (run[i] > run[r->top1_run])
@@ -154,7 +158,7 @@ static ds_status check_main(const char *model_path, const dsc_options *options,
     status = run_model(&model, input, &output, &r.run_s, err);
   if (status == DS_OK) {
     compare(output, expected, dsr_tensor_elements(out), &r);
-    *pass = r.max_abs_diff <= tolerance;
+    *pass = !isnan(r.max_abs_diff) && r.max_abs_diff <= tolerance;
     printf("%s: input %s, max abs diff %.3g at %" PRId64 " (float runtime %.6g, reference "
            "%.6g), top-1 %" PRId64 " (reference %" PRId64 "), run %.2f s, tolerance %.3g: %s\n",
            model_path, in_shape, r.max_abs_diff, r.worst_index, (double)output[r.worst_index],

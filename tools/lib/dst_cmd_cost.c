@@ -139,6 +139,7 @@ int dst_cmd_cost(int argc, char **argv) {
     dsn_cost_report_print(&report, stdout);
   else
     dsn_cost_report_print_summary(&report, stdout);
+  dst_cost_check_stored(&input, &report, stdout);
   fprintf(stdout, "oracle run time: %.3f s of processor time\n", report.oracle_seconds);
 
   if (json_path != NULL)

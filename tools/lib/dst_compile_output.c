@@ -127,6 +127,11 @@ static cJSON *describe(const dst_compile_state *state) {
   dst_calibration_describe(&c->calibration, calibration);
   cJSON_AddNumberToObject(calibration, "images", state->calibration.count);
   cJSON_AddStringToObject(calibration, "split", "train");
+  char source[4200];
+  dst_data_describe(&c->data, source, sizeof source);
+  cJSON_AddStringToObject(calibration, "data", source);
+  if (c->data.preprocess_path != NULL)
+    cJSON_AddStringToObject(calibration, "preprocess", c->data.preprocess_path);
   cJSON *precision = dst_precision_to_json(&state->precision, &state->model);
   if (precision != NULL)
     cJSON_AddItemToObject(root, "precision", precision);

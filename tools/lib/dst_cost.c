@@ -5,10 +5,13 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <cjson/cJSON.h>
+
 #include "common/ds_model.h"
 #include "converter/dsc_import.h"
 #include "formats/dsf_artifact.h"
 #include "nas/dsn_arch.h"
+#include "nas/dsn_schedule.h"
 
 /* 1 when path starts with the artifact magic number. */
 static int is_artifact(const char *path) {
@@ -74,7 +77,15 @@ static ds_status load_model(const char *path, const char *input_shape,
                      "--input-shape does not apply to an artifact, which keeps the shape it "
                      "was compiled for; drop the option or pass the ONNX model");
     input->source = DST_COST_ARTIFACT;
-    DS_TRY(dsf_read_file(path, &input->model, NULL, NULL, err));
+    char *manifest = NULL;
+    DS_TRY(dsf_read_file(path, &input->model, &input->stored, &manifest, err));
+    cJSON *root = cJSON_Parse(manifest);
+    const cJSON *preset_name = cJSON_GetObjectItemCaseSensitive(root, "preset");
+    if (cJSON_IsString(preset_name))
+      snprintf(input->stored_preset, sizeof input->stored_preset, "%s",
+               preset_name->valuestring);
+    cJSON_Delete(root);
+    free(manifest);
   } else {
     dsc_options options;
     memset(&options, 0, sizeof options);
@@ -214,7 +225,53 @@ void dst_cost_input_free(dst_cost_input *input) {
   if (input == NULL)
     return;
   ds_model_free(&input->model);
+  dsf_schedule_free(&input->stored);
   dsn_layer_list_free(&input->layers);
   free(input->slices);
   memset(input, 0, sizeof *input);
+}
+
+void dst_cost_check_stored(const dst_cost_input *input, const dsn_cost_report *report,
+                           FILE *out) {
+  if (input->source != DST_COST_ARTIFACT)
+    return;
+  if (input->stored.step_count == 0) {
+    fprintf(out, "stored DMA schedule: none in the artifact\n");
+    return;
+  }
+  if (input->stored_preset[0] != '\0' && strcmp(input->stored_preset, report->preset.name) != 0) {
+    fprintf(out, "stored DMA schedule: %d steps, built for preset %s; this report prices %s, "
+                 "so the two are not compared\n",
+            input->stored.step_count, input->stored_preset, report->preset.name);
+    return;
+  }
+  int32_t compared = 0, differ = 0, first = -1;
+  int64_t first_stored = 0;
+  for (int32_t r = 0; r < report->row_count; r++) {
+    const dsn_cost_row *row = &report->rows[r];
+    if (row->node < 0)
+      continue;
+    dsn_traffic stored;
+    dsn_schedule_node_traffic(&input->stored, &report->preset, row->node, &stored, NULL);
+    compared++;
+    if (stored.bytes != row->strategies[DSN_STRATEGY_SLICED].traffic.bytes) {
+      if (first < 0) {
+        first = r;
+        first_stored = stored.bytes;
+      }
+      differ++;
+    }
+  }
+  if (differ == 0) {
+    fprintf(out, "stored DMA schedule: %d steps; its DRAM bytes match this report in all %d "
+                 "layers\n",
+            input->stored.step_count, compared);
+    return;
+  }
+  fprintf(out, "stored DMA schedule: %d steps; DRAM bytes differ in %d of %d layers (first: "
+               "%s, stored %lld, now %lld), as when it was compiled with other slices or "
+               "buffer sizes\n",
+          input->stored.step_count, differ, compared, report->rows[first].name,
+          (long long)first_stored,
+          (long long)report->rows[first].strategies[DSN_STRATEGY_SLICED].traffic.bytes);
 }

@@ -4,6 +4,7 @@
 #define DST_COST_H
 
 #include <stdint.h>
+#include <stdio.h>
 
 #include "common/ds_status.h"
 #include "nas/dsn_cost.h"
@@ -23,6 +24,8 @@ typedef struct dst_cost_input {
   dsn_layer_list layers;
   int32_t deform_count;
   dsr_slice *slices;          /* one per deformable layer, after dst_cost_choose_slices */
+  dsr_schedule stored;        /* an artifact's own DMA schedule; empty otherwise */
+  char stored_preset[64];     /* the preset named in the artifact's manifest, or "" */
 } dst_cost_input;
 
 /*
@@ -46,5 +49,14 @@ ds_status dst_cost_choose_slices(dst_cost_input *input, const char *text,
                                  const dsn_preset *preset, ds_error *err);
 
 void dst_cost_input_free(dst_cost_input *input);
+
+/*
+ * Compares an artifact's stored DMA schedule with report, layer by layer: the DRAM bytes of
+ * each node's stored steps against the report's chosen schedule. Prints one line to out: the
+ * agreement, the layers that differ (the first named), or that the schedule was built for
+ * another preset. Prints nothing for other inputs.
+ */
+void dst_cost_check_stored(const dst_cost_input *input, const dsn_cost_report *report,
+                           FILE *out);
 
 #endif

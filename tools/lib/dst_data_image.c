@@ -98,9 +98,9 @@ static ds_status list_folder(const char *folder, name_list *files, name_list *fo
       status = ds_fail(err, DS_ERR_OUT_OF_MEMORY, "%s: cannot list the folder", folder);
   }
   closedir(dir);
-  if (files != NULL)
+  if (files != NULL && files->count > 1)
     qsort(files->items, files->count, sizeof *files->items, compare_strings);
-  if (folders != NULL)
+  if (folders != NULL && folders->count > 1)
     qsort(folders->items, folders->count, sizeof *folders->items, compare_strings);
   return status;
 }
@@ -199,7 +199,7 @@ static ds_status scan_split(const char *split_folder, entry_list *entries, int32
   }
   *class_count = (int32_t)classes.count;
   free_names(&classes);
-  if (status == DS_OK)
+  if (status == DS_OK && entries->count > 1)
     qsort(entries->items, entries->count, sizeof *entries->items, compare_entries);
   return status;
 }

@@ -15,6 +15,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+# Set while exporting with dynamic spatial axes (tools/export_models.py): size-dependent
+# constants of the family models are then computed from the traced input shape.
+TRACE_SIZES = False
+
 
 class LayerNormProxy(nn.Module):
     """LayerNorm over the channel axis of an NCHW tensor."""
@@ -110,7 +114,12 @@ class DAttentionBaseline(nn.Module):
         n_sample = h_key * w_key
 
         if self.convention == "dat":
-            offset_range = torch.tensor([1.0 / h_key, 1.0 / w_key], device=device).reshape(1, 2, 1, 1)
+            if self.grid_from_arange and TRACE_SIZES and torch.is_tensor(h_key):
+                # Export with dynamic spatial axes: keep the range a function of the map,
+                # because torch.tensor() would freeze it at the traced size.
+                offset_range = torch.stack((1.0 / h_key, 1.0 / w_key)).to(dtype).reshape(1, 2, 1, 1)
+            else:
+                offset_range = torch.tensor([1.0 / h_key, 1.0 / w_key], device=device).reshape(1, 2, 1, 1)
             offset = offset.tanh().mul(offset_range).mul(self.offset_range_factor)
 
         offset = offset.permute(0, 2, 3, 1)

@@ -95,8 +95,9 @@ class LocalAttention(nn.Module):
         h, w = _dim(x, 2), _dim(x, 3)
         pad_b = (ws - h % ws) % ws
         pad_r = (ws - w % ws) % ws
-        # A Python test, as in Swin: while tracing it fixes the branch for the traced size.
-        if not (pad_r > 0 or pad_b > 0):
+        # A Python test, as in Swin: while tracing it fixes the branch for the traced size,
+        # so exports with dynamic spatial axes always pad (by zero rows where none are needed).
+        if not TRACE_INDICES and not (pad_r > 0 or pad_b > 0):
             return x
         return F.pad(x, (0, pad_r, 0, pad_b))
 
