@@ -255,7 +255,7 @@ typedef struct noise_worker {
   const float *reference;   /* float logits of the worker's images */
   int32_t count;
   int64_t input_count, output_count;
-  double noise;             /* sum of squared logit errors */
+  double *noise;            /* per image of the worker: sum of squared logit errors */
   ds_status status;
   ds_error err;
   pthread_t thread;
@@ -264,7 +264,6 @@ typedef struct noise_worker {
 static void *noise_main(void *arg) {
   noise_worker *w = arg;
   dsr_plan_info info;
-  w->noise = 0.0;
   w->status = dsr_plan(w->model, DSR_MODE_FIXED, 0, &info, &w->err);
   if (w->status != DS_OK)
     return NULL;
@@ -282,10 +281,12 @@ static void *noise_main(void *arg) {
     dsr_invoke(&ctx);
     const float *out = dsr_output_f32(&ctx);
     const float *ref = w->reference + (int64_t)i * w->output_count;
+    double sum = 0.0;
     for (int64_t k = 0; k < w->output_count; k++) {
       double e = (double)out[k] - ref[k];
-      w->noise += e * e;
+      sum += e * e;
     }
+    w->noise[i] = sum;
   }
   free(arena);
   return NULL;
@@ -298,11 +299,12 @@ typedef struct noise_job {
   const float *reference;
   int32_t image_count;
   int32_t threads;
+  double *per_image;        /* image_count sums, added in image order */
   ds_error *err;
 } noise_job;
 
-/* Quantizes with options and returns the summed squared logit error in *noise. Per-worker
- * sums are added in worker order, so the total does not depend on thread timing. */
+/* Quantizes with options and returns the summed squared logit error in *noise. The per-image
+ * sums are added in image order, so the total does not depend on the thread count. */
 static ds_status measure_noise(const noise_job *job, const dsq_options *options, double *noise) {
   DS_TRY(dsq_quantize(job->model, job->calib, options, job->err));
   int32_t threads = job->threads < job->image_count ? job->threads : job->image_count;
@@ -321,6 +323,7 @@ static ds_status measure_noise(const noise_job *job, const dsq_options *options,
     w->model = job->model;
     w->images = job->images + (int64_t)first * input_count;
     w->reference = job->reference + (int64_t)first * output_count;
+    w->noise = job->per_image + first;
     w->count = end - first;
     w->input_count = input_count;
     w->output_count = output_count;
@@ -340,8 +343,9 @@ static ds_status measure_noise(const noise_job *job, const dsq_options *options,
       *job->err = workers[t].err;
       status = workers[t].status;
     }
-    *noise += workers[t].noise;
   }
+  for (int32_t i = 0; i < job->image_count && status == DS_OK; i++)
+    *noise += job->per_image[i];
   return status;
 }
 
@@ -398,12 +402,14 @@ ds_status dsq_mixed_choose(dsr_model *model, const dsq_calibration *calib, const
   int64_t output_count = dsr_tensor_elements(&model->tensors[model->output]);
   float *reference = malloc(sizeof(float) * (size_t)(output_count * image_count));
   ranked_item *ranked = malloc(sizeof(ranked_item) * (size_t)(plan->item_count + 1));
-  if (reference == NULL || ranked == NULL) {
+  double *per_image = calloc((size_t)image_count, sizeof(double));
+  if (reference == NULL || ranked == NULL || per_image == NULL) {
     free(reference);
     free(ranked);
+    free(per_image);
     return ds_fail(err, DS_ERR_OUT_OF_MEMORY, "cannot allocate the precision search buffers");
   }
-  noise_job job = {model, calib, images, reference, image_count, threads, err};
+  noise_job job = {model, calib, images, reference, image_count, threads, per_image, err};
   dsq_options options;
   double base_noise = 0.0;
   ds_status status = DS_OK;
@@ -480,5 +486,6 @@ ds_status dsq_mixed_choose(dsr_model *model, const dsq_calibration *calib, const
   free(fixed);
   free(reference);
   free(ranked);
+  free(per_image);
   return status;
 }

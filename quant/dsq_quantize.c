@@ -29,6 +29,10 @@
 
 #define DSQ_LOG2_E 1.4426950408889634074
 
+/* int16_demand values of a dsq_options.tensor_precision override. */
+#define DEMAND_FORCE_INT16 2
+#define DEMAND_FORCE_INT8 3
+
 typedef enum constant_role {
   ROLE_NONE = 0,
   ROLE_WEIGHT,    /* int8 per channel along role_axis */
@@ -47,7 +51,7 @@ typedef struct quant_state {
   int32_t *parent;          /* alias group union-find */
   uint8_t *role;            /* constant_role per tensor */
   int32_t *role_axis;       /* channel axis of weights */
-  uint8_t *int16_demand;    /* per tensor */
+  uint8_t *int16_demand;    /* per tensor: 0, 1 (the flags demand int16) or DEMAND_FORCE_* */
   uint8_t *softmax_input;   /* per tensor */
   uint8_t *softmax_output;  /* per tensor */
   float *clip_bound;        /* ADD/SUB constant operands: 0 = none */
@@ -377,15 +381,15 @@ static void mark_demands(quant_state *st) {
   if (flags & DSQ_INT16_OUTPUT)
     st->int16_demand[model->output] = 1;
 
-  /* Overrides: 2 forces int16 and 3 forces int8, resolved per alias group later. */
+  /* Overrides replace the flags' demand; alias groups resolve them later. */
   const uint8_t *choice = st->options.tensor_precision;
   for (int32_t i = 0; choice != NULL && i < model->tensor_count; i++) {
     if (model->tensors[i].kind == DSR_TENSOR_CONSTANT)
       continue;
     if (choice[i] == DSQ_PRECISION_INT16)
-      st->int16_demand[i] = 2;
+      st->int16_demand[i] = DEMAND_FORCE_INT16;
     else if (choice[i] == DSQ_PRECISION_INT8)
-      st->int16_demand[i] = 3;
+      st->int16_demand[i] = DEMAND_FORCE_INT8;
   }
 }
 
@@ -453,9 +457,9 @@ static ds_status assign_activation_qparams(quant_state *st) {
   for (int32_t i = 0; i < count; i++) {
     int32_t root = find_root(st->parent, i);
     group_size[root]++;
-    if (st->int16_demand[i] == 2)
+    if (st->int16_demand[i] == DEMAND_FORCE_INT16)
       forced[root] |= 1;
-    else if (st->int16_demand[i] == 3)
+    else if (st->int16_demand[i] == DEMAND_FORCE_INT8)
       forced[root] |= 2;
     else
       state[4 * root + 1] |= st->int16_demand[i];

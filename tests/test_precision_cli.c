@@ -15,8 +15,8 @@
 #define TOOL DS_BINARY_DIR "/bin/deformslice"
 #define FIXTURE_MODEL DS_SOURCE_DIR "/tests/fixtures/dat_pp_tiny.onnx"
 #define SMALL_AUDIT                                                                       \
-  TOOL " audit --model " FIXTURE_MODEL " --test-images 40 --tensor-images 2"              \
-       " --calibration-images 20 --threads 2"
+  TOOL " audit --model " FIXTURE_MODEL " --test-images 20 --tensor-images 2"              \
+       " --calibration-images 8 --threads 2"
 
 static int have_fashion_mnist(void) {
   return access(DST_FASHION_MNIST_DIR "/train-images-idx3-ubyte.gz", R_OK) == 0;
@@ -72,7 +72,7 @@ Test(precision_cli, audit_int8_sliced_reports, .timeout = 300) {
   cr_expect_eq(field(precision, "int16_bytes")->valueint, 0);
   const char *slicing = field(root, "slicing")->valuestring;
   cr_expect_eq(strncmp(slicing, "2x2+1", 5), 0, "slicing '%s'", slicing);
-  cr_expect_eq(field(root, "test_images")->valueint, 40);
+  cr_expect_eq(field(root, "test_images")->valueint, 20);
   const cJSON *agreement = field(root, "agreement");
   const char *shares[] = {"float_fixed", "float_fixed_sliced", "fixed_fixed_sliced"};
   for (int i = 0; i < 3; i++) {
@@ -107,9 +107,9 @@ Test(precision_cli, compile_records_mixed_choice, .timeout = 600) {
   snprintf(dir, sizeof dir, "/tmp/ds_pcli_XXXXXX");
   cr_assert_not_null(mkdtemp(dir));
   snprintf(command, sizeof command,
-           TOOL " compile --model " FIXTURE_MODEL " --calibration-images 20 --search-images 20"
-                " --test-images 20 --population 4 --generations 0 --threads 2"
-                " --precision mixed --int16-budget-bytes 3000 --precision-images 2 --out %s",
+           TOOL " compile --model " FIXTURE_MODEL " --calibration-images 8 --search-images 8"
+                " --test-images 8 --population 4 --generations 0 --threads 2"
+                " --precision mixed --int16-budget-bytes 3000 --precision-images 1 --out %s",
            dir);
   cr_assert_eq(run_tool(command, output, sizeof output), 0, "compile failed:\n%s", output);
   cr_expect_neq(strstr(output, "precision mixed"), NULL, "%s", output);
