@@ -83,11 +83,15 @@ static void print_totals(const dsn_cost_report *report, const dsn_cost_totals *t
               dsn_cost_strategy_name(k), "n/a");
       continue;
     }
-    fprintf(out, "%-12s %14lld %11lld %10lld %11.3f %14lld %11.3f %11.3f %12lld %-4s %s%s\n",
+    /* The lower bound is traffic only: it has no schedule, so no buffer to size. */
+    char buffer[24] = "n/a";
+    if (k != DSN_STRATEGY_LOWER_BOUND)
+      format_count(c->buffer_bytes, buffer, sizeof buffer);
+    fprintf(out, "%-12s %14lld %11lld %10lld %11.3f %14lld %11.3f %11.3f %12s %-4s %s%s\n",
             dsn_cost_strategy_name(k), (long long)c->traffic.bytes, (long long)c->traffic.bursts,
             (long long)c->traffic.row_misses, c->traffic.time_ns / 1e6,
-            (long long)c->compute_cycles, c->compute_ns / 1e6, c->time_ns / 1e6,
-            (long long)c->buffer_bytes, c->fits ? "yes" : "no", bound_name(c->bound),
+            (long long)c->compute_cycles, c->compute_ns / 1e6, c->time_ns / 1e6, buffer,
+            k == DSN_STRATEGY_LOWER_BOUND ? "-" : c->fits ? "yes" : "no", bound_name(c->bound),
             measured_note(report, deform_only, k));
   }
   const dsn_strategy_cost *sliced = &totals->strategies[DSN_STRATEGY_SLICED];
@@ -302,17 +306,32 @@ static void append_field(text_buffer *b, const char *text) {
   append(b, "\",");
 }
 
-static void append_strategy(text_buffer *b, int32_t k, const dsn_strategy_cost *c) {
+/* Where a line's sampling positions came from: "" for a dense layer, which samples nothing;
+ * "none" without a simulation; "synthetic" from the offset model; "measured" from running
+ * the model's own offset network. */
+static const char *positions_kind(const dsn_cost_report *report, int deform) {
+  if (!deform)
+    return "";
+  if (strcmp(report->offsets, "none") == 0)
+    return "none";
+  return strncmp(report->offsets, "measured", 8) == 0 ? "measured" : "synthetic";
+}
+
+static void append_strategy(text_buffer *b, int32_t k, const dsn_strategy_cost *c,
+                            const char *positions) {
   append(b, "%s,%d,%d,", dsn_cost_strategy_name(k), c->available, c->measured);
   if (!c->available) {
-    append(b, ",,,,,,,,,,\n");
+    append(b, ",,,,,,,,,,,%s\n", positions);
     return;
   }
-  append(b, "%lld,%lld,%lld,%.3f,%lld,%lld,%d,%lld,%.3f,%.3f,%s\n",
+  char buffer[24] = "";
+  if (k != DSN_STRATEGY_LOWER_BOUND)
+    format_count(c->buffer_bytes, buffer, sizeof buffer);
+  append(b, "%lld,%lld,%lld,%.3f,%lld,%s,%d,%lld,%.3f,%.3f,%s,%s\n",
          (long long)c->traffic.bytes, (long long)c->traffic.bursts,
          (long long)c->traffic.row_misses, c->traffic.time_ns, (long long)c->stall_cycles,
-         (long long)c->buffer_bytes, c->fits, (long long)c->compute_cycles, c->compute_ns,
-         c->time_ns, bound_name(c->bound));
+         buffer, c->fits, (long long)c->compute_cycles, c->compute_ns, c->time_ns,
+         bound_name(c->bound), positions);
 }
 
 char *dsn_cost_report_csv(const dsn_cost_report *report) {
@@ -323,7 +342,7 @@ char *dsn_cost_report_csv(const dsn_cost_report *report) {
   b.capacity = 4096;
   append(&b, "index,name,kind,map,slice,strategy,available,measured,dram_bytes,bursts,"
              "row_misses,dram_ns,stall_cycles,buffer_bytes,fits,compute_cycles,compute_ns,"
-             "time_ns,bound\n");
+             "time_ns,bound,sampling_positions\n");
   for (int32_t i = 0; i < report->row_count; i++) {
     const dsn_cost_row *row = &report->rows[i];
     char slice[32] = "";
@@ -333,7 +352,8 @@ char *dsn_cost_report_csv(const dsn_cost_report *report) {
       append(&b, "%d,", i);
       append_field(&b, row->name);
       append(&b, "%s,%s,%s,", dsn_layer_kind_name(row->kind), row->map, slice);
-      append_strategy(&b, k, &row->strategies[k]);
+      append_strategy(&b, k, &row->strategies[k],
+                      positions_kind(report, row->kind == DSN_LAYER_DEFORM));
     }
   }
   const struct {
@@ -343,7 +363,7 @@ char *dsn_cost_report_csv(const dsn_cost_report *report) {
   for (size_t t = 0; t < sizeof sets / sizeof sets[0]; t++) {
     for (int32_t k = 0; k < DSN_STRATEGY_COUNT; k++) {
       append(&b, "%s,%s,,,,", sets[t].name, sets[t].name);
-      append_strategy(&b, k, &sets[t].totals->strategies[k]);
+      append_strategy(&b, k, &sets[t].totals->strategies[k], positions_kind(report, 1));
     }
   }
   if (b.failed) {

@@ -14,8 +14,28 @@ static int64_t max64(int64_t a, int64_t b) {
   return a > b ? a : b;
 }
 
+static void input_band(const dsn_layer *layer, int64_t o0, int64_t o1, int64_t *r0,
+                       int64_t *r1);
+static void input_columns(const dsn_layer *layer, int64_t p0, int64_t p1, int64_t *x0,
+                          int64_t *x1);
+static int64_t input_channels(const dsn_layer *layer);
+
 int64_t dsn_dense_input_bytes(const dsn_layer *layer, const dsn_preset *preset) {
   return layer->in_rows * layer->in_row_elems * dsn_preset_element_bytes(preset);
+}
+
+int64_t dsn_dense_read_input_bytes(const dsn_layer *layer, const dsn_preset *preset) {
+  if (layer->reduce || layer->in_rows <= 0 || layer->in_row_elems <= 0)
+    return dsn_dense_input_bytes(layer, preset);
+  int64_t r0 = 0, r1 = 0;
+  input_band(layer, 0, layer->out_rows, &r0, &r1);
+  int64_t row_elems = layer->in_row_elems;
+  if (layer->in_width > 0) {
+    int64_t x0 = 0, x1 = 0;
+    input_columns(layer, 0, layer->out_width, &x0, &x1);
+    row_elems = (x1 - x0) * input_channels(layer);
+  }
+  return (r1 - r0) * row_elems * dsn_preset_element_bytes(preset);
 }
 
 int64_t dsn_dense_output_bytes(const dsn_layer *layer, const dsn_preset *preset) {
@@ -359,7 +379,7 @@ ds_status dsn_dense_cost_layer(const dsn_layer *layer, const dsn_preset *preset,
   /* Compulsory traffic: each tensor once, as one run per tensor and group. */
   int64_t e = dsn_preset_element_bytes(preset);
   dsn_traffic one_group = {0};
-  int64_t in_bytes = dsn_dense_input_bytes(layer, preset);
+  int64_t in_bytes = dsn_dense_read_input_bytes(layer, preset);
   int64_t out_bytes = dsn_dense_output_bytes(layer, preset);
   dsn_transfer_cost(in_bytes, 1, in_bytes, preset, &one_group);
   if (layer->second_input)

@@ -82,7 +82,8 @@ typedef struct dsn_tile {
 typedef struct dsn_dense_cost {
   dsn_dense_plan plan;
   dsn_traffic traffic;        /* the tiled schedule, time_ns filled */
-  dsn_traffic lower_bound;    /* every input, operand, weight and output once */
+  dsn_traffic lower_bound;    /* every input pixel the layer reads, operand, weight and
+                                 output once */
   int64_t compute_cycles;
 } dsn_dense_cost;
 
@@ -105,6 +106,12 @@ ds_status dsn_dense_cost_layer(const dsn_layer *layer, const dsn_preset *preset,
 /* Bytes of the tensors of a dense layer, per group for the activations. */
 int64_t dsn_dense_input_bytes(const dsn_layer *layer, const dsn_preset *preset);
 int64_t dsn_dense_output_bytes(const dsn_layer *layer, const dsn_preset *preset);
+
+/* Bytes of the input a dense layer reads, per group: the rows and pixels its kernel windows
+ * touch. A strided convolution whose windows stop short of the last input row or column
+ * never reads it, so this can be less than dsn_dense_input_bytes. The lower bound counts
+ * these bytes. */
+int64_t dsn_dense_read_input_bytes(const dsn_layer *layer, const dsn_preset *preset);
 
 /*
  * Compute cycles of one deformable patch of h x w pixels: the MAC-array work (projections,

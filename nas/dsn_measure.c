@@ -662,6 +662,12 @@ static void measure_layer(measure_context *mc, int32_t l, int32_t node,
   /* Whole map: the lower bound's traffic, x, q and the samples on chip. */
   m = &out->strategy[DSN_STRATEGY_WHOLE_MAP];
   *m = out->strategy[DSN_STRATEGY_LOWER_BOUND];
+  /* The same requests again, so that a trace of this strategy holds them. */
+  dram_begin(mc, DSN_STRATEGY_WHOLE_MAP);
+  dsn_walk_weights(mc->dram, d, preset, a->weights);
+  dsr_dram_access(mc->dram, 0, a->input, map_bytes, 0);
+  dsr_dram_access(mc->dram, 0, a->output, map_bytes, 1);
+  dram_end(mc, DSN_STRATEGY_WHOLE_MAP, m);
   m->buffer_bytes = 2 * (int64_t)map_bytes + 2 * (int64_t)d->channels * samples * (int64_t)e;
   m->fits = m->buffer_bytes <= preset->feature_buffer_bytes;
   int64_t stalls = 0;

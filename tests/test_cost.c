@@ -974,3 +974,50 @@ Test(cost_command, artifact_schedule_is_checked_against_report) {
   }
   remove(path);
 }
+
+/* ---- Properties over described models ----------------------------------------------------- */
+
+/* No strategy moves fewer bytes or bursts than the compulsory lower bound, in any layer of
+ * several described models at sizes with odd sides (strided convs that skip the last column),
+ * on every built-in preset. */
+Test(cost_property, no_strategy_below_the_lower_bound) {
+  const char *models[] = {"dat-t", "dat-s", "dat-b", "dat-t++"};
+  const char *shapes[] = {"225x225", "333x333", "200x333"};
+  const char *presets[] = {"zcu102", "kv260", "pynq-z2"};
+  int checked = 0;
+  for (size_t p = 0; p < sizeof presets / sizeof presets[0]; p++) {
+    dsn_preset preset = builtin(presets[p]);
+    for (size_t m = 0; m < sizeof models / sizeof models[0]; m++) {
+      for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        dst_cost_input input;
+        ds_error err;
+        ds_error_clear(&err);
+        cr_assert_eq(dst_cost_load(models[m], shapes[s], &preset, &input, &err), DS_OK, "%s",
+                     err.message);
+        cr_assert_eq(dst_cost_choose_slices(&input, "auto", &preset, &err), DS_OK, "%s",
+                     err.message);
+        dsn_cost_report report;
+        cr_assert_eq(dsn_cost_report_build(&input.layers, input.slices, &preset, &report, &err),
+                     DS_OK, "%s", err.message);
+        for (int32_t i = 0; i < report.row_count; i++) {
+          const dsn_strategy_cost *k = report.rows[i].strategies;
+          const dsn_traffic *bound = &k[DSN_STRATEGY_LOWER_BOUND].traffic;
+          for (int32_t s2 = 0; s2 < DSN_STRATEGY_COUNT; s2++) {
+            if (!k[s2].available)
+              continue;
+            cr_expect_geq(k[s2].traffic.bytes, bound->bytes, "%s %s %s layer %d (%s): %s",
+                          models[m], shapes[s], presets[p], i, report.rows[i].name,
+                          dsn_cost_strategy_name(s2));
+            cr_expect_geq(k[s2].traffic.bursts, bound->bursts, "%s %s %s layer %d (%s): %s",
+                          models[m], shapes[s], presets[p], i, report.rows[i].name,
+                          dsn_cost_strategy_name(s2));
+            checked++;
+          }
+        }
+        dsn_cost_report_free(&report);
+        dst_cost_input_free(&input);
+      }
+    }
+  }
+  cr_expect_gt(checked, 1000);
+}

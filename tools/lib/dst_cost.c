@@ -187,8 +187,9 @@ static ds_status parse_list(dst_cost_input *input, const char *text, ds_error *e
     if (dsn_slice_parse(item, &slice) != 0)
       return ds_fail(err, DS_ERR_INVALID_ARGUMENT,
                      "--slices item %d ('%s') is not a configuration; write RxC+O such as "
-                     "2x2+1, with a 'c' suffix for crop semantics",
-                     i + 1, item);
+                     "2x2+1 (rows and columns 1 to %d, overlap 0 to %d pixels), with a 'c' "
+                     "suffix for crop semantics",
+                     i + 1, item, DSN_SLICE_NUMBER_MAX, DSN_SLICE_NUMBER_MAX);
     if (items == 1) {
       for (int32_t k = 0; k < input->deform_count; k++)
         input->slices[k] = slice;
@@ -205,6 +206,11 @@ ds_status dst_cost_choose_slices(dst_cost_input *input, const char *text,
   if (text == NULL)
     text = input->source == DST_COST_ARTIFACT ? "own" : "auto";
   if (strcmp(text, "own") == 0) {
+    if (input->source != DST_COST_ARTIFACT)
+      return ds_fail(err, DS_ERR_INVALID_ARGUMENT,
+                     "--slices own takes the slices stored in an artifact, but %s stores none; "
+                     "pass an artifact, or use auto, auto+O or RxC+O",
+                     input->layers.source);
     own_slices(input);
     return DS_OK;
   }
