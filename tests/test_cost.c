@@ -1021,3 +1021,241 @@ Test(cost_property, no_strategy_below_the_lower_bound) {
   }
   cr_expect_gt(checked, 1000);
 }
+
+/* ---- Problems a first user met ------------------------------------------------------------ */
+
+/* Runs the cost command with stdout and stderr sent to files; returns its exit code and the
+ * stderr text (caller frees). */
+static int run_cost_capture(const char **args, int count, char **errors) {
+  char err_path[512];
+  temp_path(err_path, sizeof err_path, "stderr.txt");
+  fflush(stdout);
+  fflush(stderr);
+  FILE *saved_out = stdout, *saved_err = stderr;
+  FILE *out = fopen("/dev/null", "w");
+  FILE *errf = fopen(err_path, "w+");
+  cr_assert(out != NULL && errf != NULL);
+  stdout = out;
+  stderr = errf;
+  int code = run_cost(args, count);
+  fflush(errf);
+  stdout = saved_out;
+  stderr = saved_err;
+  fclose(out);
+  fclose(errf);
+  uint8_t *data = NULL;
+  size_t size = 0;
+  ds_error err;
+  ds_error_clear(&err);
+  cr_assert_eq(ds_file_read_all(err_path, 1 << 20, &data, &size, &err), DS_OK, "%s",
+               err.message);
+  char *text = malloc(size + 1);
+  cr_assert_not_null(text);
+  memcpy(text, data, size);
+  text[size] = '\0';
+  free(data);
+  remove(err_path);
+  *errors = text;
+  return code;
+}
+
+Test(cost_fixes, whole_map_trace_holds_its_requests) {
+  char trace_path[512];
+  temp_path(trace_path, sizeof trace_path, "whole.trace");
+  const char *args[] = {"dat-t++", "--input-shape", "64x64", "--slices", "2x2+1", "--simulate",
+                        "--trace-ramulator", trace_path, "--trace-strategy", "whole_map",
+                        "--quiet"};
+  char *errors = NULL;
+  cr_assert_eq(run_cost_capture(args, 11, &errors), 0, "%s", errors);
+  free(errors);
+  int64_t reads = 0, writes = 0;
+  ds_error err;
+  ds_error_clear(&err);
+  cr_assert_eq(dsn_trace_count(trace_path, DSN_TRACE_RAMULATOR2, &reads, &writes, &err), DS_OK,
+               "%s", err.message);
+  cr_expect_gt(reads, 0);
+  cr_expect_gt(writes, 0);
+  remove(trace_path);
+}
+
+Test(cost_fixes, slice_numbers_are_range_checked) {
+  dsr_slice slice;
+  cr_expect_eq(dsn_slice_parse("4294967297x1+0", &slice), -1);
+  cr_expect_eq(dsn_slice_parse("99999999999x1+0", &slice), -1);
+  cr_expect_eq(dsn_slice_parse("1x1+4294967296", &slice), -1);
+  cr_expect_eq(dsn_slice_parse("2x2+-1", &slice), -1);
+  cr_expect_eq(dsn_slice_parse(" 2x2+1", &slice), -1);
+  cr_expect_eq(dsn_slice_parse("+2x2+1", &slice), -1);
+  cr_expect_eq(dsn_slice_parse("1000001x1+0", &slice), -1);
+  cr_assert_eq(dsn_slice_parse("1000000x3+2c", &slice), 0);
+  cr_expect_eq(slice.rows, 1000000);
+  cr_expect_eq(slice.cols, 3);
+  cr_expect_eq(slice.overlap, 2);
+  cr_expect_eq(slice.semantics, DSR_SLICE_CROP);
+
+  const char *args[] = {"dat-t", "--slices", "4294967297x1+0"};
+  char *errors = NULL;
+  cr_expect_eq(run_cost_capture(args, 3, &errors), 2);
+  cr_expect_not_null(strstr(errors, "'4294967297x1+0'"), "%s", errors);
+  cr_expect_not_null(strstr(errors, "1 to 1000000"), "%s", errors);
+  free(errors);
+}
+
+Test(cost_fixes, own_slices_need_an_artifact) {
+  const char *models[] = {"dat-t", TINY_MODEL};
+  for (int i = 0; i < 2; i++) {
+    const char *args[] = {models[i], "--slices", "own"};
+    char *errors = NULL;
+    cr_expect_eq(run_cost_capture(args, 3, &errors), 2, "%s", models[i]);
+    cr_expect_not_null(strstr(errors, "--slices own takes the slices stored in an artifact"),
+                       "%s", errors);
+    free(errors);
+  }
+}
+
+Test(cost_fixes, auto_overlap_help_and_choice_agree) {
+  /* The help says the unsliced map stays a candidate of auto+O ... */
+  char *text = NULL;
+  size_t size = 0;
+  FILE *out = open_memstream(&text, &size);
+  FILE *saved = stdout;
+  stdout = out;
+  const char *help[] = {"cost", "--help"};
+  int code = run_cost(help, 2);
+  stdout = saved;
+  fclose(out);
+  cr_expect_eq(code, 0);
+  cr_expect_not_null(strstr(text, "unsliced 1x1+0"), "%s", text);
+  free(text);
+  /* ... and every layer gets either that or an overlap of at least O. */
+  dsn_preset zcu = builtin("zcu102");
+  dst_cost_input input;
+  ds_error err;
+  ds_error_clear(&err);
+  cr_assert_eq(dst_cost_load("dat-t++", "224x224", &zcu, &input, &err), DS_OK, "%s",
+               err.message);
+  cr_assert_eq(dst_cost_choose_slices(&input, "auto+2", &zcu, &err), DS_OK, "%s", err.message);
+  int unsliced = 0;
+  for (int32_t i = 0; i < input.deform_count; i++) {
+    dsr_slice s = input.slices[i];
+    int whole = s.rows == 1 && s.cols == 1;
+    unsliced += whole;
+    cr_expect(whole || s.overlap >= 2, "layer %d: %dx%d+%d", i, s.rows, s.cols, s.overlap);
+  }
+  cr_expect_gt(unsliced, 0, "no layer fits unsliced, so the case is not covered");
+  dst_cost_input_free(&input);
+}
+
+Test(cost_fixes, input_f32_needs_weights) {
+  const char *args[] = {"dat-t", "--simulate", "--input-f32", "/nonexistent.f32", "--quiet"};
+  char *errors = NULL;
+  cr_expect_eq(run_cost_capture(args, 5, &errors), 2);
+  cr_expect_not_null(strstr(errors, "a described architecture has no weights"), "%s", errors);
+  free(errors);
+
+  char path[512];
+  temp_path(path, sizeof path, "short.f32");
+  FILE *f = fopen(path, "wb");
+  cr_assert_not_null(f);
+  fwrite("abcd", 1, 4, f);
+  fclose(f);
+  const char *wrong[] = {DS_SOURCE_DIR "/tests/fixtures/dat_mini_64.onnx", "--simulate",
+                         "--input-f32", path, "--quiet"};
+  cr_expect_neq(run_cost_capture(wrong, 5, &errors), 0);
+  cr_expect_not_null(strstr(errors, "has 4 bytes"), "%s", errors);
+  cr_expect_not_null(strstr(errors, "(1x3x64x64) needs 12288 float32 values, 49152 bytes"),
+                     "%s", errors);
+  cr_expect_not_null(strstr(errors, "raw little-endian float32"), "%s", errors);
+  free(errors);
+  remove(path);
+}
+
+Test(cost_fixes, csv_names_the_source_of_positions) {
+  const char *cases[][2] = {{NULL, "none"}, {"--simulate", "synthetic"}};
+  for (int i = 0; i < 2; i++) {
+    char csv_path[512];
+    temp_path(csv_path, sizeof csv_path, "positions.csv");
+    const char *args[6] = {"dat-t++", "--input-shape", "64x64", "--csv", csv_path, "--quiet"};
+    const char *sim[7] = {"dat-t++", "--input-shape", "64x64", "--csv", csv_path, "--quiet",
+                          "--simulate"};
+    char *errors = NULL;
+    cr_assert_eq(run_cost_capture(i == 0 ? args : sim, i == 0 ? 6 : 7, &errors), 0, "%s",
+                 errors);
+    free(errors);
+    uint8_t *csv = NULL;
+    size_t size = 0;
+    ds_error err;
+    ds_error_clear(&err);
+    cr_assert_eq(ds_file_read_all(csv_path, 1 << 24, &csv, &size, &err), DS_OK, "%s",
+                 err.message);
+    char *text = malloc(size + 1);
+    memcpy(text, csv, size);
+    text[size] = '\0';
+    free(csv);
+    cr_expect_not_null(strstr(text, ",bound,sampling_positions\n"), "header");
+    int deform = 0, dense = 0;
+    for (char *line = strtok(text, "\n"); line != NULL; line = strtok(NULL, "\n")) {
+      const char *last = strrchr(line, ',') + 1;
+      if (strstr(line, ",deform,") != NULL) {
+        cr_expect_str_eq(last, cases[i][1], "%s", line);
+        deform++;
+      } else if (strncmp(line, "index,", 6) != 0 && strncmp(line, "total", 5) != 0 &&
+                 strncmp(line, "deformable_total", 16) != 0) {
+        cr_expect_str_eq(last, "", "%s", line);
+        dense++;
+      }
+    }
+    cr_expect_gt(deform, 0);
+    cr_expect_gt(dense, 0);
+    free(text);
+    remove(csv_path);
+  }
+}
+
+Test(cost_fixes, every_converter_op_is_priced) {
+  const char *fixtures[] = {"pad_constant", "pad_axes_op18", "concat_many", "roll", "expand",
+                            "where_mask", "einsum_general", "slice_negative", "matmul_add",
+                            "gelu_softmax_op20", "layer_normalization"};
+  dsn_preset zcu = builtin("zcu102");
+  int ops_seen[DSR_OP_COUNT] = {0};
+  for (size_t i = 0; i < sizeof fixtures / sizeof fixtures[0]; i++) {
+    char path[512];
+    snprintf(path, sizeof path, DS_SOURCE_DIR "/tests/fixtures/ops/%s.onnx", fixtures[i]);
+    dsr_model model;
+    dsc_report report;
+    ds_error err;
+    ds_error_clear(&err);
+    cr_assert_eq(dsc_import_file(path, NULL, &model, &report, &err), DS_OK, "%s: %s",
+                 fixtures[i], err.message);
+    for (int32_t n = 0; n < model.node_count; n++)
+      ops_seen[model.nodes[n].op]++;
+    dsn_layer_list list;
+    cr_assert_eq(dsn_layers_from_model(&model, &zcu, &list, &err), DS_OK, "%s: %s",
+                 fixtures[i], err.message);
+    for (int32_t l = 0; l < list.count; l++) {
+      dsn_dense_cost cost;
+      cr_expect_eq(dsn_dense_cost_layer(&list.layers[l], &zcu, &cost, &err), DS_OK, "%s: %s",
+                   fixtures[i], err.message);
+      cr_expect_geq(cost.traffic.bytes, cost.lower_bound.bytes, "%s layer %d", fixtures[i], l);
+    }
+    dsn_layer_list_free(&list);
+
+    /* An op past the list gets a message that says what to do. */
+    if (i == 0) {
+      model.nodes[0].op = DSR_OP_COUNT;
+      cr_expect_eq(dsn_layers_from_model(&model, &zcu, &list, &err), DS_ERR_INVALID_ARGUMENT);
+      cr_expect_not_null(strstr(err.message, "convert the model again"), "%s", err.message);
+      model.nodes[0].op = DSR_OP_PAD;
+    }
+    ds_model_free(&model);
+  }
+  cr_expect_gt(ops_seen[DSR_OP_PAD], 0);
+  cr_expect_gt(ops_seen[DSR_OP_CONCAT], 0);
+
+  /* A windowed model whose map needs padding prices and simulates end to end. */
+  const char *args[] = {DS_SOURCE_DIR "/tests/fixtures/dat_mini_64_dynamic.onnx",
+                        "--input-shape", "1x3x72x88", "--simulate", "--quiet"};
+  char *errors = NULL;
+  cr_expect_eq(run_cost_capture(args, 5, &errors), 0, "%s", errors);
+  free(errors);
+}
