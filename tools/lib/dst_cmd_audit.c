@@ -275,7 +275,7 @@ int dst_cmd_audit(int argc, char **argv) {
       {"json", "FILE", "write the JSON report to FILE", &json},
       {"markdown", "FILE", "write the Markdown report to FILE", &markdown},
       {"threads", "N", "worker threads (default: one per core)", &threads},
-      {"input-shape", "N,C,H,W", "input shape for a model exported with dynamic axes "
+      {"input-shape", "NxCxHxW", "input shape for a model exported with dynamic axes "
                                  "(default: the shape in the file)", &shape},
   };
   const int option_count = (int)(sizeof options / sizeof options[0]);
