@@ -121,11 +121,18 @@ static ds_status check_slice(const dsr_deform_attn *layer, dsr_slice slice, ds_e
   if (slice.rows < 1 || slice.rows > layer->height || slice.cols < 1 ||
       slice.cols > layer->width || slice.overlap < 0 || slice.overlap > side ||
       (slice.semantics != DSR_SLICE_PHYSICAL && slice.semantics != DSR_SLICE_CROP))
+  {
+    const char *semantics = slice.semantics == DSR_SLICE_PHYSICAL ? "physical"
+                            : slice.semantics == DSR_SLICE_CROP   ? "crop"
+                                                                  : "unknown";
     return ds_fail(err, DS_ERR_SLICE_CONFIG,
-                   "slice %dx%d+%d (semantics %d) does not fit a %dx%d map; expected rows "
-                   "1..%d, cols 1..%d, overlap 0..%d, semantics 0 or 1",
-                   slice.rows, slice.cols, slice.overlap, slice.semantics, layer->height,
+                   "slice %dx%d+%d%s (%s semantics) does not fit a %dx%d map; expected rows "
+                   "1..%d, cols 1..%d, overlap 0..%d, and physical semantics (RxC+O) or crop "
+                   "(RxC+Oc)",
+                   slice.rows, slice.cols, slice.overlap,
+                   slice.semantics == DSR_SLICE_CROP ? "c" : "", semantics, layer->height,
                    layer->width, layer->height, layer->width, side);
+  }
   return DS_OK;
 }
 

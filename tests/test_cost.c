@@ -1288,3 +1288,64 @@ Test(cost_fixes, shapes_take_commas_or_x_everywhere) {
   cr_expect_eq(run_cost_capture(args, 4, &errors), 0, "%s", errors);
   free(errors);
 }
+
+Test(cost_fixes, messages_use_the_names_users_type) {
+  /* A preset file is named by the path given, and a repeated key is refused. */
+  const char *text =
+      "{\"name\": \"dup\", \"clock_mhz\": 100, \"clock_mhz\": 200,"
+      " \"dram\": {\"bus_width_bits\": 16, \"burst_length\": 8, \"burst_length\": 4,"
+      " \"peak_bandwidth_gbps\": 2.1, \"row_bytes\": 2048, \"row_miss_latency_ns\": 28,"
+      " \"latency_ns\": 100},"
+      " \"feature_buffer_bytes\": 65536, \"feature_banks\": 8, \"sampling_lanes\": 4,"
+      " \"mac_array\": {\"rows\": 8, \"cols\": 8},"
+      " \"activation_bits\": 8, \"weight_bits\": 8, \"accumulator_bits\": 32}";
+  char path[512];
+  temp_path(path, sizeof path, "dup.json");
+  FILE *f = fopen(path, "w");
+  cr_assert_not_null(f);
+  fputs(text, f);
+  fclose(f);
+  dsn_preset preset;
+  ds_error err;
+  ds_error_clear(&err);
+  cr_assert_eq(dsn_preset_resolve(path, &preset, &err), DS_ERR_PRESET);
+  char expected[600];
+  snprintf(expected, sizeof expected, "%s: clock_mhz appears more than once", path);
+  cr_expect_not_null(strstr(err.message, expected), "%s", err.message);
+  cr_expect_not_null(strstr(err.message, "dram.burst_length appears more than once"), "%s",
+                     err.message);
+  remove(path);
+
+  /* Slice errors name the semantics as written on the command line. */
+  dsn_preset zcu = builtin("zcu102");
+  dst_cost_input input;
+  ds_error_clear(&err);
+  cr_assert_eq(dst_cost_load("dat-t", NULL, &zcu, &input, &err), DS_OK, "%s", err.message);
+  cr_assert_eq(dst_cost_choose_slices(&input, "9x9+0c", &zcu, &err), DS_OK, "%s", err.message);
+  dsn_cost_report report;
+  cr_expect_eq(dsn_cost_report_build(&input.layers, input.slices, &zcu, &report, &err),
+               DS_ERR_SLICE_CONFIG);
+  cr_expect_not_null(strstr(err.message, "slice 9x9+0c (crop semantics)"), "%s", err.message);
+  cr_expect_null(strstr(err.message, "semantics 0"), "%s", err.message);
+  dst_cost_input_free(&input);
+
+  /* The lower bound has no buffer: the totals say so rather than print 0. */
+  cr_assert_eq(dst_cost_load("dat-t", NULL, &zcu, &input, &err), DS_OK, "%s", err.message);
+  cr_assert_eq(dst_cost_choose_slices(&input, "auto", &zcu, &err), DS_OK, "%s", err.message);
+  cr_assert_eq(dsn_cost_report_build(&input.layers, input.slices, &zcu, &report, &err), DS_OK,
+               "%s", err.message);
+  char *out_text = NULL;
+  size_t size = 0;
+  FILE *out = open_memstream(&out_text, &size);
+  dsn_cost_report_print_summary(&report, out);
+  fclose(out);
+  const char *line = strstr(out_text, "\nlower_bound ");
+  cr_assert_not_null(line, "%s", out_text);
+  const char *end = strchr(line + 1, '\n');
+  char bound_line[256];
+  snprintf(bound_line, sizeof bound_line, "%.*s", (int)(end - line - 1), line + 1);
+  cr_expect_not_null(strstr(bound_line, " n/a "), "%s", bound_line);
+  free(out_text);
+  dsn_cost_report_free(&report);
+  dst_cost_input_free(&input);
+}
