@@ -21,6 +21,7 @@
 #include "nas/dsn_layer.h"
 #include "nas/dsn_measure.h"
 #include "nas/dsn_offset_model.h"
+#include "nas/dsn_pareto.h"
 #include "nas/dsn_preset.h"
 #include "nas/dsn_schedule.h"
 #include "tools/lib/dst_args.h"
@@ -1346,6 +1347,56 @@ Test(cost_fixes, messages_use_the_names_users_type) {
   snprintf(bound_line, sizeof bound_line, "%.*s", (int)(end - line - 1), line + 1);
   cr_expect_not_null(strstr(bound_line, " n/a "), "%s", bound_line);
   free(out_text);
+  dsn_cost_report_free(&report);
+  dst_cost_input_free(&input);
+}
+
+Test(cost_fixes, payload_and_bus_bytes_are_labelled_apart) {
+  char json_path[512];
+  temp_path(json_path, sizeof json_path, "bus.json");
+  const char *args[] = {"dat-t", "--json", json_path, "--quiet"};
+  char *errors = NULL;
+  cr_assert_eq(run_cost_capture(args, 4, &errors), 0, "%s", errors);
+  free(errors);
+  cJSON *json = load_json(json_path);
+  double burst = cJSON_GetObjectItem(cJSON_GetObjectItem(json, "preset"), "burst_bytes")->valuedouble;
+  int differ = 0;
+  const cJSON *layer = NULL;
+  cJSON_ArrayForEach(layer, cJSON_GetObjectItem(json, "layers")) {
+    const cJSON *sliced = cJSON_GetObjectItem(cJSON_GetObjectItem(layer, "strategies"), "sliced");
+    double payload = cJSON_GetObjectItem(sliced, "dram_bytes")->valuedouble;
+    double bus = cJSON_GetObjectItem(sliced, "bus_bytes")->valuedouble;
+    cr_expect_float_eq(bus, cJSON_GetObjectItem(sliced, "bursts")->valuedouble * burst, 0.5);
+    cr_expect_geq(bus, payload);
+    differ += bus != payload;
+  }
+  cr_expect_gt(differ, 0, "no layer shows the two apart");
+  cJSON_Delete(json);
+  remove(json_path);
+
+  /* The text outputs name which is which. */
+  dsn_preset zcu = builtin("zcu102");
+  dst_cost_input input;
+  ds_error err;
+  ds_error_clear(&err);
+  cr_assert_eq(dst_cost_load("dat-t", NULL, &zcu, &input, &err), DS_OK, "%s", err.message);
+  cr_assert_eq(dst_cost_choose_slices(&input, "auto", &zcu, &err), DS_OK, "%s", err.message);
+  dsn_cost_report report;
+  cr_assert_eq(dsn_cost_report_build(&input.layers, input.slices, &zcu, &report, &err), DS_OK,
+               "%s", err.message);
+  char *text = NULL;
+  size_t size = 0;
+  FILE *out = open_memstream(&text, &size);
+  dsn_cost_report_print(&report, out);
+  dsn_search_result front;
+  memset(&front, 0, sizeof front);
+  dsn_front_print(&front, out);
+  fclose(out);
+  const char *expected[] = {"payload bytes", "bus bytes", "Bytes are payload bytes",
+                            "DRAM bus bytes   /gather", "DRAM 0 bus bytes"};
+  for (size_t i = 0; i < sizeof expected / sizeof expected[0]; i++)
+    cr_expect_not_null(strstr(text, expected[i]), "no '%s' in:\n%s", expected[i], text);
+  free(text);
   dsn_cost_report_free(&report);
   dst_cost_input_free(&input);
 }
