@@ -1400,3 +1400,50 @@ Test(cost_fixes, payload_and_bus_bytes_are_labelled_apart) {
   dsn_cost_report_free(&report);
   dst_cost_input_free(&input);
 }
+
+/* Compute cycles of a deformable layer come from one formula with and without --simulate;
+ * the simulation only adds the bank-conflict stalls it finds, and says how many. */
+Test(cost_fixes, simulate_keeps_the_analytic_compute_cycles) {
+  char plain_path[512], sim_path[512];
+  temp_path(plain_path, sizeof plain_path, "plain.json");
+  temp_path(sim_path, sizeof sim_path, "sim.json");
+  const char *plain[] = {"dat-t++", "--input-shape", "96x160", "--slices", "2x2+1", "--json",
+                         plain_path, "--quiet"};
+  const char *sim[] = {"dat-t++", "--input-shape", "96x160", "--slices", "2x2+1", "--json",
+                       sim_path, "--quiet", "--simulate"};
+  char *errors = NULL;
+  cr_assert_eq(run_cost_capture(plain, 8, &errors), 0, "%s", errors);
+  free(errors);
+  cr_assert_eq(run_cost_capture(sim, 9, &errors), 0, "%s", errors);
+  free(errors);
+  cJSON *a = load_json(plain_path);
+  cJSON *b = load_json(sim_path);
+  const cJSON *la = cJSON_GetObjectItem(a, "layers"), *lb = cJSON_GetObjectItem(b, "layers");
+  int checked = 0, stalled = 0;
+  for (int i = 0; i < cJSON_GetArraySize(la); i++) {
+    const cJSON *ra = cJSON_GetArrayItem(la, i), *rb = cJSON_GetArrayItem(lb, i);
+    if (strcmp(cJSON_GetObjectItem(ra, "kind")->valuestring, "deform") != 0)
+      continue;
+    for (int k = 0; k < DSN_STRATEGY_COUNT; k++) {
+      if (k == DSN_STRATEGY_CACHE)
+        continue;
+      const char *name = dsn_cost_strategy_name(k);
+      const cJSON *sa = cJSON_GetObjectItem(cJSON_GetObjectItem(ra, "strategies"), name);
+      const cJSON *sb = cJSON_GetObjectItem(cJSON_GetObjectItem(rb, "strategies"), name);
+      double analytic = cJSON_GetObjectItem(sa, "compute_cycles")->valuedouble;
+      double measured = cJSON_GetObjectItem(sb, "compute_cycles")->valuedouble;
+      double stalls = cJSON_GetObjectItem(sb, "stall_cycles")->valuedouble;
+      cr_expect(cJSON_IsTrue(cJSON_GetObjectItem(sb, "measured")));
+      cr_expect_float_eq(measured - stalls, analytic, 0.5, "layer %d %s: %.0f - %.0f vs %.0f",
+                         i, name, measured, stalls, analytic);
+      stalled += stalls > 0;
+      checked++;
+    }
+  }
+  cr_expect_gt(checked, 10);
+  cr_expect_gt(stalled, 0, "no stalls: the case does not show the labelled difference");
+  cJSON_Delete(a);
+  cJSON_Delete(b);
+  remove(plain_path);
+  remove(sim_path);
+}
