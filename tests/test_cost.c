@@ -1447,3 +1447,46 @@ Test(cost_fixes, simulate_keeps_the_analytic_compute_cycles) {
   remove(plain_path);
   remove(sim_path);
 }
+
+/* A sliced figure with whole_map's bytes but another time comes with the reason. */
+Test(cost_fixes, same_bytes_other_time_is_explained) {
+  dsn_preset zcu = builtin("zcu102");
+  dsn_cost_report report;
+  memset(&report, 0, sizeof report);
+  report.preset = zcu;
+  snprintf(report.offsets, sizeof report.offsets, "none");
+  dsn_strategy_cost *s = report.model.strategies;
+  for (int k = 0; k < DSN_STRATEGY_COUNT; k++) {
+    s[k].available = 1;
+    s[k].fits = 1;
+    s[k].traffic.bytes = 1000;
+    s[k].traffic.bursts = 16;
+    s[k].compute_cycles = 300;
+    s[k].time_ns = 1000.0;
+  }
+  s[DSN_STRATEGY_SLICED].compute_cycles = 600;
+  s[DSN_STRATEGY_SLICED].time_ns = 2000.0;
+  char *text = NULL;
+  size_t size = 0;
+  FILE *out = open_memstream(&text, &size);
+  dsn_cost_report_print_summary(&report, out);
+  fclose(out);
+  cr_expect_not_null(strstr(text, "note: sliced moves the bytes of whole_map but takes 2.000 us"),
+                     "%s", text);
+  cr_expect_not_null(strstr(text, "halo is recomputed"), "%s", text);
+  free(text);
+
+  s[DSN_STRATEGY_SLICED].measured = 1;
+  out = open_memstream(&text, &size);
+  dsn_cost_report_print_summary(&report, out);
+  fclose(out);
+  cr_expect_not_null(strstr(text, "assumes a perfect overlap"), "%s", text);
+  free(text);
+
+  s[DSN_STRATEGY_SLICED] = s[DSN_STRATEGY_WHOLE_MAP];
+  out = open_memstream(&text, &size);
+  dsn_cost_report_print_summary(&report, out);
+  fclose(out);
+  cr_expect_null(strstr(text, "note:"), "%s", text);
+  free(text);
+}
