@@ -1169,6 +1169,16 @@ Test(cost_fixes, input_f32_needs_weights) {
                      "%s", errors);
   cr_expect_not_null(strstr(errors, "raw little-endian float32"), "%s", errors);
   free(errors);
+  /* Too large gets the same advice. */
+  f = fopen(path, "wb");
+  cr_assert_not_null(f);
+  static const uint8_t zeros[60000];
+  fwrite(zeros, 1, sizeof zeros, f);
+  fclose(f);
+  cr_expect_neq(run_cost_capture(wrong, 5, &errors), 0);
+  cr_expect_not_null(strstr(errors, "has 60000 bytes"), "%s", errors);
+  cr_expect_not_null(strstr(errors, "49152 bytes"), "%s", errors);
+  free(errors);
   remove(path);
 }
 

@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "common/ds_file.h"
 #include "common/ds_model.h"
@@ -140,7 +141,13 @@ static ds_status load_image(const dsr_model *model, const dst_simulate_options *
   if (options->input_f32 != NULL) {
     uint8_t *data = NULL;
     size_t size = 0;
-    DS_TRY(ds_file_read_all(options->input_f32, (size_t)elements * 4 + 1, &data, &size, err));
+    /* The size first, so that a file too large gets the same advice as one too small. */
+    struct stat info;
+    if (stat(options->input_f32, &info) == 0 && S_ISREG(info.st_mode) &&
+        (uint64_t)info.st_size != (uint64_t)elements * 4)
+      size = (size_t)info.st_size;
+    else
+      DS_TRY(ds_file_read_all(options->input_f32, (size_t)elements * 4 + 1, &data, &size, err));
     if (size != (size_t)elements * 4) {
       free(data);
       char shape[64] = "";
@@ -149,7 +156,7 @@ static ds_status load_image(const dsr_model *model, const dst_simulate_options *
         used += (size_t)snprintf(shape + used, sizeof shape - used, "%s%lld", i > 0 ? "x" : "",
                                  (long long)input->dims[i]);
       return ds_fail(err, DS_ERR_DATA,
-                     "--input-f32 %s has %zu bytes; the model input %s (%s) needs %lld "
+                     "--input-f32 %s has %zu bytes; the model input '%s' (%s) needs %lld "
                      "float32 values, %lld bytes; write the input as raw little-endian "
                      "float32 in NCHW order, such as numpy's x.astype('<f4').tofile(path)",
                      options->input_f32, size, input->name, shape, (long long)elements,
