@@ -118,7 +118,9 @@ static void print_traffic_row(FILE *out, const char *label, const layer_traffic 
  * together, and the total. */
 static void print_schedule(FILE *out, const dsr_model *model, const dsr_schedule *schedule) {
   int32_t layers = ds_model_deform_count(model);
-  fprintf(out, "DMA schedule: %" PRId32 " steps, %" PRId32 " descriptors\n",
+  fprintf(out, "DMA schedule: %" PRId32 " steps, %" PRId32 " descriptors (payload bytes: what "
+               "the descriptors name; the bus moves whole bursts, so the compile report's bus "
+               "bytes can be more)\n",
           schedule->step_count, schedule->descriptor_count);
   if (schedule->step_count == 0)
     return;
@@ -136,8 +138,8 @@ static void print_schedule(FILE *out, const dsr_model *model, const dsr_schedule
     add_step(s->layer >= 0 ? &per_layer[s->layer] : &dense, schedule, s);
     add_step(&total, schedule, s);
   }
-  fprintf(out, "  %5s %7s %11s %14s %14s\n", "layer", "steps", "descriptors", "load bytes",
-          "store bytes");
+  fprintf(out, "  %5s %7s %11s %14s %14s\n", "layer", "steps", "descriptors", "load payload",
+          "store payload");
   for (int32_t layer = 0; layer < layers; layer++) {
     char label[16];
     snprintf(label, sizeof label, "%" PRId32, layer);

@@ -152,14 +152,16 @@ static ds_status deform_row(const dsn_layer *layer, dsr_slice slice, const dsn_p
   dsr_slice unsliced = {1, 1, 0, DSR_SLICE_PHYSICAL};
   DS_TRY(dsn_oracle_layer(d, unsliced, preset, &whole, err));
 
-  int64_t unsliced_cycles = dsn_deform_patch_cycles(d, d->height, d->width, preset);
+  int64_t unsliced_cycles =
+      dsn_deform_patch_cycles(d, d->height, d->width, (int64_t)d->height * d->width, preset);
   int64_t sliced_cycles = 0;
   for (int32_t r = 0; r < slice.rows; r++) {
     for (int32_t c = 0; c < slice.cols; c++) {
       dsr_patch p;
       dsr_slice_patch(d->height, d->width, slice, r, c, &p);
-      sliced_cycles +=
-          dsn_deform_patch_cycles(d, p.ext_y1 - p.ext_y0, p.ext_x1 - p.ext_x0, preset);
+      sliced_cycles += dsn_deform_patch_cycles(
+          d, p.ext_y1 - p.ext_y0, p.ext_x1 - p.ext_x0,
+          (int64_t)(p.core_y1 - p.core_y0) * (p.core_x1 - p.core_x0), preset);
     }
   }
   row->slice = slice;

@@ -84,8 +84,8 @@ const char *dsn_cost_strategy_name(int32_t strategy);
 
 /*
  * For each deformable layer of list, the fitting slice configuration with the fewest DRAM
- * bursts (then row misses) among those with an overlap of at least min_overlap pixels, or
- * (1, 1, 0). The search's candidate list (up to 8 x 8 patches) is tried first. When nothing
+ * bursts (then row misses) among the unsliced map (1, 1, 0), which has no border to
+ * overlap, and the sliced ones with an overlap of at least min_overlap pixels. The search's candidate list (up to 8 x 8 patches) is tried first. When nothing
  * there fits, configurations of up to 64 x 64 patches are. When still nothing fits, the
  * candidate with the smallest buffer is taken, and the report marks it as not fitting.
  * slices receives one entry per deformable layer.

@@ -69,28 +69,70 @@ static const char *measured_note(const dsn_cost_report *report, int deform_only,
   return measured == rows ? " (measured)" : " (partly measured)";
 }
 
+/* 1 when a and b differ by more than a millionth of the larger. */
+static int differs(double a, double b) {
+  double scale = a > b ? a : b;
+  return a - b > 1e-6 * scale || b - a > 1e-6 * scale;
+}
+
+/* When sliced moves the bytes of whole_map but takes another time, says why. */
+static void print_same_bytes_note(const dsn_strategy_cost *sliced,
+                                  const dsn_strategy_cost *whole, FILE *out) {
+  if (!sliced->available || !whole->available ||
+      sliced->traffic.bytes != whole->traffic.bytes ||
+      sliced->traffic.bursts != whole->traffic.bursts ||
+      (!differs(sliced->time_ns, whole->time_ns) &&
+       !differs(sliced->traffic.time_ns, whole->traffic.time_ns)))
+    return;
+  fprintf(out, "note: sliced moves the bytes of whole_map but takes %.3f us against %.3f us "
+               "(DRAM %.3f against %.3f us):",
+          sliced->time_ns / 1e3, whole->time_ns / 1e3, sliced->traffic.time_ns / 1e3,
+          whole->traffic.time_ns / 1e3);
+  if (sliced->measured)
+    fprintf(out, " the sliced figure runs the DMA schedule step by step on the modelled DRAM, "
+                 "where a patch's loads and stores overlap compute only across neighbouring "
+                 "steps (one patch overlaps nothing) and the requests meet other row hits; "
+                 "whole_map assumes a perfect overlap, the larger of DRAM and compute time.");
+  else if (sliced->compute_cycles != whole->compute_cycles)
+    fprintf(out, " the sliced compute counts every patch (%lld against %lld cycles): the halo "
+                 "is recomputed and each query attends only the samples of its patch.",
+            (long long)sliced->compute_cycles, (long long)whole->compute_cycles);
+  else
+    fprintf(out, " their row misses differ (%lld against %lld).",
+            (long long)sliced->traffic.row_misses, (long long)whole->traffic.row_misses);
+  fprintf(out, "\n");
+}
+
 static void print_totals(const dsn_cost_report *report, const dsn_cost_totals *totals,
                          const char *title, FILE *out) {
   int deform_only = totals == &report->deform;
   fprintf(out, "\n%s\n", title);
-  fprintf(out, "%-12s %14s %11s %10s %11s %14s %11s %11s %12s %-4s %s\n", "strategy",
-          "DRAM bytes", "bursts", "row misses", "DRAM ms", "cycles", "compute ms", "time ms",
-          "peak buffer", "fits", "bound");
+  fprintf(out, "%-12s %14s %14s %11s %10s %11s %14s %11s %11s %12s %-4s %s\n", "strategy",
+          "payload bytes", "bus bytes", "bursts", "row misses", "DRAM ms", "cycles",
+          "compute ms", "time ms", "peak buffer", "fits", "bound");
   for (int32_t k = 0; k < DSN_STRATEGY_COUNT; k++) {
     const dsn_strategy_cost *c = &totals->strategies[k];
     if (!c->available) {
-      fprintf(out, "%-12s %14s  (needs sampling positions: run with --simulate)\n",
-              dsn_cost_strategy_name(k), "n/a");
+      fprintf(out, "%-12s %14s %14s  (needs sampling positions: run with --simulate)\n",
+              dsn_cost_strategy_name(k), "n/a", "n/a");
       continue;
     }
-    fprintf(out, "%-12s %14lld %11lld %10lld %11.3f %14lld %11.3f %11.3f %12lld %-4s %s%s\n",
-            dsn_cost_strategy_name(k), (long long)c->traffic.bytes, (long long)c->traffic.bursts,
+    /* The lower bound is traffic only: it has no schedule, so no buffer to size. */
+    char buffer[24] = "n/a";
+    if (k != DSN_STRATEGY_LOWER_BOUND)
+      format_count(c->buffer_bytes, buffer, sizeof buffer);
+    fprintf(out,
+            "%-12s %14lld %14lld %11lld %10lld %11.3f %14lld %11.3f %11.3f %12s %-4s %s%s\n",
+            dsn_cost_strategy_name(k), (long long)c->traffic.bytes,
+            (long long)dsn_traffic_bus_bytes(&c->traffic, &report->preset),
+            (long long)c->traffic.bursts,
             (long long)c->traffic.row_misses, c->traffic.time_ns / 1e6,
-            (long long)c->compute_cycles, c->compute_ns / 1e6, c->time_ns / 1e6,
-            (long long)c->buffer_bytes, c->fits ? "yes" : "no", bound_name(c->bound),
+            (long long)c->compute_cycles, c->compute_ns / 1e6, c->time_ns / 1e6, buffer,
+            k == DSN_STRATEGY_LOWER_BOUND ? "-" : c->fits ? "yes" : "no", bound_name(c->bound),
             measured_note(report, deform_only, k));
   }
   const dsn_strategy_cost *sliced = &totals->strategies[DSN_STRATEGY_SLICED];
+  print_same_bytes_note(sliced, &totals->strategies[DSN_STRATEGY_WHOLE_MAP], out);
   fprintf(out, "sliced relative to:  %12s %9s %9s\n", "bytes", "bursts", "DRAM time");
   for (int32_t k = 0; k < DSN_STRATEGY_COUNT; k++) {
     const dsn_strategy_cost *c = &totals->strategies[k];
@@ -140,6 +182,8 @@ void dsn_cost_report_print(const dsn_cost_report *report, FILE *out) {
     print_row(report, i, out);
   fprintf(out, "config: deformable layers show their slice RxC+O; dense layers their tiles "
                "(t) and weight chunks (w).\n"
+               "Bytes are payload bytes (what the transfers name); bus bytes (bursts times "
+               "the burst size, as in the compile report) are in the totals.\n"
                "Columns right of | are the chosen schedule (sliced; tiled for dense layers, "
                "which cost the same under every strategy). * whole map does not fit.\n");
   print_all_totals(report, out);
@@ -147,11 +191,12 @@ void dsn_cost_report_print(const dsn_cost_report *report, FILE *out) {
 
 /* ---- JSON ---- */
 
-static cJSON *strategy_json(const dsn_strategy_cost *c) {
+static cJSON *strategy_json(const dsn_strategy_cost *c, const dsn_preset *preset) {
   if (!c->available)
     return cJSON_CreateNull();
   cJSON *o = cJSON_CreateObject();
   cJSON_AddNumberToObject(o, "dram_bytes", (double)c->traffic.bytes);
+  cJSON_AddNumberToObject(o, "bus_bytes", (double)dsn_traffic_bus_bytes(&c->traffic, preset));
   cJSON_AddNumberToObject(o, "bursts", (double)c->traffic.bursts);
   cJSON_AddNumberToObject(o, "row_misses", (double)c->traffic.row_misses);
   cJSON_AddNumberToObject(o, "dram_ns", c->traffic.time_ns);
@@ -166,10 +211,10 @@ static cJSON *strategy_json(const dsn_strategy_cost *c) {
   return o;
 }
 
-static cJSON *strategies_json(const dsn_strategy_cost *strategies) {
+static cJSON *strategies_json(const dsn_strategy_cost *strategies, const dsn_preset *preset) {
   cJSON *o = cJSON_CreateObject();
   for (int32_t k = 0; k < DSN_STRATEGY_COUNT; k++)
-    cJSON_AddItemToObject(o, dsn_cost_strategy_name(k), strategy_json(&strategies[k]));
+    cJSON_AddItemToObject(o, dsn_cost_strategy_name(k), strategy_json(&strategies[k], preset));
   return o;
 }
 
@@ -237,12 +282,12 @@ char *dsn_cost_report_json(const dsn_cost_report *report) {
     cJSON_AddNumberToObject(o, "steps", (double)row->steps);
     cJSON_AddNumberToObject(o, "weight_chunks", (double)row->weight_chunks);
     cJSON_AddNumberToObject(o, "weight_bytes", (double)row->weight_bytes);
-    cJSON_AddItemToObject(o, "strategies", strategies_json(row->strategies));
+    cJSON_AddItemToObject(o, "strategies", strategies_json(row->strategies, &report->preset));
     cJSON_AddItemToArray(layers, o);
   }
   cJSON *totals = cJSON_AddObjectToObject(root, "totals");
-  cJSON_AddItemToObject(totals, "model", strategies_json(report->model.strategies));
-  cJSON_AddItemToObject(totals, "deformable", strategies_json(report->deform.strategies));
+  cJSON_AddItemToObject(totals, "model", strategies_json(report->model.strategies, &report->preset));
+  cJSON_AddItemToObject(totals, "deformable", strategies_json(report->deform.strategies, &report->preset));
   cJSON *ratios = cJSON_AddObjectToObject(root, "ratios");
   cJSON_AddItemToObject(ratios, "model", ratios_json(&report->model));
   cJSON_AddItemToObject(ratios, "deformable", ratios_json(&report->deform));
@@ -302,17 +347,33 @@ static void append_field(text_buffer *b, const char *text) {
   append(b, "\",");
 }
 
-static void append_strategy(text_buffer *b, int32_t k, const dsn_strategy_cost *c) {
+/* Where a line's sampling positions came from: "" for a dense layer, which samples nothing;
+ * "none" without a simulation; "synthetic" from the offset model; "measured" from running
+ * the model's own offset network. */
+static const char *positions_kind(const dsn_cost_report *report, int deform) {
+  if (!deform)
+    return "";
+  if (strcmp(report->offsets, "none") == 0)
+    return "none";
+  return strncmp(report->offsets, "measured", 8) == 0 ? "measured" : "synthetic";
+}
+
+static void append_strategy(text_buffer *b, int32_t k, const dsn_strategy_cost *c,
+                            const dsn_preset *preset, const char *positions) {
   append(b, "%s,%d,%d,", dsn_cost_strategy_name(k), c->available, c->measured);
   if (!c->available) {
-    append(b, ",,,,,,,,,,\n");
+    append(b, ",,,,,,,,,,,,%s\n", positions);
     return;
   }
-  append(b, "%lld,%lld,%lld,%.3f,%lld,%lld,%d,%lld,%.3f,%.3f,%s\n",
-         (long long)c->traffic.bytes, (long long)c->traffic.bursts,
+  char buffer[24] = "";
+  if (k != DSN_STRATEGY_LOWER_BOUND)
+    format_count(c->buffer_bytes, buffer, sizeof buffer);
+  append(b, "%lld,%lld,%lld,%lld,%.3f,%lld,%s,%d,%lld,%.3f,%.3f,%s,%s\n",
+         (long long)c->traffic.bytes, (long long)dsn_traffic_bus_bytes(&c->traffic, preset),
+         (long long)c->traffic.bursts,
          (long long)c->traffic.row_misses, c->traffic.time_ns, (long long)c->stall_cycles,
-         (long long)c->buffer_bytes, c->fits, (long long)c->compute_cycles, c->compute_ns,
-         c->time_ns, bound_name(c->bound));
+         buffer, c->fits, (long long)c->compute_cycles, c->compute_ns, c->time_ns,
+         bound_name(c->bound), positions);
 }
 
 char *dsn_cost_report_csv(const dsn_cost_report *report) {
@@ -321,9 +382,9 @@ char *dsn_cost_report_csv(const dsn_cost_report *report) {
   if (b.data == NULL)
     return NULL;
   b.capacity = 4096;
-  append(&b, "index,name,kind,map,slice,strategy,available,measured,dram_bytes,bursts,"
+  append(&b, "index,name,kind,map,slice,strategy,available,measured,dram_bytes,bus_bytes,bursts,"
              "row_misses,dram_ns,stall_cycles,buffer_bytes,fits,compute_cycles,compute_ns,"
-             "time_ns,bound\n");
+             "time_ns,bound,sampling_positions\n");
   for (int32_t i = 0; i < report->row_count; i++) {
     const dsn_cost_row *row = &report->rows[i];
     char slice[32] = "";
@@ -333,7 +394,8 @@ char *dsn_cost_report_csv(const dsn_cost_report *report) {
       append(&b, "%d,", i);
       append_field(&b, row->name);
       append(&b, "%s,%s,%s,", dsn_layer_kind_name(row->kind), row->map, slice);
-      append_strategy(&b, k, &row->strategies[k]);
+      append_strategy(&b, k, &row->strategies[k], &report->preset,
+                      positions_kind(report, row->kind == DSN_LAYER_DEFORM));
     }
   }
   const struct {
@@ -343,7 +405,8 @@ char *dsn_cost_report_csv(const dsn_cost_report *report) {
   for (size_t t = 0; t < sizeof sets / sizeof sets[0]; t++) {
     for (int32_t k = 0; k < DSN_STRATEGY_COUNT; k++) {
       append(&b, "%s,%s,,,,", sets[t].name, sets[t].name);
-      append_strategy(&b, k, &sets[t].totals->strategies[k]);
+      append_strategy(&b, k, &sets[t].totals->strategies[k], &report->preset,
+                      positions_kind(report, 1));
     }
   }
   if (b.failed) {

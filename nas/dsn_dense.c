@@ -14,8 +14,28 @@ static int64_t max64(int64_t a, int64_t b) {
   return a > b ? a : b;
 }
 
+static void input_band(const dsn_layer *layer, int64_t o0, int64_t o1, int64_t *r0,
+                       int64_t *r1);
+static void input_columns(const dsn_layer *layer, int64_t p0, int64_t p1, int64_t *x0,
+                          int64_t *x1);
+static int64_t input_channels(const dsn_layer *layer);
+
 int64_t dsn_dense_input_bytes(const dsn_layer *layer, const dsn_preset *preset) {
   return layer->in_rows * layer->in_row_elems * dsn_preset_element_bytes(preset);
+}
+
+int64_t dsn_dense_read_input_bytes(const dsn_layer *layer, const dsn_preset *preset) {
+  if (layer->reduce || layer->in_rows <= 0 || layer->in_row_elems <= 0)
+    return dsn_dense_input_bytes(layer, preset);
+  int64_t r0 = 0, r1 = 0;
+  input_band(layer, 0, layer->out_rows, &r0, &r1);
+  int64_t row_elems = layer->in_row_elems;
+  if (layer->in_width > 0) {
+    int64_t x0 = 0, x1 = 0;
+    input_columns(layer, 0, layer->out_width, &x0, &x1);
+    row_elems = (x1 - x0) * input_channels(layer);
+  }
+  return (r1 - r0) * row_elems * dsn_preset_element_bytes(preset);
 }
 
 int64_t dsn_dense_output_bytes(const dsn_layer *layer, const dsn_preset *preset) {
@@ -359,7 +379,7 @@ ds_status dsn_dense_cost_layer(const dsn_layer *layer, const dsn_preset *preset,
   /* Compulsory traffic: each tensor once, as one run per tensor and group. */
   int64_t e = dsn_preset_element_bytes(preset);
   dsn_traffic one_group = {0};
-  int64_t in_bytes = dsn_dense_input_bytes(layer, preset);
+  int64_t in_bytes = dsn_dense_read_input_bytes(layer, preset);
   int64_t out_bytes = dsn_dense_output_bytes(layer, preset);
   dsn_transfer_cost(in_bytes, 1, in_bytes, preset, &one_group);
   if (layer->second_input)
@@ -372,21 +392,29 @@ ds_status dsn_dense_cost_layer(const dsn_layer *layer, const dsn_preset *preset,
   return DS_OK;
 }
 
-int64_t dsn_deform_patch_cycles(const dsr_deform_attn *layer, int32_t h, int32_t w,
-                                const dsn_preset *preset) {
+int64_t dsn_deform_patch_array_cycles(const dsr_deform_attn *layer, int32_t ext_h,
+                                      int32_t ext_w, int64_t core_pixels,
+                                      const dsn_preset *preset) {
   int32_t hk = 0, wk = 0;
-  int64_t samples = dsn_offset_grid(layer, h, w, &hk, &wk);
+  int64_t samples = dsn_offset_grid(layer, ext_h, ext_w, &hk, &wk);
   int64_t c = layer->channels;
   int64_t k = layer->offset_kernel;
-  int64_t queries = (int64_t)h * w;
-  /* q and output projections over the queries, k and v over the samples, the depthwise and
-   * pointwise offset convs over the offset grid (2 outputs per group), then scores and
-   * context (every query against every sample of its group: C products each). */
-  int64_t macs = 2 * queries * c * c + 2 * samples * c * c + samples * c * k * k +
-                 2 * samples * c + 2 * queries * samples * c;
+  int64_t ext_pixels = (int64_t)ext_h * ext_w;
+  /* q projection over the extended patch, the depthwise and pointwise offset convs over the
+   * offset grid (2 outputs per group), k and v over the samples, then scores and context
+   * (every core query against every sample of its group: C products each) and the output
+   * projection over the core. */
+  int64_t macs = ext_pixels * c * c + samples * c * k * k + 2 * samples * c +
+                 2 * samples * c * c + 2 * core_pixels * samples * c + core_pixels * c * c;
   int64_t mac_count = (int64_t)preset->mac_rows * preset->mac_cols;
-  int64_t sampling = samples * c;
-  int64_t softmax = queries * samples * layer->heads * 4;
-  return ceil_div(macs, mac_count) + ceil_div(sampling, preset->sampling_lanes) +
-         ceil_div(softmax, preset->mac_cols);
+  int64_t softmax = core_pixels * samples * layer->heads * 4;
+  return ceil_div(macs, mac_count) + ceil_div(softmax, preset->mac_cols);
+}
+
+int64_t dsn_deform_patch_cycles(const dsr_deform_attn *layer, int32_t ext_h, int32_t ext_w,
+                                int64_t core_pixels, const dsn_preset *preset) {
+  int32_t hk = 0, wk = 0;
+  int64_t samples = dsn_offset_grid(layer, ext_h, ext_w, &hk, &wk);
+  return dsn_deform_patch_array_cycles(layer, ext_h, ext_w, core_pixels, preset) +
+         (int64_t)layer->groups * ceil_div(samples, preset->sampling_lanes);
 }

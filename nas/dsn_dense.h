@@ -82,7 +82,8 @@ typedef struct dsn_tile {
 typedef struct dsn_dense_cost {
   dsn_dense_plan plan;
   dsn_traffic traffic;        /* the tiled schedule, time_ns filled */
-  dsn_traffic lower_bound;    /* every input, operand, weight and output once */
+  dsn_traffic lower_bound;    /* every input pixel the layer reads, operand, weight and
+                                 output once */
   int64_t compute_cycles;
 } dsn_dense_cost;
 
@@ -106,13 +107,32 @@ ds_status dsn_dense_cost_layer(const dsn_layer *layer, const dsn_preset *preset,
 int64_t dsn_dense_input_bytes(const dsn_layer *layer, const dsn_preset *preset);
 int64_t dsn_dense_output_bytes(const dsn_layer *layer, const dsn_preset *preset);
 
+/* Bytes of the input a dense layer reads, per group: the rows and pixels its kernel windows
+ * touch. A strided convolution whose windows stop short of the last input row or column
+ * never reads it, so this can be less than dsn_dense_input_bytes. The lower bound counts
+ * these bytes. */
+int64_t dsn_dense_read_input_bytes(const dsn_layer *layer, const dsn_preset *preset);
+
 /*
- * Compute cycles of one deformable patch of h x w pixels: the MAC-array work (projections,
- * offset convs, attention scores and context) over mac_rows * mac_cols multipliers, the
- * bilinear samples over sampling_lanes (one channel value per lane and cycle) and the
- * softmax over mac_cols vector lanes.
+ * Compute cycles of one deformable patch of ext_h x ext_w pixels (the extended patch, halo
+ * included) whose core_pixels queries it answers, on the MAC array and the vector unit: the
+ * q projection over the extended patch, the offset convs, k and v over the offset grid,
+ * scores, context and output projection over the core (over mac_rows * mac_cols
+ * multipliers), and the softmax over mac_cols vector lanes. Bilinear sampling is not
+ * included: the measured model adds it through the banks.
  */
-int64_t dsn_deform_patch_cycles(const dsr_deform_attn *layer, int32_t h, int32_t w,
-                                const dsn_preset *preset);
+int64_t dsn_deform_patch_array_cycles(const dsr_deform_attn *layer, int32_t ext_h,
+                                      int32_t ext_w, int64_t core_pixels,
+                                      const dsn_preset *preset);
+
+/*
+ * dsn_deform_patch_array_cycles plus bilinear sampling without bank conflicts: one cycle per
+ * sampling_lanes samples (one pixel vector per lane) per offset group. The analytic cost, the
+ * schedule generator and the measured model without stalls all use this one formula, so a
+ * strategy's compute cycles agree with and without --simulate except for bank-conflict
+ * stall cycles.
+ */
+int64_t dsn_deform_patch_cycles(const dsr_deform_attn *layer, int32_t ext_h, int32_t ext_w,
+                                int64_t core_pixels, const dsn_preset *preset);
 
 #endif

@@ -339,8 +339,44 @@ static ds_status node_layer(const dsr_model *model, int32_t index, const dsn_pre
         layer->weight_count += dsr_tensor_elements(&model->tensors[t]);
     }
     return DS_OK;
-  default:
-    return shape_error(node, index, "an op the cost model does not know", err);
+  case DSR_OP_PAD:
+  case DSR_OP_CONCAT: {
+    /* A copy into the output: the first input streams with its own rows (a pad or a
+     * concatenation along H reads fewer rows than it writes, one along C or W shorter
+     * rows). */
+    const dsr_tensor *x = &model->tensors[node->inputs[0]];
+    layer->kind = DSN_LAYER_LAYOUT;
+    set_output_rows(layer, y);
+    tensor_rows(x, &layer->in_rows, &layer->in_row_elems);
+    layer->in_width = x->rank == 4 && y->rank == 4 ? x->dims[3] : 0;
+    if (node->op == DSR_OP_CONCAT && node->input_count > 1) {
+      /* The other inputs are held whole as the operand; their bytes are read once.
+       * NOTE: with three or four inputs the schedule reads them as one run from the second
+       * input's address, so the bytes are right but not every address is. */
+      for (int32_t i = 1; i < node->input_count; i++) {
+        if (node->inputs[i] < 0)
+          continue;
+        const dsr_tensor *t = &model->tensors[node->inputs[i]];
+        if (t->kind == DSR_TENSOR_CONSTANT) {
+          add_constant(layer, t, preset);
+          continue;
+        }
+        if (layer->operand_tensor < 0)
+          layer->operand_tensor = node->inputs[i];
+        layer->operand_elems += dsr_tensor_elements(t);
+      }
+    }
+    return DS_OK;
+  }
+  default: {
+    char what[200];
+    snprintf(what, sizeof what,
+             "op %d, which the cost model does not know (it prices every op the converter "
+             "emits, 1 to %d); convert the model again with this build's deformslice, or "
+             "report the op with the model",
+             node->op, DSR_OP_COUNT - 1);
+    return shape_error(node, index, what, err);
+  }
   }
 }
 

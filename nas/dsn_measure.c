@@ -11,6 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "nas/dsn_dense.h"
 #include "nas/dsn_oracle.h"
 #include "nas/dsn_oracle_walk.h"
 #include "nas/dsn_schedule.h"
@@ -233,22 +234,6 @@ done:
 }
 
 /* ---- Compute model ------------------------------------------------------------------------- */
-
-/* MACs of one patch: ext_pixels of x, core_pixels of output, samples grid points. */
-static int64_t patch_macs(const dsr_deform_attn *d, int64_t ext_pixels, int64_t core_pixels,
-                          int64_t samples) {
-  int64_t c = d->channels, k = d->offset_kernel;
-  return ext_pixels * c * c              /* proj_q */
-         + samples * c * k * k           /* depthwise offset conv */
-         + 2 * samples * c               /* pointwise offset conv */
-         + 2 * samples * c * c           /* proj_k, proj_v */
-         + 2 * core_pixels * samples * c /* q.k and attention times v */
-         + core_pixels * c * c;          /* proj_out */
-}
-
-static int64_t mac_cycles(const dsn_preset *preset, int64_t macs) {
-  return ceil_div(macs, (int64_t)preset->mac_rows * preset->mac_cols);
-}
 
 /* Sampling cycles of one patch: with positions, through the banks (stalls added to
  * *stalls); without, one cycle per group of lanes. */
@@ -477,7 +462,7 @@ static int64_t compute_step(void *user, const dsr_dma_step *step) {
   int64_t core = (int64_t)(store->row_bytes / pixel_bytes) * store->row_count;
   int32_t grid_h = dsr_deform_grid_size(d, ext_h), grid_w = dsr_deform_grid_size(d, ext_w);
   int64_t samples = (int64_t)grid_h * grid_w;
-  int64_t cycles = mac_cycles(cc->preset, patch_macs(d, (int64_t)ext_h * ext_w, core, samples));
+  int64_t cycles = dsn_deform_patch_array_cycles(d, ext_h, ext_w, core, cc->preset);
 
   const float *y = NULL, *x = NULL;
   if (cc->sliced != NULL && step->layer < cc->sliced->layer_count) {
@@ -614,7 +599,7 @@ static void measure_layer(measure_context *mc, int32_t l, int32_t node,
   int32_t grid_h = dsr_deform_grid_size(d, d->height), grid_w = dsr_deform_grid_size(d, d->width);
   int64_t samples = (int64_t)grid_h * grid_w;
   int64_t pixels = (int64_t)d->height * d->width;
-  int64_t macs_cycles = mac_cycles(preset, patch_macs(d, pixels, pixels, samples));
+  int64_t macs_cycles = dsn_deform_patch_array_cycles(d, d->height, d->width, pixels, preset);
   int64_t ideal_sampling = sampling_cycles(preset, d, d->height, d->width, samples, NULL, NULL,
                                            NULL);
   const dsn_layer_positions *lp = layer_positions(unsliced, l, node, dsr_slice_none());
@@ -662,6 +647,12 @@ static void measure_layer(measure_context *mc, int32_t l, int32_t node,
   /* Whole map: the lower bound's traffic, x, q and the samples on chip. */
   m = &out->strategy[DSN_STRATEGY_WHOLE_MAP];
   *m = out->strategy[DSN_STRATEGY_LOWER_BOUND];
+  /* The same requests again, so that a trace of this strategy holds them. */
+  dram_begin(mc, DSN_STRATEGY_WHOLE_MAP);
+  dsn_walk_weights(mc->dram, d, preset, a->weights);
+  dsr_dram_access(mc->dram, 0, a->input, map_bytes, 0);
+  dsr_dram_access(mc->dram, 0, a->output, map_bytes, 1);
+  dram_end(mc, DSN_STRATEGY_WHOLE_MAP, m);
   m->buffer_bytes = 2 * (int64_t)map_bytes + 2 * (int64_t)d->channels * samples * (int64_t)e;
   m->fits = m->buffer_bytes <= preset->feature_buffer_bytes;
   int64_t stalls = 0;

@@ -121,11 +121,18 @@ static ds_status check_slice(const dsr_deform_attn *layer, dsr_slice slice, ds_e
   if (slice.rows < 1 || slice.rows > layer->height || slice.cols < 1 ||
       slice.cols > layer->width || slice.overlap < 0 || slice.overlap > side ||
       (slice.semantics != DSR_SLICE_PHYSICAL && slice.semantics != DSR_SLICE_CROP))
+  {
+    const char *semantics = slice.semantics == DSR_SLICE_PHYSICAL ? "physical"
+                            : slice.semantics == DSR_SLICE_CROP   ? "crop"
+                                                                  : "unknown";
     return ds_fail(err, DS_ERR_SLICE_CONFIG,
-                   "slice %dx%d+%d (semantics %d) does not fit a %dx%d map; expected rows "
-                   "1..%d, cols 1..%d, overlap 0..%d, semantics 0 or 1",
-                   slice.rows, slice.cols, slice.overlap, slice.semantics, layer->height,
+                   "slice %dx%d+%d%s (%s semantics) does not fit a %dx%d map; expected rows "
+                   "1..%d, cols 1..%d, overlap 0..%d, and physical semantics (RxC+O) or crop "
+                   "(RxC+Oc)",
+                   slice.rows, slice.cols, slice.overlap,
+                   slice.semantics == DSR_SLICE_CROP ? "c" : "", semantics, layer->height,
                    layer->width, layer->height, layer->width, side);
+  }
   return DS_OK;
 }
 
@@ -476,16 +483,39 @@ void dsn_slice_format(dsr_slice slice, char *text, int32_t size) {
            slice.semantics == DSR_SLICE_CROP ? "c" : "");
 }
 
+/* Reads decimal digits at *c into *value, at most DSN_SLICE_NUMBER_MAX. Returns 0, or -1 on no
+ * digits or a value past the limit (no wrap-around). */
+static int32_t parse_slice_number(const char **c, int32_t *value) {
+  int64_t v = 0;
+  int32_t digits = 0;
+  while (**c >= '0' && **c <= '9') {
+    v = v * 10 + (**c - '0');
+    if (v > DSN_SLICE_NUMBER_MAX)
+      return -1;
+    (*c)++;
+    digits++;
+  }
+  if (digits == 0)
+    return -1;
+  *value = (int32_t)v;
+  return 0;
+}
+
 int32_t dsn_slice_parse(const char *text, dsr_slice *slice) {
-  int rows = 0, cols = 0, overlap = 0, used = 0;
-  if (sscanf(text, "%dx%d+%d%n", &rows, &cols, &overlap, &used) != 3)
+  if (text == NULL)
+    return -1;
+  int32_t rows = 0, cols = 0, overlap = 0;
+  const char *c = text;
+  if (parse_slice_number(&c, &rows) != 0 || *c++ != 'x' ||
+      parse_slice_number(&c, &cols) != 0 || *c++ != '+' ||
+      parse_slice_number(&c, &overlap) != 0)
     return -1;
   int32_t semantics = DSR_SLICE_PHYSICAL;
-  if (text[used] == 'c') {
+  if (*c == 'c') {
     semantics = DSR_SLICE_CROP;
-    used++;
+    c++;
   }
-  if (text[used] != '\0' || rows < 1 || cols < 1 || overlap < 0)
+  if (*c != '\0' || rows < 1 || cols < 1)
     return -1;
   slice->rows = rows;
   slice->cols = cols;

@@ -145,7 +145,12 @@ void dsn_candidates_free(dsn_candidates *candidates);
 /* Writes a configuration as "RxC+O", with a "c" suffix for crop semantics. */
 void dsn_slice_format(dsr_slice slice, char *text, int32_t size);
 
-/* Parses the dsn_slice_format text; returns 0 on success, -1 when malformed. */
+/* Largest number dsn_slice_parse takes for rows, columns or overlap. */
+#define DSN_SLICE_NUMBER_MAX 1000000
+
+/* Parses the dsn_slice_format text: decimal digits only, rows and columns 1 to
+ * DSN_SLICE_NUMBER_MAX, overlap 0 to DSN_SLICE_NUMBER_MAX. Returns 0 on success, -1 when
+ * malformed or out of range (a larger number is rejected, never wrapped). */
 int32_t dsn_slice_parse(const char *text, dsr_slice *slice);
 
 #endif

@@ -37,7 +37,7 @@ void dsn_front_print(const dsn_search_result *result, FILE *out) {
   fprintf(out, "unsliced: validation top-1 %.2f%%", result->reference_accuracy);
   if (has_test)
     fprintf(out, ", test top-1 %.2f%%", result->reference_test_accuracy);
-  fprintf(out, ", DRAM %lld bytes%s; gather %lld bytes; lower bound %lld bytes\n",
+  fprintf(out, ", DRAM %lld bus bytes%s; gather %lld bus bytes; lower bound %lld bus bytes\n",
           (long long)result->unsliced_bytes,
           result->reference_fits ? "" : " (does not fit the feature buffer)",
           (long long)result->gather_bytes, (long long)result->lower_bound_bytes);
@@ -45,7 +45,7 @@ void dsn_front_print(const dsn_search_result *result, FILE *out) {
   fprintf(out, "%3s  %-32s %9s", "#", "slices per layer", "val top1");
   if (has_test)
     fprintf(out, " %9s", "test top1");
-  fprintf(out, " %7s %14s %9s %9s\n", "drop", "DRAM bytes", "/gather", "/bound");
+  fprintf(out, " %7s %14s %9s %9s\n", "drop", "DRAM bus bytes", "/gather", "/bound");
   for (int32_t i = 0; i < result->point_count; i++) {
     const dsn_front_point *point = &result->points[i];
     char config[1024];

@@ -270,6 +270,18 @@ static void check_unknown_keys(const cJSON *object, const char *parent, problem_
       add_problem(problems, "%s%s%s is not a preset field; remove it or fix its spelling",
                   parent != NULL ? parent : "", parent != NULL ? "." : "", child->string);
     }
+    /* JSON leaves a repeated key to the reader; a preset takes each key once, so that no
+     * value is dropped without a word. Reported at the second occurrence only. */
+    int32_t earlier = 0;
+    for (const cJSON *other = object->child; other != NULL && other != child;
+         other = other->next) {
+      if (child->string != NULL && other->string != NULL &&
+          strcmp(other->string, child->string) == 0)
+        earlier++;
+    }
+    if (earlier == 1)
+      add_problem(problems, "%s%s%s appears more than once; keep one value",
+                  parent != NULL ? parent : "", parent != NULL ? "." : "", child->string);
   }
 }
 
@@ -443,9 +455,8 @@ ds_status dsn_preset_load_file(const char *path, dsn_preset *preset, ds_error *e
   if (status != DS_OK)
     return status;
 
-  const char *source = strrchr(path, '/');
-  source = source != NULL ? source + 1 : path;
-  status = dsn_preset_parse((const char *)data, size, source, preset, err);
+  /* The path as given, so that the user can find the file the message is about. */
+  status = dsn_preset_parse((const char *)data, size, path, preset, err);
   free(data);
   return status;
 }

@@ -99,8 +99,9 @@ ds_status dsn_builder_add_deform(dsn_schedule_builder *b, const dsr_deform_attn 
     dsr_patch p;
     dsr_slice_patch(layer->height, layer->width, slice, patch / slice.cols,
                     patch % slice.cols, &p);
-    step->compute_cycles =
-        dsn_deform_patch_cycles(layer, p.ext_y1 - p.ext_y0, p.ext_x1 - p.ext_x0, preset);
+    step->compute_cycles = dsn_deform_patch_cycles(
+        layer, p.ext_y1 - p.ext_y0, p.ext_x1 - p.ext_x0,
+        (int64_t)(p.core_y1 - p.core_y0) * (p.core_x1 - p.core_x0), preset);
     uint8_t slot = (uint8_t)(patch_count > 1 ? patch % 2 : 0);
     uint8_t bank = (uint8_t)(patch % preset->feature_banks);
 

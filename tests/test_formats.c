@@ -1065,7 +1065,8 @@ Test(formats, inspect_prints_every_part) {
                err.message);
   fclose(out);
   const char *expected[] = {"format version 2.0", "weights", "zstd", "CONV2D",
-                            "DEFORM_ATTN", "stage1.attn", "crop", "total", "manifest"};
+                            "DEFORM_ATTN", "stage1.attn", "crop", "total", "manifest",
+                            "load payload", "store payload"};
   for (size_t i = 0; i < sizeof expected / sizeof expected[0]; i++)
     cr_expect_not_null(strstr(text, expected[i]), "no '%s' in:\n%s", expected[i], text);
   /* Two loads of 48 x 3 bytes and two stores of 32 x 2 bytes. */

@@ -101,18 +101,20 @@ ds_status dst_args_shape(const char *option, const char *text, int32_t *dims, in
     char *end = NULL;
     errno = 0;
     long long value = strtoll(p, &end, 10);
-    if (errno != 0 || end == p || value < 1 || value > INT32_MAX || *rank == 4 ||
-        (*end != ',' && *end != '\0'))
+    int separator = *end == ',' || *end == 'x' || *end == 'X';
+    if (errno != 0 || end == p || *p < '0' || *p > '9' || value < 1 || value > INT32_MAX ||
+        *rank == 4 || (!separator && *end != '\0'))
       return ds_fail(err, DS_ERR_INVALID_ARGUMENT,
-                     "--%s '%s' is not a shape: give 1 to 4 positive dims separated by commas, "
-                     "such as 1,3,224,224", option, text);
+                     "--%s '%s' is not a shape: give 1 to 4 positive dims separated by commas "
+                     "or x, such as 1,3,224,224 or 1x3x224x224", option, text);
     dims[(*rank)++] = (int32_t)value;
-    p = *end == ',' ? end + 1 : end;
-    if (*end == ',' && *p == '\0')
-      return ds_fail(err, DS_ERR_INVALID_ARGUMENT, "--%s '%s' ends with a comma", option, text);
+    p = separator ? end + 1 : end;
+    if (separator && *p == '\0')
+      return ds_fail(err, DS_ERR_INVALID_ARGUMENT, "--%s '%s' ends with a separator; give the "
+                     "last dim too, such as 1x3x224x224", option, text);
   }
   if (*rank == 0)
-    return ds_fail(err, DS_ERR_INVALID_ARGUMENT, "--%s is empty: give a shape such as 1,3,224,224",
-                   option);
+    return ds_fail(err, DS_ERR_INVALID_ARGUMENT,
+                   "--%s is empty: give a shape such as 1,3,224,224 or 1x3x224x224", option);
   return DS_OK;
 }

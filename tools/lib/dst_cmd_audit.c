@@ -93,8 +93,9 @@ static ds_status resolve_slices(const audit_config *c, const dsr_model *model, d
       if (dsn_slice_parse(part, &slice) != 0)
         return ds_fail(err, DS_ERR_INVALID_ARGUMENT,
                        "--slices: '%s' is not a slice configuration; write ROWSxCOLS+OVERLAP, "
-                       "such as 2x2+1 (a c suffix selects crop semantics)",
-                       part);
+                       "such as 2x2+1 (rows and columns 1 to %d, overlap 0 to %d pixels; a c "
+                       "suffix selects crop semantics)",
+                       part, DSN_SLICE_NUMBER_MAX, DSN_SLICE_NUMBER_MAX);
       if (count < layers)
         slices[count] = slice;
       count++;
@@ -274,7 +275,7 @@ int dst_cmd_audit(int argc, char **argv) {
       {"json", "FILE", "write the JSON report to FILE", &json},
       {"markdown", "FILE", "write the Markdown report to FILE", &markdown},
       {"threads", "N", "worker threads (default: one per core)", &threads},
-      {"input-shape", "N,C,H,W", "input shape for a model exported with dynamic axes "
+      {"input-shape", "NxCxHxW", "input shape for a model exported with dynamic axes "
                                  "(default: the shape in the file)", &shape},
   };
   const int option_count = (int)(sizeof options / sizeof options[0]);

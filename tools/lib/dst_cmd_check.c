@@ -178,9 +178,9 @@ int dst_cmd_check(int argc, char **argv) {
       {"input", "FILE", "input tensor, raw float32 in the model's input shape (required)",
        &input},
       {"expect", "FILE", "reference output, raw float32 (required)", &expected},
-      {"input-shape", "N,C,H,W", "input shape for a model exported with dynamic axes "
+      {"input-shape", "NxCxHxW", "input shape for a model exported with dynamic axes "
                                  "(default: the shape in the file)", &shape},
-      {"shape", "N,C,H,W", "same as --input-shape", &shape},
+      {"shape", "NxCxHxW", "same as --input-shape", &shape},
       {"tolerance", "T", "largest absolute difference that passes (default 1e-4)",
        &tolerance_text},
   };

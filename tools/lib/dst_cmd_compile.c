@@ -425,7 +425,7 @@ int dst_cmd_compile(int argc, char **argv) {
                                     "(what-if studies of smaller on-chip buffers)",
        &args.feature_buffer_bytes},
       {"threads", "N", "worker threads (default: one per core)", &args.threads},
-      {"input-shape", "N,C,H,W", "input shape for a model exported with dynamic axes "
+      {"input-shape", "NxCxHxW", "input shape for a model exported with dynamic axes "
                                  "(default: the shape in the file)", &args.input_shape},
   };
   const int option_count = (int)(sizeof options / sizeof options[0]);

@@ -42,8 +42,11 @@ int dst_cmd_cost(int argc, char **argv) {
        "input size: NxCxHxW for ONNX, HxW for a described architecture (default 224x224)",
        &input_shape},
       {"slices", "TEXT",
-       "auto (least traffic that fits), auto+O (the same with overlap >= O), own (the "
-       "artifact's), RxC+O for every layer, or a comma-separated list, one per deformable layer",
+       "auto (least traffic that fits), auto+O (the same among slicings with overlap >= O; "
+       "an unsliced 1x1+0 layer stays a candidate), own (an artifact's stored slices), RxC+O "
+       "for every layer (R rows and C columns of patches, O pixels of overlap; RxC+Oc for "
+       "crop semantics, plain RxC+O for physical), or a comma-separated list, one per "
+       "deformable layer",
        &slices_text},
       {"json", "FILE", "also write the report as JSON (atomically)", &json_path},
       {"csv", "FILE", "also write the report as CSV, one line per layer and strategy",

@@ -23,7 +23,7 @@ static int is_artifact(const char *path) {
 int dst_cmd_inspect(int argc, char **argv) {
   const char *shape = NULL;
   const dst_option options[] = {
-      {"input-shape", "N,C,H,W", "ONNX only: input shape for a model exported with dynamic "
+      {"input-shape", "NxCxHxW", "ONNX only: input shape for a model exported with dynamic "
                                  "axes (default: the shape in the file)", &shape},
   };
   const int option_count = (int)(sizeof options / sizeof options[0]);

@@ -249,13 +249,15 @@ static void write_markdown(const dst_compile_state *state, FILE *out) {
   const int64_t sliced = dsn_traffic_bus_bytes(&cost->sliced, preset);
   const int64_t gather = dsn_traffic_bus_bytes(&cost->gather, preset);
   const int64_t lower = dsn_traffic_bus_bytes(&cost->lower_bound, preset);
-  fprintf(out, "- deformable-layer DRAM traffic: %lld bytes sliced, %.1f%% of gather (%lld), "
-               "%.2fx the lower bound (%lld)\n\n",
+  fprintf(out, "- deformable-layer DRAM traffic in bus bytes (bursts times %lld-byte bursts, "
+               "what the bus moves; `deformslice cost` also gives payload bytes): %lld sliced, "
+               "%.1f%% of gather (%lld), %.2fx the lower bound (%lld)\n\n",
+          (long long)dsn_preset_burst_bytes(preset),
           (long long)sliced, 100.0 * ratio(sliced, gather), (long long)gather,
           ratio(sliced, lower), (long long)lower);
 
-  fprintf(out, "DRAM bytes (bursts) per deformable layer; the buffer is the largest extended "
-               "patch's on-chip need:\n\n");
+  fprintf(out, "DRAM bus bytes (bursts) per deformable layer; the buffer is the largest "
+               "extended patch's on-chip need:\n\n");
   fprintf(out, "| layer | map | C | groups | samples | slice | patches | buffer bytes | sliced "
                "| gather | lower bound |\n");
   fprintf(out, "|---|---|---|---|---|---|---|---|---|---|---|\n");

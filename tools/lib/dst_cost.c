@@ -8,6 +8,7 @@
 #include <cjson/cJSON.h>
 
 #include "common/ds_model.h"
+#include "dst_args.h"
 #include "converter/dsc_import.h"
 #include "formats/dsf_artifact.h"
 #include "nas/dsn_arch.h"
@@ -24,35 +25,13 @@ static int is_artifact(const char *path) {
   return got == sizeof magic && memcmp(magic, DSF_MAGIC, DSF_MAGIC_BYTES) == 0;
 }
 
-/* Parses "AxBx..." into up to 4 positive integers. Returns the count, or -1. */
-static int32_t parse_dims(const char *text, int32_t dims[4]) {
-  int32_t count = 0;
-  const char *c = text;
-  while (*c != '\0') {
-    if (count == 4)
-      return -1;
-    char *end = NULL;
-    long value = strtol(c, &end, 10);
-    if (end == c || value < 1 || value > 1000000)
-      return -1;
-    dims[count++] = (int32_t)value;
-    if (*end == '\0')
-      break;
-    if (*end != 'x' && *end != 'X' && *end != ',')
-      return -1;
-    c = end + 1;
-    if (*c == '\0')
-      return -1;
-  }
-  return count;
-}
-
 static ds_status load_arch(const dsn_arch *arch, const char *input_shape,
                            const dsn_preset *preset, dst_cost_input *input, ds_error *err) {
   int32_t dims[4] = {0, 0, 0, 0};
   int32_t height = 224, width = 224;
   if (input_shape != NULL) {
-    int32_t count = parse_dims(input_shape, dims);
+    int32_t count = 0;
+    DS_TRY(dst_args_shape("input-shape", input_shape, dims, &count, err));
     if (count == 2) {
       height = dims[0];
       width = dims[1];
@@ -90,7 +69,8 @@ static ds_status load_model(const char *path, const char *input_shape,
     dsc_options options;
     memset(&options, 0, sizeof options);
     if (input_shape != NULL) {
-      int32_t count = parse_dims(input_shape, options.input_shape);
+      int32_t count = 0;
+      DS_TRY(dst_args_shape("input-shape", input_shape, options.input_shape, &count, err));
       if (count != 4)
         return ds_fail(err, DS_ERR_INVALID_ARGUMENT,
                        "--input-shape '%s' is not NxCxHxW; an ONNX model needs all four, "
@@ -187,8 +167,9 @@ static ds_status parse_list(dst_cost_input *input, const char *text, ds_error *e
     if (dsn_slice_parse(item, &slice) != 0)
       return ds_fail(err, DS_ERR_INVALID_ARGUMENT,
                      "--slices item %d ('%s') is not a configuration; write RxC+O such as "
-                     "2x2+1, with a 'c' suffix for crop semantics",
-                     i + 1, item);
+                     "2x2+1 (rows and columns 1 to %d, overlap 0 to %d pixels), with a 'c' "
+                     "suffix for crop semantics",
+                     i + 1, item, DSN_SLICE_NUMBER_MAX, DSN_SLICE_NUMBER_MAX);
     if (items == 1) {
       for (int32_t k = 0; k < input->deform_count; k++)
         input->slices[k] = slice;
@@ -205,6 +186,11 @@ ds_status dst_cost_choose_slices(dst_cost_input *input, const char *text,
   if (text == NULL)
     text = input->source == DST_COST_ARTIFACT ? "own" : "auto";
   if (strcmp(text, "own") == 0) {
+    if (input->source != DST_COST_ARTIFACT)
+      return ds_fail(err, DS_ERR_INVALID_ARGUMENT,
+                     "--slices own takes the slices stored in an artifact, but %s stores none; "
+                     "pass an artifact, or use auto, auto+O or RxC+O",
+                     input->layers.source);
     own_slices(input);
     return DS_OK;
   }

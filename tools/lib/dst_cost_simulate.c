@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "common/ds_file.h"
 #include "common/ds_model.h"
@@ -140,13 +141,25 @@ static ds_status load_image(const dsr_model *model, const dst_simulate_options *
   if (options->input_f32 != NULL) {
     uint8_t *data = NULL;
     size_t size = 0;
-    DS_TRY(ds_file_read_all(options->input_f32, (size_t)elements * 4 + 1, &data, &size, err));
+    /* The size first, so that a file too large gets the same advice as one too small. */
+    struct stat info;
+    if (stat(options->input_f32, &info) == 0 && S_ISREG(info.st_mode) &&
+        (uint64_t)info.st_size != (uint64_t)elements * 4)
+      size = (size_t)info.st_size;
+    else
+      DS_TRY(ds_file_read_all(options->input_f32, (size_t)elements * 4 + 1, &data, &size, err));
     if (size != (size_t)elements * 4) {
       free(data);
+      char shape[64] = "";
+      size_t used = 0;
+      for (int32_t i = 0; i < input->rank && used < sizeof shape; i++)
+        used += (size_t)snprintf(shape + used, sizeof shape - used, "%s%lld", i > 0 ? "x" : "",
+                                 (long long)input->dims[i]);
       return ds_fail(err, DS_ERR_DATA,
-                     "%s has %zu bytes; the model input %s needs %lld float32 values (%lld "
-                     "bytes)",
-                     options->input_f32, size, input->name, (long long)elements,
+                     "--input-f32 %s has %zu bytes; the model input '%s' (%s) needs %lld "
+                     "float32 values, %lld bytes; write the input as raw little-endian "
+                     "float32 in NCHW order, such as numpy's x.astype('<f4').tofile(path)",
+                     options->input_f32, size, input->name, shape, (long long)elements,
                      (long long)elements * 4);
     }
     *image = (float *)data;
@@ -189,7 +202,15 @@ static ds_status make_positions(const dsr_model *model, const dst_cost_input *in
                                 dsn_positions *sliced, char *label, size_t label_size,
                                 ds_error *err) {
   float *image = NULL;
-  if (input->source != DST_COST_ARCH && has_weights(model))
+  int weighted = input->source != DST_COST_ARCH && has_weights(model);
+  if (!weighted && options->input_f32 != NULL)
+    return ds_fail(err, DS_ERR_INVALID_ARGUMENT,
+                   "--input-f32 %s: %s has no weights to run on an input, so its sampling "
+                   "positions come from the offset model; drop --input-f32, or pass an ONNX "
+                   "model or artifact with weights",
+                   options->input_f32,
+                   input->source == DST_COST_ARCH ? "a described architecture" : "this model");
+  if (weighted)
     DS_TRY(load_image(model, options, &image, label, label_size, err));
   if (image != NULL) {
     ds_status status = dsn_positions_capture(model, NULL, image, unsliced, err);
