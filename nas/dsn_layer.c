@@ -307,8 +307,6 @@ static ds_status node_layer(const dsr_model *model, int32_t index, const dsn_pre
     return elementwise_layer(model, node, preset, layer);
   case DSR_OP_TRANSPOSE:
   case DSR_OP_GATHER:
-  case DSR_OP_CONCAT:
-  case DSR_OP_PAD:
     /* NOTE: priced as a copy of equal tiles. Where a transpose moves elements across tiles,
      * a real accelerator needs strided accesses that this does not count. */
     layer->kind = DSN_LAYER_LAYOUT;
