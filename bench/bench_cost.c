@@ -86,7 +86,7 @@ int main(int argc, char **argv) {
     const char *shape;
     const char *slices;
   } models[] = {
-      {DST_DEFAULT_MODEL, "nano", NULL, "own"},
+      {DST_DEFAULT_MODEL, "nano", NULL, "1x1+0"}, /* unsliced, as compile keeps it */
       {"dat-t", "DAT-T", "224x224", NULL},
       {"dat-t++", "DAT-T++", "224x224", NULL},
       {"dat-t", "DAT-T", "800x1333", NULL},
