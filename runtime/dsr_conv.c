@@ -105,6 +105,55 @@ void dsr_f32_pointwise(const float *w, const float *bias, const float *in, size_
   }
 }
 
+typedef struct pointwise_job {
+  const float *w, *bias, *in;
+  size_t in_stride, out_stride;
+  float *out;
+  int32_t in_channels, out_channels, pixel_count;
+} pointwise_job;
+
+static void pointwise_pixels(void *context, int64_t begin, int64_t end, int32_t task_index) {
+  const pointwise_job *job = context;
+  (void)task_index;
+  dsr_f32_pointwise(job->w, job->bias, job->in + begin, job->in_stride, job->out + begin,
+                    job->out_stride, job->in_channels, job->out_channels,
+                    (int32_t)(end - begin));
+}
+
+static void pointwise_channels(void *context, int64_t begin, int64_t end, int32_t task_index) {
+  const pointwise_job *job = context;
+  (void)task_index;
+  dsr_f32_pointwise(job->w + begin * job->in_channels, job->bias != NULL ? job->bias + begin : NULL,
+                    job->in, job->in_stride, job->out + (size_t)begin * job->out_stride,
+                    job->out_stride, job->in_channels, (int32_t)(end - begin), job->pixel_count);
+}
+
+/* Pixels per task below which the pointwise kernel splits output channels instead. */
+#define POINTWISE_MIN_TASK_PIXELS 256
+
+void dsr_f32_pointwise_parallel(const dsr_parallel *parallel, const float *w, const float *bias,
+                                const float *in, size_t in_stride, float *out,
+                                size_t out_stride, int32_t in_channels, int32_t out_channels,
+                                int32_t pixel_count) {
+  pointwise_job job = {w, bias, in, in_stride, out_stride, out, in_channels, out_channels,
+                       pixel_count};
+  int32_t workers = dsr_parallel_workers(parallel);
+  if (workers == 1) {
+    dsr_f32_pointwise(w, bias, in, in_stride, out, out_stride, in_channels, out_channels,
+                      pixel_count);
+    return;
+  }
+  int64_t pixel_ops = 2 * (int64_t)in_channels * out_channels;
+  if (pixel_count >= POINTWISE_MIN_TASK_PIXELS * workers) {
+    /* Shares of whole 16-pixel blocks keep the vector loops aligned alike in every task. */
+    dsr_parallel_for(parallel, pixel_count, pixel_ops, 16, pointwise_pixels, &job);
+    return;
+  }
+  /* Shares of whole 4-channel blocks keep the kernel's 4-row sums. */
+  dsr_parallel_for(parallel, out_channels, 2 * (int64_t)in_channels * pixel_count, 4,
+                   pointwise_channels, &job);
+}
+
 /* First output index o >= 0 with o * stride + offset >= 0, and the end with
  * o * stride + offset < size, clipped to [0, count). */
 static void valid_range(int32_t offset, int32_t stride, int32_t size, int32_t count,
@@ -231,6 +280,24 @@ static void depthwise3x3(const float *in_map, const float *taps, float bias, int
   }
 }
 
+typedef struct depthwise_job {
+  const float *in, *w, *bias, *zero_row;
+  float *out;
+  int32_t channels, height, width;
+} depthwise_job;
+
+static void depthwise_planes(void *context, int64_t begin, int64_t end, int32_t task_index) {
+  const depthwise_job *job = context;
+  (void)task_index;
+  size_t plane = (size_t)job->height * job->width;
+  for (int64_t c = begin; c < end; c++) {
+    int32_t channel = (int32_t)(c % job->channels);
+    depthwise3x3(job->in + (size_t)c * plane, job->w + (size_t)channel * 9,
+                 job->bias != NULL ? job->bias[channel] : 0.0f, job->height, job->width,
+                 job->zero_row, job->out + (size_t)c * plane);
+  }
+}
+
 void dsr_f32_conv2d(const dsr_f32_args *args) {
   const dsr_model *model = args->model;
   const dsr_node *node = args->node;
@@ -253,12 +320,10 @@ void dsr_f32_conv2d(const dsr_f32_args *args) {
     float *zero_row = columns;
     for (int32_t i = 0; i < in_w; i++)
       zero_row[i] = 0.0f;
-    for (int32_t c = 0; c < batch * in_channels; c++) {
-      int32_t channel = c % in_channels;
-      depthwise3x3(args->in[0] + (size_t)c * in_plane, args->in[1] + (size_t)channel * 9,
-                   bias != NULL ? bias[channel] : 0.0f, in_h, in_w, zero_row,
-                   args->out + (size_t)c * out_plane);
-    }
+    depthwise_job job = {args->in[0], args->in[1], bias, zero_row, args->out, in_channels,
+                         in_h, in_w};
+    dsr_parallel_for(args->parallel, (int64_t)batch * in_channels, 18 * (int64_t)in_plane, 1,
+                     depthwise_planes, &job);
     return;
   }
 
@@ -272,13 +337,14 @@ void dsr_f32_conv2d(const dsr_f32_args *args) {
       float *out_group = out_image + (size_t)g * group_out * out_plane;
 
       if (pointwise) {
-        dsr_f32_pointwise(w_group, b_group, in_group, in_plane, out_group, out_plane, group_in,
-                          group_out, (int32_t)out_plane);
+        dsr_f32_pointwise_parallel(args->parallel, w_group, b_group, in_group, in_plane,
+                                   out_group, out_plane, group_in, group_out,
+                                   (int32_t)out_plane);
       } else {
         gather_columns(in_group, group_in, in_h, in_w, kernel_h, kernel_w, a, out_h, out_w,
                        columns);
-        dsr_f32_pointwise(w_group, b_group, columns, out_plane, out_group, out_plane, taps,
-                          group_out, (int32_t)out_plane);
+        dsr_f32_pointwise_parallel(args->parallel, w_group, b_group, columns, out_plane,
+                                   out_group, out_plane, taps, group_out, (int32_t)out_plane);
       }
     }
   }

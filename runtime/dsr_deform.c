@@ -171,7 +171,7 @@ static void offset_network(const dsr_f32_args *args, const deform_buffers *b,
 
   /* 1x1 conv to (dy, dx), no bias. */
   for (int32_t g = 0; g < groups; g++) {
-    dsr_f32_pointwise(pw_w, NULL, b->net + (size_t)g * group_channels * samples, samples,
+    dsr_f32_pointwise_parallel(args->parallel, pw_w, NULL, b->net + (size_t)g * group_channels * samples, samples,
                       b->raw_offsets + (size_t)g * 2 * samples, samples, group_channels, 2,
                       (int32_t)samples);
   }
@@ -248,35 +248,70 @@ static void sample_patch(const dsr_f32_args *args, const deform_buffers *b,
   report(args, DSR_DEFORM_STAGE_SAMPLED, b->sampled, (size_t)layer->channels * samples);
 }
 
+typedef struct bias_job {
+  const dsr_f32_args *args;
+  const deform_buffers *b;
+  const dsr_patch *patch;
+  size_t samples;
+} bias_job;
+
+/* Bias rows [begin, end) of the logits: row r is head r / P at core pixel r % P. */
+static void bias_rows(void *context, int64_t begin, int64_t end, int32_t task_index) {
+  const bias_job *job = context;
+  (void)task_index;
+  const dsr_deform_attn *layer = job->args->node->deform;
+  const dsr_patch *patch = job->patch;
+  const deform_buffers *b = job->b;
+  size_t samples = job->samples;
+  int32_t map_h = layer->height, map_w = layer->width;
+  int32_t group_heads = layer->heads / layer->groups;
+  int32_t core_w = patch->core_x1 - patch->core_x0;
+  size_t core_pixels = (size_t)(patch->core_y1 - patch->core_y0) * core_w;
+  int32_t table_h = 2 * map_h - 1, table_w = 2 * map_w - 1;
+  const float *rpe = param(job->args, DSR_DEFORM_RPE_TABLE);
+  for (int64_t r = begin; r < end; r++) {
+    int32_t hd = (int32_t)((size_t)r / core_pixels);
+    size_t p = (size_t)r % core_pixels;
+    const float *table = rpe + (size_t)hd * table_h * table_w;
+    const float *pos_y = b->positions + (size_t)(hd / group_heads) * 2 * samples;
+    const float *pos_x = pos_y + samples;
+    int32_t qy = patch->core_y0 + (int32_t)(p / (size_t)core_w);
+    int32_t qx = patch->core_x0 + (int32_t)(p % (size_t)core_w);
+    float *row = b->logits + ((size_t)hd * core_pixels + p) * samples;
+    for (size_t n = 0; n < samples; n++) {
+      float table_y = (float)(map_h - 1 + qy - patch->ext_y0) - pos_y[n];
+      float table_x = (float)(map_w - 1 + qx - patch->ext_x0) - pos_x[n];
+      row[n] = bilinear(table, (size_t)table_w, table_h, table_w, table_y, table_x);
+    }
+  }
+}
+
+typedef struct rows_job {
+  float *rows;
+  int32_t length;
+} rows_job;
+
+static void softmax_rows(void *context, int64_t begin, int64_t end, int32_t task_index) {
+  const rows_job *job = context;
+  (void)task_index;
+  for (int64_t r = begin; r < end; r++)
+    dsr_softmax_row(job->rows + r * job->length, job->rows + r * job->length, job->length);
+}
+
 /* Steps 9 and 10 for the core pixels of patch: bias, logits, softmax, context. */
 static void attend_patch(const dsr_f32_args *args, const deform_buffers *b,
                          const dsr_patch *patch, size_t samples) {
   const dsr_deform_attn *layer = args->node->deform;
   int32_t map_h = layer->height, map_w = layer->width;
   int32_t heads = layer->heads, head_channels = layer->head_channels;
-  int32_t group_heads = heads / layer->groups;
   int32_t core_w = patch->core_x1 - patch->core_x0;
   size_t core_pixels = (size_t)(patch->core_y1 - patch->core_y0) * core_w;
   size_t map_pixels = (size_t)map_h * map_w;
-  int32_t table_h = 2 * map_h - 1, table_w = 2 * map_w - 1;
-  const float *rpe = param(args, DSR_DEFORM_RPE_TABLE);
 
   /* Relative position bias, read at the full-map displacement of query and sample. */
-  for (int32_t hd = 0; hd < heads; hd++) {
-    const float *table = rpe + (size_t)hd * table_h * table_w;
-    const float *pos_y = b->positions + (size_t)(hd / group_heads) * 2 * samples;
-    const float *pos_x = pos_y + samples;
-    for (size_t p = 0; p < core_pixels; p++) {
-      int32_t qy = patch->core_y0 + (int32_t)(p / (size_t)core_w);
-      int32_t qx = patch->core_x0 + (int32_t)(p % (size_t)core_w);
-      float *row = b->logits + ((size_t)hd * core_pixels + p) * samples;
-      for (size_t n = 0; n < samples; n++) {
-        float table_y = (float)(map_h - 1 + qy - patch->ext_y0) - pos_y[n];
-        float table_x = (float)(map_w - 1 + qx - patch->ext_x0) - pos_x[n];
-        row[n] = bilinear(table, (size_t)table_w, table_h, table_w, table_y, table_x);
-      }
-    }
-  }
+  bias_job bias = {args, b, patch, samples};
+  dsr_parallel_for(args->parallel, (int64_t)heads * (int64_t)core_pixels, 24 * (int64_t)samples,
+                   1, bias_rows, &bias);
   size_t logit_count = (size_t)heads * core_pixels * samples;
   report(args, DSR_DEFORM_STAGE_BIAS, b->logits, logit_count);
 
@@ -289,7 +324,7 @@ static void attend_patch(const dsr_f32_args *args, const deform_buffers *b,
       for (int32_t c = 0; c < head_channels; c++)
         q_head[p * head_channels + c] = b->q[((size_t)hd * head_channels + c) * map_pixels + q_pixel];
     }
-    dsr_f32_pointwise(q_head, NULL, b->keys + (size_t)hd * head_channels * samples, samples,
+    dsr_f32_pointwise_parallel(args->parallel, q_head, NULL, b->keys + (size_t)hd * head_channels * samples, samples,
                       b->work, samples, head_channels, (int32_t)core_pixels, (int32_t)samples);
     float *rows = b->logits + (size_t)hd * core_pixels * samples;
     for (size_t i = 0; i < core_pixels * samples; i++)
@@ -297,8 +332,9 @@ static void attend_patch(const dsr_f32_args *args, const deform_buffers *b,
   }
   report(args, DSR_DEFORM_STAGE_LOGITS, b->logits, logit_count);
 
-  for (size_t r = 0; r < (size_t)heads * core_pixels; r++)
-    dsr_softmax_row(b->logits + r * samples, b->logits + r * samples, (int32_t)samples);
+  rows_job softmax = {b->logits, (int32_t)samples};
+  dsr_parallel_for(args->parallel, (int64_t)heads * (int64_t)core_pixels, 24 * (int64_t)samples,
+                   1, softmax_rows, &softmax);
   report(args, DSR_DEFORM_STAGE_ATTN, b->logits, logit_count);
 
   /* context rows of a head = its values (head_channels x N) times its attention, transposed
@@ -308,7 +344,7 @@ static void attend_patch(const dsr_f32_args *args, const deform_buffers *b,
     for (size_t p = 0; p < core_pixels; p++)
       for (size_t n = 0; n < samples; n++)
         b->work[n * core_pixels + p] = attn[p * samples + n];
-    dsr_f32_pointwise(b->values + (size_t)hd * head_channels * samples, NULL, b->work,
+    dsr_f32_pointwise_parallel(args->parallel, b->values + (size_t)hd * head_channels * samples, NULL, b->work,
                       core_pixels, b->context + (size_t)hd * head_channels * core_pixels,
                       core_pixels, (int32_t)samples, head_channels, (int32_t)core_pixels);
   }
@@ -329,12 +365,12 @@ static void project_out(const dsr_f32_args *args, const deform_buffers *b,
   /* Full-width core rows are contiguous in the output map. Narrower patches project into
    * q_core, which is free once the logits exist, and copy the rows out. */
   if (core_w == map_w) {
-    dsr_f32_pointwise(w, bias, b->context, core_pixels,
+    dsr_f32_pointwise_parallel(args->parallel, w, bias, b->context, core_pixels,
                       args->out + (size_t)patch->core_y0 * map_w, map_pixels, channels, channels,
                       (int32_t)core_pixels);
     return;
   }
-  dsr_f32_pointwise(w, bias, b->context, core_pixels, b->q_core, core_pixels, channels, channels,
+  dsr_f32_pointwise_parallel(args->parallel, w, bias, b->context, core_pixels, b->q_core, core_pixels, channels, channels,
                     (int32_t)core_pixels);
   for (int32_t co = 0; co < channels; co++) {
     float *out_map = args->out + (size_t)co * map_pixels + (size_t)patch->core_y0 * map_w +
@@ -355,7 +391,7 @@ void dsr_f32_deform_attn(const dsr_f32_args *args) {
 
   /* Step 1: q over the whole map, since a pointwise conv gives the same numbers per patch.
    * The observer receives it once per call rather than once per patch. */
-  dsr_f32_pointwise(param(args, DSR_DEFORM_PROJ_Q_W), param(args, DSR_DEFORM_PROJ_Q_B),
+  dsr_f32_pointwise_parallel(args->parallel, param(args, DSR_DEFORM_PROJ_Q_W), param(args, DSR_DEFORM_PROJ_Q_B),
                     args->in[0], map_pixels, b.q, map_pixels, channels, channels,
                     (int32_t)map_pixels);
   report(args, DSR_DEFORM_STAGE_Q, b.q, (size_t)channels * map_pixels);
@@ -372,10 +408,10 @@ void dsr_f32_deform_attn(const dsr_f32_args *args) {
       sample_patch(args, &b, &patch, grid_h, grid_w);
 
       /* Step 8: keys and values are 1x1 convs of the samples. */
-      dsr_f32_pointwise(param(args, DSR_DEFORM_PROJ_K_W), param(args, DSR_DEFORM_PROJ_K_B),
+      dsr_f32_pointwise_parallel(args->parallel, param(args, DSR_DEFORM_PROJ_K_W), param(args, DSR_DEFORM_PROJ_K_B),
                         b.sampled, samples, b.keys, samples, channels, channels, (int32_t)samples);
       report(args, DSR_DEFORM_STAGE_K, b.keys, (size_t)channels * samples);
-      dsr_f32_pointwise(param(args, DSR_DEFORM_PROJ_V_W), param(args, DSR_DEFORM_PROJ_V_B),
+      dsr_f32_pointwise_parallel(args->parallel, param(args, DSR_DEFORM_PROJ_V_W), param(args, DSR_DEFORM_PROJ_V_B),
                         b.sampled, samples, b.values, samples, channels, channels,
                         (int32_t)samples);
       report(args, DSR_DEFORM_STAGE_V, b.values, (size_t)channels * samples);

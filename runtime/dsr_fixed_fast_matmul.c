@@ -12,7 +12,8 @@
  * overflows, so the results equal the reference ones.
  *
  * Scratch layout (each part a multiple of 8 bytes): int16 a[m][k], int16 b[n][k] (transposed)
- * or b[k][n], int32 acc[n], int64 acc_wide[n].
+ * or b[k][n], int32 acc[n], int64 acc_wide[n], once per task of the parallel hook. Tasks take
+ * shares of the batches, or of the rows of a single batch.
  */
 #include "dsr_fixed_internal.h"
 #include "dsr_fixed_math.h"
@@ -74,7 +75,9 @@ static void scratch_parts(const matmul_geometry *g, size_t parts[4]) {
   parts[3] = round8((size_t)g->n * sizeof(int64_t));
 }
 
-size_t dsr_fixed_fast_matmul_scratch_bytes(const dsr_model *model, const dsr_node *node) {
+size_t dsr_fixed_fast_matmul_scratch_bytes_for_workers(const dsr_model *model,
+                                                       const dsr_node *node,
+                                                       int32_t worker_count) {
   matmul_geometry g;
   if (node->input_count < 2 || node->inputs[1] < 0 || node->inputs[1] >= model->tensor_count ||
       node->output < 0 || node->output >= model->tensor_count || node->qwords == NULL ||
@@ -82,7 +85,11 @@ size_t dsr_fixed_fast_matmul_scratch_bytes(const dsr_model *model, const dsr_nod
     return 0;
   size_t parts[4];
   scratch_parts(&g, parts);
-  return parts[0] + parts[1] + parts[2] + parts[3];
+  return (parts[0] + parts[1] + parts[2] + parts[3]) * (size_t)(worker_count < 1 ? 1 : worker_count);
+}
+
+size_t dsr_fixed_fast_matmul_scratch_bytes(const dsr_model *model, const dsr_node *node) {
+  return dsr_fixed_fast_matmul_scratch_bytes_for_workers(model, node, 1);
 }
 
 /* Copies rows x cols elements of src (dtype, from offset) into dst minus zero, transposed
@@ -134,9 +141,9 @@ static void store_row(const dsr_node *node, const matmul_geometry *g, int32_t i,
  * operand) by 2^31 - 1. Wide sums: chunk_terms products of at most INT32_MAX / chunk_terms.
  */
 static void multiply_dots(const dsr_node *node, const matmul_geometry *g, const int16_t *a,
-                          const int16_t *b_t, int32_t *acc, int64_t *acc_wide,
-                          const dsr_tensor *yt, int64_t y_base, void *out) {
-  for (int32_t i = 0; i < g->m; i++) {
+                          const int16_t *b_t, int32_t row_begin, int32_t row_end, int32_t *acc,
+                          int64_t *acc_wide, const dsr_tensor *yt, int64_t y_base, void *out) {
+  for (int32_t i = row_begin; i < row_end; i++) {
     const int16_t *a_row = a + (int64_t)i * g->k;
     for (int32_t j = 0; j < g->n; j++) {
       const int16_t *b_row = b_t + (int64_t)j * g->k;
@@ -181,9 +188,9 @@ static void flush_wide(int32_t *acc, int64_t *acc_wide, int32_t n) {
  * INT32_MAX / chunk_terms, so acc cannot overflow.
  */
 static void multiply_rows(const dsr_node *node, const matmul_geometry *g, const int16_t *a,
-                          const int16_t *b, int32_t *acc, int64_t *acc_wide,
-                          const dsr_tensor *yt, int64_t y_base, void *out) {
-  for (int32_t i = 0; i < g->m; i++) {
+                          const int16_t *b, int32_t row_begin, int32_t row_end, int32_t *acc,
+                          int64_t *acc_wide, const dsr_tensor *yt, int64_t y_base, void *out) {
+  for (int32_t i = row_begin; i < row_end; i++) {
     const int16_t *a_row = a + (int64_t)i * g->k;
     for (int32_t j = 0; j < g->n; j++) {
       acc[j] = 0;
@@ -207,35 +214,114 @@ static void multiply_rows(const dsr_node *node, const matmul_geometry *g, const 
   }
 }
 
-int dsr_fixed_fast_matmul(const dsr_model *model, const dsr_node *node, const void *const *in,
-                          void *out, uint8_t *scratch) {
+/* Scratch of one task: the copied blocks and the accumulator rows. */
+typedef struct matmul_slot {
+  int16_t *a, *b;
+  int32_t *acc;
+  int64_t *acc_wide;
+} matmul_slot;
+
+static matmul_slot slot_at(uint8_t *scratch, const size_t parts[4], int32_t index) {
+  uint8_t *base = scratch + (parts[0] + parts[1] + parts[2] + parts[3]) * (size_t)index;
+  matmul_slot slot = {(int16_t *)base, (int16_t *)(base + parts[0]),
+                      (int32_t *)(base + parts[0] + parts[1]),
+                      (int64_t *)(base + parts[0] + parts[1] + parts[2])};
+  return slot;
+}
+
+/*
+ * Work of the tasks. With at least as many batches as tasks, each task takes a share of the
+ * batches and copies its own blocks. Otherwise the caller copies one batch's blocks into slot
+ * 0 and each task computes a share of its rows.
+ */
+typedef struct matmul_job {
+  const dsr_node *node;
+  const matmul_geometry *g;
+  const dsr_tensor *at, *bt, *yt;
+  const void *const *in;
+  void *out;
+  uint8_t *scratch;
+  size_t parts[4];
+  int32_t task_count;
+  int split_batches;
+  int64_t batch; /* the batch whose rows are split */
+} matmul_job;
+
+/* Computes the batches [begin, end) with the blocks of slot. */
+static void multiply_batches(const matmul_job *job, const matmul_slot *slot, int64_t begin,
+                             int64_t end) {
+  const matmul_geometry *g = job->g;
+  int64_t a_loaded = -1, b_loaded = -1;
+  for (int64_t batch = begin; batch < end; batch++) {
+    int64_t a_base = dsr_fixed_batch_offset(job->at, job->yt, batch);
+    int64_t b_base = dsr_fixed_batch_offset(job->bt, job->yt, batch);
+    if (a_base != a_loaded)
+      load_block(job->in[0], g->a_dtype, g->a_zero, a_base, g->m, g->k, 0, slot->a);
+    if (b_base != b_loaded)
+      load_block(job->in[1], g->b_dtype, g->b_zero, b_base, g->k, g->n, !g->rows, slot->b);
+    a_loaded = a_base;
+    b_loaded = b_base;
+    int64_t y_base = batch * g->m * g->n;
+    if (g->rows)
+      multiply_rows(job->node, g, slot->a, slot->b, 0, g->m, slot->acc, slot->acc_wide, job->yt,
+                    y_base, job->out);
+    else
+      multiply_dots(job->node, g, slot->a, slot->b, 0, g->m, slot->acc, slot->acc_wide, job->yt,
+                    y_base, job->out);
+  }
+}
+
+static void matmul_task(void *context, int32_t task_index) {
+  const matmul_job *job = context;
+  const matmul_geometry *g = job->g;
+  matmul_slot own = slot_at(job->scratch, job->parts, task_index);
+  int64_t begin, end;
+  if (job->split_batches) {
+    dsr_parallel_share(g->batches, job->task_count, task_index, 1, &begin, &end);
+    multiply_batches(job, &own, begin, end);
+    return;
+  }
+  matmul_slot blocks = slot_at(job->scratch, job->parts, 0);
+  dsr_parallel_share(g->m, job->task_count, task_index, 1, &begin, &end);
+  int64_t y_base = job->batch * g->m * g->n;
+  if (g->rows)
+    multiply_rows(job->node, g, blocks.a, blocks.b, (int32_t)begin, (int32_t)end, own.acc,
+                  own.acc_wide, job->yt, y_base, job->out);
+  else
+    multiply_dots(job->node, g, blocks.a, blocks.b, (int32_t)begin, (int32_t)end, own.acc,
+                  own.acc_wide, job->yt, y_base, job->out);
+}
+
+int dsr_fixed_fast_matmul_parallel(const dsr_model *model, const dsr_node *node,
+                                   const void *const *in, void *out, uint8_t *scratch,
+                                   const dsr_parallel *parallel) {
   matmul_geometry g;
   if (!geometry_init(model, node, &g))
     return 0;
-  const dsr_tensor *at = &model->tensors[node->inputs[0]];
-  const dsr_tensor *bt = &model->tensors[node->inputs[1]];
-  const dsr_tensor *yt = &model->tensors[node->output];
-  size_t parts[4];
-  scratch_parts(&g, parts);
-  int16_t *a = (int16_t *)scratch;
-  int16_t *b = (int16_t *)(scratch + parts[0]);
-  int32_t *acc = (int32_t *)(scratch + parts[0] + parts[1]);
-  int64_t *acc_wide = (int64_t *)(scratch + parts[0] + parts[1] + parts[2]);
-  int64_t a_loaded = -1, b_loaded = -1;
-  for (int64_t batch = 0; batch < g.batches; batch++) {
-    int64_t a_base = dsr_fixed_batch_offset(at, yt, batch);
-    int64_t b_base = dsr_fixed_batch_offset(bt, yt, batch);
-    if (a_base != a_loaded)
-      load_block(in[0], g.a_dtype, g.a_zero, a_base, g.m, g.k, 0, a);
-    if (b_base != b_loaded)
-      load_block(in[1], g.b_dtype, g.b_zero, b_base, g.k, g.n, !g.rows, b);
-    a_loaded = a_base;
-    b_loaded = b_base;
-    int64_t y_base = batch * g.m * g.n;
-    if (g.rows)
-      multiply_rows(node, &g, a, b, acc, acc_wide, yt, y_base, out);
-    else
-      multiply_dots(node, &g, a, b, acc, acc_wide, yt, y_base, out);
+  matmul_job job = {.node = node, .g = &g, .at = &model->tensors[node->inputs[0]],
+                    .bt = &model->tensors[node->inputs[1]], .yt = &model->tensors[node->output],
+                    .in = in, .out = out, .scratch = scratch};
+  scratch_parts(&g, job.parts);
+  int64_t matrix_ops = (int64_t)g.m * g.n * g.k;
+  job.task_count = dsr_parallel_tasks(parallel, g.batches, matrix_ops);
+  if (job.task_count > 1 || g.batches > 1) {
+    /* Batches are split whenever there are enough of them for every worker. */
+    job.split_batches = 1;
+    dsr_parallel_run(parallel, matmul_task, &job, job.task_count);
+    return 1;
   }
+  job.task_count = dsr_parallel_tasks(parallel, g.m, (int64_t)g.n * g.k);
+  matmul_slot blocks = slot_at(scratch, job.parts, 0);
+  int64_t a_base = dsr_fixed_batch_offset(job.at, job.yt, 0);
+  int64_t b_base = dsr_fixed_batch_offset(job.bt, job.yt, 0);
+  load_block(in[0], g.a_dtype, g.a_zero, a_base, g.m, g.k, 0, blocks.a);
+  load_block(in[1], g.b_dtype, g.b_zero, b_base, g.k, g.n, !g.rows, blocks.b);
+  job.batch = 0;
+  dsr_parallel_run(parallel, matmul_task, &job, job.task_count);
   return 1;
+}
+
+int dsr_fixed_fast_matmul(const dsr_model *model, const dsr_node *node, const void *const *in,
+                          void *out, uint8_t *scratch) {
+  return dsr_fixed_fast_matmul_parallel(model, node, in, out, scratch, NULL);
 }

@@ -11,6 +11,7 @@
 
 #include "../common/ds_status.h"
 #include "dsr_model.h"
+#include "dsr_parallel.h"
 
 /*
  * Executes node_index of model. inputs[i] is the storage of the node's input i: data_q for a
@@ -22,6 +23,15 @@
 void dsr_fixed_execute(const dsr_model *model, int32_t node_index,
                        const void *const inputs[DSR_MAX_NODE_INPUTS], void *output,
                        uint8_t *scratch, dsr_slice slice);
+
+/*
+ * dsr_fixed_execute with the heavy kernels split into tasks of parallel (NULL: one thread).
+ * scratch holds at least dsr_fixed_scratch_bytes_for_workers(model, node_index,
+ * dsr_parallel_workers(parallel)) bytes. The output bytes are the same for every worker count.
+ */
+void dsr_fixed_execute_parallel(const dsr_model *model, int32_t node_index,
+                                const void *const inputs[DSR_MAX_NODE_INPUTS], void *output,
+                                uint8_t *scratch, dsr_slice slice, const dsr_parallel *parallel);
 
 /*
  * Same contract as dsr_fixed_execute, but every op runs its reference kernel: the plain loop
@@ -42,9 +52,23 @@ void dsr_fixed_execute_reference(const dsr_model *model, int32_t node_index,
 int dsr_fixed_fast_conv2d(const dsr_model *model, const dsr_node *node, const void *const *in,
                           void *out, uint8_t *scratch);
 size_t dsr_fixed_fast_conv2d_scratch_bytes(const dsr_model *model, const dsr_node *node);
+/* The _parallel variants split their work into tasks of parallel (NULL: one thread), with
+ * scratch from the matching _for_workers size. */
+int dsr_fixed_fast_conv2d_parallel(const dsr_model *model, const dsr_node *node,
+                                   const void *const *in, void *out, uint8_t *scratch,
+                                   const dsr_parallel *parallel);
+size_t dsr_fixed_fast_conv2d_scratch_bytes_for_workers(const dsr_model *model,
+                                                       const dsr_node *node,
+                                                       int32_t worker_count);
 int dsr_fixed_fast_matmul(const dsr_model *model, const dsr_node *node, const void *const *in,
                           void *out, uint8_t *scratch);
 size_t dsr_fixed_fast_matmul_scratch_bytes(const dsr_model *model, const dsr_node *node);
+int dsr_fixed_fast_matmul_parallel(const dsr_model *model, const dsr_node *node,
+                                   const void *const *in, void *out, uint8_t *scratch,
+                                   const dsr_parallel *parallel);
+size_t dsr_fixed_fast_matmul_scratch_bytes_for_workers(const dsr_model *model,
+                                                       const dsr_node *node,
+                                                       int32_t worker_count);
 int dsr_fixed_fast_binary(const dsr_model *model, const dsr_node *node, const void *const *in,
                           void *out, uint8_t *scratch);
 size_t dsr_fixed_fast_binary_scratch_bytes(const dsr_model *model, const dsr_node *node);
@@ -52,6 +76,10 @@ size_t dsr_fixed_fast_binary_scratch_bytes(const dsr_model *model, const dsr_nod
 uint64_t dsr_fixed_fast_isqrt64(uint64_t v);
 int dsr_fixed_fast_layer_norm(const dsr_model *model, const dsr_node *node,
                               const void *const *in, void *out, uint8_t *scratch);
+/* Rows are split between tasks; task i uses the slot_bytes of scratch from i * slot_bytes. */
+int dsr_fixed_fast_layer_norm_parallel(const dsr_model *model, const dsr_node *node,
+                                       const void *const *in, void *out, uint8_t *scratch,
+                                       size_t slot_bytes, const dsr_parallel *parallel);
 /* Writes exps[i] = dsr_fixed_exp2_neg_q30(y[i]) for y[i] <= 0 and returns their sum. */
 int64_t dsr_fixed_fast_exp_row(const int32_t *y, int32_t count, int32_t *exps);
 /* dsr_fixed_softmax_row, the same values from branch-free row steps. out must not overlap
@@ -61,6 +89,10 @@ void dsr_fixed_fast_softmax_row(const int32_t *in, int32_t count, int32_t exp_mu
                                 int32_t *out);
 int dsr_fixed_fast_softmax(const dsr_model *model, const dsr_node *node, const void *const *in,
                            void *out, uint8_t *scratch);
+/* Rows are split between tasks; task i uses the slot_bytes of scratch from i * slot_bytes. */
+int dsr_fixed_fast_softmax_parallel(const dsr_model *model, const dsr_node *node,
+                                    const void *const *in, void *out, uint8_t *scratch,
+                                    size_t slot_bytes, const dsr_parallel *parallel);
 int dsr_fixed_fast_gelu(const dsr_model *model, const dsr_node *node, const void *const *in,
                         void *out);
 int dsr_fixed_fast_transpose(const dsr_model *model, const dsr_node *node,
@@ -113,6 +145,13 @@ int64_t dsr_fixed_batch_offset(const dsr_tensor *t, const dsr_tensor *out, int64
  * fast 0 the reference loops run, which give the same values. */
 void dsr_fixed_deform_execute(const dsr_model *model, const dsr_node *node, const void *x,
                               void *y, uint8_t *scratch, dsr_slice slice, int fast);
+/* The fast order split into tasks of parallel; the reference order always runs on one
+ * thread. scratch: dsr_fixed_deform_scratch_bytes_for_workers. */
+void dsr_fixed_deform_execute_parallel(const dsr_model *model, const dsr_node *node,
+                                       const void *x, void *y, uint8_t *scratch,
+                                       dsr_slice slice, int fast, const dsr_parallel *parallel);
+size_t dsr_fixed_deform_scratch_bytes_for_workers(const dsr_model *model, const dsr_node *node,
+                                                  int32_t worker_count);
 ds_status dsr_fixed_deform_check(const dsr_model *model, const dsr_node *node, ds_error *err);
 size_t dsr_fixed_deform_scratch_bytes(const dsr_model *model, const dsr_node *node);
 
