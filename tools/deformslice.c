@@ -15,6 +15,8 @@ static const char usage[] =
     "  inspect   print an artifact's sections, slice tables and DMA schedule, or an ONNX\n"
     "            model's import report\n"
     "  audit     float against fixed-point accuracy and per-tensor quantization noise\n"
+    "  check     run an ONNX model in float on a stored input and compare the output with a\n"
+    "            stored reference\n"
     "\n"
     "`deformslice COMMAND --help` lists the options of a command.\n";
 
@@ -34,6 +36,8 @@ int main(int argc, char **argv) {
     return dst_cmd_inspect(argc - 2, argv + 2);
   if (strcmp(command, "audit") == 0)
     return dst_cmd_audit(argc - 2, argv + 2);
+  if (strcmp(command, "check") == 0)
+    return dst_cmd_check(argc - 2, argv + 2);
 
   fprintf(stderr, "deformslice: error: unknown command '%s'\n\n%s", command, usage);
   return 2;

@@ -17,6 +17,7 @@ int dst_cmd_compile(int argc, char **argv);
 int dst_cmd_run(int argc, char **argv);
 int dst_cmd_inspect(int argc, char **argv);
 int dst_cmd_audit(int argc, char **argv);
+int dst_cmd_check(int argc, char **argv);
 
 /* Prints "deformslice: error: MESSAGE" and returns the exit status for status. */
 int dst_report_error(const ds_error *err);

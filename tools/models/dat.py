@@ -38,8 +38,11 @@ class DAttentionBaseline(nn.Module):
     """
 
     def __init__(self, q_size, n_heads, n_head_channels, n_groups, stride, ksize,
-                 convention="dat_pp", offset_range_factor=2.0):
+                 convention="dat_pp", offset_range_factor=2.0, q_grid="pixel"):
         super().__init__()
+        if q_grid not in ("pixel", "centre"):
+            raise ValueError(f"q_grid {q_grid!r}: expected 'pixel' (DAT++) or 'centre' (DAT)")
+        self.q_grid = q_grid
         self.n_head_channels = n_head_channels
         self.scale = n_head_channels ** -0.5
         self.n_heads = n_heads
@@ -121,7 +124,12 @@ class DAttentionBaseline(nn.Module):
         attn = attn.mul(self.scale)
 
         rpe_bias = self.rpe_table[None, ...].expand(batch, -1, -1, -1)
-        q_grid = self._get_q_grid(h, w, batch, dtype, device)
+        if self.q_grid == "centre":
+            # DAT places the queries at pixel centres normalised by H and W, like its
+            # reference points; DAT++ at pixel corners normalised by H - 1 and W - 1.
+            q_grid = self._get_ref_points(h, w, batch, dtype, device)
+        else:
+            q_grid = self._get_q_grid(h, w, batch, dtype, device)
         displacement = (q_grid.reshape(batch * self.n_groups, h * w, 2).unsqueeze(2)
                         - pos.reshape(batch * self.n_groups, n_sample, 2).unsqueeze(1)).mul(0.5)
         attn_bias = F.grid_sample(
