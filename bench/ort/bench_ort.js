@@ -5,6 +5,9 @@
 // (VmHWM from /proc/self/status), so bench/speed.py can compare it with the C runtime.
 //
 // Usage: node bench/ort/bench_ort.js MODEL.onnx [--threads N] [--iterations N] [--warmup N]
+//                                    [--spin 0|1]
+// --spin 0 sets session.intra_op.allow_spinning to 0, so idle intra-op threads block instead of
+// spinning: on a machine shared with other jobs, spinning threads slow each other down.
 // Exit status: 0 on success, 2 on bad arguments, 3 when ONNX Runtime cannot load or run the
 // file (the JSON line then carries the reason in "error").
 'use strict';
@@ -14,18 +17,20 @@ const path = require('path');
 
 function usage(message) {
   if (message) console.error(`bench_ort: ${message}`);
-  console.error('usage: node bench_ort.js MODEL.onnx [--threads N] [--iterations N] [--warmup N]');
+  console.error('usage: node bench_ort.js MODEL.onnx [--threads N] [--iterations N] ' +
+                '[--warmup N] [--spin 0|1]');
   process.exit(2);
 }
 
 function parseArgs(argv) {
-  const options = { model: null, threads: 1, iterations: 20, warmup: 3 };
+  const options = { model: null, threads: 1, iterations: 20, warmup: 3, spin: 1 };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
-    if (arg === '--threads' || arg === '--iterations' || arg === '--warmup') {
+    if (arg === '--threads' || arg === '--iterations' || arg === '--warmup' || arg === '--spin') {
       const value = Number(argv[++i]);
-      if (!Number.isInteger(value) || value < (arg === '--warmup' ? 0 : 1))
-        usage(`${arg} needs a positive integer, got '${argv[i]}'`);
+      const low = arg === '--warmup' || arg === '--spin' ? 0 : 1;
+      if (!Number.isInteger(value) || value < low || (arg === '--spin' && value > 1))
+        usage(`${arg} needs an integer of at least ${low}, got '${argv[i]}'`);
       options[arg.slice(2)] = value;
     } else if (arg.startsWith('--')) {
       usage(`unknown option ${arg}`);
@@ -84,6 +89,7 @@ async function main() {
       interOpNumThreads: 1,
       executionMode: 'sequential',
       graphOptimizationLevel: 'all',
+      extra: { session: { intra_op: { allow_spinning: String(options.spin) } } },
     });
   } catch (e) {
     const message = String(e.message || e).split('\n')[0];
@@ -114,7 +120,7 @@ async function main() {
     const start = process.hrtime.bigint();
     for (let i = 0; i < options.iterations; i++) await session.run(feeds);
     const seconds = Number(process.hrtime.bigint() - start) / 1e9;
-    report({ model: options.model, version, threads: options.threads,
+    report({ model: options.model, version, threads: options.threads, spin: options.spin,
              iterations: options.iterations, input_shape: dims,
              ms_per_image: (1e3 * seconds) / options.iterations,
              images_per_second: options.iterations / seconds,
