@@ -33,6 +33,8 @@ typedef struct deform_scratch {
   int32_t *sampled;  /* C * Nmax */
   int32_t *k;        /* C * Nmax */
   int32_t *v;        /* C * Nmax */
+  int16_t *k16t;     /* C * Nmax: k - zero as [head][n][head channel], for int8 q and k */
+  int16_t *v16;      /* C * Nmax: v - zero as [channel][n], for int8 attention and v */
   /* private to one task */
   int64_t *ln_d;     /* Cg */
   int64_t *row_wide; /* max(H * W, Nmax): 64-bit sums of the row-order projections */
@@ -44,6 +46,8 @@ typedef struct deform_scratch {
   int32_t *attn;     /* Nmax */
   int32_t *context;  /* C */
   int32_t *columns;  /* C * PROJECTION_MIN_ROW: short projections, position-major */
+  int16_t *q16;      /* C: q - zero of one pixel and head */
+  int16_t *attn16;   /* Nmax: attention - zero of one pixel and head */
 } deform_scratch;
 
 /* Projections over fewer positions than this run position by position from transposed
@@ -66,6 +70,11 @@ static int64_t layout_shared(const dsr_deform_attn *d, uint8_t *base, deform_scr
       *slots[i] = (int32_t *)(base + bytes);
     bytes += counts[i] * (int64_t)sizeof(int32_t);
   }
+  if (base != NULL) {
+    s->k16t = (int16_t *)(base + bytes);
+    s->v16 = s->k16t + c * n_max;
+  }
+  bytes += 2 * c * n_max * (int64_t)sizeof(int16_t);
   return round8(bytes);
 }
 
@@ -88,6 +97,11 @@ static int64_t layout_private(const dsr_deform_attn *d, uint8_t *base, deform_sc
       *slots[i] = (int32_t *)(base + bytes);
     bytes += counts[i] * (int64_t)sizeof(int32_t);
   }
+  if (base != NULL) {
+    s->q16 = (int16_t *)(base + bytes);
+    s->attn16 = s->q16 + c;
+  }
+  bytes += (c + n_max) * (int64_t)sizeof(int16_t);
   return round8(bytes);
 }
 
@@ -751,7 +765,20 @@ static void attend_pixel_fast(const dsr_model *model, const dsr_node *node, void
     const int32_t *py = s->position + (int64_t)(gi * 2) * pg->n;
     const int32_t *px = py + pg->n;
     const int16_t *head_table = table + (int64_t)hd * table_h * table_w;
-    qk_rows(d, s, pg, hd, pixel, qs.zero, ks.zero, qk_wide);
+    if (qk_wide) {
+      qk_rows(d, s, pg, hd, pixel, qs.zero, ks.zero, qk_wide);
+    } else {
+      /* int8 q and k: dot products of int16 rows, four samples per pass, under the narrow
+       * bound head_channels * 255 * 255. */
+      for (int32_t c = 0; c < hc; c++)
+        s->q16[c] = (int16_t)(s->q[((int64_t)hd * hc + c) * map + pixel] - qs.zero);
+      const int16_t *head_keys = s->k16t + (int64_t)hd * pg->n * hc;
+      int32_t n = 0;
+      for (; n + 4 <= pg->n; n += 4)
+        dsr_fixed_dot16x4(s->q16, head_keys + (int64_t)n * hc, hc, s->row + n);
+      for (; n < pg->n; n++)
+        s->row[n] = dsr_fixed_dot16(s->q16, head_keys + (int64_t)n * hc, hc);
+    }
     for (int32_t n = 0; n < pg->n; n++) {
       int64_t acc = qk_wide ? s->row_wide[n] : s->row[n];
       int32_t bias = bilinear_sum(head_table, row_base - py[n], col_base - px[n], table_h,
@@ -764,9 +791,15 @@ static void attend_pixel_fast(const dsr_model *model, const dsr_node *node, void
     dsr_fixed_fast_softmax_row(s->logits, pg->n, sec->s[DSQ_DA_SOFTMAX][0], sec->s[DSQ_DA_SOFTMAX][1],
                           attn_bits, s->exps, s->attn);
 
+    if (!av_wide) {
+      for (int32_t n = 0; n < pg->n; n++)
+        s->attn16[n] = (int16_t)(s->attn[n] - as.zero);
+    }
     for (int32_t c = 0; c < hc; c++) {
       int64_t ch = (int64_t)hd * hc + c;
-      int64_t acc = dot_stages(s->attn, as.zero, s->v + ch * pg->n, vs.zero, pg->n, av_wide);
+      /* int8 attention and v: int16 rows under the narrow bound samples * 255 * 255. */
+      int64_t acc = av_wide ? dot_stages(s->attn, as.zero, s->v + ch * pg->n, vs.zero, pg->n, 1)
+                            : dsr_fixed_dot16(s->attn16, s->v16 + ch * pg->n, pg->n);
       const int32_t *pair = sec->s[DSQ_DA_CONTEXT];
       int32_t r = av_wide ? dsr_fixed_requant64(acc, pair[0], pair[1])
                           : dsr_fixed_requant32((int32_t)acc, pair[0], pair[1]);
@@ -818,6 +851,30 @@ static void execute_reference(const dsr_model *model, const dsr_node *node, cons
   }
 }
 
+/* Copies channels ch_begin..ch_end - 1 of k and v, zero points subtracted, into the int16
+ * rows of the attention sums: k transposed per head, v as it is. int8 stages only, whose
+ * values minus zero lie in [-255, 255]. */
+static void pack_kv(const dsr_deform_attn *d, const patch_geometry *pg, int32_t ch_begin,
+                    int32_t ch_end, deform_scratch *s) {
+  int32_t hc = d->head_channels;
+  int32_t k_zero = d->stage_qparams[DSR_DEFORM_STAGE_K].zero_point;
+  int32_t v_zero = d->stage_qparams[DSR_DEFORM_STAGE_V].zero_point;
+  int pack_k = d->stage_qparams[DSR_DEFORM_STAGE_Q].dtype == DSR_DTYPE_I8 &&
+               d->stage_qparams[DSR_DEFORM_STAGE_K].dtype == DSR_DTYPE_I8;
+  int pack_v = d->stage_qparams[DSR_DEFORM_STAGE_ATTN].dtype == DSR_DTYPE_I8 &&
+               d->stage_qparams[DSR_DEFORM_STAGE_V].dtype == DSR_DTYPE_I8;
+  for (int32_t ch = ch_begin; ch < ch_end; ch++) {
+    const int32_t *k_row = s->k + (int64_t)ch * pg->n;
+    const int32_t *v_row = s->v + (int64_t)ch * pg->n;
+    int16_t *k_head = s->k16t + (int64_t)(ch / hc) * pg->n * hc + ch % hc;
+    int16_t *v_out = s->v16 + (int64_t)ch * pg->n;
+    for (int32_t n = 0; n < pg->n && pack_k; n++)
+      k_head[(int64_t)n * hc] = (int16_t)(k_row[n] - k_zero);
+    for (int32_t n = 0; n < pg->n && pack_v; n++)
+      v_out[n] = (int16_t)(v_row[n] - v_zero);
+  }
+}
+
 /* Stages of the fast order that run as parallel tasks, each over a share of its units. */
 typedef enum deform_step {
   DEFORM_Q,           /* units: output channels of proj_q */
@@ -825,6 +882,7 @@ typedef enum deform_step {
   DEFORM_OFFSET_LN,   /* units: grid positions (LayerNorm, GELU, pointwise per group) */
   DEFORM_SAMPLE,      /* units: grid positions */
   DEFORM_PROJECT_KV,  /* units: output channels of proj_k and proj_v */
+  DEFORM_PACK_KV,     /* units: channels of k and v, copied to int16 rows */
   DEFORM_ATTEND       /* units: core pixels of the patch */
 } deform_step;
 
@@ -865,6 +923,9 @@ static void deform_task(void *context, int32_t task_index) {
     break;
   case DEFORM_PROJECT_KV:
     project_kv_rows(job->model, job->node, job->sec, pg, first, last, &s);
+    break;
+  case DEFORM_PACK_KV:
+    pack_kv(d, pg, first, last, &s);
     break;
   case DEFORM_ATTEND: {
     int32_t core_w = pg->p.core_x1 - pg->p.core_x0;
@@ -922,6 +983,7 @@ void dsr_fixed_deform_execute_parallel(const dsr_model *model, const dsr_node *n
       positions(d, &sec, &pg, &s);
       run_step(&job, parallel, DEFORM_SAMPLE, n, c * 8, 1);
       run_step(&job, parallel, DEFORM_PROJECT_KV, c, 2 * n * c, n >= PROJECTION_MIN_ROW);
+      run_step(&job, parallel, DEFORM_PACK_KV, c, 2 * n, 1);
       /* Per head: q.k and attention sums over the samples, softmax; then proj_out. */
       run_step(&job, parallel, DEFORM_ATTEND, core, d->heads * n * (2 * d->head_channels + 24) + c * c,
                1);
