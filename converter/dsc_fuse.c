@@ -10,7 +10,7 @@
  * Exact GELU, y = x * 0.5 * (1 + erf(x / sqrt 2)), in the operand orders PyTorch emits:
  *   Mul(Mul(x, A), 0.5), Mul(Mul(x, 0.5), A) or Mul(x, Mul(A, 0.5)) with
  *   A = Add(Erf(Div(x, sqrt 2)), 1); Mul(x, 1 / sqrt 2) in place of the Div is accepted too,
- * becomes one DSR_OP_GELU.
+ * becomes one DSR_OP_GELU, and so does the Gelu op of opset 20.
  *
  * LayerNormalization (opset 17) with a constant scale and unused Mean and InvStdDev outputs
  * becomes DSR_OP_LAYER_NORM too, before the deformable blocks are lifted.
@@ -349,6 +349,13 @@ ds_status dsc_fuse_gelu(dsc_graph *g, ds_error *err) {
   DS_TRY(dsc_graph_index_uses(g, err));
   int32_t original = g->node_count;
   for (int32_t i = 0; i < original; i++) {
+    if (is_op(g, i, "Gelu") && g->values[out0(g, i)].rank >= 0) {
+      /* Opset 20's Gelu; its handler has rejected approximate='tanh'. */
+      g->nodes[i].op = DSR_OP_GELU;
+      g->nodes[i].input_count = 1;
+      g->report->gelu_fused_count++;
+      continue;
+    }
     gelu_match m;
     if (!is_op(g, i, "Erf") || !match_gelu(g, i, &m))
       continue;

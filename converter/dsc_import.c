@@ -12,7 +12,8 @@
 
 #include "dsc_ir.h"
 
-/* ONNX files beyond this size need external data, which the importer rejects anyway. */
+/* The protobuf format caps one message at 2 GiB; larger models keep their weights in
+ * external data files. */
 #define DSC_MAX_FILE_BYTES (INT64_C(2) << 30)
 
 static ds_status read_file(const char *path, uint8_t **data, size_t *size, ds_error *err) {
@@ -103,12 +104,16 @@ static ds_status run_passes(dsc_graph *g, const Onnx__ModelProto *m,
                             const dsc_options *options, dsr_model *model, ds_error *err) {
   DS_TRY(dsc_graph_from_proto(g, m, err));
   DS_TRY(dsc_graph_fix_input_shape(g, m, options, err));
-  DS_TRY(dsc_infer_graph(g, err));
-  DS_TRY(dsc_fuse_layer_norm(g, err));
-  DS_TRY(dsc_fuse_gelu(g, err));
-  DS_TRY(dsc_lift_deform_blocks(g, err));
-  DS_TRY(dsc_mark_live(g, err));
-  DS_TRY(dsc_lower_graph(g, err));
+  dsc_report *r = g->report;
+  DS_TRY(dsc_run_pass(g, "constant folding", dsc_infer_graph, &r->folded_node_count, err));
+  DS_TRY(dsc_run_pass(g, "LayerNorm fusion", dsc_fuse_layer_norm, &r->layer_norm_fused_count,
+                      err));
+  DS_TRY(dsc_run_pass(g, "GELU fusion", dsc_fuse_gelu, &r->gelu_fused_count, err));
+  DS_TRY(dsc_run_pass(g, "MatMul+Add fusion", dsc_fuse_matmul_add, &r->matmul_add_fused_count,
+                      err));
+  DS_TRY(dsc_run_pass(g, "deformable lifting", dsc_lift_deform_blocks, &r->block_count, err));
+  DS_TRY(dsc_run_pass(g, "dead-node removal", dsc_mark_live, &r->dead_node_count, err));
+  DS_TRY(dsc_run_pass(g, "lowering", dsc_lower_graph, NULL, err));
   return dsc_build_model(g, model, err);
 }
 
@@ -134,6 +139,13 @@ ds_status dsc_import_buffer(const uint8_t *data, size_t size, const char *path_f
   dsc_graph g;
   memset(&g, 0, sizeof g);
   g.path = path;
+  char folder[4096] = ".";
+  const char *slash = path_for_messages != NULL ? strrchr(path_for_messages, '/') : NULL;
+  if (slash != NULL && (size_t)(slash - path_for_messages) < sizeof folder) {
+    int length = slash == path_for_messages ? 1 : (int)(slash - path_for_messages);
+    snprintf(folder, sizeof folder, "%.*s", length, path_for_messages);
+  }
+  g.base_dir = folder;
   g.report = r;
   g.input = g.output = -1;
   g.opset = r->opset;

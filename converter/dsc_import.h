@@ -4,15 +4,18 @@
  *
  * Steps, in order:
  *   1. Parse the protobuf (every byte untrusted), check the IR version (>= 3) and the opset of
- *      the default domain (DSC_OPSET_MIN..DSC_OPSET_MAX), read initializers (raw_data and the
- *      typed fields) and Constant nodes.
+ *      the default domain (DSC_OPSET_MIN..DSC_OPSET_MAX), read initializers (raw_data, the
+ *      typed fields, or external data files in the model's folder) and Constant nodes.
  *   2. Fix the input shape from the options or from the file's static shape.
  *   3. Fold every node whose inputs are all constant and infer every static shape.
- *   4. Fuse the decomposed LayerNorm and exact GELU patterns, map LayerNormalization.
+ *   4. Fuse the decomposed LayerNorm and exact GELU patterns, map LayerNormalization and
+ *      Gelu, and fuse MatMul with a constant 2-D weight plus a bias Add into GEMM.
  *   5. Lift each deformable attention block (found by its PREFIX.proj_q/k/v/out and
  *      PREFIX.conv_offset.* initializers) into one DSR_OP_DEFORM_ATTN node.
- *   6. Remove dead nodes, map the rest onto dsr ops, order the nodes topologically and build
- *      the model. Unsupported op types are reported together in one error.
+ *   6. Remove dead nodes, map the rest onto dsr ops (Slice and Expand become GATHER, Einsum
+ *      becomes MATMUL between transposes, Where with a constant condition becomes MUL and
+ *      ADD), order the nodes topologically and build the model. Unsupported op types are
+ *      reported together in one error.
  *
  * Constants in the built model:
  *   - Weights and every float constant: data_f32.
@@ -33,11 +36,12 @@
 #include "../common/ds_status.h"
 
 #define DSC_OPSET_MIN 13
-#define DSC_OPSET_MAX 18
+#define DSC_OPSET_MAX 21
 #define DSC_IR_VERSION_MIN 3
 
 #define DSC_MAX_REPORT_BLOCKS 64
 #define DSC_MAX_REPORT_OP_TYPES 64
+#define DSC_MAX_REPORT_PASSES 12
 
 typedef struct dsc_options {
   int32_t input_shape[4]; /* used when input_rank > 0 */
@@ -60,6 +64,17 @@ typedef struct dsc_op_count {
   int32_t count;
 } dsc_op_count;
 
+/* Graph size around one pass. Nodes are the live nodes of the working graph (Constant nodes
+ * are constants, not nodes); tensors are the distinct values those nodes read or write,
+ * constants included. */
+typedef struct dsc_pass_stats {
+  char name[32];
+  int32_t nodes_before, nodes_after;
+  int32_t tensors_before, tensors_after;
+  int32_t changed_count; /* nodes folded or removed, patterns fused, blocks lifted, nodes
+                            lowered */
+} dsc_pass_stats;
+
 typedef struct dsc_report {
   int32_t ir_version;
   int32_t opset;                  /* of the default domain */
@@ -74,7 +89,13 @@ typedef struct dsc_report {
 
   int32_t folded_node_count;      /* nodes replaced by constants */
   int32_t layer_norm_fused_count; /* decomposed LayerNorm patterns and LayerNormalization ops */
-  int32_t gelu_fused_count;
+  int32_t gelu_fused_count;       /* decomposed exact GELU patterns and Gelu ops */
+  int32_t matmul_add_fused_count; /* MatMul plus bias Add pairs turned into GEMM */
+  int32_t dead_node_count;        /* live nodes no path leads from to the output */
+
+  /* The passes in the order they ran. */
+  int32_t pass_count;
+  dsc_pass_stats passes[DSC_MAX_REPORT_PASSES];
 
   int32_t node_count_after;
   int32_t tensor_count_after;

@@ -78,6 +78,8 @@ dsc_op_handler dsc_find_handler(const char *op_type) {
     h = dsc_find_math_handler(op_type);
   if (h == NULL)
     h = dsc_find_nn_handler(op_type);
+  if (h == NULL)
+    h = dsc_find_extra_handler(op_type);
   return h;
 }
 

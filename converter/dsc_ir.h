@@ -66,6 +66,7 @@ typedef struct dsc_node {
 
 typedef struct dsc_graph {
   const char *path;          /* for messages */
+  const char *base_dir;      /* folder of the .onnx file, for external data; NULL: "." */
   dsc_value *values;
   int32_t value_count, value_capacity;
   dsc_node *nodes;
@@ -147,6 +148,12 @@ ds_status dsc_tensor_read(dsc_graph *g, const Onnx__TensorProto *t, const char *
 ds_status dsc_constant_node_read(dsc_graph *g, const Onnx__NodeProto *node, int32_t value,
                                  ds_error *err);
 
+/* --- dsc_external.c --- */
+/* Reads the expected_bytes of an initializer stored in an external file into *bytes (caller
+ * frees), after checking its location, offset and length. */
+ds_status dsc_external_read(const dsc_graph *g, const Onnx__TensorProto *t, const char *what,
+                            uint64_t expected_bytes, uint8_t **bytes, ds_error *err);
+
 /* --- dsc_parse.c --- */
 ds_status dsc_graph_from_proto(dsc_graph *g, const Onnx__ModelProto *model, ds_error *err);
 ds_status dsc_graph_fix_input_shape(dsc_graph *g, const Onnx__ModelProto *model,
@@ -185,6 +192,17 @@ ds_status dsc_alloc_output(dsc_graph *g, dsc_node *n, int32_t i, int32_t dtype, 
 int64_t dsc_broadcast_offset(const dsc_value *v, int32_t out_rank, const int64_t *out_dims,
                              int64_t flat);
 
+/* Slice with constant starts, ends, axes and steps, resolved against in's shape: negative
+ * indices count from the end, out-of-range ones (INT64_MAX, INT64_MIN) are clamped as ONNX
+ * specifies. Element i of axis a of the output is element start[a] + i * step[a] of in. */
+typedef struct dsc_slice_plan {
+  int64_t start[DSR_MAX_RANK];
+  int64_t step[DSR_MAX_RANK];
+  int64_t dims[DSR_MAX_RANK];
+} dsc_slice_plan;
+ds_status dsc_plan_slice(const dsc_graph *g, const dsc_node *n, const dsc_value *in,
+                         dsc_slice_plan *p, ds_error *err);
+
 /* Op handlers: each infers the output shapes and, when the inputs allow, folds. Files:
  * dsc_ops_shape.c (shape arithmetic), dsc_ops_math.c (elementwise, reductions),
  * dsc_ops_nn.c (convolution, products, sampling). */
@@ -193,10 +211,16 @@ dsc_op_handler dsc_find_handler(const char *op_type);
 dsc_op_handler dsc_find_shape_handler(const char *op_type);
 dsc_op_handler dsc_find_math_handler(const char *op_type);
 dsc_op_handler dsc_find_nn_handler(const char *op_type);
+/* Pad and Gelu (dsc_ops_extra.c). */
+dsc_op_handler dsc_find_extra_handler(const char *op_type);
 
 /* --- dsc_fuse.c --- */
 ds_status dsc_fuse_layer_norm(dsc_graph *g, ds_error *err);
 ds_status dsc_fuse_gelu(dsc_graph *g, ds_error *err);
+
+/* Turns MatMul(A, B) + C with A 2-D, B a constant 2-D weight and C a constant bias of B's
+ * columns into one GEMM node (dsc_fuse_matmul.c). */
+ds_status dsc_fuse_matmul_add(dsc_graph *g, ds_error *err);
 
 /* --- dsc_lift.c --- */
 ds_status dsc_lift_deform_blocks(dsc_graph *g, ds_error *err);
@@ -204,6 +228,18 @@ ds_status dsc_lift_deform_blocks(dsc_graph *g, ds_error *err);
 /* --- dsc_lower.c --- */
 ds_status dsc_mark_live(dsc_graph *g, ds_error *err);
 ds_status dsc_lower_graph(dsc_graph *g, ds_error *err);
+
+/* Lowers the data-movement and product ops that have no one-to-one dsr op: Slice, Concat,
+ * Expand, Where, Pad and Einsum (dsc_lower_ops.c). *done is 1 when node index was lowered;
+ * an op it cannot lower is left for the unsupported-op report, or fails when the node is
+ * of a lowered type but its inputs rule it out (the message names node, op and shapes). */
+ds_status dsc_lower_data_op(dsc_graph *g, int32_t index, int *done, ds_error *err);
+
+/* --- dsc_passes.c --- */
+/* Runs pass and appends its dsc_pass_stats to the report; changed (may be NULL) is the report
+ * counter whose growth is the pass's changed_count. */
+ds_status dsc_run_pass(dsc_graph *g, const char *name, ds_status (*pass)(dsc_graph *, ds_error *),
+                       const int32_t *changed, ds_error *err);
 
 /* --- dsc_build.c --- */
 ds_status dsc_build_model(dsc_graph *g, dsr_model *model, ds_error *err);

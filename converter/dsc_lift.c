@@ -187,8 +187,13 @@ static ds_status read_geometry(const dsc_graph *g, block *b, ds_error *err) {
   const dsc_value *wq = &g->values[g->nodes[b->q_conv].inputs[1]];
   const dsc_value *wdw = &g->values[g->nodes[b->offset_conv].inputs[1]];
   const dsc_value *offset = &g->values[g->nodes[b->offset_conv].outputs[0]];
-  if (x->rank != 4 || x->dims[0] != 1 || wq->rank != 4 || wq->dims[0] != x->dims[1])
-    return block_fail(g, b, err, "its input must be (1, C, H, W) with C the proj_q channels");
+  if (x->rank != 4 || x->dims[0] != 1 || wq->rank != 4 || wq->dims[0] != x->dims[1]) {
+    char xs[96], ws[96], detail[320];
+    snprintf(detail, sizeof detail, "its input '%.80s' has shape %s and proj_q.weight %s; the "
+             "input must be (1, C, H, W) with C the proj_q channels", x->name,
+             dsc_shape_text(x, xs, sizeof xs), dsc_shape_text(wq, ws, sizeof ws));
+    return block_fail(g, b, err, detail);
+  }
   if (wdw->rank != 4 || wdw->dims[1] != 1 || wdw->dims[2] != wdw->dims[3] ||
       wdw->dims[0] <= 0 || x->dims[1] % wdw->dims[0] != 0 || offset->rank != 4)
     return block_fail(g, b, err, "conv_offset.0.weight must be a depthwise (Cg, 1, k, k) "
@@ -234,14 +239,18 @@ static ds_status read_rpe_table(dsc_graph *g, block *b, ds_error *err) {
                       "table");
   const dsc_value *t = &g->values[table];
   dsr_deform_attn *d = &b->d;
+  /* A table built for another map size is read rescaled (float mode only), as PyTorch's
+   * grid_sample does when a dynamic-axes export runs at a new size. */
+  int other_size = t->dims[2] != 2 * d->height - 1 || t->dims[3] != 2 * d->width - 1;
   if (t->rank != 4 || t->dtype != DSC_DTYPE_F32 || t->dims[0] != d->groups ||
-      t->dims[2] != 2 * d->height - 1 || t->dims[3] != 2 * d->width - 1) {
+      (other_size && (d->height < 2 || d->width < 2 || t->dims[2] < 1 || t->dims[3] < 1))) {
     char shape[96], detail[512];
     dsc_shape_text(t, shape, sizeof shape);
-    snprintf(detail, sizeof detail, "the bias table '%.80s' has shape %s, expected (%d, heads "
-             "/ groups, %d, %d) for groups %d on the %dx%d map; the module was built for "
-             "another map size", t->name, shape, d->groups, 2 * d->height - 1,
-             2 * d->width - 1, d->groups, d->height, d->width);
+    snprintf(detail, sizeof detail, "the bias table '%.80s' has shape %s, expected a float "
+             "(%d, heads / groups, rows, cols) table for groups %d, such as (%d, heads / "
+             "groups, %d, %d) for the %dx%d map (a table of another size needs a map of at "
+             "least 2x2)", t->name, shape, d->groups, d->groups, d->groups, 2 * d->height - 1,
+             2 * d->width - 1, d->height, d->width);
     return block_fail(g, b, err, detail);
   }
   d->heads = (int32_t)(t->dims[0] * t->dims[1]);
@@ -322,6 +331,41 @@ static ds_status read_convention(const dsc_graph *g, block *b, ds_error *err) {
     return DS_OK;
   }
   return block_fail(g, b, err, "cannot tell DAT (one Tanh) from DAT++ (a Clip) offsets");
+}
+
+/* The query grid of the bias lookup, from the constant grid that the displacement Sub reads:
+ * its first y is -1 when queries sit at pixel corners over H - 1 (DAT++ and this project's
+ * DAT fixtures) and -1 + 1 / H at pixel centres over H (the 2022 DAT code). */
+static ds_status read_query_grid(const dsc_graph *g, block *b, ds_error *err) {
+  int64_t grid_values = (int64_t)b->d.height * b->d.width * 2;
+  for (int32_t i = 0; i < b->node_count; i++) {
+    const dsc_node *n = &g->nodes[b->nodes[i]];
+    if (strcmp(n->op_type, "Sub") != 0 || n->input_count != 2 ||
+        !dsc_is_constant(g, n->inputs[0]))
+      continue;
+    const dsc_value *grid = &g->values[n->inputs[0]];
+    int64_t count = dsc_value_elements(grid);
+    if (grid->dtype != DSC_DTYPE_F32 || grid->rank < 1 || grid->dims[grid->rank - 1] != 2 ||
+        count % grid_values != 0 || count / grid_values > b->d.groups)
+      continue;
+    double first = dsc_get_f(grid, 0);
+    if (fabs(first + 1.0) < 1e-6)
+      return DS_OK;
+    if (fabs(first - (-1.0 + 1.0 / b->d.height)) < 1e-6) {
+      if (b->d.convention != DSR_DEFORM_DAT)
+        return block_fail(g, b, err, "its queries sit at pixel centres, which only DAT "
+                          "(tanh offsets) combines with; DAT++ places them at pixel corners");
+      b->d.convention = DSR_DEFORM_DAT_CENTRED;
+      return DS_OK;
+    }
+    char detail[256];
+    snprintf(detail, sizeof detail, "the query grid of its position bias starts at %g, "
+             "neither -1 (pixel corners) nor %g (pixel centres)", first,
+             -1.0 + 1.0 / b->d.height);
+    return block_fail(g, b, err, detail);
+  }
+  /* NOTE: no constant query grid found; the pixel-corner grid of DAT++ is assumed. */
+  return DS_OK;
 }
 
 /* attn_scale = head_channels ^ -0.5, checked against a scalar Mul on a product output. */
@@ -425,6 +469,7 @@ static ds_status read_parameters(dsc_graph *g, block *b, ds_error *err) {
   DS_TRY(read_convention(g, b, err));
   DS_TRY(set_conv_params(g, b, err));
   DS_TRY(read_rpe_table(g, b, err));
+  DS_TRY(read_query_grid(g, b, err));
   DS_TRY(check_attn_scale(g, b, err));
   b->d.slice.rows = b->d.slice.cols = 1;
   b->d.slice.semantics = DSR_SLICE_PHYSICAL;
@@ -481,6 +526,10 @@ static ds_status lift_block(dsc_graph *g, const char *prefix, ds_error *err) {
   if (length == 0)
     snprintf(b.name, sizeof b.name, "deform_attn");
   ds_status status = find_convs(g, &b, err);
+  if (status == DS_OK && g->values[b.x].rank < 0) {
+    /* An op without shape inference feeds the block; the lowering step names it. */
+    return DS_OK;
+  }
   if (status == DS_OK)
     status = collect_closure(g, &b, err);
   if (status == DS_OK)

@@ -12,10 +12,10 @@
 
 static const char supported_text[] =
     "Conv, MatMul, Gemm, Add, Sub, Mul, Div, Softmax, Transpose, Reshape, Flatten, Squeeze, "
-    "Unsqueeze, Identity, Cast (float to float), Gather (constant indices), "
-    "GlobalAveragePool, LayerNormalization, Einsum ('bcm,bcn->bmn', 'bmn,bcn->bcm', "
-    "'bmk,bkn->bmn'), the decomposed LayerNorm and exact GELU patterns, deformable attention "
-    "blocks, and any op whose inputs are all constant";
+    "Unsqueeze, Identity, Cast (float to float), Gather (constant indices), Slice, Concat, "
+    "Expand, Pad (constant), Where (constant condition), GlobalAveragePool, "
+    "LayerNormalization, Gelu, Einsum (batched products), the decomposed LayerNorm and exact "
+    "GELU patterns, deformable attention blocks, and any op whose inputs are all constant";
 
 typedef struct unsupported_list {
   int32_t count;
@@ -23,6 +23,7 @@ typedef struct unsupported_list {
   struct {
     char op_type[64];
     char node[DSR_NAME_BYTES];
+    char shape[64]; /* of the node's input 0 */
   } entries[DSC_MAX_UNSUPPORTED_TYPES];
 } unsupported_list;
 
@@ -57,15 +58,17 @@ ds_status dsc_mark_live(dsc_graph *g, ds_error *err) {
   }
 
   for (int32_t i = 0; i < g->node_count; i++) {
-    if (!live[i])
+    if (!live[i] && !g->nodes[i].dead) {
       g->nodes[i].dead = 1;
+      g->report->dead_node_count++;
+    }
   }
   free(live);
   free(stack);
   return DS_OK;
 }
 
-static void add_unsupported(unsupported_list *list, const dsc_node *n) {
+static void add_unsupported(const dsc_graph *g, unsupported_list *list, const dsc_node *n) {
   for (int32_t i = 0; i < list->count; i++) {
     if (strcmp(list->entries[i].op_type, n->op_type) == 0)
       return;
@@ -77,6 +80,10 @@ static void add_unsupported(unsupported_list *list, const dsc_node *n) {
   snprintf(list->entries[list->count].op_type, sizeof list->entries[0].op_type, "%s",
            n->op_type);
   snprintf(list->entries[list->count].node, sizeof list->entries[0].node, "%s", n->name);
+  snprintf(list->entries[list->count].shape, sizeof list->entries[0].shape, "none");
+  if (n->input_count > 0 && n->inputs[0] >= 0)
+    dsc_shape_text(&g->values[n->inputs[0]], list->entries[list->count].shape,
+                   sizeof list->entries[0].shape);
   list->count++;
 }
 
@@ -138,78 +145,6 @@ static int lower_direct(dsc_graph *g, dsc_node *n) {
   return 0;
 }
 
-/* Letters renamed by first appearance, so "bcm,bcn->bmn" reads "abc,abd->acd". */
-static void canonical_equation(const dsc_graph *g, const dsc_node *n, char *out,
-                               size_t size) {
-  char equation[128], map[128] = {0}, next = 'a';
-  if (dsc_attr_string(g, n, "equation", "", equation, sizeof equation, NULL) != DS_OK)
-    equation[0] = '\0';
-  size_t used = 0;
-  for (const char *p = equation; *p != '\0' && used + 1 < size; p++) {
-    unsigned char c = (unsigned char)*p;
-    if (c == ' ')
-      continue;
-    if (c < 128 && ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'))) {
-      if (map[c] == 0)
-        map[c] = next++;
-      out[used++] = map[c];
-    } else {
-      out[used++] = (char)c;
-    }
-  }
-  out[used] = '\0';
-}
-
-/* Inserts a Transpose (0, 2, 1) of input k before node index. */
-static ds_status transpose_input(dsc_graph *g, int32_t index, int32_t k, ds_error *err) {
-  int32_t source = g->nodes[index].inputs[k], transposed = -1, t = -1;
-  char base[160];
-  snprintf(base, sizeof base, "%.140s_transposed", g->values[source].name);
-  DS_TRY(dsc_graph_add_fresh_value(g, base, &transposed, err));
-  dsc_value *src = &g->values[source], *dst = &g->values[transposed];
-  dst->dtype = DSC_DTYPE_F32;
-  dst->rank = 3;
-  dst->dims[0] = src->dims[0];
-  dst->dims[1] = src->dims[2];
-  dst->dims[2] = src->dims[1];
-  snprintf(base, sizeof base, "%.140s/transpose", g->nodes[index].name);
-  DS_TRY(dsc_graph_add_node(g, base, "Transpose", 1, 1, &t, err));
-  dsc_node *node = &g->nodes[t];
-  node->op = DSR_OP_TRANSPOSE;
-  node->inputs[0] = source;
-  node->outputs[0] = transposed;
-  node->attrs.transpose.perm[0] = 0;
-  node->attrs.transpose.perm[1] = 2;
-  node->attrs.transpose.perm[2] = 1;
-  g->values[transposed].producer = t;
-  g->nodes[index].inputs[k] = transposed;
-  return DS_OK;
-}
-
-static ds_status lower_einsum(dsc_graph *g, int32_t index, int *done, ds_error *err) {
-  *done = 0;
-  const dsc_node *n = &g->nodes[index];
-  if (strcmp(n->op_type, "Einsum") != 0 || n->input_count != 2 || n->inputs[0] < 0 ||
-      n->inputs[1] < 0 || g->values[n->inputs[0]].rank != 3)
-    return DS_OK;
-  char equation[128];
-  canonical_equation(g, n, equation, sizeof equation);
-  if (strcmp(equation, "abc,abd->acd") == 0) { /* q^T k */
-    DS_TRY(transpose_input(g, index, 0, err));
-  } else if (strcmp(equation, "abc,adc->adb") == 0) { /* v attn^T */
-    DS_TRY(transpose_input(g, index, 0, err));
-    dsc_node *m = &g->nodes[index];
-    int32_t t = m->inputs[0];
-    m->inputs[0] = m->inputs[1];
-    m->inputs[1] = t;
-  } else if (strcmp(equation, "abc,acd->abd") != 0) {
-    return DS_OK;
-  }
-  g->nodes[index].op = DSR_OP_MATMUL;
-  *done = 1;
-  return DS_OK;
-}
-
 /* Gives a Gather with negative indices its own copy with the indices made non-negative,
  * since the same constant may serve Gathers of different axis sizes. */
 static ds_status resolve_gather_indices(dsc_graph *g, int32_t index, ds_error *err) {
@@ -246,9 +181,9 @@ static ds_status lower_node(dsc_graph *g, int32_t index, unsupported_list *list,
   if (n->outputs[0] >= 0 && (lower_reshape_like(g, n) || lower_direct(g, n)))
     return n->op == DSR_OP_GATHER ? resolve_gather_indices(g, index, err) : DS_OK;
   int done = 0;
-  DS_TRY(lower_einsum(g, index, &done, err));
+  DS_TRY(dsc_lower_data_op(g, index, &done, err));
   if (!done)
-    add_unsupported(list, &g->nodes[index]);
+    add_unsupported(g, list, &g->nodes[index]);
   return DS_OK;
 }
 
@@ -258,9 +193,10 @@ static ds_status report_unsupported(const dsc_graph *g, const unsupported_list *
   size_t used = 0;
   text[0] = '\0';
   for (int32_t i = 0; i < list->count && used < sizeof text; i++)
-    used += (size_t)snprintf(text + used, sizeof text - used, "%s%s (first at node %s)",
-                             i > 0 ? ", " : "", list->entries[i].op_type,
-                             list->entries[i].node);
+    used += (size_t)snprintf(text + used, sizeof text - used,
+                             "%s%s (first at node %s, input shape %s)", i > 0 ? ", " : "",
+                             list->entries[i].op_type, list->entries[i].node,
+                             list->entries[i].shape);
   return ds_fail(err, DS_ERR_UNSUPPORTED_OP, "%s: %d unsupported op type%s: %s%s; supported: "
                  "%s", g->path, list->count + list->overflow_count,
                  list->count + list->overflow_count == 1 ? "" : "s", text,

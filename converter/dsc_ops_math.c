@@ -1,5 +1,5 @@
 /*
- * Elementwise and reduction ops: shape inference and folding for Add, Sub, Mul, Div, Pow,
+ * Elementwise and reduction ops: shape inference and folding for Add, Sub, Mul, Div, Pow, Mod,
  * Equal, Less, Greater, Where, the float unary ops, Clip, ReduceMean, ReduceSum and Softmax,
  * with numpy broadcasting. Integer arithmetic is int64; integer Div truncates toward zero.
  */
@@ -11,6 +11,7 @@
 
 typedef enum binary_kind {
   BINARY_ADD, BINARY_SUB, BINARY_MUL, BINARY_DIV, BINARY_POW,
+  BINARY_MOD, BINARY_FMOD,
   BINARY_EQUAL, BINARY_LESS, BINARY_GREATER, BINARY_AND, BINARY_OR,
 } binary_kind;
 
@@ -25,6 +26,11 @@ static double apply_float(binary_kind kind, double a, double b) {
   case BINARY_MUL: return a * b;
   case BINARY_DIV: return a / b;
   case BINARY_POW: return pow(a, b);
+  case BINARY_FMOD: return fmod(a, b);
+  case BINARY_MOD: {
+    double r = fmod(a, b); /* Python's %: the result takes the sign of the divisor */
+    return r != 0.0 && (r < 0.0) != (b < 0.0) ? r + b : r;
+  }
   case BINARY_EQUAL: return a == b;
   case BINARY_LESS: return a < b;
   case BINARY_GREATER: return a > b;
@@ -45,6 +51,14 @@ static int apply_int(binary_kind kind, int64_t a, int64_t b, int64_t *out) {
       return 0;
     *out = a / b;
     return 1;
+  case BINARY_MOD:
+  case BINARY_FMOD: {
+    if (b == 0 || (a == INT64_MIN && b == -1))
+      return 0;
+    int64_t r = a % b; /* C truncates, as fmod does */
+    *out = kind == BINARY_MOD && r != 0 && ((r < 0) != (b < 0)) ? r + b : r;
+    return 1;
+  }
   case BINARY_POW: {
     double p = pow((double)a, (double)b);
     *out = (p > -9.2e18 && p < 9.2e18) ? (int64_t)p : 0;
@@ -102,6 +116,12 @@ static ds_status op_sub(dsc_graph *g, dsc_node *n, ds_error *e) { return binary(
 static ds_status op_mul(dsc_graph *g, dsc_node *n, ds_error *e) { return binary(g, n, BINARY_MUL, e); }
 static ds_status op_div(dsc_graph *g, dsc_node *n, ds_error *e) { return binary(g, n, BINARY_DIV, e); }
 static ds_status op_pow(dsc_graph *g, dsc_node *n, ds_error *e) { return binary(g, n, BINARY_POW, e); }
+
+static ds_status op_mod(dsc_graph *g, dsc_node *n, ds_error *err) {
+  int64_t fmod_attr = 0;
+  DS_TRY(dsc_attr_int(g, n, "fmod", 0, &fmod_attr, err));
+  return binary(g, n, fmod_attr != 0 ? BINARY_FMOD : BINARY_MOD, err);
+}
 static ds_status op_equal(dsc_graph *g, dsc_node *n, ds_error *e) { return binary(g, n, BINARY_EQUAL, e); }
 static ds_status op_less(dsc_graph *g, dsc_node *n, ds_error *e) { return binary(g, n, BINARY_LESS, e); }
 static ds_status op_greater(dsc_graph *g, dsc_node *n, ds_error *e) { return binary(g, n, BINARY_GREATER, e); }
@@ -324,6 +344,7 @@ typedef struct named_handler {
 static const named_handler math_handlers[] = {
     {"Add", op_add},         {"Sub", op_sub},           {"Mul", op_mul},
     {"Div", op_div},         {"Pow", op_pow},           {"Equal", op_equal},
+    {"Mod", op_mod},
     {"Less", op_less},       {"Greater", op_greater},   {"And", op_and},
     {"Or", op_or},           {"Where", op_where},       {"Sqrt", op_sqrt},
     {"Erf", op_erf},         {"Tanh", op_tanh},         {"Exp", op_exp},

@@ -1,7 +1,7 @@
 /*
  * Shape arithmetic ops: shape inference and folding for Shape, Size, Identity, Cast, Reshape,
  * Flatten, Squeeze, Unsqueeze, Concat, Transpose, Expand, Gather, Slice, ConstantOfShape,
- * Range and ScatterND (semantics of ONNX opsets 13 to 18).
+ * Range and ScatterND (semantics of ONNX opsets 13 to 21).
  */
 #include <inttypes.h>
 #include <math.h>
@@ -411,18 +411,12 @@ static ds_status op_gather(dsc_graph *g, dsc_node *n, ds_error *err) {
   return DS_OK;
 }
 
-typedef struct slice_plan {
-  int64_t start[DSR_MAX_RANK];
-  int64_t step[DSR_MAX_RANK];
-  int64_t dims[DSR_MAX_RANK];
-} slice_plan;
-
 static int64_t clamp64(int64_t v, int64_t lo, int64_t hi) {
   return v < lo ? lo : (v > hi ? hi : v);
 }
 
-static ds_status plan_slice(const dsc_graph *g, const dsc_node *n, const dsc_value *in,
-                            slice_plan *p, ds_error *err) {
+ds_status dsc_plan_slice(const dsc_graph *g, const dsc_node *n, const dsc_value *in,
+                         dsc_slice_plan *p, ds_error *err) {
   int64_t starts[DSR_MAX_RANK], ends[DSR_MAX_RANK], axes[DSR_MAX_RANK], steps[DSR_MAX_RANK];
   int32_t count = 0, end_count = 0, axis_count = -1, step_count = -1;
   DS_TRY(dsc_input_ints(g, n, 1, starts, DSR_MAX_RANK, &count, err));
@@ -465,8 +459,8 @@ static ds_status plan_slice(const dsc_graph *g, const dsc_node *n, const dsc_val
 static ds_status op_slice(dsc_graph *g, dsc_node *n, ds_error *err) {
   DS_TRY(dsc_require_inputs(g, n, 3, 5, err));
   const dsc_value *in = &g->values[n->inputs[0]];
-  slice_plan p;
-  DS_TRY(plan_slice(g, n, in, &p, err));
+  dsc_slice_plan p;
+  DS_TRY(dsc_plan_slice(g, n, in, &p, err));
   if (in->data == NULL)
     return dsc_set_output_shape(g, n, 0, in->dtype, in->rank, p.dims, err);
   int32_t dtype = in->dtype, rank = in->rank;

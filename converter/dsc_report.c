@@ -6,7 +6,8 @@
 static const char *const op_names[DSR_OP_COUNT] = {
     "?",         "CONV2D",  "MATMUL",   "GEMM",       "ADD",     "SUB",
     "MUL",       "DIV",     "LAYER_NORM", "GELU",     "SOFTMAX", "TRANSPOSE",
-    "RESHAPE",   "GATHER",  "GLOBAL_AVG_POOL", "DEFORM_ATTN",
+    "RESHAPE",   "GATHER",  "GLOBAL_AVG_POOL", "DEFORM_ATTN", "CONCAT",
+    "PAD",
 };
 
 const char *dsc_op_name(int32_t op) {
@@ -26,11 +27,27 @@ static void print_blocks(const dsc_report *r, FILE *out) {
     char map[32], samples[32], factor[32] = "-";
     snprintf(map, sizeof map, "%dx%d", b->height, b->width);
     snprintf(samples, sizeof samples, "%dx%d", b->samples_h, b->samples_w);
-    if (b->convention == DSR_DEFORM_DAT)
+    if (b->convention != DSR_DEFORM_DAT_PP)
       snprintf(factor, sizeof factor, "%.3g", (double)b->offset_range_factor);
+    const char *convention = b->convention == DSR_DEFORM_DAT_PP    ? "DAT++"
+                             : b->convention == DSR_DEFORM_DAT_CENTRED ? "DAT-c"
+                                                                      : "DAT";
     fprintf(out, "  %-28s %5d %9s %6d %5d %6d %6d %7s %-6s %6s\n", b->name, b->channels, map,
             b->groups, b->heads, b->offset_kernel, b->offset_stride, samples,
-            b->convention == DSR_DEFORM_DAT ? "DAT" : "DAT++", factor);
+            convention, factor);
+  }
+}
+
+/* One row per pass: live nodes and the tensors they use, before and after. */
+static void print_passes(const dsc_report *r, FILE *out) {
+  if (r->pass_count == 0)
+    return;
+  fprintf(out, "  %-20s %8s %8s %9s %9s %8s\n", "pass", "nodes", "after", "tensors", "after",
+          "changed");
+  for (int32_t i = 0; i < r->pass_count && i < DSC_MAX_REPORT_PASSES; i++) {
+    const dsc_pass_stats *p = &r->passes[i];
+    fprintf(out, "  %-20s %8d %8d %9d %9d %8d\n", p->name, p->nodes_before, p->nodes_after,
+            p->tensors_before, p->tensors_after, p->changed_count);
   }
 }
 
@@ -44,8 +61,11 @@ void dsc_report_print(const dsc_report *r, FILE *out) {
     fprintf(out, " %s=%d", r->ops_before[i].op_type, r->ops_before[i].count);
   if (r->op_type_overflow_count > 0)
     fprintf(out, " (+%d more nodes of other types)", r->op_type_overflow_count);
-  fprintf(out, "\nfolded nodes: %d, LayerNorm fused: %d, GELU fused: %d\n",
-          r->folded_node_count, r->layer_norm_fused_count, r->gelu_fused_count);
+  fprintf(out, "\nfolded nodes: %d, LayerNorm fused: %d, GELU fused: %d, MatMul+Add fused: %d, "
+          "dead nodes removed: %d\n",
+          r->folded_node_count, r->layer_norm_fused_count, r->gelu_fused_count,
+          r->matmul_add_fused_count, r->dead_node_count);
+  print_passes(r, out);
   fprintf(out, "model: %d nodes, %d tensors, %d constants (%" PRId64 " values)\nmodel ops:",
           r->node_count_after, r->tensor_count_after, r->constant_count_after,
           r->constant_element_count);

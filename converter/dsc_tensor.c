@@ -64,10 +64,6 @@ static void shape_text(const tensor_layout *l, char *text, size_t size) {
 static ds_status read_layout(dsc_graph *g, const Onnx__TensorProto *t, const char *what,
                              tensor_layout *l, ds_error *err) {
   memset(l, 0, sizeof *l);
-  if (t->has_data_location && t->data_location == ONNX__TENSOR_PROTO__DATA_LOCATION__EXTERNAL)
-    return ds_fail(err, DS_ERR_UNSUPPORTED_OP,
-                   "%s: %s keeps its data in an external file, which is not supported; "
-                   "save the model with its weights inside the .onnx file", g->path, what);
   if (t->segment != NULL)
     return ds_fail(err, DS_ERR_UNSUPPORTED_OP, "%s: %s is segmented, which is not supported",
                    g->path, what);
@@ -169,7 +165,15 @@ ds_status dsc_tensor_read(dsc_graph *g, const Onnx__TensorProto *t, const char *
     return ds_fail(err, DS_ERR_OUT_OF_MEMORY, "%s: no memory for the %" PRId64
                    " elements of %s", g->path, l.count, what);
   ds_status status = DS_OK;
-  if (t->has_raw_data) {
+  int external = t->has_data_location &&
+                 t->data_location == ONNX__TENSOR_PROTO__DATA_LOCATION__EXTERNAL;
+  if (external) {
+    uint8_t *bytes = NULL;
+    status = dsc_external_read(g, t, what, (uint64_t)l.count * l.element_bytes, &bytes, err);
+    if (status == DS_OK)
+      convert_raw(t->data_type, bytes, l.count, data);
+    free(bytes);
+  } else if (t->has_raw_data) {
     uint64_t expected = (uint64_t)l.count * l.element_bytes;
     if (t->raw_data.len != expected) {
       char shape[128];

@@ -249,7 +249,14 @@ static ds_status take_attrs(dsf_cursor *cursor, dsr_node *n) {
     return dsf_take_f32(cursor, "norm epsilon", &a->norm.epsilon);
   case DSR_OP_SOFTMAX:
   case DSR_OP_GATHER:
+  case DSR_OP_CONCAT:
     return dsf_take_i32(cursor, "axis", &a->softmax.axis);
+  case DSR_OP_PAD:
+    for (int i = 0; i < DSR_MAX_RANK; i++)
+      DS_TRY(dsf_take_i32(cursor, "pad begin", &a->pad.begin[i]));
+    for (int i = 0; i < DSR_MAX_RANK; i++)
+      DS_TRY(dsf_take_i32(cursor, "pad end", &a->pad.end[i]));
+    return dsf_take_f32(cursor, "pad value", &a->pad.value);
   case DSR_OP_TRANSPOSE:
     for (int i = 0; i < DSR_MAX_RANK; i++)
       DS_TRY(dsf_take_i32(cursor, "transpose perm", &a->transpose.perm[i]));
@@ -270,7 +277,7 @@ static ds_status take_deform(dsf_cursor *cursor, int32_t tensor_count, dsr_defor
   for (size_t i = 0; i < sizeof positive / sizeof positive[0]; i++)
     DS_TRY(take_ranged(cursor, positive_names[i], 1, INT32_MAX, positive[i]));
   DS_TRY(take_ranged(cursor, "deform offset pad", 0, INT32_MAX, &p->offset_pad));
-  DS_TRY(take_ranged(cursor, "deform convention", DSR_DEFORM_DAT, DSR_DEFORM_DAT_PP,
+  DS_TRY(take_ranged(cursor, "deform convention", DSR_DEFORM_DAT, DSR_DEFORM_DAT_CENTRED,
                      &p->convention));
   DS_TRY(dsf_take_f32(cursor, "deform offset range factor", &p->offset_range_factor));
   DS_TRY(dsf_take_f32(cursor, "deform attention scale", &p->attn_scale));

@@ -11,7 +11,8 @@ static const char *op_name(int32_t op) {
   static const char *const names[DSR_OP_COUNT] = {
       "(none)",     "CONV2D",    "MATMUL",  "GEMM",      "ADD",     "SUB",
       "MUL",        "DIV",       "LAYER_NORM", "GELU",   "SOFTMAX", "TRANSPOSE",
-      "RESHAPE",    "GATHER",    "GLOBAL_AVG_POOL", "DEFORM_ATTN"};
+      "RESHAPE",    "GATHER",    "GLOBAL_AVG_POOL", "DEFORM_ATTN",
+      "CONCAT",     "PAD"};
   return op > 0 && op < DSR_OP_COUNT ? names[op] : "unknown";
 }
 

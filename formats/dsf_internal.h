@@ -82,6 +82,7 @@ enum {
   DSF_ATTR_NORM_BYTES = 2 * 4,
   DSF_ATTR_AXIS_BYTES = 4,
   DSF_ATTR_TRANSPOSE_BYTES = DSR_MAX_RANK * 4,
+  DSF_ATTR_PAD_BYTES = 2 * DSR_MAX_RANK * 4 + 4,
   DSF_DEFORM_WIRE_BYTES = 10 * 4 + 3 * 4 + 4 + DSR_DEFORM_PARAM_COUNT * 4,
 };
 
@@ -92,7 +93,9 @@ static inline uint32_t dsf_op_attr_bytes(int32_t op) {
   case DSR_OP_GEMM: return DSF_ATTR_GEMM_BYTES;
   case DSR_OP_LAYER_NORM: return DSF_ATTR_NORM_BYTES;
   case DSR_OP_SOFTMAX:
-  case DSR_OP_GATHER: return DSF_ATTR_AXIS_BYTES;
+  case DSR_OP_GATHER:
+  case DSR_OP_CONCAT: return DSF_ATTR_AXIS_BYTES;
+  case DSR_OP_PAD: return DSF_ATTR_PAD_BYTES;
   case DSR_OP_TRANSPOSE: return DSF_ATTR_TRANSPOSE_BYTES;
   default: return 0;
   }

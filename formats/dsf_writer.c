@@ -182,7 +182,15 @@ static void put_attrs(dsf_buffer *buffer, const dsr_node *n) {
     break;
   case DSR_OP_SOFTMAX:
   case DSR_OP_GATHER:
+  case DSR_OP_CONCAT:
     dsf_put_i32(buffer, a->softmax.axis);
+    break;
+  case DSR_OP_PAD:
+    for (int i = 0; i < DSR_MAX_RANK; i++)
+      dsf_put_i32(buffer, a->pad.begin[i]);
+    for (int i = 0; i < DSR_MAX_RANK; i++)
+      dsf_put_i32(buffer, a->pad.end[i]);
+    dsf_put_f32(buffer, a->pad.value);
     break;
   case DSR_OP_TRANSPOSE:
     for (int i = 0; i < DSR_MAX_RANK; i++)

@@ -259,7 +259,8 @@ typedef struct bias_job {
 static void bias_rows(void *context, int64_t begin, int64_t end, int32_t task_index) {
   const bias_job *job = context;
   (void)task_index;
-  const dsr_deform_attn *layer = job->args->node->deform;
+  const dsr_f32_args *args = job->args;
+  const dsr_deform_attn *layer = args->node->deform;
   const dsr_patch *patch = job->patch;
   const deform_buffers *b = job->b;
   size_t samples = job->samples;
@@ -267,8 +268,22 @@ static void bias_rows(void *context, int64_t begin, int64_t end, int32_t task_in
   int32_t group_heads = layer->heads / layer->groups;
   int32_t core_w = patch->core_x1 - patch->core_x0;
   size_t core_pixels = (size_t)(patch->core_y1 - patch->core_y0) * core_w;
-  int32_t table_h = 2 * map_h - 1, table_w = 2 * map_w - 1;
-  const float *rpe = param(job->args, DSR_DEFORM_RPE_TABLE);
+  const dsr_tensor *table_tensor = &args->model->tensors[layer->params[DSR_DEFORM_RPE_TABLE]];
+  int32_t table_h = table_tensor->dims[1], table_w = table_tensor->dims[2];
+  const float *rpe = param(args, DSR_DEFORM_RPE_TABLE);
+
+  /* Centred queries sit at (q + 0.5) / H of the map, which is (q + 0.5) (H - 1) / H in
+   * pixels. */
+  int centred = layer->convention == DSR_DEFORM_DAT_CENTRED;
+  float centre_y = centred ? (float)(map_h - 1) / (float)map_h : 1.0f;
+  float centre_x = centred ? (float)(map_w - 1) / (float)map_w : 1.0f;
+  float shift = centred ? 0.5f : 0.0f;
+  /* A table of another size than 2H - 1 by 2W - 1 (built for another map) is read at the
+   * displacement rescaled to it, as grid_sample's normalized coordinates do. */
+  int rescale = table_h != 2 * map_h - 1 || table_w != 2 * map_w - 1;
+  float half_h = (float)(table_h - 1) * 0.5f, half_w = (float)(table_w - 1) * 0.5f;
+  float scale_y = rescale ? half_h / (float)(map_h - 1) : 1.0f;
+  float scale_x = rescale ? half_w / (float)(map_w - 1) : 1.0f;
   for (int64_t r = begin; r < end; r++) {
     int32_t hd = (int32_t)((size_t)r / core_pixels);
     size_t p = (size_t)r % core_pixels;
@@ -278,9 +293,14 @@ static void bias_rows(void *context, int64_t begin, int64_t end, int32_t task_in
     int32_t qy = patch->core_y0 + (int32_t)(p / (size_t)core_w);
     int32_t qx = patch->core_x0 + (int32_t)(p % (size_t)core_w);
     float *row = b->logits + ((size_t)hd * core_pixels + p) * samples;
+    float query_y = ((float)qy + shift) * centre_y, query_x = ((float)qx + shift) * centre_x;
     for (size_t n = 0; n < samples; n++) {
-      float table_y = (float)(map_h - 1 + qy - patch->ext_y0) - pos_y[n];
-      float table_x = (float)(map_w - 1 + qx - patch->ext_x0) - pos_x[n];
+      float table_y = (float)(map_h - 1 - patch->ext_y0) + query_y - pos_y[n];
+      float table_x = (float)(map_w - 1 - patch->ext_x0) + query_x - pos_x[n];
+      if (rescale) {
+        table_y = half_h + (query_y - (float)patch->ext_y0 - pos_y[n]) * scale_y;
+        table_x = half_w + (query_x - (float)patch->ext_x0 - pos_x[n]) * scale_x;
+      }
       row[n] = bilinear(table, (size_t)table_w, table_h, table_w, table_y, table_x);
     }
   }

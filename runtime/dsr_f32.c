@@ -42,6 +42,12 @@ void dsr_f32_run_node(const dsr_f32_args *args) {
   case DSR_OP_DEFORM_ATTN:
     dsr_f32_deform_attn(args);
     break;
+  case DSR_OP_CONCAT:
+    dsr_f32_concat(args);
+    break;
+  case DSR_OP_PAD:
+    dsr_f32_pad(args);
+    break;
   case DSR_OP_COUNT:
     break;
   }

@@ -18,7 +18,8 @@
 static const char *const op_names[DSR_OP_COUNT] = {
     "?",         "CONV2D", "MATMUL",     "GEMM",    "ADD",       "SUB",
     "MUL",       "DIV",    "LAYER_NORM", "GELU",    "SOFTMAX",   "TRANSPOSE",
-    "RESHAPE",   "GATHER", "GLOBAL_AVG_POOL",       "DEFORM_ATTN"};
+    "RESHAPE",   "GATHER", "GLOBAL_AVG_POOL",       "DEFORM_ATTN",
+    "CONCAT",    "PAD"};
 
 static const char *op_name(int32_t op) {
   return op > 0 && op < DSR_OP_COUNT ? op_names[op] : "unknown op";

@@ -53,6 +53,12 @@ void dsr_f32_reshape(const dsr_f32_args *args);
 void dsr_f32_gather(const dsr_f32_args *args);
 void dsr_f32_global_avg_pool(const dsr_f32_args *args);
 void dsr_f32_deform_attn(const dsr_f32_args *args);
+void dsr_f32_concat(const dsr_f32_args *args);
+void dsr_f32_pad(const dsr_f32_args *args);
+
+/* Plan-time checks of CONCAT and PAD (dsr_concat_pad.c). */
+ds_status dsr_validate_concat(const dsr_model *model, int32_t node_index, ds_error *err);
+ds_status dsr_validate_pad(const dsr_model *model, int32_t node_index, ds_error *err);
 
 /* Dispatches on args->node->op. */
 void dsr_f32_run_node(const dsr_f32_args *args);

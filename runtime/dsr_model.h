@@ -87,7 +87,9 @@ typedef enum dsr_op {
   DSR_OP_GATHER = 13,         /* in: x, indices (constant I64 or I32). attrs.axis */
   DSR_OP_GLOBAL_AVG_POOL = 14,
   DSR_OP_DEFORM_ATTN = 15,    /* the lifted deformable attention layer: node.deform */
-  DSR_OP_COUNT = 16
+  DSR_OP_CONCAT = 16,         /* in: 2 to 4 tensors joined along attrs.axis */
+  DSR_OP_PAD = 17,            /* in: x. Constant padding, attrs.pad */
+  DSR_OP_COUNT = 18
 } dsr_op;
 
 typedef struct dsr_conv_attrs {
@@ -108,14 +110,20 @@ typedef union dsr_attrs {
   dsr_conv_attrs conv;
   dsr_gemm_attrs gemm;
   struct { int32_t axis; float epsilon; } norm;   /* LAYER_NORM */
-  struct { int32_t axis; } softmax;               /* SOFTMAX, GATHER (axis) */
+  struct { int32_t axis; } softmax;               /* SOFTMAX, GATHER, CONCAT (axis) */
   struct { int32_t perm[DSR_MAX_RANK]; } transpose;
+  /* PAD: begin[i] elements of value before and end[i] after axis i, both >= 0. */
+  struct { int32_t begin[DSR_MAX_RANK]; int32_t end[DSR_MAX_RANK]; float value; } pad;
 } dsr_attrs;
 
 /* Offset convention of the deformable layer. */
 typedef enum dsr_deform_convention {
   DSR_DEFORM_DAT = 0,    /* reference / Hk, offsets tanh(o) * factor / Hk, no clamp */
   DSR_DEFORM_DAT_PP = 1, /* reference / (Hk - 1), raw offsets, positions clamped to [-1, 1] */
+  /* DAT as its 2022 code computes it. Offsets and reference points are DSR_DEFORM_DAT's, but
+   * each query reads the bias table from its pixel centre normalised by H and W,
+   * (y + 0.5) / H * 2 - 1, instead of y / (H - 1) * 2 - 1. Float mode only. */
+  DSR_DEFORM_DAT_CENTRED = 2,
 } dsr_deform_convention;
 
 typedef enum dsr_slice_semantics {

@@ -13,6 +13,10 @@
  * the run for the model output). When a tensor becomes live it takes the smallest gap between
  * the live tensors that fits it (best fit), else the bytes after the highest live tensor.
  * The scan keeps only the live set, on the stack, so planning allocates nothing.
+ *
+ * In float mode a RESHAPE whose input dies at it writes over that input: its output takes the
+ * input's bytes, and the kernel skips the copy when both are the same. This saves one copy of
+ * the largest tensors of attention blocks at their peak.
  */
 #include <string.h>
 
@@ -27,6 +31,7 @@ typedef struct live_tensor {
   size_t offset;
   size_t bytes;
   int32_t last_use;
+  int32_t tensor;
 } live_tensor;
 
 typedef struct live_set {
@@ -78,7 +83,7 @@ static void release_dead(live_set *set, int32_t now) {
 }
 
 /* Places bytes in the best-fitting gap of the live set (kept sorted by offset). */
-static size_t place_best_fit(live_set *set, size_t bytes, int32_t last) {
+static size_t place_best_fit(live_set *set, size_t bytes, int32_t last, int32_t tensor) {
   size_t cursor = 0, best_offset = 0, best_gap = SIZE_MAX;
   int32_t best_slot = -1;
   for (int32_t i = 0; i < set->count; i++) {
@@ -104,10 +109,30 @@ static size_t place_best_fit(live_set *set, size_t bytes, int32_t last) {
   set->entries[best_slot].offset = best_offset;
   set->entries[best_slot].bytes = bytes;
   set->entries[best_slot].last_use = last;
+  set->entries[best_slot].tensor = tensor;
   set->count++;
   if (best_offset + bytes > set->peak_bytes)
     set->peak_bytes = best_offset + bytes;
   return best_offset;
+}
+
+/* A float RESHAPE at step whose input dies there hands the input's bytes to its output:
+ * returns 1 and the offset after extending the entry's lifetime to the output's. */
+static int reuse_reshape_input(const dsr_model *model, live_set *set, int32_t step,
+                               int32_t tensor, size_t bytes, size_t *offset) {
+  const dsr_node *node = &model->nodes[step];
+  if (node->op != DSR_OP_RESHAPE || node->input_count < 1)
+    return 0;
+  for (int32_t i = 0; i < set->count; i++) {
+    live_tensor *e = &set->entries[i];
+    if (e->tensor != node->inputs[0] || e->last_use != step || e->bytes != bytes)
+      continue;
+    e->last_use = last_use(model, tensor, step);
+    e->tensor = tensor;
+    *offset = e->offset;
+    return 1;
+  }
+  return 0;
 }
 
 static size_t node_scratch_bytes(const dsr_model *model, int32_t node_index, dsr_mode mode,
@@ -170,7 +195,10 @@ ds_status dsr_plan_layout(const dsr_model *model, dsr_mode mode, uint32_t flags,
                        "the planner tracks: plan with DSR_PLAN_KEEP_ALL instead",
                        step, node->name, DSR_PLAN_MAX_LIVE);
       }
-      offset = place_best_fit(&set, bytes, last_use(model, tensor, step < 0 ? -1 : step));
+      if (mode != DSR_MODE_FLOAT || step < 0 ||
+          !reuse_reshape_input(model, &set, step, tensor, bytes, &offset))
+        offset = place_best_fit(&set, bytes, last_use(model, tensor, step < 0 ? -1 : step),
+                                tensor);
     }
     if (tensor_offsets != NULL)
       tensor_offsets[tensor] = activation_base + offset;

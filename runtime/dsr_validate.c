@@ -17,7 +17,7 @@ static const char *const op_labels[DSR_OP_COUNT] = {
     "?",           "CONV2D",    "MATMUL",  "GEMM",    "ADD",
     "SUB",         "MUL",       "DIV",     "LAYER_NORM", "GELU",
     "SOFTMAX",     "TRANSPOSE", "RESHAPE", "GATHER",  "GLOBAL_AVG_POOL",
-    "DEFORM_ATTN",
+    "DEFORM_ATTN", "CONCAT",    "PAD",
 };
 
 const char *dsr_op_label(int32_t op) {
@@ -71,8 +71,8 @@ static void dims_text(const int32_t *dims, int32_t rank, char *text) {
 }
 
 /* Minimum and maximum input_count of each op. */
-static const int8_t op_min_inputs[DSR_OP_COUNT] = {0, 2, 2, 2, 2, 2, 2, 2, 2, 1, 1, 1, 1, 2, 1, 1};
-static const int8_t op_max_inputs[DSR_OP_COUNT] = {0, 3, 2, 3, 2, 2, 2, 2, 3, 1, 1, 1, 2, 2, 1, 1};
+static const int8_t op_min_inputs[DSR_OP_COUNT] = {0, 2, 2, 2, 2, 2, 2, 2, 2, 1, 1, 1, 1, 2, 1, 1, 2, 1};
+static const int8_t op_max_inputs[DSR_OP_COUNT] = {0, 3, 2, 3, 2, 2, 2, 2, 3, 1, 1, 1, 2, 2, 1, 1, 4, 1};
 
 /* Inputs that may be -1: conv bias, Gemm C, LayerNorm beta, Reshape shape. */
 static int input_is_optional(int32_t op, int32_t j) {
@@ -449,9 +449,14 @@ static ds_status validate_deform(const dsr_model *model, int32_t node_index, dsr
     return NODE_FAIL(DS_ERR_SHAPE, "offset kernel %d and stride %d must be at least 1 and "
                      "padding %d not negative",
                      layer->offset_kernel, layer->offset_stride, layer->offset_pad);
-  if (layer->convention != DSR_DEFORM_DAT && layer->convention != DSR_DEFORM_DAT_PP)
-    return NODE_FAIL(DS_ERR_SHAPE, "offset convention %d is unknown: use 0 (DAT) or 1 (DAT++)",
+  if (layer->convention != DSR_DEFORM_DAT && layer->convention != DSR_DEFORM_DAT_PP &&
+      layer->convention != DSR_DEFORM_DAT_CENTRED)
+    return NODE_FAIL(DS_ERR_SHAPE, "offset convention %d is unknown: use 0 (DAT), 1 (DAT++) or "
+                     "2 (DAT with centred queries)",
                      layer->convention);
+  if (layer->convention == DSR_DEFORM_DAT_CENTRED && mode == DSR_MODE_FIXED)
+    return NODE_FAIL(DS_ERR_UNSUPPORTED_OP, "offset convention 2 (DAT with queries at pixel "
+                     "centres) has a float kernel only; fixed-point mode supports %d", 0);
   if (!isfinite(layer->attn_scale) || !isfinite(layer->offset_range_factor) ||
       !(layer->ln_epsilon >= 0.0f) || !isfinite(layer->ln_epsilon))
     return NODE_FAIL(DS_ERR_SHAPE, "attention scale %g, offset range factor %g and LayerNorm "
@@ -487,6 +492,13 @@ static ds_status validate_deform(const dsr_model *model, int32_t node_index, dsr
       (int64_t)c * c, c, cg * k * k, cg, cg, cg, 2 * cg, (int64_t)c * c, c,
       (int64_t)c * c, c, (int64_t)c * c, c,
       (int64_t)layer->heads * (2 * layer->height - 1) * (2 * layer->width - 1)};
+  /* Float mode also reads a table built for another map size (a model exported with dynamic
+   * axes and run at a new size), rescaling the displacement as grid_sample does. */
+  int32_t table = layer->params[DSR_DEFORM_RPE_TABLE];
+  if (mode == DSR_MODE_FLOAT && table >= 0 && table < model->tensor_count &&
+      model->tensors[table].rank == 3 && model->tensors[table].dims[0] == layer->heads &&
+      layer->height > 1 && layer->width > 1)
+    param_elements[DSR_DEFORM_RPE_TABLE] = dsr_tensor_elements(&model->tensors[table]);
   for (int32_t p = 0; p < DSR_DEFORM_PARAM_COUNT; p++) {
     int32_t index = layer->params[p];
     if (index < 0 || index >= model->tensor_count)
@@ -655,6 +667,13 @@ ds_status dsr_validate_node(const dsr_model *model, int32_t node_index, dsr_mode
     return validate_pool(model, node_index, err);
   case DSR_OP_DEFORM_ATTN:
     return validate_deform(model, node_index, mode, err);
+  case DSR_OP_CONCAT:
+  case DSR_OP_PAD:
+    if (mode == DSR_MODE_FIXED)
+      return NODE_FAIL(DS_ERR_UNSUPPORTED_OP, "op %d has a float kernel only; fixed-point "
+                       "mode does not run it", node->op);
+    return node->op == DSR_OP_CONCAT ? dsr_validate_concat(model, node_index, err)
+                                     : dsr_validate_pad(model, node_index, err);
   case DSR_OP_COUNT:
     break;
   }

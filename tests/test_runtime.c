@@ -1199,10 +1199,15 @@ Test(deform, bad_parameters_rejected) {
   dsr_plan_info plan;
   ds_error err;
 
+  /* Float mode reads a bias table built for another map size; one of other heads fails. */
   dc->tm.tensors[dc->tm.deform.params[DSR_DEFORM_RPE_TABLE]].dims[1] = 10;
   ds_error_clear(&err);
+  cr_assert_eq(dsr_plan(&dc->tm.model, DSR_MODE_FLOAT, 0, &plan, &err), DS_OK, "%s",
+               err.message);
+  dc->tm.tensors[dc->tm.deform.params[DSR_DEFORM_RPE_TABLE]].dims[0] = 3;
+  ds_error_clear(&err);
   cr_assert_eq(dsr_plan(&dc->tm.model, DSR_MODE_FLOAT, 0, &plan, &err), DS_ERR_SHAPE);
-  cr_assert(strstr(err.message, "(2,10,11)") != NULL, "%s", err.message);
+  cr_assert(strstr(err.message, "(3,10,11)") != NULL, "%s", err.message);
 
   build_deform(dc, 4, 6, 6, 2, 2, 3, 2, DSR_DEFORM_DAT_PP);
   dc->tm.deform.params[DSR_DEFORM_PROJ_V_B] = -1;

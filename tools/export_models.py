@@ -31,6 +31,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from models import local_attention  # noqa: E402
+from models.dat import DAttentionBaseline  # noqa: E402
 from models.dat_family import (CONFIGS, TARGET_PARAMS, build, count_parameters,  # noqa: E402
                                resize_rpe_tables)
 
@@ -86,6 +87,39 @@ def op_histogram(onnx_model):
     return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
 
 
+REDUCE_OPS = ("ReduceMean", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceL1", "ReduceL2",
+              "ReduceLogSum", "ReduceLogSumExp", "ReduceSumSquare")
+
+
+def upgrade_to_opset18(onnx_model):
+    """Rewrite an opset 17 graph as opset 18, the way newer exporters write it.
+
+    torch 1.13 exports up to opset 17. From 17 to 18 only the Reduce* ops other than
+    ReduceSum change for what these models use: their axes move from an attribute to a
+    second input. Every other op of the graph keeps its meaning.
+    """
+    from onnx import helper, numpy_helper
+    import numpy as np
+
+    nodes = []
+    for node in onnx_model.graph.node:
+        if node.op_type in REDUCE_OPS:
+            axes = [a for a in node.attribute if a.name == "axes"]
+            if axes:
+                name = (node.name or node.output[0]) + "_axes"
+                value = numpy_helper.from_array(np.array(list(axes[0].ints), np.int64), name)
+                nodes.append(helper.make_node("Constant", [], [name], name=name, value=value))
+                node.attribute.remove(axes[0])
+                node.input.append(name)
+        nodes.append(node)
+    del onnx_model.graph.node[:]
+    onnx_model.graph.node.extend(nodes)
+    for opset in onnx_model.opset_import:
+        if opset.domain in ("", "ai.onnx"):
+            opset.version = 18
+    return onnx_model
+
+
 def dynamic_axes(kind):
     axes = {"none": {}, "batch": {0: "batch"}, "spatial": {2: "height", 3: "width"},
             "all": {0: "batch", 2: "height", 3: "width"}}[kind]
@@ -96,8 +130,12 @@ def dynamic_axes(kind):
 
 def export(model_name, size, opset=16, dynamic="none", external_data=False, checkpoint=None,
            num_classes=1000, in_chans=3, seed=0, out_dir="/work/exports", name=None,
-           quiet=False):
-    """Export one model; returns the metadata dictionary it also writes as NAME.json."""
+           quiet=False, write_meta=True, extra_sizes=()):
+    """Export one model; returns the metadata dictionary it also writes as NAME.json.
+
+    extra_sizes: more (height, width) inputs for a dynamic export, each written as
+    NAME.HxW.input.f32 and NAME.HxW.output.f32 with the same weights.
+    """
     import onnx
 
     name = name or f"{model_name}_{size_text(size)}_op{opset}"
@@ -120,13 +158,16 @@ def export(model_name, size, opset=16, dynamic="none", external_data=False, chec
     # With dynamic spatial axes, masks and neighbour indices must follow the input shape.
     local_attention.TRACE_INDICES = dynamic in ("spatial", "all")
     try:
-        torch.onnx.export(model, x, path, opset_version=opset, input_names=["input"],
+        torch.onnx.export(model, x, path, opset_version=min(opset, 17), input_names=["input"],
                           output_names=["output"], dynamic_axes=dynamic_axes(dynamic),
                           do_constant_folding=True)
     finally:
         local_attention.TRACE_INDICES = False
     export_s = time.time() - start
     graph = onnx.load(path)
+    if opset == 18:
+        graph = upgrade_to_opset18(graph)
+        onnx.save_model(graph, path)
     if external_data:
         data_name = name + ".onnx.data"
         if os.path.exists(os.path.join(out_dir, data_name)):
@@ -135,18 +176,32 @@ def export(model_name, size, opset=16, dynamic="none", external_data=False, chec
                         location=data_name, size_threshold=1024)
     x.numpy().astype("<f4").tofile(os.path.join(out_dir, name + ".input.f32"))
     y.numpy().astype("<f4").tofile(os.path.join(out_dir, name + ".output.f32"))
+    extra = []
+    for i, extra_size in enumerate(extra_sizes):
+        x2 = torch.randn(1, in_chans, *extra_size,
+                         generator=torch.Generator().manual_seed(seed + 3 + i))
+        with torch.no_grad():
+            y2 = model(x2)
+        stem = f"{name}.{extra_size[0]}x{extra_size[1]}"
+        x2.numpy().astype("<f4").tofile(os.path.join(out_dir, stem + ".input.f32"))
+        y2.numpy().astype("<f4").tofile(os.path.join(out_dir, stem + ".output.f32"))
+        extra.append({"input": list(x2.shape), "output": list(y2.shape),
+                      "files": stem + ".input.f32 / .output.f32"})
     meta = {
         "name": name, "model": model_name, "input": list(x.shape), "output": list(y.shape),
         "opset": opset, "dynamic": dynamic, "external_data": external_data,
         "checkpoint": checkpoint, "seed": seed, "parameters": count_parameters(model),
-        "map_sizes": [list(s) for s in model.map_sizes], "nodes": len(graph.graph.node),
+        "map_sizes": [list(s) for s in model.map_sizes],
+        "deform_blocks": sum(isinstance(m, DAttentionBaseline) for m in model.modules()),
+        "extra_inputs": extra, "nodes": len(graph.graph.node),
         "initializers": len(graph.graph.initializer), "ops": op_histogram(graph),
         "torch": torch.__version__, "torch_forward_s": round(torch_s, 3),
         "export_s": round(export_s, 3),
     }
-    with open(os.path.join(out_dir, name + ".json"), "w") as f:
-        json.dump(meta, f, indent=2)
-        f.write("\n")
+    if write_meta:
+        with open(os.path.join(out_dir, name + ".json"), "w") as f:
+            json.dump(meta, f, indent=2)
+            f.write("\n")
     if not quiet:
         print(f"{path}: {meta['nodes']} nodes, {meta['parameters']} parameters, output "
               f"{tuple(y.shape)}, export {export_s:.1f} s")

@@ -3,7 +3,7 @@
 Usage: /usr/bin/python3 tools/make_bad_onnx.py [--out tests/fixtures]
 
 Into OUT/bad/, models the importer must reject with a clear error:
-  opset99.onnx        default-domain opset 99 (supported: 13..18)
+  opset99.onnx        default-domain opset 99 (supported: 13..21)
   ir_version2.onnx    IR version 2 (the importer needs 3 or newer)
   unsupported_op.onnx MaxPool (twice) and HardSwish, which map onto no runtime op
   bad_raw_size.onnx   a (4, 4) float initializer with 12 bytes of raw_data
@@ -33,6 +33,9 @@ Into OUT/ops/, small valid models for ops the DAT fixtures do not contain:
                             with .input.f32 and .output.f32 (PyTorch's output), written only
                             when torch can be imported
 
+Besides these, tools/onnx_op_cases.py writes op-level models with numpy references into
+OUT/ops/ and more bad models into OUT/bad/; its docstring lists them.
+
 Needs the onnx package (1.12 in Debian) and tests/fixtures/deform_layer_dat_pp.onnx, and torch
 (1.13) for deform_dynamic_batch. The files are deterministic for the same torch build.
 """
@@ -42,6 +45,7 @@ import os
 
 import numpy as np
 import onnx
+import onnx_op_cases
 from onnx import TensorProto, helper, numpy_helper
 
 
@@ -304,7 +308,7 @@ def main():
     with open(os.path.join(bad, "not_onnx.txt"), "w") as f:
         f.write("This is a text file, not an ONNX model.\n")
     open(os.path.join(bad, "empty.onnx"), "wb").close()
-    for path in sorted(files):
+    for path in sorted(files) + onnx_op_cases.write_all(bad, ops):
         print(path)
     write_dynamic_batch(ops)
 

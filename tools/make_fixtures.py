@@ -17,6 +17,19 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from fashion_mnist import DEFAULT_DIR, load_split  # noqa: E402
 from models.dat import DAttentionBaseline, dat_pp_fixture, dat_pp_nano  # noqa: E402
+import export_models  # noqa: E402
+
+# Reduced DAT and DAT++ (tools/models/dat_family.py) with every block type of the full
+# models: (name, model, input size, opset, dynamic axes, external data, extra input sizes).
+FAMILY_FIXTURES = (
+    ("dat_mini_64", "dat_mini", (64, 64), 16, "none", False, ()),
+    ("dat_mini_72x88_op17", "dat_mini", (72, 88), 17, "none", False, ()),
+    ("dat_mini_64_op18", "dat_mini", (64, 64), 18, "none", False, ()),
+    ("dat_pp_mini_64", "dat_pp_mini", (64, 64), 16, "none", False, ()),
+    ("dat_pp_mini_64x96_op18", "dat_pp_mini", (64, 96), 18, "none", False, ()),
+    ("dat_pp_mini_64_op17_external", "dat_pp_mini", (64, 64), 17, "none", True, ()),
+    ("dat_pp_mini_64_dynamic", "dat_pp_mini", (64, 64), 16, "all", False, ((64, 96),)),
+)
 
 BUNDLED_WEIGHTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "models",
                                "dat_pp_nano.pt")
@@ -68,6 +81,19 @@ def main():
                           "dat_pp_tiny", args.out))
     entries.append(export(randomize(dat_pp_fixture("dat"), 5), (1, 1, 16, 16),
                           "dat_offsets_tiny", args.out))
+
+    for i, (name, model, size, opset, dynamic, external, extra) in enumerate(FAMILY_FIXTURES):
+        meta = export_models.export(model, size, opset, dynamic, external, num_classes=10,
+                                    seed=100 + 10 * i, out_dir=args.out, name=name, quiet=True,
+                                    write_meta=False, extra_sizes=extra)
+        entry = {"name": name, "input": meta["input"], "output": meta["output"], "opset": opset,
+                 "model": model, "convention": "dat_pp" if model.startswith("dat_pp") else "dat",
+                 "deform_blocks": meta["deform_blocks"], "dynamic": dynamic}
+        if external:
+            entry["external_data"] = name + ".onnx.data"
+        if extra:
+            entry["extra_inputs"] = meta["extra_inputs"]
+        entries.append(entry)
 
     # The first three test images as the training script loads them (resized to 32x32), so
     # the C data loader can be checked against PyTorch's resize.

@@ -1,6 +1,7 @@
 #include "dst_args.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -89,5 +90,29 @@ ds_status dst_args_double(const char *option, const char *text, double min, doub
                    text, min, max);
   }
   *value = parsed;
+  return DS_OK;
+}
+
+ds_status dst_args_shape(const char *option, const char *text, int32_t *dims, int32_t *rank,
+                         ds_error *err) {
+  *rank = 0;
+  const char *p = text;
+  while (*p != '\0') {
+    char *end = NULL;
+    errno = 0;
+    long long value = strtoll(p, &end, 10);
+    if (errno != 0 || end == p || value < 1 || value > INT32_MAX || *rank == 4 ||
+        (*end != ',' && *end != '\0'))
+      return ds_fail(err, DS_ERR_INVALID_ARGUMENT,
+                     "--%s '%s' is not a shape: give 1 to 4 positive dims separated by commas, "
+                     "such as 1,3,224,224", option, text);
+    dims[(*rank)++] = (int32_t)value;
+    p = *end == ',' ? end + 1 : end;
+    if (*end == ',' && *p == '\0')
+      return ds_fail(err, DS_ERR_INVALID_ARGUMENT, "--%s '%s' ends with a comma", option, text);
+  }
+  if (*rank == 0)
+    return ds_fail(err, DS_ERR_INVALID_ARGUMENT, "--%s is empty: give a shape such as 1,3,224,224",
+                   option);
   return DS_OK;
 }

@@ -31,6 +31,10 @@ void dst_args_print_help(FILE *out, const char *usage, const dst_option *options
 ds_status dst_args_int(const char *option, const char *text, int64_t min, int64_t max,
                        int64_t *value, ds_error *err);
 
+/* Parses a shape such as "1,3,224,224" (1 to 4 positive dims) into dims and *rank. */
+ds_status dst_args_shape(const char *option, const char *text, int32_t *dims, int32_t *rank,
+                         ds_error *err);
+
 /* Converts an option value to a finite double in [min, max]. */
 ds_status dst_args_double(const char *option, const char *text, double min, double max,
                           double *value, ds_error *err);

@@ -27,13 +27,14 @@ typedef struct audit_config {
   int32_t calibration_images;
   int32_t threads;
   dst_calibration_choice calibration;
+  dsc_options import_options; /* input_rank 0: the file's input shape */
 } audit_config;
 
 static ds_status load_model(const audit_config *c, dsr_model *model, ds_error *err) {
   if (c->artifact_path != NULL)
     return dsf_read_file(c->artifact_path, model, NULL, NULL, err);
 
-  DS_TRY(dsc_import_file(c->model_path, NULL, model, NULL, err));
+  DS_TRY(dsc_import_file(c->model_path, &c->import_options, model, NULL, err));
   const dsr_tensor *input = &model->tensors[model->input];
   dst_dataset calibration;
   DS_TRY(dst_dataset_load(c->data_dir, DST_SPLIT_TRAIN, input->dims[input->rank - 1],
@@ -123,7 +124,7 @@ static ds_status run_audit(const audit_config *c, ds_error *err) {
 int dst_cmd_audit(int argc, char **argv) {
   const char *model = DST_DEFAULT_MODEL, *artifact = NULL, *data = DST_FASHION_MNIST_DIR;
   const char *test_images = "10000", *tensor_images = "100", *calibration_images = "500";
-  const char *threads = NULL, *calibration = "minmax", *percentile = NULL;
+  const char *threads = NULL, *calibration = "minmax", *percentile = NULL, *shape = NULL;
   const dst_option options[] = {
       {"model", "FILE", "ONNX model, calibrated and quantized here (default: the bundled model)",
        &model},
@@ -139,6 +140,8 @@ int dst_cmd_audit(int argc, char **argv) {
       {"percentile", "P", "kept share of values for --calibration percentile (default 99.99)",
        &percentile},
       {"threads", "N", "worker threads (default: one per core)", &threads},
+      {"input-shape", "N,C,H,W", "input shape for a model exported with dynamic axes "
+                                 "(default: the shape in the file)", &shape},
   };
   const int option_count = (int)(sizeof options / sizeof options[0]);
   const char *positional[1];
@@ -170,6 +173,9 @@ int dst_cmd_audit(int argc, char **argv) {
     return dst_report_error(&err);
   config.threads = (int32_t)value;
   if (dst_parse_calibration(calibration, percentile, &config.calibration, &err) != DS_OK)
+    return dst_report_error(&err);
+  if (shape != NULL && dst_args_shape("input-shape", shape, config.import_options.input_shape,
+                                      &config.import_options.input_rank, &err) != DS_OK)
     return dst_report_error(&err);
 
   ds_status status = run_audit(&config, &err);

@@ -44,6 +44,9 @@ static ds_status parse_compile_options(const dst_compile_args *args, dst_compile
   config->data_dir = args->data;
   config->out_dir = args->out;
   config->semantics_mask = DSN_SEMANTICS_PHYSICAL;
+  if (args->input_shape != NULL)
+    DS_TRY(dst_args_shape("input-shape", args->input_shape, config->import_options.input_shape,
+                          &config->import_options.input_rank, err));
 
   DS_TRY(dst_args_int("calibration-images", args->calibration_images, 1, DST_VALIDATION_START,
                       &value, err));
@@ -161,8 +164,8 @@ static int32_t choose_point(const dsn_search_result *front, double max_drop_poin
 
 static ds_status import_model(dst_compile_state *state, ds_error *err) {
   print_step(1, "importing the ONNX model");
-  DS_TRY(dsc_import_file(state->config.model_path, NULL, &state->model, &state->import_report,
-                         err));
+  DS_TRY(dsc_import_file(state->config.model_path, &state->config.import_options, &state->model,
+                         &state->import_report, err));
 
   const dsc_report *r = &state->import_report;
   fprintf(stderr, "  %s: opset %d, %d ONNX nodes -> %d runtime nodes, %d deformable blocks\n",
@@ -398,6 +401,8 @@ int dst_cmd_compile(int argc, char **argv) {
                                     "(what-if studies of smaller on-chip buffers)",
        &args.feature_buffer_bytes},
       {"threads", "N", "worker threads (default: one per core)", &args.threads},
+      {"input-shape", "N,C,H,W", "input shape for a model exported with dynamic axes "
+                                 "(default: the shape in the file)", &args.input_shape},
   };
   const int option_count = (int)(sizeof options / sizeof options[0]);
   const char *positional[1];

@@ -28,7 +28,7 @@ typedef struct dst_compile_args {
   const char *model, *data, *preset, *out;
   const char *calibration_images, *search_images, *test_images;
   const char *population, *generations, *seed, *max_drop, *semantics, *threads;
-  const char *feature_buffer_bytes, *calibration, *percentile;
+  const char *feature_buffer_bytes, *calibration, *percentile, *input_shape;
 } dst_compile_args;
 
 typedef struct dst_compile_config {
@@ -46,6 +46,7 @@ typedef struct dst_compile_config {
   double max_drop_points;
   uint32_t semantics_mask;
   dst_calibration_choice calibration;
+  dsc_options import_options;         /* input_rank 0: the file's input shape */
 } dst_compile_config;
 
 typedef struct dst_compile_state {

@@ -203,13 +203,13 @@ CONFIGS = {
     # Reduced variants with every block type of the full models, for the test fixtures.
     # DAT at 64x64 gives maps 16, 8, 4, 2: window 4 pads nothing in stage 1, pads the
     # 8x12 map of a 32x48 stage 2 at 64x96 input; stages 3-4 have deformable blocks.
-    "dat_mini": dict(DAT_BASE, window_size=4, dim_stem=16, dims=(16, 32, 32, 32),
+    "dat_mini": dict(DAT_BASE, window_size=4, dim_stem=16, dims=(16, 16, 24, 24),
                      depths=(2, 2, 2, 1), heads=(2, 2, 2, 2), groups=(-1, -1, 2, 2),
                      stage_spec=(("L", "S"), ("L", "S"), ("L", "D"), ("D",))),
     # DAT++ at 64x64 gives maps 16, 8, 4, 2: kernel 3 neighbourhood attention in stages
     # 1-3, deformable blocks with strides 4, 2, 1, 1 in all four.
     "dat_pp_mini": dict(DAT_PP_BASE, na_kernel=3, expansion=2, strides=(4, 2, 1, 1),
-                        ksizes=(5, 3, 3, 3), dim_stem=16, dims=(16, 32, 32, 32),
+                        ksizes=(5, 3, 3, 3), dim_stem=16, dims=(16, 16, 24, 24),
                         depths=(2, 2, 2, 1), heads=(2, 2, 2, 2), groups=(1, 2, 2, 2),
                         stage_spec=(("N", "D"), ("N", "D"), ("N", "D"), ("D",))),
 }
