@@ -134,6 +134,7 @@ typedef struct op_profile {
   const dsr_model *model;
   double last_s;
   int32_t next_node;
+  double *node_seconds; /* per node */
 } op_profile;
 
 /* Float mode: the observer sees every node's output right after the node ran. */
@@ -145,19 +146,21 @@ static void profile_tensor(void *user, int32_t tensor_index, const float *values
   double now_s = dst_now_s();
   int32_t op = profile->model->nodes[profile->next_node].op;
   profile->seconds[op] += now_s - profile->last_s;
+  profile->node_seconds[profile->next_node] += now_s - profile->last_s;
   profile->calls[op]++;
   profile->next_node = (profile->next_node + 1) % profile->model->node_count;
   profile->last_s = dst_now_s();
 }
 
 /* Times each op type over iterations runs and prints the shares to stderr, then the nodes
- * that take the most time (fixed mode). */
+ * that take the most time. */
 static void print_profile(dsr_context *ctx, int64_t iterations) {
   op_profile profile;
   memset(&profile, 0, sizeof profile);
   double *node_seconds = calloc((size_t)ctx->model->node_count, sizeof(double));
   if (node_seconds == NULL)
     return;
+  profile.node_seconds = node_seconds;
   profile.model = ctx->model;
   dsr_observer observer = {.on_tensor = profile_tensor, .user = &profile};
   for (int64_t it = 0; it < iterations; it++) {
@@ -186,7 +189,7 @@ static void print_profile(dsr_context *ctx, int64_t iterations) {
               1e3 * profile.seconds[op] / (double)iterations, 100.0 * profile.seconds[op] / total,
               (long long)(profile.calls[op] / iterations));
   }
-  for (int32_t rank = 0; rank < 40 && ctx->mode == DSR_MODE_FIXED; rank++) {
+  for (int32_t rank = 0; rank < 40; rank++) {
     int32_t best = 0;
     for (int32_t i = 1; i < ctx->model->node_count; i++)
       best = node_seconds[i] > node_seconds[best] ? i : best;

@@ -13,95 +13,109 @@
 #endif
 
 /*
- * Works in blocks of 4 output rows by 4 input rows. Each pass over the pixels loads 4 input
- * rows and adds one sum of 4 products to each of 4 output rows, which saves 3 of every 4
- * load-store round trips of an output row. Pixels stay innermost and contiguous.
+ * Adds the input channels [ci_begin, ci_end) to 4 output rows: each pass over the pixels loads
+ * 4 input rows and adds one sum of 4 products to each of the 4 output rows, which saves 3 of
+ * every 4 load-store round trips of an output row. Pixels stay innermost and contiguous. The
+ * weights are copied into locals and the output rows never overlap the inputs, so the pixel
+ * loops vectorize. ci_begin is a multiple of 4, and only the last range has channels after
+ * its last block of 4.
  */
 DSR_VECTOR_CLONES
+static void accumulate_rows4(const float *w, int32_t in_channels, const float *in,
+                             size_t in_stride, float *out, size_t out_stride, int32_t ci_begin,
+                             int32_t ci_end, int32_t pixel_count) {
+  float *o0 = out;
+  float *o1 = o0 + out_stride;
+  float *o2 = o1 + out_stride;
+  float *o3 = o2 + out_stride;
+  const float *w0 = w, *w1 = w0 + in_channels;
+  const float *w2 = w1 + in_channels, *w3 = w2 + in_channels;
+  int32_t ci = ci_begin;
+  for (; ci + 4 <= ci_end; ci += 4) {
+    const float *i0 = in + (size_t)ci * in_stride;
+    const float *i1 = i0 + in_stride;
+    const float *i2 = i1 + in_stride;
+    const float *i3 = i2 + in_stride;
+    float a00 = w0[ci], a01 = w0[ci + 1], a02 = w0[ci + 2], a03 = w0[ci + 3];
+    float a10 = w1[ci], a11 = w1[ci + 1], a12 = w1[ci + 2], a13 = w1[ci + 3];
+    float a20 = w2[ci], a21 = w2[ci + 1], a22 = w2[ci + 2], a23 = w2[ci + 3];
+    float a30 = w3[ci], a31 = w3[ci + 1], a32 = w3[ci + 2], a33 = w3[ci + 3];
+    DSR_IVDEP
+    for (int32_t p = 0; p < pixel_count; p++) {
+      float x0 = i0[p], x1 = i1[p], x2 = i2[p], x3 = i3[p];
+      o0[p] += a00 * x0 + a01 * x1 + a02 * x2 + a03 * x3;
+      o1[p] += a10 * x0 + a11 * x1 + a12 * x2 + a13 * x3;
+      o2[p] += a20 * x0 + a21 * x1 + a22 * x2 + a23 * x3;
+      o3[p] += a30 * x0 + a31 * x1 + a32 * x2 + a33 * x3;
+    }
+  }
+  for (; ci < ci_end; ci++) {
+    const float *i0 = in + (size_t)ci * in_stride;
+    float a0 = w0[ci], a1 = w1[ci], a2 = w2[ci], a3 = w3[ci];
+    DSR_IVDEP
+    for (int32_t p = 0; p < pixel_count; p++) {
+      float x0 = i0[p];
+      o0[p] += a0 * x0;
+      o1[p] += a1 * x0;
+      o2[p] += a2 * x0;
+      o3[p] += a3 * x0;
+    }
+  }
+}
+
+/* accumulate_rows4 for one output row, with the same sums per element. */
+DSR_VECTOR_CLONES
+static void accumulate_row1(const float *w0, const float *in, size_t in_stride, float *o0,
+                            int32_t ci_begin, int32_t ci_end, int32_t pixel_count) {
+  int32_t ci = ci_begin;
+  for (; ci + 4 <= ci_end; ci += 4) {
+    const float *i0 = in + (size_t)ci * in_stride;
+    const float *i1 = i0 + in_stride;
+    const float *i2 = i1 + in_stride;
+    const float *i3 = i2 + in_stride;
+    float a0 = w0[ci], a1 = w0[ci + 1], a2 = w0[ci + 2], a3 = w0[ci + 3];
+    DSR_IVDEP
+    for (int32_t p = 0; p < pixel_count; p++)
+      o0[p] += a0 * i0[p] + a1 * i1[p] + a2 * i2[p] + a3 * i3[p];
+  }
+  for (; ci < ci_end; ci++) {
+    const float *i0 = in + (size_t)ci * in_stride;
+    float a0 = w0[ci];
+    DSR_IVDEP
+    for (int32_t p = 0; p < pixel_count; p++)
+      o0[p] += a0 * i0[p];
+  }
+}
+
+/* Bytes of input rows that one pass over the output rows reuses: about half a typical L2
+ * cache, so a block of input channels stays cached while every output row takes it. */
+#define POINTWISE_BLOCK_BYTES (128 * 1024)
+
+/*
+ * Every output row starts at its bias, then takes the input channels in blocks of a multiple
+ * of 4 channels, all output rows per block. Each output element still adds its groups of 4
+ * products in increasing channel order, so blocking does not change the sums.
+ */
 void dsr_f32_pointwise(const float *w, const float *bias, const float *in, size_t in_stride,
                        float *out, size_t out_stride, int32_t in_channels, int32_t out_channels,
                        int32_t pixel_count) {
-  /* The weights are copied into locals and the output rows never overlap the inputs, so the
-   * pixel loops vectorize. */
-  int32_t co = 0;
-  for (; co + 4 <= out_channels; co += 4) {
-    float *o0 = out + (size_t)co * out_stride;
-    float *o1 = o0 + out_stride;
-    float *o2 = o1 + out_stride;
-    float *o3 = o2 + out_stride;
-    const float *w0 = w + (size_t)co * in_channels, *w1 = w0 + in_channels;
-    const float *w2 = w1 + in_channels, *w3 = w2 + in_channels;
-    float b0 = 0.0f, b1 = 0.0f, b2 = 0.0f, b3 = 0.0f;
-    if (bias != NULL) {
-      b0 = bias[co];
-      b1 = bias[co + 1];
-      b2 = bias[co + 2];
-      b3 = bias[co + 3];
-    }
-    for (int32_t p = 0; p < pixel_count; p++) {
-      o0[p] = b0;
-      o1[p] = b1;
-      o2[p] = b2;
-      o3[p] = b3;
-    }
-
-    int32_t ci = 0;
-    for (; ci + 4 <= in_channels; ci += 4) {
-      const float *i0 = in + (size_t)ci * in_stride;
-      const float *i1 = i0 + in_stride;
-      const float *i2 = i1 + in_stride;
-      const float *i3 = i2 + in_stride;
-      float a00 = w0[ci], a01 = w0[ci + 1], a02 = w0[ci + 2], a03 = w0[ci + 3];
-      float a10 = w1[ci], a11 = w1[ci + 1], a12 = w1[ci + 2], a13 = w1[ci + 3];
-      float a20 = w2[ci], a21 = w2[ci + 1], a22 = w2[ci + 2], a23 = w2[ci + 3];
-      float a30 = w3[ci], a31 = w3[ci + 1], a32 = w3[ci + 2], a33 = w3[ci + 3];
-      DSR_IVDEP
-      for (int32_t p = 0; p < pixel_count; p++) {
-        float x0 = i0[p], x1 = i1[p], x2 = i2[p], x3 = i3[p];
-        o0[p] += a00 * x0 + a01 * x1 + a02 * x2 + a03 * x3;
-        o1[p] += a10 * x0 + a11 * x1 + a12 * x2 + a13 * x3;
-        o2[p] += a20 * x0 + a21 * x1 + a22 * x2 + a23 * x3;
-        o3[p] += a30 * x0 + a31 * x1 + a32 * x2 + a33 * x3;
-      }
-    }
-    for (; ci < in_channels; ci++) {
-      const float *i0 = in + (size_t)ci * in_stride;
-      float a0 = w0[ci], a1 = w1[ci], a2 = w2[ci], a3 = w3[ci];
-      DSR_IVDEP
-      for (int32_t p = 0; p < pixel_count; p++) {
-        float x0 = i0[p];
-        o0[p] += a0 * x0;
-        o1[p] += a1 * x0;
-        o2[p] += a2 * x0;
-        o3[p] += a3 * x0;
-      }
-    }
-  }
-
-  for (; co < out_channels; co++) {
-    float *o0 = out + (size_t)co * out_stride;
-    const float *w0 = w + (size_t)co * in_channels;
-    float b0 = bias != NULL ? bias[co] : 0.0f;
+  for (int32_t co = 0; co < out_channels; co++) {
+    float *row = out + (size_t)co * out_stride;
+    float b = bias != NULL ? bias[co] : 0.0f;
     for (int32_t p = 0; p < pixel_count; p++)
-      o0[p] = b0;
-    int32_t ci = 0;
-    for (; ci + 4 <= in_channels; ci += 4) {
-      const float *i0 = in + (size_t)ci * in_stride;
-      const float *i1 = i0 + in_stride;
-      const float *i2 = i1 + in_stride;
-      const float *i3 = i2 + in_stride;
-      float a0 = w0[ci], a1 = w0[ci + 1], a2 = w0[ci + 2], a3 = w0[ci + 3];
-      DSR_IVDEP
-      for (int32_t p = 0; p < pixel_count; p++)
-        o0[p] += a0 * i0[p] + a1 * i1[p] + a2 * i2[p] + a3 * i3[p];
-    }
-    for (; ci < in_channels; ci++) {
-      const float *i0 = in + (size_t)ci * in_stride;
-      float a0 = w0[ci];
-      DSR_IVDEP
-      for (int32_t p = 0; p < pixel_count; p++)
-        o0[p] += a0 * i0[p];
-    }
+      row[p] = b;
+  }
+  int64_t block = POINTWISE_BLOCK_BYTES / ((int64_t)sizeof(float) * (pixel_count > 0 ? pixel_count : 1));
+  block = block < 4 ? 4 : block / 4 * 4;
+  for (int32_t ci_begin = 0; ci_begin < in_channels; ci_begin += (int32_t)block) {
+    int32_t ci_end = in_channels - ci_begin > block ? ci_begin + (int32_t)block : in_channels;
+    int32_t co = 0;
+    for (; co + 4 <= out_channels; co += 4)
+      accumulate_rows4(w + (size_t)co * in_channels, in_channels, in, in_stride,
+                       out + (size_t)co * out_stride, out_stride, ci_begin, ci_end, pixel_count);
+    for (; co < out_channels; co++)
+      accumulate_row1(w + (size_t)co * in_channels, in, in_stride, out + (size_t)co * out_stride,
+                      ci_begin, ci_end, pixel_count);
   }
 }
 

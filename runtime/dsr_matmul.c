@@ -39,16 +39,35 @@ static void matmul_batches(void *context, int64_t begin, int64_t end, int32_t ta
   }
 }
 
-void dsr_f32_matmul(const dsr_f32_args *args) {
-  const dsr_model *model = args->model;
-  const dsr_node *node = args->node;
-  dsr_matmul_geometry geometry;
+/*
+ * The geometry of node's product and its batch count. When B is shared by every batch and A
+ * is stored batch after batch, the batches become the rows of one taller product (batch count
+ * 1), which reads B once instead of once per batch.
+ */
+static int64_t matmul_plan(const dsr_model *model, const dsr_node *node,
+                           dsr_matmul_geometry *geometry) {
   dsr_matmul_geometry_init(&model->tensors[node->inputs[0]], &model->tensors[node->inputs[1]],
-                           &geometry);
-
+                           geometry);
   int64_t batch_count = 1;
-  for (int32_t axis = 0; axis < geometry.batch.rank; axis++)
-    batch_count *= geometry.batch.dims[axis];
+  for (int32_t axis = 0; axis < geometry->batch.rank; axis++)
+    batch_count *= geometry->batch.dims[axis];
+  int fold = batch_count > 1;
+  int64_t contiguous = 1;
+  for (int32_t axis = geometry->batch.rank - 1; axis >= 0 && fold; axis--) {
+    fold = geometry->batch.b_strides[axis] == 0 &&
+           (geometry->batch.dims[axis] == 1 || geometry->batch.a_strides[axis] == contiguous);
+    contiguous *= geometry->batch.dims[axis];
+  }
+  if (fold && batch_count * (int64_t)geometry->m <= INT32_MAX) {
+    geometry->m = (int32_t)(batch_count * geometry->m);
+    batch_count = 1;
+  }
+  return batch_count;
+}
+
+void dsr_f32_matmul(const dsr_f32_args *args) {
+  dsr_matmul_geometry geometry;
+  int64_t batch_count = matmul_plan(args->model, args->node, &geometry);
 
   /* One matrix: split its product. Several: split the batch. */
   if (batch_count == 1) {
