@@ -137,7 +137,7 @@ typedef struct op_profile {
   double *node_seconds; /* per node */
 } op_profile;
 
-/* Float mode: the observer sees every node's output right after the node ran. */
+/* Float mode: the observer receives every node's output right after the node ran. */
 static void profile_tensor(void *user, int32_t tensor_index, const float *values, int64_t count) {
   (void)tensor_index;
   (void)values;
@@ -180,6 +180,7 @@ static void print_profile(dsr_context *ctx, int64_t iterations) {
       profile.calls[ctx->model->nodes[i].op]++;
     }
   }
+
   double total = 0.0;
   for (int32_t op = 0; op < DSR_OP_COUNT; op++)
     total += profile.seconds[op];
@@ -189,6 +190,7 @@ static void print_profile(dsr_context *ctx, int64_t iterations) {
               1e3 * profile.seconds[op] / (double)iterations, 100.0 * profile.seconds[op] / total,
               (long long)(profile.calls[op] / iterations));
   }
+
   for (int32_t rank = 0; rank < 40; rank++) {
     int32_t best = 0;
     for (int32_t i = 1; i < ctx->model->node_count; i++)

@@ -12,3 +12,11 @@ mkdir -p bench/out
 echo
 echo "== runtime: float against fixed point, one thread =="
 "$build/bin/bench_runtime" models/dat_pp_nano.onnx
+
+echo
+echo "== runtime speed against ONNX Runtime and PyTorch, 1 and 2 threads =="
+if command -v node > /dev/null && [ -d bench/ort/node_modules/onnxruntime-node ]; then
+  /usr/bin/python3 bench/speed.py --build "$build" --models "${SPEED_MODELS:-nano}"
+else
+  echo "skipped: install ONNX Runtime first (cd bench/ort && npm install --ignore-scripts)"
+fi

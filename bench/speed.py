@@ -1,11 +1,11 @@
 #!/usr/bin/python3
 """Compare the C runtime's speed and memory with ONNX Runtime and PyTorch in one run.
 
-For each model it prepares a quantized artifact (bench_speed prepare), then times at batch 1,
-for each thread count: the C runtime in float and fixed point (bench_speed run, intra-op
-threads), ONNX Runtime float (bench/ort/bench_ort.js, intra-op threads) and PyTorch float
-(bench/bench_torch.py, torch.set_num_threads). Every measurement runs in its own process, so
-each peak resident memory (VmHWM) is that configuration's own. It prints one Markdown table
+For each model it prepares a quantized artifact (bench_speed prepare). Then, at batch 1 and
+for each thread count, it times the C runtime in float and fixed point (bench_speed run), ONNX
+Runtime float (bench/ort/bench_ort.js) and PyTorch float (bench/bench_torch.py), each with that
+many intra-op threads. Every measurement runs in its own process, so each peak resident memory
+(VmHWM) is that configuration's own. It prints one Markdown table
 per model with images per second, the ratio to ONNX Runtime at the same thread count, the C
 runtime's arena bytes and every process's peak memory, and writes all records to
 OUT/results.json.
@@ -28,8 +28,8 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-# name: (ONNX file relative to the exports folder, or to the repository for the bundled
-# model; PyTorch model name; input size; timed iterations; warm-up iterations; rounds)
+# Model name: ONNX file, PyTorch model name, input size, timed iterations, warm-up iterations
+# and rounds. The ONNX file is relative to the exports folder, except the bundled model's.
 MODELS = {
     "nano": ("models/dat_pp_nano.onnx", "dat_pp_nano", "32", 100, 10, 3),
     "dat_t": ("dat_t_224_op16.onnx", "dat_t", "224", 5, 1, 2),
@@ -37,8 +37,8 @@ MODELS = {
     "dat_pp_t_800": ("dat_pp_t_800x1333_op16.onnx", "dat_pp_t", "800x1333", 1, 1, 1),
 }
 
-# Idle worker threads block rather than spin in every runtime: on a machine shared with other
-# jobs, spinning threads of one runtime slow down its own other threads. The C runtime's pool
+# Idle worker threads block rather than spin in every runtime, because on a machine shared
+# with other jobs the spinning threads of one runtime slow down its working threads. The C runtime's pool
 # spins briefly and then blocks; ONNX Runtime gets --spin 0 (session.intra_op.allow_spinning);
 # PyTorch's OpenMP threads get OMP_WAIT_POLICY=PASSIVE.
 TORCH_ENV = dict(os.environ, OMP_WAIT_POLICY="PASSIVE")
@@ -48,7 +48,7 @@ RUN_TIMEOUT_S = 1800
 
 
 def run_json(command, label, env=None):
-    """Runs command and returns its last JSON line, or a record with the error."""
+    """Run command and return its last JSON line, or a record with the error."""
     start = time.time()
     try:
         done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True,
@@ -73,8 +73,8 @@ def onnx_path(name, exports):
 
 
 def prepare_ort_file(path, out_dir):
-    """The file ONNX Runtime can load: path itself, or a float32-grid copy. Returns
-    (file, note, error)."""
+    """Return the file ONNX Runtime can load, path or a float32-grid copy, as (file, note,
+    error)."""
     probe = run_json(["node", "bench/ort/bench_ort.js", path, "--iterations", "1",
                       "--warmup", "0"], "onnxruntime")
     if "error" not in probe:
@@ -130,7 +130,7 @@ def measure(name, threads_list, build, out_dir, exports):
                           "--threads", str(threads)] + counts, "pytorch", TORCH_ENV))
 
     # Every configuration runs once per round, the rounds interleaved, and keeps its fastest
-    # round: the machine's other load slows some rounds, never speeds one up.
+    # round, because the machine's other load slows some rounds and never speeds one up.
     best = [None] * len(commands)
     for _ in range(rounds):
         for i, (fields, command, label, env) in enumerate(commands):

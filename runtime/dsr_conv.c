@@ -1,11 +1,12 @@
 /* 2-D convolution: grouped, strided, padded and dilated, NCHW input, OIHW weight. */
 #include "dsr_kernels.h"
 
-/* Wider vectors where the CPU has them: each clone computes the same sums in the same
- * order, so results do not depend on the clone chosen. */
+/* Wider vectors where the CPU has them (AVX-512 as in x86-64-v4, AVX2): each clone computes
+ * the same sums in the same order, and in ISO C mode GCC does not fuse a * b + c into an FMA,
+ * so results do not depend on the clone chosen. */
 #if defined(__x86_64__) && defined(__has_attribute)
 #if __has_attribute(target_clones)
-#define DSR_VECTOR_CLONES __attribute__((target_clones("avx2", "default")))
+#define DSR_VECTOR_CLONES __attribute__((target_clones("arch=x86-64-v4", "avx2", "default")))
 #endif
 #endif
 #ifndef DSR_VECTOR_CLONES

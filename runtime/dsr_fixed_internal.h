@@ -129,11 +129,12 @@ int64_t dsr_fixed_dot16_wide(const int16_t *a, const int16_t *b, int32_t count, 
  * numpy broadcasting of the batch axes. */
 int64_t dsr_fixed_batch_offset(const dsr_tensor *t, const dsr_tensor *out, int64_t batch);
 
-/* Lets GCC and Clang build an AVX2 clone of a hot loop next to the baseline one. Integer
- * sums do not depend on the clone, so neither do the results. */
+/* Lets GCC and Clang build AVX-512 (x86-64-v4) and AVX2 clones of a hot loop next to the
+ * baseline one, picked at load time by the CPU's features. Integer sums do not depend on the
+ * clone, so neither do the results. */
 #if defined(__x86_64__) && defined(__has_attribute)
 #if __has_attribute(target_clones)
-#define DSR_FIXED_VECTOR_CLONES __attribute__((target_clones("avx2", "default")))
+#define DSR_FIXED_VECTOR_CLONES __attribute__((target_clones("arch=x86-64-v4", "avx2", "default")))
 #endif
 #endif
 #ifndef DSR_FIXED_VECTOR_CLONES
