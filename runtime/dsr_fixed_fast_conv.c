@@ -333,7 +333,18 @@ static void sum_patches(const int16_t *patches, const int16_t *weights, int32_t 
  * weights at once, into acc rows of pixels each. Each sum has the bound of sum_narrow. */
 static void sum_patches4(const int16_t *patches, const int16_t *weights, const int32_t *bias,
                          int32_t first, const conv_geometry *g, int32_t *acc) {
-  for (int64_t p = 0; p < g->pixels; p++) {
+  int64_t p = 0;
+  for (; p + 2 <= g->pixels; p += 2) {
+    int32_t sums[8];
+    dsr_fixed_dot16x4x2(patches + p * g->taps, patches + (p + 1) * g->taps, weights, g->taps,
+                        sums);
+    for (int32_t j = 0; j < 4; j++) {
+      int32_t b = bias != NULL ? bias[first + j] : 0;
+      acc[j * g->pixels + p] = b + sums[j];
+      acc[j * g->pixels + p + 1] = b + sums[4 + j];
+    }
+  }
+  for (; p < g->pixels; p++) {
     int32_t sums[4];
     dsr_fixed_dot16x4(patches + p * g->taps, weights, g->taps, sums);
     for (int32_t j = 0; j < 4; j++)

@@ -121,6 +121,11 @@ int32_t dsr_fixed_dot16(const int16_t *a, const int16_t *b, int32_t count);
  * in 32 bits under the bound of dsr_fixed_dot16. */
 void dsr_fixed_dot16x4(const int16_t *x, const int16_t *rows, int32_t count, int32_t sums[4]);
 
+/* dsr_fixed_dot16x4 of two rows x0 and x1 at once: sums[k] for x0, sums[4 + k] for x1. Each
+ * loaded row of rows serves both, which halves the loads per product. */
+void dsr_fixed_dot16x4x2(const int16_t *x0, const int16_t *x1, const int16_t *rows,
+                         int32_t count, int32_t sums[8]);
+
 /* Dot product of two int16 rows in 64 bits, summing chunk terms at a time in 32 bits: the
  * caller picks chunk so that chunk products cannot leave int32 (chunk <= 1: no 32-bit sums). */
 int64_t dsr_fixed_dot16_wide(const int16_t *a, const int16_t *b, int32_t count, int32_t chunk);
