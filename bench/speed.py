@@ -34,7 +34,7 @@ MODELS = {
     "nano": ("models/dat_pp_nano.onnx", "dat_pp_nano", "32", 100, 10, 3),
     "dat_t": ("dat_t_224_op16.onnx", "dat_t", "224", 5, 1, 2),
     "dat_pp_t": ("dat_pp_t_224_op16.onnx", "dat_pp_t", "224", 5, 1, 2),
-    "dat_pp_t_800": ("dat_pp_t_800x1333_op16.onnx", "dat_pp_t", "800x1333", 1, 1, 1),
+    "dat_pp_t_800": ("dat_pp_t_800x1333_op16.onnx", "dat_pp_t", "800x1333", 1, 0, 1),
 }
 
 # Idle worker threads block rather than spin in every runtime, because on a machine shared
@@ -62,7 +62,9 @@ def run_json(command, label, env=None):
             record["error"] = f"{label}: exit status {done.returncode}"
         return record
     message = (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1]
-    return {"error": f"{label}: {message}", "seconds": time.time() - start}
+    if not message.startswith(label):
+        message = f"{label}: {message}"
+    return {"error": message, "seconds": time.time() - start}
 
 
 def onnx_path(name, exports):
