@@ -161,7 +161,7 @@ def mib(value):
 
 def print_table(name, records):
     path_note = MODELS[name][0]
-    print(f"\n### {name} ({path_note}, input {MODELS[name][2]}, batch 1, best of "
+    print(f"\n#### {name} ({path_note}, input {MODELS[name][2]}, batch 1, best of "
           f"{MODELS[name][5]} rounds)\n")
     print("| runtime | threads | ms per image | images/s | vs ONNX Runtime | arena MiB | "
           "peak RSS MiB |")
