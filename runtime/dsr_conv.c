@@ -1,7 +1,7 @@
 /* 2-D convolution: grouped, strided, padded and dilated, NCHW input, OIHW weight. */
 #include "dsr_kernels.h"
 
-/* Wider vectors where the CPU has them (AVX-512 as in x86-64-v4, AVX2): each clone computes
+/* Wider vectors where the CPU has them (AVX-512 as in x86-64-v4, AVX2). Each clone computes
  * the same sums in the same order, and in ISO C mode GCC does not fuse a * b + c into an FMA,
  * so results do not depend on the clone chosen. */
 #if defined(__x86_64__) && defined(__has_attribute)

@@ -26,7 +26,7 @@ void dsr_fixed_execute(const dsr_model *model, int32_t node_index,
 
 /*
  * dsr_fixed_execute with the heavy kernels split into tasks of parallel (NULL: one thread).
- * scratch holds at least dsr_fixed_scratch_bytes_for_workers(model, node_index,
+ * scratch has at least dsr_fixed_scratch_bytes_for_workers(model, node_index,
  * dsr_parallel_workers(parallel)) bytes. The output bytes are the same for every worker count.
  */
 void dsr_fixed_execute_parallel(const dsr_model *model, int32_t node_index,

@@ -1,8 +1,8 @@
 /*
  * Intra-op parallelism through a caller-supplied hook. The runtime makes no OS calls, so it
- * starts no threads itself: the caller passes a dsr_parallel whose run function executes
- * independent tasks on its own workers (tools/lib/dst_pool.h is a pthreads implementation),
- * and the heavy kernels split their work into at most worker_count tasks.
+ * starts no threads itself. The caller passes a dsr_parallel whose run function executes
+ * independent tasks on the caller's workers, and the heavy kernels split their work into at
+ * most worker_count tasks. tools/lib/dst_pool.h is a pthreads implementation.
  *
  * Results do not depend on the worker count. Each task owns a disjoint range of outputs and
  * computes every output element with the same operations in the same order as a serial run,

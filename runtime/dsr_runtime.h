@@ -14,8 +14,8 @@
  *
  * Thread safety: a context is used by one thread at a time. Several contexts may share one
  * const model, each with its own arena, and run in parallel. One context can also use several
- * threads inside each dsr_invoke through a dsr_parallel hook (dsr_plan_with_options and
- * dsr_context_init_with_options); its results are the same for every worker count.
+ * threads inside each dsr_invoke through a dsr_parallel hook given to dsr_plan_with_options
+ * and dsr_context_init_with_options. Its results are the same for every worker count.
  */
 #ifndef DSR_RUNTIME_H
 #define DSR_RUNTIME_H
@@ -98,8 +98,8 @@ ds_status dsr_context_init(dsr_context *ctx, const dsr_model *model, dsr_mode mo
 
 /*
  * dsr_plan and dsr_context_init with options (NULL: flags 0, one thread). With a parallel
- * hook of W workers, the fixed-point scratch holds a private part for each of the W tasks,
- * so the arena grows with W; plan and init must get the same worker count. Errors: those of
+ * hook of W workers, the fixed-point scratch has a private part for each of the W tasks, so
+ * the arena grows with W. Plan and init must get the same worker count. Errors: those of
  * dsr_plan and dsr_context_init, and DS_ERR_INVALID_ARGUMENT for a hook with a run function
  * and a worker count below 1 or above DSR_MAX_WORKERS.
  */

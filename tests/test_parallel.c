@@ -253,7 +253,8 @@ Test(parallel_options, more_workers_need_a_larger_arena) {
                "%s", err.message);
   cr_expect_gt(four.scratch_bytes, one.scratch_bytes);
 
-  /* An arena sized for one worker is too small for four, and the message says by how much. */
+  /* An arena sized for one worker is too small for four, and the message gives the missing
+   * bytes. */
   size_t bytes = (one.arena_bytes + 63) & ~(size_t)63;
   void *arena = aligned_alloc(64, bytes);
   cr_assert_not_null(arena);

@@ -1,6 +1,6 @@
 /*
  * Persistent thread pool for the runtime's parallel hook. A region is published under the
- * mutex with a new generation number; workers and the caller then claim task indices from an
+ * mutex with a new generation number. Workers and the caller then claim task indices from an
  * atomic counter, so each index runs exactly once. A worker joins a region under the mutex
  * and counts itself in busy until it stops claiming, and the caller publishes the next region
  * only when busy is 0, so no worker reads the region's fields while they change.
