@@ -185,7 +185,7 @@ def print_table(name, records):
         if base is not None:
             ratio = f"{r['images_per_second'] / base['images_per_second']:.2f}x"
         print(f"| {label} | {r['threads']} | {r['ms_per_image']:.2f} | "
-              f"{r['images_per_second']:.2f} | {ratio} | {mib(r.get('arena_bytes'))} | "
+              f"{r['images_per_second']:.3g} | {ratio} | {mib(r.get('arena_bytes'))} | "
               f"{mib(r.get('peak_rss_bytes'))} |")
         if r.get("note"):
             notes.append(f"{label}: {r['note']}")
