@@ -65,7 +65,7 @@ static int parse_args(int argc, char **argv, bench_args *args) {
 }
 
 static ds_status fixed_top1(const dsr_model *model, const dst_dataset *test, int32_t threads,
-                            uint8_t *predictions, dst_eval_result *result, ds_error *err) {
+                            int32_t *predictions, dst_eval_result *result, ds_error *err) {
   dst_eval_options eval = {.mode = DSR_MODE_FIXED, .threads = threads};
   return dst_evaluate(model, test, 0, test->count, &eval, result, predictions, err);
 }
@@ -108,7 +108,7 @@ static int compare_methods(const bench_args *args, dsr_model *model, const dst_d
 }
 
 /* Sorts IDX image indices by (label, index): the order of an exported image folder. */
-static const uint8_t *sort_labels;
+static const int32_t *sort_labels;
 static int by_label_then_index(const void *a, const void *b) {
   int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
   if (sort_labels[x] != sort_labels[y])
@@ -144,8 +144,8 @@ static int compare_folder(const bench_args *args, dsr_model *model, const dst_da
     return fail(&err);
 
   const int32_t n = folder_test.count;
-  uint8_t *idx_predictions = malloc((size_t)idx_test->count);
-  uint8_t *folder_predictions = malloc((size_t)n);
+  int32_t *idx_predictions = malloc(sizeof(int32_t) * (size_t)idx_test->count);
+  int32_t *folder_predictions = malloc(sizeof(int32_t) * (size_t)n);
   int32_t *order = malloc(sizeof(int32_t) * (size_t)n);
   dst_eval_result idx_result, folder_result;
   dst_eval_options eval = {.mode = DSR_MODE_FIXED, .threads = args->threads};

@@ -100,7 +100,7 @@ Test(bundled, fixed_point_agrees_with_float, .timeout = 600) {
       dst_quantize_model(&model, &calibration, &choice, 2, method, sizeof method, &err), DS_OK,
       "%s", err.message);
 
-  uint8_t float_predictions[200], fixed_predictions[200];
+  int32_t float_predictions[200], fixed_predictions[200];
   dst_eval_result float_result, fixed_result;
   dst_eval_options eval = {.mode = DSR_MODE_FLOAT, .threads = 2};
   cr_assert_eq(dst_evaluate(&model, &test, 0, 200, &eval, &float_result, float_predictions, &err),

@@ -1,7 +1,7 @@
 /*
- * The deformslice command end to end, on the small dat_pp_tiny fixture (16x16 input) with
- * Fashion-MNIST images resized to 16x16: compile, run, inspect, audit, reproducibility,
- * search resumption and bad input.
+ * The deformslice command end to end, on the small dat_pp_tiny fixture (16x16 input, 4
+ * outputs) with Fashion-MNIST images resized to 16x16 and labels modulo 4: compile, run,
+ * inspect, audit, reproducibility, search resumption and bad input.
  */
 #include <cjson/cJSON.h>
 #include <criterion/criterion.h>
@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #include "common/ds_file.h"
 #include "tools/lib/dst_data.h"
@@ -18,11 +19,64 @@
 
 /* Small search and data sizes keep one compile around a few seconds under sanitizers. */
 #define SMALL_COMPILE                                                                     \
-  " compile --model " FIXTURE_MODEL " --calibration-images 40 --search-images 60"         \
+  " compile --model " FIXTURE_MODEL FOUR_CLASS_DATA                                       \
+  " --calibration-images 40 --search-images 60"                                           \
   " --test-images 80 --population 4 --generations 1 --threads 2"
 
-static int have_fashion_mnist(void) {
-  return access(DST_FASHION_MNIST_DIR "/train-images-idx3-ubyte.gz", R_OK) == 0;
+/*
+ * The tiny fixture models have 4 outputs, and evaluation rejects labels outside a model's
+ * outputs. FOUR_CLASS_DIR holds the Fashion-MNIST IDX files with every label taken modulo 4:
+ * links to the installed image files and plain label files.
+ */
+#define FOUR_CLASS_DIR DS_BINARY_DIR "/fashion_mnist_4class"
+#define FOUR_CLASS_DATA " --data " FOUR_CLASS_DIR
+
+static void write_four_class_labels(const char *folder, const char *stem) {
+  char from[512], to[512];
+  snprintf(from, sizeof from, "%s/%s.gz", DST_FASHION_MNIST_DIR, stem);
+  snprintf(to, sizeof to, "%s/%s", folder, stem);
+  gzFile in = gzopen(from, "rb");
+  cr_assert_not_null(in, "cannot open %s", from);
+  static uint8_t bytes[8 + 60000];
+  int size = gzread(in, bytes, sizeof bytes);
+  gzclose(in);
+  cr_assert_gt(size, 8, "%s is too short", from);
+  for (int i = 8; i < size; i++)
+    bytes[i] %= 4;
+  FILE *out = fopen(to, "wb");
+  cr_assert_not_null(out, "cannot write %s", to);
+  cr_assert_eq(fwrite(bytes, 1, (size_t)size, out), (size_t)size);
+  fclose(out);
+}
+
+/*
+ * Returns whether Fashion-MNIST is installed, and then makes FOUR_CLASS_DIR once. Test
+ * processes run in parallel, so each builds a private folder and renames it into place.
+ */
+static int have_four_class_data(void) {
+  if (access(DST_FASHION_MNIST_DIR "/train-images-idx3-ubyte.gz", R_OK) != 0)
+    return 0;
+  if (access(FOUR_CLASS_DIR "/t10k-labels-idx1-ubyte", R_OK) == 0)
+    return 1;
+  char folder[512], link_path[600];
+  snprintf(folder, sizeof folder, "%s/fashion_mnist_4class.XXXXXX", DS_BINARY_DIR);
+  cr_assert_not_null(mkdtemp(folder));
+  const char *images[2] = {"train-images-idx3-ubyte.gz", "t10k-images-idx3-ubyte.gz"};
+  for (int i = 0; i < 2; i++) {
+    char target[512];
+    snprintf(target, sizeof target, "%s/%s", DST_FASHION_MNIST_DIR, images[i]);
+    snprintf(link_path, sizeof link_path, "%s/%s", folder, images[i]);
+    cr_assert_eq(symlink(target, link_path), 0, "cannot link %s", link_path);
+  }
+  write_four_class_labels(folder, "train-labels-idx1-ubyte");
+  write_four_class_labels(folder, "t10k-labels-idx1-ubyte");
+  if (rename(folder, FOUR_CLASS_DIR) != 0) {
+    /* Another process was first: its folder has the same content. */
+    char command[1200];
+    snprintf(command, sizeof command, "rm -rf '%s'", folder);
+    cr_expect_eq(system(command), 0);
+  }
+  return access(FOUR_CLASS_DIR "/t10k-labels-idx1-ubyte", R_OK) == 0;
 }
 
 /* Runs command with stdout and stderr captured into output; returns the exit status. */
@@ -77,7 +131,7 @@ static int files_equal(const char *a, const char *b) {
 }
 
 Test(cli, compile_run_inspect_and_resume, .timeout = 600) {
-  if (!have_fashion_mnist())
+  if (!have_four_class_data())
     cr_skip_test("dataset-fashion-mnist is not installed");
 
   static char output[1 << 16];
@@ -105,7 +159,8 @@ Test(cli, compile_run_inspect_and_resume, .timeout = 600) {
   cr_expect_gt(evaluations, 0.0);
   cJSON_Delete(report);
 
-  snprintf(command, sizeof command, TOOL " run %s/model.dslice --limit 80 --threads 1", dir);
+  snprintf(command, sizeof command, TOOL " run %s/model.dslice" FOUR_CLASS_DATA " --limit 80 --threads 1",
+           dir);
   cr_assert_eq(run_tool(command, output, sizeof output), 0, "run failed:\n%s", output);
   char expected[64];
   snprintf(expected, sizeof expected, "80 test images: %.2f%%", reported);
@@ -136,11 +191,12 @@ Test(cli, compile_run_inspect_and_resume, .timeout = 600) {
 }
 
 Test(cli, audit_reports_sqnr, .timeout = 300) {
-  if (!have_fashion_mnist())
+  if (!have_four_class_data())
     cr_skip_test("dataset-fashion-mnist is not installed");
 
   static char output[1 << 17];
-  int status = run_tool(TOOL " audit --model " FIXTURE_MODEL " --test-images 40 --tensor-images 4"
+  int status = run_tool(TOOL " audit --model " FIXTURE_MODEL FOUR_CLASS_DATA
+                             " --test-images 40 --tensor-images 4"
                         " --calibration-images 20 --threads 2",
                         output, sizeof output);
   cr_assert_eq(status, 0, "audit failed:\n%s", output);
@@ -192,6 +248,20 @@ Test(cli, preset_with_missing_field_names_it) {
   free(dir);
 }
 
+Test(cli, compile_rejects_labels_beyond_outputs, .timeout = 300) {
+  if (!have_four_class_data())
+    cr_skip_test("dataset-fashion-mnist is not installed");
+  static char output[1 << 14];
+  /* The installed Fashion-MNIST files have labels 0..9, but the fixture has 4 outputs. */
+  int status = run_tool(TOOL " compile --model " FIXTURE_MODEL " --calibration-images 10"
+                             " --search-images 10 --test-images 10 --out /tmp",
+                        output, sizeof output);
+  cr_expect_eq(status, 1, "%s", output);
+  cr_expect_neq(strstr(output, "-labels-idx1-ubyte.gz: label "), NULL, "%s", output);
+  cr_expect_neq(strstr(output, "is outside [0, 4), the classes of the model's output"), NULL,
+                "%s", output);
+}
+
 Test(cli, bad_option_value_is_usage_error) {
   static char output[1 << 14];
   cr_expect_eq(run_tool(TOOL " compile --population 1", output, sizeof output), 2);
@@ -208,11 +278,12 @@ Test(cli, run_rejects_wrong_magic) {
 }
 
 Test(cli, audit_with_percentile_calibration, .timeout = 300) {
-  if (!have_fashion_mnist())
+  if (!have_four_class_data())
     cr_skip_test("dataset-fashion-mnist is not installed");
 
   static char output[1 << 17];
-  int status = run_tool(TOOL " audit --model " FIXTURE_MODEL " --test-images 20 --tensor-images 2"
+  int status = run_tool(TOOL " audit --model " FIXTURE_MODEL FOUR_CLASS_DATA
+                             " --test-images 20 --tensor-images 2"
                         " --calibration-images 10 --calibration percentile --percentile 99.9"
                         " --threads 2",
                         output, sizeof output);
@@ -238,21 +309,23 @@ Test(cli, unknown_preset_name_lists_builtins) {
 }
 
 Test(cli, journal_from_other_settings_is_rejected, .timeout = 300) {
-  if (!have_fashion_mnist())
+  if (!have_four_class_data())
     cr_skip_test("dataset-fashion-mnist is not installed");
 
   static char output[1 << 16];
   char command[4096];
   char *dir = make_temp_dir();
   snprintf(command, sizeof command,
-           TOOL " compile --model " FIXTURE_MODEL " --calibration-images 10 --search-images 20"
+           TOOL " compile --model " FIXTURE_MODEL FOUR_CLASS_DATA
+                " --calibration-images 10 --search-images 20"
                 " --test-images 20 --population 4 --generations 0 --threads 2 --out %s",
            dir);
   cr_assert_eq(run_tool(command, output, sizeof output), 0, "compile failed:\n%s", output);
 
   /* Another calibration changes every accuracy, so the journal must not be reused. */
   snprintf(command, sizeof command,
-           TOOL " compile --model " FIXTURE_MODEL " --calibration-images 12 --search-images 20"
+           TOOL " compile --model " FIXTURE_MODEL FOUR_CLASS_DATA
+                " --calibration-images 12 --search-images 20"
                 " --test-images 20 --population 4 --generations 0 --threads 2 --out %s",
            dir);
   cr_expect_eq(run_tool(command, output, sizeof output), 1);

@@ -4,17 +4,25 @@
  * image folders, and bad input of each kind. The last tests run the deformslice command
  * end to end with KL calibration on a raw tensor folder.
  */
+#define _XOPEN_SOURCE 700 /* nftw */
+
 #include <cjson/cJSON.h>
 #include <criterion/criterion.h>
+#include <ftw.h>
 #include <math.h>
+#include <png.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #include "common/ds_file.h"
+#include "common/ds_model.h"
+#include "converter/dsc_import.h"
 #include "tools/lib/dst_data.h"
+#include "tools/lib/dst_eval.h"
 #include "tools/lib/dst_image.h"
 #include "tools/lib/dst_source.h"
 
@@ -50,6 +58,18 @@ static char *make_temp_dir(void) {
 
 static void make_dir(const char *path) {
   cr_assert(mkdir(path, 0755) == 0, "cannot create %s", path);
+}
+
+static int remove_entry(const char *path, const struct stat *info, int type, struct FTW *ftw) {
+  (void)info;
+  (void)type;
+  (void)ftw;
+  return remove(path);
+}
+
+/* Deletes dir and everything under it, for tests that write many files. */
+static void remove_tree(const char *dir) {
+  cr_expect_eq(nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS), 0, "cannot delete %s", dir);
 }
 
 static void copy_file(const char *from, const char *to) {
@@ -295,7 +315,8 @@ Test(preprocess, image_smaller_than_crop) {
 
 /* ---- Raw tensors ---- */
 
-/* Writes split_folder/tensors.json (header text), data and labels. */
+/* Writes split_folder/tensors.json (header text), data and, unless labels is NULL, uint8
+ * labels to labels.u8. */
 static void write_raw(const char *split_folder, const char *header, const void *data,
                       size_t data_bytes, const uint8_t *labels, size_t label_count) {
   char path[1024];
@@ -303,6 +324,8 @@ static void write_raw(const char *split_folder, const char *header, const void *
   write_text(path, header);
   snprintf(path, sizeof path, "%s/images.bin", split_folder);
   write_bytes(path, data, data_bytes);
+  if (labels == NULL)
+    return;
   snprintf(path, sizeof path, "%s/labels.u8", split_folder);
   write_bytes(path, labels, label_count);
 }
@@ -328,7 +351,8 @@ Test(raw_tensors, float32_round_trip) {
   cr_expect_eq(data.channels, 2);
   cr_expect_eq(data.class_count, 8);
   cr_expect_eq(memcmp(data.images, values, sizeof values), 0);
-  cr_expect_eq(memcmp(data.labels, labels, 3), 0);
+  for (int i = 0; i < 3; i++)
+    cr_expect_eq(data.labels[i], labels[i], "label %d: %d", i, data.labels[i]);
   dst_dataset_free(&data);
 
   cr_assert_eq(dst_raw_load(dir, 2, 4, 2, &data, &err), DS_OK, "%s", err.message);
@@ -411,6 +435,78 @@ Test(raw_tensors, bad_headers_and_sizes) {
   free(dir);
 }
 
+/* Writes labels as int32 little-endian to split_folder/name. */
+static void write_int32_labels(const char *split_folder, const char *name,
+                               const int32_t *labels, size_t count) {
+  uint8_t *bytes = malloc(4 * count + 1);
+  cr_assert_not_null(bytes);
+  for (size_t i = 0; i < count; i++) {
+    const uint32_t bits = (uint32_t)labels[i];
+    for (int b = 0; b < 4; b++)
+      bytes[4 * i + (size_t)b] = (uint8_t)(bits >> (8 * b));
+  }
+  char path[1024];
+  snprintf(path, sizeof path, "%s/%s", split_folder, name);
+  write_bytes(path, bytes, 4 * count);
+  free(bytes);
+}
+
+#define RAW_INT32_HEADER(count, labels_dtype)                                               \
+  "{\"format\": \"deformslice-raw-tensors\", \"version\": 1, \"count\": " count              \
+  ", \"shape\": [1, 2, 2], \"dtype\": \"uint8\", \"data\": \"images.bin\", "               \
+  "\"labels\": \"labels.i32\", \"labels_dtype\": \"" labels_dtype "\"}"
+
+Test(raw_tensors, int32_labels_round_trip) {
+  char *dir = make_temp_dir();
+  const uint8_t values[4 * 4] = {0};
+  const int32_t labels[4] = {999, 0, 300, 65535};
+  write_raw(dir, RAW_INT32_HEADER("4", "int32"), values, sizeof values, NULL, 0);
+  write_int32_labels(dir, "labels.i32", labels, 4);
+
+  dst_dataset data;
+  ds_error err;
+  ds_error_clear(&err);
+  cr_assert_eq(dst_raw_load(dir, 1, 2, 0, &data, &err), DS_OK, "%s", err.message);
+  cr_expect_eq(data.count, 4);
+  for (int i = 0; i < 4; i++)
+    cr_expect_eq(data.labels[i], labels[i], "label %d: %d", i, data.labels[i]);
+  cr_expect_eq(data.class_count, 65536);
+  cr_expect_neq(strstr(data.label_source, "labels.i32"), NULL, "%s", data.label_source);
+  dst_dataset_free(&data);
+
+  /* "uint8" names the default: the same file then holds 16 one-byte labels. */
+  write_raw(dir, RAW_INT32_HEADER("16", "uint8"), (const uint8_t[16 * 4]){0}, 16 * 4, NULL, 0);
+  write_int32_labels(dir, "labels.i32", labels, 4);
+  cr_assert_eq(dst_raw_load(dir, 1, 2, 0, &data, &err), DS_OK, "%s", err.message);
+  cr_expect_eq(data.labels[0], 999 & 0xff, "first byte of 999: %d", data.labels[0]);
+  cr_expect_eq(data.labels[1], 999 >> 8, "second byte of 999: %d", data.labels[1]);
+  dst_dataset_free(&data);
+  free(dir);
+}
+
+Test(raw_tensors, bad_int32_labels) {
+  char *dir = make_temp_dir();
+  const uint8_t values[2 * 4] = {0};
+  const int32_t labels[2] = {1, -3};
+
+  write_raw(dir, RAW_INT32_HEADER("2", "int64"), values, sizeof values, NULL, 0);
+  write_int32_labels(dir, "labels.i32", labels, 2);
+  expect_raw_error(dir, 1, 2, "\"labels_dtype\" must be \"uint8\" (the default) or \"int32\"");
+
+  write_raw(dir, RAW_INT32_HEADER("2", "int32"), values, sizeof values, NULL, 0);
+  write_int32_labels(dir, "labels.i32", labels, 1);
+  expect_raw_error(dir, 1, 2, "labels.i32: 4 bytes, but the header's count and shape give 8 "
+                              "bytes of int32 labels");
+
+  write_int32_labels(dir, "labels.i32", labels, 2);
+  expect_raw_error(dir, 1, 2, "labels.i32: label -3 of sample 1 is outside [0, 1048576)");
+
+  const int32_t huge[2] = {0, DST_MAX_CLASSES};
+  write_int32_labels(dir, "labels.i32", huge, 2);
+  expect_raw_error(dir, 1, 2, "label 1048576 of sample 1 is outside");
+  free(dir);
+}
+
 /* ---- Image folders ---- */
 
 /* dir/test/{a_shirt, b_shoe} with PNG and JPEG files, a nested folder and a text file. */
@@ -448,8 +544,8 @@ Test(image_folder, labels_follow_sorted_class_folders) {
                err.message);
   cr_expect_eq(data.count, 4, "the text file is ignored");
   cr_expect_eq(data.class_count, 2);
-  const uint8_t labels[4] = {0, 0, 1, 1};
-  cr_expect_eq(memcmp(data.labels, labels, 4), 0);
+  const int32_t labels[4] = {0, 0, 1, 1};
+  cr_expect_eq(memcmp(data.labels, labels, sizeof labels), 0);
 
   /* The first image is a_shirt/one.png, with the default preprocessing. */
   dst_image image;
@@ -536,6 +632,149 @@ Test(image_folder, bad_layouts_rejected) {
 
 /* ---- The command end to end ---- */
 
+/* Writes a side x side 8-bit gray PNG with every pixel equal to value. */
+static void write_gray_png(const char *path, int side, uint8_t value) {
+  png_image image;
+  memset(&image, 0, sizeof image);
+  image.version = PNG_IMAGE_VERSION;
+  image.width = (png_uint_32)side;
+  image.height = (png_uint_32)side;
+  image.format = PNG_FORMAT_GRAY;
+  uint8_t pixels[16];
+  cr_assert_leq(side * side, (int)sizeof pixels);
+  memset(pixels, value, sizeof pixels);
+  cr_assert(png_image_write_to_file(&image, path, 0, pixels, 0, NULL), "cannot write %s: %s",
+            path, image.message);
+}
+
+#define MANY_CLASSES 300
+
+/* dir/test/c000 .. c299, each with one 2x2 PNG whose pixels are the class index mod 256. */
+static void make_many_class_folder(const char *dir) {
+  char path[512];
+  snprintf(path, sizeof path, "%s/test", dir);
+  make_dir(path);
+  for (int c = 0; c < MANY_CLASSES; c++) {
+    snprintf(path, sizeof path, "%s/test/c%03d", dir, c);
+    make_dir(path);
+    snprintf(path, sizeof path, "%s/test/c%03d/image.png", dir, c);
+    write_gray_png(path, 2, (uint8_t)(c % 256));
+  }
+}
+
+Test(image_folder, more_than_256_classes) {
+  char *dir = make_temp_dir();
+  make_many_class_folder(dir);
+  dst_data_options options = {.folder = dir, .format = DST_DATA_IMAGES};
+  dst_dataset data;
+  ds_error err;
+  ds_error_clear(&err);
+  cr_assert_eq(dst_data_load(&options, DST_SPLIT_TEST, 1, 2, 0, &data, &err), DS_OK, "%s",
+               err.message);
+  cr_assert_eq(data.count, MANY_CLASSES);
+  cr_expect_eq(data.class_count, MANY_CLASSES);
+  for (int i = 0; i < MANY_CLASSES; i++) {
+    cr_expect_eq(data.labels[i], i, "image %d has label %d", i, data.labels[i]);
+    cr_expect_float_eq(data.images[4 * i], (float)(i % 256) / 255.0f, 1e-6f,
+                       "image %d is not the one of class folder c%03d", i, i);
+  }
+  cr_expect_eq(dst_dataset_check_labels(&data, MANY_CLASSES, &err), DS_OK, "%s", err.message);
+  dst_dataset_free(&data);
+
+  /* An evenly spaced subset keeps the labels of the images it picks. */
+  cr_assert_eq(dst_data_load(&options, DST_SPLIT_TEST, 1, 2, 30, &data, &err), DS_OK, "%s",
+               err.message);
+  cr_assert_eq(data.count, 30);
+  for (int k = 0; k < 30; k++)
+    cr_expect_eq(data.labels[k], 10 * k, "subset image %d has label %d", k, data.labels[k]);
+  dst_dataset_free(&data);
+  remove_tree(dir);
+  free(dir);
+}
+
+Test(labels, beyond_model_classes_rejected) {
+  char *dir = make_temp_dir();
+  const uint8_t values[3 * 4] = {0};
+  const int32_t labels[3] = {0, 999, 1000};
+  write_raw(dir, RAW_INT32_HEADER("3", "int32"), values, sizeof values, NULL, 0);
+  write_int32_labels(dir, "labels.i32", labels, 3);
+  dst_dataset data;
+  ds_error err;
+  ds_error_clear(&err);
+  cr_assert_eq(dst_raw_load(dir, 1, 2, 0, &data, &err), DS_OK, "%s", err.message);
+  cr_expect_eq(dst_dataset_check_labels(&data, 1001, &err), DS_OK, "%s", err.message);
+  cr_expect_eq(dst_dataset_check_labels(&data, 1000, &err), DS_ERR_DATA);
+  cr_expect_neq(strstr(err.message, "labels.i32: label 1000 of sample 2 is outside [0, 1000)"),
+                NULL, "%s", err.message);
+  dst_dataset_free(&data);
+
+  /* A subset of an image folder with 300 class folders still has 300 classes. */
+  make_many_class_folder(dir);
+  dst_data_options options = {.folder = dir, .format = DST_DATA_IMAGES};
+  cr_assert_eq(dst_data_load(&options, DST_SPLIT_TEST, 1, 2, 2, &data, &err), DS_OK, "%s",
+               err.message);
+  cr_expect_eq(dst_dataset_check_labels(&data, 200, &err), DS_ERR_DATA);
+  cr_expect_neq(strstr(err.message, "/test: 300 classes, but the model has 200 outputs"), NULL,
+                "%s", err.message);
+  cr_expect_eq(dst_dataset_check_labels(&data, 100, &err), DS_ERR_DATA);
+  cr_expect_neq(strstr(err.message, "/test: label 150 of sample 1 is outside [0, 100)"), NULL,
+                "%s", err.message);
+  dst_dataset_free(&data);
+  remove_tree(dir);
+  free(dir);
+}
+
+Test(labels, evaluate_rejects_label_beyond_outputs) {
+  dsr_model model = {0};
+  ds_error err;
+  ds_error_clear(&err);
+  cr_assert_eq(dsc_import_file(FIXTURE_MODEL, NULL, &model, NULL, &err), DS_OK, "%s",
+               err.message);
+  int32_t channels = 0, side = 0;
+  cr_assert_eq(dst_data_input_shape(&model, &channels, &side, &err), DS_OK, "%s", err.message);
+  const int64_t classes = dsr_tensor_elements(&model.tensors[model.output]);
+
+  char *dir = make_temp_dir();
+  char header[512];
+  snprintf(header, sizeof header,
+           "{\"format\": \"deformslice-raw-tensors\", \"version\": 1, \"count\": 2, "
+           "\"shape\": [%d, %d, %d], \"dtype\": \"uint8\", \"data\": \"images.bin\", "
+           "\"labels\": \"labels.i32\", \"labels_dtype\": \"int32\"}",
+           channels, side, side);
+  const size_t sample_bytes = (size_t)channels * (size_t)side * (size_t)side;
+  uint8_t *values = calloc(2 * sample_bytes, 1);
+  write_raw(dir, header, values, 2 * sample_bytes, NULL, 0);
+  const int32_t labels[2] = {0, (int32_t)classes};
+  write_int32_labels(dir, "labels.i32", labels, 2);
+
+  dst_dataset data;
+  cr_assert_eq(dst_raw_load(dir, channels, side, 0, &data, &err), DS_OK, "%s", err.message);
+  dst_eval_options eval = {.mode = DSR_MODE_FLOAT, .threads = 1};
+  dst_eval_result result;
+  int32_t predictions[2];
+  cr_expect_eq(dst_evaluate(&model, &data, 0, 2, &eval, &result, predictions, &err),
+               DS_ERR_DATA);
+  char expected[128];
+  snprintf(expected, sizeof expected, "labels.i32: label %lld of sample 1 is outside [0, %lld)",
+           (long long)classes, (long long)classes);
+  cr_expect_neq(strstr(err.message, expected), NULL, "expected '%s' in: %s", expected,
+                err.message);
+
+  /* With the label in range the same data evaluates. */
+  data.labels[1] = (int32_t)classes - 1;
+  data.class_count = (int32_t)classes;
+  ds_error_clear(&err);
+  cr_expect_eq(dst_evaluate(&model, &data, 0, 2, &eval, &result, predictions, &err), DS_OK, "%s",
+               err.message);
+  cr_expect_eq(result.count, 2);
+
+  dst_dataset_free(&data);
+  ds_model_free(&model);
+  free(values);
+  remove_tree(dir);
+  free(dir);
+}
+
 static int have_fashion_mnist(void) {
   return access(DST_FASHION_MNIST_DIR "/train-images-idx3-ubyte.gz", R_OK) == 0;
 }
@@ -551,7 +790,8 @@ static int run_tool(const char *command, char *output, size_t output_bytes) {
   return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
-/* Writes limit images of an IDX split at side x side as a raw tensor split folder. */
+/* Writes limit images of an IDX split at side x side as a raw tensor split folder, with
+ * int32 labels taken modulo 4 because the fixture model has 4 outputs. */
 static void write_raw_split(const char *dir, const char *name, dst_split split, int32_t side,
                             int32_t limit) {
   dst_dataset data;
@@ -565,11 +805,33 @@ static void write_raw_split(const char *dir, const char *name, dst_split split, 
   snprintf(header, sizeof header,
            "{\"format\": \"deformslice-raw-tensors\", \"version\": 1, \"count\": %d, "
            "\"shape\": [1, %d, %d], \"dtype\": \"float32\", \"data\": \"images.bin\", "
-           "\"labels\": \"labels.u8\"}",
+           "\"labels\": \"labels.i32\", \"labels_dtype\": \"int32\"}",
            data.count, side, side);
-  write_raw(folder, header, data.images, sizeof(float) * (size_t)data.count * side * side,
-            data.labels, (size_t)data.count);
+  write_raw(folder, header, data.images, sizeof(float) * (size_t)data.count * side * side, NULL,
+            0);
+  for (int32_t i = 0; i < data.count; i++)
+    data.labels[i] %= 4;
+  write_int32_labels(folder, "labels.i32", data.labels, (size_t)data.count);
   dst_dataset_free(&data);
+}
+
+/* Writes the Fashion-MNIST test split into dir as IDX files with labels modulo 4: a link to
+ * the installed image file and a plain label file. */
+static void write_four_class_idx_test(const char *dir) {
+  char path[512];
+  snprintf(path, sizeof path, "%s/t10k-images-idx3-ubyte.gz", dir);
+  cr_assert_eq(symlink(DST_FASHION_MNIST_DIR "/t10k-images-idx3-ubyte.gz", path), 0,
+               "cannot link %s", path);
+  gzFile in = gzopen(DST_FASHION_MNIST_DIR "/t10k-labels-idx1-ubyte.gz", "rb");
+  cr_assert_not_null(in);
+  static uint8_t bytes[8 + 10000];
+  int size = gzread(in, bytes, sizeof bytes);
+  gzclose(in);
+  cr_assert_eq(size, (int)sizeof bytes);
+  for (int i = 8; i < size; i++)
+    bytes[i] %= 4;
+  snprintf(path, sizeof path, "%s/t10k-labels-idx1-ubyte", dir);
+  write_bytes(path, bytes, sizeof bytes);
 }
 
 Test(cli_data, compile_kl_on_raw_tensors, .timeout = 600) {
@@ -617,12 +879,17 @@ Test(cli_data, compile_kl_on_raw_tensors, .timeout = 600) {
   snprintf(command, sizeof command, TOOL " run %s/model.dslice --data %s --threads 2", out,
            data);
   cr_assert_eq(run_tool(command, raw_output, sizeof raw_output), 0, "%s", raw_output);
-  snprintf(command, sizeof command, TOOL " run %s/model.dslice --limit 60 --threads 2", out);
+  char *idx = make_temp_dir();
+  write_four_class_idx_test(idx);
+  snprintf(command, sizeof command, TOOL " run %s/model.dslice --data %s --limit 60 --threads 2",
+           out, idx);
   cr_assert_eq(run_tool(command, idx_output, sizeof idx_output), 0, "%s", idx_output);
   const char *raw_top1 = strstr(raw_output, "on 60 test images");
   const char *idx_top1 = strstr(idx_output, "on 60 test images");
   cr_assert(raw_top1 != NULL && idx_top1 != NULL, "%s\n%s", raw_output, idx_output);
   cr_expect_eq(strcmp(raw_top1, idx_top1), 0, "raw: %s\nidx: %s", raw_top1, idx_top1);
+  remove_tree(idx);
+  free(idx);
   free(data);
   free(out);
 }

@@ -251,7 +251,7 @@ Test(determinism, bundled_model_hash, .timeout = 600) {
   check_case("dat_pp_nano_train8_test12", &model, test.images, test.count);
 
   /* The evaluator's own threads give the same predictions. */
-  uint8_t one[12], three[12];
+  int32_t one[12], three[12];
   dst_eval_result result;
   dst_eval_options eval = {.mode = DSR_MODE_FIXED, .threads = 1};
   cr_assert_eq(dst_evaluate(&model, &test, 0, test.count, &eval, &result, one, &err), DS_OK);

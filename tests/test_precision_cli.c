@@ -1,6 +1,7 @@
 /*
  * Precision options and audit reports through the deformslice command, on the small
- * dat_pp_tiny fixture with Fashion-MNIST images resized to 16x16.
+ * dat_pp_tiny fixture (4 outputs) with Fashion-MNIST images resized to 16x16 and labels
+ * modulo 4.
  */
 #include <cjson/cJSON.h>
 #include <criterion/criterion.h>
@@ -8,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #include "common/ds_file.h"
 #include "tools/lib/dst_data.h"
@@ -15,11 +17,64 @@
 #define TOOL DS_BINARY_DIR "/bin/deformslice"
 #define FIXTURE_MODEL DS_SOURCE_DIR "/tests/fixtures/dat_pp_tiny.onnx"
 #define SMALL_AUDIT                                                                       \
-  TOOL " audit --model " FIXTURE_MODEL " --test-images 20 --tensor-images 2"              \
+  TOOL " audit --model " FIXTURE_MODEL FOUR_CLASS_DATA                                      \
+       " --test-images 20 --tensor-images 2"                                              \
        " --calibration-images 8 --threads 2"
 
-static int have_fashion_mnist(void) {
-  return access(DST_FASHION_MNIST_DIR "/train-images-idx3-ubyte.gz", R_OK) == 0;
+/*
+ * The tiny fixture models have 4 outputs, and evaluation rejects labels outside a model's
+ * outputs. FOUR_CLASS_DIR holds the Fashion-MNIST IDX files with every label taken modulo 4:
+ * links to the installed image files and plain label files.
+ */
+#define FOUR_CLASS_DIR DS_BINARY_DIR "/fashion_mnist_4class"
+#define FOUR_CLASS_DATA " --data " FOUR_CLASS_DIR
+
+static void write_four_class_labels(const char *folder, const char *stem) {
+  char from[512], to[512];
+  snprintf(from, sizeof from, "%s/%s.gz", DST_FASHION_MNIST_DIR, stem);
+  snprintf(to, sizeof to, "%s/%s", folder, stem);
+  gzFile in = gzopen(from, "rb");
+  cr_assert_not_null(in, "cannot open %s", from);
+  static uint8_t bytes[8 + 60000];
+  int size = gzread(in, bytes, sizeof bytes);
+  gzclose(in);
+  cr_assert_gt(size, 8, "%s is too short", from);
+  for (int i = 8; i < size; i++)
+    bytes[i] %= 4;
+  FILE *out = fopen(to, "wb");
+  cr_assert_not_null(out, "cannot write %s", to);
+  cr_assert_eq(fwrite(bytes, 1, (size_t)size, out), (size_t)size);
+  fclose(out);
+}
+
+/*
+ * Returns whether Fashion-MNIST is installed, and then makes FOUR_CLASS_DIR once. Test
+ * processes run in parallel, so each builds a private folder and renames it into place.
+ */
+static int have_four_class_data(void) {
+  if (access(DST_FASHION_MNIST_DIR "/train-images-idx3-ubyte.gz", R_OK) != 0)
+    return 0;
+  if (access(FOUR_CLASS_DIR "/t10k-labels-idx1-ubyte", R_OK) == 0)
+    return 1;
+  char folder[512], link_path[600];
+  snprintf(folder, sizeof folder, "%s/fashion_mnist_4class.XXXXXX", DS_BINARY_DIR);
+  cr_assert_not_null(mkdtemp(folder));
+  const char *images[2] = {"train-images-idx3-ubyte.gz", "t10k-images-idx3-ubyte.gz"};
+  for (int i = 0; i < 2; i++) {
+    char target[512];
+    snprintf(target, sizeof target, "%s/%s", DST_FASHION_MNIST_DIR, images[i]);
+    snprintf(link_path, sizeof link_path, "%s/%s", folder, images[i]);
+    cr_assert_eq(symlink(target, link_path), 0, "cannot link %s", link_path);
+  }
+  write_four_class_labels(folder, "train-labels-idx1-ubyte");
+  write_four_class_labels(folder, "t10k-labels-idx1-ubyte");
+  if (rename(folder, FOUR_CLASS_DIR) != 0) {
+    /* Another process was first: its folder has the same content. */
+    char command[1200];
+    snprintf(command, sizeof command, "rm -rf '%s'", folder);
+    cr_expect_eq(system(command), 0);
+  }
+  return access(FOUR_CLASS_DIR "/t10k-labels-idx1-ubyte", R_OK) == 0;
 }
 
 /* Runs command with stdout and stderr captured into output; returns the exit status. */
@@ -53,7 +108,7 @@ static const cJSON *field(const cJSON *object, const char *name) {
 }
 
 Test(precision_cli, audit_int8_sliced_reports, .timeout = 300) {
-  if (!have_fashion_mnist())
+  if (!have_four_class_data())
     cr_skip_test("dataset-fashion-mnist is not installed");
   static char output[1 << 17];
   char command[4096], json_path[128], markdown_path[128];
@@ -100,14 +155,15 @@ Test(precision_cli, audit_int8_sliced_reports, .timeout = 300) {
 }
 
 Test(precision_cli, compile_records_mixed_choice, .timeout = 600) {
-  if (!have_fashion_mnist())
+  if (!have_four_class_data())
     cr_skip_test("dataset-fashion-mnist is not installed");
   static char output[1 << 17];
   char command[4096], dir[64];
   snprintf(dir, sizeof dir, "/tmp/ds_pcli_XXXXXX");
   cr_assert_not_null(mkdtemp(dir));
   snprintf(command, sizeof command,
-           TOOL " compile --model " FIXTURE_MODEL " --calibration-images 8 --search-images 8"
+           TOOL " compile --model " FIXTURE_MODEL FOUR_CLASS_DATA
+                " --calibration-images 8 --search-images 8"
                 " --test-images 8 --population 4 --generations 0 --threads 2"
                 " --precision mixed --int16-budget-bytes 3000 --precision-images 1 --out %s",
            dir);
@@ -140,7 +196,7 @@ typedef struct bad_case {
 } bad_case;
 
 Test(precision_cli, bad_precision_options_are_rejected, .timeout = 300) {
-  if (!have_fashion_mnist())
+  if (!have_four_class_data())
     cr_skip_test("dataset-fashion-mnist is not installed");
   static char output[1 << 17];
   char file_path[128], command[4096];

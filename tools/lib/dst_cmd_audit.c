@@ -129,7 +129,7 @@ static ds_status resolve_slices(const audit_config *c, const dsr_model *model, d
 /* Predictions of every test image in one mode and slicing (NULL: the model's own). */
 static ds_status predict(const dsr_model *model, const dst_dataset *test, dsr_mode mode,
                          const dsr_slice *slices, int32_t layers, const char *label,
-                         int32_t threads, uint8_t *predictions, double *top1, ds_error *err) {
+                         int32_t threads, int32_t *predictions, double *top1, ds_error *err) {
   dst_progress progress;
   dst_progress_start(&progress, label);
   dst_eval_options eval = {.mode = mode, .threads = threads, .slices = slices,
@@ -141,7 +141,7 @@ static ds_status predict(const dsr_model *model, const dst_dataset *test, dsr_mo
   return DS_OK;
 }
 
-static int32_t count_same(const uint8_t *a, const uint8_t *b, int32_t count) {
+static int32_t count_same(const int32_t *a, const int32_t *b, int32_t count) {
   int32_t same = 0;
   for (int32_t i = 0; i < count; i++)
     same += a[i] == b[i];
@@ -153,7 +153,7 @@ static ds_status run_audit(const audit_config *c, ds_error *err) {
   dst_dataset test = {0};
   dst_precision_record precision;
   memset(&precision, 0, sizeof precision);
-  uint8_t *predictions = NULL;
+  int32_t *predictions = NULL;
   dsr_slice unsliced[DSR_MAX_DEFORM_LAYERS], sliced[DSR_MAX_DEFORM_LAYERS];
   dsq_audit_report report = {0};
   dst_audit_summary summary;
@@ -181,14 +181,14 @@ static ds_status run_audit(const audit_config *c, ds_error *err) {
     status = dst_data_load(&c->data, DST_SPLIT_TEST, channels, side, c->test_images, &test,
                            err);
   if (status == DS_OK) {
-    predictions = malloc(3 * (size_t)test.count + 1);
+    predictions = malloc(sizeof(int32_t) * (3 * (size_t)test.count + 1));
     if (predictions == NULL)
       status = ds_fail(err, DS_ERR_OUT_OF_MEMORY, "cannot allocate %d predictions", test.count);
   }
 
-  uint8_t *float_predictions = predictions;
-  uint8_t *fixed_predictions = predictions + (status == DS_OK ? test.count : 0);
-  uint8_t *sliced_predictions = fixed_predictions + (status == DS_OK ? test.count : 0);
+  int32_t *float_predictions = predictions;
+  int32_t *fixed_predictions = predictions + (status == DS_OK ? test.count : 0);
+  int32_t *sliced_predictions = fixed_predictions + (status == DS_OK ? test.count : 0);
   if (status == DS_OK)
     status = predict(&model, &test, DSR_MODE_FLOAT, unsliced, layers, "float", c->threads,
                      float_predictions, &summary.float_top1, err);

@@ -208,6 +208,10 @@ static ds_status load_data(dst_compile_state *state, ds_error *err) {
                        &state->validation, err));
   DS_TRY(dst_data_load(&c->data, DST_SPLIT_TEST, channels, side, c->test_images, &state->test,
                        err));
+  /* The search and the report evaluate these splits, so bad labels fail before calibration. */
+  const int64_t classes = dsr_tensor_elements(&state->model.tensors[state->model.output]);
+  DS_TRY(dst_dataset_check_labels(&state->validation, classes, err));
+  DS_TRY(dst_dataset_check_labels(&state->test, classes, err));
   if (state->validation.count < c->search_images)
     state->config.search_images = state->validation.count;
 

@@ -179,7 +179,7 @@ static ds_status load_files(const char *folder, const char *prefix, uint32_t fir
   pixels = malloc((size_t)pixel_count);
   unit = malloc(sizeof(float) * pixel_count);
   out->images = malloc(sizeof(float) * (size_t)count * (size_t)side * (size_t)side);
-  out->labels = malloc(count);
+  out->labels = malloc(sizeof(int32_t) * (size_t)count);
   if (pixels == NULL || unit == NULL || out->images == NULL || out->labels == NULL) {
     status = ds_fail(err, DS_ERR_OUT_OF_MEMORY, "%s: cannot allocate %u images", images.path,
                      count);
@@ -212,9 +212,15 @@ static ds_status load_files(const char *folder, const char *prefix, uint32_t fir
     if (status != DS_OK)
       goto done;
   }
-  status = idx_read(&labels, out->labels, count, 8 + first, err);
+  /* IDX label files hold one byte per label; the bytes are widened in place, from the end
+   * so that no byte is overwritten before it is read. */
+  uint8_t *label_bytes = (uint8_t *)out->labels;
+  status = idx_read(&labels, label_bytes, count, 8 + first, err);
   if (status != DS_OK)
     goto done;
+  for (uint32_t i = count; i-- > 0;)
+    out->labels[i] = label_bytes[i];
+  snprintf(out->label_source, sizeof out->label_source, "%s", labels.path);
 
   out->class_count = 0;
   for (uint32_t i = 0; i < count; i++) {
@@ -264,6 +270,30 @@ ds_status dst_dataset_load(const char *folder, dst_split split, int32_t side, in
     return ds_fail(err, DS_ERR_INVALID_ARGUMENT, "unknown data split %d", (int)split);
   }
   return status;
+}
+
+ds_status dst_dataset_check_labels(const dst_dataset *dataset, int64_t class_count,
+                                   ds_error *err) {
+  const char *source = dataset->label_source[0] != '\0' ? dataset->label_source : "data set";
+  for (int32_t i = 0; i < dataset->count; i++) {
+    const int32_t label = dataset->labels[i];
+    if (label < 0)
+      return ds_fail(err, DS_ERR_DATA, "%s: label %d of sample %d is negative; fix the label",
+                     source, label, i);
+    if (label >= class_count)
+      return ds_fail(err, DS_ERR_DATA,
+                     "%s: label %d of sample %d is outside [0, %lld), the classes of the "
+                     "model's output; fix the label or use a model with %lld or more classes",
+                     source, label, i, (long long)class_count, (long long)label + 1);
+  }
+  /* Image folders number their classes by folder, so a subset of the images can miss the
+   * last classes and still belong to a data set with too many. */
+  if (dataset->class_count > class_count)
+    return ds_fail(err, DS_ERR_DATA,
+                   "%s: %d classes, but the model has %lld outputs; give data with the model's "
+                   "classes",
+                   source, dataset->class_count, (long long)class_count);
+  return DS_OK;
 }
 
 void dst_dataset_free(dst_dataset *dataset) {

@@ -19,6 +19,14 @@
  */
 #define DST_VALIDATION_START 55000
 
+/*
+ * Maximum number of classes of a data set, so labels are in 0 .. DST_MAX_CLASSES - 1. The
+ * bound is far above common classifier sizes (ImageNet-21k has 21,841 classes) and keeps
+ * class_count and label + 1 within int32_t. dst_dataset_check_labels checks a model's own
+ * output size.
+ */
+#define DST_MAX_CLASSES (1 << 20)
+
 typedef enum dst_split {
   DST_SPLIT_TRAIN = 0,      /* training images 0 .. DST_VALIDATION_START - 1 */
   DST_SPLIT_VALIDATION = 1, /* training images DST_VALIDATION_START .. end */
@@ -30,9 +38,10 @@ typedef struct dst_dataset {
   int32_t count;
   int32_t side;          /* pixels per row and column after resizing */
   float *images;
-  uint8_t *labels;
-  int32_t class_count;   /* largest label + 1 */
+  int32_t *labels;       /* count entries, each in 0 .. class_count - 1 */
+  int32_t class_count;   /* largest label + 1; for image folders, the number of class folders */
   int32_t channels;      /* 1 for IDX files; 1 or 3 for raw tensors and image folders */
+  char label_source[4096]; /* the label file or image folder, for messages */
 } dst_dataset;
 
 /* Floats per image: channels * side * side (channels 0 counts as 1). */
@@ -50,6 +59,14 @@ ds_status dst_dataset_load(const char *folder, dst_split split, int32_t side, in
                            dst_dataset *out, ds_error *err);
 
 void dst_dataset_free(dst_dataset *dataset);
+
+/*
+ * Checks that every label of dataset is below class_count, the model's output size, and that
+ * the data set has no more classes than that. Errors: DS_ERR_DATA naming the label file (or
+ * image folder), the sample index and the label.
+ */
+ds_status dst_dataset_check_labels(const dst_dataset *dataset, int64_t class_count,
+                                   ds_error *err);
 
 /* Name of a split for messages: "train", "validation" or "test". */
 const char *dst_split_name(dst_split split);

@@ -15,7 +15,6 @@
 #include "dst_image.h"
 #include "dst_source.h"
 
-#define IMAGES_MAX_CLASSES 256 /* labels are 8-bit */
 #define IMAGES_MAX_DEPTH 16
 #define IMAGES_MAX_FILES 10000000
 
@@ -184,10 +183,11 @@ static ds_status scan_split(const char *split_folder, entry_list *entries, int32
                      "%s: no class folders; an image folder holds one subfolder of images per "
                      "class",
                      split_folder);
-  else if (classes.count > IMAGES_MAX_CLASSES)
-    status = ds_fail(err, DS_ERR_DATA, "%s: %zu class folders; at most %d are supported (labels "
-                                       "are 8-bit)",
-                     split_folder, classes.count, IMAGES_MAX_CLASSES);
+  else if (classes.count > DST_MAX_CLASSES)
+    status = ds_fail(err, DS_ERR_DATA,
+                     "%s: %zu class folders, more than the %d supported; check that this is "
+                     "a split folder with one subfolder per class",
+                     split_folder, classes.count, DST_MAX_CLASSES);
 
   for (size_t c = 0; c < classes.count && status == DS_OK; c++) {
     size_t before = entries->count;
@@ -235,7 +235,7 @@ ds_status dst_images_load(const char *split_folder, const char *preprocess_path,
   const int64_t elements = (int64_t)channels * side * side;
   if (status == DS_OK) {
     out->images = malloc(sizeof(float) * count * (size_t)elements);
-    out->labels = malloc(count);
+    out->labels = malloc(sizeof(int32_t) * count);
     if (out->images == NULL || out->labels == NULL)
       status = ds_fail(err, DS_ERR_OUT_OF_MEMORY, "%s: cannot allocate %zu images",
                        split_folder, count);
@@ -260,7 +260,7 @@ ds_status dst_images_load(const char *split_folder, const char *preprocess_path,
       status = image_status;
       break;
     }
-    out->labels[loaded++] = (uint8_t)entry->label;
+    out->labels[loaded++] = entry->label;
   }
   if (status == DS_OK && loaded == 0)
     status = ds_fail(err, DS_ERR_DATA, "%s: all %zu selected images were unreadable",
@@ -277,5 +277,6 @@ ds_status dst_images_load(const char *split_folder, const char *preprocess_path,
   out->side = side;
   out->channels = channels;
   out->class_count = class_count;
+  snprintf(out->label_source, sizeof out->label_source, "%s", split_folder);
   return DS_OK;
 }

@@ -1,6 +1,7 @@
 /*
  * Raw tensor data sets: a folder with tensors.json, one file of samples (float32 or uint8,
- * little-endian, NCHW, back to back) and one file of uint8 labels. docs/data.md specifies
+ * little-endian, NCHW, back to back) and one file of labels (uint8, or int32 little-endian,
+ * chosen by "labels_dtype"). docs/data.md specifies
  * the format; every size below is checked against the header before anything is read.
  */
 #include <cjson/cJSON.h>
@@ -24,6 +25,7 @@ typedef struct raw_header {
   int32_t count;
   int32_t channels, height, width;
   int element_bytes;   /* 4 for float32, 1 for uint8 */
+  int label_bytes;     /* 1 for uint8 labels, 4 for int32 */
   double scale, offset; /* uint8: value = u8 * scale + offset */
   char data[256], labels[256];
 } raw_header;
@@ -48,8 +50,9 @@ static ds_status read_name(const cJSON *root, const char *key, const char *path,
 }
 
 static ds_status check_keys(const cJSON *root, const char *path, ds_error *err) {
-  static const char *const keys[] = {"format", "version", "count", "shape", "dtype",
-                                     "data",   "labels",  "scale", "offset"};
+  static const char *const keys[] = {"format", "version", "count",  "shape",
+                                     "dtype",  "data",    "labels", "labels_dtype",
+                                     "scale",  "offset"};
   const cJSON *item;
   cJSON_ArrayForEach(item, root) {
     int known = 0;
@@ -58,7 +61,7 @@ static ds_status check_keys(const cJSON *root, const char *path, ds_error *err) 
     if (!known)
       return ds_fail(err, DS_ERR_DATA,
                      "%s: unknown key \"%s\"; the keys are format, version, count, shape, "
-                     "dtype, data, labels, scale and offset",
+                     "dtype, data, labels, labels_dtype, scale and offset",
                      path, item->string);
   }
   return DS_OK;
@@ -81,6 +84,7 @@ static ds_status parse_header(const char *text, size_t size, const char *path,
   const cJSON *dtype = cJSON_GetObjectItemCaseSensitive(root, "dtype");
   const cJSON *scale = cJSON_GetObjectItemCaseSensitive(root, "scale");
   const cJSON *offset = cJSON_GetObjectItemCaseSensitive(root, "offset");
+  const cJSON *labels_dtype = cJSON_GetObjectItemCaseSensitive(root, "labels_dtype");
 
   if (status == DS_OK && (!cJSON_IsString(format) || strcmp(format->valuestring,
                                                             RAW_FORMAT_NAME) != 0))
@@ -135,6 +139,14 @@ static ds_status parse_header(const char *text, size_t size, const char *path,
       header->offset = offset->valuedouble;
   } else if (status == DS_OK) {
     status = ds_fail(err, DS_ERR_DATA, "%s: \"dtype\" must be \"float32\" or \"uint8\"", path);
+  }
+  header->label_bytes = 1;
+  if (status == DS_OK && labels_dtype != NULL) {
+    if (cJSON_IsString(labels_dtype) && strcmp(labels_dtype->valuestring, "int32") == 0)
+      header->label_bytes = 4;
+    else if (!(cJSON_IsString(labels_dtype) && strcmp(labels_dtype->valuestring, "uint8") == 0))
+      status = ds_fail(err, DS_ERR_DATA,
+                       "%s: \"labels_dtype\" must be \"uint8\" (the default) or \"int32\"", path);
   }
   if (status == DS_OK)
     status = read_name(root, "data", path, header->data, sizeof header->data, err);
@@ -198,6 +210,35 @@ static ds_status read_samples(FILE *f, const char *path, const raw_header *heade
   return status;
 }
 
+/*
+ * Reads count labels of label_bytes each (1: uint8, 4: int32 little-endian) into labels.
+ * Every label must be in 0 .. DST_MAX_CLASSES - 1.
+ */
+static ds_status read_labels(FILE *f, const char *path, int label_bytes, int32_t count,
+                             int32_t *labels, ds_error *err) {
+  uint8_t bytes[4096];
+  const int32_t chunk = (int32_t)(sizeof bytes / (size_t)label_bytes);
+  for (int32_t first = 0; first < count; first += chunk) {
+    const int32_t n = count - first < chunk ? count - first : chunk;
+    if (fread(bytes, (size_t)label_bytes, (size_t)n, f) != (size_t)n)
+      return ds_fail(err, DS_ERR_DATA, "%s: read failed at label %d", path, first);
+    for (int32_t k = 0; k < n; k++) {
+      const uint8_t *b = bytes + (size_t)k * (size_t)label_bytes;
+      int64_t label = b[0];
+      if (label_bytes == 4)
+        label = (int32_t)((uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 |
+                          (uint32_t)b[3] << 24);
+      if (label < 0 || label >= DST_MAX_CLASSES)
+        return ds_fail(err, DS_ERR_DATA,
+                       "%s: label %lld of sample %d is outside [0, %d); labels are class "
+                       "indices",
+                       path, (long long)label, first + k, DST_MAX_CLASSES);
+      labels[first + k] = (int32_t)label;
+    }
+  }
+  return DS_OK;
+}
+
 ds_status dst_raw_load(const char *split_folder, int32_t channels, int32_t side, int32_t limit,
                        dst_dataset *out, ds_error *err) {
   memset(out, 0, sizeof *out);
@@ -225,21 +266,23 @@ ds_status dst_raw_load(const char *split_folder, int32_t channels, int32_t side,
   DS_TRY(open_exact(split_folder, header.data, data_bytes,
                     header.element_bytes == 4 ? "float32 samples" : "uint8 samples", &data,
                     data_path, sizeof data_path, err));
-  status = open_exact(split_folder, header.labels, (uint64_t)header.count, "uint8 labels",
-                      &labels, labels_path, sizeof labels_path, err);
+  status = open_exact(split_folder, header.labels,
+                      (uint64_t)header.count * (uint64_t)header.label_bytes,
+                      header.label_bytes == 4 ? "int32 labels" : "uint8 labels", &labels,
+                      labels_path, sizeof labels_path, err);
 
   int32_t count = limit > 0 && limit < header.count ? limit : header.count;
   if (status == DS_OK) {
     out->images = malloc(sizeof(float) * (size_t)count * (size_t)elements);
-    out->labels = malloc((size_t)count);
+    out->labels = malloc(sizeof(int32_t) * (size_t)count);
     if (out->images == NULL || out->labels == NULL)
       status = ds_fail(err, DS_ERR_OUT_OF_MEMORY, "%s: cannot allocate %d samples", data_path,
                        count);
   }
   if (status == DS_OK)
     status = read_samples(data, data_path, &header, count, elements, out->images, err);
-  if (status == DS_OK && fread(out->labels, 1, (size_t)count, labels) != (size_t)count)
-    status = ds_fail(err, DS_ERR_DATA, "%s: read failed", labels_path);
+  if (status == DS_OK)
+    status = read_labels(labels, labels_path, header.label_bytes, count, out->labels, err);
 
   if (data != NULL)
     fclose(data);
@@ -252,6 +295,7 @@ ds_status dst_raw_load(const char *split_folder, int32_t channels, int32_t side,
   out->count = count;
   out->side = side;
   out->channels = channels;
+  snprintf(out->label_source, sizeof out->label_source, "%s", labels_path);
   for (int32_t i = 0; i < count; i++) {
     if (out->labels[i] + 1 > out->class_count)
       out->class_count = out->labels[i] + 1;

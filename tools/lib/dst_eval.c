@@ -16,7 +16,7 @@ typedef struct eval_shared {
   int32_t first;
   int32_t count;
   int32_t thread_count;
-  uint8_t *predictions;      /* count entries, always set */
+  int32_t *predictions;      /* count entries, always set */
   atomic_int done;
 } eval_shared;
 
@@ -82,7 +82,7 @@ static void *eval_worker_main(void *arg) {
     memcpy(input, shared->data->images + (size_t)image * (size_t)pixels,
            sizeof(float) * (size_t)pixels);
     dsr_invoke(&ctx);
-    shared->predictions[i] = (uint8_t)argmax(dsr_output_f32(&ctx), classes);
+    shared->predictions[i] = argmax(dsr_output_f32(&ctx), classes);
 
     int done = atomic_fetch_add(&shared->done, 1) + 1;
     if (worker->index == 0 && options->progress != NULL && (i / shared->thread_count) % 64 == 0)
@@ -95,7 +95,7 @@ static void *eval_worker_main(void *arg) {
 
 ds_status dst_evaluate(const dsr_model *model, const dst_dataset *data, int32_t first,
                        int32_t count, const dst_eval_options *options, dst_eval_result *result,
-                       uint8_t *predictions, ds_error *err) {
+                       int32_t *predictions, ds_error *err) {
   memset(result, 0, sizeof *result);
   if (first < 0 || count < 0 || first > data->count || count > data->count - first) {
     return ds_fail(err, DS_ERR_INVALID_ARGUMENT,
@@ -112,6 +112,8 @@ ds_status dst_evaluate(const dsr_model *model, const dst_dataset *data, int32_t 
                    input->name, (long long)dsr_tensor_elements(input), data->side, data->side,
                    data->channels > 0 ? data->channels : 1);
   }
+  DS_TRY(dst_dataset_check_labels(data, dsr_tensor_elements(&model->tensors[model->output]),
+                                  err));
 
   eval_shared shared = {.model = model, .data = data, .options = options, .first = first,
                         .count = count};
@@ -124,7 +126,9 @@ ds_status dst_evaluate(const dsr_model *model, const dst_dataset *data, int32_t 
   if (shared.thread_count > count && count > 0)
     shared.thread_count = count;
 
-  shared.predictions = predictions != NULL ? predictions : malloc(count > 0 ? (size_t)count : 1);
+  shared.predictions = predictions != NULL
+                           ? predictions
+                           : malloc(sizeof(int32_t) * (count > 0 ? (size_t)count : 1));
   eval_worker *workers = calloc((size_t)shared.thread_count, sizeof *workers);
   if (shared.predictions == NULL || workers == NULL) {
     if (predictions == NULL)

@@ -28,11 +28,13 @@ typedef struct dst_eval_result {
 
 /*
  * Runs images first .. first + count - 1 of data and counts top-1 hits. predictions, when not
- * NULL, receives count predicted classes. Results do not depend on the thread count.
+ * NULL, receives count predicted classes. Results do not depend on the thread count. Errors
+ * include DS_ERR_DATA for a label of data outside the model's output classes
+ * (dst_dataset_check_labels).
  */
 ds_status dst_evaluate(const dsr_model *model, const dst_dataset *data, int32_t first,
                        int32_t count, const dst_eval_options *options, dst_eval_result *result,
-                       uint8_t *predictions, ds_error *err);
+                       int32_t *predictions, ds_error *err);
 
 /* Number of online processors, at least 1. */
 int32_t dst_default_threads(void);
