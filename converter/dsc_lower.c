@@ -173,8 +173,8 @@ static ds_status lower_node(dsc_graph *g, int32_t index, unsupported_list *list,
   return DS_OK;
 }
 
-/* A message under construction: items are appended whole or not at all, so the text is never
- * cut mid-word; what does not fit is counted and named as "... and N more". */
+/* A message under construction. Items are appended whole or not at all, so the text is never
+ * cut mid-word. Items that do not fit are counted and reported as "... and N more". */
 typedef struct message_text {
   char text[800];
   size_t used;
@@ -262,12 +262,12 @@ static ds_status report_unsupported(const dsc_graph *g, const unsupported_list *
     const dsc_node *n = &g->nodes[list->nodes[i]];
     char shapes[160];
     input_shapes_text(g, n, shapes, sizeof shapes);
-    const char *why = dsc_find_handler(n->op_type) == NULL
+    const char *reason = dsc_find_handler(n->op_type) == NULL
                           ? "the converter does not support this op type"
                           : "it maps onto no runtime op with these inputs";
     if (roots_written == 0)
       text_append(&m, 200, "node '%.64s' (op %.64s, input shapes %s): %s", n->name,
-                  n->op_type, shapes, why);
+                  n->op_type, shapes, reason);
     else if (!text_append(&m, 430, "%s'%.64s' (%.64s, %s)",
                           roots_written == 1 ? "; also unsupported: " : ", ", n->name,
                           n->op_type, shapes))
