@@ -618,7 +618,7 @@ static bad_case bad_cases[] = {
     {"bad/bad_typed_size.onnx", DS_ERR_ONNX_PARSE, {"'weights.short'", "(2, 3)", "5 values"}},
     {"bad/dangling_input.onnx", DS_ERR_GRAPH, {"missing_tensor", "node 'add'", ""}},
     {"bad/dynamic_input.onnx", DS_ERR_SHAPE, {"input 'x' dim 0", "'batch'", "input shape"}},
-    {"bad/not_onnx.txt", DS_ERR_ONNX_PARSE, {"not_onnx.txt", "not a valid ONNX", ""}},
+    {"bad/not_onnx.txt", DS_ERR_ONNX_PARSE, {"not_onnx.txt", "not an ONNX model protobuf", "its 40 bytes"}},
     {"bad/empty.onnx", DS_ERR_ONNX_PARSE, {"empty.onnx", "empty", ""}},
     {"bad/no_such_file.onnx", DS_ERR_IO, {"no_such_file.onnx", "cannot open", ""}},
     {"bad", DS_ERR_IO, {"fixtures/bad", "not a regular file", ""}},

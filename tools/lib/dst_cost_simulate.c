@@ -144,7 +144,7 @@ static ds_status load_image(const dsr_model *model, const dst_simulate_options *
     if (size != (size_t)elements * 4) {
       free(data);
       return ds_fail(err, DS_ERR_DATA,
-                     "%s has %zu bytes; the model input %s needs %lld float32 values (%lld "
+                     "%s has %zu bytes; the model input '%s' needs %lld float32 values (%lld "
                      "bytes)",
                      options->input_f32, size, input->name, (long long)elements,
                      (long long)elements * 4);
