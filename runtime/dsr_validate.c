@@ -669,9 +669,6 @@ ds_status dsr_validate_node(const dsr_model *model, int32_t node_index, dsr_mode
     return validate_deform(model, node_index, mode, err);
   case DSR_OP_CONCAT:
   case DSR_OP_PAD:
-    if (mode == DSR_MODE_FIXED)
-      return NODE_FAIL(DS_ERR_UNSUPPORTED_OP, "op %d has a float kernel only; fixed-point "
-                       "mode does not run it", node->op);
     return node->op == DSR_OP_CONCAT ? dsr_validate_concat(model, node_index, err)
                                      : dsr_validate_pad(model, node_index, err);
   case DSR_OP_COUNT:
