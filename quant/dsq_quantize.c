@@ -1193,8 +1193,9 @@ static ds_status build_qwords(quant_state *st, const dsr_node *node, words *w) {
     return DS_OK;
   }
   case DSR_OP_PAD: {
-    /* The pad value rounded like any quantized value; 0 maps onto the zero point. */
-    double q = nearbyint((double)node->attrs.pad.value / y->scale) + y->zero_point;
+    /* The pad value rounded as the runtime quantizes its input, so 0 maps onto the zero
+     * point. */
+    double q = (double)roundf(node->attrs.pad.value / y->scale) + y->zero_point;
     int32_t low = 0, high = 0;
     dsr_fixed_dtype_range(y->dtype, &low, &high);
     push(w, (int32_t)(q < low ? low : q > high ? high : q));
