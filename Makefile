@@ -4,7 +4,7 @@ SANITIZE_BUILD ?= build-sanitize
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
 
-.PHONY: all setup build build-sanitize demo test test-release test-sanitize bench models fixtures check-large clean
+.PHONY: all setup build build-sanitize demo test test-release test-sanitize bench bench-speed models fixtures check-large clean
 
 all: build
 
@@ -34,6 +34,14 @@ test: test-release test-sanitize
 
 bench: build
 	bash bench/run.sh
+
+# The C runtime against ONNX Runtime and PyTorch (docs/benchmarks.md). Needs Node.js with
+# bench/ort installed (`npm install --ignore-scripts` there) and Debian's python3-torch; the
+# larger models are read from /work/exports (EXPORTS=DIR to change).
+EXPORTS ?= /work/exports
+bench-speed: build
+	cd bench/ort && npm install --ignore-scripts --no-audit --no-fund
+	/usr/bin/python3 bench/speed.py --build $(BUILD) --exports $(EXPORTS)
 
 # Retrain the bundled model (about 30 minutes on 2 idle cores). `make fixtures` then
 # regenerates the test fixtures, including the bundled model's reference logits.

@@ -28,3 +28,11 @@ echo "== DRAM model: oracle and executor on DAT-T++ at 800x1333, measured strate
 echo
 echo "== precision: float, pure int8, int16 by class and mixed under several budgets =="
 "$build/bin/bench_precision" models/dat_pp_nano.onnx 10000 1024,4096,16384,65536
+
+echo
+echo "== runtime speed against ONNX Runtime and PyTorch, 1 and 2 threads =="
+if command -v node > /dev/null && [ -d bench/ort/node_modules/onnxruntime-node ]; then
+  /usr/bin/python3 bench/speed.py --build "$build" --models "${SPEED_MODELS:-nano}"
+else
+  echo "skipped: install ONNX Runtime first (cd bench/ort && npm install --ignore-scripts)"
+fi

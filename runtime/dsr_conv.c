@@ -1,11 +1,12 @@
 /* 2-D convolution: grouped, strided, padded and dilated, NCHW input, OIHW weight. */
 #include "dsr_kernels.h"
 
-/* Wider vectors where the CPU has them: each clone computes the same sums in the same
- * order, so results do not depend on the clone chosen. */
+/* Wider vectors where the CPU has them (AVX-512 as in x86-64-v4, AVX2). Each clone computes
+ * the same sums in the same order, and in ISO C mode GCC does not fuse a * b + c into an FMA,
+ * so results do not depend on the clone chosen. */
 #if defined(__x86_64__) && defined(__has_attribute)
 #if __has_attribute(target_clones)
-#define DSR_VECTOR_CLONES __attribute__((target_clones("avx2", "default")))
+#define DSR_VECTOR_CLONES __attribute__((target_clones("arch=x86-64-v4", "avx2", "default")))
 #endif
 #endif
 #ifndef DSR_VECTOR_CLONES
@@ -13,96 +14,159 @@
 #endif
 
 /*
- * Works in blocks of 4 output rows by 4 input rows. Each pass over the pixels loads 4 input
- * rows and adds one sum of 4 products to each of 4 output rows, which saves 3 of every 4
- * load-store round trips of an output row. Pixels stay innermost and contiguous.
+ * Adds the input channels [ci_begin, ci_end) to 4 output rows: each pass over the pixels loads
+ * 4 input rows and adds one sum of 4 products to each of the 4 output rows, which saves 3 of
+ * every 4 load-store round trips of an output row. Pixels stay innermost and contiguous. The
+ * weights are copied into locals and the output rows never overlap the inputs, so the pixel
+ * loops vectorize. ci_begin is a multiple of 4, and only the last range has channels after
+ * its last block of 4.
  */
 DSR_VECTOR_CLONES
+static void accumulate_rows4(const float *w, int32_t in_channels, const float *in,
+                             size_t in_stride, float *out, size_t out_stride, int32_t ci_begin,
+                             int32_t ci_end, int32_t pixel_count) {
+  float *o0 = out;
+  float *o1 = o0 + out_stride;
+  float *o2 = o1 + out_stride;
+  float *o3 = o2 + out_stride;
+  const float *w0 = w, *w1 = w0 + in_channels;
+  const float *w2 = w1 + in_channels, *w3 = w2 + in_channels;
+  int32_t ci = ci_begin;
+  for (; ci + 4 <= ci_end; ci += 4) {
+    const float *i0 = in + (size_t)ci * in_stride;
+    const float *i1 = i0 + in_stride;
+    const float *i2 = i1 + in_stride;
+    const float *i3 = i2 + in_stride;
+    float a00 = w0[ci], a01 = w0[ci + 1], a02 = w0[ci + 2], a03 = w0[ci + 3];
+    float a10 = w1[ci], a11 = w1[ci + 1], a12 = w1[ci + 2], a13 = w1[ci + 3];
+    float a20 = w2[ci], a21 = w2[ci + 1], a22 = w2[ci + 2], a23 = w2[ci + 3];
+    float a30 = w3[ci], a31 = w3[ci + 1], a32 = w3[ci + 2], a33 = w3[ci + 3];
+    DSR_IVDEP
+    for (int32_t p = 0; p < pixel_count; p++) {
+      float x0 = i0[p], x1 = i1[p], x2 = i2[p], x3 = i3[p];
+      o0[p] += a00 * x0 + a01 * x1 + a02 * x2 + a03 * x3;
+      o1[p] += a10 * x0 + a11 * x1 + a12 * x2 + a13 * x3;
+      o2[p] += a20 * x0 + a21 * x1 + a22 * x2 + a23 * x3;
+      o3[p] += a30 * x0 + a31 * x1 + a32 * x2 + a33 * x3;
+    }
+  }
+  for (; ci < ci_end; ci++) {
+    const float *i0 = in + (size_t)ci * in_stride;
+    float a0 = w0[ci], a1 = w1[ci], a2 = w2[ci], a3 = w3[ci];
+    DSR_IVDEP
+    for (int32_t p = 0; p < pixel_count; p++) {
+      float x0 = i0[p];
+      o0[p] += a0 * x0;
+      o1[p] += a1 * x0;
+      o2[p] += a2 * x0;
+      o3[p] += a3 * x0;
+    }
+  }
+}
+
+/* accumulate_rows4 for one output row, with the same sums per element. */
+DSR_VECTOR_CLONES
+static void accumulate_row1(const float *w0, const float *in, size_t in_stride, float *o0,
+                            int32_t ci_begin, int32_t ci_end, int32_t pixel_count) {
+  int32_t ci = ci_begin;
+  for (; ci + 4 <= ci_end; ci += 4) {
+    const float *i0 = in + (size_t)ci * in_stride;
+    const float *i1 = i0 + in_stride;
+    const float *i2 = i1 + in_stride;
+    const float *i3 = i2 + in_stride;
+    float a0 = w0[ci], a1 = w0[ci + 1], a2 = w0[ci + 2], a3 = w0[ci + 3];
+    DSR_IVDEP
+    for (int32_t p = 0; p < pixel_count; p++)
+      o0[p] += a0 * i0[p] + a1 * i1[p] + a2 * i2[p] + a3 * i3[p];
+  }
+  for (; ci < ci_end; ci++) {
+    const float *i0 = in + (size_t)ci * in_stride;
+    float a0 = w0[ci];
+    DSR_IVDEP
+    for (int32_t p = 0; p < pixel_count; p++)
+      o0[p] += a0 * i0[p];
+  }
+}
+
+/* Bytes of input rows that one pass over the output rows reuses: about half a typical L2
+ * cache, so a block of input channels stays cached while every output row takes it. */
+#define POINTWISE_BLOCK_BYTES (128 * 1024)
+
+/*
+ * Every output row starts at its bias, then takes the input channels in blocks of a multiple
+ * of 4 channels, all output rows per block. Each output element still adds its groups of 4
+ * products in increasing channel order, so blocking does not change the sums.
+ */
 void dsr_f32_pointwise(const float *w, const float *bias, const float *in, size_t in_stride,
                        float *out, size_t out_stride, int32_t in_channels, int32_t out_channels,
                        int32_t pixel_count) {
-  /* The weights are copied into locals and the output rows never overlap the inputs, so the
-   * pixel loops vectorize. */
-  int32_t co = 0;
-  for (; co + 4 <= out_channels; co += 4) {
-    float *o0 = out + (size_t)co * out_stride;
-    float *o1 = o0 + out_stride;
-    float *o2 = o1 + out_stride;
-    float *o3 = o2 + out_stride;
-    const float *w0 = w + (size_t)co * in_channels, *w1 = w0 + in_channels;
-    const float *w2 = w1 + in_channels, *w3 = w2 + in_channels;
-    float b0 = 0.0f, b1 = 0.0f, b2 = 0.0f, b3 = 0.0f;
-    if (bias != NULL) {
-      b0 = bias[co];
-      b1 = bias[co + 1];
-      b2 = bias[co + 2];
-      b3 = bias[co + 3];
-    }
-    for (int32_t p = 0; p < pixel_count; p++) {
-      o0[p] = b0;
-      o1[p] = b1;
-      o2[p] = b2;
-      o3[p] = b3;
-    }
-
-    int32_t ci = 0;
-    for (; ci + 4 <= in_channels; ci += 4) {
-      const float *i0 = in + (size_t)ci * in_stride;
-      const float *i1 = i0 + in_stride;
-      const float *i2 = i1 + in_stride;
-      const float *i3 = i2 + in_stride;
-      float a00 = w0[ci], a01 = w0[ci + 1], a02 = w0[ci + 2], a03 = w0[ci + 3];
-      float a10 = w1[ci], a11 = w1[ci + 1], a12 = w1[ci + 2], a13 = w1[ci + 3];
-      float a20 = w2[ci], a21 = w2[ci + 1], a22 = w2[ci + 2], a23 = w2[ci + 3];
-      float a30 = w3[ci], a31 = w3[ci + 1], a32 = w3[ci + 2], a33 = w3[ci + 3];
-      DSR_IVDEP
-      for (int32_t p = 0; p < pixel_count; p++) {
-        float x0 = i0[p], x1 = i1[p], x2 = i2[p], x3 = i3[p];
-        o0[p] += a00 * x0 + a01 * x1 + a02 * x2 + a03 * x3;
-        o1[p] += a10 * x0 + a11 * x1 + a12 * x2 + a13 * x3;
-        o2[p] += a20 * x0 + a21 * x1 + a22 * x2 + a23 * x3;
-        o3[p] += a30 * x0 + a31 * x1 + a32 * x2 + a33 * x3;
-      }
-    }
-    for (; ci < in_channels; ci++) {
-      const float *i0 = in + (size_t)ci * in_stride;
-      float a0 = w0[ci], a1 = w1[ci], a2 = w2[ci], a3 = w3[ci];
-      DSR_IVDEP
-      for (int32_t p = 0; p < pixel_count; p++) {
-        float x0 = i0[p];
-        o0[p] += a0 * x0;
-        o1[p] += a1 * x0;
-        o2[p] += a2 * x0;
-        o3[p] += a3 * x0;
-      }
-    }
-  }
-
-  for (; co < out_channels; co++) {
-    float *o0 = out + (size_t)co * out_stride;
-    const float *w0 = w + (size_t)co * in_channels;
-    float b0 = bias != NULL ? bias[co] : 0.0f;
+  for (int32_t co = 0; co < out_channels; co++) {
+    float *row = out + (size_t)co * out_stride;
+    float b = bias != NULL ? bias[co] : 0.0f;
     for (int32_t p = 0; p < pixel_count; p++)
-      o0[p] = b0;
-    int32_t ci = 0;
-    for (; ci + 4 <= in_channels; ci += 4) {
-      const float *i0 = in + (size_t)ci * in_stride;
-      const float *i1 = i0 + in_stride;
-      const float *i2 = i1 + in_stride;
-      const float *i3 = i2 + in_stride;
-      float a0 = w0[ci], a1 = w0[ci + 1], a2 = w0[ci + 2], a3 = w0[ci + 3];
-      DSR_IVDEP
-      for (int32_t p = 0; p < pixel_count; p++)
-        o0[p] += a0 * i0[p] + a1 * i1[p] + a2 * i2[p] + a3 * i3[p];
-    }
-    for (; ci < in_channels; ci++) {
-      const float *i0 = in + (size_t)ci * in_stride;
-      float a0 = w0[ci];
-      DSR_IVDEP
-      for (int32_t p = 0; p < pixel_count; p++)
-        o0[p] += a0 * i0[p];
-    }
+      row[p] = b;
   }
+  int64_t block = POINTWISE_BLOCK_BYTES / ((int64_t)sizeof(float) * (pixel_count > 0 ? pixel_count : 1));
+  block = block < 4 ? 4 : block / 4 * 4;
+  for (int32_t ci_begin = 0; ci_begin < in_channels; ci_begin += (int32_t)block) {
+    int32_t ci_end = in_channels - ci_begin > block ? ci_begin + (int32_t)block : in_channels;
+    int32_t co = 0;
+    for (; co + 4 <= out_channels; co += 4)
+      accumulate_rows4(w + (size_t)co * in_channels, in_channels, in, in_stride,
+                       out + (size_t)co * out_stride, out_stride, ci_begin, ci_end, pixel_count);
+    for (; co < out_channels; co++)
+      accumulate_row1(w + (size_t)co * in_channels, in, in_stride, out + (size_t)co * out_stride,
+                      ci_begin, ci_end, pixel_count);
+  }
+}
+
+typedef struct pointwise_job {
+  const float *w, *bias, *in;
+  size_t in_stride, out_stride;
+  float *out;
+  int32_t in_channels, out_channels, pixel_count;
+} pointwise_job;
+
+static void pointwise_pixels(void *context, int64_t begin, int64_t end, int32_t task_index) {
+  const pointwise_job *job = context;
+  (void)task_index;
+  dsr_f32_pointwise(job->w, job->bias, job->in + begin, job->in_stride, job->out + begin,
+                    job->out_stride, job->in_channels, job->out_channels,
+                    (int32_t)(end - begin));
+}
+
+static void pointwise_channels(void *context, int64_t begin, int64_t end, int32_t task_index) {
+  const pointwise_job *job = context;
+  (void)task_index;
+  dsr_f32_pointwise(job->w + begin * job->in_channels, job->bias != NULL ? job->bias + begin : NULL,
+                    job->in, job->in_stride, job->out + (size_t)begin * job->out_stride,
+                    job->out_stride, job->in_channels, (int32_t)(end - begin), job->pixel_count);
+}
+
+/* Pixels per task below which the pointwise kernel splits output channels instead. */
+#define POINTWISE_MIN_TASK_PIXELS 256
+
+void dsr_f32_pointwise_parallel(const dsr_parallel *parallel, const float *w, const float *bias,
+                                const float *in, size_t in_stride, float *out,
+                                size_t out_stride, int32_t in_channels, int32_t out_channels,
+                                int32_t pixel_count) {
+  pointwise_job job = {w, bias, in, in_stride, out_stride, out, in_channels, out_channels,
+                       pixel_count};
+  int32_t workers = dsr_parallel_workers(parallel);
+  if (workers == 1) {
+    dsr_f32_pointwise(w, bias, in, in_stride, out, out_stride, in_channels, out_channels,
+                      pixel_count);
+    return;
+  }
+  int64_t pixel_ops = 2 * (int64_t)in_channels * out_channels;
+  if (pixel_count >= POINTWISE_MIN_TASK_PIXELS * workers) {
+    /* Shares of whole 16-pixel blocks keep the vector loops aligned alike in every task. */
+    dsr_parallel_for(parallel, pixel_count, pixel_ops, 16, pointwise_pixels, &job);
+    return;
+  }
+  /* Shares of whole 4-channel blocks keep the kernel's 4-row sums. */
+  dsr_parallel_for(parallel, out_channels, 2 * (int64_t)in_channels * pixel_count, 4,
+                   pointwise_channels, &job);
 }
 
 /* First output index o >= 0 with o * stride + offset >= 0, and the end with
@@ -231,6 +295,24 @@ static void depthwise3x3(const float *in_map, const float *taps, float bias, int
   }
 }
 
+typedef struct depthwise_job {
+  const float *in, *w, *bias, *zero_row;
+  float *out;
+  int32_t channels, height, width;
+} depthwise_job;
+
+static void depthwise_planes(void *context, int64_t begin, int64_t end, int32_t task_index) {
+  const depthwise_job *job = context;
+  (void)task_index;
+  size_t plane = (size_t)job->height * job->width;
+  for (int64_t c = begin; c < end; c++) {
+    int32_t channel = (int32_t)(c % job->channels);
+    depthwise3x3(job->in + (size_t)c * plane, job->w + (size_t)channel * 9,
+                 job->bias != NULL ? job->bias[channel] : 0.0f, job->height, job->width,
+                 job->zero_row, job->out + (size_t)c * plane);
+  }
+}
+
 void dsr_f32_conv2d(const dsr_f32_args *args) {
   const dsr_model *model = args->model;
   const dsr_node *node = args->node;
@@ -253,12 +335,10 @@ void dsr_f32_conv2d(const dsr_f32_args *args) {
     float *zero_row = columns;
     for (int32_t i = 0; i < in_w; i++)
       zero_row[i] = 0.0f;
-    for (int32_t c = 0; c < batch * in_channels; c++) {
-      int32_t channel = c % in_channels;
-      depthwise3x3(args->in[0] + (size_t)c * in_plane, args->in[1] + (size_t)channel * 9,
-                   bias != NULL ? bias[channel] : 0.0f, in_h, in_w, zero_row,
-                   args->out + (size_t)c * out_plane);
-    }
+    depthwise_job job = {args->in[0], args->in[1], bias, zero_row, args->out, in_channels,
+                         in_h, in_w};
+    dsr_parallel_for(args->parallel, (int64_t)batch * in_channels, 18 * (int64_t)in_plane, 1,
+                     depthwise_planes, &job);
     return;
   }
 
@@ -272,13 +352,14 @@ void dsr_f32_conv2d(const dsr_f32_args *args) {
       float *out_group = out_image + (size_t)g * group_out * out_plane;
 
       if (pointwise) {
-        dsr_f32_pointwise(w_group, b_group, in_group, in_plane, out_group, out_plane, group_in,
-                          group_out, (int32_t)out_plane);
+        dsr_f32_pointwise_parallel(args->parallel, w_group, b_group, in_group, in_plane,
+                                   out_group, out_plane, group_in, group_out,
+                                   (int32_t)out_plane);
       } else {
         gather_columns(in_group, group_in, in_h, in_w, kernel_h, kernel_w, a, out_h, out_w,
                        columns);
-        dsr_f32_pointwise(w_group, b_group, columns, out_plane, out_group, out_plane, taps,
-                          group_out, (int32_t)out_plane);
+        dsr_f32_pointwise_parallel(args->parallel, w_group, b_group, columns, out_plane,
+                                   out_group, out_plane, taps, group_out, (int32_t)out_plane);
       }
     }
   }

@@ -187,7 +187,7 @@ static void offset_network(const dsr_f32_args *args, const deform_buffers *b,
 
   /* 1x1 conv to (dy, dx), no bias. */
   for (int32_t g = 0; g < groups; g++) {
-    dsr_f32_pointwise(pw_w, NULL, b->net + (size_t)g * group_channels * samples, samples,
+    dsr_f32_pointwise_parallel(args->parallel, pw_w, NULL, b->net + (size_t)g * group_channels * samples, samples,
                       b->raw_offsets + (size_t)g * 2 * samples, samples, group_channels, 2,
                       (int32_t)samples);
   }
@@ -310,41 +310,68 @@ static void bias_lookup_init(const dsr_f32_args *args, bias_lookup *l) {
   l->scale_x = l->rescale ? l->half_w / (float)(map_w - 1) : 1.0f;
 }
 
-/* Bias rows of core pixels [first, first + count) for every head, read at the full-map
- * displacement of query and sample so that sliced layers read the same table. */
-static void bias_rows(const dsr_f32_args *args, const deform_buffers *b, const bias_lookup *l,
-                      const dsr_patch *patch, size_t samples, size_t first, size_t count) {
-  const dsr_deform_attn *layer = args->node->deform;
+typedef struct bias_job {
+  const dsr_f32_args *args;
+  const deform_buffers *b;
+  const bias_lookup *lookup;
+  const dsr_patch *patch;
+  size_t samples;
+  size_t first, count; /* the chunk's core pixels */
+} bias_job;
+
+/* Bias rows [begin, end) of a chunk's logits: row r is head r / count at core pixel
+ * first + r % count, read at the full-map displacement of query and sample so that sliced
+ * layers read the same table. */
+static void bias_rows(void *context, int64_t begin, int64_t end, int32_t task_index) {
+  const bias_job *job = context;
+  (void)task_index;
+  const dsr_deform_attn *layer = job->args->node->deform;
+  const bias_lookup *l = job->lookup;
+  const dsr_patch *patch = job->patch;
+  size_t samples = job->samples, count = job->count;
   int32_t map_h = layer->height, map_w = layer->width;
   int32_t group_heads = layer->heads / layer->groups;
   int32_t core_w = patch->core_x1 - patch->core_x0;
-  for (int32_t hd = 0; hd < layer->heads; hd++) {
+  for (int64_t r = begin; r < end; r++) {
+    int32_t hd = (int32_t)((size_t)r / count);
+    size_t i = (size_t)r % count;
+    size_t p = job->first + i;
     const float *table = l->rpe + (size_t)hd * l->table_h * l->table_w;
-    const float *pos_y = b->positions + (size_t)(hd / group_heads) * 2 * samples;
+    const float *pos_y = job->b->positions + (size_t)(hd / group_heads) * 2 * samples;
     const float *pos_x = pos_y + samples;
-    for (size_t i = 0; i < count; i++) {
-      size_t p = first + i;
-      int32_t qy = patch->core_y0 + (int32_t)(p / (size_t)core_w);
-      int32_t qx = patch->core_x0 + (int32_t)(p % (size_t)core_w);
-      float *row = b->logits + ((size_t)hd * count + i) * samples;
-      float query_y = ((float)qy + l->shift) * l->centre_y;
-      float query_x = ((float)qx + l->shift) * l->centre_x;
-      for (size_t n = 0; n < samples; n++) {
-        float table_y = (float)(map_h - 1 - patch->ext_y0) + query_y - pos_y[n];
-        float table_x = (float)(map_w - 1 - patch->ext_x0) + query_x - pos_x[n];
-        if (l->rescale) {
-          table_y = l->half_h + (query_y - (float)patch->ext_y0 - pos_y[n]) * l->scale_y;
-          table_x = l->half_w + (query_x - (float)patch->ext_x0 - pos_x[n]) * l->scale_x;
-        }
-        row[n] = bilinear(table, (size_t)l->table_w, l->table_h, l->table_w, table_y, table_x);
+    int32_t qy = patch->core_y0 + (int32_t)(p / (size_t)core_w);
+    int32_t qx = patch->core_x0 + (int32_t)(p % (size_t)core_w);
+    float *row = job->b->logits + ((size_t)hd * count + i) * samples;
+    float query_y = ((float)qy + l->shift) * l->centre_y;
+    float query_x = ((float)qx + l->shift) * l->centre_x;
+    for (size_t n = 0; n < samples; n++) {
+      float table_y = (float)(map_h - 1 - patch->ext_y0) + query_y - pos_y[n];
+      float table_x = (float)(map_w - 1 - patch->ext_x0) + query_x - pos_x[n];
+      if (l->rescale) {
+        table_y = l->half_h + (query_y - (float)patch->ext_y0 - pos_y[n]) * l->scale_y;
+        table_x = l->half_w + (query_x - (float)patch->ext_x0 - pos_x[n]) * l->scale_x;
       }
+      row[n] = bilinear(table, (size_t)l->table_w, l->table_h, l->table_w, table_y, table_x);
     }
   }
 }
 
+typedef struct rows_job {
+  float *rows;
+  int32_t length;
+} rows_job;
+
+static void softmax_rows(void *context, int64_t begin, int64_t end, int32_t task_index) {
+  const rows_job *job = context;
+  (void)task_index;
+  for (int64_t r = begin; r < end; r++)
+    dsr_softmax_row(job->rows + r * job->length, job->rows + r * job->length, job->length);
+}
+
 /* Steps 9 and 10 for the core pixels of patch: bias, logits, softmax, context. The query
  * pixels run in chunks that fit the logits buffer; each chunk reports the bias, logits and
- * attention stages for its own pixels. */
+ * attention stages for its own pixels, and the work within a chunk is split into tasks of
+ * args->parallel. */
 static void attend_patch(const dsr_f32_args *args, const deform_buffers *b,
                          const dsr_patch *patch, size_t samples) {
   const dsr_deform_attn *layer = args->node->deform;
@@ -378,22 +405,26 @@ static void attend_patch(const dsr_f32_args *args, const deform_buffers *b,
   for (size_t first = 0; first < core_pixels; first += chunk) {
     size_t count = core_pixels - first < chunk ? core_pixels - first : chunk;
     size_t logit_count = (size_t)heads * count * samples;
-    bias_rows(args, b, &lookup, patch, samples, first, count);
+    bias_job bias = {args, b, &lookup, patch, samples, first, count};
+    dsr_parallel_for(args->parallel, (int64_t)heads * (int64_t)count, 24 * (int64_t)samples, 1,
+                     bias_rows, &bias);
     report(args, DSR_DEFORM_STAGE_BIAS, b->logits, logit_count);
 
     /* q.k of every pixel of the chunk and sample, head by head, as one matrix product each. */
     for (int32_t hd = 0; hd < heads; hd++) {
       const float *q_head = b->q_core + ((size_t)hd * core_pixels + first) * head_channels;
-      dsr_f32_pointwise(q_head, NULL, b->keys + (size_t)hd * head_channels * samples, samples,
-                        b->work, samples, head_channels, (int32_t)count, (int32_t)samples);
+      dsr_f32_pointwise_parallel(args->parallel, q_head, NULL,
+                                 b->keys + (size_t)hd * head_channels * samples, samples, b->work,
+                                 samples, head_channels, (int32_t)count, (int32_t)samples);
       float *rows = b->logits + (size_t)hd * count * samples;
       for (size_t i = 0; i < count * samples; i++)
         rows[i] += b->work[i] * layer->attn_scale;
     }
     report(args, DSR_DEFORM_STAGE_LOGITS, b->logits, logit_count);
 
-    for (size_t r = 0; r < (size_t)heads * count; r++)
-      dsr_softmax_row(b->logits + r * samples, b->logits + r * samples, (int32_t)samples);
+    rows_job softmax = {b->logits, (int32_t)samples};
+    dsr_parallel_for(args->parallel, (int64_t)heads * (int64_t)count, 24 * (int64_t)samples, 1,
+                     softmax_rows, &softmax);
     report(args, DSR_DEFORM_STAGE_ATTN, b->logits, logit_count);
 
     /* context columns of a head = its values (head_channels x N) times its attention,
@@ -403,9 +434,10 @@ static void attend_patch(const dsr_f32_args *args, const deform_buffers *b,
       for (size_t p = 0; p < count; p++)
         for (size_t n = 0; n < samples; n++)
           b->work[n * count + p] = attn[p * samples + n];
-      dsr_f32_pointwise(b->values + (size_t)hd * head_channels * samples, NULL, b->work, count,
-                        b->context + (size_t)hd * head_channels * core_pixels + first,
-                        core_pixels, (int32_t)samples, head_channels, (int32_t)count);
+      dsr_f32_pointwise_parallel(args->parallel, b->values + (size_t)hd * head_channels * samples,
+                                 NULL, b->work, count,
+                                 b->context + (size_t)hd * head_channels * core_pixels + first,
+                                 core_pixels, (int32_t)samples, head_channels, (int32_t)count);
     }
   }
   report(args, DSR_DEFORM_STAGE_CONTEXT, b->context, (size_t)layer->channels * core_pixels);
@@ -425,12 +457,12 @@ static void project_out(const dsr_f32_args *args, const deform_buffers *b,
   /* Full-width core rows are contiguous in the output map. Narrower patches project into
    * q_core, which is free once the logits exist, and copy the rows out. */
   if (core_w == map_w) {
-    dsr_f32_pointwise(w, bias, b->context, core_pixels,
+    dsr_f32_pointwise_parallel(args->parallel, w, bias, b->context, core_pixels,
                       args->out + (size_t)patch->core_y0 * map_w, map_pixels, channels, channels,
                       (int32_t)core_pixels);
     return;
   }
-  dsr_f32_pointwise(w, bias, b->context, core_pixels, b->q_core, core_pixels, channels, channels,
+  dsr_f32_pointwise_parallel(args->parallel, w, bias, b->context, core_pixels, b->q_core, core_pixels, channels, channels,
                     (int32_t)core_pixels);
   for (int32_t co = 0; co < channels; co++) {
     float *out_map = args->out + (size_t)co * map_pixels + (size_t)patch->core_y0 * map_w +
@@ -451,7 +483,7 @@ void dsr_f32_deform_attn(const dsr_f32_args *args) {
 
   /* Step 1: q over the whole map, since a pointwise conv gives the same numbers per patch.
    * The observer receives it once per call rather than once per patch. */
-  dsr_f32_pointwise(param(args, DSR_DEFORM_PROJ_Q_W), param(args, DSR_DEFORM_PROJ_Q_B),
+  dsr_f32_pointwise_parallel(args->parallel, param(args, DSR_DEFORM_PROJ_Q_W), param(args, DSR_DEFORM_PROJ_Q_B),
                     args->in[0], map_pixels, b.q, map_pixels, channels, channels,
                     (int32_t)map_pixels);
   report(args, DSR_DEFORM_STAGE_Q, b.q, (size_t)channels * map_pixels);
@@ -475,10 +507,10 @@ void dsr_f32_deform_attn(const dsr_f32_args *args) {
       }
 
       /* Step 8: keys and values are 1x1 convs of the samples. */
-      dsr_f32_pointwise(param(args, DSR_DEFORM_PROJ_K_W), param(args, DSR_DEFORM_PROJ_K_B),
+      dsr_f32_pointwise_parallel(args->parallel, param(args, DSR_DEFORM_PROJ_K_W), param(args, DSR_DEFORM_PROJ_K_B),
                         b.sampled, samples, b.keys, samples, channels, channels, (int32_t)samples);
       report(args, DSR_DEFORM_STAGE_K, b.keys, (size_t)channels * samples);
-      dsr_f32_pointwise(param(args, DSR_DEFORM_PROJ_V_W), param(args, DSR_DEFORM_PROJ_V_B),
+      dsr_f32_pointwise_parallel(args->parallel, param(args, DSR_DEFORM_PROJ_V_W), param(args, DSR_DEFORM_PROJ_V_B),
                         b.sampled, samples, b.values, samples, channels, channels,
                         (int32_t)samples);
       report(args, DSR_DEFORM_STAGE_V, b.values, (size_t)channels * samples);

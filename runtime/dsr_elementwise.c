@@ -92,10 +92,21 @@ float dsr_gelu_value(float x) {
   return 0.5f * x * (1.0f + erff(x * 0.70710678118654752f));
 }
 
+typedef struct gelu_job {
+  const float *in;
+  float *out;
+} gelu_job;
+
+static void gelu_range(void *context, int64_t begin, int64_t end, int32_t task_index) {
+  const gelu_job *job = context;
+  (void)task_index;
+  for (int64_t i = begin; i < end; i++)
+    job->out[i] = dsr_gelu_value(job->in[i]);
+}
+
 void dsr_f32_gelu(const dsr_f32_args *args) {
   int64_t count = dsr_tensor_elements(&args->model->tensors[args->node->output]);
-  const float *in = args->in[0];
-  float *out = args->out;
-  for (int64_t i = 0; i < count; i++)
-    out[i] = dsr_gelu_value(in[i]);
+  gelu_job job = {args->in[0], args->out};
+  /* erff costs a few dozen operations. */
+  dsr_parallel_for(args->parallel, count, 32, 64, gelu_range, &job);
 }

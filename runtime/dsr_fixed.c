@@ -447,14 +447,16 @@ static void run_global_avg_pool(const dsr_model *model, const dsr_node *node,
   }
 }
 
-/* Runs the optimized kernel of node where one applies (fast != 0); returns 1 if it ran. */
-static int run_fast(const dsr_model *model, const dsr_node *node, const void *const *inputs,
-                    void *output, uint8_t *scratch) {
+/* Runs the optimized kernel of node where one applies; returns 1 if it ran. */
+static int run_fast(const dsr_model *model, int32_t node_index, const void *const *inputs,
+                    void *output, uint8_t *scratch, const dsr_parallel *parallel) {
+  const dsr_node *node = &model->nodes[node_index];
+  size_t slot_bytes = (dsr_fixed_scratch_bytes(model, node_index) + 7) / 8 * 8;
   switch (node->op) {
   case DSR_OP_CONV2D:
-    return dsr_fixed_fast_conv2d(model, node, inputs, output, scratch);
+    return dsr_fixed_fast_conv2d_parallel(model, node, inputs, output, scratch, parallel);
   case DSR_OP_MATMUL:
-    return dsr_fixed_fast_matmul(model, node, inputs, output, scratch);
+    return dsr_fixed_fast_matmul_parallel(model, node, inputs, output, scratch, parallel);
   case DSR_OP_ADD:
   case DSR_OP_SUB:
   case DSR_OP_MUL:
@@ -462,9 +464,11 @@ static int run_fast(const dsr_model *model, const dsr_node *node, const void *co
   case DSR_OP_TRANSPOSE:
     return dsr_fixed_fast_transpose(model, node, inputs, output);
   case DSR_OP_LAYER_NORM:
-    return dsr_fixed_fast_layer_norm(model, node, inputs, output, scratch);
+    return dsr_fixed_fast_layer_norm_parallel(model, node, inputs, output, scratch, slot_bytes,
+                                              parallel);
   case DSR_OP_SOFTMAX:
-    return dsr_fixed_fast_softmax(model, node, inputs, output, scratch);
+    return dsr_fixed_fast_softmax_parallel(model, node, inputs, output, scratch, slot_bytes,
+                                           parallel);
   case DSR_OP_GELU:
     return dsr_fixed_fast_gelu(model, node, inputs, output);
   default:
@@ -474,9 +478,10 @@ static int run_fast(const dsr_model *model, const dsr_node *node, const void *co
 
 static void execute(const dsr_model *model, int32_t node_index,
                     const void *const inputs[DSR_MAX_NODE_INPUTS], void *output,
-                    uint8_t *scratch, dsr_slice slice, int fast) {
+                    uint8_t *scratch, dsr_slice slice, int fast,
+                    const dsr_parallel *parallel) {
   const dsr_node *node = &model->nodes[node_index];
-  if (fast && run_fast(model, node, inputs, output, scratch))
+  if (fast && run_fast(model, node_index, inputs, output, scratch, parallel))
     return;
   switch (node->op) {
   case DSR_OP_CONV2D:
@@ -519,7 +524,8 @@ static void execute(const dsr_model *model, int32_t node_index,
     run_global_avg_pool(model, node, inputs, output);
     break;
   case DSR_OP_DEFORM_ATTN:
-    dsr_fixed_deform_execute(model, node, inputs[0], output, scratch, slice, fast);
+    dsr_fixed_deform_execute_parallel(model, node, inputs[0], output, scratch, slice, fast,
+                                      parallel);
     break;
   case DSR_OP_CONCAT:
     dsr_fixed_concat(model, node, inputs, output);
@@ -532,16 +538,22 @@ static void execute(const dsr_model *model, int32_t node_index,
   }
 }
 
+void dsr_fixed_execute_parallel(const dsr_model *model, int32_t node_index,
+                                const void *const inputs[DSR_MAX_NODE_INPUTS], void *output,
+                                uint8_t *scratch, dsr_slice slice, const dsr_parallel *parallel) {
+  execute(model, node_index, inputs, output, scratch, slice, 1, parallel);
+}
+
 void dsr_fixed_execute(const dsr_model *model, int32_t node_index,
                        const void *const inputs[DSR_MAX_NODE_INPUTS], void *output,
                        uint8_t *scratch, dsr_slice slice) {
-  execute(model, node_index, inputs, output, scratch, slice, 1);
+  execute(model, node_index, inputs, output, scratch, slice, 1, NULL);
 }
 
 void dsr_fixed_execute_reference(const dsr_model *model, int32_t node_index,
                                  const void *const inputs[DSR_MAX_NODE_INPUTS], void *output,
                                  uint8_t *scratch, dsr_slice slice) {
-  execute(model, node_index, inputs, output, scratch, slice, 0);
+  execute(model, node_index, inputs, output, scratch, slice, 0, NULL);
 }
 
 /* ---------------------------------------------------------------- scratch */
@@ -579,6 +591,30 @@ size_t dsr_fixed_scratch_bytes(const dsr_model *model, int32_t node_index) {
     return dsr_fixed_fast_binary_scratch_bytes(model, node);
   default:
     return 0;
+  }
+}
+
+size_t dsr_fixed_scratch_bytes_for_workers(const dsr_model *model, int32_t node_index,
+                                           int32_t worker_count) {
+  if (worker_count < 1)
+    worker_count = 1;
+  size_t single = dsr_fixed_scratch_bytes(model, node_index);
+  if (worker_count == 1 || single == 0)
+    return single;
+  const dsr_node *node = &model->nodes[node_index];
+  switch (node->op) {
+  case DSR_OP_CONV2D:
+    return dsr_fixed_fast_conv2d_scratch_bytes_for_workers(model, node, worker_count);
+  case DSR_OP_MATMUL:
+    return dsr_fixed_fast_matmul_scratch_bytes_for_workers(model, node, worker_count);
+  case DSR_OP_DEFORM_ATTN:
+    return dsr_fixed_deform_scratch_bytes_for_workers(model, node, worker_count);
+  case DSR_OP_LAYER_NORM:
+  case DSR_OP_SOFTMAX:
+    /* One slot per task, as run_fast hands them out. */
+    return (single + 7) / 8 * 8 * (size_t)worker_count;
+  default:
+    return single;
   }
 }
 

@@ -14,6 +14,11 @@
 /* Scratch bytes the fixed-point kernel of node_index needs, for any slice configuration. */
 size_t dsr_fixed_scratch_bytes(const dsr_model *model, int32_t node_index);
 
+/* Scratch bytes when the kernel splits its work into worker_count tasks (at least 1), each
+ * with private scratch: dsr_fixed_scratch_bytes for worker_count 1. */
+size_t dsr_fixed_scratch_bytes_for_workers(const dsr_model *model, int32_t node_index,
+                                           int32_t worker_count);
+
 /* Checks, at plan time, that node_index has every fixed-point parameter its kernel reads. */
 ds_status dsr_fixed_check_node(const dsr_model *model, int32_t node_index, ds_error *err);
 

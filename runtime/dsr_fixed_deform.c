@@ -20,13 +20,12 @@
 #include "dsr_slice.h"
 #include "quant/dsq_params.h"
 
-/* Scratch layout, all int32 except the int64 parts (first, for alignment). */
+/*
+ * Scratch layout: the stage arrays shared by every task, then one private slot per task of
+ * the parallel hook, whose int64 parts come first for alignment. All int32 except those.
+ */
 typedef struct deform_scratch {
-  int64_t *ln_d;     /* Cg */
-  int64_t *row_wide; /* max(H * W, Nmax): 64-bit sums of the row-order projections */
-  int32_t *row;      /* max(H * W, Nmax): 32-bit sums of the row-order projections */
-  int32_t *ln_in;    /* Cg */
-  int32_t *ln_out;   /* Cg */
+  /* shared */
   int32_t *q;        /* C * H * W */
   int32_t *dw;       /* C * Nmax: offset conv output, then GELU output in place */
   int32_t *offset;   /* g * 2 * Nmax */
@@ -34,11 +33,21 @@ typedef struct deform_scratch {
   int32_t *sampled;  /* C * Nmax */
   int32_t *k;        /* C * Nmax */
   int32_t *v;        /* C * Nmax */
+  int16_t *k16t;     /* C * Nmax: k - zero as [head][n][head channel], for int8 q and k */
+  int16_t *v16;      /* C * Nmax: v - zero as [channel][n], for int8 attention and v */
+  /* private to one task */
+  int64_t *ln_d;     /* Cg */
+  int64_t *row_wide; /* max(H * W, Nmax): 64-bit sums of the row-order projections */
+  int32_t *row;      /* max(H * W, Nmax): 32-bit sums of the row-order projections */
+  int32_t *ln_in;    /* Cg */
+  int32_t *ln_out;   /* Cg */
   int32_t *logits;   /* Nmax */
   int32_t *exps;     /* Nmax */
   int32_t *attn;     /* Nmax */
   int32_t *context;  /* C */
   int32_t *columns;  /* C * PROJECTION_MIN_ROW: short projections, position-major */
+  int16_t *q16;      /* C: q - zero of one pixel and head */
+  int16_t *attn16;   /* Nmax: attention - zero of one pixel and head */
   /* Stage reports (not scratch memory): probe is NULL unless an audit installed one. */
   const dsr_probe *probe;
   int32_t node_index;
@@ -59,31 +68,78 @@ static void probe_stage(const deform_scratch *s, int32_t stage, const int32_t *v
  * columns, since their rows would be too short for the row order to pay. */
 #define PROJECTION_MIN_ROW 16
 
-static int64_t layout_scratch(const dsr_deform_attn *d, uint8_t *base, deform_scratch *s) {
-  int64_t c = d->channels, cg = d->channels / d->groups, g = d->groups;
+static int64_t round8(int64_t bytes) { return (bytes + 7) / 8 * 8; }
+
+/* Lays out the shared arrays and returns their bytes (base NULL: sizes only). */
+static int64_t layout_shared(const dsr_deform_attn *d, uint8_t *base, deform_scratch *s) {
+  int64_t c = d->channels, g = d->groups;
+  int64_t n_max = (int64_t)dsr_fixed_offset_grid(d, d->height) * dsr_fixed_offset_grid(d, d->width);
+  int64_t pixels = (int64_t)d->height * d->width;
+  int64_t counts[7] = {c * pixels, c * n_max, g * 2 * n_max, g * 2 * n_max,
+                       c * n_max,  c * n_max, c * n_max};
+  int32_t **slots[7] = {&s->q, &s->dw, &s->offset, &s->position, &s->sampled, &s->k, &s->v};
+  int64_t bytes = 0;
+  for (int32_t i = 0; i < 7; i++) {
+    if (base != NULL)
+      *slots[i] = (int32_t *)(base + bytes);
+    bytes += counts[i] * (int64_t)sizeof(int32_t);
+  }
+  if (base != NULL) {
+    s->k16t = (int16_t *)(base + bytes);
+    s->v16 = s->k16t + c * n_max;
+  }
+  bytes += 2 * c * n_max * (int64_t)sizeof(int16_t);
+  return round8(bytes);
+}
+
+/* Lays out one private slot at base and returns its bytes (base NULL: sizes only). */
+static int64_t layout_private(const dsr_deform_attn *d, uint8_t *base, deform_scratch *s) {
+  int64_t c = d->channels, cg = d->channels / d->groups;
   int64_t n_max = (int64_t)dsr_fixed_offset_grid(d, d->height) * dsr_fixed_offset_grid(d, d->width);
   int64_t pixels = (int64_t)d->height * d->width;
   int64_t row = pixels > n_max ? pixels : n_max;
-  int64_t counts[15] = {row,       cg,        cg,        c * pixels, c * n_max,
-                        g * 2 * n_max, g * 2 * n_max, c * n_max, c * n_max, c * n_max,
-                        n_max,     n_max,     n_max,     c,          c * PROJECTION_MIN_ROW};
-  int32_t **slots[15] = {&s->row, &s->ln_in, &s->ln_out, &s->q, &s->dw, &s->offset,
-                         &s->position, &s->sampled, &s->k, &s->v, &s->logits, &s->exps,
-                         &s->attn, &s->context, &s->columns};
+  int64_t counts[8] = {row, cg, cg, n_max, n_max, n_max, c, c * PROJECTION_MIN_ROW};
+  int32_t **slots[8] = {&s->row,  &s->ln_in, &s->ln_out,  &s->logits,
+                        &s->exps, &s->attn,  &s->context, &s->columns};
   int64_t bytes = (cg + row) * (int64_t)sizeof(int64_t);
   if (base != NULL) {
     s->ln_d = (int64_t *)base;
     s->row_wide = s->ln_d + cg;
   }
-  for (int32_t i = 0; i < 15; i++) {
+  for (int32_t i = 0; i < 8; i++) {
     if (base != NULL)
       *slots[i] = (int32_t *)(base + bytes);
     bytes += counts[i] * (int64_t)sizeof(int32_t);
   }
-  return bytes;
+  if (base != NULL) {
+    s->q16 = (int16_t *)(base + bytes);
+    s->attn16 = s->q16 + c;
+  }
+  bytes += (c + n_max) * (int64_t)sizeof(int16_t);
+  return round8(bytes);
 }
 
-size_t dsr_fixed_deform_scratch_bytes(const dsr_model *model, const dsr_node *node) {
+/* Points s at the shared arrays and at private slot 0; returns the bytes for worker_count
+ * slots. */
+static int64_t layout_scratch(const dsr_deform_attn *d, uint8_t *base, int32_t worker_count,
+                              deform_scratch *s) {
+  int64_t shared = layout_shared(d, base, s);
+  int64_t slot = layout_private(d, base != NULL ? base + shared : NULL, s);
+  return shared + slot * worker_count;
+}
+
+/* A copy of shared whose private pointers are those of slot index. */
+static deform_scratch private_slot(const dsr_deform_attn *d, const deform_scratch *shared,
+                                   uint8_t *base, int32_t index) {
+  deform_scratch s = *shared;
+  int64_t shared_bytes = layout_shared(d, NULL, &s);
+  int64_t slot_bytes = layout_private(d, NULL, &s);
+  layout_private(d, base + shared_bytes + slot_bytes * index, &s);
+  return s;
+}
+
+size_t dsr_fixed_deform_scratch_bytes_for_workers(const dsr_model *model, const dsr_node *node,
+                                                  int32_t worker_count) {
   (void)model;
   const dsr_deform_attn *d = node->deform;
   /* Parameters that dsr_fixed_deform_check rejects get no scratch rather than a bogus size. */
@@ -92,7 +148,11 @@ size_t dsr_fixed_deform_scratch_bytes(const dsr_model *model, const dsr_node *no
       d->channels % d->groups != 0 || d->height > 16384 || d->width > 16384)
     return 0;
   deform_scratch unused;
-  return (size_t)layout_scratch(d, NULL, &unused);
+  return (size_t)layout_scratch(d, NULL, worker_count < 1 ? 1 : worker_count, &unused);
+}
+
+size_t dsr_fixed_deform_scratch_bytes(const dsr_model *model, const dsr_node *node) {
+  return dsr_fixed_deform_scratch_bytes_for_workers(model, node, 1);
 }
 
 typedef struct deform_sections {
@@ -263,9 +323,10 @@ static void project_columns(const projection *pr, const int32_t *columns, int32_
   }
 }
 
-/* Projects a stage held as in[c * count + i] (values with zero point in_zero) into out. */
+/* Projects a stage held as in[c * count + i] (values with zero point in_zero) into out, output
+ * channels oc_begin..oc_end - 1 (all of them for short rows). */
 static void project_stage(const projection *pr, const int32_t *in, int32_t in_zero, int64_t count,
-                          deform_scratch *s, int32_t *out) {
+                          int32_t oc_begin, int32_t oc_end, deform_scratch *s, int32_t *out) {
   if (count < PROJECTION_MIN_ROW) {
     for (int32_t c = 0; c < pr->channels; c++) {
       for (int64_t p = 0; p < count; p++)
@@ -274,7 +335,7 @@ static void project_stage(const projection *pr, const int32_t *in, int32_t in_ze
     project_columns(pr, s->columns, in_zero, count, out);
     return;
   }
-  for (int32_t oc = 0; oc < pr->channels; oc++) {
+  for (int32_t oc = oc_begin; oc < oc_end; oc++) {
     start_row(pr, oc, count, s);
     const int8_t *w = pr->weights + (int64_t)oc * pr->channels;
     for (int32_t c = 0; c < pr->channels; c++) {
@@ -285,9 +346,11 @@ static void project_stage(const projection *pr, const int32_t *in, int32_t in_ze
   }
 }
 
-/* proj_q in row order: the same values as compute_q_reference. */
+/* proj_q in row order, output channels oc_begin..oc_end - 1 (all of them for maps under
+ * PROJECTION_MIN_ROW pixels): the same values as compute_q_reference. */
 static void compute_q_rows(const dsr_model *model, const dsr_node *node, const void *x,
-                           const deform_sections *sec, deform_scratch *s) {
+                           const deform_sections *sec, int32_t oc_begin, int32_t oc_end,
+                           deform_scratch *s) {
   const dsr_deform_attn *d = node->deform;
   const dsr_tensor *xt = &model->tensors[node->inputs[0]];
   int64_t pixels = (int64_t)d->height * d->width;
@@ -303,7 +366,7 @@ static void compute_q_rows(const dsr_model *model, const dsr_node *node, const v
     project_columns(&pr, s->columns, xt->qparams.zero_point, pixels, s->q);
     return;
   }
-  for (int32_t oc = 0; oc < pr.channels; oc++) {
+  for (int32_t oc = oc_begin; oc < oc_end; oc++) {
     start_row(&pr, oc, pixels, s);
     const int8_t *w = pr.weights + (int64_t)oc * pr.channels;
     for (int32_t c = 0; c < pr.channels; c++) {
@@ -347,55 +410,64 @@ typedef struct patch_geometry {
   int physical;
 } patch_geometry;
 
-/* Offset network of every group: depthwise conv, LayerNorm, GELU, pointwise to (dy, dx). */
-static void offset_network(const dsr_model *model, const dsr_deform_attn *d,
-                           const deform_sections *sec, const patch_geometry *pg,
-                           deform_scratch *s) {
+/* Depthwise conv of the offset network for the flat channels ch_begin..ch_end - 1 (group
+ * gi = ch / Cg), over the extended patch seen as a zero-padded image. */
+static void offset_depthwise(const dsr_model *model, const dsr_deform_attn *d,
+                             const deform_sections *sec, const patch_geometry *pg,
+                             int32_t ch_begin, int32_t ch_end, deform_scratch *s) {
   int32_t cg = d->channels / d->groups, k = d->offset_kernel, r = d->offset_stride;
   int32_t pad = d->offset_pad;
   int64_t map = (int64_t)d->height * d->width;
   stage_info qs = stage(&d->stage_qparams[DSR_DEFORM_STAGE_Q]);
   stage_info dws = stage(&d->stage_qparams[DSR_DEFORM_STAGE_OFFSET_DW]);
+  const int8_t *dw_w = param_data(model, d, DSR_DEFORM_OFFSET_DW_W);
+  const int32_t *dw_b = param_data(model, d, DSR_DEFORM_OFFSET_DW_B);
+  int dw_wide = qs.wide_in;
+
+  for (int32_t ch = ch_begin; ch < ch_end; ch++) {
+    int32_t c = ch % cg;
+    const int32_t *plane = s->q + (int64_t)ch * map;
+    const int8_t *wc = dw_w + (int64_t)c * k * k;
+    const int32_t *pair = sec->s[DSQ_DA_OFFSET_DW] + 2 * c;
+    for (int32_t i = 0; i < pg->hk; i++) {
+      for (int32_t j = 0; j < pg->wk; j++) {
+        int64_t acc = dw_b[c];
+        for (int32_t ky = 0; ky < k; ky++) {
+          int32_t y = i * r - pad + ky;
+          if (y < 0 || y >= pg->h)
+            continue; /* zero padding outside the extended patch */
+          for (int32_t kx = 0; kx < k; kx++) {
+            int32_t x = j * r - pad + kx;
+            if (x < 0 || x >= pg->w)
+              continue;
+            int32_t qv = plane[(int64_t)(pg->p.ext_y0 + y) * d->width + pg->p.ext_x0 + x];
+            acc += (int64_t)(qv - qs.zero) * wc[ky * k + kx];
+          }
+        }
+        int32_t v = dw_wide ? dsr_fixed_requant64(acc, pair[0], pair[1])
+                            : dsr_fixed_requant32((int32_t)acc, pair[0], pair[1]);
+        s->dw[(int64_t)ch * pg->n + i * pg->wk + j] =
+            (int32_t)dsr_fixed_clamp64((int64_t)dws.zero + v, dws.min, dws.max);
+      }
+    }
+  }
+}
+
+/* LayerNorm, GELU and the pointwise conv to (dy, dx) of the offset network, for the grid
+ * positions n_begin..n_end - 1 of every group. */
+static void offset_points(const dsr_model *model, const dsr_deform_attn *d,
+                          const deform_sections *sec, const patch_geometry *pg, int32_t n_begin,
+                          int32_t n_end, deform_scratch *s) {
+  int32_t cg = d->channels / d->groups;
+  stage_info dws = stage(&d->stage_qparams[DSR_DEFORM_STAGE_OFFSET_DW]);
   stage_info lns = stage(&d->stage_qparams[DSR_DEFORM_STAGE_OFFSET_LN]);
   stage_info gs = stage(&d->stage_qparams[DSR_DEFORM_STAGE_OFFSET_GELU]);
   stage_info os = stage(&d->stage_qparams[DSR_DEFORM_STAGE_OFFSET]);
-  const int8_t *dw_w = param_data(model, d, DSR_DEFORM_OFFSET_DW_W);
-  const int32_t *dw_b = param_data(model, d, DSR_DEFORM_OFFSET_DW_B);
   const int8_t *pw_w = param_data(model, d, DSR_DEFORM_OFFSET_PW_W);
-  int dw_wide = qs.wide_in;
 
   for (int32_t gi = 0; gi < d->groups; gi++) {
-    for (int32_t c = 0; c < cg; c++) {
-      const int32_t *plane = s->q + (int64_t)(gi * cg + c) * map;
-      const int8_t *wc = dw_w + (int64_t)c * k * k;
-      const int32_t *pair = sec->s[DSQ_DA_OFFSET_DW] + 2 * c;
-      for (int32_t i = 0; i < pg->hk; i++) {
-        for (int32_t j = 0; j < pg->wk; j++) {
-          int64_t acc = dw_b[c];
-          for (int32_t ky = 0; ky < k; ky++) {
-            int32_t y = i * r - pad + ky;
-            if (y < 0 || y >= pg->h)
-              continue; /* zero padding outside the extended patch */
-            for (int32_t kx = 0; kx < k; kx++) {
-              int32_t x = j * r - pad + kx;
-              if (x < 0 || x >= pg->w)
-                continue;
-              int32_t qv = plane[(int64_t)(pg->p.ext_y0 + y) * d->width + pg->p.ext_x0 + x];
-              acc += (int64_t)(qv - qs.zero) * wc[ky * k + kx];
-            }
-          }
-          int32_t v = dw_wide ? dsr_fixed_requant64(acc, pair[0], pair[1])
-                              : dsr_fixed_requant32((int32_t)acc, pair[0], pair[1]);
-          s->dw[(int64_t)(gi * cg + c) * pg->n + i * pg->wk + j] =
-              (int32_t)dsr_fixed_clamp64((int64_t)dws.zero + v, dws.min, dws.max);
-        }
-      }
-    }
     int64_t group_first = (int64_t)gi * cg * pg->n;
-    probe_stage(s, DSR_DEFORM_STAGE_OFFSET_DW, s->dw + group_first, group_first, 1,
-                (int64_t)cg * pg->n);
-
-    for (int32_t n = 0; n < pg->n; n++) {
+    for (int32_t n = n_begin; n < n_end; n++) {
       int32_t *column = s->dw + (int64_t)gi * cg * pg->n + n;
       for (int32_t c = 0; c < cg; c++)
         s->ln_in[c] = column[(int64_t)c * pg->n];
@@ -415,6 +487,20 @@ static void offset_network(const dsr_model *model, const dsr_deform_attn *d,
     probe_stage(s, DSR_DEFORM_STAGE_OFFSET_GELU, s->dw + group_first, group_first, 1,
                 (int64_t)cg * pg->n);
   }
+}
+
+/* Offset network of every group: depthwise conv, LayerNorm, GELU, pointwise to (dy, dx). */
+static void offset_network(const dsr_model *model, const dsr_deform_attn *d,
+                           const deform_sections *sec, const patch_geometry *pg,
+                           deform_scratch *s) {
+  offset_depthwise(model, d, sec, pg, 0, d->channels, s);
+  int32_t cg = d->channels / d->groups;
+  for (int32_t gi = 0; gi < d->groups; gi++) {
+    int64_t group_first = (int64_t)gi * cg * pg->n;
+    probe_stage(s, DSR_DEFORM_STAGE_OFFSET_DW, s->dw + group_first, group_first, 1,
+                (int64_t)cg * pg->n);
+  }
+  offset_points(model, d, sec, pg, 0, pg->n, s);
 }
 
 static void positions(const dsr_deform_attn *d, const deform_sections *sec,
@@ -454,7 +540,7 @@ static void positions(const dsr_deform_attn *d, const deform_sections *sec,
  * loop of sample_and_project. */
 static void project_kv_rows(const dsr_model *model, const dsr_node *node,
                             const deform_sections *sec, const patch_geometry *pg,
-                            deform_scratch *s) {
+                            int32_t oc_begin, int32_t oc_end, deform_scratch *s) {
   const dsr_deform_attn *d = node->deform;
   stage_info ss = stage(&d->stage_qparams[DSR_DEFORM_STAGE_SAMPLED]);
   projection k = {param_data(model, d, DSR_DEFORM_PROJ_K_W),
@@ -463,25 +549,25 @@ static void project_kv_rows(const dsr_model *model, const dsr_node *node,
   projection v = {param_data(model, d, DSR_DEFORM_PROJ_V_W),
                   param_data(model, d, DSR_DEFORM_PROJ_V_B), sec->s[DSQ_DA_PROJ_V], d->channels,
                   ss.wide_in, stage(&d->stage_qparams[DSR_DEFORM_STAGE_V])};
-  project_stage(&k, s->sampled, ss.zero, pg->n, s, s->k);
-  project_stage(&v, s->sampled, ss.zero, pg->n, s, s->v);
+  project_stage(&k, s->sampled, ss.zero, pg->n, oc_begin, oc_end, s, s->k);
+  project_stage(&v, s->sampled, ss.zero, pg->n, oc_begin, oc_end, s, s->v);
 }
 
-/* Bilinear samples of x over the extended patch, then the k and v projections (in row order
- * when fast is set, else position by position). */
-static void sample_and_project(const dsr_model *model, const dsr_node *node, const void *x,
-                               const deform_sections *sec, const patch_geometry *pg,
-                               deform_scratch *s, int fast) {
+/* Bilinear samples of x over the extended patch at the grid positions n_begin..n_end - 1 of
+ * every group. */
+static void sample_points(const dsr_model *model, const dsr_node *node, const void *x,
+                          const patch_geometry *pg, int32_t n_begin, int32_t n_end,
+                          deform_scratch *s) {
   const dsr_deform_attn *d = node->deform;
   const dsr_tensor *xt = &model->tensors[node->inputs[0]];
-  int32_t c_count = d->channels, cg = d->channels / d->groups;
+  int32_t cg = d->channels / d->groups;
   int64_t map = (int64_t)d->height * d->width;
   int64_t patch_base = (int64_t)pg->p.ext_y0 * d->width + pg->p.ext_x0;
   int32_t x_dtype = xt->qparams.dtype, x_zero = xt->qparams.zero_point;
   stage_info ss = stage(&d->stage_qparams[DSR_DEFORM_STAGE_SAMPLED]);
 
   for (int32_t gi = 0; gi < d->groups; gi++) {
-    for (int32_t n = 0; n < pg->n; n++) {
+    for (int32_t n = n_begin; n < n_end; n++) {
       int32_t index[4], weight[4];
       dsr_fixed_bilinear_taps(s->position[(int64_t)(gi * 2) * pg->n + n],
                               s->position[(int64_t)(gi * 2 + 1) * pg->n + n], pg->h, pg->w,
@@ -500,9 +586,20 @@ static void sample_and_project(const dsr_model *model, const dsr_node *node, con
       }
     }
   }
+}
+
+/* Bilinear samples of x over the extended patch, then the k and v projections (in row order
+ * when fast is set, else position by position). */
+static void sample_and_project(const dsr_model *model, const dsr_node *node, const void *x,
+                               const deform_sections *sec, const patch_geometry *pg,
+                               deform_scratch *s, int fast) {
+  const dsr_deform_attn *d = node->deform;
+  int32_t c_count = d->channels;
+  stage_info ss = stage(&d->stage_qparams[DSR_DEFORM_STAGE_SAMPLED]);
+  sample_points(model, node, x, pg, 0, pg->n, s);
 
   if (fast) {
-    project_kv_rows(model, node, sec, pg, s);
+    project_kv_rows(model, node, sec, pg, 0, c_count, s);
     return;
   }
   stage_info ks = stage(&d->stage_qparams[DSR_DEFORM_STAGE_K]);
@@ -705,7 +802,20 @@ static void attend_pixel_fast(const dsr_model *model, const dsr_node *node, void
     const int32_t *py = s->position + (int64_t)(gi * 2) * pg->n;
     const int32_t *px = py + pg->n;
     const int16_t *head_table = table + (int64_t)hd * table_h * table_w;
-    qk_rows(d, s, pg, hd, pixel, qs.zero, ks.zero, qk_wide);
+    if (qk_wide) {
+      qk_rows(d, s, pg, hd, pixel, qs.zero, ks.zero, qk_wide);
+    } else {
+      /* int8 q and k: dot products of int16 rows, four samples per pass, under the narrow
+       * bound head_channels * 255 * 255. */
+      for (int32_t c = 0; c < hc; c++)
+        s->q16[c] = (int16_t)(s->q[((int64_t)hd * hc + c) * map + pixel] - qs.zero);
+      const int16_t *head_keys = s->k16t + (int64_t)hd * pg->n * hc;
+      int32_t n = 0;
+      for (; n + 4 <= pg->n; n += 4)
+        dsr_fixed_dot16x4(s->q16, head_keys + (int64_t)n * hc, hc, s->row + n);
+      for (; n < pg->n; n++)
+        s->row[n] = dsr_fixed_dot16(s->q16, head_keys + (int64_t)n * hc, hc);
+    }
     for (int32_t n = 0; n < pg->n; n++) {
       int64_t acc = qk_wide ? s->row_wide[n] : s->row[n];
       int32_t bias = bilinear_sum(head_table, row_base - py[n], col_base - px[n], table_h,
@@ -718,9 +828,15 @@ static void attend_pixel_fast(const dsr_model *model, const dsr_node *node, void
     dsr_fixed_fast_softmax_row(s->logits, pg->n, sec->s[DSQ_DA_SOFTMAX][0], sec->s[DSQ_DA_SOFTMAX][1],
                           attn_bits, s->exps, s->attn);
 
+    if (!av_wide) {
+      for (int32_t n = 0; n < pg->n; n++)
+        s->attn16[n] = (int16_t)(s->attn[n] - as.zero);
+    }
     for (int32_t c = 0; c < hc; c++) {
       int64_t ch = (int64_t)hd * hc + c;
-      int64_t acc = dot_stages(s->attn, as.zero, s->v + ch * pg->n, vs.zero, pg->n, av_wide);
+      /* int8 attention and v: int16 rows under the narrow bound samples * 255 * 255. */
+      int64_t acc = av_wide ? dot_stages(s->attn, as.zero, s->v + ch * pg->n, vs.zero, pg->n, 1)
+                            : dsr_fixed_dot16(s->attn16, s->v16 + ch * pg->n, pg->n);
       const int32_t *pair = sec->s[DSQ_DA_CONTEXT];
       int32_t r = av_wide ? dsr_fixed_requant64(acc, pair[0], pair[1])
                           : dsr_fixed_requant32((int32_t)acc, pair[0], pair[1]);
@@ -739,69 +855,208 @@ static void attend_pixel_fast(const dsr_model *model, const dsr_node *node, void
   }
 }
 
-/* The operator over every patch; with a probe, the reference loops run and report stages. */
-static void execute_patches(const dsr_model *model, const dsr_node *node, const void *x, void *y,
-                            uint8_t *scratch, dsr_slice slice, int fast, const dsr_probe *probe,
-                            int32_t node_index) {
+/* Geometry of patch (row, col) of slice. */
+static void patch_init(const dsr_deform_attn *d, dsr_slice slice, int32_t row, int32_t col,
+                       patch_geometry *pg) {
+  dsr_slice_patch(d->height, d->width, slice, row, col, &pg->p);
+  pg->h = pg->p.ext_y1 - pg->p.ext_y0;
+  pg->w = pg->p.ext_x1 - pg->p.ext_x0;
+  pg->hk = dsr_fixed_offset_grid(d, pg->h);
+  pg->wk = dsr_fixed_offset_grid(d, pg->w);
+  pg->n = pg->hk * pg->wk;
+  pg->physical = slice.semantics == DSR_SLICE_PHYSICAL;
+}
+
+/* The reference order: every stage position by position, on one thread, reporting each
+ * stage to s->probe when it is set. */
+static void execute_reference(const dsr_model *model, const dsr_node *node, const void *x,
+                              void *y, const deform_sections *sec, deform_scratch *s,
+                              dsr_slice slice) {
+  const dsr_deform_attn *d = node->deform;
+  compute_q_reference(model, node, x, sec, s);
+  probe_stage(s, DSR_DEFORM_STAGE_Q, s->q, 0, 1, (int64_t)d->channels * d->height * d->width);
+  for (int32_t row = 0; row < slice.rows; row++) {
+    for (int32_t col = 0; col < slice.cols; col++) {
+      patch_geometry pg;
+      patch_init(d, slice, row, col, &pg);
+      s->patch_index = row * slice.cols + col;
+      offset_network(model, d, sec, &pg, s);
+      positions(d, sec, &pg, s);
+      int64_t pairs = (int64_t)d->groups * 2 * pg.n, values = (int64_t)d->channels * pg.n;
+      probe_stage(s, DSR_DEFORM_STAGE_OFFSET, s->offset, 0, 1, pairs);
+      probe_stage(s, DSR_PROBE_POSITIONS, s->position, 0, 1, pairs);
+      sample_and_project(model, node, x, sec, &pg, s, 0);
+      probe_stage(s, DSR_DEFORM_STAGE_SAMPLED, s->sampled, 0, 1, values);
+      probe_stage(s, DSR_DEFORM_STAGE_K, s->k, 0, 1, values);
+      probe_stage(s, DSR_DEFORM_STAGE_V, s->v, 0, 1, values);
+      for (int32_t qy = pg.p.core_y0; qy < pg.p.core_y1; qy++) {
+        for (int32_t qx = pg.p.core_x0; qx < pg.p.core_x1; qx++)
+          attend_pixel(model, node, y, sec, &pg, s, qy, qx);
+      }
+    }
+  }
+}
+
+/* Copies channels ch_begin..ch_end - 1 of k and v, zero points subtracted, into the int16
+ * rows of the attention sums: k transposed per head, v as it is. int8 stages only, whose
+ * values minus zero lie in [-255, 255]. */
+static void pack_kv(const dsr_deform_attn *d, const patch_geometry *pg, int32_t ch_begin,
+                    int32_t ch_end, deform_scratch *s) {
+  int32_t hc = d->head_channels;
+  int32_t k_zero = d->stage_qparams[DSR_DEFORM_STAGE_K].zero_point;
+  int32_t v_zero = d->stage_qparams[DSR_DEFORM_STAGE_V].zero_point;
+  int pack_k = d->stage_qparams[DSR_DEFORM_STAGE_Q].dtype == DSR_DTYPE_I8 &&
+               d->stage_qparams[DSR_DEFORM_STAGE_K].dtype == DSR_DTYPE_I8;
+  int pack_v = d->stage_qparams[DSR_DEFORM_STAGE_ATTN].dtype == DSR_DTYPE_I8 &&
+               d->stage_qparams[DSR_DEFORM_STAGE_V].dtype == DSR_DTYPE_I8;
+  for (int32_t ch = ch_begin; ch < ch_end; ch++) {
+    const int32_t *k_row = s->k + (int64_t)ch * pg->n;
+    const int32_t *v_row = s->v + (int64_t)ch * pg->n;
+    int16_t *k_head = s->k16t + (int64_t)(ch / hc) * pg->n * hc + ch % hc;
+    int16_t *v_out = s->v16 + (int64_t)ch * pg->n;
+    for (int32_t n = 0; n < pg->n && pack_k; n++)
+      k_head[(int64_t)n * hc] = (int16_t)(k_row[n] - k_zero);
+    for (int32_t n = 0; n < pg->n && pack_v; n++)
+      v_out[n] = (int16_t)(v_row[n] - v_zero);
+  }
+}
+
+/* Stages of the fast order that run as parallel tasks, each over a share of its units. */
+typedef enum deform_step {
+  DEFORM_Q,           /* units: output channels of proj_q */
+  DEFORM_OFFSET_DW,   /* units: channels of the offset depthwise conv */
+  DEFORM_OFFSET_LN,   /* units: grid positions (LayerNorm, GELU, pointwise per group) */
+  DEFORM_SAMPLE,      /* units: grid positions */
+  DEFORM_PROJECT_KV,  /* units: output channels of proj_k and proj_v */
+  DEFORM_PACK_KV,     /* units: channels of k and v, copied to int16 rows */
+  DEFORM_ATTEND       /* units: core pixels of the patch */
+} deform_step;
+
+typedef struct deform_job {
+  const dsr_model *model;
+  const dsr_node *node;
+  const void *x;
+  void *y;
+  const deform_sections *sec;
+  const deform_scratch *shared;
+  uint8_t *scratch;
+  const patch_geometry *pg;
+  deform_step step;
+  int64_t unit_count;
+  int32_t task_count;
+} deform_job;
+
+static void deform_task(void *context, int32_t task_index) {
+  const deform_job *job = context;
+  const dsr_deform_attn *d = job->node->deform;
+  const patch_geometry *pg = job->pg;
+  deform_scratch s = private_slot(d, job->shared, job->scratch, task_index);
+  int64_t begin, end;
+  dsr_parallel_share(job->unit_count, job->task_count, task_index, 1, &begin, &end);
+  int32_t first = (int32_t)begin, last = (int32_t)end;
+  switch (job->step) {
+  case DEFORM_Q:
+    compute_q_rows(job->model, job->node, job->x, job->sec, first, last, &s);
+    break;
+  case DEFORM_OFFSET_DW:
+    offset_depthwise(job->model, d, job->sec, pg, first, last, &s);
+    break;
+  case DEFORM_OFFSET_LN:
+    offset_points(job->model, d, job->sec, pg, first, last, &s);
+    break;
+  case DEFORM_SAMPLE:
+    sample_points(job->model, job->node, job->x, pg, first, last, &s);
+    break;
+  case DEFORM_PROJECT_KV:
+    project_kv_rows(job->model, job->node, job->sec, pg, first, last, &s);
+    break;
+  case DEFORM_PACK_KV:
+    pack_kv(d, pg, first, last, &s);
+    break;
+  case DEFORM_ATTEND: {
+    int32_t core_w = pg->p.core_x1 - pg->p.core_x0;
+    for (int32_t p = first; p < last; p++)
+      attend_pixel_fast(job->model, job->node, job->y, job->sec, pg, &s,
+                        pg->p.core_y0 + p / core_w, pg->p.core_x0 + p % core_w);
+    break;
+  }
+  }
+}
+
+/* Runs one step over unit_count units of about unit_ops operations each. Steps whose short
+ * rows take the position-major path touch every channel at once and run as one task. */
+static void run_step(deform_job *job, const dsr_parallel *parallel, deform_step step,
+                     int64_t unit_count, int64_t unit_ops, int splittable) {
+  job->step = step;
+  job->unit_count = unit_count;
+  job->task_count = splittable ? dsr_parallel_tasks(parallel, unit_count, unit_ops) : 1;
+  dsr_parallel_run(parallel, deform_task, job, job->task_count);
+}
+
+void dsr_fixed_deform_execute_parallel(const dsr_model *model, const dsr_node *node,
+                                       const void *x, void *y, uint8_t *scratch,
+                                       dsr_slice slice, int fast,
+                                       const dsr_parallel *parallel) {
   const dsr_deform_attn *d = node->deform;
   deform_sections sec;
   find_sections(node, &sec);
   deform_scratch s;
-  layout_scratch(d, scratch, &s);
-  s.probe = probe;
-  s.node_index = node_index;
+  layout_scratch(d, scratch, 1, &s);
+  s.probe = NULL;
+  s.node_index = -1;
   s.patch_index = 0;
-  if (probe != NULL)
-    fast = 0;
+  if (!fast) {
+    execute_reference(model, node, x, y, &sec, &s, slice);
+    return;
+  }
+
+  int64_t c = d->channels, cg = d->channels / d->groups;
+  int64_t pixels = (int64_t)d->height * d->width;
+  int64_t k2 = (int64_t)d->offset_kernel * d->offset_kernel;
+  deform_job job = {.model = model, .node = node, .x = x, .y = y, .sec = &sec, .shared = &s,
+                    .scratch = scratch};
 
   /* proj_q is pointwise, so one pass over the whole map serves every patch. */
-  if (fast)
-    compute_q_rows(model, node, x, &sec, &s);
-  else
-    compute_q_reference(model, node, x, &sec, &s);
-  probe_stage(&s, DSR_DEFORM_STAGE_Q, s.q, 0, 1, (int64_t)d->channels * d->height * d->width);
+  run_step(&job, parallel, DEFORM_Q, c, pixels * c, pixels >= PROJECTION_MIN_ROW);
 
   for (int32_t row = 0; row < slice.rows; row++) {
     for (int32_t col = 0; col < slice.cols; col++) {
       patch_geometry pg;
-      dsr_slice_patch(d->height, d->width, slice, row, col, &pg.p);
-      pg.h = pg.p.ext_y1 - pg.p.ext_y0;
-      pg.w = pg.p.ext_x1 - pg.p.ext_x0;
-      pg.hk = dsr_fixed_offset_grid(d, pg.h);
-      pg.wk = dsr_fixed_offset_grid(d, pg.w);
-      pg.n = pg.hk * pg.wk;
-      pg.physical = slice.semantics == DSR_SLICE_PHYSICAL;
-      s.patch_index = row * slice.cols + col;
+      patch_init(d, slice, row, col, &pg);
+      job.pg = &pg;
+      int64_t n = pg.n;
+      int64_t core = (int64_t)(pg.p.core_y1 - pg.p.core_y0) * (pg.p.core_x1 - pg.p.core_x0);
 
-      offset_network(model, d, &sec, &pg, &s);
+      run_step(&job, parallel, DEFORM_OFFSET_DW, c, n * k2, 1);
+      run_step(&job, parallel, DEFORM_OFFSET_LN, n, d->groups * cg * 24, 1);
       positions(d, &sec, &pg, &s);
-      int64_t pairs = (int64_t)d->groups * 2 * pg.n, values = (int64_t)d->channels * pg.n;
-      probe_stage(&s, DSR_DEFORM_STAGE_OFFSET, s.offset, 0, 1, pairs);
-      probe_stage(&s, DSR_PROBE_POSITIONS, s.position, 0, 1, pairs);
-      sample_and_project(model, node, x, &sec, &pg, &s, fast);
-      probe_stage(&s, DSR_DEFORM_STAGE_SAMPLED, s.sampled, 0, 1, values);
-      probe_stage(&s, DSR_DEFORM_STAGE_K, s.k, 0, 1, values);
-      probe_stage(&s, DSR_DEFORM_STAGE_V, s.v, 0, 1, values);
-      for (int32_t qy = pg.p.core_y0; qy < pg.p.core_y1; qy++) {
-        for (int32_t qx = pg.p.core_x0; qx < pg.p.core_x1; qx++)
-          if (fast)
-            attend_pixel_fast(model, node, y, &sec, &pg, &s, qy, qx);
-          else
-            attend_pixel(model, node, y, &sec, &pg, &s, qy, qx);
-      }
+      run_step(&job, parallel, DEFORM_SAMPLE, n, c * 8, 1);
+      run_step(&job, parallel, DEFORM_PROJECT_KV, c, 2 * n * c, n >= PROJECTION_MIN_ROW);
+      run_step(&job, parallel, DEFORM_PACK_KV, c, 2 * n, 1);
+      /* Per head: q.k and attention sums over the samples, softmax; then proj_out. */
+      run_step(&job, parallel, DEFORM_ATTEND, core, d->heads * n * (2 * d->head_channels + 24) + c * c,
+               1);
     }
   }
 }
 
 void dsr_fixed_deform_execute(const dsr_model *model, const dsr_node *node, const void *x,
                               void *y, uint8_t *scratch, dsr_slice slice, int fast) {
-  execute_patches(model, node, x, y, scratch, slice, fast, NULL, -1);
+  dsr_fixed_deform_execute_parallel(model, node, x, y, scratch, slice, fast, NULL);
 }
 
 void dsr_fixed_deform_execute_probed(const dsr_model *model, int32_t node_index, const void *x,
                                      void *y, uint8_t *scratch, dsr_slice slice,
                                      const dsr_probe *probe) {
-  execute_patches(model, &model->nodes[node_index], x, y, scratch, slice, 0, probe, node_index);
+  const dsr_node *node = &model->nodes[node_index];
+  deform_sections sec;
+  find_sections(node, &sec);
+  deform_scratch s;
+  layout_scratch(node->deform, scratch, 1, &s);
+  s.probe = probe;
+  s.node_index = node_index;
+  s.patch_index = 0;
+  execute_reference(model, node, x, y, &sec, &s, slice);
 }
 
 /* ---------------------------------------------------------------- plan-time checks */

@@ -15,9 +15,10 @@
  * output pixel are gathered from the planes into a contiguous int16 patch row, and each
  * output is a dot product of the channel's weights (widened to int16) with a patch row.
  *
- * Scratch layout (each part a multiple of 8 bytes):
+ * Scratch layout (each part a multiple of 8 bytes), the first two parts once per task of the
+ * parallel hook (output channels are split between tasks), the others shared:
  *   int64 acc_wide[pixels]                 64-bit sums of int16 inputs
- *   int32 acc[pixels]                      32-bit sums
+ *   int32 acc[pixels]                      32-bit sums (4 * pixels in the patch order)
  *   int16 planes[cin][plane_h][plane_w]    padded input planes of one batch item
  *   int16 patches[pixels][taps]            patch path only: one group's patch rows
  *   int16 weights[cout_group][taps]        patch path only: one group's weights
@@ -90,7 +91,8 @@ static int geometry_init(const dsr_model *model, const dsr_node *node, conv_geom
   return 1;
 }
 
-/* Bytes of each scratch part, in layout order. */
+/* Bytes of each scratch part, in layout order: parts 0 and 1 are private to each task,
+ * parts 2 to 4 shared by all. */
 static void scratch_parts(const conv_geometry *g, size_t parts[5]) {
   parts[0] = round8((size_t)g->pixels * sizeof(int64_t));
   /* The patch order sums 4 output channels at once. */
@@ -100,18 +102,24 @@ static void scratch_parts(const conv_geometry *g, size_t parts[5]) {
   parts[4] = g->patches ? round8((size_t)g->cout_group * (size_t)g->taps * sizeof(int16_t)) : 0;
 }
 
-static size_t scratch_bytes(const conv_geometry *g) {
+static size_t scratch_bytes(const conv_geometry *g, int32_t worker_count) {
   size_t parts[5];
   scratch_parts(g, parts);
-  return parts[0] + parts[1] + parts[2] + parts[3] + parts[4];
+  return (parts[0] + parts[1]) * (size_t)worker_count + parts[2] + parts[3] + parts[4];
 }
 
-size_t dsr_fixed_fast_conv2d_scratch_bytes(const dsr_model *model, const dsr_node *node) {
+size_t dsr_fixed_fast_conv2d_scratch_bytes_for_workers(const dsr_model *model,
+                                                       const dsr_node *node,
+                                                       int32_t worker_count) {
   conv_geometry g;
   if (node->input_count < 2 || node->inputs[1] < 0 || node->inputs[1] >= model->tensor_count ||
       node->output < 0 || node->output >= model->tensor_count || !geometry_init(model, node, &g))
     return 0;
-  return scratch_bytes(&g);
+  return scratch_bytes(&g, worker_count < 1 ? 1 : worker_count);
+}
+
+size_t dsr_fixed_fast_conv2d_scratch_bytes(const dsr_model *model, const dsr_node *node) {
+  return dsr_fixed_fast_conv2d_scratch_bytes_for_workers(model, node, 1);
 }
 
 /* Copies input plane (offset elements into x) into plane, zero point subtracted, at row
@@ -264,11 +272,12 @@ static void store_channel(int32_t *acc, const int64_t *acc_wide, const int32_t *
   dsr_fixed_store_row(acc, pixels, yt->qparams.zero_point, yt->qparams.dtype, out, offset);
 }
 
-/* Tap order: the output channels of one batch item, from the planes. */
+/* Tap order: output channels oc_begin..oc_end - 1 of one batch item, from the planes. */
 static void run_taps(const int16_t *planes, const int8_t *w, const int32_t *bias,
                      const int32_t *pairs, int wide, const conv_geometry *g, const dsr_tensor *yt,
-                     int32_t b, int32_t *acc, int64_t *acc_wide, void *out) {
-  for (int32_t oc = 0; oc < g->cout; oc++) {
+                     int32_t b, int32_t oc_begin, int32_t oc_end, int32_t *acc,
+                     int64_t *acc_wide, void *out) {
+  for (int32_t oc = oc_begin; oc < oc_end; oc++) {
     const int8_t *wc = w + (int64_t)oc * g->taps;
     int32_t bias_oc = bias != NULL ? bias[oc] : 0;
     if (wide)
@@ -283,11 +292,11 @@ static void run_taps(const int16_t *planes, const int8_t *w, const int32_t *bias
 /* Gathers the patch row of every output pixel of group from the planes: patches[p][t] is the
  * plane value that tap t = (ic * kh + ky) * kw + kx of pixel p reads. The loops run tap by tap
  * over whole output rows, which keeps them long for small kernels. */
-static void fill_patches(const int16_t *planes, int32_t group, const conv_geometry *g,
-                         int16_t *patches) {
+static void fill_patches(const int16_t *planes, int32_t group, int32_t ic_begin, int32_t ic_end,
+                         const conv_geometry *g, int16_t *patches) {
   const int16_t *group_planes = planes + (int64_t)group * g->cin_group * g->plane_elements;
-  int32_t t = 0;
-  for (int32_t ic = 0; ic < g->cin_group; ic++) {
+  int32_t t = ic_begin * g->kh * g->kw;
+  for (int32_t ic = ic_begin; ic < ic_end; ic++) {
     for (int32_t ky = 0; ky < g->kh; ky++) {
       for (int32_t kx = 0; kx < g->kw; kx++, t++) {
         const int16_t *origin = group_planes + ic * g->plane_elements +
@@ -324,7 +333,18 @@ static void sum_patches(const int16_t *patches, const int16_t *weights, int32_t 
  * weights at once, into acc rows of pixels each. Each sum has the bound of sum_narrow. */
 static void sum_patches4(const int16_t *patches, const int16_t *weights, const int32_t *bias,
                          int32_t first, const conv_geometry *g, int32_t *acc) {
-  for (int64_t p = 0; p < g->pixels; p++) {
+  int64_t p = 0;
+  for (; p + 2 <= g->pixels; p += 2) {
+    int32_t sums[8];
+    dsr_fixed_dot16x4x2(patches + p * g->taps, patches + (p + 1) * g->taps, weights, g->taps,
+                        sums);
+    for (int32_t j = 0; j < 4; j++) {
+      int32_t b = bias != NULL ? bias[first + j] : 0;
+      acc[j * g->pixels + p] = b + sums[j];
+      acc[j * g->pixels + p + 1] = b + sums[4 + j];
+    }
+  }
+  for (; p < g->pixels; p++) {
     int32_t sums[4];
     dsr_fixed_dot16x4(patches + p * g->taps, weights, g->taps, sums);
     for (int32_t j = 0; j < 4; j++)
@@ -332,63 +352,134 @@ static void sum_patches4(const int16_t *patches, const int16_t *weights, const i
   }
 }
 
-/* Patch order: the output channels of one batch item, group by group. */
-static void run_patches(const int16_t *planes, const int8_t *w, const int32_t *bias,
+/* Patch order: channels k_begin..k_end - 1 of group (counted inside the group) of one batch
+ * item, from the group's patch rows and weights. */
+static void run_patches(const int16_t *patches, const int16_t *weights, const int32_t *bias,
                         const int32_t *pairs, int wide, const conv_geometry *g,
-                        const dsr_tensor *yt, int32_t b, int32_t *acc, int64_t *acc_wide,
-                        int16_t *patches, int16_t *weights, void *out) {
-  for (int32_t group = 0; group < g->cout / g->cout_group; group++) {
-    fill_patches(planes, group, g, patches);
-    int32_t first = group * g->cout_group;
-    int64_t weight_count = (int64_t)g->cout_group * g->taps;
-    for (int64_t i = 0; i < weight_count; i++)
-      weights[i] = w[(int64_t)first * g->taps + i];
-    int32_t k = 0;
-    for (; !wide && k + 4 <= g->cout_group; k += 4) {
-      sum_patches4(patches, weights + (int64_t)k * g->taps, bias, first + k, g, acc);
-      for (int32_t j = 0; j < 4; j++)
-        store_channel(acc + j * g->pixels, NULL, pairs + 2 * (first + k + j), yt,
-                      ((int64_t)b * g->cout + first + k + j) * g->pixels, g->pixels, out);
-    }
-    for (; k < g->cout_group; k++) {
-      int32_t oc = first + k;
-      sum_patches(patches, weights + (int64_t)k * g->taps, bias != NULL ? bias[oc] : 0, wide, g,
-                  acc, acc_wide);
-      store_channel(acc, wide ? acc_wide : NULL, pairs + 2 * oc, yt,
-                    ((int64_t)b * g->cout + oc) * g->pixels, g->pixels, out);
-    }
+                        const dsr_tensor *yt, int32_t b, int32_t group, int32_t k_begin,
+                        int32_t k_end, int32_t *acc, int64_t *acc_wide, void *out) {
+  int32_t first = group * g->cout_group;
+  int32_t k = k_begin;
+  for (; !wide && k + 4 <= k_end; k += 4) {
+    sum_patches4(patches, weights + (int64_t)k * g->taps, bias, first + k, g, acc);
+    for (int32_t j = 0; j < 4; j++)
+      store_channel(acc + j * g->pixels, NULL, pairs + 2 * (first + k + j), yt,
+                    ((int64_t)b * g->cout + first + k + j) * g->pixels, g->pixels, out);
+  }
+  for (; k < k_end; k++) {
+    int32_t oc = first + k;
+    sum_patches(patches, weights + (int64_t)k * g->taps, bias != NULL ? bias[oc] : 0, wide, g,
+                acc, acc_wide);
+    store_channel(acc, wide ? acc_wide : NULL, pairs + 2 * oc, yt,
+                  ((int64_t)b * g->cout + oc) * g->pixels, g->pixels, out);
   }
 }
 
-int dsr_fixed_fast_conv2d(const dsr_model *model, const dsr_node *node, const void *const *in,
-                          void *out, uint8_t *scratch) {
+/* One step of a batch item, split into tasks: each task takes a contiguous share of the
+ * channels and, for the sums, its own accumulator rows. */
+typedef enum conv_step { CONV_FILL_PLANES, CONV_FILL_PATCHES, CONV_TAPS, CONV_PATCHES } conv_step;
+
+typedef struct conv_job {
+  conv_step step;
+  const conv_geometry *g;
+  const dsr_tensor *yt;
+  const void *x;
+  int32_t x_dtype, x_zero;
+  const int8_t *w;
+  const int32_t *bias;
+  const int32_t *pairs;
+  int wide;
+  int32_t b, group, task_count;
+  int16_t *planes, *patches, *weights;
+  uint8_t *private_base; /* task i's accumulators start at private_base + i * private_bytes */
+  size_t private_bytes, acc_offset;
+  void *out;
+} conv_job;
+
+static void conv_task(void *context, int32_t task_index) {
+  const conv_job *job = context;
+  const conv_geometry *g = job->g;
+  int64_t begin, end;
+  int64_t in_plane = (int64_t)g->height * g->width;
+  int64_t *acc_wide = (int64_t *)(job->private_base + (size_t)task_index * job->private_bytes);
+  int32_t *acc = (int32_t *)((uint8_t *)acc_wide + job->acc_offset);
+  switch (job->step) {
+  case CONV_FILL_PLANES:
+    dsr_parallel_share(g->cin, job->task_count, task_index, 1, &begin, &end);
+    for (int64_t c = begin; c < end; c++)
+      fill_plane(job->x, job->x_dtype, job->x_zero, ((int64_t)job->b * g->cin + c) * in_plane, g,
+                 job->planes + c * g->plane_elements);
+    break;
+  case CONV_FILL_PATCHES:
+    dsr_parallel_share(g->cin_group, job->task_count, task_index, 1, &begin, &end);
+    fill_patches(job->planes, job->group, (int32_t)begin, (int32_t)end, g, job->patches);
+    break;
+  case CONV_TAPS:
+    dsr_parallel_share(g->cout, job->task_count, task_index, 1, &begin, &end);
+    run_taps(job->planes, job->w, job->bias, job->pairs, job->wide, g, job->yt, job->b,
+             (int32_t)begin, (int32_t)end, acc, acc_wide, job->out);
+    break;
+  case CONV_PATCHES:
+    /* Shares of whole blocks of 4 channels keep the 4-channel sums together. */
+    dsr_parallel_share(g->cout_group, job->task_count, task_index, 4, &begin, &end);
+    run_patches(job->patches, job->weights, job->bias, job->pairs, job->wide, g, job->yt,
+                job->b, job->group, (int32_t)begin, (int32_t)end, acc, acc_wide, job->out);
+    break;
+  }
+}
+
+/* Runs one step of job over unit_count units of about unit_ops operations each. */
+static void run_step(conv_job *job, const dsr_parallel *parallel, conv_step step,
+                     int64_t unit_count, int64_t unit_ops) {
+  job->step = step;
+  job->task_count = dsr_parallel_tasks(parallel, unit_count, unit_ops);
+  dsr_parallel_run(parallel, conv_task, job, job->task_count);
+}
+
+int dsr_fixed_fast_conv2d_parallel(const dsr_model *model, const dsr_node *node,
+                                   const void *const *in, void *out, uint8_t *scratch,
+                                   const dsr_parallel *parallel) {
   conv_geometry g;
   if (!geometry_init(model, node, &g))
     return 0;
   const dsr_tensor *xt = &model->tensors[node->inputs[0]];
-  const dsr_tensor *yt = &model->tensors[node->output];
-  const int8_t *w = in[1];
-  const int32_t *bias = node->input_count > 2 && node->inputs[2] >= 0 ? in[2] : NULL;
-  int32_t x_dtype = xt->qparams.dtype, x_zero = xt->qparams.zero_point;
-  int wide = x_dtype != DSR_DTYPE_I8;
-  const int32_t *pairs = node->qwords + 2;
-
   size_t parts[5];
   scratch_parts(&g, parts);
-  int64_t *acc_wide = (int64_t *)scratch;
-  int32_t *acc = (int32_t *)(scratch + parts[0]);
-  int16_t *planes = (int16_t *)(scratch + parts[0] + parts[1]);
-  int16_t *patches = (int16_t *)(scratch + parts[0] + parts[1] + parts[2]);
-  int16_t *weights = (int16_t *)(scratch + parts[0] + parts[1] + parts[2] + parts[3]);
-  int64_t in_plane = (int64_t)g.height * g.width;
+  int32_t worker_count = dsr_parallel_workers(parallel);
+  uint8_t *shared = scratch + (parts[0] + parts[1]) * (size_t)worker_count;
+  conv_job job = {
+      .g = &g, .yt = &model->tensors[node->output], .x = in[0],
+      .x_dtype = xt->qparams.dtype, .x_zero = xt->qparams.zero_point,
+      .w = in[1], .bias = node->input_count > 2 && node->inputs[2] >= 0 ? in[2] : NULL,
+      .pairs = node->qwords + 2, .wide = xt->qparams.dtype != DSR_DTYPE_I8,
+      .planes = (int16_t *)shared,
+      .patches = (int16_t *)(shared + parts[2]),
+      .weights = (int16_t *)(shared + parts[2] + parts[3]),
+      .private_base = scratch, .private_bytes = parts[0] + parts[1], .acc_offset = parts[0],
+      .out = out};
+
+  int64_t pixel_taps = g.pixels * g.taps;
   for (int32_t b = 0; b < g.batch; b++) {
-    for (int32_t c = 0; c < g.cin; c++)
-      fill_plane(in[0], x_dtype, x_zero, ((int64_t)b * g.cin + c) * in_plane, &g,
-                 planes + c * g.plane_elements);
-    if (g.patches)
-      run_patches(planes, w, bias, pairs, wide, &g, yt, b, acc, acc_wide, patches, weights, out);
-    else
-      run_taps(planes, w, bias, pairs, wide, &g, yt, b, acc, acc_wide, out);
+    job.b = b;
+    run_step(&job, parallel, CONV_FILL_PLANES, g.cin, g.plane_elements);
+    if (!g.patches) {
+      run_step(&job, parallel, CONV_TAPS, g.cout, pixel_taps);
+      continue;
+    }
+    for (int32_t group = 0; group < g.cout / g.cout_group; group++) {
+      job.group = group;
+      run_step(&job, parallel, CONV_FILL_PATCHES, g.cin_group, g.pixels * g.kh * g.kw);
+      int32_t first = group * g.cout_group;
+      int64_t weight_count = (int64_t)g.cout_group * g.taps;
+      for (int64_t i = 0; i < weight_count; i++)
+        job.weights[i] = job.w[(int64_t)first * g.taps + i];
+      run_step(&job, parallel, CONV_PATCHES, g.cout_group, pixel_taps);
+    }
   }
   return 1;
+}
+
+int dsr_fixed_fast_conv2d(const dsr_model *model, const dsr_node *node, const void *const *in,
+                          void *out, uint8_t *scratch) {
+  return dsr_fixed_fast_conv2d_parallel(model, node, in, out, scratch, NULL);
 }

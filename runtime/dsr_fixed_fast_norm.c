@@ -5,7 +5,8 @@
  * data-dependent branches. The per-element steps have no branches either, so they vectorize.
  *
  * Scratch: int32 d[count] and int32 values[count], within what dsr_fixed_scratch_bytes
- * reserves for the reference kernel (count * 16 bytes).
+ * reserves for the reference kernel (count * 16 bytes), once per task of the parallel hook
+ * (rows are split).
  */
 #include "dsr_fixed_internal.h"
 #include "dsr_fixed_math.h"
@@ -97,21 +98,33 @@ static void scale_row(const int32_t *d, int32_t count, int64_t reciprocal,
   }
 }
 
-int dsr_fixed_fast_layer_norm(const dsr_model *model, const dsr_node *node,
-                              const void *const *in, void *out, uint8_t *scratch) {
-  const dsr_tensor *xt = &model->tensors[node->inputs[0]];
-  const dsr_tensor *yt = &model->tensors[node->output];
-  const int32_t *block = node->qwords + 1;
+typedef struct norm_job {
+  const dsr_tensor *xt, *yt;
+  const int32_t *block;
+  const void *x;
+  void *out;
+  uint8_t *scratch;
+  size_t slot_bytes;
+  int32_t task_count;
+  int64_t rows;
+} norm_job;
+
+/* LayerNorm of a share of the rows, with the task's own scratch slot. */
+static void norm_task(void *context, int32_t task_index) {
+  const norm_job *job = context;
+  const int32_t *block = job->block;
   int32_t count = block[0], pre_shift = block[1];
   int64_t eps = (int64_t)block[3] * ((int64_t)1 << 32) + (int64_t)(uint32_t)block[2];
   const int32_t *channel = block + DSQ_LN_HEADER_WORDS;
-  int32_t *d = (int32_t *)scratch;
+  int32_t *d = (int32_t *)(job->scratch + (size_t)task_index * job->slot_bytes);
   int32_t *values = d + count;
+  const dsr_tensor *xt = job->xt, *yt = job->yt;
   int32_t y_min, y_max;
   dsr_fixed_dtype_range(yt->qparams.dtype, &y_min, &y_max);
-  int64_t rows = dsr_tensor_elements(xt) / count;
-  for (int64_t r = 0; r < rows; r++) {
-    int32_t sum = load_row(in[0], xt->qparams.dtype, r * count, xt->qparams.zero_point,
+  int64_t begin, end;
+  dsr_parallel_share(job->rows, job->task_count, task_index, 1, &begin, &end);
+  for (int64_t r = begin; r < end; r++) {
+    int32_t sum = load_row(job->x, xt->qparams.dtype, r * count, xt->qparams.zero_point,
                            pre_shift, count, d);
     int32_t mean = (int32_t)dsr_fixed_div_round64(sum, count);
     int64_t variance = center_row(d, count, mean) / count + eps;
@@ -121,7 +134,25 @@ int dsr_fixed_fast_layer_norm(const dsr_model *model, const dsr_node *node,
     uint64_t std_q13 = dsr_fixed_fast_isqrt64((uint64_t)variance << 26);
     int64_t reciprocal = (int64_t)(((uint64_t)1 << 62) / std_q13);
     scale_row(d, count, reciprocal, channel, yt->qparams.zero_point, y_min, y_max, values);
-    dsr_fixed_store_row(values, count, 0, yt->qparams.dtype, out, r * count);
+    dsr_fixed_store_row(values, count, 0, yt->qparams.dtype, job->out, r * count);
   }
+}
+
+int dsr_fixed_fast_layer_norm_parallel(const dsr_model *model, const dsr_node *node,
+                                       const void *const *in, void *out, uint8_t *scratch,
+                                       size_t slot_bytes, const dsr_parallel *parallel) {
+  norm_job job = {.xt = &model->tensors[node->inputs[0]], .yt = &model->tensors[node->output],
+                  .block = node->qwords + 1, .x = in[0], .out = out, .scratch = scratch,
+                  .slot_bytes = slot_bytes};
+  int32_t count = job.block[0];
+  job.rows = dsr_tensor_elements(job.xt) / count;
+  /* About 16 operations per element: load, centre, square, scale, requantize, store. */
+  job.task_count = dsr_parallel_tasks(parallel, job.rows, 16 * (int64_t)count);
+  dsr_parallel_run(parallel, norm_task, &job, job.task_count);
   return 1;
+}
+
+int dsr_fixed_fast_layer_norm(const dsr_model *model, const dsr_node *node,
+                              const void *const *in, void *out, uint8_t *scratch) {
+  return dsr_fixed_fast_layer_norm_parallel(model, node, in, out, scratch, 0, NULL);
 }

@@ -185,3 +185,28 @@ void dsr_fixed_dot16x4(const int16_t *restrict x, const int16_t *restrict rows, 
   sums[2] = s2;
   sums[3] = s3;
 }
+
+DSR_FIXED_VECTOR_CLONES
+void dsr_fixed_dot16x4x2(const int16_t *restrict x0, const int16_t *restrict x1,
+                         const int16_t *restrict rows, int32_t count, int32_t sums[8]) {
+  const int16_t *r0 = rows, *r1 = rows + count, *r2 = r1 + count, *r3 = r2 + count;
+  int32_t s00 = 0, s01 = 0, s02 = 0, s03 = 0, s10 = 0, s11 = 0, s12 = 0, s13 = 0;
+  for (int32_t i = 0; i < count; i++) {
+    s00 += x0[i] * r0[i];
+    s01 += x0[i] * r1[i];
+    s02 += x0[i] * r2[i];
+    s03 += x0[i] * r3[i];
+    s10 += x1[i] * r0[i];
+    s11 += x1[i] * r1[i];
+    s12 += x1[i] * r2[i];
+    s13 += x1[i] * r3[i];
+  }
+  sums[0] = s00;
+  sums[1] = s01;
+  sums[2] = s02;
+  sums[3] = s03;
+  sums[4] = s10;
+  sums[5] = s11;
+  sums[6] = s12;
+  sums[7] = s13;
+}

@@ -5,7 +5,7 @@
  * written without branches so that they vectorize.
  *
  * Scratch: int32 row[length], exps[length] and values[length]: what dsr_fixed_scratch_bytes
- * reserves for the reference kernel.
+ * reserves for the reference kernel, once per task of the parallel hook (rows are split).
  */
 #include "dsr_fixed_internal.h"
 #include "dsr_fixed_math.h"
@@ -76,24 +76,53 @@ void dsr_fixed_fast_softmax_row(const int32_t *in, int32_t count, int32_t exp_mu
   scale_row(exp_scratch, count, reciprocal, out_frac_bits, out);
 }
 
-int dsr_fixed_fast_softmax(const dsr_model *model, const dsr_node *node, const void *const *in,
-                           void *out, uint8_t *scratch) {
+typedef struct softmax_job {
+  const dsr_node *node;
+  const dsr_tensor *xt, *yt;
+  const void *x;
+  void *out;
+  uint8_t *scratch;
+  size_t slot_bytes;
+  int32_t length, task_count;
+  int64_t rows;
+} softmax_job;
+
+/* Softmax of a share of the rows, with the task's own scratch slot. */
+static void softmax_task(void *context, int32_t task_index) {
+  const softmax_job *job = context;
+  int32_t length = job->length;
+  int32_t *row = (int32_t *)(job->scratch + (size_t)task_index * job->slot_bytes);
+  int32_t *exps = row + length;
+  int32_t *values = exps + length;
+  const int32_t *q = job->node->qwords;
+  int64_t begin, end;
+  dsr_parallel_share(job->rows, job->task_count, task_index, 1, &begin, &end);
+  for (int64_t r = begin; r < end; r++) {
+    load_row(job->x, job->xt->qparams.dtype, r * length, length, row);
+    dsr_fixed_fast_softmax_row(row, length, q[1], q[2], q[3], exps, values);
+    dsr_fixed_store_row(values, length, 0, job->yt->qparams.dtype, job->out, r * length);
+  }
+}
+
+int dsr_fixed_fast_softmax_parallel(const dsr_model *model, const dsr_node *node,
+                                    const void *const *in, void *out, uint8_t *scratch,
+                                    size_t slot_bytes, const dsr_parallel *parallel) {
   const dsr_tensor *xt = &model->tensors[node->inputs[0]];
-  const dsr_tensor *yt = &model->tensors[node->output];
   int32_t axis = node->attrs.softmax.axis < 0 ? node->attrs.softmax.axis + xt->rank
                                               : node->attrs.softmax.axis;
   if (axis != xt->rank - 1 || xt->dims[axis] < 1)
     return 0;
-  int32_t length = xt->dims[axis];
-  int64_t rows = dsr_tensor_elements(xt) / length;
-  int32_t *row = (int32_t *)scratch;
-  int32_t *exps = row + length;
-  int32_t *values = exps + length;
-  for (int64_t r = 0; r < rows; r++) {
-    load_row(in[0], xt->qparams.dtype, r * length, length, row);
-    dsr_fixed_fast_softmax_row(row, length, node->qwords[1], node->qwords[2], node->qwords[3],
-                               exps, values);
-    dsr_fixed_store_row(values, length, 0, yt->qparams.dtype, out, r * length);
-  }
+  softmax_job job = {.node = node, .xt = xt, .yt = &model->tensors[node->output], .x = in[0],
+                     .out = out, .scratch = scratch, .slot_bytes = slot_bytes,
+                     .length = xt->dims[axis]};
+  job.rows = dsr_tensor_elements(xt) / job.length;
+  /* About 8 operations per element: requantization, table lookup, scaling, stores. */
+  job.task_count = dsr_parallel_tasks(parallel, job.rows, 8 * (int64_t)job.length);
+  dsr_parallel_run(parallel, softmax_task, &job, job.task_count);
   return 1;
+}
+
+int dsr_fixed_fast_softmax(const dsr_model *model, const dsr_node *node, const void *const *in,
+                           void *out, uint8_t *scratch) {
+  return dsr_fixed_fast_softmax_parallel(model, node, in, out, scratch, 0, NULL);
 }

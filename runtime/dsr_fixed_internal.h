@@ -12,6 +12,7 @@
 #include "../common/ds_status.h"
 #include "dsr_model.h"
 #include "dsr_probe.h"
+#include "dsr_parallel.h"
 
 /*
  * Executes node_index of model. inputs[i] is the storage of the node's input i: data_q for a
@@ -23,6 +24,15 @@
 void dsr_fixed_execute(const dsr_model *model, int32_t node_index,
                        const void *const inputs[DSR_MAX_NODE_INPUTS], void *output,
                        uint8_t *scratch, dsr_slice slice);
+
+/*
+ * dsr_fixed_execute with the heavy kernels split into tasks of parallel (NULL: one thread).
+ * scratch has at least dsr_fixed_scratch_bytes_for_workers(model, node_index,
+ * dsr_parallel_workers(parallel)) bytes. The output bytes are the same for every worker count.
+ */
+void dsr_fixed_execute_parallel(const dsr_model *model, int32_t node_index,
+                                const void *const inputs[DSR_MAX_NODE_INPUTS], void *output,
+                                uint8_t *scratch, dsr_slice slice, const dsr_parallel *parallel);
 
 /*
  * Same contract as dsr_fixed_execute, but every op runs its reference kernel: the plain loop
@@ -43,9 +53,23 @@ void dsr_fixed_execute_reference(const dsr_model *model, int32_t node_index,
 int dsr_fixed_fast_conv2d(const dsr_model *model, const dsr_node *node, const void *const *in,
                           void *out, uint8_t *scratch);
 size_t dsr_fixed_fast_conv2d_scratch_bytes(const dsr_model *model, const dsr_node *node);
+/* The _parallel variants split their work into tasks of parallel (NULL: one thread), with
+ * scratch from the matching _for_workers size. */
+int dsr_fixed_fast_conv2d_parallel(const dsr_model *model, const dsr_node *node,
+                                   const void *const *in, void *out, uint8_t *scratch,
+                                   const dsr_parallel *parallel);
+size_t dsr_fixed_fast_conv2d_scratch_bytes_for_workers(const dsr_model *model,
+                                                       const dsr_node *node,
+                                                       int32_t worker_count);
 int dsr_fixed_fast_matmul(const dsr_model *model, const dsr_node *node, const void *const *in,
                           void *out, uint8_t *scratch);
 size_t dsr_fixed_fast_matmul_scratch_bytes(const dsr_model *model, const dsr_node *node);
+int dsr_fixed_fast_matmul_parallel(const dsr_model *model, const dsr_node *node,
+                                   const void *const *in, void *out, uint8_t *scratch,
+                                   const dsr_parallel *parallel);
+size_t dsr_fixed_fast_matmul_scratch_bytes_for_workers(const dsr_model *model,
+                                                       const dsr_node *node,
+                                                       int32_t worker_count);
 int dsr_fixed_fast_binary(const dsr_model *model, const dsr_node *node, const void *const *in,
                           void *out, uint8_t *scratch);
 size_t dsr_fixed_fast_binary_scratch_bytes(const dsr_model *model, const dsr_node *node);
@@ -53,6 +77,10 @@ size_t dsr_fixed_fast_binary_scratch_bytes(const dsr_model *model, const dsr_nod
 uint64_t dsr_fixed_fast_isqrt64(uint64_t v);
 int dsr_fixed_fast_layer_norm(const dsr_model *model, const dsr_node *node,
                               const void *const *in, void *out, uint8_t *scratch);
+/* Rows are split between tasks; task i uses the slot_bytes of scratch from i * slot_bytes. */
+int dsr_fixed_fast_layer_norm_parallel(const dsr_model *model, const dsr_node *node,
+                                       const void *const *in, void *out, uint8_t *scratch,
+                                       size_t slot_bytes, const dsr_parallel *parallel);
 /* Writes exps[i] = dsr_fixed_exp2_neg_q30(y[i]) for y[i] <= 0 and returns their sum. */
 int64_t dsr_fixed_fast_exp_row(const int32_t *y, int32_t count, int32_t *exps);
 /* dsr_fixed_softmax_row, the same values from branch-free row steps. out must not overlap
@@ -62,6 +90,10 @@ void dsr_fixed_fast_softmax_row(const int32_t *in, int32_t count, int32_t exp_mu
                                 int32_t *out);
 int dsr_fixed_fast_softmax(const dsr_model *model, const dsr_node *node, const void *const *in,
                            void *out, uint8_t *scratch);
+/* Rows are split between tasks; task i uses the slot_bytes of scratch from i * slot_bytes. */
+int dsr_fixed_fast_softmax_parallel(const dsr_model *model, const dsr_node *node,
+                                    const void *const *in, void *out, uint8_t *scratch,
+                                    size_t slot_bytes, const dsr_parallel *parallel);
 int dsr_fixed_fast_gelu(const dsr_model *model, const dsr_node *node, const void *const *in,
                         void *out);
 int dsr_fixed_fast_transpose(const dsr_model *model, const dsr_node *node,
@@ -90,6 +122,11 @@ int32_t dsr_fixed_dot16(const int16_t *a, const int16_t *b, int32_t count);
  * in 32 bits under the bound of dsr_fixed_dot16. */
 void dsr_fixed_dot16x4(const int16_t *x, const int16_t *rows, int32_t count, int32_t sums[4]);
 
+/* dsr_fixed_dot16x4 of two rows x0 and x1 at once: sums[k] for x0, sums[4 + k] for x1. Each
+ * loaded row of rows serves both, which halves the loads per product. */
+void dsr_fixed_dot16x4x2(const int16_t *x0, const int16_t *x1, const int16_t *rows,
+                         int32_t count, int32_t sums[8]);
+
 /* Dot product of two int16 rows in 64 bits, summing chunk terms at a time in 32 bits: the
  * caller picks chunk so that chunk products cannot leave int32 (chunk <= 1: no 32-bit sums). */
 int64_t dsr_fixed_dot16_wide(const int16_t *a, const int16_t *b, int32_t count, int32_t chunk);
@@ -98,11 +135,12 @@ int64_t dsr_fixed_dot16_wide(const int16_t *a, const int16_t *b, int32_t count, 
  * numpy broadcasting of the batch axes. */
 int64_t dsr_fixed_batch_offset(const dsr_tensor *t, const dsr_tensor *out, int64_t batch);
 
-/* Lets GCC and Clang build an AVX2 clone of a hot loop next to the baseline one. Integer
- * sums do not depend on the clone, so neither do the results. */
+/* Lets GCC and Clang build AVX-512 (x86-64-v4) and AVX2 clones of a hot loop next to the
+ * baseline one, picked at load time by the CPU's features. Integer sums do not depend on the
+ * clone, so neither do the results. */
 #if defined(__x86_64__) && defined(__has_attribute)
 #if __has_attribute(target_clones)
-#define DSR_FIXED_VECTOR_CLONES __attribute__((target_clones("avx2", "default")))
+#define DSR_FIXED_VECTOR_CLONES __attribute__((target_clones("arch=x86-64-v4", "avx2", "default")))
 #endif
 #endif
 #ifndef DSR_FIXED_VECTOR_CLONES
@@ -119,6 +157,13 @@ void dsr_fixed_deform_execute(const dsr_model *model, const dsr_node *node, cons
 void dsr_fixed_deform_execute_probed(const dsr_model *model, int32_t node_index, const void *x,
                                      void *y, uint8_t *scratch, dsr_slice slice,
                                      const dsr_probe *probe);
+/* The fast order split into tasks of parallel; the reference order always runs on one
+ * thread. scratch: dsr_fixed_deform_scratch_bytes_for_workers. */
+void dsr_fixed_deform_execute_parallel(const dsr_model *model, const dsr_node *node,
+                                       const void *x, void *y, uint8_t *scratch,
+                                       dsr_slice slice, int fast, const dsr_parallel *parallel);
+size_t dsr_fixed_deform_scratch_bytes_for_workers(const dsr_model *model, const dsr_node *node,
+                                                  int32_t worker_count);
 ds_status dsr_fixed_deform_check(const dsr_model *model, const dsr_node *node, ds_error *err);
 size_t dsr_fixed_deform_scratch_bytes(const dsr_model *model, const dsr_node *node);
 

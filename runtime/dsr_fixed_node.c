@@ -32,6 +32,6 @@ void dsr_fixed_run_node(dsr_context *ctx, int32_t node_index) {
                                     ctx->probe);
     return;
   }
-  dsr_fixed_execute(model, node_index, inputs, dsr_tensor_data(ctx, node->output), ctx->scratch,
-                    slice);
+  dsr_fixed_execute_parallel(model, node_index, inputs, dsr_tensor_data(ctx, node->output),
+                             ctx->scratch, slice, &ctx->parallel);
 }

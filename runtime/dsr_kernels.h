@@ -39,6 +39,7 @@ typedef struct dsr_f32_args {
   dsr_slice slice;                      /* DEFORM_ATTN only */
   const dsr_observer *observer;         /* DEFORM_ATTN stage reports, or NULL */
   const dsr_probe *probe;               /* DEFORM_ATTN sampling positions, or NULL */
+  const dsr_parallel *parallel;         /* intra-op hook, or NULL for one thread */
 } dsr_f32_args;
 
 void dsr_f32_conv2d(const dsr_f32_args *args);
@@ -81,6 +82,16 @@ size_t dsr_f32_deform_scratch_bytes(const dsr_deform_attn *layer);
 void dsr_f32_pointwise(const float *w, const float *bias, const float *in, size_t in_stride,
                        float *out, size_t out_stride, int32_t in_channels, int32_t out_channels,
                        int32_t pixel_count);
+
+/*
+ * dsr_f32_pointwise split into tasks of parallel (NULL: one thread): by pixels when the rows
+ * are long, else by output channels. Every output value is computed by the same operations as
+ * in the serial call, so the results are identical.
+ */
+void dsr_f32_pointwise_parallel(const dsr_parallel *parallel, const float *w, const float *bias,
+                                const float *in, size_t in_stride, float *out,
+                                size_t out_stride, int32_t in_channels, int32_t out_channels,
+                                int32_t pixel_count);
 
 /* Computes the softmax of one contiguous row of length values. row may equal out_row. */
 void dsr_softmax_row(const float *row, float *out_row, int32_t length);
@@ -166,7 +177,9 @@ typedef struct dsr_layout {
   size_t arena_bytes;      /* sum of the above, each aligned */
 } dsr_layout;
 
+/* worker_count: tasks of the parallel hook (1 without one), each given private scratch. */
 ds_status dsr_plan_layout(const dsr_model *model, dsr_mode mode, uint32_t flags,
-                          size_t *tensor_offsets, dsr_layout *layout, ds_error *err);
+                          int32_t worker_count, size_t *tensor_offsets, dsr_layout *layout,
+                          ds_error *err);
 
 #endif

@@ -10,38 +10,75 @@ static void matrix_product(const float *a, const float *b, float *out, int32_t m
   dsr_f32_pointwise(a, NULL, b, (size_t)n, out, (size_t)n, k, m, n);
 }
 
-void dsr_f32_matmul(const dsr_f32_args *args) {
-  const dsr_model *model = args->model;
-  const dsr_node *node = args->node;
-  dsr_matmul_geometry geometry;
-  dsr_matmul_geometry_init(&model->tensors[node->inputs[0]], &model->tensors[node->inputs[1]],
-                           &geometry);
+typedef struct matmul_job {
+  const dsr_matmul_geometry *geometry;
+  const float *a, *b;
+  float *out;
+} matmul_job;
 
-  const dsr_broadcast *batch = &geometry.batch;
-  size_t a_matrix = (size_t)geometry.m * geometry.k;
-  size_t b_matrix = (size_t)geometry.k * geometry.n;
-  size_t out_matrix = (size_t)geometry.m * geometry.n;
-
-  int64_t batch_count = 1;
-  for (int32_t axis = 0; axis < batch->rank; axis++)
-    batch_count *= batch->dims[axis];
-
-  /* Walk the broadcast batch index like an odometer, tracking each operand's matrix. */
-  int32_t counter[DSR_MAX_RANK] = {0};
-  int64_t a_index = 0, b_index = 0;
-  for (int64_t t = 0; t < batch_count; t++) {
-    matrix_product(args->in[0] + (size_t)a_index * a_matrix, args->in[1] + (size_t)b_index * b_matrix,
-                   args->out + (size_t)t * out_matrix, geometry.m, geometry.k, geometry.n);
+/* Products of the batch matrices [begin, end), each operand's matrix found through the
+ * broadcast strides of the batch axes. */
+static void matmul_batches(void *context, int64_t begin, int64_t end, int32_t task_index) {
+  const matmul_job *job = context;
+  (void)task_index;
+  const dsr_matmul_geometry *geometry = job->geometry;
+  const dsr_broadcast *batch = &geometry->batch;
+  size_t a_matrix = (size_t)geometry->m * geometry->k;
+  size_t b_matrix = (size_t)geometry->k * geometry->n;
+  size_t out_matrix = (size_t)geometry->m * geometry->n;
+  for (int64_t t = begin; t < end; t++) {
+    int64_t rest = t, a_index = 0, b_index = 0;
     for (int32_t axis = batch->rank - 1; axis >= 0; axis--) {
-      a_index += batch->a_strides[axis];
-      b_index += batch->b_strides[axis];
-      if (++counter[axis] < batch->dims[axis])
-        break;
-      a_index -= batch->a_strides[axis] * batch->dims[axis];
-      b_index -= batch->b_strides[axis] * batch->dims[axis];
-      counter[axis] = 0;
+      int64_t coordinate = rest % batch->dims[axis];
+      rest /= batch->dims[axis];
+      a_index += coordinate * batch->a_strides[axis];
+      b_index += coordinate * batch->b_strides[axis];
     }
+    matrix_product(job->a + (size_t)a_index * a_matrix, job->b + (size_t)b_index * b_matrix,
+                   job->out + (size_t)t * out_matrix, geometry->m, geometry->k, geometry->n);
   }
+}
+
+/*
+ * The geometry of node's product and its batch count. When B is shared by every batch and A
+ * is stored batch after batch, the batches become the rows of one taller product (batch count
+ * 1), which reads B once instead of once per batch.
+ */
+static int64_t matmul_plan(const dsr_model *model, const dsr_node *node,
+                           dsr_matmul_geometry *geometry) {
+  dsr_matmul_geometry_init(&model->tensors[node->inputs[0]], &model->tensors[node->inputs[1]],
+                           geometry);
+  int64_t batch_count = 1;
+  for (int32_t axis = 0; axis < geometry->batch.rank; axis++)
+    batch_count *= geometry->batch.dims[axis];
+  int fold = batch_count > 1;
+  int64_t contiguous = 1;
+  for (int32_t axis = geometry->batch.rank - 1; axis >= 0 && fold; axis--) {
+    fold = geometry->batch.b_strides[axis] == 0 &&
+           (geometry->batch.dims[axis] == 1 || geometry->batch.a_strides[axis] == contiguous);
+    contiguous *= geometry->batch.dims[axis];
+  }
+  if (fold && batch_count * (int64_t)geometry->m <= INT32_MAX) {
+    geometry->m = (int32_t)(batch_count * geometry->m);
+    batch_count = 1;
+  }
+  return batch_count;
+}
+
+void dsr_f32_matmul(const dsr_f32_args *args) {
+  dsr_matmul_geometry geometry;
+  int64_t batch_count = matmul_plan(args->model, args->node, &geometry);
+
+  /* One matrix: split its product. Several: split the batch. */
+  if (batch_count == 1) {
+    dsr_f32_pointwise_parallel(args->parallel, args->in[0], NULL, args->in[1],
+                               (size_t)geometry.n, args->out, (size_t)geometry.n, geometry.k,
+                               geometry.m, geometry.n);
+    return;
+  }
+  matmul_job job = {&geometry, args->in[0], args->in[1], args->out};
+  dsr_parallel_for(args->parallel, batch_count,
+                   2 * (int64_t)geometry.m * geometry.k * geometry.n, 1, matmul_batches, &job);
 }
 
 void dsr_f32_gemm(const dsr_f32_args *args) {

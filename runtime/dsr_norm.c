@@ -3,24 +3,21 @@
 
 #include "dsr_kernels.h"
 
-void dsr_f32_layer_norm(const dsr_f32_args *args) {
-  const dsr_model *model = args->model;
-  const dsr_node *node = args->node;
-  const dsr_tensor *x = &model->tensors[node->inputs[0]];
-  const float *in = args->in[0];
-  const float *gamma = args->in[1];
-  const float *beta = args->in[2];
-  float *out = args->out;
+typedef struct norm_job {
+  const float *in, *gamma, *beta;
+  float *out;
+  int64_t norm_count;
+  float epsilon;
+} norm_job;
 
-  int32_t axis = node->attrs.norm.axis < 0 ? node->attrs.norm.axis + x->rank : node->attrs.norm.axis;
-  int64_t norm_count = 1;
-  for (int32_t i = axis; i < x->rank; i++)
-    norm_count *= x->dims[i];
-  int64_t row_count = dsr_tensor_elements(x) / norm_count;
-
-  for (int64_t r = 0; r < row_count; r++) {
-    const float *row = in + r * norm_count;
-    float *out_row = out + r * norm_count;
+static void norm_rows(void *context, int64_t begin, int64_t end, int32_t task_index) {
+  const norm_job *job = context;
+  (void)task_index;
+  int64_t norm_count = job->norm_count;
+  const float *gamma = job->gamma, *beta = job->beta;
+  for (int64_t r = begin; r < end; r++) {
+    const float *row = job->in + r * norm_count;
+    float *out_row = job->out + r * norm_count;
 
     /* Two passes (mean, then centred variance) in double, for accuracy on long rows. */
     double sum = 0.0;
@@ -33,13 +30,28 @@ void dsr_f32_layer_norm(const dsr_f32_args *args) {
       square_sum += (double)centred * centred;
     }
     float variance = (float)(square_sum / (double)norm_count);
-    float inv_std = 1.0f / sqrtf(variance + node->attrs.norm.epsilon);
+    float inv_std = 1.0f / sqrtf(variance + job->epsilon);
 
     for (int64_t i = 0; i < norm_count; i++) {
       float value = (row[i] - mean) * inv_std * gamma[i];
       out_row[i] = beta != NULL ? value + beta[i] : value;
     }
   }
+}
+
+void dsr_f32_layer_norm(const dsr_f32_args *args) {
+  const dsr_model *model = args->model;
+  const dsr_node *node = args->node;
+  const dsr_tensor *x = &model->tensors[node->inputs[0]];
+
+  int32_t axis = node->attrs.norm.axis < 0 ? node->attrs.norm.axis + x->rank : node->attrs.norm.axis;
+  int64_t norm_count = 1;
+  for (int32_t i = axis; i < x->rank; i++)
+    norm_count *= x->dims[i];
+  int64_t row_count = dsr_tensor_elements(x) / norm_count;
+  norm_job job = {args->in[0], args->in[1], args->in[2], args->out, norm_count,
+                  node->attrs.norm.epsilon};
+  dsr_parallel_for(args->parallel, row_count, 8 * norm_count, 1, norm_rows, &job);
 }
 
 /*
@@ -91,6 +103,19 @@ void dsr_softmax_row(const float *row, float *out_row, int32_t length) {
     out_row[i] *= inv_sum;
 }
 
+typedef struct softmax_job {
+  const float *in;
+  float *out;
+  int32_t length;
+} softmax_job;
+
+static void softmax_rows(void *context, int64_t begin, int64_t end, int32_t task_index) {
+  const softmax_job *job = context;
+  (void)task_index;
+  for (int64_t o = begin; o < end; o++)
+    dsr_softmax_row(job->in + o * job->length, job->out + o * job->length, job->length);
+}
+
 void dsr_f32_softmax(const dsr_f32_args *args) {
   const dsr_model *model = args->model;
   const dsr_node *node = args->node;
@@ -108,8 +133,8 @@ void dsr_f32_softmax(const dsr_f32_args *args) {
   int32_t length = x->dims[axis];
 
   if (inner == 1) {
-    for (int64_t o = 0; o < outer; o++)
-      dsr_softmax_row(in + o * length, out + o * length, length);
+    softmax_job job = {in, out, length};
+    dsr_parallel_for(args->parallel, outer, 24 * (int64_t)length, 1, softmax_rows, &job);
     return;
   }
 

@@ -135,14 +135,16 @@ static int reuse_reshape_input(const dsr_model *model, live_set *set, int32_t st
   return 0;
 }
 
-static size_t node_scratch_bytes(const dsr_model *model, int32_t node_index, dsr_mode mode) {
+static size_t node_scratch_bytes(const dsr_model *model, int32_t node_index, dsr_mode mode,
+                                 int32_t worker_count) {
   if (mode == DSR_MODE_FIXED)
-    return dsr_fixed_scratch_bytes(model, node_index);
+    return dsr_fixed_scratch_bytes_for_workers(model, node_index, worker_count);
   return dsr_f32_scratch_bytes(model, node_index);
 }
 
 ds_status dsr_plan_layout(const dsr_model *model, dsr_mode mode, uint32_t flags,
-                          size_t *tensor_offsets, dsr_layout *layout, ds_error *err) {
+                          int32_t worker_count, size_t *tensor_offsets, dsr_layout *layout,
+                          ds_error *err) {
   memset(layout, 0, sizeof *layout);
   layout->table_bytes = dsr_align_up((size_t)model->tensor_count * sizeof(size_t));
   layout->input_bytes =
@@ -204,7 +206,7 @@ ds_status dsr_plan_layout(const dsr_model *model, dsr_mode mode, uint32_t flags,
   layout->activation_bytes = keep_all ? keep_all_total : set.peak_bytes;
 
   for (int32_t i = 0; i < model->node_count; i++) {
-    size_t scratch = dsr_align_up(node_scratch_bytes(model, i, mode));
+    size_t scratch = dsr_align_up(node_scratch_bytes(model, i, mode, worker_count));
     if (scratch > layout->scratch_bytes)
       layout->scratch_bytes = scratch;
   }

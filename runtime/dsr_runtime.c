@@ -10,27 +10,53 @@
 #include "dsr_fixed.h"
 #include "dsr_kernels.h"
 
-ds_status dsr_plan(const dsr_model *model, dsr_mode mode, uint32_t flags, dsr_plan_info *plan,
-                   ds_error *err) {
+/* Checks options and returns the worker count they give (1 without a hook). */
+static ds_status check_options(const dsr_options *options, int32_t *worker_count,
+                               ds_error *err) {
+  *worker_count = 1;
+  if (options == NULL)
+    return DS_OK;
+  if ((options->flags & ~DSR_PLAN_KEEP_ALL) != 0)
+    return ds_fail(err, DS_ERR_INVALID_ARGUMENT, "plan flags 0x%x hold unknown bits: only "
+                   "DSR_PLAN_KEEP_ALL (0x%x) is defined",
+                   options->flags, DSR_PLAN_KEEP_ALL);
+  const dsr_parallel *parallel = options->parallel;
+  if (parallel != NULL && parallel->run != NULL &&
+      (parallel->worker_count < 1 || parallel->worker_count > DSR_MAX_WORKERS))
+    return ds_fail(err, DS_ERR_INVALID_ARGUMENT, "the parallel hook declares %d workers: give "
+                   "1 to %d",
+                   parallel->worker_count, DSR_MAX_WORKERS);
+  *worker_count = dsr_parallel_workers(parallel);
+  return DS_OK;
+}
+
+ds_status dsr_plan_with_options(const dsr_model *model, dsr_mode mode,
+                                const dsr_options *options, dsr_plan_info *plan, ds_error *err) {
   if (plan == NULL)
     return ds_fail(err, DS_ERR_INVALID_ARGUMENT, "plan is NULL");
   memset(plan, 0, sizeof *plan);
-  if ((flags & ~DSR_PLAN_KEEP_ALL) != 0)
-    return ds_fail(err, DS_ERR_INVALID_ARGUMENT, "plan flags 0x%x hold unknown bits: only "
-                   "DSR_PLAN_KEEP_ALL (0x%x) is defined",
-                   flags, DSR_PLAN_KEEP_ALL);
+  int32_t worker_count;
+  DS_TRY(check_options(options, &worker_count, err));
   DS_TRY(dsr_validate_model(model, mode, err));
 
   dsr_layout layout;
-  DS_TRY(dsr_plan_layout(model, mode, flags, NULL, &layout, err));
+  DS_TRY(dsr_plan_layout(model, mode, options != NULL ? options->flags : 0, worker_count, NULL,
+                         &layout, err));
   plan->arena_bytes = layout.arena_bytes;
   plan->activation_bytes = layout.activation_bytes;
   plan->scratch_bytes = layout.scratch_bytes;
   return DS_OK;
 }
 
-ds_status dsr_context_init(dsr_context *ctx, const dsr_model *model, dsr_mode mode,
-                           uint32_t flags, void *arena, size_t arena_bytes, ds_error *err) {
+ds_status dsr_plan(const dsr_model *model, dsr_mode mode, uint32_t flags, dsr_plan_info *plan,
+                   ds_error *err) {
+  const dsr_options options = {.flags = flags, .parallel = NULL};
+  return dsr_plan_with_options(model, mode, &options, plan, err);
+}
+
+ds_status dsr_context_init_with_options(dsr_context *ctx, const dsr_model *model, dsr_mode mode,
+                                        const dsr_options *options, void *arena,
+                                        size_t arena_bytes, ds_error *err) {
   if (ctx == NULL || arena == NULL)
     return ds_fail(err, DS_ERR_INVALID_ARGUMENT, "context init needs a context and an arena "
                    "(ctx %s, arena %s)",
@@ -41,18 +67,21 @@ ds_status dsr_context_init(dsr_context *ctx, const dsr_model *model, dsr_mode mo
                    "allocate it with aligned_alloc(%u, ...)",
                    arena, DSR_ALIGN_BYTES, DSR_ALIGN_BYTES);
 
+  uint32_t flags = options != NULL ? options->flags : 0;
   dsr_plan_info plan;
-  DS_TRY(dsr_plan(model, mode, flags, &plan, err));
+  DS_TRY(dsr_plan_with_options(model, mode, options, &plan, err));
   if (arena_bytes < plan.arena_bytes)
     return ds_fail(err, DS_ERR_ARENA_TOO_SMALL,
                    "model '%.96s' needs an arena of %zu bytes but %zu are available (%zu "
                    "missing): size the arena with dsr_plan",
                    model->name, plan.arena_bytes, arena_bytes, plan.arena_bytes - arena_bytes);
 
+  int32_t worker_count;
+  DS_TRY(check_options(options, &worker_count, err));
   uint8_t *base = arena;
   dsr_layout layout;
   size_t *offsets = (size_t *)arena;
-  DS_TRY(dsr_plan_layout(model, mode, flags, offsets, &layout, err));
+  DS_TRY(dsr_plan_layout(model, mode, flags, worker_count, offsets, &layout, err));
 
   ctx->model = model;
   ctx->mode = mode;
@@ -66,6 +95,9 @@ ds_status dsr_context_init(dsr_context *ctx, const dsr_model *model, dsr_mode mo
   ctx->flags = flags;
   ctx->observer = NULL;
   ctx->probe = NULL;
+  ctx->parallel.worker_count = 1;
+  if (worker_count > 1)
+    ctx->parallel = *options->parallel;
 
   for (int32_t i = 0; i < model->node_count; i++) {
     const dsr_node *node = &model->nodes[i];
@@ -76,6 +108,12 @@ ds_status dsr_context_init(dsr_context *ctx, const dsr_model *model, dsr_mode mo
   /* Activations start zeroed, so an audit never reads stale bytes of an earlier model. */
   memset(base + layout.table_bytes, 0, layout.arena_bytes - layout.table_bytes);
   return DS_OK;
+}
+
+ds_status dsr_context_init(dsr_context *ctx, const dsr_model *model, dsr_mode mode,
+                           uint32_t flags, void *arena, size_t arena_bytes, ds_error *err) {
+  const dsr_options options = {.flags = flags, .parallel = NULL};
+  return dsr_context_init_with_options(ctx, model, mode, &options, arena, arena_bytes, err);
 }
 
 void *dsr_tensor_data(const dsr_context *ctx, int32_t tensor_index) {
@@ -228,6 +266,7 @@ static void invoke_float(dsr_context *ctx) {
     args.scratch_bytes = ctx->scratch_bytes;
     args.observer = observer;
     args.probe = ctx->probe;
+    args.parallel = &ctx->parallel;
     if (node->op == DSR_OP_DEFORM_ATTN)
       args.slice = ctx->slices[layer++];
 

@@ -13,7 +13,9 @@
  *   const float *logits = dsr_output_f32(&ctx);
  *
  * Thread safety: a context is used by one thread at a time. Several contexts may share one
- * const model, each with its own arena, and run in parallel.
+ * const model, each with its own arena, and run in parallel. One context can also use several
+ * threads inside each dsr_invoke through a dsr_parallel hook given to dsr_plan_with_options
+ * and dsr_context_init_with_options. Its results are the same for every worker count.
  */
 #ifndef DSR_RUNTIME_H
 #define DSR_RUNTIME_H
@@ -24,6 +26,7 @@
 #include "../common/ds_status.h"
 #include "dsr_model.h"
 #include "dsr_probe.h"
+#include "dsr_parallel.h"
 
 typedef enum dsr_mode {
   DSR_MODE_FLOAT = 0,
@@ -69,11 +72,19 @@ typedef struct dsr_context {
   const dsr_observer *observer;
   const dsr_probe *probe;   /* DEFORM_ATTN stage reports (dsr_probe.h), or NULL */
   uint32_t flags;           /* DSR_PLAN_* */
+  dsr_parallel parallel;    /* run NULL and worker_count 1 unless the options gave a hook */
 } dsr_context;
 
 /* dsr_plan flags. */
 #define DSR_PLAN_KEEP_ALL 1u /* give every activation its own bytes (no reuse), so an audit
                                 can read every tensor after dsr_invoke */
+
+/* Options of dsr_plan_with_options and dsr_context_init_with_options. */
+typedef struct dsr_options {
+  uint32_t flags;               /* DSR_PLAN_* */
+  const dsr_parallel *parallel; /* NULL: one thread. Copied by context init; its pool must
+                                   outlive the context */
+} dsr_options;
 
 /* Validates the model for mode and computes the arena size. flags: DSR_PLAN_*; the same
  * flags must be passed to dsr_context_init. */
@@ -88,6 +99,22 @@ ds_status dsr_plan(const dsr_model *model, dsr_mode mode, uint32_t flags, dsr_pl
  */
 ds_status dsr_context_init(dsr_context *ctx, const dsr_model *model, dsr_mode mode,
                            uint32_t flags, void *arena, size_t arena_bytes, ds_error *err);
+
+/*
+ * dsr_plan and dsr_context_init with options (NULL: flags 0, one thread). With a parallel
+ * hook of W workers, the fixed-point scratch has a private part for each of the W tasks, so
+ * the arena grows with W. Plan and init must get the same worker count. Errors: those of
+ * dsr_plan and dsr_context_init, and DS_ERR_INVALID_ARGUMENT for a hook with a run function
+ * and a worker count below 1 or above DSR_MAX_WORKERS.
+ */
+ds_status dsr_plan_with_options(const dsr_model *model, dsr_mode mode,
+                                const dsr_options *options, dsr_plan_info *plan, ds_error *err);
+ds_status dsr_context_init_with_options(dsr_context *ctx, const dsr_model *model, dsr_mode mode,
+                                        const dsr_options *options, void *arena,
+                                        size_t arena_bytes, ds_error *err);
+
+/* Most workers a dsr_parallel hook may declare. */
+#define DSR_MAX_WORKERS 256
 
 /*
  * Storage of tensor index: for constants, data_f32 (float mode) or data_q (fixed mode); for

@@ -448,6 +448,30 @@ Test(fast_matmul, activations_match_reference) {
               "rank-2 B shared by every batch");
 }
 
+Test(fast_matmul, int8_orders_match_reference) {
+  /* One output row: B's int8 rows are read in place, with terms left after blocks of 4. */
+  matmul_case(&(matmul_params){4, {2, 3, 1, 49}, 4, {2, 3, 49, 32}, 4, {2, 3, 1, 32}, ACT,
+                               I8, I8, I8},
+              "neighbourhood attention context, one query per batch");
+  matmul_case(&(matmul_params){2, {1, 13}, 2, {13, 9}, 2, {1, 9}, CB, I8, I8, I8},
+              "one row times constant B");
+  /* Fewer than 8 columns: A's int8 rows in place; one requant pair gives a block store. */
+  matmul_case(&(matmul_params){4, {2, 3, 49, 32}, 4, {2, 3, 32, 1}, 4, {2, 3, 49, 1}, ACT,
+                               I8, I8, I8},
+              "neighbourhood attention scores, one column per batch");
+  matmul_case(&(matmul_params){3, {2, 6, 20}, 3, {2, 20, 3}, 3, {2, 6, 3}, ACT, I8, I8, I16},
+              "three columns per batch");
+  matmul_case(&(matmul_params){2, {5, 40}, 3, {2, 40, 6}, 3, {2, 5, 6}, CA, I8, I8, I8},
+              "constant A, six columns, per-row pairs");
+  matmul_case(&(matmul_params){2, {4, 30}, 2, {30, 7}, 2, {4, 7}, CB, I8, I8, I8},
+              "constant B, seven columns, per-column pairs");
+  /* Eight columns or more: dot products of four columns at once, and the columns left. */
+  matmul_case(&(matmul_params){3, {2, 9, 70}, 2, {70, 11}, 3, {2, 9, 11}, CB, I8, I8, I8},
+              "four-column dot products with three columns left");
+  matmul_case(&(matmul_params){3, {3, 5, 33}, 3, {3, 33, 16}, 3, {3, 5, 16}, ACT, I8, I8, I8},
+              "four-column dot products of activations");
+}
+
 /* ------------------------------------------------------------------ additions */
 
 typedef struct additive_params {
