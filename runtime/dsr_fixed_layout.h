@@ -9,7 +9,8 @@
 #include "common/ds_status.h"
 #include "dsr_model.h"
 
-/* Checks node's shapes, qparams and qwords; fails naming the node and the fix. */
+/* Checks node's qparams and qwords (dsr_plan checks the shapes in every mode); fails naming
+ * the node and the fix. */
 ds_status dsr_fixed_layout_check(const dsr_model *model, const dsr_node *node, ds_error *err);
 
 /* Run a node that dsr_fixed_layout_check accepted; they allocate nothing. */
