@@ -105,15 +105,19 @@ static ds_status run_passes(dsc_graph *g, const Onnx__ModelProto *m,
   DS_TRY(dsc_graph_from_proto(g, m, err));
   DS_TRY(dsc_graph_fix_input_shape(g, m, options, err));
   dsc_report *r = g->report;
-  DS_TRY(dsc_run_pass(g, "constant folding", dsc_infer_graph, &r->folded_node_count, err));
-  DS_TRY(dsc_run_pass(g, "LayerNorm fusion", dsc_fuse_layer_norm, &r->layer_norm_fused_count,
+  DS_TRY(dsc_record_constants_step(g, r->onnx_node_count, err));
+  DS_TRY(dsc_run_pass(g, "constant folding", "folded", dsc_infer_graph, &r->folded_node_count,
                       err));
-  DS_TRY(dsc_run_pass(g, "GELU fusion", dsc_fuse_gelu, &r->gelu_fused_count, err));
-  DS_TRY(dsc_run_pass(g, "MatMul+Add fusion", dsc_fuse_matmul_add, &r->matmul_add_fused_count,
+  DS_TRY(dsc_run_pass(g, "LayerNorm fusion", "fused", dsc_fuse_layer_norm,
+                      &r->layer_norm_fused_count, err));
+  DS_TRY(dsc_run_pass(g, "GELU fusion", "fused", dsc_fuse_gelu, &r->gelu_fused_count, err));
+  DS_TRY(dsc_run_pass(g, "MatMul+Add fusion", "fused", dsc_fuse_matmul_add,
+                      &r->matmul_add_fused_count, err));
+  DS_TRY(dsc_run_pass(g, "deformable lifting", "lifted", dsc_lift_deform_blocks,
+                      &r->block_count, err));
+  DS_TRY(dsc_run_pass(g, "dead-node removal", "removed", dsc_mark_live, &r->dead_node_count,
                       err));
-  DS_TRY(dsc_run_pass(g, "deformable lifting", dsc_lift_deform_blocks, &r->block_count, err));
-  DS_TRY(dsc_run_pass(g, "dead-node removal", dsc_mark_live, &r->dead_node_count, err));
-  DS_TRY(dsc_run_pass(g, "lowering", dsc_lower_graph, &r->lowered_node_count, err));
+  DS_TRY(dsc_run_pass(g, "lowering", "lowered", dsc_lower_graph, &r->lowered_node_count, err));
   return dsc_build_model(g, model, err);
 }
 
@@ -133,8 +137,10 @@ ds_status dsc_import_buffer(const uint8_t *data, size_t size, const char *path_f
 
   Onnx__ModelProto *m = onnx__model_proto__unpack(NULL, size, data);
   if (m == NULL)
-    return ds_fail(err, DS_ERR_ONNX_PARSE, "%s: not a valid ONNX protobuf (%zu bytes could not "
-                   "be parsed: truncated, corrupt or another kind of file)", path, size);
+    return ds_fail(err, DS_ERR_ONNX_PARSE, "%s: the file is not an ONNX model protobuf: "
+                   "protobuf-c rejected its %zu byte%s without naming an offset (a truncated or "
+                   "corrupt model, or another kind of file); export the model again", path, size,
+                   size == 1 ? "" : "s");
   ds_status status = check_versions(path, m, r, err);
   dsc_graph g;
   memset(&g, 0, sizeof g);

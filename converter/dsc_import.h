@@ -72,7 +72,8 @@ typedef struct dsc_pass_stats {
   int32_t nodes_before, nodes_after;
   int32_t tensors_before, tensors_after;
   int32_t changed_count; /* nodes folded or removed, patterns fused, blocks lifted, nodes
-                            lowered */
+                            lowered, counted in unit */
+  char unit[16];          /* "folded", "fused", "lifted", "removed", "lowered" */
 } dsc_pass_stats;
 
 typedef struct dsc_report {

@@ -236,10 +236,14 @@ ds_status dsc_lower_graph(dsc_graph *g, ds_error *err);
 ds_status dsc_lower_data_op(dsc_graph *g, int32_t index, int *done, ds_error *err);
 
 /* --- dsc_passes.c --- */
-/* Runs pass and appends its dsc_pass_stats to the report; changed (may be NULL) is the report
- * counter whose growth is the pass's changed_count. */
-ds_status dsc_run_pass(dsc_graph *g, const char *name, ds_status (*pass)(dsc_graph *, ds_error *),
-                       const int32_t *changed, ds_error *err);
+/* Runs pass and appends its dsc_pass_stats to the report. changed (may be NULL) is the report
+ * counter whose growth is the pass's changed_count, counted in unit ("folded", "fused"). */
+ds_status dsc_run_pass(dsc_graph *g, const char *name, const char *unit,
+                       ds_status (*pass)(dsc_graph *, ds_error *), const int32_t *changed,
+                       ds_error *err);
+/* Appends the first report row: the ONNX Constant nodes that became constant values when the
+ * graph was built, so the ONNX node count leads to the first pass's count. */
+ds_status dsc_record_constants_step(dsc_graph *g, int32_t onnx_node_count, ds_error *err);
 
 /* --- dsc_build.c --- */
 ds_status dsc_build_model(dsc_graph *g, dsr_model *model, ds_error *err);

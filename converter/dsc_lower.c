@@ -2,29 +2,26 @@
  * Dead node removal and the mapping of the remaining ONNX nodes onto dsr ops. Nodes that map
  * onto no dsr op are collected and reported together in one error.
  */
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "dsc_ir.h"
 
-#define DSC_MAX_UNSUPPORTED_TYPES 32
+/* The supported list, appended item by item to the error while it fits. */
+static const char *const supported_ops[] = {
+    "Conv", "MatMul", "Gemm", "Add", "Sub", "Mul", "Div", "Softmax", "Transpose", "Reshape",
+    "Flatten", "Squeeze", "Unsqueeze", "Identity", "Cast (float to float)",
+    "Gather (constant indices)", "Slice", "Concat", "Expand", "Pad (constant)",
+    "Where (constant condition)", "GlobalAveragePool", "LayerNormalization", "Gelu",
+    "Einsum (batched products)", "the decomposed LayerNorm and exact GELU patterns",
+    "deformable attention blocks", "any op whose inputs are all constant"};
 
-static const char supported_text[] =
-    "Conv, MatMul, Gemm, Add, Sub, Mul, Div, Softmax, Transpose, Reshape, Flatten, Squeeze, "
-    "Unsqueeze, Identity, Cast (float to float), Gather (constant indices), Slice, Concat, "
-    "Expand, Pad (constant), Where (constant condition), GlobalAveragePool, "
-    "LayerNormalization, Gelu, Einsum (batched products), the decomposed LayerNorm and exact "
-    "GELU patterns, deformable attention blocks, and any op whose inputs are all constant";
-
+/* The nodes that map onto no dsr op, in graph order. */
 typedef struct unsupported_list {
   int32_t count;
-  int32_t overflow_count;
-  struct {
-    char op_type[64];
-    char node[DSR_NAME_BYTES];
-    char shape[64]; /* of the node's input 0 */
-  } entries[DSC_MAX_UNSUPPORTED_TYPES];
+  int32_t *nodes;
 } unsupported_list;
 
 ds_status dsc_mark_live(dsc_graph *g, ds_error *err) {
@@ -68,23 +65,8 @@ ds_status dsc_mark_live(dsc_graph *g, ds_error *err) {
   return DS_OK;
 }
 
-static void add_unsupported(const dsc_graph *g, unsupported_list *list, const dsc_node *n) {
-  for (int32_t i = 0; i < list->count; i++) {
-    if (strcmp(list->entries[i].op_type, n->op_type) == 0)
-      return;
-  }
-  if (list->count == DSC_MAX_UNSUPPORTED_TYPES) {
-    list->overflow_count++;
-    return;
-  }
-  snprintf(list->entries[list->count].op_type, sizeof list->entries[0].op_type, "%s",
-           n->op_type);
-  snprintf(list->entries[list->count].node, sizeof list->entries[0].node, "%s", n->name);
-  snprintf(list->entries[list->count].shape, sizeof list->entries[0].shape, "none");
-  if (n->input_count > 0 && n->inputs[0] >= 0)
-    dsc_shape_text(&g->values[n->inputs[0]], list->entries[list->count].shape,
-                   sizeof list->entries[0].shape);
-  list->count++;
+static void add_unsupported(unsupported_list *list, int32_t index) {
+  list->nodes[list->count++] = index;
 }
 
 static int is_float(const dsc_graph *g, int32_t value) {
@@ -187,24 +169,146 @@ static ds_status lower_node(dsc_graph *g, int32_t index, unsupported_list *list,
   if (done)
     g->report->lowered_node_count++;
   else
-    add_unsupported(g, list, &g->nodes[index]);
+    add_unsupported(list, index);
   return DS_OK;
+}
+
+/* A message under construction. Items are appended whole or not at all, so the text is never
+ * cut mid-word. Items that do not fit are counted and reported as "... and N more". */
+typedef struct message_text {
+  char text[800];
+  size_t used;
+  int32_t left_off_count;
+} message_text;
+
+/* Room kept for the closing "... and N more ..." and the supported list's tail. */
+#define DSC_MESSAGE_RESERVE_BYTES 40
+
+static int text_append(message_text *m, size_t reserve_bytes, const char *format, ...) {
+  char item[400];
+  va_list args;
+  va_start(args, format);
+  int length = vsnprintf(item, sizeof item, format, args);
+  va_end(args);
+  if (length < 0 || (size_t)length >= sizeof item ||
+      m->used + (size_t)length + reserve_bytes >= sizeof m->text) {
+    m->left_off_count++;
+    return 0;
+  }
+  memcpy(m->text + m->used, item, (size_t)length + 1);
+  m->used += (size_t)length;
+  return 1;
+}
+
+/* Writes "(1, 8, 8, 8) and (8)" for the node's inputs. */
+static void input_shapes_text(const dsc_graph *g, const dsc_node *n, char *text, size_t size) {
+  size_t used = 0;
+  text[0] = '\0';
+  for (int32_t k = 0; k < n->input_count && used + 1 < size; k++) {
+    char shape[64] = "none";
+    if (n->inputs[k] >= 0)
+      dsc_shape_text(&g->values[n->inputs[k]], shape, sizeof shape);
+    int length = snprintf(text + used, size - used, "%s%s", k == 0 ? "" : ", ", shape);
+    if (length < 0 || (size_t)length >= size - used) {
+      text[used] = '\0';
+      break;
+    }
+    used += (size_t)length;
+  }
+  if (n->input_count == 0)
+    snprintf(text, size, "no inputs");
+}
+
+/* A root cause is a node whose op type the converter does not know at all (no shape handler);
+ * the others usually fail because the patterns around a root could not fuse. When every
+ * failing op type is known, the roots are the failing nodes fed by no other failing node. */
+static int is_root(const dsc_graph *g, const unsupported_list *list, int32_t i,
+                   int unknown_types_exist) {
+  const dsc_node *n = &g->nodes[list->nodes[i]];
+  if (unknown_types_exist)
+    return dsc_find_handler(n->op_type) == NULL;
+  for (int32_t k = 0; k < n->input_count; k++) {
+    int32_t p = n->inputs[k] >= 0 ? g->values[n->inputs[k]].producer : -1;
+    for (int32_t j = 0; p >= 0 && j < list->count; j++) {
+      if (list->nodes[j] == p)
+        return 0;
+    }
+  }
+  return 1;
 }
 
 static ds_status report_unsupported(const dsc_graph *g, const unsupported_list *list,
                                     ds_error *err) {
-  char text[768];
-  size_t used = 0;
-  text[0] = '\0';
-  for (int32_t i = 0; i < list->count && used < sizeof text; i++)
-    used += (size_t)snprintf(text + used, sizeof text - used,
-                             "%s%s (first at node %s, input shape %s)", i > 0 ? ", " : "",
-                             list->entries[i].op_type, list->entries[i].node,
-                             list->entries[i].shape);
-  return ds_fail(err, DS_ERR_UNSUPPORTED_OP, "%s: %d unsupported op type%s: %s%s; supported: "
-                 "%s", g->path, list->count + list->overflow_count,
-                 list->count + list->overflow_count == 1 ? "" : "s", text,
-                 list->overflow_count > 0 ? " and more" : "", supported_text);
+  int unknown_types_exist = 0;
+  for (int32_t i = 0; i < list->count; i++)
+    unknown_types_exist |= dsc_find_handler(g->nodes[list->nodes[i]].op_type) == NULL;
+  uint8_t *root = malloc((size_t)list->count);
+  if (root == NULL)
+    return ds_fail(err, DS_ERR_OUT_OF_MEMORY, "%s: no memory for the unsupported-op report",
+                   g->path);
+  int32_t root_count = 0;
+  for (int32_t i = 0; i < list->count; i++) {
+    root[i] = (uint8_t)is_root(g, list, i, unknown_types_exist);
+    root_count += root[i];
+  }
+
+  message_text m;
+  memset(&m, 0, sizeof m);
+  text_append(&m, 0, "%.200s: ", g->path);
+  int32_t roots_written = 0;
+  for (int32_t i = 0; i < list->count; i++) {
+    if (!root[i])
+      continue;
+    const dsc_node *n = &g->nodes[list->nodes[i]];
+    char shapes[160];
+    input_shapes_text(g, n, shapes, sizeof shapes);
+    const char *reason = dsc_find_handler(n->op_type) == NULL
+                          ? "the converter does not support this op type"
+                          : "it maps onto no runtime op with these inputs";
+    if (roots_written == 0)
+      text_append(&m, 200, "node '%.64s' (op %.64s, input shapes %s): %s", n->name,
+                  n->op_type, shapes, reason);
+    else if (!text_append(&m, 430, "%s'%.64s' (%.64s, %s)",
+                          roots_written == 1 ? "; also unsupported: " : ", ", n->name,
+                          n->op_type, shapes))
+      continue;
+    roots_written++;
+  }
+  if (root_count > roots_written)
+    text_append(&m, 0, " ... and %d more", root_count - roots_written);
+  m.left_off_count = 0;
+
+  int32_t others = list->count - root_count;
+  if (others > 0) {
+    text_append(&m, 0, "; as a consequence %d other node%s could not be lowered (ops:", others,
+                others == 1 ? "" : "s");
+    int32_t types_written = 0;
+    for (int32_t i = 0; i < list->count; i++) {
+      const dsc_node *n = &g->nodes[list->nodes[i]];
+      if (root[i])
+        continue;
+      int seen = 0;
+      for (int32_t j = 0; j < i && !seen; j++)
+        seen = !root[j] &&
+               strcmp(g->nodes[list->nodes[j]].op_type, n->op_type) == 0;
+      if (!seen)
+        types_written += text_append(&m, 220, "%s %.64s", types_written == 0 ? "" : ",",
+                                     n->op_type);
+    }
+    if (m.left_off_count > 0)
+      text_append(&m, 0, " ... and %d more", m.left_off_count);
+    text_append(&m, 0, "): they take their input from an unsupported node, or belong to a "
+                "LayerNorm, GELU or deformable attention pattern that cannot fuse around one");
+  }
+  m.left_off_count = 0;
+  text_append(&m, 0, "; supported:");
+  int32_t count = (int32_t)(sizeof supported_ops / sizeof supported_ops[0]);
+  for (int32_t i = 0; i < count; i++)
+    text_append(&m, DSC_MESSAGE_RESERVE_BYTES, "%s %s", i == 0 ? "" : ",", supported_ops[i]);
+  if (m.left_off_count > 0)
+    text_append(&m, 0, " ... and %d more", m.left_off_count);
+  free(root);
+  return ds_fail(err, DS_ERR_UNSUPPORTED_OP, "%s", m.text);
 }
 
 /* Every live node's inputs and outputs need static shapes. */
@@ -222,12 +326,15 @@ static ds_status check_static(const dsc_graph *g, ds_error *err) {
 
 ds_status dsc_lower_graph(dsc_graph *g, ds_error *err) {
   DS_TRY(dsc_graph_index_uses(g, err));
-  unsupported_list list;
-  memset(&list, 0, sizeof list);
   int32_t original = g->node_count;
-  for (int32_t i = 0; i < original; i++)
-    DS_TRY(lower_node(g, i, &list, err));
-  if (list.count > 0)
-    return report_unsupported(g, &list, err);
-  return check_static(g, err);
+  unsupported_list list = {0, malloc((size_t)(original > 0 ? original : 1) * sizeof(int32_t))};
+  if (list.nodes == NULL)
+    return ds_fail(err, DS_ERR_OUT_OF_MEMORY, "%s: no memory for the lowering pass", g->path);
+  ds_status status = DS_OK;
+  for (int32_t i = 0; i < original && status == DS_OK; i++)
+    status = lower_node(g, i, &list, err);
+  if (status == DS_OK && list.count > 0)
+    status = report_unsupported(g, &list, err);
+  free(list.nodes);
+  return status != DS_OK ? status : check_static(g, err);
 }

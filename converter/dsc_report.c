@@ -36,18 +36,21 @@ static void print_blocks(const dsc_report *r, FILE *out) {
             b->groups, b->heads, b->offset_kernel, b->offset_stride, samples,
             convention, factor);
   }
+  fprintf(out, "  conv: sampling convention (docs/deformable-attention.md): DAT, DAT-c (DAT "
+          "2022 with queries at pixel centres) or DAT++\n  factor: DAT offset range; an offset "
+          "is tanh(o) * factor / Hk in [-1, 1] map units, Hk the offset grid height\n");
 }
 
 /* One row per pass: live nodes and the tensors they use, before and after. */
 static void print_passes(const dsc_report *r, FILE *out) {
   if (r->pass_count == 0)
     return;
-  fprintf(out, "  %-20s %8s %8s %9s %9s %8s\n", "pass", "nodes", "after", "tensors", "after",
+  fprintf(out, "  %-20s %8s %8s %9s %9s  %s\n", "pass", "nodes", "after", "tensors", "after",
           "changed");
   for (int32_t i = 0; i < r->pass_count && i < DSC_MAX_REPORT_PASSES; i++) {
     const dsc_pass_stats *p = &r->passes[i];
-    fprintf(out, "  %-20s %8d %8d %9d %9d %8d\n", p->name, p->nodes_before, p->nodes_after,
-            p->tensors_before, p->tensors_after, p->changed_count);
+    fprintf(out, "  %-20s %8d %8d %9d %9d  %d %s\n", p->name, p->nodes_before, p->nodes_after,
+            p->tensors_before, p->tensors_after, p->changed_count, p->unit);
   }
 }
 
@@ -66,9 +69,16 @@ void dsc_report_print(const dsc_report *r, FILE *out) {
           r->folded_node_count, r->layer_norm_fused_count, r->gelu_fused_count,
           r->matmul_add_fused_count, r->dead_node_count);
   print_passes(r, out);
-  fprintf(out, "model: %d nodes, %d tensors, %d constants (%" PRId64 " values)\nmodel ops:",
+  fprintf(out, "model: %d nodes, %d tensors, %d constants (%" PRId64 " values)",
           r->node_count_after, r->tensor_count_after, r->constant_count_after,
           r->constant_element_count);
+  /* The pass table counts the values the lowered nodes use, so any difference is printed. */
+  int32_t last = r->pass_count < DSC_MAX_REPORT_PASSES ? r->pass_count : DSC_MAX_REPORT_PASSES;
+  if (last > 0 && r->passes[last - 1].tensors_after != r->tensor_count_after)
+    fprintf(out, " (the pass table ends at %d tensors: the model adds %d)",
+            r->passes[last - 1].tensors_after,
+            r->tensor_count_after - r->passes[last - 1].tensors_after);
+  fprintf(out, "\nmodel ops:");
   for (int32_t op = 1; op < DSR_OP_COUNT; op++) {
     if (r->ops_after[op] > 0)
       fprintf(out, " %s=%d", dsc_op_name(op), r->ops_after[op]);

@@ -55,6 +55,12 @@
  *            input and output share qparams (checked).
  * GATHER     [tag, axis, index_count, index x index_count]             n = 3 + count
  *            indices already made non-negative and checked against the axis size.
+ * PAD        [tag, pad value]                                        n = 2
+ *            input and output share qparams; the value is round(v / s) + z saturated to
+ *            the type, so a zero pad is the zero point.
+ * CONCAT     [tag, axis, (copy, multiplier, shift) x input_count]    n = 2 + 3 * inputs
+ *            copy 1: the input has the output's qparams and is copied (pair 0, 0).
+ *            copy 0: y = z_y + dsr_fixed_requant32(q - z_x, pair of s_x / s_y), saturated.
  * GLOBAL_AVG_POOL [tag, pair]                                           n = 3
  *            sum over H*W of (q - z) scaled by s_x / (H * W * s_y).
  * DEFORM_ATTN [tag, DSQ_DA_SECTION_COUNT, offset x DSQ_DA_SECTION_COUNT, sections...]

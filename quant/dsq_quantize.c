@@ -305,6 +305,11 @@ static ds_status assign_roles(quant_state *st) {
       DS_TRY(set_role(st, node, in[1], ROLE_INDEX, 0));
       DS_TRY(set_role(st, node, in[0], ROLE_PLAIN, 0));
       break;
+    case DSR_OP_CONCAT:
+    case DSR_OP_PAD:
+      for (int32_t j = 0; j < node->input_count; j++)
+        DS_TRY(set_role(st, node, in[j], ROLE_PLAIN, 0));
+      break;
     case DSR_OP_DEFORM_ATTN: {
       if (node->deform == NULL)
         return ds_fail(st->err, DS_ERR_GRAPH, "node '%s' (DEFORM_ATTN) has no layer parameters",
@@ -421,7 +426,9 @@ static ds_status assign_activation_qparams(quant_state *st) {
     st->parent[i] = i;
   for (int32_t i = 0; i < model->node_count; i++) {
     const dsr_node *node = &model->nodes[i];
-    if (node->op == DSR_OP_TRANSPOSE || node->op == DSR_OP_RESHAPE || node->op == DSR_OP_GATHER)
+    /* PAD shares them too: its output range includes the pad value. */
+    if (node->op == DSR_OP_TRANSPOSE || node->op == DSR_OP_RESHAPE ||
+        node->op == DSR_OP_GATHER || node->op == DSR_OP_PAD)
       unite(st->parent, node->inputs[0], node->output);
   }
 
@@ -1182,6 +1189,30 @@ static ds_status build_qwords(quant_state *st, const dsr_node *node, words *w) {
                        "node '%s' (GATHER): index %lld is outside axis size %d", node->name,
                        (long long)index, xt->dims[axis]);
       push(w, (int32_t)index);
+    }
+    return DS_OK;
+  }
+  case DSR_OP_PAD: {
+    /* The pad value rounded as the runtime quantizes its input, so 0 maps onto the zero
+     * point. */
+    double q = (double)roundf(node->attrs.pad.value / y->scale) + y->zero_point;
+    int32_t low = 0, high = 0;
+    dsr_fixed_dtype_range(y->dtype, &low, &high);
+    push(w, (int32_t)(q < low ? low : q > high ? high : q));
+    return DS_OK;
+  }
+  case DSR_OP_CONCAT: {
+    push(w, normalized(node->attrs.softmax.axis, model->tensors[node->output].rank));
+    for (int32_t j = 0; j < node->input_count; j++) {
+      const dsr_qparams *xj = qp(st, node->inputs[j]);
+      if (xj->dtype == y->dtype && xj->scale == y->scale && xj->zero_point == y->zero_point) {
+        push(w, 1);
+        push(w, 0);
+        push(w, 0);
+        continue;
+      }
+      push(w, 0);
+      DS_TRY(push_pair(st, w, node, (double)xj->scale / y->scale, 0, "input requant"));
     }
     return DS_OK;
   }

@@ -12,6 +12,7 @@
 
 #include "dsr_fixed.h"
 #include "dsr_fixed_internal.h"
+#include "dsr_fixed_layout.h"
 #include "dsr_fixed_math.h"
 #include "quant/dsq_params.h"
 
@@ -525,6 +526,12 @@ static void execute(const dsr_model *model, int32_t node_index,
   case DSR_OP_DEFORM_ATTN:
     dsr_fixed_deform_execute_parallel(model, node, inputs[0], output, scratch, slice, fast,
                                       parallel);
+    break;
+  case DSR_OP_CONCAT:
+    dsr_fixed_concat(model, node, inputs, output);
+    break;
+  case DSR_OP_PAD:
+    dsr_fixed_pad(model, node, inputs[0], output);
     break;
   default:
     break; /* rejected by dsr_fixed_check_node */
@@ -1069,6 +1076,9 @@ static ds_status check_node_op(const dsr_model *model, const dsr_node *node, ds_
   }
   case DSR_OP_DEFORM_ATTN:
     return dsr_fixed_deform_check(model, node, err);
+  case DSR_OP_CONCAT:
+  case DSR_OP_PAD:
+    return dsr_fixed_layout_check(model, node, err);
   default:
     return ds_fail(err, DS_ERR_UNSUPPORTED_OP, "node '%s': op %d has no fixed-point kernel",
                    node->name, node->op);

@@ -225,11 +225,23 @@ static stage_info stage(const dsr_qparams *q) {
 /* Reference point of grid index i in Q8 pixels of a patch side of size pixels. */
 static int32_t reference_q8(int32_t convention, int32_t i, int32_t grid, int32_t size) {
   int64_t numerator = (int64_t)(2 * i + 1) * (size - 1) * DSR_FIXED_POS_ONE;
-  if (convention == DSR_DEFORM_DAT)
+  if (convention != DSR_DEFORM_DAT_PP)
     return (int32_t)dsr_fixed_div_round64(numerator, 2 * (int64_t)grid);
   if (grid == 1)
     return (int32_t)dsr_fixed_div_round64((int64_t)(size - 1) * DSR_FIXED_POS_ONE, 2);
   return (int32_t)dsr_fixed_div_round64(numerator, 2 * (int64_t)(grid - 1));
+}
+
+/* Bias table row (or column) of query q before the sample position is subtracted, in Q8:
+ * (size - 1) + q - ext0, or with queries at pixel centres (DAT 2022) (size - 1) +
+ * (q + 0.5) (size - 1) / size - ext0, rounded half away from zero. */
+static int32_t bias_base_q8(int32_t convention, int32_t q, int32_t size, int32_t ext0) {
+  int64_t base = (int64_t)(size - 1 - ext0) * DSR_FIXED_POS_ONE;
+  if (convention != DSR_DEFORM_DAT_CENTRED)
+    return (int32_t)(base + (int64_t)q * DSR_FIXED_POS_ONE);
+  int64_t centred = dsr_fixed_div_round64((int64_t)(2 * q + 1) * (size - 1) * DSR_FIXED_POS_ONE,
+                                          2 * (int64_t)size);
+  return (int32_t)(base + centred);
 }
 
 /* Offset in Q8 pixels from the raw offset o with zero point o_zero (section DSQ_DA_POSITION).
@@ -642,8 +654,8 @@ static void attend_pixel(const dsr_model *model, const dsr_node *node, void *y,
   int av_wide = as.wide_in || vs.wide_in;
   int32_t attn_bits = d->stage_qparams[DSR_DEFORM_STAGE_ATTN].dtype == DSR_DTYPE_I8 ? 8 : 15;
   /* Row and column of the table for a sample at the patch origin, in Q8. */
-  int32_t row_base = (d->height - 1 + qy - pg->p.ext_y0) * DSR_FIXED_POS_ONE;
-  int32_t col_base = (d->width - 1 + qx - pg->p.ext_x0) * DSR_FIXED_POS_ONE;
+  int32_t row_base = bias_base_q8(d->convention, qy, d->height, pg->p.ext_y0);
+  int32_t col_base = bias_base_q8(d->convention, qx, d->width, pg->p.ext_x0);
   /* Index of this query among the patch's core pixels, for stage reports. */
   int32_t core_w = pg->p.core_x1 - pg->p.core_x0;
   int64_t core_pixels = (int64_t)(pg->p.core_y1 - pg->p.core_y0) * core_w;
@@ -794,8 +806,8 @@ static void attend_pixel_fast(const dsr_model *model, const dsr_node *node, void
   int av_wide = as.wide_in || vs.wide_in;
   int32_t attn_bits = d->stage_qparams[DSR_DEFORM_STAGE_ATTN].dtype == DSR_DTYPE_I8 ? 8 : 15;
   /* Row and column of the table for a sample at the patch origin, in Q8. */
-  int32_t row_base = (d->height - 1 + qy - pg->p.ext_y0) * DSR_FIXED_POS_ONE;
-  int32_t col_base = (d->width - 1 + qx - pg->p.ext_x0) * DSR_FIXED_POS_ONE;
+  int32_t row_base = bias_base_q8(d->convention, qy, d->height, pg->p.ext_y0);
+  int32_t col_base = bias_base_q8(d->convention, qx, d->width, pg->p.ext_x0);
 
   for (int32_t hd = 0; hd < d->heads; hd++) {
     int32_t gi = hd / heads_per_group;
@@ -1218,7 +1230,7 @@ static ds_status check_sections(const dsr_model *model, const dsr_node *node, ds
                                 : DSQ_LUT_INTERP_ENTRIES);
   int32_t expected[DSQ_DA_SECTION_COUNT] = {
       2 * c, 2 * cg, DSQ_LN_HEADER_WORDS + 3 * cg, gelu_words, 4,
-      d->convention == DSR_DEFORM_DAT ? 2 + lut_words : 2, 2 * c, 2 * c, 4, 2, 2, 2 * c};
+      d->convention != DSR_DEFORM_DAT_PP ? 2 + lut_words : 2, 2 * c, 2 * c, 4, 2, 2, 2 * c};
   int32_t position = DSQ_DA_HEADER_WORDS;
   for (int32_t i = 0; i < DSQ_DA_SECTION_COUNT; i++) {
     if (q[2 + i] != position || (int64_t)position + expected[i] > node->qword_count)
@@ -1247,7 +1259,7 @@ static ds_status check_sections(const dsr_model *model, const dsr_node *node, ds
            section_pairs_valid(sec.s[DSQ_DA_OFFSET_PW], 2,
                                st[DSR_DEFORM_STAGE_OFFSET_GELU].dtype != DSR_DTYPE_I8) &&
            section_pairs_valid(sec.s[DSQ_DA_POSITION], 1, 0) &&
-           (d->convention != DSR_DEFORM_DAT ||
+           (d->convention == DSR_DEFORM_DAT_PP ||
             dsr_fixed_lut_valid(sec.s[DSQ_DA_POSITION] + 2, lut_words, offset_dtype)) &&
            section_pairs_valid(sec.s[DSQ_DA_PROJ_K], c,
                                st[DSR_DEFORM_STAGE_SAMPLED].dtype != DSR_DTYPE_I8) &&
@@ -1280,7 +1292,8 @@ ds_status dsr_fixed_deform_check(const dsr_model *model, const dsr_node *node, d
       d->offset_kernel < 1 || d->offset_stride < 1 || d->offset_pad < 0 ||
       2 * d->offset_pad < d->offset_kernel - 1 || d->height < 1 || d->width < 1 ||
       d->height > 16384 || d->width > 16384 || d->channels / d->groups > DSQ_LN_MAX_ELEMENTS ||
-      (d->convention != DSR_DEFORM_DAT && d->convention != DSR_DEFORM_DAT_PP))
+      (d->convention != DSR_DEFORM_DAT && d->convention != DSR_DEFORM_DAT_PP &&
+       d->convention != DSR_DEFORM_DAT_CENTRED))
     return ds_fail(err, DS_ERR_SHAPE,
                    "node '%s' (DEFORM_ATTN): inconsistent layer parameters (C %d, groups %d, "
                    "heads %d x %d, kernel %d, stride %d, pad %d, map %d x %d, convention %d)",

@@ -122,7 +122,7 @@ typedef enum dsr_deform_convention {
   DSR_DEFORM_DAT_PP = 1, /* reference / (Hk - 1), raw offsets, positions clamped to [-1, 1] */
   /* DAT as its 2022 code computes it. Offsets and reference points are DSR_DEFORM_DAT's, but
    * each query reads the bias table from its pixel centre normalised by H and W,
-   * (y + 0.5) / H * 2 - 1, instead of y / (H - 1) * 2 - 1. Float mode only. */
+   * (y + 0.5) / H * 2 - 1, instead of y / (H - 1) * 2 - 1. */
   DSR_DEFORM_DAT_CENTRED = 2,
 } dsr_deform_convention;
 

@@ -454,9 +454,6 @@ static ds_status validate_deform(const dsr_model *model, int32_t node_index, dsr
     return NODE_FAIL(DS_ERR_SHAPE, "offset convention %d is unknown: use 0 (DAT), 1 (DAT++) or "
                      "2 (DAT with centred queries)",
                      layer->convention);
-  if (layer->convention == DSR_DEFORM_DAT_CENTRED && mode == DSR_MODE_FIXED)
-    return NODE_FAIL(DS_ERR_UNSUPPORTED_OP, "offset convention 2 (DAT with queries at pixel "
-                     "centres) has a float kernel only; fixed-point mode supports %d", 0);
   if (!isfinite(layer->attn_scale) || !isfinite(layer->offset_range_factor) ||
       !(layer->ln_epsilon >= 0.0f) || !isfinite(layer->ln_epsilon))
     return NODE_FAIL(DS_ERR_SHAPE, "attention scale %g, offset range factor %g and LayerNorm "
@@ -669,9 +666,6 @@ ds_status dsr_validate_node(const dsr_model *model, int32_t node_index, dsr_mode
     return validate_deform(model, node_index, mode, err);
   case DSR_OP_CONCAT:
   case DSR_OP_PAD:
-    if (mode == DSR_MODE_FIXED)
-      return NODE_FAIL(DS_ERR_UNSUPPORTED_OP, "op %d has a float kernel only; fixed-point "
-                       "mode does not run it", node->op);
     return node->op == DSR_OP_CONCAT ? dsr_validate_concat(model, node_index, err)
                                      : dsr_validate_pad(model, node_index, err);
   case DSR_OP_COUNT:

@@ -334,3 +334,14 @@ Test(cli, journal_from_other_settings_is_rejected, .timeout = 300) {
   cr_expect_neq(strstr(output, "delete it or pass another --out"), NULL, "%s", output);
   free(dir);
 }
+
+/* A raw input of the wrong size names the model input in quotes and the sizes. */
+Test(cli, cost_input_size_quoted) {
+  char output[4096];
+  int status = run_tool(TOOL " cost " DS_SOURCE_DIR "/tests/fixtures/dat_mini_64.onnx --simulate"
+                        " --input-f32 " DS_SOURCE_DIR "/tests/fixtures/bad/not_onnx.txt",
+                        output, sizeof output);
+  cr_expect_neq(status, 0);
+  cr_expect_not_null(strstr(output, "has 40 bytes; the model input 'input' needs 12288"),
+                     "%s", output);
+}

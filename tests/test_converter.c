@@ -599,24 +599,56 @@ Test(converter, opset17_layer_normalization_in_block) {
 typedef struct bad_case {
   char file[48];
   ds_status status;
-  char words[3][48]; /* each must appear in the message */
+  char words[3][72]; /* each must appear in the message */
 } bad_case;
 
 static bad_case bad_cases[] = {
     {"bad/opset99.onnx", DS_ERR_ONNX_VERSION, {"opset 99", "13 to 21", "opset99.onnx"}},
     {"bad/ir_version2.onnx", DS_ERR_ONNX_VERSION, {"IR version 2", "ir_version2.onnx", ""}},
     {"bad/unsupported_op.onnx", DS_ERR_UNSUPPORTED_OP,
-     {"2 unsupported op types", "MaxPool (first at node pool_1, input",
-      "pool_1, input shape (1, 2, 8, 8)"}},
+     {"node 'pool_1' (op MaxPool, input shapes (1, 2, 8, 8))",
+      "also unsupported: 'act_1' (HardSwish", "'pool_2' (MaxPool"}},
+    {"bad/renamed_sqrt.onnx", DS_ERR_UNSUPPORTED_OP,
+     {"node 'norm_sqrt' (op FancyOp, input shapes (1, 4, 1))",
+      "7 other nodes could not be lowered", "ReduceMean, Pow, Div, Mul, Add, Transpose"}},
+    {"bad/global_max_pool.onnx", DS_ERR_UNSUPPORTED_OP,
+     {"node 'pool' (op GlobalMaxPool, input shapes (1, 4, 8, 8))",
+      "2 other nodes could not be lowered (ops: Flatten, Gemm)", "does not support"}},
     {"bad/bad_raw_size.onnx", DS_ERR_ONNX_PARSE, {"'weights.bad'", "(4, 4)", "12 bytes"}},
     {"bad/bad_typed_size.onnx", DS_ERR_ONNX_PARSE, {"'weights.short'", "(2, 3)", "5 values"}},
     {"bad/dangling_input.onnx", DS_ERR_GRAPH, {"missing_tensor", "node 'add'", ""}},
     {"bad/dynamic_input.onnx", DS_ERR_SHAPE, {"input 'x' dim 0", "'batch'", "input shape"}},
-    {"bad/not_onnx.txt", DS_ERR_ONNX_PARSE, {"not_onnx.txt", "not a valid ONNX", ""}},
+    {"bad/not_onnx.txt", DS_ERR_ONNX_PARSE, {"not_onnx.txt", "not an ONNX model protobuf", "its 40 bytes"}},
     {"bad/empty.onnx", DS_ERR_ONNX_PARSE, {"empty.onnx", "empty", ""}},
     {"bad/no_such_file.onnx", DS_ERR_IO, {"no_such_file.onnx", "cannot open", ""}},
     {"bad", DS_ERR_IO, {"fixtures/bad", "not a regular file", ""}},
 };
+
+/* The unknown op comes first, before the pattern nodes that fail because of it, and the
+ * message ends on a whole item. */
+Test(converter, unsupported_root_cause_first) {
+  static const struct {
+    const char *file, *root, *consequence;
+  } cases[] = {{"bad/renamed_sqrt.onnx", "FancyOp", "ReduceMean"},
+               {"bad/global_max_pool.onnx", "GlobalMaxPool", "Flatten"}};
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    char path[512];
+    fixture_path(path, sizeof path, cases[i].file);
+    dsr_model model;
+    ds_error err;
+    ds_error_clear(&err);
+    cr_assert_eq(dsc_import_file(path, NULL, &model, NULL, &err), DS_ERR_UNSUPPORTED_OP);
+    const char *root = strstr(err.message, cases[i].root);
+    const char *consequence = strstr(err.message, cases[i].consequence);
+    cr_assert(root != NULL && consequence != NULL && root < consequence, "%s", err.message);
+    size_t length = strlen(err.message);
+    cr_assert_lt(length, sizeof err.message - 1, "the message fills the buffer: %s",
+                 err.message);
+    const char *tail = err.message + length - 4;
+    cr_assert(strcmp(tail, "more") == 0 || strcmp(tail, "tant") == 0,
+              "the message ends mid-list: %s", err.message);
+  }
+}
 
 ParameterizedTestParameters(converter, bad_file_rejected) {
   return cr_make_param_array(bad_case, bad_cases, sizeof bad_cases / sizeof bad_cases[0]);

@@ -234,31 +234,71 @@ Test(report, passes_recorded_in_order) {
   dsr_model model;
   dsc_report report;
   import_ok(FIXTURES "dat_pp_mini_64.onnx", NULL, &model, &report);
-  static const char *const names[] = {"constant folding", "LayerNorm fusion", "GELU fusion",
-                                      "MatMul+Add fusion", "deformable lifting",
-                                      "dead-node removal", "lowering"};
-  cr_assert_eq(report.pass_count, 7);
-  for (int32_t i = 0; i < 7; i++) {
+  static const char *const names[] = {"Constant nodes", "constant folding",
+                                      "LayerNorm fusion", "GELU fusion", "MatMul+Add fusion",
+                                      "deformable lifting", "dead-node removal", "lowering"};
+  static const char *const units[] = {"made values", "folded", "fused", "fused", "fused",
+                                      "lifted", "removed", "lowered"};
+  cr_assert_eq(report.pass_count, 8);
+  for (int32_t i = 0; i < 8; i++) {
     const dsc_pass_stats *p = &report.passes[i];
     cr_expect_str_eq(p->name, names[i]);
+    cr_expect_str_eq(p->unit, units[i]);
     if (i > 0) {
       cr_expect_eq(p->nodes_before, report.passes[i - 1].nodes_after, "pass %s", p->name);
       cr_expect_eq(p->tensors_before, report.passes[i - 1].tensors_after, "pass %s", p->name);
     }
-    if (i < 6)
+    if (i < 7)
       cr_expect_leq(p->nodes_after, p->nodes_before, "pass %s adds nodes", p->name);
   }
-  cr_expect_eq(report.passes[0].changed_count, report.folded_node_count);
-  cr_expect_eq(report.passes[0].nodes_before - report.passes[0].nodes_after,
+  cr_expect_eq(report.passes[0].nodes_before, report.onnx_node_count);
+  cr_expect_eq(report.passes[0].changed_count,
+               report.passes[0].nodes_before - report.passes[0].nodes_after);
+  cr_expect_eq(report.passes[1].changed_count, report.folded_node_count);
+  cr_expect_eq(report.passes[1].nodes_before - report.passes[1].nodes_after,
                report.folded_node_count);
-  cr_expect_eq(report.passes[1].changed_count, 24);
-  cr_expect_eq(report.passes[2].changed_count, 12);
-  cr_expect_eq(report.passes[4].changed_count, 4);
-  cr_expect_eq(report.passes[6].changed_count, report.lowered_node_count);
+  cr_expect_eq(report.passes[2].changed_count, 24);
+  cr_expect_eq(report.passes[3].changed_count, 12);
+  cr_expect_eq(report.passes[5].changed_count, 4);
+  cr_expect_eq(report.passes[7].changed_count, report.lowered_node_count);
   cr_expect_gt(report.lowered_node_count, 0);
-  cr_expect_eq(report.passes[6].nodes_after, model.node_count);
+  cr_expect_eq(report.passes[7].nodes_after, model.node_count);
+  cr_expect_eq(report.passes[7].tensors_after, model.tensor_count);
   cr_expect_eq(report.node_count_after, model.node_count);
   ds_model_free(&model);
+}
+
+/* The printed table labels each count and explains the block columns. */
+Test(report, printed_units_and_legend) {
+  dsr_model model;
+  dsc_report report;
+  import_ok(FIXTURES "dat_mini_64.onnx", NULL, &model, &report);
+  char *text = NULL;
+  size_t text_bytes = 0;
+  FILE *out = open_memstream(&text, &text_bytes);
+  cr_assert_not_null(out);
+  dsc_report_print(&report, out);
+  fclose(out);
+  static const char *const words[] = {"Constant nodes", "made values", "95 folded",
+                                      "21 fused", "2 lifted", "253 lowered", "factor: ",
+                                      "conv: sampling convention"};
+  for (size_t i = 0; i < sizeof words / sizeof words[0]; i++)
+    cr_expect_not_null(strstr(text, words[i]), "'%s' missing from:\n%s", words[i], text);
+  cr_expect_null(strstr(text, "the pass table ends at"), "tensor counts differ:\n%s", text);
+  free(text);
+  ds_model_free(&model);
+}
+
+/* A file protobuf-c cannot parse gets a count with the right plural. */
+Test(report, unparsable_bytes_counted) {
+  dsr_model model;
+  ds_error err;
+  ds_error_clear(&err);
+  const uint8_t one[1] = {0xff};
+  cr_assert_eq(dsc_import_buffer(one, 1, "one.onnx", NULL, &model, NULL, &err),
+               DS_ERR_ONNX_PARSE);
+  cr_expect_not_null(strstr(err.message, "its 1 byte without"), "%s", err.message);
+  cr_expect_not_null(strstr(err.message, "not an ONNX model protobuf"), "%s", err.message);
 }
 
 Test(report, blocks_of_both_conventions) {

@@ -867,7 +867,8 @@ static void compare_model(const char *name, int32_t *optimized_count) {
 
 Test(fast_models, fixtures_match_reference_node_by_node) {
   const char *names[] = {"deform_layer_dat_pp", "deform_layer_dat", "deform_layer_rect",
-                         "dat_pp_tiny", "dat_offsets_tiny"};
+                         "dat_pp_tiny", "dat_offsets_tiny", "deform_layer_dat_centre",
+                         "dat_mini_64", "dat_mini_72x88_op17"};
   int32_t optimized_count = 0;
   for (size_t k = 0; k < sizeof names / sizeof names[0]; k++)
     compare_model(names[k], &optimized_count);

@@ -6,6 +6,8 @@ Into OUT/bad/, models the importer must reject with a clear error:
   opset99.onnx        default-domain opset 99 (supported: 13..21)
   ir_version2.onnx    IR version 2 (the importer needs 3 or newer)
   unsupported_op.onnx MaxPool (twice) and HardSwish, which map onto no runtime op
+  renamed_sqrt.onnx   a LayerNorm whose Sqrt is renamed FancyOp, so it cannot fuse
+  global_max_pool.onnx  Conv, GlobalMaxPool, Flatten, Gemm
   bad_raw_size.onnx   a (4, 4) float initializer with 12 bytes of raw_data
   bad_typed_size.onnx a (2, 3) float initializer with 5 values in float_data
   dangling_input.onnx a node input that no node, initializer or graph input defines
@@ -79,6 +81,42 @@ def unsupported_model():
         helper.make_node("MaxPool", ["h"], ["y"], name="pool_2", kernel_shape=[2, 2]),
     ]
     return model(nodes, [tensor_info("x", [1, 2, 8, 8])], [tensor_info("y", [1, 2, 2, 2])], [w])
+
+
+def renamed_sqrt_model():
+    """A decomposed LayerNorm with its Sqrt renamed to an op type nobody knows, then a
+    Transpose: the pattern cannot fuse, so its other nodes fail with it."""
+    eps = const("eps", np.array(1e-5, np.float32))
+    two = const("two", np.array(2.0, np.float32))
+    gamma = const("gamma", np.full((8,), 1.5, np.float32))
+    beta = const("beta", np.full((8,), 0.25, np.float32))
+    nodes = [
+        helper.make_node("ReduceMean", ["x"], ["mean"], name="norm_mean", axes=[-1]),
+        helper.make_node("Sub", ["x", "mean"], ["centred"], name="norm_sub"),
+        helper.make_node("Pow", ["centred", "two"], ["square"], name="norm_pow"),
+        helper.make_node("ReduceMean", ["square"], ["var"], name="norm_var", axes=[-1]),
+        helper.make_node("Add", ["var", "eps"], ["var_eps"], name="norm_add_eps"),
+        helper.make_node("FancyOp", ["var_eps"], ["std"], name="norm_sqrt"),
+        helper.make_node("Div", ["centred", "std"], ["normed"], name="norm_div"),
+        helper.make_node("Mul", ["normed", "gamma"], ["scaled"], name="norm_mul"),
+        helper.make_node("Add", ["scaled", "beta"], ["shifted"], name="norm_add"),
+        helper.make_node("Transpose", ["shifted"], ["y"], name="transpose", perm=[0, 2, 1]),
+    ]
+    return model(nodes, [tensor_info("x", [1, 4, 8])], [tensor_info("y", [1, 8, 4])],
+                 [eps, two, gamma, beta])
+
+
+def global_max_pool_model():
+    """Conv, GlobalMaxPool, Flatten, Gemm: only the pool is unsupported."""
+    w = const("w", np.full((4, 2, 1, 1), 0.5, np.float32))
+    fc = const("fc", np.full((3, 4), 0.25, np.float32))
+    nodes = [
+        helper.make_node("Conv", ["x", "w"], ["c"], name="conv_1"),
+        helper.make_node("GlobalMaxPool", ["c"], ["p"], name="pool"),
+        helper.make_node("Flatten", ["p"], ["f"], name="flatten"),
+        helper.make_node("Gemm", ["f", "fc"], ["y"], name="head", transB=1),
+    ]
+    return model(nodes, [tensor_info("x", [1, 2, 8, 8])], [tensor_info("y", [1, 3])], [w, fc])
 
 
 def bad_raw_size_model():
@@ -288,6 +326,9 @@ def main():
         os.path.join(bad, "ir_version2.onnx"): relu_model(ir_version=2),
         os.path.join(bad, "unsupported_op.onnx"): unsupported_model(),
         os.path.join(bad, "bad_raw_size.onnx"): bad_raw_size_model(),
+        os.path.join(bad, "renamed_sqrt.onnx"):
+            renamed_sqrt_model(),
+        os.path.join(bad, "global_max_pool.onnx"): global_max_pool_model(),
         os.path.join(bad, "bad_typed_size.onnx"): bad_typed_size_model(),
         os.path.join(bad, "dangling_input.onnx"): dangling_model(),
         os.path.join(bad, "dynamic_input.onnx"): dynamic_model(),

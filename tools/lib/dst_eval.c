@@ -107,7 +107,7 @@ ds_status dst_evaluate(const dsr_model *model, const dst_dataset *data, int32_t 
   const int64_t pixels = dst_dataset_image_elements(data);
   if (dsr_tensor_elements(input) != pixels) {
     return ds_fail(err, DS_ERR_SHAPE,
-                   "model input %s has %lld elements, but the images are %dx%d with %d "
+                   "model input '%s' has %lld elements, but the images are %dx%d with %d "
                    "channels; give data of the model's input shape",
                    input->name, (long long)dsr_tensor_elements(input), data->side, data->side,
                    data->channels > 0 ? data->channels : 1);

@@ -37,7 +37,7 @@ ds_status dst_data_input_shape(const dsr_model *model, int32_t *channels, int32_
   if (input->rank != 4 || input->dims[0] != 1 || (input->dims[1] != 1 && input->dims[1] != 3) ||
       input->dims[2] != input->dims[3]) {
     return ds_fail(err, DS_ERR_SHAPE,
-                   "model input %s has rank %d (dims %d,%d,%d,%d); the data loaders feed square "
+                   "model input '%s' has rank %d (dims %d,%d,%d,%d); the data loaders feed square "
                    "images of shape (1, C, S, S) with C 1 or 3",
                    input->name, input->rank, input->dims[0], input->dims[1], input->dims[2],
                    input->dims[3]);
