@@ -342,6 +342,7 @@ Test(cli, cost_input_size_quoted) {
                         " --input-f32 " DS_SOURCE_DIR "/tests/fixtures/bad/not_onnx.txt",
                         output, sizeof output);
   cr_expect_neq(status, 0);
-  cr_expect_not_null(strstr(output, "has 40 bytes; the model input 'input' needs 12288"),
-                     "%s", output);
+  cr_expect_not_null(
+      strstr(output, "has 40 bytes; the model input 'input' (1x3x64x64) needs 12288"), "%s",
+      output);
 }
