@@ -71,6 +71,12 @@ static void record_patch(dsq_stage_recorder *rec, int32_t node_index, int32_t st
   slot->size += count;
 }
 
+/*
+ * NOTE: the float kernel reports the bias, logit and attention stages once per chunk when a
+ * patch's logits exceed 64 MiB (maps of full-size inputs such as 800x1333), and each chunk is
+ * recorded here as a patch of its own. The fixed-point probe numbers patches, not chunks, so
+ * those three stages are compared against the wrong float values on such layers.
+ */
 static void on_float_stage(void *user, int32_t node_index, int32_t stage, const float *values,
                            int64_t count) {
   record_patch(user, node_index, stage, values, count);
