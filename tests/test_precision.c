@@ -17,6 +17,7 @@
 #include "quant/dsq_quantize.h"
 #include "runtime/dsr_probe.h"
 #include "tools/lib/dst_audit_report.h"
+#include "tools/lib/dst_compile.h"
 #include "tools/lib/dst_precision.h"
 
 #define IMAGE_COUNT 6
@@ -321,6 +322,24 @@ Test(precision, option_parsing) {
   ds_error_clear(&err);
   cr_expect_eq(dst_parse_precision("mixed", "12kB", NULL, &config, &err),
                DS_ERR_INVALID_ARGUMENT);
+}
+
+Test(precision, calibration_settings_need_their_method) {
+  dst_calibration_choice choice;
+  ds_error err;
+  ds_error_clear(&err);
+  cr_expect_eq(dst_parse_calibration(NULL, "99.9", NULL, &choice, &err), DS_ERR_INVALID_ARGUMENT);
+  cr_expect(strstr(err.message, "--calibration percentile") != NULL, "%s", err.message);
+  ds_error_clear(&err);
+  cr_expect_eq(dst_parse_calibration("kl", "99.9", NULL, &choice, &err), DS_ERR_INVALID_ARGUMENT);
+  ds_error_clear(&err);
+  cr_expect_eq(dst_parse_calibration("mse", NULL, "1024", &choice, &err), DS_ERR_INVALID_ARGUMENT);
+  cr_expect(strstr(err.message, "--calibration kl") != NULL, "%s", err.message);
+  ds_error_clear(&err);
+  cr_expect_eq(dst_parse_calibration("percentile", "99.9", NULL, &choice, &err), DS_OK);
+  cr_expect_float_eq(choice.percentile, 99.9, 1e-9);
+  cr_expect_eq(dst_parse_calibration("kl", NULL, "1024", &choice, &err), DS_OK);
+  cr_expect_eq(choice.histogram_bins, 1024);
 }
 
 /* ------------------------------------------------------------------ automatic choice */
