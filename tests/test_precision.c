@@ -302,7 +302,11 @@ Test(precision, option_parsing) {
   ds_error_clear(&err);
   cr_expect_eq(dst_parse_precision(NULL, NULL, NULL, &config, &err), DS_OK);
   cr_expect_eq(config.mode, DST_PRECISION_CLASS);
-  cr_expect_eq(dst_parse_precision(NULL, "4096", NULL, &config, &err), DS_OK);
+  cr_expect_eq(dst_parse_precision(NULL, "4096", NULL, &config, &err), DS_ERR_INVALID_ARGUMENT);
+  cr_expect(strstr(err.message, "--precision mixed") != NULL, "%s", err.message);
+  cr_expect(strstr(err.message, "--int16-budget-bytes") != NULL, "%s", err.message);
+  ds_error_clear(&err);
+  cr_expect_eq(dst_parse_precision("mixed", "4096", NULL, &config, &err), DS_OK);
   cr_expect_eq(config.mode, DST_PRECISION_MIXED);
   cr_expect_eq(config.int16_budget_bytes, 4096);
   cr_expect_eq(dst_parse_precision("int8", NULL, "f.json", &config, &err), DS_OK);
