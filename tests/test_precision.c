@@ -319,6 +319,7 @@ Test(precision, option_parsing) {
   ds_error_clear(&err);
   cr_expect_eq(dst_parse_precision("mixed", NULL, NULL, &config, &err), DS_ERR_INVALID_ARGUMENT);
   cr_expect(strstr(err.message, "--int16-budget-bytes") != NULL, "%s", err.message);
+  cr_expect(strstr(err.message, "docs/fixed-point.md, section 1.2") != NULL, "%s", err.message);
   ds_error_clear(&err);
   cr_expect_eq(dst_parse_precision("class", "100", NULL, &config, &err), DS_ERR_INVALID_ARGUMENT);
   ds_error_clear(&err);

@@ -56,7 +56,7 @@ ds_status dst_parse_precision(const char *mode_text, const char *budget_text,
   } else if (config->mode == DST_PRECISION_MIXED) {
     return ds_fail(err, DS_ERR_INVALID_ARGUMENT,
                    "--precision mixed needs --int16-budget-bytes N: the on-chip bytes that "
-                   "int16 tensors may add (docs/fixed-point.md, section 1.1)");
+                   "int16 tensors may add (docs/fixed-point.md, section 1.2)");
   }
   return DS_OK;
 }
