@@ -630,6 +630,26 @@ Test(image_folder, bad_layouts_rejected) {
   free(dir);
 }
 
+Test(image_folder, preprocess_with_other_formats_rejected) {
+  char *dir = make_temp_dir();
+  dst_data_options options = {.folder = dir, .format = DST_DATA_IDX,
+                              .preprocess_path = "prep.json"};
+  dst_dataset data;
+  ds_error err;
+  ds_error_clear(&err);
+  cr_expect_eq(dst_data_load(&options, DST_SPLIT_TEST, 1, 8, 0, &data, &err),
+               DS_ERR_INVALID_ARGUMENT);
+  cr_expect_neq(strstr(err.message, "applies to image folders only"), NULL, "%s", err.message);
+  cr_expect_neq(strstr(err.message, "IDX"), NULL, "%s", err.message);
+  options.format = DST_DATA_RAW;
+  ds_error_clear(&err);
+  cr_expect_eq(dst_data_load(&options, DST_SPLIT_TEST, 1, 8, 0, &data, &err),
+               DS_ERR_INVALID_ARGUMENT);
+  cr_expect_neq(strstr(err.message, "raw tensor"), NULL, "%s", err.message);
+  remove_tree(dir);
+  free(dir);
+}
+
 /* ---- The command end to end ---- */
 
 /* Writes a side x side 8-bit gray PNG with every pixel equal to value. */

@@ -113,7 +113,14 @@ ds_status dst_data_load(const dst_data_options *options, dst_split split, int32_
                         int32_t side, int32_t limit, dst_dataset *out, ds_error *err) {
   memset(out, 0, sizeof *out);
   char folder[4096];
-  switch (resolve_format(options, split)) {
+  dst_data_format format = resolve_format(options, split);
+  if (options->preprocess_path != NULL && (format == DST_DATA_IDX || format == DST_DATA_RAW))
+    return ds_fail(err, DS_ERR_INVALID_ARGUMENT,
+                   "--preprocess %s: %s holds %s data, and --preprocess applies to image "
+                   "folders only; drop --preprocess",
+                   options->preprocess_path, options->folder,
+                   format == DST_DATA_IDX ? "IDX" : "raw tensor");
+  switch (format) {
   case DST_DATA_IDX:
     if (channels != 1)
       return ds_fail(err, DS_ERR_SHAPE,
