@@ -119,6 +119,14 @@ Test(precision_cli, audit_int8_sliced_reports, .timeout = 300) {
            markdown_path);
   cr_assert_eq(run_tool(command, output, sizeof output), 0, "audit failed:\n%s", output);
   cr_expect_neq(strstr(output, "fixed point sliced"), NULL, "%s", output);
+  const char *pairs[] = {"float and fixed point ", "float and sliced ", "fixed and sliced "};
+  for (int i = 0; i < 3; i++) {
+    const char *at = strstr(output, pairs[i]);
+    int agree = -1, total = -1;
+    cr_expect(at != NULL && sscanf(at + strlen(pairs[i]), "%d of %d", &agree, &total) == 2 &&
+                  total == 20,
+              "'%s' lacks 'N of 20':\n%s", pairs[i], output);
+  }
 
   cJSON *root = read_json(json_path);
   const cJSON *precision = field(root, "precision");

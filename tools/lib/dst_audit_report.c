@@ -276,11 +276,11 @@ void dst_audit_report_print_summary(const dst_audit_summary *s, FILE *out) {
                "fixed point sliced %.2f%% (%+.2f points) with %s\n",
           s->test_images, s->float_top1, s->fixed_top1, s->fixed_top1 - s->float_top1,
           s->sliced_top1, s->sliced_top1 - s->float_top1, s->slicing);
-  fprintf(out, "same top-1: float and fixed point %d of %d (%.2f%%), float and sliced %d "
-               "(%.2f%%), fixed and sliced %d (%.2f%%)\n",
+  fprintf(out, "same top-1: float and fixed point %d of %d (%.2f%%), float and sliced %d of %d "
+               "(%.2f%%), fixed and sliced %d of %d (%.2f%%)\n",
           s->agree_float_fixed, s->test_images, 100.0 * s->agree_float_fixed / n,
-          s->agree_float_sliced, 100.0 * s->agree_float_sliced / n, s->agree_fixed_sliced,
-          100.0 * s->agree_fixed_sliced / n);
+          s->agree_float_sliced, s->test_images, 100.0 * s->agree_float_sliced / n,
+          s->agree_fixed_sliced, s->test_images, 100.0 * s->agree_fixed_sliced / n);
   ranked_entry *ranked = NULL;
   int32_t ranked_count = rank_worst(s->audit, &ranked);
   if (ranked_count > 0) {
