@@ -143,7 +143,21 @@ Test(precision_cli, audit_int8_sliced_reports, .timeout = 300) {
     cr_expect(share >= 0.0 && share <= 1.0, "%s = %f", shares[i], share);
   }
   cr_expect_gt(cJSON_GetArraySize(field(root, "stages")), 0);
-  cr_expect_gt(cJSON_GetArraySize(field(root, "worst")), 0);
+  /* The fixture's masked attention logits come after every other entry, flagged. */
+  const cJSON *worst = field(root, "worst");
+  cr_expect_gt(cJSON_GetArraySize(worst), 0);
+  int masked_seen = 0, masked_then_plain = 0;
+  const cJSON *entry;
+  cJSON_ArrayForEach(entry, worst) {
+    int masked = cJSON_IsTrue(field(entry, "masked_logits"));
+    masked_then_plain |= masked_seen && !masked;
+    masked_seen |= masked;
+    if (masked)
+      cr_expect_str_eq(field(entry, "note")->valuestring, "masked logits, low SQNR by design");
+  }
+  cr_expect(masked_seen, "no masked logits entry in the worst list");
+  cr_expect(!masked_then_plain, "a masked logits entry ranks before another entry");
+  cr_expect_neq(strstr(output, "masked logits, low SQNR by design"), NULL, "%s", output);
   cJSON_Delete(root);
 
   uint8_t *data = NULL;
@@ -157,6 +171,7 @@ Test(precision_cli, audit_int8_sliced_reports, .timeout = 300) {
   free(data);
   cr_expect_neq(strstr(markdown, "## Deformable-layer stages"), NULL, "%s", markdown);
   cr_expect_neq(strstr(markdown, "| fixed point, sliced |"), NULL, "%s", markdown);
+  cr_expect_neq(strstr(markdown, "| masked logits, low SQNR by design |"), NULL, "%s", markdown);
   free(markdown);
   unlink(json_path);
   unlink(markdown_path);
