@@ -18,7 +18,7 @@ typedef struct ranked_entry {
 /* Why masked logits are listed last, in every report. */
 #define MASKED_NOTE "masked logits, low SQNR by design"
 
-/* A mask value: masked logits hold -100 or -10^4, far below any real logit. */
+/* Largest mask value: masked logits contain -100 or -10^4, far below any real logit. */
 #define MASK_VALUE_MAX (-100.0f)
 
 /*

@@ -111,7 +111,7 @@ ds_status dst_parse_calibration(const char *method_text, const char *percentile_
     return ds_fail(err, DS_ERR_INVALID_ARGUMENT,
                    "--calibration '%s' is not a method; use minmax, percentile, mse or kl",
                    method_text);
-  /* A setting for another method would be dropped without a word, so it is refused. */
+  /* A setting for another method would be ignored, so it is rejected. */
   if (percentile_text != NULL && choice->method != DSQ_CALIBRATION_PERCENTILE)
     return ds_fail(err, DS_ERR_INVALID_ARGUMENT,
                    "--percentile '%s' applies to --calibration percentile only, not '%s'; add "

@@ -121,7 +121,7 @@ ds_status dst_data_load(const dst_data_options *options, dst_split split, int32_
   dst_data_format format = resolve_format(options, split);
   if (options->preprocess_path != NULL && (format == DST_DATA_IDX || format == DST_DATA_RAW))
     return ds_fail(err, DS_ERR_INVALID_ARGUMENT,
-                   "--preprocess %s: %s holds %s data, and --preprocess applies to image "
+                   "--preprocess %s: %s contains %s data, and --preprocess applies to image "
                    "folders only; drop --preprocess",
                    options->preprocess_path, options->folder,
                    format == DST_DATA_IDX ? "IDX" : "raw tensor");
