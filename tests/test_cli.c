@@ -228,6 +228,7 @@ Test(cli, missing_data_folder_names_the_fix) {
   cr_expect_eq(status, 1);
   cr_expect_neq(strstr(output, "/nonexistent/data"), NULL, "%s", output);
   cr_expect_neq(strstr(output, "--data"), NULL, "%s", output);
+  cr_expect_neq(strstr(output, "the folder does not exist"), NULL, "%s", output);
 }
 
 Test(cli, preset_with_missing_field_names_it) {

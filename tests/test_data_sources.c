@@ -623,10 +623,43 @@ Test(image_folder, bad_layouts_rejected) {
   options.format = DST_DATA_RAW;
   cr_expect_eq(dst_data_load(&options, DST_SPLIT_VALIDATION, 1, 8, 0, &data, &err), DS_ERR_DATA);
   cr_expect_neq(strstr(err.message, "no val or validation subfolder"), NULL, "%s", err.message);
+  options.format = DST_DATA_AUTO;
+  ds_error_clear(&err);
+  cr_expect_eq(dst_data_load(&options, DST_SPLIT_VALIDATION, 1, 8, 0, &data, &err), DS_ERR_DATA);
+  cr_expect_neq(strstr(err.message, "no val or validation subfolder"), NULL, "%s", err.message);
+  cr_expect_eq(strstr(err.message, "cannot tell the data format"), NULL, "%s", err.message);
+
+  char missing[600];
+  snprintf(missing, sizeof missing, "%s/no_such_folder", dir);
+  dst_data_options absent = {.folder = missing, .format = DST_DATA_AUTO};
+  ds_error_clear(&err);
+  cr_expect_eq(dst_data_load(&absent, DST_SPLIT_TEST, 1, 8, 0, &data, &err), DS_ERR_DATA);
+  cr_expect_neq(strstr(err.message, "no_such_folder: the folder does not exist"), NULL, "%s",
+                err.message);
 
   dst_data_args args = {dir, "jpeg", NULL, NULL};
   cr_expect_eq(dst_data_options_parse(&args, &options, &err), DS_ERR_INVALID_ARGUMENT);
   cr_expect_neq(strstr(err.message, "--data-format 'jpeg'"), NULL, "%s", err.message);
+  free(dir);
+}
+
+Test(image_folder, preprocess_with_other_formats_rejected) {
+  char *dir = make_temp_dir();
+  dst_data_options options = {.folder = dir, .format = DST_DATA_IDX,
+                              .preprocess_path = "prep.json"};
+  dst_dataset data;
+  ds_error err;
+  ds_error_clear(&err);
+  cr_expect_eq(dst_data_load(&options, DST_SPLIT_TEST, 1, 8, 0, &data, &err),
+               DS_ERR_INVALID_ARGUMENT);
+  cr_expect_neq(strstr(err.message, "applies to image folders only"), NULL, "%s", err.message);
+  cr_expect_neq(strstr(err.message, "IDX"), NULL, "%s", err.message);
+  options.format = DST_DATA_RAW;
+  ds_error_clear(&err);
+  cr_expect_eq(dst_data_load(&options, DST_SPLIT_TEST, 1, 8, 0, &data, &err),
+               DS_ERR_INVALID_ARGUMENT);
+  cr_expect_neq(strstr(err.message, "raw tensor"), NULL, "%s", err.message);
+  remove_tree(dir);
   free(dir);
 }
 

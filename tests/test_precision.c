@@ -17,6 +17,7 @@
 #include "quant/dsq_quantize.h"
 #include "runtime/dsr_probe.h"
 #include "tools/lib/dst_audit_report.h"
+#include "tools/lib/dst_compile.h"
 #include "tools/lib/dst_precision.h"
 
 #define IMAGE_COUNT 6
@@ -301,7 +302,11 @@ Test(precision, option_parsing) {
   ds_error_clear(&err);
   cr_expect_eq(dst_parse_precision(NULL, NULL, NULL, &config, &err), DS_OK);
   cr_expect_eq(config.mode, DST_PRECISION_CLASS);
-  cr_expect_eq(dst_parse_precision(NULL, "4096", NULL, &config, &err), DS_OK);
+  cr_expect_eq(dst_parse_precision(NULL, "4096", NULL, &config, &err), DS_ERR_INVALID_ARGUMENT);
+  cr_expect(strstr(err.message, "--precision mixed") != NULL, "%s", err.message);
+  cr_expect(strstr(err.message, "--int16-budget-bytes") != NULL, "%s", err.message);
+  ds_error_clear(&err);
+  cr_expect_eq(dst_parse_precision("mixed", "4096", NULL, &config, &err), DS_OK);
   cr_expect_eq(config.mode, DST_PRECISION_MIXED);
   cr_expect_eq(config.int16_budget_bytes, 4096);
   cr_expect_eq(dst_parse_precision("int8", NULL, "f.json", &config, &err), DS_OK);
@@ -314,6 +319,7 @@ Test(precision, option_parsing) {
   ds_error_clear(&err);
   cr_expect_eq(dst_parse_precision("mixed", NULL, NULL, &config, &err), DS_ERR_INVALID_ARGUMENT);
   cr_expect(strstr(err.message, "--int16-budget-bytes") != NULL, "%s", err.message);
+  cr_expect(strstr(err.message, "docs/fixed-point.md, section 1.2") != NULL, "%s", err.message);
   ds_error_clear(&err);
   cr_expect_eq(dst_parse_precision("class", "100", NULL, &config, &err), DS_ERR_INVALID_ARGUMENT);
   ds_error_clear(&err);
@@ -321,6 +327,24 @@ Test(precision, option_parsing) {
   ds_error_clear(&err);
   cr_expect_eq(dst_parse_precision("mixed", "12kB", NULL, &config, &err),
                DS_ERR_INVALID_ARGUMENT);
+}
+
+Test(precision, calibration_settings_need_their_method) {
+  dst_calibration_choice choice;
+  ds_error err;
+  ds_error_clear(&err);
+  cr_expect_eq(dst_parse_calibration(NULL, "99.9", NULL, &choice, &err), DS_ERR_INVALID_ARGUMENT);
+  cr_expect(strstr(err.message, "--calibration percentile") != NULL, "%s", err.message);
+  ds_error_clear(&err);
+  cr_expect_eq(dst_parse_calibration("kl", "99.9", NULL, &choice, &err), DS_ERR_INVALID_ARGUMENT);
+  ds_error_clear(&err);
+  cr_expect_eq(dst_parse_calibration("mse", NULL, "1024", &choice, &err), DS_ERR_INVALID_ARGUMENT);
+  cr_expect(strstr(err.message, "--calibration kl") != NULL, "%s", err.message);
+  ds_error_clear(&err);
+  cr_expect_eq(dst_parse_calibration("percentile", "99.9", NULL, &choice, &err), DS_OK);
+  cr_expect_float_eq(choice.percentile, 99.9, 1e-9);
+  cr_expect_eq(dst_parse_calibration("kl", NULL, "1024", &choice, &err), DS_OK);
+  cr_expect_eq(choice.histogram_bins, 1024);
 }
 
 /* ------------------------------------------------------------------ automatic choice */
@@ -544,16 +568,31 @@ Test(audit, reports_parse_back) {
   cr_expect_str_eq(field(cJSON_GetArrayItem(stages, 0), "stage")->valuestring, "positions");
 
   const cJSON *worst = field(root, "worst");
-  cr_expect_eq(cJSON_GetArraySize(worst), DST_AUDIT_WORST_COUNT);
+  /* The ranked entries come first; masked attention logits follow, flagged. */
   double previous = -1e9, lowest = 1e9;
+  int32_t ranked_count = 0, masked_seen = 0;
   const cJSON *entry;
   cJSON_ArrayForEach(entry, worst) {
+    if (cJSON_IsTrue(field(entry, "masked_logits"))) {
+      masked_seen = 1;
+      continue;
+    }
+    cr_expect(!masked_seen, "a ranked entry follows a masked logits entry");
     double sqnr = field(entry, "sqnr_db")->valuedouble;
     cr_expect_geq(sqnr, previous, "worst entries are ranked by SQNR");
     previous = sqnr;
+    ranked_count++;
   }
-  for (int32_t i = 1; i < report.tensor_count; i++)
-    lowest = fmin(lowest, report.tensors[i].sqnr_db);
+  cr_expect_eq(ranked_count, DST_AUDIT_WORST_COUNT);
+  for (int32_t i = 1; i < report.tensor_count; i++) {
+    int masked = 0;
+    cJSON_ArrayForEach(entry, worst) {
+      masked |= cJSON_IsTrue(field(entry, "masked_logits")) &&
+                strcmp(field(entry, "name")->valuestring, report.tensors[i].name) == 0;
+    }
+    if (!masked)
+      lowest = fmin(lowest, report.tensors[i].sqnr_db);
+  }
   for (int32_t i = 0; i < report.stage_count; i++)
     lowest = fmin(lowest, report.stages[i].sqnr_db);
   cr_expect_float_eq(field(cJSON_GetArrayItem(worst, 0), "sqnr_db")->valuedouble, lowest, 1e-9);

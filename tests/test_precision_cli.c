@@ -119,6 +119,14 @@ Test(precision_cli, audit_int8_sliced_reports, .timeout = 300) {
            markdown_path);
   cr_assert_eq(run_tool(command, output, sizeof output), 0, "audit failed:\n%s", output);
   cr_expect_neq(strstr(output, "fixed point sliced"), NULL, "%s", output);
+  const char *pairs[] = {"float and fixed point ", "float and sliced ", "fixed and sliced "};
+  for (int i = 0; i < 3; i++) {
+    const char *at = strstr(output, pairs[i]);
+    int agree = -1, total = -1;
+    cr_expect(at != NULL && sscanf(at + strlen(pairs[i]), "%d of %d", &agree, &total) == 2 &&
+                  total == 20,
+              "'%s' lacks 'N of 20':\n%s", pairs[i], output);
+  }
 
   cJSON *root = read_json(json_path);
   const cJSON *precision = field(root, "precision");
@@ -135,7 +143,21 @@ Test(precision_cli, audit_int8_sliced_reports, .timeout = 300) {
     cr_expect(share >= 0.0 && share <= 1.0, "%s = %f", shares[i], share);
   }
   cr_expect_gt(cJSON_GetArraySize(field(root, "stages")), 0);
-  cr_expect_gt(cJSON_GetArraySize(field(root, "worst")), 0);
+  /* The fixture's masked attention logits come after every other entry, flagged. */
+  const cJSON *worst = field(root, "worst");
+  cr_expect_gt(cJSON_GetArraySize(worst), 0);
+  int masked_seen = 0, masked_then_plain = 0;
+  const cJSON *entry;
+  cJSON_ArrayForEach(entry, worst) {
+    int masked = cJSON_IsTrue(field(entry, "masked_logits"));
+    masked_then_plain |= masked_seen && !masked;
+    masked_seen |= masked;
+    if (masked)
+      cr_expect_str_eq(field(entry, "note")->valuestring, "masked logits, low SQNR by design");
+  }
+  cr_expect(masked_seen, "no masked logits entry in the worst list");
+  cr_expect(!masked_then_plain, "a masked logits entry ranks before another entry");
+  cr_expect_neq(strstr(output, "masked logits, low SQNR by design"), NULL, "%s", output);
   cJSON_Delete(root);
 
   uint8_t *data = NULL;
@@ -149,6 +171,7 @@ Test(precision_cli, audit_int8_sliced_reports, .timeout = 300) {
   free(data);
   cr_expect_neq(strstr(markdown, "## Deformable-layer stages"), NULL, "%s", markdown);
   cr_expect_neq(strstr(markdown, "| fixed point, sliced |"), NULL, "%s", markdown);
+  cr_expect_neq(strstr(markdown, "| masked logits, low SQNR by design |"), NULL, "%s", markdown);
   free(markdown);
   unlink(json_path);
   unlink(markdown_path);
@@ -211,6 +234,9 @@ Test(precision_cli, bad_precision_options_are_rejected, .timeout = 300) {
       {"--precision mixed", "needs --int16-budget-bytes"},
       {"--precision float", "not a precision mode"},
       {"--precision int8 --int16-budget-bytes 10", "mixed only"},
+      {"--int16-budget-bytes 10", "add --precision mixed"},
+      {"--percentile 99.9", "add --calibration percentile"},
+      {"--histogram-bins 1024", "add --calibration kl"},
       {unknown, "'no_such_tensor' is not an activation"},
       {"--precision-file /nonexistent/p.json", "/nonexistent/p.json"},
       {"--slices 2y2", "not a slice configuration"},

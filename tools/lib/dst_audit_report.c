@@ -10,9 +10,51 @@
 
 typedef struct ranked_entry {
   int is_stage;
+  int masked; /* masked attention logits: low SQNR by design, ranked after the others */
   int32_t index;
   double sqnr_db;
 } ranked_entry;
+
+/* Why masked logits are listed last, in every report. */
+#define MASKED_NOTE "masked logits, low SQNR by design"
+
+/* Largest mask value: masked logits contain -100 or -10^4, far below any real logit. */
+#define MASK_VALUE_MAX (-100.0f)
+
+/*
+ * 1 when the tensor is the output of an Add with a constant input holding a mask value
+ * (-100 or lower) and feeds a Softmax: the masked values saturate at the bottom of the range,
+ * which changes no probability (docs/fixed-point.md, section 6).
+ */
+static int is_masked_logits(const dsr_model *model, int32_t tensor) {
+  if (model == NULL || tensor < 0 || tensor >= model->tensor_count)
+    return 0;
+  int feeds_softmax = 0;
+  const dsr_node *producer = NULL;
+  for (int32_t n = 0; n < model->node_count; n++) {
+    const dsr_node *node = &model->nodes[n];
+    if (node->output == tensor)
+      producer = node;
+    if (node->op == DSR_OP_SOFTMAX && node->input_count > 0 && node->inputs[0] == tensor)
+      feeds_softmax = 1;
+  }
+  if (!feeds_softmax || producer == NULL || producer->op != DSR_OP_ADD)
+    return 0;
+  for (int32_t k = 0; k < producer->input_count; k++) {
+    int32_t input = producer->inputs[k];
+    if (input < 0 || input >= model->tensor_count)
+      continue;
+    const dsr_tensor *t = &model->tensors[input];
+    if (t->kind != DSR_TENSOR_CONSTANT || t->data_f32 == NULL)
+      continue;
+    int64_t elements = dsr_tensor_elements(t);
+    for (int64_t e = 0; e < elements; e++) {
+      if (t->data_f32[e] <= MASK_VALUE_MAX)
+        return 1;
+    }
+  }
+  return 0;
+}
 
 static const char *type_name(int32_t dtype) {
   switch (dtype) {
@@ -37,6 +79,8 @@ static double share(int32_t count, int32_t total) {
 
 static int compare_ranked(const void *a, const void *b) {
   const ranked_entry *x = a, *y = b;
+  if (x->masked != y->masked)
+    return x->masked - y->masked;
   if (x->sqnr_db != y->sqnr_db)
     return x->sqnr_db < y->sqnr_db ? -1 : 1;
   if (x->is_stage != y->is_stage)
@@ -46,20 +90,22 @@ static int compare_ranked(const void *a, const void *b) {
 
 /*
  * Tensors (the model input left out: its error is the input rounding) and stages, lowest
- * SQNR first. Returns the entry count written to ranked (capacity tensor + stage count), or
+ * SQNR first, masked attention logits after all the others. Returns the entry count written to ranked (capacity tensor + stage count), or
  * -1 when out of memory.
  */
-static int32_t rank_worst(const dsq_audit_report *audit, ranked_entry **out) {
+static int32_t rank_worst(const dsr_model *model, const dsq_audit_report *audit,
+                          ranked_entry **out) {
   int32_t capacity = audit->tensor_count + audit->stage_count;
   ranked_entry *ranked = malloc(sizeof *ranked * (size_t)(capacity > 0 ? capacity : 1));
   if (ranked == NULL)
     return -1;
   int32_t count = 0;
   for (int32_t i = 1; i < audit->tensor_count; i++)
-    ranked[count++] = (ranked_entry){0, i, audit->tensors[i].sqnr_db};
+    ranked[count++] = (ranked_entry){0, is_masked_logits(model, audit->tensors[i].tensor_index),
+                                     i, audit->tensors[i].sqnr_db};
   for (int32_t i = 0; i < audit->stage_count; i++) {
     if (audit->stages[i].stage != DSQ_AUDIT_STAGE_OUTPUT) /* already ranked as a tensor */
-      ranked[count++] = (ranked_entry){1, i, audit->stages[i].sqnr_db};
+      ranked[count++] = (ranked_entry){1, 0, i, audit->stages[i].sqnr_db};
   }
   qsort(ranked, (size_t)count, sizeof *ranked, compare_ranked);
   *out = ranked;
@@ -148,19 +194,24 @@ static cJSON *build_json(const dst_audit_summary *s) {
   }
 
   ranked_entry *ranked = NULL;
-  int32_t ranked_count = rank_worst(audit, &ranked);
+  int32_t ranked_count = rank_worst(s->model, audit, &ranked);
   if (ranked_count < 0) {
     cJSON_Delete(root);
     return NULL;
   }
   cJSON *worst = cJSON_AddArrayToObject(root, "worst");
-  for (int32_t i = 0; worst != NULL && i < ranked_count && i < DST_AUDIT_WORST_COUNT; i++) {
-    cJSON *item = cJSON_CreateObject();
+  for (int32_t i = 0; worst != NULL && i < ranked_count; i++) {
     const ranked_entry *r = &ranked[i];
+    if (i >= DST_AUDIT_WORST_COUNT && !r->masked)
+      continue;
+    cJSON *item = cJSON_CreateObject();
     cJSON_AddStringToObject(item, "kind", r->is_stage ? "stage" : "tensor");
     cJSON_AddStringToObject(item, "name", r->is_stage ? audit->stages[r->index].name
                                                        : audit->tensors[r->index].name);
     cJSON_AddNumberToObject(item, "sqnr_db", r->sqnr_db);
+    cJSON_AddBoolToObject(item, "masked_logits", r->masked);
+    if (r->masked)
+      cJSON_AddStringToObject(item, "note", MASKED_NOTE);
     cJSON_AddItemToArray(worst, item);
   }
   free(ranked);
@@ -205,14 +256,21 @@ static void write_markdown(const dst_audit_summary *s, FILE *out) {
           share(s->agree_fixed_sliced, n));
 
   ranked_entry *ranked = NULL;
-  int32_t ranked_count = rank_worst(audit, &ranked);
+  int32_t ranked_count = rank_worst(s->model, audit, &ranked);
   fprintf(out, "## Lowest SQNR (%d images, unsliced)\n\n", s->tensor_images);
-  fprintf(out, "| rank | kind | name | SQNR dB |\n|---|---|---|---|\n");
-  for (int32_t i = 0; i < ranked_count && i < DST_AUDIT_WORST_COUNT; i++) {
+  fprintf(out, "Masked attention logits (the Add before a masked Softmax) come last: their "
+               "masked values saturate, which changes no probability.\n\n");
+  fprintf(out, "| rank | kind | name | SQNR dB | note |\n|---|---|---|---|---|\n");
+  for (int32_t i = 0; i < ranked_count; i++) {
     const ranked_entry *r = &ranked[i];
-    fprintf(out, "| %d | %s | `%s` | %.2f |\n", i + 1, r->is_stage ? "stage" : "tensor",
+    if (i >= DST_AUDIT_WORST_COUNT && !r->masked)
+      continue;
+    char rank[16] = "-"; /* masked logits are listed, not ranked */
+    if (!r->masked)
+      snprintf(rank, sizeof rank, "%d", i + 1);
+    fprintf(out, "| %s | %s | `%s` | %.2f | %s |\n", rank, r->is_stage ? "stage" : "tensor",
             r->is_stage ? audit->stages[r->index].name : audit->tensors[r->index].name,
-            r->sqnr_db);
+            r->sqnr_db, r->masked ? MASKED_NOTE : "");
   }
   free(ranked);
 
@@ -276,23 +334,35 @@ void dst_audit_report_print_summary(const dst_audit_summary *s, FILE *out) {
                "fixed point sliced %.2f%% (%+.2f points) with %s\n",
           s->test_images, s->float_top1, s->fixed_top1, s->fixed_top1 - s->float_top1,
           s->sliced_top1, s->sliced_top1 - s->float_top1, s->slicing);
-  fprintf(out, "same top-1: float and fixed point %d of %d (%.2f%%), float and sliced %d "
-               "(%.2f%%), fixed and sliced %d (%.2f%%)\n",
+  fprintf(out, "same top-1: float and fixed point %d of %d (%.2f%%), float and sliced %d of %d "
+               "(%.2f%%), fixed and sliced %d of %d (%.2f%%)\n",
           s->agree_float_fixed, s->test_images, 100.0 * s->agree_float_fixed / n,
-          s->agree_float_sliced, 100.0 * s->agree_float_sliced / n, s->agree_fixed_sliced,
-          100.0 * s->agree_fixed_sliced / n);
+          s->agree_float_sliced, s->test_images, 100.0 * s->agree_float_sliced / n,
+          s->agree_fixed_sliced, s->test_images, 100.0 * s->agree_fixed_sliced / n);
   ranked_entry *ranked = NULL;
-  int32_t ranked_count = rank_worst(s->audit, &ranked);
+  int32_t ranked_count = rank_worst(s->model, s->audit, &ranked);
   if (ranked_count > 0) {
     fprintf(out, "lowest SQNR:");
     for (int32_t i = 0; i < ranked_count && i < 5; i++) {
       const ranked_entry *r = &ranked[i];
-      fprintf(out, "%s %s %.1f dB", i > 0 ? "," : "",
+      fprintf(out, "%s %s %.1f dB%s", i > 0 ? "," : "",
               r->is_stage ? s->audit->stages[r->index].name
                           : s->audit->tensors[r->index].name,
-              r->sqnr_db);
+              r->sqnr_db, r->masked ? " (" MASKED_NOTE ")" : "");
     }
     fprintf(out, "\n");
+    /* Masked logits rank last, so they may fall outside the first five: name them here. */
+    int32_t masked_count = 0;
+    for (int32_t i = 0; i < ranked_count; i++) {
+      const ranked_entry *r = &ranked[i];
+      if (!r->masked || i < 5)
+        continue;
+      fprintf(out, "%s %s %.1f dB", masked_count == 0 ? MASKED_NOTE ":" : ",",
+              s->audit->tensors[r->index].name, r->sqnr_db);
+      masked_count++;
+    }
+    if (masked_count > 0)
+      fprintf(out, "\n");
   }
   free(ranked);
 }

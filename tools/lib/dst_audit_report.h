@@ -14,7 +14,10 @@
  *    "tensors": [{"index", "name", "type", "count", "sqnr_db", "max_abs_error", "cosine"}],
  *    "stages":  [{"layer", "node", "stage", "name", "type", "count", "sqnr_db",
  *                 "max_abs_error", "cosine"}],
- *    "worst":   [{"kind": "tensor" | "stage", "name", "sqnr_db"}] (lowest SQNR first)}
+ *    "worst":   [{"kind": "tensor" | "stage", "name", "sqnr_db", "masked_logits", and "note"
+ *                 when masked_logits is true}] (the DST_AUDIT_WORST_COUNT lowest SQNR first,
+ *                 then every masked attention logit tensor: the Add before a masked Softmax,
+ *                 low SQNR by design)}
  */
 #ifndef DST_AUDIT_REPORT_H
 #define DST_AUDIT_REPORT_H

@@ -262,7 +262,7 @@ int dst_cmd_audit(int argc, char **argv) {
       {"precision", "MODE", "activation types of an ONNX model: class (default), int8 or "
                             "mixed",
        &precision},
-      {"int16-budget-bytes", "N", "on-chip bytes int16 tensors may add (--precision mixed)",
+      {"int16-budget-bytes", "N", "on-chip bytes int16 tensors may add (needs --precision mixed)",
        &budget},
       {"precision-file", "FILE", "JSON object of tensor name -> \"int8\" or \"int16\"",
        &precision_file},

@@ -404,7 +404,7 @@ int dst_cmd_compile(int argc, char **argv) {
       {"precision", "MODE", "activation types: class (default: int16 by tensor class), int8, "
                             "or mixed (chosen under --int16-budget-bytes)",
        &args.precision},
-      {"int16-budget-bytes", "N", "on-chip bytes int16 tensors may add in mixed precision",
+      {"int16-budget-bytes", "N", "on-chip bytes int16 tensors may add (needs --precision mixed)",
        &args.int16_budget_bytes},
       {"precision-file", "FILE", "JSON object of tensor name -> \"int8\" or \"int16\", applied "
                                  "on top of the mode",

@@ -111,6 +111,17 @@ ds_status dst_parse_calibration(const char *method_text, const char *percentile_
     return ds_fail(err, DS_ERR_INVALID_ARGUMENT,
                    "--calibration '%s' is not a method; use minmax, percentile, mse or kl",
                    method_text);
+  /* A setting for another method would be ignored, so it is rejected. */
+  if (percentile_text != NULL && choice->method != DSQ_CALIBRATION_PERCENTILE)
+    return ds_fail(err, DS_ERR_INVALID_ARGUMENT,
+                   "--percentile '%s' applies to --calibration percentile only, not '%s'; add "
+                   "--calibration percentile or drop --percentile",
+                   percentile_text, method_text);
+  if (bins_text != NULL && choice->method != DSQ_CALIBRATION_KL)
+    return ds_fail(err, DS_ERR_INVALID_ARGUMENT,
+                   "--histogram-bins '%s' applies to --calibration kl only, not '%s'; add "
+                   "--calibration kl or drop --histogram-bins",
+                   bins_text, method_text);
   if (bins_text != NULL) {
     int64_t bins;
     DS_TRY(dst_args_int("histogram-bins", bins_text, DSQ_KL_BINS_MIN, DSQ_KL_BINS_MAX, &bins,

@@ -33,7 +33,7 @@ ds_status dst_parse_precision(const char *mode_text, const char *budget_text,
   config->search_images = DST_PRECISION_SEARCH_IMAGES;
 
   if (mode_text == NULL)
-    config->mode = budget_text != NULL ? DST_PRECISION_MIXED : DST_PRECISION_CLASS;
+    config->mode = DST_PRECISION_CLASS;
   else if (strcmp(mode_text, "class") == 0)
     config->mode = DST_PRECISION_CLASS;
   else if (strcmp(mode_text, "int8") == 0)
@@ -48,14 +48,15 @@ ds_status dst_parse_precision(const char *mode_text, const char *budget_text,
   if (budget_text != NULL) {
     if (config->mode != DST_PRECISION_MIXED)
       return ds_fail(err, DS_ERR_INVALID_ARGUMENT,
-                     "--int16-budget-bytes applies to --precision mixed only, not '%s'",
-                     mode_text);
+                     "--int16-budget-bytes applies to --precision mixed only, not '%s'; add "
+                     "--precision mixed or drop --int16-budget-bytes",
+                     mode_text != NULL ? mode_text : "class (the default)");
     DS_TRY(dst_args_int("int16-budget-bytes", budget_text, 0, INT64_MAX / 4,
                         &config->int16_budget_bytes, err));
   } else if (config->mode == DST_PRECISION_MIXED) {
     return ds_fail(err, DS_ERR_INVALID_ARGUMENT,
                    "--precision mixed needs --int16-budget-bytes N: the on-chip bytes that "
-                   "int16 tensors may add (docs/fixed-point.md, section 1.1)");
+                   "int16 tensors may add (docs/fixed-point.md, section 1.2)");
   }
   return DS_OK;
 }

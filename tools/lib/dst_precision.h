@@ -53,7 +53,8 @@ const char *dst_precision_mode_name(dst_precision_mode mode);
 
 /*
  * Parses --precision, --int16-budget-bytes and --precision-file (each may be NULL for its
- * default). A budget without a mode selects mixed; mixed without a budget is an error.
+ * default). The budget needs --precision mixed and mixed needs a budget; either one alone is
+ * DS_ERR_INVALID_ARGUMENT.
  */
 ds_status dst_parse_precision(const char *mode_text, const char *budget_text,
                               const char *override_path, dst_precision_config *config,

@@ -113,7 +113,19 @@ ds_status dst_data_load(const dst_data_options *options, dst_split split, int32_
                         int32_t side, int32_t limit, dst_dataset *out, ds_error *err) {
   memset(out, 0, sizeof *out);
   char folder[4096];
-  switch (resolve_format(options, split)) {
+  if (!is_folder(options->folder))
+    return ds_fail(err, DS_ERR_DATA,
+                   "--data %s: the folder does not exist; pass --data with a folder of IDX "
+                   "files, raw tensors or images (docs/data.md)",
+                   options->folder);
+  dst_data_format format = resolve_format(options, split);
+  if (options->preprocess_path != NULL && (format == DST_DATA_IDX || format == DST_DATA_RAW))
+    return ds_fail(err, DS_ERR_INVALID_ARGUMENT,
+                   "--preprocess %s: %s contains %s data, and --preprocess applies to image "
+                   "folders only; drop --preprocess",
+                   options->preprocess_path, options->folder,
+                   format == DST_DATA_IDX ? "IDX" : "raw tensor");
+  switch (format) {
   case DST_DATA_IDX:
     if (channels != 1)
       return ds_fail(err, DS_ERR_SHAPE,
@@ -130,6 +142,13 @@ ds_status dst_data_load(const dst_data_options *options, dst_split split, int32_
                            side, limit, out, err);
   case DST_DATA_AUTO:
     break;
+  }
+  /* Another split's folder shows the layout is right and only this split is missing. */
+  static const char *const split_names[] = {"train", "val", "validation", "test"};
+  for (int i = 0; i < 4; i++) {
+    snprintf(folder, sizeof folder, "%s/%s", options->folder, split_names[i]);
+    if (is_folder(folder))
+      return split_folder(options->folder, split, folder, sizeof folder, err);
   }
   return ds_fail(err, DS_ERR_DATA,
                  "%s: cannot tell the data format: no IDX files (train-images-idx3-ubyte.gz, "
