@@ -167,7 +167,8 @@ static int bench_bundled(const char *model_path, const char *images_path) {
   if (ds_file_read_all(images_path, 64u << 20, &data, &size, &err) != DS_OK)
     return fail(&err);
   if (size < image_floats * sizeof(float)) {
-    fprintf(stderr, "bench_dram: %s holds %zu bytes, less than one %zu-float image\n",
+    fprintf(stderr, "bench_dram: %s has %zu bytes, less than one %zu-float image; pass a raw "
+            "float32 file of whole images\n",
             images_path, size, image_floats);
     return 1;
   }

@@ -75,7 +75,14 @@ static int differs(double a, double b) {
   return a - b > 1e-6 * scale || b - a > 1e-6 * scale;
 }
 
-/* When sliced moves the bytes of whole_map but takes another time, says why. */
+/* "-" for the lower bound, which needs no buffer, else whether the strategy's buffer fits. */
+static const char *fits_text(int32_t strategy, const dsn_strategy_cost *cost) {
+  if (strategy == DSN_STRATEGY_LOWER_BOUND)
+    return "-";
+  return cost->fits ? "yes" : "no";
+}
+
+/* Prints why sliced takes another time than whole_map when both move the same bytes. */
 static void print_same_bytes_note(const dsn_strategy_cost *sliced,
                                   const dsn_strategy_cost *whole, FILE *out) {
   if (!sliced->available || !whole->available ||
@@ -128,7 +135,7 @@ static void print_totals(const dsn_cost_report *report, const dsn_cost_totals *t
             (long long)c->traffic.bursts,
             (long long)c->traffic.row_misses, c->traffic.time_ns / 1e6,
             (long long)c->compute_cycles, c->compute_ns / 1e6, c->time_ns / 1e6, buffer,
-            k == DSN_STRATEGY_LOWER_BOUND ? "-" : c->fits ? "yes" : "no", bound_name(c->bound),
+            fits_text(k, c), bound_name(c->bound),
             measured_note(report, deform_only, k));
   }
   const dsn_strategy_cost *sliced = &totals->strategies[DSN_STRATEGY_SLICED];

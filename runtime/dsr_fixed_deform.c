@@ -786,8 +786,8 @@ static void qk_rows(const dsr_deform_attn *d, const deform_scratch *s, const pat
 /* attend_pixel with the q.k sums in row order, the position bias inline, the branch-free
  * softmax row and vectorized attention sums: the same values. */
 static void attend_pixel_fast(const dsr_model *model, const dsr_node *node, void *y,
-                         const deform_sections *sec, const patch_geometry *pg,
-                         deform_scratch *s, int32_t qy, int32_t qx) {
+                              const deform_sections *sec, const patch_geometry *pg,
+                              deform_scratch *s, int32_t qy, int32_t qx) {
   const dsr_deform_attn *d = node->deform;
   const dsr_tensor *yt = &model->tensors[node->output];
   int32_t c_count = d->channels, hc = d->head_channels, heads_per_group = d->heads / d->groups;

@@ -1252,7 +1252,7 @@ Test(cost_fixes, every_converter_op_is_priced) {
     }
     dsn_layer_list_free(&list);
 
-    /* An op past the list gets a message that says what to do. */
+    /* An op past the list gets a message with the next step. */
     if (i == 0) {
       model.nodes[0].op = DSR_OP_COUNT;
       cr_expect_eq(dsn_layers_from_model(&model, &zcu, &list, &err), DS_ERR_INVALID_ARGUMENT);
@@ -1340,7 +1340,7 @@ Test(cost_fixes, messages_use_the_names_users_type) {
   cr_expect_null(strstr(err.message, "semantics 0"), "%s", err.message);
   dst_cost_input_free(&input);
 
-  /* The lower bound has no buffer: the totals say so rather than print 0. */
+  /* The lower bound needs no buffer, so the totals print n/a rather than 0. */
   cr_assert_eq(dst_cost_load("dat-t", NULL, &zcu, &input, &err), DS_OK, "%s", err.message);
   cr_assert_eq(dst_cost_choose_slices(&input, "auto", &zcu, &err), DS_OK, "%s", err.message);
   cr_assert_eq(dsn_cost_report_build(&input.layers, input.slices, &zcu, &report, &err), DS_OK,

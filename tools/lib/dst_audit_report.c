@@ -15,16 +15,16 @@ typedef struct ranked_entry {
   double sqnr_db;
 } ranked_entry;
 
-/* Why masked logits are listed last, in every report. */
+/* Note on masked logits, which every report lists last. */
 #define MASKED_NOTE "masked logits, low SQNR by design"
 
 /* Largest mask value: masked logits contain -100 or -10^4, far below any real logit. */
 #define MASK_VALUE_MAX (-100.0f)
 
 /*
- * 1 when the tensor is the output of an Add with a constant input holding a mask value
- * (-100 or lower) and feeds a Softmax: the masked values saturate at the bottom of the range,
- * which changes no probability (docs/fixed-point.md, section 6).
+ * Returns 1 when the tensor is the output of an Add that feeds a Softmax and has a constant
+ * input containing a mask value (-100 or lower). The masked values saturate at the bottom of
+ * the range, which changes no probability (docs/fixed-point.md, section 6).
  */
 static int is_masked_logits(const dsr_model *model, int32_t tensor) {
   if (model == NULL || tensor < 0 || tensor >= model->tensor_count)
