@@ -1,0 +1,302 @@
+/*
+ * Packed int8 matrix product (dsr_gemm.h). Packing stores each operand in the layout the
+ * kernels read with unit stride; the kernels then sum stored products in int32 registers and
+ * apply the zero-point corrections once per output.
+ *
+ * The VNNI kernel computes tiles of ROW_TILE rows by PANEL_TILE panels (6 x 64 outputs) in
+ * 24 zmm accumulators: for each group of 4 reduction steps it loads 4 column vectors, and
+ * broadcasts 4 bytes of each row. The portable kernel walks the same layout one output panel
+ * at a time. Both compute the same integers, since integer sums modulo 2^32 do not depend on
+ * the order of their terms.
+ */
+#include "dsr_gemm.h"
+
+#include <string.h>
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#define DSR_GEMM_X86 1
+#endif
+
+#define ROW_TILE 6
+#define PANEL_TILE 4
+
+static int32_t round4(int32_t k) { return (k + 3) / 4 * 4; }
+
+static size_t round64(size_t bytes) { return (bytes + 63) / 64 * 64; }
+
+/* Bytes of the packed rows before the row sums, and of one packed panel. */
+static size_t rows_data_bytes(const dsr_gemm *g) {
+  return round64((size_t)g->m * (size_t)round4(g->k));
+}
+
+static size_t panel_bytes(const dsr_gemm *g) {
+  return (size_t)round4(g->k) * DSR_GEMM_PANEL_COLUMNS;
+}
+
+static size_t columns_data_bytes(const dsr_gemm *g) {
+  return (size_t)dsr_gemm_panels(g) * panel_bytes(g);
+}
+
+size_t dsr_gemm_rows_bytes(const dsr_gemm *g) {
+  return rows_data_bytes(g) + round64((size_t)g->m * sizeof(int32_t));
+}
+
+size_t dsr_gemm_columns_bytes(const dsr_gemm *g) {
+  return round64(columns_data_bytes(g)) +
+         round64((size_t)dsr_gemm_panels(g) * DSR_GEMM_PANEL_COLUMNS * sizeof(int32_t));
+}
+
+/* Stored byte of value v: v + 128 for the unsigned operand (flipping the sign bit), v for
+ * the signed one. */
+static uint8_t stored_byte(int8_t v, int flip) { return (uint8_t)((uint8_t)v ^ (flip ? 0x80u : 0u)); }
+
+/* Value the kernel multiplies for a stored byte. */
+static int32_t stored_value(uint8_t b, int is_unsigned) {
+  return is_unsigned ? (int32_t)b : (int32_t)(int8_t)b;
+}
+
+void dsr_gemm_pack_rows(const dsr_gemm *g, const int8_t *p, int64_t i_stride, int64_t t_stride,
+                        int32_t row_begin, int32_t row_end, uint8_t *packed) {
+  int32_t k4 = round4(g->k);
+  int flip = g->p_unsigned;
+  int32_t *row_sums = (int32_t *)(packed + rows_data_bytes(g));
+  for (int32_t i = row_begin; i < row_end; i++) {
+    uint8_t *out = packed + (size_t)i * (size_t)k4;
+    const int8_t *row = p + (int64_t)i * i_stride;
+    int32_t sum = 0;
+    if (t_stride == 1) {
+      for (int32_t t = 0; t < g->k; t++) {
+        out[t] = stored_byte(row[t], flip);
+        sum += stored_value(out[t], flip);
+      }
+    } else {
+      for (int32_t t = 0; t < g->k; t++) {
+        out[t] = stored_byte(row[t * t_stride], flip);
+        sum += stored_value(out[t], flip);
+      }
+    }
+    for (int32_t t = g->k; t < k4; t++)
+      out[t] = 0;
+    row_sums[i] = sum; /* at most 255 * k, within the bound the caller keeps */
+  }
+}
+
+void dsr_gemm_pack_columns(const dsr_gemm *g, const int8_t *q, int64_t t_stride,
+                           int64_t j_stride, int32_t panel_begin, int32_t panel_end,
+                           uint8_t *packed) {
+  int32_t quads = round4(g->k) / 4;
+  int flip = !g->p_unsigned;
+  int32_t *col_sums = (int32_t *)(packed + round64(columns_data_bytes(g)));
+  for (int32_t panel = panel_begin; panel < panel_end; panel++) {
+    uint8_t *out = packed + (size_t)panel * panel_bytes(g);
+    int32_t j0 = panel * DSR_GEMM_PANEL_COLUMNS;
+    int32_t sums[DSR_GEMM_PANEL_COLUMNS] = {0};
+    for (int32_t quad = 0; quad < quads; quad++) {
+      uint8_t *block = out + (size_t)quad * 64;
+      for (int32_t c = 0; c < DSR_GEMM_PANEL_COLUMNS; c++) {
+        int32_t j = j0 + c;
+        for (int32_t u = 0; u < 4; u++) {
+          int32_t t = quad * 4 + u;
+          uint8_t b = 0;
+          if (j < g->n && t < g->k) {
+            b = stored_byte(q[(int64_t)t * t_stride + (int64_t)j * j_stride], flip);
+            sums[c] += stored_value(b, flip);
+          }
+          block[c * 4 + u] = b;
+        }
+      }
+    }
+    memcpy(col_sums + j0, sums, sizeof sums);
+  }
+}
+
+/* Correction terms of dsr_gemm.h, modulo 2^32: the stored zero points and the constant. */
+typedef struct corrections {
+  uint32_t cp, cq, constant;
+} corrections;
+
+static corrections corrections_of(const dsr_gemm *g) {
+  corrections c;
+  c.cp = (uint32_t)(g->p_zero + (g->p_unsigned ? 128 : 0));
+  c.cq = (uint32_t)(g->q_zero + (g->p_unsigned ? 0 : 128));
+  c.constant = (uint32_t)g->k * c.cp * c.cq;
+  return c;
+}
+
+/* Portable kernel: one row against one panel. */
+static void panel_portable(const dsr_gemm *g, const uint8_t *row, const uint8_t *panel,
+                           int32_t sums[DSR_GEMM_PANEL_COLUMNS]) {
+  int32_t quads = round4(g->k) / 4;
+  uint32_t acc[DSR_GEMM_PANEL_COLUMNS] = {0};
+  for (int32_t quad = 0; quad < quads; quad++) {
+    const uint8_t *block = panel + (size_t)quad * 64;
+    const uint8_t *r = row + quad * 4;
+    for (int32_t c = 0; c < DSR_GEMM_PANEL_COLUMNS; c++) {
+      for (int32_t u = 0; u < 4; u++) {
+        int32_t pv = stored_value(r[u], g->p_unsigned);
+        int32_t qv = stored_value(block[c * 4 + u], !g->p_unsigned);
+        acc[c] += (uint32_t)(pv * qv);
+      }
+    }
+  }
+  memcpy(sums, acc, sizeof acc);
+}
+
+void dsr_gemm_run_portable(const dsr_gemm *g, const uint8_t *packed_rows,
+                           const uint8_t *packed_columns, int32_t row_begin, int32_t row_end,
+                           int32_t panel_begin, int32_t panel_end, int32_t *c,
+                           int64_t c_stride) {
+  int32_t k4 = round4(g->k);
+  const int32_t *row_sums = (const int32_t *)(packed_rows + rows_data_bytes(g));
+  const int32_t *col_sums = (const int32_t *)(packed_columns + round64(columns_data_bytes(g)));
+  corrections corr = corrections_of(g);
+  for (int32_t panel = panel_begin; panel < panel_end; panel++) {
+    const uint8_t *pan = packed_columns + (size_t)panel * panel_bytes(g);
+    int32_t j0 = panel * DSR_GEMM_PANEL_COLUMNS;
+    int32_t width = g->n - j0 < DSR_GEMM_PANEL_COLUMNS ? g->n - j0 : DSR_GEMM_PANEL_COLUMNS;
+    for (int32_t i = row_begin; i < row_end; i++) {
+      int32_t sums[DSR_GEMM_PANEL_COLUMNS];
+      panel_portable(g, packed_rows + (size_t)i * (size_t)k4, pan, sums);
+      uint32_t row_term = corr.cq * (uint32_t)row_sums[i];
+      int32_t *out = c + (int64_t)(i - row_begin) * c_stride + j0;
+      for (int32_t col = 0; col < width; col++)
+        out[col] = (int32_t)((uint32_t)sums[col] - row_term -
+                             corr.cp * (uint32_t)col_sums[j0 + col] + corr.constant);
+    }
+  }
+}
+
+#ifdef DSR_GEMM_X86
+
+#define VNNI_TARGET __attribute__((target("avx512f,avx512bw,avx512vnni")))
+
+/* One tile of rows x panels outputs (at most ROW_TILE x PANEL_TILE), constant sizes after
+ * inlining so the accumulators stay in registers. */
+VNNI_TARGET static inline __attribute__((always_inline)) void
+tile_vnni(const dsr_gemm *g, const uint8_t *packed_rows, const uint8_t *packed_columns,
+          const int32_t *row_sums, const int32_t *col_sums, corrections corr, int32_t i0,
+          int32_t panel0, const int rows, const int panels, int32_t row_begin, int32_t *c,
+          int64_t c_stride) {
+  int32_t k4 = round4(g->k);
+  int32_t quads = k4 / 4;
+  size_t pb = panel_bytes(g);
+  __m512i acc[ROW_TILE][PANEL_TILE];
+  for (int r = 0; r < rows; r++)
+    for (int p = 0; p < panels; p++)
+      acc[r][p] = _mm512_setzero_si512();
+  const uint8_t *row_ptr[ROW_TILE];
+  for (int r = 0; r < rows; r++)
+    row_ptr[r] = packed_rows + (size_t)(i0 + r) * (size_t)k4;
+  const uint8_t *col_ptr = packed_columns + (size_t)panel0 * pb;
+  for (int32_t quad = 0; quad < quads; quad++) {
+    __m512i q[PANEL_TILE];
+    for (int p = 0; p < panels; p++)
+      q[p] = _mm512_load_si512((const void *)(col_ptr + (size_t)p * pb + (size_t)quad * 64));
+    for (int r = 0; r < rows; r++) {
+      int32_t word;
+      memcpy(&word, row_ptr[r] + quad * 4, 4);
+      __m512i b = _mm512_set1_epi32(word);
+      for (int p = 0; p < panels; p++)
+        acc[r][p] = g->p_unsigned ? _mm512_dpbusd_epi32(acc[r][p], b, q[p])
+                                  : _mm512_dpbusd_epi32(acc[r][p], q[p], b);
+    }
+  }
+  __m512i cp = _mm512_set1_epi32((int32_t)corr.cp);
+  for (int p = 0; p < panels; p++) {
+    int32_t j0 = (panel0 + p) * DSR_GEMM_PANEL_COLUMNS;
+    int32_t width = g->n - j0 < DSR_GEMM_PANEL_COLUMNS ? g->n - j0 : DSR_GEMM_PANEL_COLUMNS;
+    __mmask16 mask = (__mmask16)((1u << width) - 1u);
+    __m512i col_term = _mm512_mullo_epi32(cp, _mm512_load_si512((const void *)(col_sums + j0)));
+    for (int r = 0; r < rows; r++) {
+      uint32_t row_term = corr.constant - corr.cq * (uint32_t)row_sums[i0 + r];
+      __m512i v = _mm512_add_epi32(acc[r][p], _mm512_set1_epi32((int32_t)row_term));
+      v = _mm512_sub_epi32(v, col_term);
+      _mm512_mask_storeu_epi32(c + (int64_t)(i0 + r - row_begin) * c_stride + j0, mask, v);
+    }
+  }
+}
+
+VNNI_TARGET static inline __attribute__((always_inline)) void tile_rows(const dsr_gemm *g, const uint8_t *packed_rows,
+                                  const uint8_t *packed_columns, const int32_t *row_sums,
+                                  const int32_t *col_sums, corrections corr, int32_t i0,
+                                  int32_t panel0, int rows, int32_t row_begin, int32_t *c,
+                                  int64_t c_stride, const int panels) {
+#define TILE_CASE(R)                                                                             \
+  case R:                                                                                        \
+    tile_vnni(g, packed_rows, packed_columns, row_sums, col_sums, corr, i0, panel0, R, panels,  \
+              row_begin, c, c_stride);                                                           \
+    break;
+  switch (rows) {
+    TILE_CASE(1)
+    TILE_CASE(2)
+    TILE_CASE(3)
+    TILE_CASE(4)
+    TILE_CASE(5)
+  default:
+    tile_vnni(g, packed_rows, packed_columns, row_sums, col_sums, corr, i0, panel0, ROW_TILE,
+              panels, row_begin, c, c_stride);
+    break;
+  }
+#undef TILE_CASE
+}
+
+VNNI_TARGET static void run_vnni(const dsr_gemm *g, const uint8_t *packed_rows,
+                                 const uint8_t *packed_columns, int32_t row_begin,
+                                 int32_t row_end, int32_t panel_begin, int32_t panel_end,
+                                 int32_t *c, int64_t c_stride) {
+  const int32_t *row_sums = (const int32_t *)(packed_rows + rows_data_bytes(g));
+  const int32_t *col_sums = (const int32_t *)(packed_columns + round64(columns_data_bytes(g)));
+  corrections corr = corrections_of(g);
+  for (int32_t panel = panel_begin; panel < panel_end; panel += PANEL_TILE) {
+    int panels = panel_end - panel < PANEL_TILE ? panel_end - panel : PANEL_TILE;
+    for (int32_t i = row_begin; i < row_end; i += ROW_TILE) {
+      int rows = row_end - i < ROW_TILE ? row_end - i : ROW_TILE;
+      switch (panels) {
+      case 1:
+        tile_rows(g, packed_rows, packed_columns, row_sums, col_sums, corr, i, panel, rows,
+                  row_begin, c, c_stride, 1);
+        break;
+      case 2:
+        tile_rows(g, packed_rows, packed_columns, row_sums, col_sums, corr, i, panel, rows,
+                  row_begin, c, c_stride, 2);
+        break;
+      case 3:
+        tile_rows(g, packed_rows, packed_columns, row_sums, col_sums, corr, i, panel, rows,
+                  row_begin, c, c_stride, 3);
+        break;
+      default:
+        tile_rows(g, packed_rows, packed_columns, row_sums, col_sums, corr, i, panel, rows,
+                  row_begin, c, c_stride, PANEL_TILE);
+        break;
+      }
+    }
+  }
+}
+
+int dsr_gemm_uses_vnni(void) {
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512bw");
+}
+
+#else
+
+int dsr_gemm_uses_vnni(void) { return 0; }
+
+#endif
+
+void dsr_gemm_run(const dsr_gemm *g, const uint8_t *packed_rows, const uint8_t *packed_columns,
+                  int32_t row_begin, int32_t row_end, int32_t panel_begin, int32_t panel_end,
+                  int32_t *c, int64_t c_stride) {
+  if (row_begin >= row_end || panel_begin >= panel_end)
+    return;
+#ifdef DSR_GEMM_X86
+  if (dsr_gemm_uses_vnni()) {
+    run_vnni(g, packed_rows, packed_columns, row_begin, row_end, panel_begin, panel_end, c,
+             c_stride);
+    return;
+  }
+#endif
+  dsr_gemm_run_portable(g, packed_rows, packed_columns, row_begin, row_end, panel_begin,
+                        panel_end, c, c_stride);
+}
