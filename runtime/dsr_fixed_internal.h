@@ -115,6 +115,12 @@ void dsr_fixed_requant_row64(const int64_t *acc, int64_t count, const int32_t *p
 void dsr_fixed_store_row(const int32_t *values, int64_t count, int32_t zero, int32_t dtype,
                          void *out, int64_t offset);
 
+/* dsr_fixed_requant_row32 of acc followed by dsr_fixed_store_row, in one pass (AVX-512F where
+ * the CPU has it). acc may be overwritten. */
+void dsr_fixed_requant_store_row(int32_t *acc, int64_t count, const int32_t *pairs,
+                                 int32_t pair_stride, int32_t zero, int32_t dtype, void *out,
+                                 int64_t offset);
+
 /* Dot product of two int16 rows in 32 bits: the caller bounds every partial sum by 2^31 - 1. */
 int32_t dsr_fixed_dot16(const int16_t *a, const int16_t *b, int32_t count);
 

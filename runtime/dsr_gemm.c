@@ -192,7 +192,7 @@ tile_vnni(const dsr_gemm *g, const uint8_t *packed_rows, const uint8_t *packed_c
   for (int32_t quad = 0; quad < quads; quad++) {
     __m512i q[PANEL_TILE];
     for (int p = 0; p < panels; p++)
-      q[p] = _mm512_load_si512((const void *)(col_ptr + (size_t)p * pb + (size_t)quad * 64));
+      q[p] = _mm512_loadu_si512((const void *)(col_ptr + (size_t)p * pb + (size_t)quad * 64));
     for (int r = 0; r < rows; r++) {
       int32_t word;
       memcpy(&word, row_ptr[r] + quad * 4, 4);
@@ -207,7 +207,7 @@ tile_vnni(const dsr_gemm *g, const uint8_t *packed_rows, const uint8_t *packed_c
     int32_t j0 = (panel0 + p) * DSR_GEMM_PANEL_COLUMNS;
     int32_t width = g->n - j0 < DSR_GEMM_PANEL_COLUMNS ? g->n - j0 : DSR_GEMM_PANEL_COLUMNS;
     __mmask16 mask = (__mmask16)((1u << width) - 1u);
-    __m512i col_term = _mm512_mullo_epi32(cp, _mm512_load_si512((const void *)(col_sums + j0)));
+    __m512i col_term = _mm512_mullo_epi32(cp, _mm512_loadu_si512((const void *)(col_sums + j0)));
     for (int r = 0; r < rows; r++) {
       uint32_t row_term = corr.constant - corr.cq * (uint32_t)row_sums[i0 + r];
       __m512i v = _mm512_add_epi32(acc[r][p], _mm512_set1_epi32((int32_t)row_term));
