@@ -7,7 +7,7 @@
  * 2^61), the saturation test, the signed 32 x 32 -> 64 product (vpmuldq), the rounding of
  * the doubled high half (x + 2^30 - (x < 0)) >> 31, which is round(x / 2^31) half away from
  * zero, and the rounding right shift by max(-shift, 0) in the same form. Pairs interleave
- * multiplier and shift, so one 64-bit lane of the pair array holds one element's pair.
+ * multiplier and shift, so each 64-bit lane of the pair array contains one element's pair.
  */
 #include "dsr_fixed_internal.h"
 

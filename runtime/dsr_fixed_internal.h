@@ -61,6 +61,20 @@ int dsr_fixed_fast_conv2d_parallel(const dsr_model *model, const dsr_node *node,
 size_t dsr_fixed_fast_conv2d_scratch_bytes_for_workers(const dsr_model *model,
                                                        const dsr_node *node,
                                                        int32_t worker_count);
+/* CONV2D with one group and an int8 input as a packed matrix product
+ * (dsr_fixed_fast_conv_gemm.c); dsr_fixed_fast_conv2d_parallel tries it first. */
+int dsr_fixed_fast_conv2d_gemm(const dsr_model *model, const dsr_node *node,
+                               const void *const *in, void *out, uint8_t *scratch,
+                               const dsr_parallel *parallel);
+size_t dsr_fixed_fast_conv2d_gemm_scratch_bytes(const dsr_model *model, const dsr_node *node,
+                                                int32_t worker_count);
+/* Depthwise CONV2D with stride 1 on the padded grid (dsr_fixed_fast_depthwise.c);
+ * dsr_fixed_fast_conv2d_parallel tries it second. */
+int dsr_fixed_fast_depthwise(const dsr_model *model, const dsr_node *node,
+                             const void *const *in, void *out, uint8_t *scratch,
+                             const dsr_parallel *parallel);
+size_t dsr_fixed_fast_depthwise_scratch_bytes(const dsr_model *model, const dsr_node *node,
+                                              int32_t worker_count);
 int dsr_fixed_fast_matmul(const dsr_model *model, const dsr_node *node, const void *const *in,
                           void *out, uint8_t *scratch);
 size_t dsr_fixed_fast_matmul_scratch_bytes(const dsr_model *model, const dsr_node *node);

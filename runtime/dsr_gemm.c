@@ -82,32 +82,116 @@ void dsr_gemm_pack_rows(const dsr_gemm *g, const int8_t *p, int64_t i_stride, in
   }
 }
 
-void dsr_gemm_pack_columns(const dsr_gemm *g, const int8_t *q, int64_t t_stride,
-                           int64_t j_stride, int32_t panel_begin, int32_t panel_end,
-                           uint8_t *packed) {
+/* Packs one panel element by element: any strides, partial panels and quads. */
+static void pack_panel_scalar(const dsr_gemm *g, const int8_t *q, int64_t t_stride,
+                              int64_t j_stride, int32_t panel, uint8_t *packed) {
   int32_t quads = round4(g->k) / 4;
   int flip = !g->p_unsigned;
   int32_t *col_sums = (int32_t *)(packed + round64(columns_data_bytes(g)));
-  for (int32_t panel = panel_begin; panel < panel_end; panel++) {
-    uint8_t *out = packed + (size_t)panel * panel_bytes(g);
-    int32_t j0 = panel * DSR_GEMM_PANEL_COLUMNS;
-    int32_t sums[DSR_GEMM_PANEL_COLUMNS] = {0};
-    for (int32_t quad = 0; quad < quads; quad++) {
-      uint8_t *block = out + (size_t)quad * 64;
-      for (int32_t c = 0; c < DSR_GEMM_PANEL_COLUMNS; c++) {
-        int32_t j = j0 + c;
-        for (int32_t u = 0; u < 4; u++) {
-          int32_t t = quad * 4 + u;
-          uint8_t b = 0;
-          if (j < g->n && t < g->k) {
-            b = stored_byte(q[(int64_t)t * t_stride + (int64_t)j * j_stride], flip);
-            sums[c] += stored_value(b, flip);
-          }
-          block[c * 4 + u] = b;
+  uint8_t *out = packed + (size_t)panel * panel_bytes(g);
+  int32_t j0 = panel * DSR_GEMM_PANEL_COLUMNS;
+  int32_t sums[DSR_GEMM_PANEL_COLUMNS] = {0};
+  for (int32_t quad = 0; quad < quads; quad++) {
+    uint8_t *block = out + (size_t)quad * 64;
+    for (int32_t c = 0; c < DSR_GEMM_PANEL_COLUMNS; c++) {
+      int32_t j = j0 + c;
+      for (int32_t u = 0; u < 4; u++) {
+        int32_t t = quad * 4 + u;
+        uint8_t b = 0;
+        if (j < g->n && t < g->k) {
+          b = stored_byte(q[(int64_t)t * t_stride + (int64_t)j * j_stride], flip);
+          sums[c] += stored_value(b, flip);
         }
+        block[c * 4 + u] = b;
       }
     }
-    memcpy(col_sums + j0, sums, sizeof sums);
+  }
+  memcpy(col_sums + j0, sums, sizeof sums);
+}
+
+#ifdef DSR_GEMM_X86
+
+/*
+ * Packs one whole panel (16 columns within n) of a Q whose columns are contiguous
+ * (j_stride 1): each group of 4 rows is loaded as 4 x 16 bytes and interleaved byte-wise and
+ * then 16-bit-wise, which puts each column's 4 values side by side. Column sums come from
+ * vpmaddubsw against ones (pairs of bytes, at most 2 * 255) and vpmaddwd (the four bytes).
+ */
+__attribute__((target("ssse3"))) static void pack_panel_rows16(const dsr_gemm *g,
+                                                               const int8_t *q,
+                                                               int64_t t_stride, int32_t panel,
+                                                               uint8_t *packed) {
+  int is_unsigned = !g->p_unsigned;
+  const __m128i flip = _mm_set1_epi8(is_unsigned ? (char)0x80 : 0);
+  const __m128i ones8 = _mm_set1_epi8(1), ones16 = _mm_set1_epi16(1);
+  int32_t full_quads = g->k / 4;
+  int32_t *col_sums = (int32_t *)(packed + round64(columns_data_bytes(g)));
+  uint8_t *out = packed + (size_t)panel * panel_bytes(g);
+  int32_t j0 = panel * DSR_GEMM_PANEL_COLUMNS;
+  const int8_t *base = q + j0;
+  __m128i sums[4] = {_mm_setzero_si128(), _mm_setzero_si128(), _mm_setzero_si128(),
+                     _mm_setzero_si128()};
+  for (int32_t quad = 0; quad < full_quads; quad++) {
+    const int8_t *r = base + (int64_t)quad * 4 * t_stride;
+    __m128i r0 = _mm_xor_si128(_mm_loadu_si128((const __m128i *)r), flip);
+    __m128i r1 = _mm_xor_si128(_mm_loadu_si128((const __m128i *)(r + t_stride)), flip);
+    __m128i r2 = _mm_xor_si128(_mm_loadu_si128((const __m128i *)(r + 2 * t_stride)), flip);
+    __m128i r3 = _mm_xor_si128(_mm_loadu_si128((const __m128i *)(r + 3 * t_stride)), flip);
+    __m128i lo01 = _mm_unpacklo_epi8(r0, r1), hi01 = _mm_unpackhi_epi8(r0, r1);
+    __m128i lo23 = _mm_unpacklo_epi8(r2, r3), hi23 = _mm_unpackhi_epi8(r2, r3);
+    __m128i v[4] = {_mm_unpacklo_epi16(lo01, lo23), _mm_unpackhi_epi16(lo01, lo23),
+                    _mm_unpacklo_epi16(hi01, hi23), _mm_unpackhi_epi16(hi01, hi23)};
+    uint8_t *block = out + (size_t)quad * 64;
+    for (int c = 0; c < 4; c++) {
+      _mm_storeu_si128((__m128i *)(block + 16 * c), v[c]);
+      __m128i pairs = is_unsigned ? _mm_maddubs_epi16(v[c], ones8) : _mm_maddubs_epi16(ones8, v[c]);
+      sums[c] = _mm_add_epi32(sums[c], _mm_madd_epi16(pairs, ones16));
+    }
+  }
+  int32_t tail[DSR_GEMM_PANEL_COLUMNS];
+  for (int c = 0; c < 4; c++)
+    _mm_storeu_si128((__m128i *)(tail + 4 * c), sums[c]);
+
+  /* The last, partial group of rows, with zeros past k. */
+  int32_t quads = round4(g->k) / 4;
+  for (int32_t quad = full_quads; quad < quads; quad++) {
+    uint8_t *block = out + (size_t)quad * 64;
+    for (int32_t c = 0; c < DSR_GEMM_PANEL_COLUMNS; c++) {
+      for (int32_t u = 0; u < 4; u++) {
+        int32_t t = quad * 4 + u;
+        uint8_t b = 0;
+        if (t < g->k) {
+          b = stored_byte(base[(int64_t)t * t_stride + c], is_unsigned);
+          tail[c] += stored_value(b, is_unsigned);
+        }
+        block[c * 4 + u] = b;
+      }
+    }
+  }
+  memcpy(col_sums + j0, tail, sizeof tail);
+}
+
+static int has_ssse3(void) {
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("ssse3");
+}
+
+#endif
+
+void dsr_gemm_pack_columns(const dsr_gemm *g, const int8_t *q, int64_t t_stride,
+                           int64_t j_stride, int32_t panel_begin, int32_t panel_end,
+                           uint8_t *packed) {
+#ifdef DSR_GEMM_X86
+  int vector = j_stride == 1 && has_ssse3();
+#endif
+  for (int32_t panel = panel_begin; panel < panel_end; panel++) {
+#ifdef DSR_GEMM_X86
+    if (vector && (panel + 1) * DSR_GEMM_PANEL_COLUMNS <= g->n) {
+      pack_panel_rows16(g, q, t_stride, panel, packed);
+      continue;
+    }
+#endif
+    pack_panel_scalar(g, q, t_stride, j_stride, panel, packed);
   }
 }
 

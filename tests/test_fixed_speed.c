@@ -304,6 +304,18 @@ Test(fast_conv, strided_grouped_padded_match_reference) {
             "int8 3x3 with channels left after blocks of 4");
   conv_case(&(conv_params){1, 16, 6, 6, 14, 3, 1, 1, 1, 2, I8, I16, 0},
             "int8 grouped 3x3 with channels left after blocks of 4");
+  conv_case(&(conv_params){1, 10, 13, 12, 7, 3, 1, 2, 2, 1, I8, I8, 1},
+            "int8 dilated 3x3 as a packed product");
+  conv_case(&(conv_params){2, 36, 9, 9, 53, 1, 1, 0, 1, 1, I8, I8, 1},
+            "int8 pointwise over several row blocks and panels");
+}
+
+Test(fast_conv, depthwise_on_small_maps_matches_reference) {
+  conv_case(&(conv_params){1, 40, 7, 7, 40, 3, 1, 1, 1, 40, I8, I8, 1}, "int8 depthwise 7x7 map");
+  conv_case(&(conv_params){2, 12, 5, 9, 12, 3, 1, 1, 1, 12, I16, I16, 1},
+            "int16 depthwise 5x9 map, batch 2");
+  conv_case(&(conv_params){1, 6, 4, 4, 6, 5, 1, 2, 1, 6, I8, I8, 0},
+            "int8 depthwise 5x5 on a map smaller than the padded kernel");
 }
 
 Test(fast_conv, extreme_values_match_reference) {
