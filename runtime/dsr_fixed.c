@@ -457,6 +457,8 @@ static int run_fast(const dsr_model *model, int32_t node_index, const void *cons
     return dsr_fixed_fast_conv2d_parallel(model, node, inputs, output, scratch, parallel);
   case DSR_OP_MATMUL:
     return dsr_fixed_fast_matmul_parallel(model, node, inputs, output, scratch, parallel);
+  case DSR_OP_GEMM:
+    return dsr_fixed_fast_gemm_parallel(model, node, inputs, output, scratch, parallel);
   case DSR_OP_ADD:
   case DSR_OP_SUB:
   case DSR_OP_MUL:
@@ -585,6 +587,8 @@ size_t dsr_fixed_scratch_bytes(const dsr_model *model, int32_t node_index) {
     return dsr_fixed_fast_conv2d_scratch_bytes(model, node);
   case DSR_OP_MATMUL:
     return dsr_fixed_fast_matmul_scratch_bytes(model, node);
+  case DSR_OP_GEMM:
+    return dsr_fixed_fast_gemm_scratch_bytes(model, node, 1);
   case DSR_OP_ADD:
   case DSR_OP_SUB:
   case DSR_OP_MUL:
@@ -607,6 +611,8 @@ size_t dsr_fixed_scratch_bytes_for_workers(const dsr_model *model, int32_t node_
     return dsr_fixed_fast_conv2d_scratch_bytes_for_workers(model, node, worker_count);
   case DSR_OP_MATMUL:
     return dsr_fixed_fast_matmul_scratch_bytes_for_workers(model, node, worker_count);
+  case DSR_OP_GEMM:
+    return dsr_fixed_fast_gemm_scratch_bytes(model, node, worker_count);
   case DSR_OP_DEFORM_ATTN:
     return dsr_fixed_deform_scratch_bytes_for_workers(model, node, worker_count);
   case DSR_OP_LAYER_NORM:

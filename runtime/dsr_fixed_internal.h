@@ -75,6 +75,14 @@ int dsr_fixed_fast_depthwise(const dsr_model *model, const dsr_node *node,
                              const dsr_parallel *parallel);
 size_t dsr_fixed_fast_depthwise_scratch_bytes(const dsr_model *model, const dsr_node *node,
                                               int32_t worker_count);
+/* GEMM with an int8 input as a packed matrix product (dsr_fixed_fast_gemm.c). */
+int dsr_fixed_fast_gemm_parallel(const dsr_model *model, const dsr_node *node,
+                                 const void *const *in, void *out, uint8_t *scratch,
+                                 const dsr_parallel *parallel);
+size_t dsr_fixed_fast_gemm_scratch_bytes(const dsr_model *model, const dsr_node *node,
+                                         int32_t worker_count);
+int dsr_fixed_fast_gemm(const dsr_model *model, const dsr_node *node, const void *const *in,
+                        void *out, uint8_t *scratch);
 int dsr_fixed_fast_matmul(const dsr_model *model, const dsr_node *node, const void *const *in,
                           void *out, uint8_t *scratch);
 size_t dsr_fixed_fast_matmul_scratch_bytes(const dsr_model *model, const dsr_node *node);

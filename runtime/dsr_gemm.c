@@ -65,10 +65,17 @@ void dsr_gemm_pack_rows(const dsr_gemm *g, const int8_t *p, int64_t i_stride, in
     uint8_t *out = packed + (size_t)i * (size_t)k4;
     const int8_t *row = p + (int64_t)i * i_stride;
     int32_t sum = 0;
-    if (t_stride == 1) {
+    if (t_stride == 1 && flip) {
+      /* Separate loops without a per-element test, which the compiler vectorizes. */
       for (int32_t t = 0; t < g->k; t++) {
-        out[t] = stored_byte(row[t], flip);
-        sum += stored_value(out[t], flip);
+        uint8_t b = (uint8_t)((uint8_t)row[t] ^ 0x80u);
+        out[t] = b;
+        sum += b;
+      }
+    } else if (t_stride == 1) {
+      for (int32_t t = 0; t < g->k; t++) {
+        out[t] = (uint8_t)row[t];
+        sum += row[t];
       }
     } else {
       for (int32_t t = 0; t < g->k; t++) {

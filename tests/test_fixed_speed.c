@@ -431,6 +431,48 @@ Test(fast_matmul, constant_operand_matches_reference) {
               "constant A x int8");
 }
 
+Test(fast_matmul, packed_products_match_reference) {
+  matmul_case(&(matmul_params){3, {2, 50, 37}, 2, {37, 40}, 3, {2, 50, 40}, CB, I8, I8, I8},
+              "int8 x constant B over row blocks, a partial panel and an odd reduction");
+  matmul_case(&(matmul_params){3, {1, 100, 24}, 2, {24, 33}, 3, {1, 100, 33}, CB, I8, I8, I16},
+              "int8 x constant B, one batch split by rows");
+  matmul_case(&(matmul_params){2, {20, 13}, 3, {3, 13, 18}, 3, {3, 20, 18}, CA, I8, I8, I8},
+              "constant A x int8 as packed panels of B");
+  matmul_case(&(matmul_params){3, {1, 7, 30}, 3, {1, 30, 17}, 3, {1, 7, 17}, ACT, I8, I8, I8},
+              "int8 x int8, one batch of few rows split by panels");
+  matmul_case(&(matmul_params){3, {1, 1, 40}, 2, {40, 20}, 3, {1, 1, 20}, CB, I8, I8, I8},
+              "int8 single row x constant B");
+}
+
+/* ------------------------------------------------------------------ GEMM */
+
+static void gemm_case(int32_t m, int32_t k, int32_t n, int trans_b, int32_t y_dtype,
+                      const char *what) {
+  node_case c;
+  node_case_init(&c, DSR_OP_GEMM, 3);
+  int32_t a_dims[2] = {m, k}, w_dims[2] = {trans_b ? n : k, trans_b ? k : n}, b_dims[1] = {n};
+  int32_t y_dims[2] = {m, n};
+  set_tensor(&c, 0, DSR_TENSOR_INPUT, 2, a_dims, I8, rng_range(-128, 127));
+  set_tensor(&c, 1, DSR_TENSOR_CONSTANT, 2, w_dims, I8, 0);
+  set_channels(&c, 1, trans_b ? 0 : 1, n);
+  set_tensor(&c, 2, DSR_TENSOR_CONSTANT, 1, b_dims, DSR_DTYPE_I32, 0);
+  set_tensor(&c, 3, DSR_TENSOR_OUTPUT, 2, y_dims, y_dtype, rng_range(-128, 127));
+  c.node.attrs.gemm = (dsr_gemm_attrs){.alpha = 1.0f, .beta = 1.0f, .trans_b = trans_b};
+  double typical = sqrt((double)k) * 147.0 * 74.0;
+  c.qwords[1] = n;
+  for (int32_t j = 0; j < n; j++)
+    random_pair(c.qwords + 2 + 2 * j, typical, y_dtype == I8 ? 100.0 : 25000.0, 0);
+  c.node.qword_count = 2 + 2 * n;
+  expect_identical(&c, dsr_fixed_fast_gemm, what);
+  node_case_free(&c);
+}
+
+Test(fast_gemm, packed_product_with_bias_matches_reference) {
+  gemm_case(5, 37, 21, 0, I8, "int8 GEMM, few rows");
+  gemm_case(61, 16, 40, 1, I8, "int8 GEMM, transposed weight, rows past one block");
+  gemm_case(1, 100, 10, 1, I16, "int8 GEMM, one row into int16");
+}
+
 Test(fast_matmul, short_reductions_match_reference) {
   /* n >= k: output rows are accumulated rather than dot products. */
   matmul_case(&(matmul_params){4, {1, 2, 16, 8}, 4, {1, 2, 8, 32}, 4, {1, 2, 16, 32}, ACT, I8, I8, I16},
