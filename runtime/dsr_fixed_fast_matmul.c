@@ -77,6 +77,17 @@ static int geometry_init(const dsr_model *model, const dsr_node *node, matmul_ge
     return 0;
   g->batches = dsr_tensor_elements(yt) / ((int64_t)g->m * g->n);
   g->kind = node->qwords[1];
+
+  /* When every batch shares one B and A has a matrix per batch, the batches are consecutive
+   * rows of one product: (1,7,7,768) x (768,3072) has 49 rows, not 7 batches of 7 rows that
+   * would each stream all of B. */
+  int64_t b_matrices = dsr_tensor_elements(bt) / ((int64_t)g->k * g->n);
+  int64_t a_matrices = dsr_tensor_elements(at) / ((int64_t)g->m * g->k);
+  if (g->batches > 1 && b_matrices == 1 && a_matrices == g->batches &&
+      g->batches * g->m <= INT32_MAX / 16) {
+    g->m = (int32_t)(g->batches * g->m);
+    g->batches = 1;
+  }
   int constant_a = g->kind == DSQ_MATMUL_CONSTANT_A, constant_b = g->kind == DSQ_MATMUL_CONSTANT_B;
   g->a_dtype = constant_a ? DSR_DTYPE_I8 : at->qparams.dtype;
   g->b_dtype = constant_b ? DSR_DTYPE_I8 : bt->qparams.dtype;

@@ -56,6 +56,35 @@ static int32_t stored_value(uint8_t b, int is_unsigned) {
   return is_unsigned ? (int32_t)b : (int32_t)(int8_t)b;
 }
 
+/*
+ * Stores the first multiple of 16 values of a contiguous row and adds their stored values to
+ * *sum; returns how many it stored. With SSE2, vpsadbw sums the unsigned form (value + 128)
+ * of 8 bytes at a time, and the signed sum is that minus 128 per value.
+ */
+static int32_t pack_row_prefix(const int8_t *row, int32_t count, int flip, uint8_t *out,
+                               int32_t *sum) {
+#ifdef DSR_GEMM_X86
+  const __m128i bias = _mm_set1_epi8((char)0x80), zero = _mm_setzero_si128();
+  __m128i sums = _mm_setzero_si128();
+  int32_t t = 0;
+  for (; t + 16 <= count; t += 16) {
+    __m128i shifted = _mm_xor_si128(_mm_loadu_si128((const __m128i *)(row + t)), bias);
+    _mm_storeu_si128((__m128i *)(out + t), flip ? shifted : _mm_xor_si128(shifted, bias));
+    sums = _mm_add_epi64(sums, _mm_sad_epu8(shifted, zero));
+  }
+  int64_t unsigned_sum = _mm_cvtsi128_si64(sums) + _mm_cvtsi128_si64(_mm_unpackhi_epi64(sums, sums));
+  *sum += (int32_t)(flip ? unsigned_sum : unsigned_sum - 128 * (int64_t)t);
+  return t;
+#else
+  (void)row;
+  (void)count;
+  (void)flip;
+  (void)out;
+  (void)sum;
+  return 0;
+#endif
+}
+
 void dsr_gemm_pack_rows(const dsr_gemm *g, const int8_t *p, int64_t i_stride, int64_t t_stride,
                         int32_t row_begin, int32_t row_end, uint8_t *packed) {
   int32_t k4 = round4(g->k);
@@ -65,17 +94,11 @@ void dsr_gemm_pack_rows(const dsr_gemm *g, const int8_t *p, int64_t i_stride, in
     uint8_t *out = packed + (size_t)i * (size_t)k4;
     const int8_t *row = p + (int64_t)i * i_stride;
     int32_t sum = 0;
-    if (t_stride == 1 && flip) {
-      /* Separate loops without a per-element test, which the compiler vectorizes. */
-      for (int32_t t = 0; t < g->k; t++) {
-        uint8_t b = (uint8_t)((uint8_t)row[t] ^ 0x80u);
-        out[t] = b;
-        sum += b;
-      }
-    } else if (t_stride == 1) {
-      for (int32_t t = 0; t < g->k; t++) {
-        out[t] = (uint8_t)row[t];
-        sum += row[t];
+    if (t_stride == 1) {
+      int32_t t = pack_row_prefix(row, g->k, flip, out, &sum);
+      for (; t < g->k; t++) {
+        out[t] = stored_byte(row[t], flip);
+        sum += stored_value(out[t], flip);
       }
     } else {
       for (int32_t t = 0; t < g->k; t++) {
@@ -119,63 +142,76 @@ static void pack_panel_scalar(const dsr_gemm *g, const int8_t *q, int64_t t_stri
 #ifdef DSR_GEMM_X86
 
 /*
- * Packs one whole panel (16 columns within n) of a Q whose columns are contiguous
- * (j_stride 1): each group of 4 rows is loaded as 4 x 16 bytes and interleaved byte-wise and
- * then 16-bit-wise, which puts each column's 4 values side by side. Column sums come from
+ * Packs panel_count (1 to 4) consecutive whole panels (16 columns each, within n) of a Q whose
+ * columns are contiguous (j_stride 1). Each group of 4 rows is loaded as 4 x 16 bytes per
+ * panel, so one pass reads whole 64-byte lines, and interleaved byte-wise and then
+ * 16-bit-wise, which puts each column's 4 values side by side. Column sums come from
  * vpmaddubsw against ones (pairs of bytes, at most 2 * 255) and vpmaddwd (the four bytes).
  */
-__attribute__((target("ssse3"))) static void pack_panel_rows16(const dsr_gemm *g,
-                                                               const int8_t *q,
-                                                               int64_t t_stride, int32_t panel,
-                                                               uint8_t *packed) {
+__attribute__((target("ssse3"))) static void pack_panels_rows16(const dsr_gemm *g,
+                                                                const int8_t *q,
+                                                                int64_t t_stride, int32_t panel,
+                                                                int32_t panel_count,
+                                                                uint8_t *packed) {
   int is_unsigned = !g->p_unsigned;
   const __m128i flip = _mm_set1_epi8(is_unsigned ? (char)0x80 : 0);
   const __m128i ones8 = _mm_set1_epi8(1), ones16 = _mm_set1_epi16(1);
   int32_t full_quads = g->k / 4;
   int32_t *col_sums = (int32_t *)(packed + round64(columns_data_bytes(g)));
-  uint8_t *out = packed + (size_t)panel * panel_bytes(g);
+  size_t pb = panel_bytes(g);
+  uint8_t *out = packed + (size_t)panel * pb;
   int32_t j0 = panel * DSR_GEMM_PANEL_COLUMNS;
   const int8_t *base = q + j0;
-  __m128i sums[4] = {_mm_setzero_si128(), _mm_setzero_si128(), _mm_setzero_si128(),
-                     _mm_setzero_si128()};
+  __m128i sums[4][4];
+  for (int p = 0; p < 4; p++)
+    for (int c = 0; c < 4; c++)
+      sums[p][c] = _mm_setzero_si128();
   for (int32_t quad = 0; quad < full_quads; quad++) {
     const int8_t *r = base + (int64_t)quad * 4 * t_stride;
-    __m128i r0 = _mm_xor_si128(_mm_loadu_si128((const __m128i *)r), flip);
-    __m128i r1 = _mm_xor_si128(_mm_loadu_si128((const __m128i *)(r + t_stride)), flip);
-    __m128i r2 = _mm_xor_si128(_mm_loadu_si128((const __m128i *)(r + 2 * t_stride)), flip);
-    __m128i r3 = _mm_xor_si128(_mm_loadu_si128((const __m128i *)(r + 3 * t_stride)), flip);
-    __m128i lo01 = _mm_unpacklo_epi8(r0, r1), hi01 = _mm_unpackhi_epi8(r0, r1);
-    __m128i lo23 = _mm_unpacklo_epi8(r2, r3), hi23 = _mm_unpackhi_epi8(r2, r3);
-    __m128i v[4] = {_mm_unpacklo_epi16(lo01, lo23), _mm_unpackhi_epi16(lo01, lo23),
-                    _mm_unpacklo_epi16(hi01, hi23), _mm_unpackhi_epi16(hi01, hi23)};
-    uint8_t *block = out + (size_t)quad * 64;
-    for (int c = 0; c < 4; c++) {
-      _mm_storeu_si128((__m128i *)(block + 16 * c), v[c]);
-      __m128i pairs = is_unsigned ? _mm_maddubs_epi16(v[c], ones8) : _mm_maddubs_epi16(ones8, v[c]);
-      sums[c] = _mm_add_epi32(sums[c], _mm_madd_epi16(pairs, ones16));
-    }
-  }
-  int32_t tail[DSR_GEMM_PANEL_COLUMNS];
-  for (int c = 0; c < 4; c++)
-    _mm_storeu_si128((__m128i *)(tail + 4 * c), sums[c]);
-
-  /* The last, partial group of rows, with zeros past k. */
-  int32_t quads = round4(g->k) / 4;
-  for (int32_t quad = full_quads; quad < quads; quad++) {
-    uint8_t *block = out + (size_t)quad * 64;
-    for (int32_t c = 0; c < DSR_GEMM_PANEL_COLUMNS; c++) {
-      for (int32_t u = 0; u < 4; u++) {
-        int32_t t = quad * 4 + u;
-        uint8_t b = 0;
-        if (t < g->k) {
-          b = stored_byte(base[(int64_t)t * t_stride + c], is_unsigned);
-          tail[c] += stored_value(b, is_unsigned);
-        }
-        block[c * 4 + u] = b;
+    for (int p = 0; p < panel_count; p++) {
+      const int8_t *rp = r + p * DSR_GEMM_PANEL_COLUMNS;
+      __m128i r0 = _mm_xor_si128(_mm_loadu_si128((const __m128i *)rp), flip);
+      __m128i r1 = _mm_xor_si128(_mm_loadu_si128((const __m128i *)(rp + t_stride)), flip);
+      __m128i r2 = _mm_xor_si128(_mm_loadu_si128((const __m128i *)(rp + 2 * t_stride)), flip);
+      __m128i r3 = _mm_xor_si128(_mm_loadu_si128((const __m128i *)(rp + 3 * t_stride)), flip);
+      __m128i lo01 = _mm_unpacklo_epi8(r0, r1), hi01 = _mm_unpackhi_epi8(r0, r1);
+      __m128i lo23 = _mm_unpacklo_epi8(r2, r3), hi23 = _mm_unpackhi_epi8(r2, r3);
+      __m128i v[4] = {_mm_unpacklo_epi16(lo01, lo23), _mm_unpackhi_epi16(lo01, lo23),
+                      _mm_unpacklo_epi16(hi01, hi23), _mm_unpackhi_epi16(hi01, hi23)};
+      uint8_t *block = out + (size_t)p * pb + (size_t)quad * 64;
+      for (int c = 0; c < 4; c++) {
+        _mm_storeu_si128((__m128i *)(block + 16 * c), v[c]);
+        __m128i pairs =
+            is_unsigned ? _mm_maddubs_epi16(v[c], ones8) : _mm_maddubs_epi16(ones8, v[c]);
+        sums[p][c] = _mm_add_epi32(sums[p][c], _mm_madd_epi16(pairs, ones16));
       }
     }
   }
-  memcpy(col_sums + j0, tail, sizeof tail);
+
+  int32_t quads = round4(g->k) / 4;
+  for (int p = 0; p < panel_count; p++) {
+    int32_t tail[DSR_GEMM_PANEL_COLUMNS];
+    for (int c = 0; c < 4; c++)
+      _mm_storeu_si128((__m128i *)(tail + 4 * c), sums[p][c]);
+
+    /* The last, partial group of rows, with zeros past k. */
+    const int8_t *panel_base = base + p * DSR_GEMM_PANEL_COLUMNS;
+    for (int32_t quad = full_quads; quad < quads; quad++) {
+      uint8_t *block = out + (size_t)p * pb + (size_t)quad * 64;
+      for (int32_t c = 0; c < DSR_GEMM_PANEL_COLUMNS; c++) {
+        for (int32_t u = 0; u < 4; u++) {
+          int32_t t = quad * 4 + u;
+          uint8_t b = 0;
+          if (t < g->k) {
+            b = stored_byte(panel_base[(int64_t)t * t_stride + c], is_unsigned);
+            tail[c] += stored_value(b, is_unsigned);
+          }
+          block[c * 4 + u] = b;
+        }
+      }
+    }
+    memcpy(col_sums + j0 + p * DSR_GEMM_PANEL_COLUMNS, tail, sizeof tail);
+  }
 }
 
 static int has_ssse3(void) {
@@ -191,15 +227,19 @@ void dsr_gemm_pack_columns(const dsr_gemm *g, const int8_t *q, int64_t t_stride,
 #ifdef DSR_GEMM_X86
   int vector = j_stride == 1 && has_ssse3();
 #endif
-  for (int32_t panel = panel_begin; panel < panel_end; panel++) {
+  int32_t panel = panel_begin;
 #ifdef DSR_GEMM_X86
-    if (vector && (panel + 1) * DSR_GEMM_PANEL_COLUMNS <= g->n) {
-      pack_panel_rows16(g, q, t_stride, panel, packed);
-      continue;
-    }
-#endif
-    pack_panel_scalar(g, q, t_stride, j_stride, panel, packed);
+  /* Whole panels, up to 4 per pass. */
+  int32_t whole_end = g->n / DSR_GEMM_PANEL_COLUMNS < panel_end ? g->n / DSR_GEMM_PANEL_COLUMNS
+                                                                  : panel_end;
+  while (vector && panel < whole_end) {
+    int32_t count = whole_end - panel < 4 ? whole_end - panel : 4;
+    pack_panels_rows16(g, q, t_stride, panel, count, packed);
+    panel += count;
   }
+#endif
+  for (; panel < panel_end; panel++)
+    pack_panel_scalar(g, q, t_stride, j_stride, panel, packed);
 }
 
 /* Correction terms of dsr_gemm.h, modulo 2^32: the stored zero points and the constant. */
