@@ -16,10 +16,36 @@
 
 #define AVX512_TARGET __attribute__((target("avx512f")))
 
+/* round(v / 2^right) half away from zero per lane, right >= 0: (v + half - (v < 0)) >> right
+ * where a shift is needed. */
+AVX512_TARGET static inline __m512i round_right(__m512i v, __m512i right) {
+  const __m512i zero = _mm512_setzero_si512();
+  const __m512i one = _mm512_set1_epi64(1);
+  __mmask8 shifted = _mm512_cmpgt_epi64_mask(right, zero);
+  __m512i half = _mm512_maskz_sllv_epi64(shifted, one, _mm512_sub_epi64(right, one));
+  __m512i rounded = _mm512_add_epi64(v, half);
+  rounded = _mm512_mask_sub_epi64(rounded, shifted & _mm512_cmplt_epi64_mask(v, zero), rounded,
+                                  one);
+  return _mm512_srav_epi64(rounded, right);
+}
+
+/* The doubled high half of x * m (both within int32), rounded half away from zero. */
+AVX512_TARGET static inline __m512i high_product(__m512i x, __m512i m) {
+  const __m512i one = _mm512_set1_epi64(1);
+  __m512i product = _mm512_mul_epi32(x, m);
+  __m512i biased = _mm512_add_epi64(product, _mm512_set1_epi64((int64_t)1 << 30));
+  biased = _mm512_mask_sub_epi64(biased, _mm512_cmplt_epi64_mask(product, _mm512_setzero_si512()),
+                                 biased, one);
+  return _mm512_srai_epi64(biased, 31);
+}
+
 /* Requantized values of 8 sums x (int64 lanes) with multipliers m and shifts s. */
 AVX512_TARGET static inline __m256i requant8(__m512i x, __m512i m, __m512i s) {
   const __m512i zero = _mm512_setzero_si512();
-  const __m512i one = _mm512_set1_epi64(1);
+  if (_mm512_cmpgt_epi64_mask(s, zero) == 0) {
+    /* No left shift, so nothing saturates: the usual case of products and convolutions. */
+    return _mm512_cvtepi64_epi32(round_right(high_product(x, m), _mm512_sub_epi64(zero, s)));
+  }
   __m512i left = _mm512_max_epi64(s, zero);
   __m512i right = _mm512_max_epi64(_mm512_sub_epi64(zero, s), zero);
 
@@ -27,18 +53,8 @@ AVX512_TARGET static inline __m256i requant8(__m512i x, __m512i m, __m512i s) {
   __mmask8 over = _mm512_cmpgt_epi64_mask(scaled, _mm512_set1_epi64(INT32_MAX)) |
                   _mm512_cmplt_epi64_mask(scaled, _mm512_set1_epi64(INT32_MIN));
 
-  /* Lanes that saturate hold a wrong product here, and the blend below drops it. */
-  __m512i product = _mm512_mul_epi32(scaled, m);
-  __m512i biased = _mm512_add_epi64(product, _mm512_set1_epi64((int64_t)1 << 30));
-  biased = _mm512_mask_sub_epi64(biased, _mm512_cmplt_epi64_mask(product, zero), biased, one);
-  __m512i high = _mm512_srai_epi64(biased, 31);
-
-  __mmask8 shifted = _mm512_cmpgt_epi64_mask(right, zero);
-  __m512i half = _mm512_maskz_sllv_epi64(shifted, one, _mm512_sub_epi64(right, one));
-  __m512i rounded = _mm512_add_epi64(high, half);
-  rounded = _mm512_mask_sub_epi64(rounded, shifted & _mm512_cmplt_epi64_mask(high, zero),
-                                  rounded, one);
-  rounded = _mm512_srav_epi64(rounded, right);
+  /* Lanes that saturate get a wrong product here, and the blend below drops it. */
+  __m512i rounded = round_right(high_product(scaled, m), right);
 
   /* Saturation: the int32 limit with the sign of x * multiplier, 0 for a zero multiplier. */
   __mmask8 same_sign = (__mmask8)~(_mm512_cmpgt_epi64_mask(scaled, zero) ^
