@@ -47,6 +47,7 @@ enum {
   MATMUL_PACKED,      /* two int8 operands: dsr_gemm */
   MATMUL_DIRECT_ROWS, /* int8, m = 1: output row accumulated from the int8 rows of B */
   MATMUL_DIRECT_DOTS, /* int8, n < 16: int8 rows of A against a transposed int16 copy of B */
+  MATMUL_MATVEC,      /* int8, n = 1: dsr_gemm_matvec of A and the column B, read in place */
   MATMUL_ROWS,        /* an int16 operand, n >= k: int16 copies, output rows accumulated */
   MATMUL_DOTS         /* an int16 operand, n < k: int16 copies, one dot product per output */
 };
@@ -100,6 +101,7 @@ static int geometry_init(const dsr_model *model, const dsr_node *node, matmul_ge
    * multiplying: those products of the windowed attention read their operands in place. */
   if (g->a_dtype == DSR_DTYPE_I8 && g->b_dtype == DSR_DTYPE_I8)
     g->order = g->m == 1 ? MATMUL_DIRECT_ROWS
+               : g->n == 1 ? MATMUL_MATVEC
                : g->n < DSR_GEMM_PANEL_COLUMNS ? MATMUL_DIRECT_DOTS
                                                : MATMUL_PACKED;
   else
@@ -119,11 +121,14 @@ static void scratch_parts(const matmul_geometry *g, size_t parts[4]) {
     parts[3] = 0;
     return;
   }
-  if (g->order == MATMUL_DIRECT_ROWS || g->order == MATMUL_DIRECT_DOTS) {
-    int dots = g->order == MATMUL_DIRECT_DOTS;
+  if (g->order == MATMUL_DIRECT_ROWS || g->order == MATMUL_DIRECT_DOTS ||
+      g->order == MATMUL_MATVEC) {
+    /* DIRECT_DOTS and MATVEC keep a whole m x n block (n < 16) to requantize it at once. */
+    int dots = g->order != MATMUL_DIRECT_ROWS;
     parts[0] = 0;
-    parts[1] = dots ? round64((size_t)g->n * (size_t)g->k * sizeof(int16_t)) : 0;
-    /* DIRECT_DOTS keeps a whole m x n block (n < 16) to requantize it at once. */
+    parts[1] = g->order == MATMUL_DIRECT_DOTS
+                   ? round64((size_t)g->n * (size_t)g->k * sizeof(int16_t))
+                   : 0;
     parts[2] = round64((size_t)(dots ? g->m : 1) * (size_t)g->n * sizeof(int32_t));
     parts[3] = 0;
     return;
@@ -348,6 +353,23 @@ static void multiply_direct_rows(const dsr_node *node, const matmul_geometry *g,
   }
 }
 
+/* MATVEC order: rows [row_begin, row_end) of one batch, whose outputs are contiguous. */
+static void multiply_matvec(const dsr_node *node, const matmul_geometry *g, const int8_t *a8,
+                            const int8_t *b8, int32_t row_begin, int32_t row_end, int32_t *block,
+                            const dsr_tensor *yt, int64_t y_base, void *out) {
+  int32_t rows = row_end - row_begin;
+  dsr_gemm_matvec(a8 + (int64_t)row_begin * g->k, rows, g->k, g->a_zero, b8, g->b_zero, block);
+  /* One pair for all rows, except a constant A, which has one per row. */
+  const int32_t *pairs = node->qwords + (g->kind == DSQ_MATMUL_ACTIVATIONS ? 2 : 3);
+  int32_t pair_stride = 0;
+  if (g->kind == DSQ_MATMUL_CONSTANT_A) {
+    pairs += 2 * row_begin;
+    pair_stride = 2;
+  }
+  dsr_fixed_requant_store_row(block, rows, pairs, pair_stride, yt->qparams.zero_point,
+                              yt->qparams.dtype, out, y_base + row_begin);
+}
+
 /*
  * Packed order: rows [row_begin, row_end) and panels [panel_begin, panel_end) of one batch
  * from the packed operands, ROW_BLOCK rows at a time through the int32 block c.
@@ -418,7 +440,7 @@ static void load_batch(const matmul_job *job, const matmul_slot *slot, int64_t b
     if (b_base != *b_loaded)
       load_block(job->in[1], g->b_dtype, g->b_zero, b_base, g->k, g->n, 1,
                  (int16_t *)slot->part[1]);
-  } else if (g->order != MATMUL_DIRECT_ROWS) {
+  } else if (g->order == MATMUL_ROWS || g->order == MATMUL_DOTS) {
     if (a_base != *a_loaded)
       load_block(job->in[0], g->a_dtype, g->a_zero, a_base, g->m, g->k, 0,
                  (int16_t *)slot->part[0]);
@@ -446,6 +468,9 @@ static void multiply_range(const matmul_job *job, const matmul_slot *blocks,
   case MATMUL_DIRECT_ROWS:
     multiply_direct_rows(job->node, g, a8, b8, row_begin, row_end, acc, job->yt, y_base,
                          job->out);
+    break;
+  case MATMUL_MATVEC:
+    multiply_matvec(job->node, g, a8, b8, row_begin, row_end, acc, job->yt, y_base, job->out);
     break;
   case MATMUL_DIRECT_DOTS:
     multiply_direct_dots(job->node, g, a8, (const int16_t *)blocks->part[1], row_begin, row_end,

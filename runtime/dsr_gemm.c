@@ -416,6 +416,95 @@ int dsr_gemm_uses_vnni(void) { return 0; }
 
 #endif
 
+void dsr_gemm_matvec_portable(const int8_t *a, int32_t m, int32_t k, int32_t a_zero,
+                              const int8_t *b, int32_t b_zero, int32_t *out) {
+  for (int32_t i = 0; i < m; i++) {
+    const int8_t *row = a + (int64_t)i * k;
+    uint32_t sum = 0;
+    for (int32_t t = 0; t < k; t++)
+      sum += (uint32_t)((row[t] - a_zero) * (b[t] - b_zero));
+    out[i] = (int32_t)sum;
+  }
+}
+
+#ifdef DSR_GEMM_X86
+
+/*
+ * 16 rows per vector: lane r gathers the 4 bytes a[i0 + r][4q .. 4q + 3] of quad q, flipped to
+ * unsigned (value + 128), and vpdpbusd multiplies them by the broadcast quad of b and, in a
+ * second sum, by ones for the row sums. Then C = S - b_zero * row_sum - (a_zero + 128) *
+ * (sum of b) + k * (a_zero + 128) * b_zero, modulo 2^32 as in dsr_gemm_run. A k that is not
+ * a multiple of 4 ends in a quad whose missing bytes pair with zeros of a padded b.
+ */
+VNNI_TARGET static void matvec_vnni(const int8_t *a, int32_t m, int32_t k, int32_t a_zero,
+                                    const int8_t *b, int32_t b_zero, int32_t *out) {
+  int32_t quads = k / 4, tail = k % 4;
+  uint32_t b_sum = 0;
+  for (int32_t t = 0; t < k; t++)
+    b_sum += (uint32_t)b[t];
+  uint32_t ca = (uint32_t)(a_zero + 128);
+  uint32_t constant = (uint32_t)k * ca * (uint32_t)b_zero - ca * b_sum;
+  const __m512i flip = _mm512_set1_epi8((char)0x80), ones = _mm512_set1_epi8(1);
+  const __m512i lanes = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+  int32_t last_word = 0;
+  memcpy(&last_word, b + 4 * quads, (size_t)tail);
+  for (int32_t i0 = 0; i0 < m; i0 += 16) {
+    int32_t rows = m - i0 < 16 ? m - i0 : 16;
+    __mmask16 mask = (__mmask16)((1u << rows) - 1u);
+    __m512i index = _mm512_mullo_epi32(lanes, _mm512_set1_epi32(k));
+    const int8_t *base = a + (int64_t)i0 * k;
+    __m512i sums = _mm512_setzero_si512(), row_sums = _mm512_setzero_si512();
+    for (int32_t q = 0; q < quads; q++) {
+      /* Lanes past m start as 0x80 bytes, which the flip turns into zeros. */
+      __m512i words = _mm512_mask_i32gather_epi32(flip, mask, index,
+                                                  (const void *)(base + 4 * q), 1);
+      words = _mm512_xor_si512(words, flip);
+      int32_t b_word;
+      memcpy(&b_word, b + 4 * q, 4);
+      sums = _mm512_dpbusd_epi32(sums, words, _mm512_set1_epi32(b_word));
+      row_sums = _mm512_dpbusd_epi32(row_sums, words, ones);
+    }
+    if (tail > 0) {
+      /* Bytes past k are read from the row itself (or its successor), so only whole rows
+       * are gathered: the last row's tail goes through the scalar loop below. */
+      __mmask16 inner = i0 + rows == m ? (__mmask16)(mask >> 1) : mask;
+      __m512i words = _mm512_mask_i32gather_epi32(flip, inner, index,
+                                                  (const void *)(base + 4 * quads), 1);
+      __m512i keep = _mm512_set1_epi32((int32_t)((1u << (8 * tail)) - 1u));
+      words = _mm512_and_si512(_mm512_xor_si512(words, flip), keep);
+      sums = _mm512_dpbusd_epi32(sums, words, _mm512_set1_epi32(last_word));
+      row_sums = _mm512_dpbusd_epi32(row_sums, words, ones);
+      if (inner != mask) {
+        const int8_t *row = base + (int64_t)(rows - 1) * k + 4 * quads;
+        uint32_t s = 0, r = 0;
+        for (int32_t t = 0; t < tail; t++) {
+          s += (uint32_t)(((int32_t)row[t] + 128) * b[4 * quads + t]);
+          r += (uint32_t)((int32_t)row[t] + 128);
+        }
+        __mmask16 last = (__mmask16)(1u << (rows - 1));
+        sums = _mm512_mask_add_epi32(sums, last, sums, _mm512_set1_epi32((int32_t)s));
+        row_sums = _mm512_mask_add_epi32(row_sums, last, row_sums, _mm512_set1_epi32((int32_t)r));
+      }
+    }
+    __m512i c = _mm512_sub_epi32(sums, _mm512_mullo_epi32(row_sums, _mm512_set1_epi32(b_zero)));
+    c = _mm512_add_epi32(c, _mm512_set1_epi32((int32_t)constant));
+    _mm512_mask_storeu_epi32(out + i0, mask, c);
+  }
+}
+
+#endif
+
+void dsr_gemm_matvec(const int8_t *a, int32_t m, int32_t k, int32_t a_zero, const int8_t *b,
+                     int32_t b_zero, int32_t *out) {
+#ifdef DSR_GEMM_X86
+  if (dsr_gemm_uses_vnni() && (int64_t)k * 16 < INT32_MAX) {
+    matvec_vnni(a, m, k, a_zero, b, b_zero, out);
+    return;
+  }
+#endif
+  dsr_gemm_matvec_portable(a, m, k, a_zero, b, b_zero, out);
+}
+
 void dsr_gemm_run(const dsr_gemm *g, const uint8_t *packed_rows, const uint8_t *packed_columns,
                   int32_t row_begin, int32_t row_end, int32_t panel_begin, int32_t panel_end,
                   int32_t *c, int64_t c_stride) {

@@ -78,6 +78,19 @@ void dsr_gemm_run(const dsr_gemm *g, const uint8_t *packed_rows, const uint8_t *
                   int32_t row_begin, int32_t row_end, int32_t panel_begin, int32_t panel_end,
                   int32_t *c, int64_t c_stride);
 
+/*
+ * Matrix-vector product without packing: out[i] = sum over t < k of (a[i][t] - a_zero) *
+ * (b[t] - b_zero) for i < m, a row-major (row stride k). The bound of dsr_gemm_run applies.
+ * The VNNI kernel gathers 4 bytes of 16 rows at a time, so many small products (one per
+ * query of neighbourhood attention) cost no packing.
+ */
+void dsr_gemm_matvec(const int8_t *a, int32_t m, int32_t k, int32_t a_zero, const int8_t *b,
+                     int32_t b_zero, int32_t *out);
+
+/* dsr_gemm_matvec with the portable loop whatever the CPU, for tests. */
+void dsr_gemm_matvec_portable(const int8_t *a, int32_t m, int32_t k, int32_t a_zero,
+                              const int8_t *b, int32_t b_zero, int32_t *out);
+
 /* dsr_gemm_run with the portable kernel whatever the CPU, for tests that compare the two. */
 void dsr_gemm_run_portable(const dsr_gemm *g, const uint8_t *packed_rows,
                            const uint8_t *packed_columns, int32_t row_begin, int32_t row_end,

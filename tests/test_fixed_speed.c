@@ -442,6 +442,11 @@ Test(fast_matmul, packed_products_match_reference) {
               "int8 x int8, one batch of few rows split by panels");
   matmul_case(&(matmul_params){3, {1, 1, 40}, 2, {40, 20}, 3, {1, 1, 20}, CB, I8, I8, I8},
               "int8 single row x constant B");
+  matmul_case(&(matmul_params){4, {1, 6, 49, 30}, 4, {1, 6, 30, 1}, 4, {1, 6, 49, 1}, ACT, I8,
+                               I8, I8},
+              "int8 matrix x vector per batch (neighbourhood attention scores)");
+  matmul_case(&(matmul_params){2, {21, 8}, 3, {2, 8, 1}, 3, {2, 21, 1}, CA, I8, I8, I16},
+              "constant A x int8 vector");
 }
 
 /* ------------------------------------------------------------------ GEMM */
