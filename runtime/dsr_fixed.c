@@ -471,6 +471,10 @@ static int run_fast(const dsr_model *model, int32_t node_index, const void *cons
                                            parallel);
   case DSR_OP_GELU:
     return dsr_fixed_fast_gelu(model, node, inputs, output);
+  case DSR_OP_GATHER:
+    return dsr_fixed_fast_gather_parallel(model, node, inputs, output, parallel);
+  case DSR_OP_RESHAPE:
+    return dsr_fixed_fast_reshape_parallel(model, node, inputs, output, parallel);
   default:
     return 0;
   }

@@ -98,6 +98,16 @@ int dsr_fixed_fast_gelu(const dsr_model *model, const dsr_node *node, const void
                         void *out);
 int dsr_fixed_fast_transpose(const dsr_model *model, const dsr_node *node,
                              const void *const *in, void *out);
+/* GATHER as block copies of runs of consecutive indices (dsr_fixed_fast_gather.c), the
+ * output split between tasks. */
+int dsr_fixed_fast_gather_parallel(const dsr_model *model, const dsr_node *node,
+                                   const void *const *in, void *out,
+                                   const dsr_parallel *parallel);
+/* RESHAPE: nothing when the output has the input's bytes (the planner's alias), else the copy
+ * split between tasks; 0 when the two overlap in part. */
+int dsr_fixed_fast_reshape_parallel(const dsr_model *model, const dsr_node *node,
+                                    const void *const *in, void *out,
+                                    const dsr_parallel *parallel);
 
 /*
  * Row helpers of the optimized kernels (dsr_fixed_fast_rows.c). The requant functions write
