@@ -73,6 +73,11 @@ size_t dsr_fixed_fast_matmul_scratch_bytes_for_workers(const dsr_model *model,
 int dsr_fixed_fast_binary(const dsr_model *model, const dsr_node *node, const void *const *in,
                           void *out, uint8_t *scratch);
 size_t dsr_fixed_fast_binary_scratch_bytes(const dsr_model *model, const dsr_node *node);
+/* Pieces of the output are split between tasks; task i uses the slot_bytes of scratch from
+ * i * slot_bytes. */
+int dsr_fixed_fast_binary_parallel(const dsr_model *model, const dsr_node *node,
+                                   const void *const *in, void *out, uint8_t *scratch,
+                                   size_t slot_bytes, const dsr_parallel *parallel);
 /* dsr_fixed_isqrt64 with the same restoring steps, each one a select instead of a branch. */
 uint64_t dsr_fixed_fast_isqrt64(uint64_t v);
 int dsr_fixed_fast_layer_norm(const dsr_model *model, const dsr_node *node,

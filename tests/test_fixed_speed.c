@@ -523,7 +523,10 @@ typedef struct additive_params {
   int32_t a_dtype, b_dtype, y_dtype;
 } additive_params;
 
-static void additive_case(const additive_params *p, const char *what) {
+/* An ADD or SUB case. halving 1 gives operand a the halving pair (2^30, 0), as the quantizer
+ * does; a nonzero out_shift replaces the output pair's shift. */
+static void additive_case_with(const additive_params *p, int32_t halving, int32_t out_shift,
+                               const char *what) {
   node_case c;
   node_case_init(&c, p->op, 2);
   set_tensor(&c, 0, DSR_TENSOR_INPUT, p->a_rank, p->a_dims, p->a_dtype, rng_range(-128, 127));
@@ -537,11 +540,21 @@ static void additive_case(const additive_params *p, const char *what) {
     c.qwords[2 + 2 * i] = (int32_t)(DSQ_MULTIPLIER_MIN_MAGNITUDE + (rng_u32() & 0x3fffffff));
     c.qwords[3 + 2 * i] = -rng_range(1, 3);
   }
+  if (halving) {
+    c.qwords[2] = 1 << 30;
+    c.qwords[3] = 0;
+  }
   double operand = (narrow ? 128.0 : 20000.0) * (double)(1 << left) / 4.0;
   random_pair(c.qwords + 6, operand, p->y_dtype == I8 ? 100.0 : 25000.0, 0);
+  if (out_shift != 0)
+    c.qwords[7] = out_shift;
   c.node.qword_count = 8;
   expect_identical(&c, dsr_fixed_fast_binary, what);
   node_case_free(&c);
+}
+
+static void additive_case(const additive_params *p, const char *what) {
+  additive_case_with(p, 0, 0, what);
 }
 
 #define ADD DSR_OP_ADD
@@ -555,6 +568,31 @@ Test(fast_binary, same_shape_matches_reference) {
                 "int8 - int16");
   additive_case(&(additive_params){ADD, 2, {40, 40}, 2, {40, 40}, 2, {40, 40}, I8, I8, I8},
                 "int8 + int8 longer than one row piece");
+}
+
+Test(fast_binary, halving_pairs_match_reference) {
+  additive_case_with(&(additive_params){ADD, 4, {1, 16, 9, 9}, 4, {1, 16, 9, 9}, 4,
+                                        {1, 16, 9, 9}, I8, I8, I8},
+                     1, 0, "int8 residual with a halving pair");
+  additive_case_with(&(additive_params){SUB, 4, {1, 16, 9, 9}, 4, {1, 16, 9, 9}, 4,
+                                        {1, 16, 9, 9}, I16, I8, I16},
+                     1, 0, "int16 - int8 with a halving pair");
+  additive_case_with(&(additive_params){ADD, 1, {48}, 4, {1, 7, 7, 48}, 4, {1, 7, 7, 48}, I16,
+                                        I8, I8},
+                     1, 0, "bias row over a map");
+  additive_case_with(&(additive_params){ADD, 2, {50, 40}, 2, {50, 40}, 2, {50, 40}, I16, I16,
+                                        I16},
+                     1, 0, "int16 pieces of a long row");
+}
+
+Test(fast_binary, saturating_output_pairs_match_reference) {
+  /* A positive output shift can saturate in the requantization: the general path. */
+  additive_case_with(&(additive_params){ADD, 2, {9, 70}, 2, {9, 70}, 2, {9, 70}, I8, I8, I8}, 1,
+                     3, "int8 sum with a left shift");
+  additive_case_with(&(additive_params){SUB, 2, {9, 70}, 1, {70}, 2, {9, 70}, I16, I16, I16}, 0,
+                     1, "int16 difference with a left shift");
+  additive_case_with(&(additive_params){ADD, 2, {3, 5}, 2, {3, 5}, 2, {3, 5}, I8, I16, I8}, 0,
+                     -31, "the largest right shift");
 }
 
 Test(fast_binary, broadcasts_match_reference) {
