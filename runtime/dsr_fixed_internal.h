@@ -78,7 +78,8 @@ size_t dsr_fixed_fast_binary_scratch_bytes(const dsr_model *model, const dsr_nod
 int dsr_fixed_fast_binary_parallel(const dsr_model *model, const dsr_node *node,
                                    const void *const *in, void *out, uint8_t *scratch,
                                    size_t slot_bytes, const dsr_parallel *parallel);
-/* dsr_fixed_isqrt64 with the same restoring steps, each one a select instead of a branch. */
+/* dsr_fixed_isqrt64: from the double square root below 2^62, else with the same restoring
+ * steps, each one a select instead of a branch. */
 uint64_t dsr_fixed_fast_isqrt64(uint64_t v);
 int dsr_fixed_fast_layer_norm(const dsr_model *model, const dsr_node *node,
                               const void *const *in, void *out, uint8_t *scratch);

@@ -800,6 +800,21 @@ Test(fast_layer_norm, isqrt_matches_reference) {
                    (unsigned long long)v);
     }
   }
+  /* Around 2^62, where the double square root hands over to the restoring steps. */
+  const uint64_t roots[] = {(1u << 31) - 1, 1u << 31, (1u << 31) + 1, 3037000499u, 94906265u};
+  for (int32_t i = 0; i < 5; i++) {
+    uint64_t square = roots[i] * roots[i];
+    for (int32_t delta = -2; delta <= 2; delta++) {
+      uint64_t v = square + (uint64_t)(int64_t)delta;
+      cr_assert_eq(dsr_fixed_fast_isqrt64(v), dsr_fixed_isqrt64(v), "isqrt(%llu)",
+                   (unsigned long long)v);
+    }
+  }
+  for (int32_t delta = -3; delta <= 3; delta++) {
+    uint64_t v = ((uint64_t)1 << 62) + (uint64_t)(int64_t)delta;
+    cr_assert_eq(dsr_fixed_fast_isqrt64(v), dsr_fixed_isqrt64(v), "isqrt(%llu)",
+                 (unsigned long long)v);
+  }
   cr_assert_eq(dsr_fixed_fast_isqrt64(UINT64_MAX), dsr_fixed_isqrt64(UINT64_MAX));
   cr_assert_eq(dsr_fixed_fast_isqrt64(0), 0);
 }
@@ -809,6 +824,8 @@ Test(fast_layer_norm, rows_match_reference) {
   layer_norm_case(12, 96, I8, I8, 1000, "int8 rows of 96");
   layer_norm_case(5, 300, I16, I16, (int64_t)1 << 33, "int16 rows with a large epsilon");
   layer_norm_case(1, 1, I8, I16, 0, "a single element");
+  layer_norm_case(30, 32, I16, I8, 0, "int16 rows of 32 to int8");
+  layer_norm_case(9, 192, I16, I16, 7, "int16 rows of 192");
 }
 
 /* ------------------------------------------------------------------ softmax */
