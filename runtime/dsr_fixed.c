@@ -479,7 +479,8 @@ static int run_fast(const dsr_model *model, int32_t node_index, const void *cons
   case DSR_OP_ADD:
   case DSR_OP_SUB:
   case DSR_OP_MUL:
-    return dsr_fixed_fast_binary(model, node, inputs, output, scratch);
+    return dsr_fixed_fast_binary_parallel(model, node, inputs, output, scratch, slot_bytes,
+                                          parallel);
   case DSR_OP_TRANSPOSE:
     return dsr_fixed_fast_transpose(model, node, inputs, output);
   case DSR_OP_LAYER_NORM:
@@ -490,6 +491,10 @@ static int run_fast(const dsr_model *model, int32_t node_index, const void *cons
                                            parallel);
   case DSR_OP_GELU:
     return dsr_fixed_fast_gelu(model, node, inputs, output);
+  case DSR_OP_GATHER:
+    return dsr_fixed_fast_gather_parallel(model, node, inputs, output, parallel);
+  case DSR_OP_RESHAPE:
+    return dsr_fixed_fast_reshape_parallel(model, node, inputs, output, parallel);
   default:
     return 0;
   }
@@ -634,6 +639,9 @@ size_t dsr_fixed_scratch_bytes_for_workers(const dsr_model *model, int32_t node_
     return dsr_fixed_deform_scratch_bytes_for_workers(model, node, worker_count);
   case DSR_OP_LAYER_NORM:
   case DSR_OP_SOFTMAX:
+  case DSR_OP_ADD:
+  case DSR_OP_SUB:
+  case DSR_OP_MUL:
     /* One slot per task, as run_fast hands them out. */
     return (single + 7) / 8 * 8 * (size_t)worker_count;
   default:

@@ -95,7 +95,13 @@ size_t dsr_fixed_fast_matmul_scratch_bytes_for_workers(const dsr_model *model,
 int dsr_fixed_fast_binary(const dsr_model *model, const dsr_node *node, const void *const *in,
                           void *out, uint8_t *scratch);
 size_t dsr_fixed_fast_binary_scratch_bytes(const dsr_model *model, const dsr_node *node);
-/* dsr_fixed_isqrt64 with the same restoring steps, each one a select instead of a branch. */
+/* Pieces of the output are split between tasks; task i uses the slot_bytes of scratch from
+ * i * slot_bytes. */
+int dsr_fixed_fast_binary_parallel(const dsr_model *model, const dsr_node *node,
+                                   const void *const *in, void *out, uint8_t *scratch,
+                                   size_t slot_bytes, const dsr_parallel *parallel);
+/* dsr_fixed_isqrt64: from the double square root below 2^62, else with the same restoring
+ * steps, each one a select instead of a branch. */
 uint64_t dsr_fixed_fast_isqrt64(uint64_t v);
 int dsr_fixed_fast_layer_norm(const dsr_model *model, const dsr_node *node,
                               const void *const *in, void *out, uint8_t *scratch);
@@ -120,6 +126,16 @@ int dsr_fixed_fast_gelu(const dsr_model *model, const dsr_node *node, const void
                         void *out);
 int dsr_fixed_fast_transpose(const dsr_model *model, const dsr_node *node,
                              const void *const *in, void *out);
+/* GATHER as block copies of runs of consecutive indices (dsr_fixed_fast_gather.c), the
+ * output split between tasks. */
+int dsr_fixed_fast_gather_parallel(const dsr_model *model, const dsr_node *node,
+                                   const void *const *in, void *out,
+                                   const dsr_parallel *parallel);
+/* RESHAPE: nothing when the output has the input's bytes (the planner's alias), else the copy
+ * split between tasks; 0 when the two overlap in part. */
+int dsr_fixed_fast_reshape_parallel(const dsr_model *model, const dsr_node *node,
+                                    const void *const *in, void *out,
+                                    const dsr_parallel *parallel);
 
 /*
  * Row helpers of the optimized kernels (dsr_fixed_fast_rows.c). The requant functions write

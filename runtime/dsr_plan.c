@@ -14,9 +14,11 @@
  * the live tensors that fits it (best fit), else the bytes after the highest live tensor.
  * The scan keeps only the live set, on the stack, so planning allocates nothing.
  *
- * In float mode a RESHAPE whose input dies at it writes over that input: its output takes the
- * input's bytes, and the kernel skips the copy when both are the same. This saves one copy of
- * the largest tensors of attention blocks at their peak.
+ * A RESHAPE whose input dies at it writes over that input: its output takes the input's
+ * bytes, and the kernel skips the copy when both are the same. This saves one copy of the
+ * largest tensors of attention blocks at their peak, and in fixed mode the copy itself (a
+ * fixed-point RESHAPE keeps the qparams, so both tensors have the same bytes). Under
+ * DSR_PLAN_KEEP_ALL every tensor keeps its own bytes.
  */
 #include <string.h>
 
@@ -116,8 +118,9 @@ static size_t place_best_fit(live_set *set, size_t bytes, int32_t last, int32_t 
   return best_offset;
 }
 
-/* A float RESHAPE at step whose input dies there hands the input's bytes to its output:
- * returns 1 and the offset after extending the entry's lifetime to the output's. */
+/* A RESHAPE at step whose input dies there, with as many bytes as its output, hands the
+ * input's bytes to the output: returns 1 and the offset after extending the entry's lifetime
+ * to the output's. */
 static int reuse_reshape_input(const dsr_model *model, live_set *set, int32_t step,
                                int32_t tensor, size_t bytes, size_t *offset) {
   const dsr_node *node = &model->nodes[step];
@@ -195,8 +198,7 @@ ds_status dsr_plan_layout(const dsr_model *model, dsr_mode mode, uint32_t flags,
                        "the planner tracks: plan with DSR_PLAN_KEEP_ALL instead",
                        step, node->name, DSR_PLAN_MAX_LIVE);
       }
-      if (mode != DSR_MODE_FLOAT || step < 0 ||
-          !reuse_reshape_input(model, &set, step, tensor, bytes, &offset))
+      if (step < 0 || !reuse_reshape_input(model, &set, step, tensor, bytes, &offset))
         offset = place_best_fit(&set, bytes, last_use(model, tensor, step < 0 ? -1 : step),
                                 tensor);
     }
