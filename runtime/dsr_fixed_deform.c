@@ -17,12 +17,15 @@
 #include "dsr_fixed.h"
 #include "dsr_fixed_internal.h"
 #include "dsr_fixed_math.h"
+#include "dsr_gemm.h"
 #include "dsr_slice.h"
 #include "quant/dsq_params.h"
 
 /*
  * Scratch layout: the stage arrays shared by every task, then one private slot per task of
- * the parallel hook, whose int64 parts come first for alignment. All int32 except those.
+ * the parallel hook. Every array starts on a 64-byte boundary (the packed operands of
+ * runtime/dsr_gemm.h need it), counted from the scratch address rounded up to 64. All int32
+ * unless noted.
  */
 typedef struct deform_scratch {
   /* shared */
@@ -35,6 +38,19 @@ typedef struct deform_scratch {
   int32_t *v;        /* C * Nmax */
   int16_t *k16t;     /* C * Nmax: k - zero as [head][n][head channel], for int8 q and k */
   int16_t *v16;      /* C * Nmax: v - zero as [channel][n], for int8 attention and v */
+  /* shared, packed order (deform_plan) */
+  int32_t *table32;      /* heads * (2H - 1) * (2W - 1): the position bias table widened */
+  uint8_t *packed_wq;    /* proj_q weights as packed rows (C x C) */
+  uint8_t *packed_wk;    /* proj_k weights as packed rows */
+  uint8_t *packed_wv;    /* proj_v weights as packed rows */
+  uint8_t *packed_wout;  /* proj_out weights, transposed, as packed columns (C x C) */
+  uint8_t *packed_x;     /* the input as packed columns (C x H * W) */
+  uint8_t *packed_samp;  /* the samples as packed columns (C x Nmax) */
+  int8_t *sampled8;      /* C * Nmax: the int8 samples, [channel][n] */
+  int8_t *k8;            /* C * Nmax: int8 k, [channel][n] */
+  int8_t *v8;            /* C * Nmax: int8 v, [channel][n] */
+  uint8_t *packed_k;     /* per head: k as packed columns (head channels x Nmax) */
+  uint8_t *packed_v;     /* per head: v transposed as packed columns (Nmax x head channels) */
   /* private to one task */
   int64_t *ln_d;     /* Cg */
   int64_t *row_wide; /* max(H * W, Nmax): 64-bit sums of the row-order projections */
@@ -48,6 +64,17 @@ typedef struct deform_scratch {
   int32_t *columns;  /* C * PROJECTION_MIN_ROW: short projections, position-major */
   int16_t *q16;      /* C: q - zero of one pixel and head */
   int16_t *attn16;   /* Nmax: attention - zero of one pixel and head */
+  /* private, packed order: a block of ATTEND_BLOCK query pixels */
+  int8_t *q_block;         /* ATTEND_BLOCK * head channels: q of one head, [pixel][channel] */
+  uint8_t *packed_q;       /* q_block as packed rows */
+  int32_t *logit_block;    /* heads per group * ATTEND_BLOCK * Nmax: q.k sums */
+  int32_t *taps;           /* 8 * Nmax: bias table indices, then weights, of one pixel */
+  int8_t *attn_block;      /* heads per group * ATTEND_BLOCK * Nmax: int8 attention */
+  uint8_t *packed_attn;    /* one head's attn_block as packed rows */
+  int32_t *context_sums;   /* ATTEND_BLOCK * head channels */
+  int8_t *context_block;   /* ATTEND_BLOCK * C: int8 context, [pixel][channel] */
+  uint8_t *packed_context; /* context_block as packed rows */
+  int32_t *out_block;      /* ATTEND_BLOCK * C: proj_out sums, [pixel][channel] */
   /* Stage reports (not scratch memory): probe is NULL unless an audit installed one. */
   const dsr_probe *probe;
   int32_t node_index;
@@ -68,73 +95,145 @@ static void probe_stage(const deform_scratch *s, int32_t stage, const int32_t *v
  * columns, since their rows would be too short for the row order to pay. */
 #define PROJECTION_MIN_ROW 16
 
-static int64_t round8(int64_t bytes) { return (bytes + 7) / 8 * 8; }
+/* Query pixels that the packed attention handles together: a multiple of the 6-row tiles of
+ * the matrix product, small enough that a block's sums stay in cache. */
+#define ATTEND_BLOCK 48
+
+static int64_t round64(int64_t bytes) { return (bytes + 63) / 64 * 64; }
+
+/* Reserves bytes at *used and returns their address (NULL when base is NULL). */
+static void *carve(uint8_t *base, int64_t *used, int64_t bytes) {
+  void *p = base != NULL ? base + *used : NULL;
+  *used += round64(bytes);
+  return p;
+}
+
+/* The scratch address rounded up to 64 bytes; the sizes below include the 63 bytes this may
+ * skip. */
+static uint8_t *align_scratch(uint8_t *scratch) {
+  return scratch + ((64 - (uintptr_t)scratch % 64) % 64);
+}
+
+static int64_t deform_samples_max(const dsr_deform_attn *d) {
+  return (int64_t)dsr_fixed_offset_grid(d, d->height) * dsr_fixed_offset_grid(d, d->width);
+}
+
+/* The matrix products of the packed order. Activations hold int8 values with zero points;
+ * weights are symmetric int8. proj: C[oc][j] = W[oc] . (in[:, j] - zero) over count columns. */
+static dsr_gemm gemm_projection(int32_t channels, int32_t count, int32_t in_zero) {
+  dsr_gemm g = {channels, count, channels, 0, in_zero, 0};
+  return g;
+}
+
+/* q.k of one head: rows are query pixels, columns samples, reduced over head channels. */
+static dsr_gemm gemm_logits(int32_t rows, int32_t samples, int32_t head_channels, int32_t q_zero,
+                            int32_t k_zero) {
+  dsr_gemm g = {rows, samples, head_channels, q_zero, k_zero, 1};
+  return g;
+}
+
+/* attention . v of one head: rows are query pixels, columns head channels, over samples. */
+static dsr_gemm gemm_context(int32_t rows, int32_t head_channels, int32_t samples,
+                             int32_t attn_zero, int32_t v_zero) {
+  dsr_gemm g = {rows, head_channels, samples, attn_zero, v_zero, 1};
+  return g;
+}
+
+/* proj_out: rows are query pixels, columns output channels. */
+static dsr_gemm gemm_output(int32_t rows, int32_t channels, int32_t context_zero) {
+  dsr_gemm g = {rows, channels, channels, context_zero, 0, 1};
+  return g;
+}
 
 /* Lays out the shared arrays and returns their bytes (base NULL: sizes only). */
 static int64_t layout_shared(const dsr_deform_attn *d, uint8_t *base, deform_scratch *s) {
   int64_t c = d->channels, g = d->groups;
-  int64_t n_max = (int64_t)dsr_fixed_offset_grid(d, d->height) * dsr_fixed_offset_grid(d, d->width);
+  int64_t n_max = deform_samples_max(d);
   int64_t pixels = (int64_t)d->height * d->width;
   int64_t counts[7] = {c * pixels, c * n_max, g * 2 * n_max, g * 2 * n_max,
                        c * n_max,  c * n_max, c * n_max};
   int32_t **slots[7] = {&s->q, &s->dw, &s->offset, &s->position, &s->sampled, &s->k, &s->v};
-  int64_t bytes = 0;
-  for (int32_t i = 0; i < 7; i++) {
-    if (base != NULL)
-      *slots[i] = (int32_t *)(base + bytes);
-    bytes += counts[i] * (int64_t)sizeof(int32_t);
-  }
-  if (base != NULL) {
-    s->k16t = (int16_t *)(base + bytes);
-    s->v16 = s->k16t + c * n_max;
-  }
-  bytes += 2 * c * n_max * (int64_t)sizeof(int16_t);
-  return round8(bytes);
+  int64_t used = 0;
+  for (int32_t i = 0; i < 7; i++)
+    *slots[i] = carve(base, &used, counts[i] * (int64_t)sizeof(int32_t));
+  s->k16t = carve(base, &used, c * n_max * (int64_t)sizeof(int16_t));
+  s->v16 = carve(base, &used, c * n_max * (int64_t)sizeof(int16_t));
+
+  int32_t ci = d->channels, hc = d->head_channels, n_i = (int32_t)n_max;
+  dsr_gemm proj = gemm_projection(ci, (int32_t)pixels, 0);
+  dsr_gemm proj_samples = gemm_projection(ci, n_i, 0);
+  dsr_gemm out = gemm_output(1, ci, 0);
+  dsr_gemm logits = gemm_logits(1, n_i, hc, 0, 0);
+  dsr_gemm context = gemm_context(1, hc, n_i, 0, 0);
+  int64_t table = (int64_t)d->heads * (2 * d->height - 1) * (2 * d->width - 1);
+  s->table32 = carve(base, &used, table * (int64_t)sizeof(int32_t));
+  s->packed_wq = carve(base, &used, (int64_t)dsr_gemm_rows_bytes(&proj));
+  s->packed_wk = carve(base, &used, (int64_t)dsr_gemm_rows_bytes(&proj));
+  s->packed_wv = carve(base, &used, (int64_t)dsr_gemm_rows_bytes(&proj));
+  s->packed_wout = carve(base, &used, (int64_t)dsr_gemm_columns_bytes(&out));
+  s->packed_x = carve(base, &used, (int64_t)dsr_gemm_columns_bytes(&proj));
+  s->packed_samp = carve(base, &used, (int64_t)dsr_gemm_columns_bytes(&proj_samples));
+  s->sampled8 = carve(base, &used, c * n_max);
+  s->k8 = carve(base, &used, c * n_max);
+  s->v8 = carve(base, &used, c * n_max);
+  s->packed_k = carve(base, &used, d->heads * (int64_t)dsr_gemm_columns_bytes(&logits));
+  s->packed_v = carve(base, &used, d->heads * (int64_t)dsr_gemm_columns_bytes(&context));
+  return used;
 }
 
 /* Lays out one private slot at base and returns its bytes (base NULL: sizes only). */
 static int64_t layout_private(const dsr_deform_attn *d, uint8_t *base, deform_scratch *s) {
-  int64_t c = d->channels, cg = d->channels / d->groups;
-  int64_t n_max = (int64_t)dsr_fixed_offset_grid(d, d->height) * dsr_fixed_offset_grid(d, d->width);
+  int64_t c = d->channels, cg = d->channels / d->groups, hc = d->head_channels;
+  int64_t n_max = deform_samples_max(d);
   int64_t pixels = (int64_t)d->height * d->width;
   int64_t row = pixels > n_max ? pixels : n_max;
+  int64_t used = 0;
+  s->ln_d = carve(base, &used, cg * (int64_t)sizeof(int64_t));
+  s->row_wide = carve(base, &used, row * (int64_t)sizeof(int64_t));
   int64_t counts[8] = {row, cg, cg, n_max, n_max, n_max, c, c * PROJECTION_MIN_ROW};
   int32_t **slots[8] = {&s->row,  &s->ln_in, &s->ln_out,  &s->logits,
                         &s->exps, &s->attn,  &s->context, &s->columns};
-  int64_t bytes = (cg + row) * (int64_t)sizeof(int64_t);
-  if (base != NULL) {
-    s->ln_d = (int64_t *)base;
-    s->row_wide = s->ln_d + cg;
-  }
-  for (int32_t i = 0; i < 8; i++) {
-    if (base != NULL)
-      *slots[i] = (int32_t *)(base + bytes);
-    bytes += counts[i] * (int64_t)sizeof(int32_t);
-  }
-  if (base != NULL) {
-    s->q16 = (int16_t *)(base + bytes);
-    s->attn16 = s->q16 + c;
-  }
-  bytes += (c + n_max) * (int64_t)sizeof(int16_t);
-  return round8(bytes);
+  for (int32_t i = 0; i < 8; i++)
+    *slots[i] = carve(base, &used, counts[i] * (int64_t)sizeof(int32_t));
+  s->q16 = carve(base, &used, c * (int64_t)sizeof(int16_t));
+  s->attn16 = carve(base, &used, n_max * (int64_t)sizeof(int16_t));
+
+  int64_t block = ATTEND_BLOCK, heads_per_group = d->heads / d->groups;
+  dsr_gemm logits = gemm_logits(ATTEND_BLOCK, (int32_t)n_max, (int32_t)hc, 0, 0);
+  dsr_gemm context = gemm_context(ATTEND_BLOCK, (int32_t)hc, (int32_t)n_max, 0, 0);
+  dsr_gemm out = gemm_output(ATTEND_BLOCK, d->channels, 0);
+  s->q_block = carve(base, &used, block * hc);
+  s->packed_q = carve(base, &used, (int64_t)dsr_gemm_rows_bytes(&logits));
+  s->logit_block =
+      carve(base, &used, heads_per_group * block * n_max * (int64_t)sizeof(int32_t));
+  s->taps = carve(base, &used, 8 * n_max * (int64_t)sizeof(int32_t));
+  s->attn_block = carve(base, &used, heads_per_group * block * n_max);
+  s->packed_attn = carve(base, &used, (int64_t)dsr_gemm_rows_bytes(&context));
+  s->context_sums = carve(base, &used, block * hc * (int64_t)sizeof(int32_t));
+  s->context_block = carve(base, &used, block * c);
+  s->packed_context = carve(base, &used, (int64_t)dsr_gemm_rows_bytes(&out));
+  s->out_block = carve(base, &used, block * c * (int64_t)sizeof(int32_t));
+  return used;
 }
 
-/* Points s at the shared arrays and at private slot 0; returns the bytes for worker_count
- * slots. */
-static int64_t layout_scratch(const dsr_deform_attn *d, uint8_t *base, int32_t worker_count,
+/* Points s at the shared arrays and at private slot 0 of scratch; returns the bytes for
+ * worker_count slots, alignment included. */
+static int64_t layout_scratch(const dsr_deform_attn *d, uint8_t *scratch, int32_t worker_count,
                               deform_scratch *s) {
+  uint8_t *base = scratch != NULL ? align_scratch(scratch) : NULL;
   int64_t shared = layout_shared(d, base, s);
   int64_t slot = layout_private(d, base != NULL ? base + shared : NULL, s);
-  return shared + slot * worker_count;
+  return 63 + shared + slot * worker_count;
 }
 
-/* A copy of shared whose private pointers are those of slot index. */
+/* A copy of shared whose private pointers are those of slot index of scratch. */
 static deform_scratch private_slot(const dsr_deform_attn *d, const deform_scratch *shared,
-                                   uint8_t *base, int32_t index) {
+                                   uint8_t *scratch, int32_t index) {
   deform_scratch s = *shared;
-  int64_t shared_bytes = layout_shared(d, NULL, &s);
-  int64_t slot_bytes = layout_private(d, NULL, &s);
-  layout_private(d, base + shared_bytes + slot_bytes * index, &s);
+  deform_scratch sizes;
+  int64_t shared_bytes = layout_shared(d, NULL, &sizes);
+  int64_t slot_bytes = layout_private(d, NULL, &sizes);
+  layout_private(d, align_scratch(scratch) + shared_bytes + slot_bytes * index, &s);
   return s;
 }
 
@@ -145,7 +244,8 @@ size_t dsr_fixed_deform_scratch_bytes_for_workers(const dsr_model *model, const 
   /* Parameters that dsr_fixed_deform_check rejects get no scratch rather than a bogus size. */
   if (d->groups < 1 || d->offset_stride < 1 || d->channels < 1 || d->height < 1 ||
       d->width < 1 || d->offset_pad < 0 || 2 * d->offset_pad < d->offset_kernel - 1 ||
-      d->channels % d->groups != 0 || d->height > 16384 || d->width > 16384)
+      d->channels % d->groups != 0 || d->height > 16384 || d->width > 16384 || d->heads < 1 ||
+      d->head_channels < 1 || d->heads % d->groups != 0)
     return 0;
   deform_scratch unused;
   return (size_t)layout_scratch(d, NULL, worker_count < 1 ? 1 : worker_count, &unused);
@@ -566,10 +666,10 @@ static void project_kv_rows(const dsr_model *model, const dsr_node *node,
 }
 
 /* Bilinear samples of x over the extended patch at the grid positions n_begin..n_end - 1 of
- * every group. */
+ * every group, also copied to narrow (NULL: not) for an int8 stage. */
 static void sample_points(const dsr_model *model, const dsr_node *node, const void *x,
                           const patch_geometry *pg, int32_t n_begin, int32_t n_end,
-                          deform_scratch *s) {
+                          int8_t *narrow, deform_scratch *s) {
   const dsr_deform_attn *d = node->deform;
   const dsr_tensor *xt = &model->tensors[node->inputs[0]];
   int32_t cg = d->channels / d->groups;
@@ -592,9 +692,12 @@ static void sample_points(const dsr_model *model, const dsr_node *node, const vo
           if (weight[t] != 0)
             sum += weight[t] * (dsr_fixed_load(x, x_dtype, plane + index[t]) - x_zero);
         }
-        s->sampled[(int64_t)(gi * cg + c) * pg->n + n] = (int32_t)dsr_fixed_clamp64(
+        int32_t v = (int32_t)dsr_fixed_clamp64(
             (int64_t)ss.zero + dsr_fixed_rdbpot(sum, 2 * DSR_FIXED_POS_FRAC_BITS), ss.min,
             ss.max);
+        s->sampled[(int64_t)(gi * cg + c) * pg->n + n] = v;
+        if (narrow != NULL)
+          narrow[(int64_t)(gi * cg + c) * pg->n + n] = (int8_t)v;
       }
     }
   }
@@ -608,7 +711,7 @@ static void sample_and_project(const dsr_model *model, const dsr_node *node, con
   const dsr_deform_attn *d = node->deform;
   int32_t c_count = d->channels;
   stage_info ss = stage(&d->stage_qparams[DSR_DEFORM_STAGE_SAMPLED]);
-  sample_points(model, node, x, pg, 0, pg->n, s);
+  sample_points(model, node, x, pg, 0, pg->n, NULL, s);
 
   if (fast) {
     project_kv_rows(model, node, sec, pg, 0, c_count, s);
@@ -933,6 +1036,311 @@ static void pack_kv(const dsr_deform_attn *d, const patch_geometry *pg, int32_t 
   }
 }
 
+/* ---------------------------------------------------------------- packed order */
+
+/* Which stages of the fast order run as packed int8 matrix products (runtime/dsr_gemm.h):
+ * each needs int8 operands on both sides. The others keep the row-order loops. */
+typedef struct packed_plan {
+  int q;      /* proj_q: int8 input */
+  int kv;     /* proj_k and proj_v: int8 samples */
+  int attend; /* q.k, attention . v and proj_out: int8 q, k, v, attention and context */
+} packed_plan;
+
+static packed_plan plan_packed(const dsr_model *model, const dsr_node *node) {
+  const dsr_qparams *st = node->deform->stage_qparams;
+  packed_plan p;
+  p.q = model->tensors[node->inputs[0]].qparams.dtype == DSR_DTYPE_I8;
+  p.kv = st[DSR_DEFORM_STAGE_SAMPLED].dtype == DSR_DTYPE_I8;
+  p.attend = st[DSR_DEFORM_STAGE_Q].dtype == DSR_DTYPE_I8 &&
+             st[DSR_DEFORM_STAGE_K].dtype == DSR_DTYPE_I8 &&
+             st[DSR_DEFORM_STAGE_V].dtype == DSR_DTYPE_I8 &&
+             st[DSR_DEFORM_STAGE_ATTN].dtype == DSR_DTYPE_I8 &&
+             st[DSR_DEFORM_STAGE_CONTEXT].dtype == DSR_DTYPE_I8;
+  return p;
+}
+
+/* Bytes between the packed k (and v) operands of consecutive heads. */
+static int64_t head_k_bytes(const dsr_deform_attn *d) {
+  dsr_gemm g = gemm_logits(1, (int32_t)deform_samples_max(d), d->head_channels, 0, 0);
+  return (int64_t)dsr_gemm_columns_bytes(&g);
+}
+
+static int64_t head_v_bytes(const dsr_deform_attn *d) {
+  dsr_gemm g = gemm_context(1, d->head_channels, (int32_t)deform_samples_max(d), 0, 0);
+  return (int64_t)dsr_gemm_columns_bytes(&g);
+}
+
+/* Adds the bias of output channel oc to count sums, requantizes them and saturates them to
+ * the stage, in place: the values of pointwise(). The narrow plan-time bound keeps sum plus
+ * bias in int32. */
+static void finish_sums(const projection *pr, int32_t oc, int32_t *sums, int64_t count) {
+  int32_t bias = pr->bias != NULL ? pr->bias[oc] : 0;
+  for (int64_t i = 0; i < count; i++)
+    sums[i] += bias;
+  dsr_fixed_requant_row32(sums, count, pr->pairs + 2 * oc, 0, sums);
+  for (int64_t i = 0; i < count; i++)
+    sums[i] = (int32_t)dsr_fixed_clamp64((int64_t)pr->out.zero + sums[i], pr->out.min,
+                                         pr->out.max);
+}
+
+/* Packs the weights that the products of plan read, for output channels first..last - 1:
+ * rows of proj_q, proj_k and proj_v, and the panels of transposed proj_out whose first
+ * column lies in that range. */
+static void pack_weights(const dsr_model *model, const dsr_deform_attn *d, packed_plan plan,
+                         int32_t first, int32_t last, deform_scratch *s) {
+  int32_t c = d->channels;
+  dsr_gemm proj = gemm_projection(c, 1, 0);
+  if (plan.q)
+    dsr_gemm_pack_rows(&proj, param_data(model, d, DSR_DEFORM_PROJ_Q_W), c, 1, first, last,
+                       s->packed_wq);
+  if (plan.kv) {
+    dsr_gemm_pack_rows(&proj, param_data(model, d, DSR_DEFORM_PROJ_K_W), c, 1, first, last,
+                       s->packed_wk);
+    dsr_gemm_pack_rows(&proj, param_data(model, d, DSR_DEFORM_PROJ_V_W), c, 1, first, last,
+                       s->packed_wv);
+  }
+  if (plan.attend) {
+    dsr_gemm out = gemm_output(1, c, 0);
+    int32_t panel_first = (first + DSR_GEMM_PANEL_COLUMNS - 1) / DSR_GEMM_PANEL_COLUMNS;
+    int32_t panel_last = (last + DSR_GEMM_PANEL_COLUMNS - 1) / DSR_GEMM_PANEL_COLUMNS;
+    dsr_gemm_pack_columns(&out, param_data(model, d, DSR_DEFORM_PROJ_OUT_W), 1, c, panel_first,
+                          panel_last, s->packed_wout);
+  }
+}
+
+/* proj_q as a packed product, output channels first..last - 1: the sums land in the q rows,
+ * then become stage values there. */
+static void compute_q_packed(const dsr_model *model, const dsr_node *node,
+                             const deform_sections *sec, int32_t first, int32_t last,
+                             deform_scratch *s) {
+  const dsr_deform_attn *d = node->deform;
+  const dsr_tensor *xt = &model->tensors[node->inputs[0]];
+  int64_t pixels = (int64_t)d->height * d->width;
+  projection pr = {NULL, param_data(model, d, DSR_DEFORM_PROJ_Q_B), sec->s[DSQ_DA_PROJ_Q],
+                   d->channels, 0, stage(&d->stage_qparams[DSR_DEFORM_STAGE_Q])};
+  dsr_gemm g = gemm_projection(d->channels, (int32_t)pixels, xt->qparams.zero_point);
+  dsr_gemm_run(&g, s->packed_wq, s->packed_x, first, last, 0, dsr_gemm_panels(&g),
+               s->q + (int64_t)first * pixels, pixels);
+  for (int32_t oc = first; oc < last; oc++)
+    finish_sums(&pr, oc, s->q + (int64_t)oc * pixels, pixels);
+}
+
+/* proj_k and proj_v of the samples as packed products, output channels first..last - 1.
+ * With the packed attention, also keeps the int8 copies it packs per head. */
+static void project_kv_packed(const dsr_model *model, const dsr_node *node,
+                              const deform_sections *sec, const patch_geometry *pg,
+                              packed_plan plan, int32_t first, int32_t last,
+                              deform_scratch *s) {
+  const dsr_deform_attn *d = node->deform;
+  int64_t n = pg->n;
+  stage_info ss = stage(&d->stage_qparams[DSR_DEFORM_STAGE_SAMPLED]);
+  dsr_gemm g = gemm_projection(d->channels, pg->n, ss.zero);
+  projection k = {NULL, param_data(model, d, DSR_DEFORM_PROJ_K_B), sec->s[DSQ_DA_PROJ_K],
+                  d->channels, 0, stage(&d->stage_qparams[DSR_DEFORM_STAGE_K])};
+  projection v = {NULL, param_data(model, d, DSR_DEFORM_PROJ_V_B), sec->s[DSQ_DA_PROJ_V],
+                  d->channels, 0, stage(&d->stage_qparams[DSR_DEFORM_STAGE_V])};
+  dsr_gemm_run(&g, s->packed_wk, s->packed_samp, first, last, 0, dsr_gemm_panels(&g),
+               s->k + first * n, n);
+  dsr_gemm_run(&g, s->packed_wv, s->packed_samp, first, last, 0, dsr_gemm_panels(&g),
+               s->v + first * n, n);
+  for (int32_t oc = first; oc < last; oc++) {
+    finish_sums(&k, oc, s->k + oc * n, n);
+    finish_sums(&v, oc, s->v + oc * n, n);
+  }
+  if (plan.attend) {
+    for (int64_t i = first * n; i < last * n; i++) {
+      s->k8[i] = (int8_t)s->k[i];
+      s->v8[i] = (int8_t)s->v[i];
+    }
+  }
+}
+
+/* Packs k and v of heads first..last - 1 as the column operands of their q.k and
+ * attention . v products. */
+static void pack_heads(const dsr_deform_attn *d, const patch_geometry *pg, int32_t first,
+                       int32_t last, deform_scratch *s) {
+  const dsr_qparams *st = d->stage_qparams;
+  int32_t hc = d->head_channels, n = pg->n;
+  dsr_gemm logits = gemm_logits(1, n, hc, st[DSR_DEFORM_STAGE_Q].zero_point,
+                                st[DSR_DEFORM_STAGE_K].zero_point);
+  dsr_gemm context = gemm_context(1, hc, n, st[DSR_DEFORM_STAGE_ATTN].zero_point,
+                                  st[DSR_DEFORM_STAGE_V].zero_point);
+  for (int32_t hd = first; hd < last; hd++) {
+    int64_t rows = (int64_t)hd * hc * n;
+    dsr_gemm_pack_columns(&logits, s->k8 + rows, n, 1, 0, dsr_gemm_panels(&logits),
+                          s->packed_k + hd * head_k_bytes(d));
+    dsr_gemm_pack_columns(&context, s->v8 + rows, 1, n, 0, dsr_gemm_panels(&context),
+                          s->packed_v + hd * head_v_bytes(d));
+  }
+}
+
+/*
+ * Bilinear taps of the position bias for one query over the samples: taps[t * n + j] is the
+ * table index of tap t of sample j and taps[(4 + t) * n + j] its weight, the taps and
+ * weights of dsr_fixed_bilinear_taps(row_base - py[j], col_base - px[j]) over an h x w table
+ * except that a tap outside the table gets an index inside it (its weight is 0 all the
+ * same). The weights split into a row and a column factor, each 0 outside the table.
+ * |row_base - py[j]| < 2^29 (positions are clamped to +-2^28), so floor(v / 2^8) is
+ * ((v + 2^30) >> 8) - 2^22 with a positive shifted value.
+ */
+DSR_FIXED_VECTOR_CLONES
+static void bias_taps(const int32_t *restrict py, const int32_t *restrict px, int32_t n,
+                      int32_t row_base, int32_t col_base, int32_t h, int32_t w,
+                      int32_t *restrict taps) {
+  const int32_t one = DSR_FIXED_POS_ONE, bias = 1 << 30;
+  const int32_t unbias = bias >> DSR_FIXED_POS_FRAC_BITS;
+  for (int32_t j = 0; j < n; j++) {
+    int32_t ry = row_base - py[j], rx = col_base - px[j];
+    int32_t y0 = ((ry + bias) >> DSR_FIXED_POS_FRAC_BITS) - unbias;
+    int32_t x0 = ((rx + bias) >> DSR_FIXED_POS_FRAC_BITS) - unbias;
+    int32_t fy = ry - y0 * one, fx = rx - x0 * one;
+    int in_y0 = y0 >= 0 && y0 < h, in_y1 = y0 + 1 >= 0 && y0 + 1 < h;
+    int in_x0 = x0 >= 0 && x0 < w, in_x1 = x0 + 1 >= 0 && x0 + 1 < w;
+    int32_t wy0 = in_y0 ? one - fy : 0, wy1 = in_y1 ? fy : 0;
+    int32_t wx0 = in_x0 ? one - fx : 0, wx1 = in_x1 ? fx : 0;
+    int32_t r0 = (in_y0 ? y0 : 0) * w, r1 = (in_y1 ? y0 + 1 : 0) * w;
+    int32_t c0 = in_x0 ? x0 : 0, c1 = in_x1 ? x0 + 1 : 0;
+    taps[j] = r0 + c0;
+    taps[n + j] = r0 + c1;
+    taps[2 * n + j] = r1 + c0;
+    taps[3 * n + j] = r1 + c1;
+    taps[4 * n + j] = wy0 * wx0;
+    taps[5 * n + j] = wy0 * wx1;
+    taps[6 * n + j] = wy1 * wx0;
+    taps[7 * n + j] = wy1 * wx1;
+  }
+}
+
+/* Position bias sums of one head for the taps of bias_taps: the sums of bilinear_sum. The
+ * weights sum to at most 2^16 and table values are int16, so every partial sum fits int32. */
+DSR_FIXED_VECTOR_CLONES
+static void bias_sums(const int32_t *restrict table, const int32_t *restrict taps, int32_t n,
+                      int32_t *restrict out) {
+  for (int32_t j = 0; j < n; j++)
+    out[j] = taps[4 * n + j] * table[taps[j]] + taps[5 * n + j] * table[taps[n + j]] +
+             taps[6 * n + j] * table[taps[2 * n + j]] + taps[7 * n + j] * table[taps[3 * n + j]];
+}
+
+/* Logits of one query and head from requantized q.k sums and bias, as attend_pixel sums them. */
+DSR_FIXED_VECTOR_CLONES
+static void logit_values(const int32_t *restrict qk, const int32_t *restrict bias, int32_t n,
+                         int32_t zero, int32_t lo, int32_t hi, int32_t *restrict out) {
+  for (int32_t j = 0; j < n; j++) {
+    int64_t v = (int64_t)zero + qk[j] + bias[j];
+    out[j] = (int32_t)(v < lo ? lo : (v > hi ? hi : v));
+  }
+}
+
+/* Full-map pixel index of core pixel p of the patch. */
+static int64_t core_pixel_at(const dsr_deform_attn *d, const patch_geometry *pg, int32_t p) {
+  int32_t core_w = pg->p.core_x1 - pg->p.core_x0;
+  return (int64_t)(pg->p.core_y0 + p / core_w) * d->width + pg->p.core_x0 + p % core_w;
+}
+
+/*
+ * Attention and proj_out of the core pixels first..first + count - 1 (count <= ATTEND_BLOCK)
+ * with packed products: per head, q.k of the block against every sample, then per query the
+ * bias, logits and softmax rows, then attention . v; last proj_out of the block. The values of
+ * attend_pixel.
+ */
+static void attend_block(const dsr_model *model, const dsr_node *node, void *y,
+                         const deform_sections *sec, const patch_geometry *pg,
+                         deform_scratch *s, int32_t first, int32_t count) {
+  const dsr_deform_attn *d = node->deform;
+  const dsr_tensor *yt = &model->tensors[node->output];
+  int32_t c_count = d->channels, hc = d->head_channels, n = pg->n;
+  int32_t heads_per_group = d->heads / d->groups;
+  int64_t map = (int64_t)d->height * d->width;
+  stage_info qs = stage(&d->stage_qparams[DSR_DEFORM_STAGE_Q]);
+  stage_info ks = stage(&d->stage_qparams[DSR_DEFORM_STAGE_K]);
+  stage_info vs = stage(&d->stage_qparams[DSR_DEFORM_STAGE_V]);
+  stage_info ls = stage(&d->stage_qparams[DSR_DEFORM_STAGE_LOGITS]);
+  stage_info as = stage(&d->stage_qparams[DSR_DEFORM_STAGE_ATTN]);
+  stage_info cs = stage(&d->stage_qparams[DSR_DEFORM_STAGE_CONTEXT]);
+  int32_t table_h = 2 * d->height - 1, table_w = 2 * d->width - 1;
+  int64_t table_size = (int64_t)table_h * table_w;
+  const int32_t *logit_pairs = sec->s[DSQ_DA_LOGITS];
+  dsr_gemm logits = gemm_logits(count, n, hc, qs.zero, ks.zero);
+  dsr_gemm context = gemm_context(count, hc, n, as.zero, vs.zero);
+  dsr_gemm out = gemm_output(count, c_count, cs.zero);
+  int64_t k_bytes = head_k_bytes(d), v_bytes = head_v_bytes(d);
+
+  for (int32_t gi = 0; gi < d->groups; gi++) {
+    const int32_t *py = s->position + (int64_t)(gi * 2) * n;
+    const int32_t *px = py + n;
+    for (int32_t hl = 0; hl < heads_per_group; hl++) {
+      int64_t hd = (int64_t)gi * heads_per_group + hl;
+      for (int32_t i = 0; i < count; i++) {
+        const int32_t *q = s->q + hd * hc * map + core_pixel_at(d, pg, first + i);
+        for (int32_t c = 0; c < hc; c++)
+          s->q_block[i * hc + c] = (int8_t)q[c * map];
+      }
+      dsr_gemm_pack_rows(&logits, s->q_block, hc, 1, 0, count, s->packed_q);
+      dsr_gemm_run(&logits, s->packed_q, s->packed_k + hd * k_bytes, 0, count, 0,
+                   dsr_gemm_panels(&logits), s->logit_block + (int64_t)hl * count * n, n);
+    }
+    for (int32_t i = 0; i < count; i++) {
+      int64_t pixel = core_pixel_at(d, pg, first + i);
+      int32_t qy = (int32_t)(pixel / d->width), qx = (int32_t)(pixel % d->width);
+      int32_t row_base = bias_base_q8(d->convention, qy, d->height, pg->p.ext_y0);
+      int32_t col_base = bias_base_q8(d->convention, qx, d->width, pg->p.ext_x0);
+      bias_taps(py, px, n, row_base, col_base, table_h, table_w, s->taps);
+      for (int32_t hl = 0; hl < heads_per_group; hl++) {
+        int64_t hd = (int64_t)gi * heads_per_group + hl;
+        int32_t *sums = s->logit_block + ((int64_t)hl * count + i) * n;
+        dsr_fixed_requant_row32(sums, n, logit_pairs, 0, sums);
+        bias_sums(s->table32 + hd * table_size, s->taps, n, s->row);
+        dsr_fixed_requant_row32(s->row, n, logit_pairs + 2, 0, s->row);
+        logit_values(sums, s->row, n, ls.zero, ls.min, ls.max, s->logits);
+        dsr_fixed_fast_softmax_row(s->logits, n, sec->s[DSQ_DA_SOFTMAX][0],
+                                   sec->s[DSQ_DA_SOFTMAX][1], 8, s->exps, s->attn);
+        int8_t *attn = s->attn_block + ((int64_t)hl * count + i) * n;
+        for (int32_t j = 0; j < n; j++)
+          attn[j] = (int8_t)s->attn[j];
+      }
+    }
+    for (int32_t hl = 0; hl < heads_per_group; hl++) {
+      int64_t hd = (int64_t)gi * heads_per_group + hl;
+      dsr_gemm_pack_rows(&context, s->attn_block + (int64_t)hl * count * n, n, 1, 0, count,
+                         s->packed_attn);
+      dsr_gemm_run(&context, s->packed_attn, s->packed_v + hd * v_bytes, 0, count, 0,
+                   dsr_gemm_panels(&context), s->context_sums, hc);
+      dsr_fixed_requant_row32(s->context_sums, (int64_t)count * hc, sec->s[DSQ_DA_CONTEXT], 0,
+                              s->context_sums);
+      for (int32_t i = 0; i < count; i++) {
+        for (int32_t c = 0; c < hc; c++)
+          s->context_block[(int64_t)i * c_count + hd * hc + c] = (int8_t)dsr_fixed_clamp64(
+              (int64_t)cs.zero + s->context_sums[i * hc + c], cs.min, cs.max);
+      }
+    }
+  }
+
+  stage_info ys = stage(&yt->qparams);
+  const int32_t *bo = param_data(model, d, DSR_DEFORM_PROJ_OUT_B);
+  dsr_gemm_pack_rows(&out, s->context_block, c_count, 1, 0, count, s->packed_context);
+  dsr_gemm_run(&out, s->packed_context, s->packed_wout, 0, count, 0, dsr_gemm_panels(&out),
+               s->out_block, c_count);
+  for (int32_t i = 0; i < count; i++) {
+    int32_t *row = s->out_block + (int64_t)i * c_count;
+    for (int32_t oc = 0; oc < c_count; oc++)
+      row[oc] += bo[oc];
+    dsr_fixed_requant_row32(row, c_count, sec->s[DSQ_DA_PROJ_OUT], 2, row);
+    int64_t pixel = core_pixel_at(d, pg, first + i);
+    for (int32_t oc = 0; oc < c_count; oc++)
+      dsr_fixed_store(y, yt->qparams.dtype, (int64_t)oc * map + pixel,
+                      dsr_fixed_clamp64((int64_t)ys.zero + row[oc], ys.min, ys.max));
+  }
+}
+
+/* Widens the position bias table of every head to int32, for the vector gathers of
+ * bias_sums. */
+static void widen_table(const dsr_model *model, const dsr_deform_attn *d, deform_scratch *s) {
+  const int16_t *table = param_data(model, d, DSR_DEFORM_RPE_TABLE);
+  int64_t count = (int64_t)d->heads * (2 * d->height - 1) * (2 * d->width - 1);
+  for (int64_t i = 0; i < count; i++)
+    s->table32[i] = table[i];
+}
+
 /* Stages of the fast order that run as parallel tasks, each over a share of its units. */
 typedef enum deform_step {
   DEFORM_Q,           /* units: output channels of proj_q */
@@ -941,7 +1349,15 @@ typedef enum deform_step {
   DEFORM_SAMPLE,      /* units: grid positions */
   DEFORM_PROJECT_KV,  /* units: output channels of proj_k and proj_v */
   DEFORM_PACK_KV,     /* units: channels of k and v, copied to int16 rows */
-  DEFORM_ATTEND       /* units: core pixels of the patch */
+  DEFORM_ATTEND,      /* units: core pixels of the patch */
+  /* packed order */
+  DEFORM_PACK_WEIGHTS, /* units: output channels of the projections */
+  DEFORM_PACK_X,       /* units: panels of 16 pixels of the input */
+  DEFORM_Q_PACKED,     /* units: output channels of proj_q */
+  DEFORM_PACK_SAMPLES, /* units: panels of 16 samples */
+  DEFORM_KV_PACKED,    /* units: output channels of proj_k and proj_v */
+  DEFORM_PACK_HEADS,   /* units: heads */
+  DEFORM_ATTEND_PACKED /* units: core pixels of the patch, in blocks of ATTEND_BLOCK */
 } deform_step;
 
 typedef struct deform_job {
@@ -953,6 +1369,7 @@ typedef struct deform_job {
   const deform_scratch *shared;
   uint8_t *scratch;
   const patch_geometry *pg;
+  packed_plan plan;
   deform_step step;
   int64_t unit_count;
   int32_t task_count;
@@ -977,7 +1394,8 @@ static void deform_task(void *context, int32_t task_index) {
     offset_points(job->model, d, job->sec, pg, first, last, &s);
     break;
   case DEFORM_SAMPLE:
-    sample_points(job->model, job->node, job->x, pg, first, last, &s);
+    sample_points(job->model, job->node, job->x, pg, first, last,
+                  job->plan.kv ? s.sampled8 : NULL, &s);
     break;
   case DEFORM_PROJECT_KV:
     project_kv_rows(job->model, job->node, job->sec, pg, first, last, &s);
@@ -992,6 +1410,36 @@ static void deform_task(void *context, int32_t task_index) {
                         pg->p.core_y0 + p / core_w, pg->p.core_x0 + p % core_w);
     break;
   }
+  case DEFORM_PACK_WEIGHTS:
+    pack_weights(job->model, d, job->plan, first, last, &s);
+    break;
+  case DEFORM_PACK_X: {
+    const dsr_tensor *xt = &job->model->tensors[job->node->inputs[0]];
+    int64_t pixels = (int64_t)d->height * d->width;
+    dsr_gemm g = gemm_projection(d->channels, (int32_t)pixels, xt->qparams.zero_point);
+    dsr_gemm_pack_columns(&g, job->x, pixels, 1, first, last, s.packed_x);
+    break;
+  }
+  case DEFORM_Q_PACKED:
+    compute_q_packed(job->model, job->node, job->sec, first, last, &s);
+    break;
+  case DEFORM_PACK_SAMPLES: {
+    dsr_gemm g = gemm_projection(d->channels, pg->n,
+                                 d->stage_qparams[DSR_DEFORM_STAGE_SAMPLED].zero_point);
+    dsr_gemm_pack_columns(&g, s.sampled8, pg->n, 1, first, last, s.packed_samp);
+    break;
+  }
+  case DEFORM_KV_PACKED:
+    project_kv_packed(job->model, job->node, job->sec, pg, job->plan, first, last, &s);
+    break;
+  case DEFORM_PACK_HEADS:
+    pack_heads(d, pg, first, last, &s);
+    break;
+  case DEFORM_ATTEND_PACKED:
+    for (int32_t p = first; p < last; p += ATTEND_BLOCK)
+      attend_block(job->model, job->node, job->y, job->sec, pg, &s, p,
+                   last - p < ATTEND_BLOCK ? last - p : ATTEND_BLOCK);
+    break;
   }
 }
 
@@ -1025,11 +1473,23 @@ void dsr_fixed_deform_execute_parallel(const dsr_model *model, const dsr_node *n
   int64_t c = d->channels, cg = d->channels / d->groups;
   int64_t pixels = (int64_t)d->height * d->width;
   int64_t k2 = (int64_t)d->offset_kernel * d->offset_kernel;
+  packed_plan plan = plan_packed(model, node);
   deform_job job = {.model = model, .node = node, .x = x, .y = y, .sec = &sec, .shared = &s,
-                    .scratch = scratch};
+                    .scratch = scratch, .plan = plan};
 
+  if (plan.attend)
+    widen_table(model, d, &s);
+  if (plan.q || plan.kv || plan.attend)
+    run_step(&job, parallel, DEFORM_PACK_WEIGHTS, c, 4 * c, 1);
   /* proj_q is pointwise, so one pass over the whole map serves every patch. */
-  run_step(&job, parallel, DEFORM_Q, c, pixels * c, pixels >= PROJECTION_MIN_ROW);
+  if (plan.q) {
+    run_step(&job, parallel, DEFORM_PACK_X, (pixels + DSR_GEMM_PANEL_COLUMNS - 1) /
+                                                DSR_GEMM_PANEL_COLUMNS,
+             DSR_GEMM_PANEL_COLUMNS * c, 1);
+    run_step(&job, parallel, DEFORM_Q_PACKED, c, pixels * c, 1);
+  } else {
+    run_step(&job, parallel, DEFORM_Q, c, pixels * c, pixels >= PROJECTION_MIN_ROW);
+  }
 
   for (int32_t row = 0; row < slice.rows; row++) {
     for (int32_t col = 0; col < slice.cols; col++) {
@@ -1043,7 +1503,21 @@ void dsr_fixed_deform_execute_parallel(const dsr_model *model, const dsr_node *n
       run_step(&job, parallel, DEFORM_OFFSET_LN, n, d->groups * cg * 24, 1);
       positions(d, &sec, &pg, &s);
       run_step(&job, parallel, DEFORM_SAMPLE, n, c * 8, 1);
-      run_step(&job, parallel, DEFORM_PROJECT_KV, c, 2 * n * c, n >= PROJECTION_MIN_ROW);
+      if (plan.kv) {
+        run_step(&job, parallel, DEFORM_PACK_SAMPLES,
+                 (n + DSR_GEMM_PANEL_COLUMNS - 1) / DSR_GEMM_PANEL_COLUMNS,
+                 DSR_GEMM_PANEL_COLUMNS * c, 1);
+        run_step(&job, parallel, DEFORM_KV_PACKED, c, 2 * n * c, 1);
+      } else {
+        run_step(&job, parallel, DEFORM_PROJECT_KV, c, 2 * n * c, n >= PROJECTION_MIN_ROW);
+      }
+      if (plan.attend) {
+        run_step(&job, parallel, DEFORM_PACK_HEADS, d->heads, 2 * n * d->head_channels, 1);
+        /* Per block of queries and head: q.k, bias, softmax, attention . v; then proj_out. */
+        run_step(&job, parallel, DEFORM_ATTEND_PACKED, core,
+                 d->heads * n * (2 * d->head_channels + 24) + c * c, 1);
+        continue;
+      }
       run_step(&job, parallel, DEFORM_PACK_KV, c, 2 * n, 1);
       /* Per head: q.k and attention sums over the samples, softmax; then proj_out. */
       run_step(&job, parallel, DEFORM_ATTEND, core, d->heads * n * (2 * d->head_channels + 24) + c * c,
