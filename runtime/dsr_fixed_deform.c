@@ -75,6 +75,9 @@ typedef struct deform_scratch {
   int8_t *context_block;   /* ATTEND_BLOCK * C: int8 context, [pixel][channel] */
   uint8_t *packed_context; /* context_block as packed rows */
   int32_t *out_block;      /* ATTEND_BLOCK * C: proj_out sums, [pixel][channel] */
+  int32_t *plane;          /* padded_plane_count: one channel of q - zero, zero-padded */
+  int32_t *dw_row;         /* max(H, W): depthwise sums of one output row */
+  int64_t *dw_row_wide;    /* max(H, W) */
   /* Stage reports (not scratch memory): probe is NULL unless an audit installed one. */
   const dsr_probe *probe;
   int32_t node_index;
@@ -145,6 +148,14 @@ static dsr_gemm gemm_output(int32_t rows, int32_t channels, int32_t context_zero
   return g;
 }
 
+/* Values of the zero-padded plane of the offset depthwise conv: the extended patch (at most
+ * the map) with offset_pad rows and columns on each side, and room for the kernel taps that
+ * a stride leaves past the last output. */
+static int64_t padded_plane_count(const dsr_deform_attn *d) {
+  int64_t margin = 2 * (int64_t)d->offset_pad + d->offset_kernel + d->offset_stride;
+  return (d->height + margin) * (d->width + margin);
+}
+
 /* Lays out the shared arrays and returns their bytes (base NULL: sizes only). */
 static int64_t layout_shared(const dsr_deform_attn *d, uint8_t *base, deform_scratch *s) {
   int64_t c = d->channels, g = d->groups;
@@ -213,6 +224,10 @@ static int64_t layout_private(const dsr_deform_attn *d, uint8_t *base, deform_sc
   s->context_block = carve(base, &used, block * c);
   s->packed_context = carve(base, &used, (int64_t)dsr_gemm_rows_bytes(&out));
   s->out_block = carve(base, &used, block * c * (int64_t)sizeof(int32_t));
+  int64_t side = d->height > d->width ? d->height : d->width;
+  s->plane = carve(base, &used, padded_plane_count(d) * (int64_t)sizeof(int32_t));
+  s->dw_row = carve(base, &used, side * (int64_t)sizeof(int32_t));
+  s->dw_row_wide = carve(base, &used, side * (int64_t)sizeof(int64_t));
   return used;
 }
 
@@ -561,6 +576,84 @@ static void offset_depthwise(const dsr_model *model, const dsr_deform_attn *d,
         s->dw[(int64_t)ch * pg->n + i * pg->wk + j] =
             (int32_t)dsr_fixed_clamp64((int64_t)dws.zero + v, dws.min, dws.max);
       }
+    }
+  }
+}
+
+/* Adds w * plane[j * stride] to the sums of count outputs. */
+DSR_FIXED_VECTOR_CLONES
+static void add_taps(int32_t *restrict acc, int64_t *restrict acc_wide,
+                     const int32_t *restrict plane, int32_t stride, int32_t w, int32_t count,
+                     int wide) {
+  if (wide) {
+    for (int32_t j = 0; j < count; j++)
+      acc_wide[j] += (int64_t)plane[j * stride] * w;
+  } else if (stride == 1) {
+    for (int32_t j = 0; j < count; j++)
+      acc[j] += plane[j] * w;
+  } else {
+    for (int32_t j = 0; j < count; j++)
+      acc[j] += plane[j * stride] * w;
+  }
+}
+
+/*
+ * offset_depthwise from a zero-padded copy of each channel's patch (q minus its zero point),
+ * one output row at a time: the same sums without bounds tests, since a padding tap adds 0
+ * as the skipped tap does. Narrow sums fit int32 by the plan-time bound on k * k * 255 * 128
+ * plus the bias; wide terms are at most 2^16 * 128.
+ */
+static void offset_depthwise_rows(const dsr_model *model, const dsr_deform_attn *d,
+                                  const deform_sections *sec, const patch_geometry *pg,
+                                  int32_t ch_begin, int32_t ch_end, deform_scratch *s) {
+  int32_t cg = d->channels / d->groups, k = d->offset_kernel, r = d->offset_stride;
+  int32_t pad = d->offset_pad;
+  int64_t map = (int64_t)d->height * d->width;
+  stage_info qs = stage(&d->stage_qparams[DSR_DEFORM_STAGE_Q]);
+  stage_info dws = stage(&d->stage_qparams[DSR_DEFORM_STAGE_OFFSET_DW]);
+  const int8_t *dw_w = param_data(model, d, DSR_DEFORM_OFFSET_DW_W);
+  const int32_t *dw_b = param_data(model, d, DSR_DEFORM_OFFSET_DW_B);
+  int wide = qs.wide_in;
+  /* Padded plane: rows y - pad + ... cover every tap of every output. */
+  int32_t plane_h = (pg->hk - 1) * r + k, plane_w = (pg->wk - 1) * r + k;
+
+  for (int32_t ch = ch_begin; ch < ch_end; ch++) {
+    int32_t c = ch % cg;
+    const int32_t *in = s->q + (int64_t)ch * map + (int64_t)pg->p.ext_y0 * d->width + pg->p.ext_x0;
+    for (int32_t y = 0; y < plane_h; y++) {
+      int32_t *row = s->plane + (int64_t)y * plane_w;
+      int32_t src_y = y - pad;
+      if (src_y < 0 || src_y >= pg->h) {
+        memset(row, 0, sizeof(int32_t) * (size_t)plane_w);
+        continue;
+      }
+      const int32_t *src = in + (int64_t)src_y * d->width;
+      for (int32_t x = 0; x < plane_w; x++) {
+        int32_t src_x = x - pad;
+        row[x] = src_x >= 0 && src_x < pg->w ? src[src_x] - qs.zero : 0;
+      }
+    }
+    const int8_t *wc = dw_w + (int64_t)c * k * k;
+    const int32_t *pair = sec->s[DSQ_DA_OFFSET_DW] + 2 * c;
+    for (int32_t i = 0; i < pg->hk; i++) {
+      for (int32_t j = 0; j < pg->wk; j++) {
+        s->dw_row[j] = dw_b[c];
+        s->dw_row_wide[j] = dw_b[c];
+      }
+      for (int32_t ky = 0; ky < k; ky++) {
+        const int32_t *taps = s->plane + (int64_t)(i * r + ky) * plane_w;
+        for (int32_t kx = 0; kx < k; kx++) {
+          if (wc[ky * k + kx] != 0)
+            add_taps(s->dw_row, s->dw_row_wide, taps + kx, r, wc[ky * k + kx], pg->wk, wide);
+        }
+      }
+      if (wide)
+        dsr_fixed_requant_row64(s->dw_row_wide, pg->wk, pair, 0, s->dw_row);
+      else
+        dsr_fixed_requant_row32(s->dw_row, pg->wk, pair, 0, s->dw_row);
+      int32_t *out = s->dw + (int64_t)ch * pg->n + (int64_t)i * pg->wk;
+      for (int32_t j = 0; j < pg->wk; j++)
+        out[j] = (int32_t)dsr_fixed_clamp64((int64_t)dws.zero + s->dw_row[j], dws.min, dws.max);
     }
   }
 }
@@ -1388,7 +1481,7 @@ static void deform_task(void *context, int32_t task_index) {
     compute_q_rows(job->model, job->node, job->x, job->sec, first, last, &s);
     break;
   case DEFORM_OFFSET_DW:
-    offset_depthwise(job->model, d, job->sec, pg, first, last, &s);
+    offset_depthwise_rows(job->model, d, job->sec, pg, first, last, &s);
     break;
   case DEFORM_OFFSET_LN:
     offset_points(job->model, d, job->sec, pg, first, last, &s);
