@@ -43,7 +43,7 @@ typedef struct deform_scratch {
   uint8_t *packed_wq;    /* proj_q weights as packed rows (C x C) */
   uint8_t *packed_wk;    /* proj_k weights as packed rows */
   uint8_t *packed_wv;    /* proj_v weights as packed rows */
-  uint8_t *packed_wout;  /* proj_out weights, transposed, as packed columns (C x C) */
+  uint8_t *packed_wout;  /* proj_out weights as packed rows */
   uint8_t *packed_x;     /* the input as packed columns (C x H * W) */
   uint8_t *packed_samp;  /* the samples as packed columns (C x Nmax) */
   int8_t *sampled8;      /* C * Nmax: the int8 samples, [channel][n] */
@@ -51,6 +51,8 @@ typedef struct deform_scratch {
   int8_t *v8;            /* C * Nmax: int8 v, [channel][n] */
   uint8_t *packed_k;     /* per head: k as packed columns (head channels x Nmax) */
   uint8_t *packed_v;     /* per head: v transposed as packed columns (Nmax x head channels) */
+  int32_t *bias_rows;    /* g * H * 4 * Nmax: row factors of the bias taps (bias_axis) */
+  int32_t *bias_cols;    /* g * W * 4 * Nmax: column factors */
   /* private to one task */
   int64_t *ln_d;     /* Cg */
   int64_t *row_wide; /* max(H * W, Nmax): 64-bit sums of the row-order projections */
@@ -67,14 +69,15 @@ typedef struct deform_scratch {
   /* private, packed order: a block of ATTEND_BLOCK query pixels */
   int8_t *q_block;         /* ATTEND_BLOCK * head channels: q of one head, [pixel][channel] */
   uint8_t *packed_q;       /* q_block as packed rows */
-  int32_t *logit_block;    /* heads per group * ATTEND_BLOCK * Nmax: q.k sums */
-  int32_t *taps;           /* 8 * Nmax: bias table indices, then weights, of one pixel */
-  int8_t *attn_block;      /* heads per group * ATTEND_BLOCK * Nmax: int8 attention */
-  uint8_t *packed_attn;    /* one head's attn_block as packed rows */
+  int32_t *logit_block;    /* ATTEND_BLOCK * Nmax: q.k sums of one head, then logits */
+  int32_t *bias_block;     /* ATTEND_BLOCK * Nmax: position bias sums of one head */
+  int32_t *taps;           /* 8 * Nmax: bilinear taps of one sample row */
+  int8_t *attn_block;      /* ATTEND_BLOCK * Nmax: int8 attention of one head */
+  uint8_t *packed_attn;    /* attn_block as packed rows */
   int32_t *context_sums;   /* ATTEND_BLOCK * head channels */
   int8_t *context_block;   /* ATTEND_BLOCK * C: int8 context, [pixel][channel] */
-  uint8_t *packed_context; /* context_block as packed rows */
-  int32_t *out_block;      /* ATTEND_BLOCK * C: proj_out sums, [pixel][channel] */
+  uint8_t *packed_context; /* context_block as packed columns */
+  int32_t *out_block;      /* C * ATTEND_BLOCK: proj_out sums, [channel][pixel] */
   int32_t *plane;          /* padded_plane_count: one channel of q - zero, zero-padded */
   int32_t *dw_row;         /* max(H, W): depthwise sums of one output row */
   int64_t *dw_row_wide;    /* max(H, W) */
@@ -142,12 +145,6 @@ static dsr_gemm gemm_context(int32_t rows, int32_t head_channels, int32_t sample
   return g;
 }
 
-/* proj_out: rows are query pixels, columns output channels. */
-static dsr_gemm gemm_output(int32_t rows, int32_t channels, int32_t context_zero) {
-  dsr_gemm g = {rows, channels, channels, context_zero, 0, 1};
-  return g;
-}
-
 /* Values of the zero-padded plane of the offset depthwise conv: the extended patch (at most
  * the map) with offset_pad rows and columns on each side, and room for the kernel taps that
  * a stride leaves past the last output. */
@@ -173,7 +170,6 @@ static int64_t layout_shared(const dsr_deform_attn *d, uint8_t *base, deform_scr
   int32_t ci = d->channels, hc = d->head_channels, n_i = (int32_t)n_max;
   dsr_gemm proj = gemm_projection(ci, (int32_t)pixels, 0);
   dsr_gemm proj_samples = gemm_projection(ci, n_i, 0);
-  dsr_gemm out = gemm_output(1, ci, 0);
   dsr_gemm logits = gemm_logits(1, n_i, hc, 0, 0);
   dsr_gemm context = gemm_context(1, hc, n_i, 0, 0);
   int64_t table = (int64_t)d->heads * (2 * d->height - 1) * (2 * d->width - 1);
@@ -181,7 +177,7 @@ static int64_t layout_shared(const dsr_deform_attn *d, uint8_t *base, deform_scr
   s->packed_wq = carve(base, &used, (int64_t)dsr_gemm_rows_bytes(&proj));
   s->packed_wk = carve(base, &used, (int64_t)dsr_gemm_rows_bytes(&proj));
   s->packed_wv = carve(base, &used, (int64_t)dsr_gemm_rows_bytes(&proj));
-  s->packed_wout = carve(base, &used, (int64_t)dsr_gemm_columns_bytes(&out));
+  s->packed_wout = carve(base, &used, (int64_t)dsr_gemm_rows_bytes(&proj));
   s->packed_x = carve(base, &used, (int64_t)dsr_gemm_columns_bytes(&proj));
   s->packed_samp = carve(base, &used, (int64_t)dsr_gemm_columns_bytes(&proj_samples));
   s->sampled8 = carve(base, &used, c * n_max);
@@ -189,6 +185,8 @@ static int64_t layout_shared(const dsr_deform_attn *d, uint8_t *base, deform_scr
   s->v8 = carve(base, &used, c * n_max);
   s->packed_k = carve(base, &used, d->heads * (int64_t)dsr_gemm_columns_bytes(&logits));
   s->packed_v = carve(base, &used, d->heads * (int64_t)dsr_gemm_columns_bytes(&context));
+  s->bias_rows = carve(base, &used, g * d->height * 4 * n_max * (int64_t)sizeof(int32_t));
+  s->bias_cols = carve(base, &used, g * d->width * 4 * n_max * (int64_t)sizeof(int32_t));
   return used;
 }
 
@@ -209,20 +207,20 @@ static int64_t layout_private(const dsr_deform_attn *d, uint8_t *base, deform_sc
   s->q16 = carve(base, &used, c * (int64_t)sizeof(int16_t));
   s->attn16 = carve(base, &used, n_max * (int64_t)sizeof(int16_t));
 
-  int64_t block = ATTEND_BLOCK, heads_per_group = d->heads / d->groups;
+  int64_t block = ATTEND_BLOCK;
   dsr_gemm logits = gemm_logits(ATTEND_BLOCK, (int32_t)n_max, (int32_t)hc, 0, 0);
   dsr_gemm context = gemm_context(ATTEND_BLOCK, (int32_t)hc, (int32_t)n_max, 0, 0);
-  dsr_gemm out = gemm_output(ATTEND_BLOCK, d->channels, 0);
+  dsr_gemm out = gemm_projection(d->channels, ATTEND_BLOCK, 0);
   s->q_block = carve(base, &used, block * hc);
   s->packed_q = carve(base, &used, (int64_t)dsr_gemm_rows_bytes(&logits));
-  s->logit_block =
-      carve(base, &used, heads_per_group * block * n_max * (int64_t)sizeof(int32_t));
+  s->logit_block = carve(base, &used, block * n_max * (int64_t)sizeof(int32_t));
+  s->bias_block = carve(base, &used, block * n_max * (int64_t)sizeof(int32_t));
   s->taps = carve(base, &used, 8 * n_max * (int64_t)sizeof(int32_t));
-  s->attn_block = carve(base, &used, heads_per_group * block * n_max);
+  s->attn_block = carve(base, &used, block * n_max);
   s->packed_attn = carve(base, &used, (int64_t)dsr_gemm_rows_bytes(&context));
   s->context_sums = carve(base, &used, block * hc * (int64_t)sizeof(int32_t));
   s->context_block = carve(base, &used, block * c);
-  s->packed_context = carve(base, &used, (int64_t)dsr_gemm_rows_bytes(&out));
+  s->packed_context = carve(base, &used, (int64_t)dsr_gemm_columns_bytes(&out));
   s->out_block = carve(base, &used, block * c * (int64_t)sizeof(int32_t));
   int64_t side = d->height > d->width ? d->height : d->width;
   s->plane = carve(base, &used, padded_plane_count(d) * (int64_t)sizeof(int32_t));
@@ -335,6 +333,32 @@ static stage_info stage(const dsr_qparams *q) {
   dsr_fixed_dtype_range(q->dtype, &s.min, &s.max);
   s.wide_in = q->dtype != DSR_DTYPE_I8;
   return s;
+}
+
+/* values[i] = zero + values[i] saturated to [lo, hi], in place. */
+DSR_FIXED_VECTOR_CLONES
+static void saturate_row(int32_t *values, int64_t count, int32_t zero, int32_t lo, int32_t hi) {
+  for (int64_t i = 0; i < count; i++) {
+    int64_t v = (int64_t)zero + values[i];
+    values[i] = (int32_t)(v < lo ? lo : (v > hi ? hi : v));
+  }
+}
+
+/* narrow[i] = zero + values[i] saturated to [lo, hi], an int8 range. */
+DSR_FIXED_VECTOR_CLONES
+static void saturate_row8(const int32_t *restrict values, int64_t count, int32_t zero,
+                          int32_t lo, int32_t hi, int8_t *restrict narrow) {
+  for (int64_t i = 0; i < count; i++) {
+    int64_t v = (int64_t)zero + values[i];
+    narrow[i] = (int8_t)(v < lo ? lo : (v > hi ? hi : v));
+  }
+}
+
+/* narrow[i] = values[i] for values in the int8 range. */
+DSR_FIXED_VECTOR_CLONES
+static void copy_row8(const int32_t *restrict values, int64_t count, int8_t *restrict narrow) {
+  for (int64_t i = 0; i < count; i++)
+    narrow[i] = (int8_t)values[i];
 }
 
 /* Reference point of grid index i in Q8 pixels of a patch side of size pixels. */
@@ -628,10 +652,13 @@ static void offset_depthwise_rows(const dsr_model *model, const dsr_deform_attn 
         continue;
       }
       const int32_t *src = in + (int64_t)src_y * d->width;
-      for (int32_t x = 0; x < plane_w; x++) {
-        int32_t src_x = x - pad;
-        row[x] = src_x >= 0 && src_x < pg->w ? src[src_x] - qs.zero : 0;
-      }
+      int32_t x_end = pad + pg->w < plane_w ? pad + pg->w : plane_w;
+      for (int32_t x = 0; x < pad && x < plane_w; x++)
+        row[x] = 0;
+      for (int32_t x = pad; x < x_end; x++)
+        row[x] = src[x - pad] - qs.zero;
+      for (int32_t x = x_end; x < plane_w; x++)
+        row[x] = 0;
     }
     const int8_t *wc = dw_w + (int64_t)c * k * k;
     const int32_t *pair = sec->s[DSQ_DA_OFFSET_DW] + 2 * c;
@@ -652,8 +679,8 @@ static void offset_depthwise_rows(const dsr_model *model, const dsr_deform_attn 
       else
         dsr_fixed_requant_row32(s->dw_row, pg->wk, pair, 0, s->dw_row);
       int32_t *out = s->dw + (int64_t)ch * pg->n + (int64_t)i * pg->wk;
-      for (int32_t j = 0; j < pg->wk; j++)
-        out[j] = (int32_t)dsr_fixed_clamp64((int64_t)dws.zero + s->dw_row[j], dws.min, dws.max);
+      saturate_row(s->dw_row, pg->wk, dws.zero, dws.min, dws.max);
+      memcpy(out, s->dw_row, sizeof(int32_t) * (size_t)pg->wk);
     }
   }
 }
@@ -759,10 +786,10 @@ static void project_kv_rows(const dsr_model *model, const dsr_node *node,
 }
 
 /* Bilinear samples of x over the extended patch at the grid positions n_begin..n_end - 1 of
- * every group, also copied to narrow (NULL: not) for an int8 stage. */
+ * every group. */
 static void sample_points(const dsr_model *model, const dsr_node *node, const void *x,
                           const patch_geometry *pg, int32_t n_begin, int32_t n_end,
-                          int8_t *narrow, deform_scratch *s) {
+                          deform_scratch *s) {
   const dsr_deform_attn *d = node->deform;
   const dsr_tensor *xt = &model->tensors[node->inputs[0]];
   int32_t cg = d->channels / d->groups;
@@ -785,13 +812,60 @@ static void sample_points(const dsr_model *model, const dsr_node *node, const vo
           if (weight[t] != 0)
             sum += weight[t] * (dsr_fixed_load(x, x_dtype, plane + index[t]) - x_zero);
         }
-        int32_t v = (int32_t)dsr_fixed_clamp64(
+        s->sampled[(int64_t)(gi * cg + c) * pg->n + n] = (int32_t)dsr_fixed_clamp64(
             (int64_t)ss.zero + dsr_fixed_rdbpot(sum, 2 * DSR_FIXED_POS_FRAC_BITS), ss.min,
             ss.max);
-        s->sampled[(int64_t)(gi * cg + c) * pg->n + n] = v;
-        if (narrow != NULL)
-          narrow[(int64_t)(gi * cg + c) * pg->n + n] = (int8_t)v;
       }
+    }
+  }
+}
+
+/* Samples of one int8 channel plane for count grid positions with the taps of
+ * dsr_fixed_bilinear_taps (taps[t * count + j] index, taps[(4 + t) * count + j] weight), as
+ * sample_points computes them: a tap of weight 0 adds 0 whatever it reads. */
+DSR_FIXED_VECTOR_CLONES
+static void sample_plane(const int8_t *restrict plane, const int32_t *restrict taps,
+                         int32_t count, int32_t zero, stage_info out, int32_t *restrict values,
+                         int8_t *restrict narrow) {
+  for (int32_t j = 0; j < count; j++) {
+    int32_t sum = taps[4 * count + j] * (plane[taps[j]] - zero) +
+                  taps[5 * count + j] * (plane[taps[count + j]] - zero) +
+                  taps[6 * count + j] * (plane[taps[2 * count + j]] - zero) +
+                  taps[7 * count + j] * (plane[taps[3 * count + j]] - zero);
+    int32_t v = out.zero + dsr_fixed_rdbpot(sum, 2 * DSR_FIXED_POS_FRAC_BITS);
+    v = v < out.min ? out.min : (v > out.max ? out.max : v);
+    values[j] = v;
+    narrow[j] = (int8_t)v;
+  }
+}
+
+/* sample_points for an int8 input and stage, one channel plane at a time over the grid
+ * positions, with the int8 copy in sampled8. */
+static void sample_points_int8(const dsr_model *model, const dsr_node *node, const void *x,
+                               const patch_geometry *pg, int32_t n_begin, int32_t n_end,
+                               deform_scratch *s) {
+  const dsr_deform_attn *d = node->deform;
+  const dsr_tensor *xt = &model->tensors[node->inputs[0]];
+  int32_t cg = d->channels / d->groups, count = n_end - n_begin;
+  int64_t map = (int64_t)d->height * d->width;
+  const int8_t *patch = (const int8_t *)x + (int64_t)pg->p.ext_y0 * d->width + pg->p.ext_x0;
+  stage_info ss = stage(&d->stage_qparams[DSR_DEFORM_STAGE_SAMPLED]);
+  for (int32_t gi = 0; gi < d->groups; gi++) {
+    for (int32_t j = 0; j < count; j++) {
+      int32_t index[4], weight[4];
+      int32_t n = n_begin + j;
+      dsr_fixed_bilinear_taps(s->position[(int64_t)(gi * 2) * pg->n + n],
+                              s->position[(int64_t)(gi * 2 + 1) * pg->n + n], pg->h, pg->w,
+                              d->width, index, weight);
+      for (int32_t t = 0; t < 4; t++) {
+        s->taps[t * count + j] = index[t];
+        s->taps[(4 + t) * count + j] = weight[t];
+      }
+    }
+    for (int32_t c = gi * cg; c < (gi + 1) * cg; c++) {
+      int64_t first = (int64_t)c * pg->n + n_begin;
+      sample_plane(patch + c * map, s->taps, count, xt->qparams.zero_point, ss,
+                   s->sampled + first, s->sampled8 + first);
     }
   }
 }
@@ -804,7 +878,7 @@ static void sample_and_project(const dsr_model *model, const dsr_node *node, con
   const dsr_deform_attn *d = node->deform;
   int32_t c_count = d->channels;
   stage_info ss = stage(&d->stage_qparams[DSR_DEFORM_STAGE_SAMPLED]);
-  sample_points(model, node, x, pg, 0, pg->n, NULL, s);
+  sample_points(model, node, x, pg, 0, pg->n, s);
 
   if (fast) {
     project_kv_rows(model, node, sec, pg, 0, c_count, s);
@@ -1171,14 +1245,11 @@ static void finish_sums(const projection *pr, int32_t oc, int32_t *sums, int64_t
   for (int64_t i = 0; i < count; i++)
     sums[i] += bias;
   dsr_fixed_requant_row32(sums, count, pr->pairs + 2 * oc, 0, sums);
-  for (int64_t i = 0; i < count; i++)
-    sums[i] = (int32_t)dsr_fixed_clamp64((int64_t)pr->out.zero + sums[i], pr->out.min,
-                                         pr->out.max);
+  saturate_row(sums, count, pr->out.zero, pr->out.min, pr->out.max);
 }
 
 /* Packs the weights that the products of plan read, for output channels first..last - 1:
- * rows of proj_q, proj_k and proj_v, and the panels of transposed proj_out whose first
- * column lies in that range. */
+ * rows of proj_q, proj_k, proj_v and proj_out. */
 static void pack_weights(const dsr_model *model, const dsr_deform_attn *d, packed_plan plan,
                          int32_t first, int32_t last, deform_scratch *s) {
   int32_t c = d->channels;
@@ -1192,13 +1263,9 @@ static void pack_weights(const dsr_model *model, const dsr_deform_attn *d, packe
     dsr_gemm_pack_rows(&proj, param_data(model, d, DSR_DEFORM_PROJ_V_W), c, 1, first, last,
                        s->packed_wv);
   }
-  if (plan.attend) {
-    dsr_gemm out = gemm_output(1, c, 0);
-    int32_t panel_first = (first + DSR_GEMM_PANEL_COLUMNS - 1) / DSR_GEMM_PANEL_COLUMNS;
-    int32_t panel_last = (last + DSR_GEMM_PANEL_COLUMNS - 1) / DSR_GEMM_PANEL_COLUMNS;
-    dsr_gemm_pack_columns(&out, param_data(model, d, DSR_DEFORM_PROJ_OUT_W), 1, c, panel_first,
-                          panel_last, s->packed_wout);
-  }
+  if (plan.attend)
+    dsr_gemm_pack_rows(&proj, param_data(model, d, DSR_DEFORM_PROJ_OUT_W), c, 1, first, last,
+                       s->packed_wout);
 }
 
 /* proj_q as a packed product, output channels first..last - 1: the sums land in the q rows,
@@ -1241,10 +1308,8 @@ static void project_kv_packed(const dsr_model *model, const dsr_node *node,
     finish_sums(&v, oc, s->v + oc * n, n);
   }
   if (plan.attend) {
-    for (int64_t i = first * n; i < last * n; i++) {
-      s->k8[i] = (int8_t)s->k[i];
-      s->v8[i] = (int8_t)s->v[i];
-    }
+    copy_row8(s->k + first * n, (last - first) * n, s->k8 + first * n);
+    copy_row8(s->v + first * n, (last - first) * n, s->v8 + first * n);
   }
 }
 
@@ -1268,56 +1333,71 @@ static void pack_heads(const dsr_deform_attn *d, const patch_geometry *pg, int32
 }
 
 /*
- * Bilinear taps of the position bias for one query over the samples: taps[t * n + j] is the
- * table index of tap t of sample j and taps[(4 + t) * n + j] its weight, the taps and
- * weights of dsr_fixed_bilinear_taps(row_base - py[j], col_base - px[j]) over an h x w table
- * except that a tap outside the table gets an index inside it (its weight is 0 all the
- * same). The weights split into a row and a column factor, each 0 outside the table.
- * |row_base - py[j]| < 2^29 (positions are clamped to +-2^28), so floor(v / 2^8) is
- * ((v + 2^30) >> 8) - 2^22 with a positive shifted value.
+ * Row (or column) factors of the position bias taps over the samples, for a query whose table
+ * row is base (Q8) before the sample position p[j] is subtracted: out[j] and out[n + j] are
+ * the weights of the first and second tap row, 0 outside the table of size rows, and
+ * out[2n + j], out[3n + j] their rows times stride (a row inside the table when the weight is
+ * 0). The tap weights of dsr_fixed_bilinear_taps are products of a row and a column weight,
+ * 0 when either tap lies outside. |base - p[j]| < 2^29 (positions are clamped to +-2^28), so
+ * floor(v / 2^8) is ((v + 2^30) >> 8) - 2^22 with a positive shifted value.
  */
 DSR_FIXED_VECTOR_CLONES
-static void bias_taps(const int32_t *restrict py, const int32_t *restrict px, int32_t n,
-                      int32_t row_base, int32_t col_base, int32_t h, int32_t w,
-                      int32_t *restrict taps) {
+static void bias_axis(const int32_t *restrict p, int32_t n, int32_t base, int32_t size,
+                      int32_t stride, int32_t *restrict out) {
   const int32_t one = DSR_FIXED_POS_ONE, bias = 1 << 30;
   const int32_t unbias = bias >> DSR_FIXED_POS_FRAC_BITS;
   for (int32_t j = 0; j < n; j++) {
-    int32_t ry = row_base - py[j], rx = col_base - px[j];
-    int32_t y0 = ((ry + bias) >> DSR_FIXED_POS_FRAC_BITS) - unbias;
-    int32_t x0 = ((rx + bias) >> DSR_FIXED_POS_FRAC_BITS) - unbias;
-    int32_t fy = ry - y0 * one, fx = rx - x0 * one;
-    int in_y0 = y0 >= 0 && y0 < h, in_y1 = y0 + 1 >= 0 && y0 + 1 < h;
-    int in_x0 = x0 >= 0 && x0 < w, in_x1 = x0 + 1 >= 0 && x0 + 1 < w;
-    int32_t wy0 = in_y0 ? one - fy : 0, wy1 = in_y1 ? fy : 0;
-    int32_t wx0 = in_x0 ? one - fx : 0, wx1 = in_x1 ? fx : 0;
-    int32_t r0 = (in_y0 ? y0 : 0) * w, r1 = (in_y1 ? y0 + 1 : 0) * w;
-    int32_t c0 = in_x0 ? x0 : 0, c1 = in_x1 ? x0 + 1 : 0;
-    taps[j] = r0 + c0;
-    taps[n + j] = r0 + c1;
-    taps[2 * n + j] = r1 + c0;
-    taps[3 * n + j] = r1 + c1;
-    taps[4 * n + j] = wy0 * wx0;
-    taps[5 * n + j] = wy0 * wx1;
-    taps[6 * n + j] = wy1 * wx0;
-    taps[7 * n + j] = wy1 * wx1;
+    int32_t v = base - p[j];
+    int32_t i0 = ((v + bias) >> DSR_FIXED_POS_FRAC_BITS) - unbias;
+    int32_t f = v - i0 * one;
+    int in0 = i0 >= 0 && i0 < size, in1 = i0 + 1 >= 0 && i0 + 1 < size;
+    out[j] = in0 ? one - f : 0;
+    out[n + j] = in1 ? f : 0;
+    out[2 * n + j] = (in0 ? i0 : 0) * stride;
+    out[3 * n + j] = (in1 ? i0 + 1 : 0) * stride;
   }
 }
 
-/* Position bias sums of one head for the taps of bias_taps: the sums of bilinear_sum. The
- * weights sum to at most 2^16 and table values are int16, so every partial sum fits int32. */
+/* Position bias sums of one head and query from its row and column factors (bias_axis): the
+ * sums of bilinear_sum. The weights sum to at most 2^16 and table values are int16, so every
+ * partial sum fits int32. */
 DSR_FIXED_VECTOR_CLONES
-static void bias_sums(const int32_t *restrict table, const int32_t *restrict taps, int32_t n,
-                      int32_t *restrict out) {
-  for (int32_t j = 0; j < n; j++)
-    out[j] = taps[4 * n + j] * table[taps[j]] + taps[5 * n + j] * table[taps[n + j]] +
-             taps[6 * n + j] * table[taps[2 * n + j]] + taps[7 * n + j] * table[taps[3 * n + j]];
+static void bias_sums(const int32_t *restrict table, const int32_t *restrict rows,
+                      const int32_t *restrict cols, int32_t n, int32_t *restrict out) {
+  for (int32_t j = 0; j < n; j++) {
+    int32_t wy0 = rows[j], wy1 = rows[n + j], r0 = rows[2 * n + j], r1 = rows[3 * n + j];
+    int32_t wx0 = cols[j], wx1 = cols[n + j], c0 = cols[2 * n + j], c1 = cols[3 * n + j];
+    out[j] = wy0 * wx0 * table[r0 + c0] + wy0 * wx1 * table[r0 + c1] +
+             wy1 * wx0 * table[r1 + c0] + wy1 * wx1 * table[r1 + c1];
+  }
 }
 
-/* Logits of one query and head from requantized q.k sums and bias, as attend_pixel sums them. */
+/* Row and column factors of the bias taps of the patch's core rows and columns, for groups
+ * first..last - 1. */
+static void bias_factors(const dsr_deform_attn *d, const patch_geometry *pg, int32_t first,
+                         int32_t last, deform_scratch *s) {
+  int32_t n = pg->n, table_h = 2 * d->height - 1, table_w = 2 * d->width - 1;
+  int64_t stride = 4 * (int64_t)n;
+  for (int32_t gi = first; gi < last; gi++) {
+    const int32_t *py = s->position + (int64_t)(gi * 2) * n;
+    const int32_t *px = py + n;
+    for (int32_t qy = pg->p.core_y0; qy < pg->p.core_y1; qy++) {
+      int32_t base = bias_base_q8(d->convention, qy, d->height, pg->p.ext_y0);
+      bias_axis(py, n, base, table_h, table_w,
+                s->bias_rows + ((int64_t)gi * d->height + qy - pg->p.core_y0) * stride);
+    }
+    for (int32_t qx = pg->p.core_x0; qx < pg->p.core_x1; qx++) {
+      int32_t base = bias_base_q8(d->convention, qx, d->width, pg->p.ext_x0);
+      bias_axis(px, n, base, table_w, 1,
+                s->bias_cols + ((int64_t)gi * d->width + qx - pg->p.core_x0) * stride);
+    }
+  }
+}
+
+/* Logits from requantized q.k sums and bias, as attend_pixel sums them; out may be qk. */
 DSR_FIXED_VECTOR_CLONES
-static void logit_values(const int32_t *restrict qk, const int32_t *restrict bias, int32_t n,
-                         int32_t zero, int32_t lo, int32_t hi, int32_t *restrict out) {
+static void logit_values(const int32_t *qk, const int32_t *restrict bias, int32_t n,
+                         int32_t zero, int32_t lo, int32_t hi, int32_t *out) {
   for (int32_t j = 0; j < n; j++) {
     int64_t v = (int64_t)zero + qk[j] + bias[j];
     out[j] = (int32_t)(v < lo ? lo : (v > hi ? hi : v));
@@ -1332,9 +1412,9 @@ static int64_t core_pixel_at(const dsr_deform_attn *d, const patch_geometry *pg,
 
 /*
  * Attention and proj_out of the core pixels first..first + count - 1 (count <= ATTEND_BLOCK)
- * with packed products: per head, q.k of the block against every sample, then per query the
- * bias, logits and softmax rows, then attention . v; last proj_out of the block. The values of
- * attend_pixel.
+ * with packed products. Per head: q.k of the block against every sample, the position bias
+ * and logits, one softmax row per query, then attention . v. Last, proj_out of the block.
+ * The values of attend_pixel.
  */
 static void attend_block(const dsr_model *model, const dsr_node *node, void *y,
                          const deform_sections *sec, const patch_geometry *pg,
@@ -1343,6 +1423,7 @@ static void attend_block(const dsr_model *model, const dsr_node *node, void *y,
   const dsr_tensor *yt = &model->tensors[node->output];
   int32_t c_count = d->channels, hc = d->head_channels, n = pg->n;
   int32_t heads_per_group = d->heads / d->groups;
+  int32_t core_w = pg->p.core_x1 - pg->p.core_x0;
   int64_t map = (int64_t)d->height * d->width;
   stage_info qs = stage(&d->stage_qparams[DSR_DEFORM_STAGE_Q]);
   stage_info ks = stage(&d->stage_qparams[DSR_DEFORM_STAGE_K]);
@@ -1350,78 +1431,63 @@ static void attend_block(const dsr_model *model, const dsr_node *node, void *y,
   stage_info ls = stage(&d->stage_qparams[DSR_DEFORM_STAGE_LOGITS]);
   stage_info as = stage(&d->stage_qparams[DSR_DEFORM_STAGE_ATTN]);
   stage_info cs = stage(&d->stage_qparams[DSR_DEFORM_STAGE_CONTEXT]);
-  int32_t table_h = 2 * d->height - 1, table_w = 2 * d->width - 1;
-  int64_t table_size = (int64_t)table_h * table_w;
+  int64_t table_size = (int64_t)(2 * d->height - 1) * (2 * d->width - 1);
   const int32_t *logit_pairs = sec->s[DSQ_DA_LOGITS];
   dsr_gemm logits = gemm_logits(count, n, hc, qs.zero, ks.zero);
   dsr_gemm context = gemm_context(count, hc, n, as.zero, vs.zero);
-  dsr_gemm out = gemm_output(count, c_count, cs.zero);
   int64_t k_bytes = head_k_bytes(d), v_bytes = head_v_bytes(d);
+  int64_t rows = (int64_t)count * n, factors = 4 * (int64_t)n;
 
-  for (int32_t gi = 0; gi < d->groups; gi++) {
-    const int32_t *py = s->position + (int64_t)(gi * 2) * n;
-    const int32_t *px = py + n;
-    for (int32_t hl = 0; hl < heads_per_group; hl++) {
-      int64_t hd = (int64_t)gi * heads_per_group + hl;
-      for (int32_t i = 0; i < count; i++) {
-        const int32_t *q = s->q + hd * hc * map + core_pixel_at(d, pg, first + i);
-        for (int32_t c = 0; c < hc; c++)
-          s->q_block[i * hc + c] = (int8_t)q[c * map];
-      }
-      dsr_gemm_pack_rows(&logits, s->q_block, hc, 1, 0, count, s->packed_q);
-      dsr_gemm_run(&logits, s->packed_q, s->packed_k + hd * k_bytes, 0, count, 0,
-                   dsr_gemm_panels(&logits), s->logit_block + (int64_t)hl * count * n, n);
-    }
+  for (int32_t hd = 0; hd < d->heads; hd++) {
+    int32_t gi = hd / heads_per_group;
     for (int32_t i = 0; i < count; i++) {
-      int64_t pixel = core_pixel_at(d, pg, first + i);
-      int32_t qy = (int32_t)(pixel / d->width), qx = (int32_t)(pixel % d->width);
-      int32_t row_base = bias_base_q8(d->convention, qy, d->height, pg->p.ext_y0);
-      int32_t col_base = bias_base_q8(d->convention, qx, d->width, pg->p.ext_x0);
-      bias_taps(py, px, n, row_base, col_base, table_h, table_w, s->taps);
-      for (int32_t hl = 0; hl < heads_per_group; hl++) {
-        int64_t hd = (int64_t)gi * heads_per_group + hl;
-        int32_t *sums = s->logit_block + ((int64_t)hl * count + i) * n;
-        dsr_fixed_requant_row32(sums, n, logit_pairs, 0, sums);
-        bias_sums(s->table32 + hd * table_size, s->taps, n, s->row);
-        dsr_fixed_requant_row32(s->row, n, logit_pairs + 2, 0, s->row);
-        logit_values(sums, s->row, n, ls.zero, ls.min, ls.max, s->logits);
-        dsr_fixed_fast_softmax_row(s->logits, n, sec->s[DSQ_DA_SOFTMAX][0],
-                                   sec->s[DSQ_DA_SOFTMAX][1], 8, s->exps, s->attn);
-        int8_t *attn = s->attn_block + ((int64_t)hl * count + i) * n;
-        for (int32_t j = 0; j < n; j++)
-          attn[j] = (int8_t)s->attn[j];
-      }
+      const int32_t *q = s->q + (int64_t)hd * hc * map + core_pixel_at(d, pg, first + i);
+      for (int32_t c = 0; c < hc; c++)
+        s->q_block[i * hc + c] = (int8_t)q[c * map];
     }
-    for (int32_t hl = 0; hl < heads_per_group; hl++) {
-      int64_t hd = (int64_t)gi * heads_per_group + hl;
-      dsr_gemm_pack_rows(&context, s->attn_block + (int64_t)hl * count * n, n, 1, 0, count,
-                         s->packed_attn);
-      dsr_gemm_run(&context, s->packed_attn, s->packed_v + hd * v_bytes, 0, count, 0,
-                   dsr_gemm_panels(&context), s->context_sums, hc);
-      dsr_fixed_requant_row32(s->context_sums, (int64_t)count * hc, sec->s[DSQ_DA_CONTEXT], 0,
-                              s->context_sums);
-      for (int32_t i = 0; i < count; i++) {
-        for (int32_t c = 0; c < hc; c++)
-          s->context_block[(int64_t)i * c_count + hd * hc + c] = (int8_t)dsr_fixed_clamp64(
-              (int64_t)cs.zero + s->context_sums[i * hc + c], cs.min, cs.max);
-      }
+    dsr_gemm_pack_rows(&logits, s->q_block, hc, 1, 0, count, s->packed_q);
+    dsr_gemm_run(&logits, s->packed_q, s->packed_k + hd * k_bytes, 0, count, 0,
+                 dsr_gemm_panels(&logits), s->logit_block, n);
+    dsr_fixed_requant_row32(s->logit_block, rows, logit_pairs, 0, s->logit_block);
+    const int32_t *table = s->table32 + hd * table_size;
+    for (int32_t i = 0; i < count; i++) {
+      int32_t p = first + i;
+      bias_sums(table, s->bias_rows + ((int64_t)gi * d->height + p / core_w) * factors,
+                s->bias_cols + ((int64_t)gi * d->width + p % core_w) * factors, n,
+                s->bias_block + (int64_t)i * n);
     }
+    dsr_fixed_requant_row32(s->bias_block, rows, logit_pairs + 2, 0, s->bias_block);
+    logit_values(s->logit_block, s->bias_block, (int32_t)rows, ls.zero, ls.min, ls.max,
+                 s->logit_block);
+    for (int32_t i = 0; i < count; i++) {
+      dsr_fixed_fast_softmax_row(s->logit_block + (int64_t)i * n, n, sec->s[DSQ_DA_SOFTMAX][0],
+                                 sec->s[DSQ_DA_SOFTMAX][1], 8, s->exps, s->attn);
+      copy_row8(s->attn, n, s->attn_block + (int64_t)i * n);
+    }
+    dsr_gemm_pack_rows(&context, s->attn_block, n, 1, 0, count, s->packed_attn);
+    dsr_gemm_run(&context, s->packed_attn, s->packed_v + hd * v_bytes, 0, count, 0,
+                 dsr_gemm_panels(&context), s->context_sums, hc);
+    dsr_fixed_requant_row32(s->context_sums, (int64_t)count * hc, sec->s[DSQ_DA_CONTEXT], 0,
+                            s->context_sums);
+    for (int32_t i = 0; i < count; i++)
+      saturate_row8(s->context_sums + (int64_t)i * hc, hc, cs.zero, cs.min, cs.max,
+                    s->context_block + (int64_t)i * c_count + (int64_t)hd * hc);
   }
 
-  stage_info ys = stage(&yt->qparams);
-  const int32_t *bo = param_data(model, d, DSR_DEFORM_PROJ_OUT_B);
-  dsr_gemm_pack_rows(&out, s->context_block, c_count, 1, 0, count, s->packed_context);
-  dsr_gemm_run(&out, s->packed_context, s->packed_wout, 0, count, 0, dsr_gemm_panels(&out),
-               s->out_block, c_count);
-  for (int32_t i = 0; i < count; i++) {
-    int32_t *row = s->out_block + (int64_t)i * c_count;
-    for (int32_t oc = 0; oc < c_count; oc++)
-      row[oc] += bo[oc];
-    dsr_fixed_requant_row32(row, c_count, sec->s[DSQ_DA_PROJ_OUT], 2, row);
-    int64_t pixel = core_pixel_at(d, pg, first + i);
-    for (int32_t oc = 0; oc < c_count; oc++)
-      dsr_fixed_store(y, yt->qparams.dtype, (int64_t)oc * map + pixel,
-                      dsr_fixed_clamp64((int64_t)ys.zero + row[oc], ys.min, ys.max));
+  /* proj_out: output channels as rows, the block's pixels as columns. */
+  dsr_gemm out = gemm_projection(c_count, count, cs.zero);
+  projection pr = {NULL, param_data(model, d, DSR_DEFORM_PROJ_OUT_B), sec->s[DSQ_DA_PROJ_OUT],
+                   c_count, 0, stage(&yt->qparams)};
+  dsr_gemm_pack_columns(&out, s->context_block, 1, c_count, 0, dsr_gemm_panels(&out),
+                        s->packed_context);
+  dsr_gemm_run(&out, s->packed_wout, s->packed_context, 0, c_count, 0, dsr_gemm_panels(&out),
+               s->out_block, count);
+  for (int32_t oc = 0; oc < c_count; oc++) {
+    int32_t *row = s->out_block + (int64_t)oc * count;
+    finish_sums(&pr, oc, row, count);
+    for (int32_t i = 0; i < count; i++)
+      dsr_fixed_store(y, yt->qparams.dtype, (int64_t)oc * map + core_pixel_at(d, pg, first + i),
+                      row[i]);
   }
 }
 
@@ -1450,6 +1516,7 @@ typedef enum deform_step {
   DEFORM_PACK_SAMPLES, /* units: panels of 16 samples */
   DEFORM_KV_PACKED,    /* units: output channels of proj_k and proj_v */
   DEFORM_PACK_HEADS,   /* units: heads */
+  DEFORM_BIAS_FACTORS, /* units: groups */
   DEFORM_ATTEND_PACKED /* units: core pixels of the patch, in blocks of ATTEND_BLOCK */
 } deform_step;
 
@@ -1487,8 +1554,10 @@ static void deform_task(void *context, int32_t task_index) {
     offset_points(job->model, d, job->sec, pg, first, last, &s);
     break;
   case DEFORM_SAMPLE:
-    sample_points(job->model, job->node, job->x, pg, first, last,
-                  job->plan.kv ? s.sampled8 : NULL, &s);
+    if (job->plan.kv)
+      sample_points_int8(job->model, job->node, job->x, pg, first, last, &s);
+    else
+      sample_points(job->model, job->node, job->x, pg, first, last, &s);
     break;
   case DEFORM_PROJECT_KV:
     project_kv_rows(job->model, job->node, job->sec, pg, first, last, &s);
@@ -1527,6 +1596,9 @@ static void deform_task(void *context, int32_t task_index) {
     break;
   case DEFORM_PACK_HEADS:
     pack_heads(d, pg, first, last, &s);
+    break;
+  case DEFORM_BIAS_FACTORS:
+    bias_factors(d, pg, first, last, &s);
     break;
   case DEFORM_ATTEND_PACKED:
     for (int32_t p = first; p < last; p += ATTEND_BLOCK)
@@ -1606,6 +1678,8 @@ void dsr_fixed_deform_execute_parallel(const dsr_model *model, const dsr_node *n
       }
       if (plan.attend) {
         run_step(&job, parallel, DEFORM_PACK_HEADS, d->heads, 2 * n * d->head_channels, 1);
+        run_step(&job, parallel, DEFORM_BIAS_FACTORS, d->groups,
+                 (int64_t)(d->height + d->width) * n * 16, 1);
         /* Per block of queries and head: q.k, bias, softmax, attention . v; then proj_out. */
         run_step(&job, parallel, DEFORM_ATTEND_PACKED, core,
                  d->heads * n * (2 * d->head_channels + 24) + c * c, 1);
