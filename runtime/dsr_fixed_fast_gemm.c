@@ -80,6 +80,7 @@ typedef struct gemm_job {
   size_t block_bytes;
   int32_t task_count;
   int split_panels;
+  int weight_packed; /* packed_columns was filled ahead by dsr_fixed_fast_gemm_pack */
   void *out;
 } gemm_job;
 
@@ -88,9 +89,11 @@ static void pack_task(void *context, int32_t task_index) {
   const gemm_job *job = context;
   const gemm_geometry *g = job->g;
   int64_t begin, end;
-  dsr_parallel_share(dsr_gemm_panels(&g->gemm), job->task_count, task_index, 1, &begin, &end);
-  dsr_gemm_pack_columns(&g->gemm, job->w, g->trans_b ? 1 : g->n, g->trans_b ? g->k : 1,
-                        (int32_t)begin, (int32_t)end, job->packed_columns);
+  if (!job->weight_packed) {
+    dsr_parallel_share(dsr_gemm_panels(&g->gemm), job->task_count, task_index, 1, &begin, &end);
+    dsr_gemm_pack_columns(&g->gemm, job->w, g->trans_b ? 1 : g->n, g->trans_b ? g->k : 1,
+                          (int32_t)begin, (int32_t)end, job->packed_columns);
+  }
   dsr_parallel_share(g->m, job->task_count, task_index, 1, &begin, &end);
   dsr_gemm_pack_rows(&g->gemm, job->a, g->k, 1, (int32_t)begin, (int32_t)end, job->packed_rows);
 }
@@ -136,9 +139,24 @@ static void multiply_task(void *context, int32_t task_index) {
   }
 }
 
+size_t dsr_fixed_fast_gemm_packed_bytes(const dsr_model *model, const dsr_node *node) {
+  gemm_geometry g;
+  if (!geometry_init(model, node, &g) || model->tensors[node->inputs[1]].data_q == NULL)
+    return 0;
+  return dsr_gemm_columns_bytes(&g.gemm);
+}
+
+void dsr_fixed_fast_gemm_pack(const dsr_model *model, const dsr_node *node, uint8_t *packed) {
+  gemm_geometry g;
+  if (!geometry_init(model, node, &g) || model->tensors[node->inputs[1]].data_q == NULL)
+    return;
+  dsr_gemm_pack_columns(&g.gemm, model->tensors[node->inputs[1]].data_q, g.trans_b ? 1 : g.n,
+                        g.trans_b ? g.k : 1, 0, dsr_gemm_panels(&g.gemm), packed);
+}
+
 int dsr_fixed_fast_gemm_parallel(const dsr_model *model, const dsr_node *node,
                                  const void *const *in, void *out, uint8_t *scratch,
-                                 const dsr_parallel *parallel) {
+                                 const dsr_parallel *parallel, const uint8_t *packed_weight) {
   gemm_geometry g;
   if (!geometry_init(model, node, &g))
     return 0;
@@ -149,6 +167,11 @@ int dsr_fixed_fast_gemm_parallel(const dsr_model *model, const dsr_node *node,
                   .w = in[1], .bias = node->input_count > 2 && node->inputs[2] >= 0 ? in[2] : NULL,
                   .packed_rows = base, .packed_columns = base + parts[0],
                   .blocks = base + parts[0] + parts[1], .block_bytes = parts[2], .out = out};
+  if (packed_weight != NULL) {
+    /* Read only: the packed region of the arena. */
+    job.packed_columns = (uint8_t *)(uintptr_t)packed_weight;
+    job.weight_packed = 1;
+  }
   int32_t panels = dsr_gemm_panels(&g.gemm);
   job.split_panels = g.m < ROW_BLOCK * dsr_parallel_workers(parallel);
   if (job.split_panels)
@@ -163,5 +186,5 @@ int dsr_fixed_fast_gemm_parallel(const dsr_model *model, const dsr_node *node,
 
 int dsr_fixed_fast_gemm(const dsr_model *model, const dsr_node *node, const void *const *in,
                         void *out, uint8_t *scratch) {
-  return dsr_fixed_fast_gemm_parallel(model, node, in, out, scratch, NULL);
+  return dsr_fixed_fast_gemm_parallel(model, node, in, out, scratch, NULL, NULL);
 }

@@ -81,10 +81,12 @@ static int geometry_init(const dsr_model *model, const dsr_node *node, matmul_ge
 
   /* When every batch shares one B and A has a matrix per batch, the batches are consecutive
    * rows of one product: (1,7,7,768) x (768,3072) has 49 rows, not 7 batches of 7 rows that
-   * would each stream all of B. */
+   * would each stream all of B. A constant A keeps its batches, since its requant pairs
+   * follow the row within a batch. */
   int64_t b_matrices = dsr_tensor_elements(bt) / ((int64_t)g->k * g->n);
   int64_t a_matrices = dsr_tensor_elements(at) / ((int64_t)g->m * g->k);
   if (g->batches > 1 && b_matrices == 1 && a_matrices == g->batches &&
+      g->kind != DSQ_MATMUL_CONSTANT_A &&
       g->batches * g->m <= INT32_MAX / 16) {
     g->m = (int32_t)(g->batches * g->m);
     g->batches = 1;
@@ -420,6 +422,7 @@ typedef struct matmul_job {
   int32_t task_count;
   int split_batches;
   int split_panels;
+  const uint8_t *packed_b; /* a constant B packed ahead by dsr_fixed_fast_matmul_pack, or NULL */
 } matmul_job;
 
 /* Packs (packed order) or copies (int16 orders) the blocks of batch into slot, skipping a
@@ -433,7 +436,7 @@ static void load_batch(const matmul_job *job, const matmul_slot *slot, int64_t b
     if (a_base != *a_loaded)
       dsr_gemm_pack_rows(&g->gemm, (const int8_t *)job->in[0] + a_base, g->k, 1, 0, g->m,
                          slot->part[0]);
-    if (b_base != *b_loaded)
+    if (b_base != *b_loaded && job->packed_b == NULL)
       dsr_gemm_pack_columns(&g->gemm, (const int8_t *)job->in[1] + b_base, g->n, 1, 0,
                             dsr_gemm_panels(&g->gemm), slot->part[1]);
   } else if (g->order == MATMUL_DIRECT_DOTS) {
@@ -477,7 +480,8 @@ static void multiply_range(const matmul_job *job, const matmul_slot *blocks,
                          acc, job->yt, y_base, job->out);
     break;
   case MATMUL_PACKED:
-    multiply_packed(job->node, g, blocks->part[0], blocks->part[1], row_begin, row_end,
+    multiply_packed(job->node, g, blocks->part[0],
+                    job->packed_b != NULL ? job->packed_b : blocks->part[1], row_begin, row_end,
                     panel_begin, panel_end, acc, job->yt, y_base, job->out);
     break;
   case MATMUL_ROWS:
@@ -525,24 +529,51 @@ static void pack_task(void *context, int32_t task_index) {
   const matmul_geometry *g = job->g;
   matmul_slot blocks = slot_at(job->scratch, job->parts, 0);
   int64_t begin, end;
-  dsr_parallel_share(dsr_gemm_panels(&g->gemm), job->task_count, task_index, 1, &begin, &end);
-  dsr_gemm_pack_columns(&g->gemm, (const int8_t *)job->in[1] + dsr_fixed_batch_offset(job->bt, job->yt, 0),
-                        g->n, 1, (int32_t)begin, (int32_t)end, blocks.part[1]);
+  if (job->packed_b == NULL) {
+    dsr_parallel_share(dsr_gemm_panels(&g->gemm), job->task_count, task_index, 1, &begin, &end);
+    dsr_gemm_pack_columns(&g->gemm,
+                          (const int8_t *)job->in[1] + dsr_fixed_batch_offset(job->bt, job->yt, 0),
+                          g->n, 1, (int32_t)begin, (int32_t)end, blocks.part[1]);
+  }
   dsr_parallel_share(g->m, job->task_count, task_index, 1, &begin, &end);
   dsr_gemm_pack_rows(&g->gemm, (const int8_t *)job->in[0] + dsr_fixed_batch_offset(job->at, job->yt, 0),
                      g->k, 1, (int32_t)begin, (int32_t)end, blocks.part[0]);
 }
 
+/* The packed order with a constant B that every batch shares: B can be packed ahead. */
+static int packs_ahead(const dsr_model *model, const dsr_node *node, matmul_geometry *g) {
+  if (node->input_count < 2 || node->inputs[1] < 0 || node->inputs[1] >= model->tensor_count ||
+      node->output < 0 || node->output >= model->tensor_count || node->qwords == NULL ||
+      !geometry_init(model, node, g))
+    return 0;
+  const dsr_tensor *bt = &model->tensors[node->inputs[1]];
+  return g->order == MATMUL_PACKED && g->kind == DSQ_MATMUL_CONSTANT_B && bt->data_q != NULL &&
+         dsr_tensor_elements(bt) == (int64_t)g->k * g->n;
+}
+
+size_t dsr_fixed_fast_matmul_packed_bytes(const dsr_model *model, const dsr_node *node) {
+  matmul_geometry g;
+  return packs_ahead(model, node, &g) ? dsr_gemm_columns_bytes(&g.gemm) : 0;
+}
+
+void dsr_fixed_fast_matmul_pack(const dsr_model *model, const dsr_node *node, uint8_t *packed) {
+  matmul_geometry g;
+  if (packs_ahead(model, node, &g))
+    dsr_gemm_pack_columns(&g.gemm, model->tensors[node->inputs[1]].data_q, g.n, 1, 0,
+                          dsr_gemm_panels(&g.gemm), packed);
+}
+
 int dsr_fixed_fast_matmul_parallel(const dsr_model *model, const dsr_node *node,
                                    const void *const *in, void *out, uint8_t *scratch,
-                                   const dsr_parallel *parallel) {
+                                   const dsr_parallel *parallel, const uint8_t *packed_b) {
   matmul_geometry g;
   if (!geometry_init(model, node, &g))
     return 0;
   uint8_t *aligned = scratch + (64 - (uintptr_t)scratch % 64) % 64;
   matmul_job job = {.node = node, .g = &g, .at = &model->tensors[node->inputs[0]],
                     .bt = &model->tensors[node->inputs[1]], .yt = &model->tensors[node->output],
-                    .in = in, .out = out, .scratch = aligned};
+                    .in = in, .out = out, .scratch = aligned,
+                    .packed_b = g.order == MATMUL_PACKED ? packed_b : NULL};
   scratch_parts(&g, job.parts);
   int64_t matrix_ops = (int64_t)g.m * g.n * g.k;
   if (g.batches > 1) {
@@ -577,5 +608,5 @@ int dsr_fixed_fast_matmul_parallel(const dsr_model *model, const dsr_node *node,
 
 int dsr_fixed_fast_matmul(const dsr_model *model, const dsr_node *node, const void *const *in,
                           void *out, uint8_t *scratch) {
-  return dsr_fixed_fast_matmul_parallel(model, node, in, out, scratch, NULL);
+  return dsr_fixed_fast_matmul_parallel(model, node, in, out, scratch, NULL, NULL);
 }

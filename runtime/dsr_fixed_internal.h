@@ -34,6 +34,13 @@ void dsr_fixed_execute_parallel(const dsr_model *model, int32_t node_index,
                                 const void *const inputs[DSR_MAX_NODE_INPUTS], void *output,
                                 uint8_t *scratch, dsr_slice slice, const dsr_parallel *parallel);
 
+/* dsr_fixed_execute_parallel with node_index's constant operand already packed by
+ * dsr_fixed_pack_constants (NULL: the kernel packs it itself). */
+void dsr_fixed_execute_packed(const dsr_model *model, int32_t node_index,
+                              const void *const inputs[DSR_MAX_NODE_INPUTS], void *output,
+                              uint8_t *scratch, dsr_slice slice, const dsr_parallel *parallel,
+                              const uint8_t *packed);
+
 /*
  * Same contract as dsr_fixed_execute, but every op runs its reference kernel: the plain loop
  * nest that documents the arithmetic. The optimized kernels that dsr_fixed_execute picks
@@ -78,7 +85,10 @@ size_t dsr_fixed_fast_depthwise_scratch_bytes(const dsr_model *model, const dsr_
 /* GEMM with an int8 input as a packed matrix product (dsr_fixed_fast_gemm.c). */
 int dsr_fixed_fast_gemm_parallel(const dsr_model *model, const dsr_node *node,
                                  const void *const *in, void *out, uint8_t *scratch,
-                                 const dsr_parallel *parallel);
+                                 const dsr_parallel *parallel, const uint8_t *packed_weight);
+/* Bytes of the weight packed ahead (0 where the kernel does not apply) and the packing. */
+size_t dsr_fixed_fast_gemm_packed_bytes(const dsr_model *model, const dsr_node *node);
+void dsr_fixed_fast_gemm_pack(const dsr_model *model, const dsr_node *node, uint8_t *packed);
 size_t dsr_fixed_fast_gemm_scratch_bytes(const dsr_model *model, const dsr_node *node,
                                          int32_t worker_count);
 int dsr_fixed_fast_gemm(const dsr_model *model, const dsr_node *node, const void *const *in,
@@ -88,7 +98,11 @@ int dsr_fixed_fast_matmul(const dsr_model *model, const dsr_node *node, const vo
 size_t dsr_fixed_fast_matmul_scratch_bytes(const dsr_model *model, const dsr_node *node);
 int dsr_fixed_fast_matmul_parallel(const dsr_model *model, const dsr_node *node,
                                    const void *const *in, void *out, uint8_t *scratch,
-                                   const dsr_parallel *parallel);
+                                   const dsr_parallel *parallel, const uint8_t *packed_b);
+/* Bytes of a constant B packed ahead (0 where the packed order does not apply to a single
+ * constant B) and the packing. */
+size_t dsr_fixed_fast_matmul_packed_bytes(const dsr_model *model, const dsr_node *node);
+void dsr_fixed_fast_matmul_pack(const dsr_model *model, const dsr_node *node, uint8_t *packed);
 size_t dsr_fixed_fast_matmul_scratch_bytes_for_workers(const dsr_model *model,
                                                        const dsr_node *node,
                                                        int32_t worker_count);

@@ -178,6 +178,27 @@ static void expect_same_for_workers(node_case *c, const char *what) {
     }
     free(scratch);
   }
+
+  /* Weights packed ahead, as context init does, must give the same bytes. */
+  size_t packed_bytes = dsr_fixed_packed_bytes(&c->model, 0);
+  if (packed_bytes > 0) {
+    dsr_parallel hook = {run_reversed, NULL, 2, 1};
+    size_t scratch_bytes = dsr_fixed_scratch_bytes_for_workers(&c->model, 0, 2);
+    uint8_t *scratch = aligned_alloc(64, (scratch_bytes + 64) / 64 * 64);
+    uint8_t *packed = aligned_alloc(64, (packed_bytes + 64) / 64 * 64);
+    cr_assert(scratch != NULL && packed != NULL);
+    dsr_fixed_pack_constants(&c->model, 0, packed);
+    memset(parallel_out, 0x5a, bytes);
+    dsr_fixed_execute_packed(&c->model, 0, inputs, parallel_out, scratch, dsr_slice_none(),
+                             &hook, packed);
+    for (size_t i = 0; i < bytes; i++) {
+      cr_assert_eq(parallel_out[i], reference[i],
+                   "%s, weights packed ahead: byte %zu differs (%u, reference %u)", what, i,
+                   parallel_out[i], reference[i]);
+    }
+    free(scratch);
+    free(packed);
+  }
   free(one);
   free(reference);
   free(parallel_out);
@@ -491,6 +512,10 @@ Test(fast_matmul, packed_products_match_reference) {
               "int8 matrix x vector per batch (neighbourhood attention scores)");
   matmul_case(&(matmul_params){2, {21, 8}, 3, {2, 8, 1}, 3, {2, 21, 1}, CA, I8, I8, I16},
               "constant A x int8 vector");
+  matmul_case(&(matmul_params){3, {2, 6, 10}, 3, {1, 10, 18}, 3, {2, 6, 18}, CA, I8, I8, I8},
+              "constant A with batches x one shared B");
+  matmul_case(&(matmul_params){3, {3, 7, 12}, 2, {12, 20}, 3, {3, 7, 20}, CB, I8, I8, I8},
+              "batches sharing a constant B as one product");
 }
 
 /* ------------------------------------------------------------------ GEMM */
