@@ -2,12 +2,14 @@
  * Requantization and store of whole accumulator rows in one pass, with AVX-512F where the CPU
  * has it: the value of dsr_fixed_requant_row32 followed by dsr_fixed_store_row, bit for bit.
  *
- * Each 32-bit sum is widened to a 64-bit lane, so the steps of dsr_fixed_requant32 run as
- * written: the left shift by max(shift, 0) (|x| <= 2^31 and left <= 30 keep it within
- * 2^61), the saturation test, the signed 32 x 32 -> 64 product (vpmuldq), the rounding of
- * the doubled high half (x + 2^30 - (x < 0)) >> 31, which is round(x / 2^31) half away from
- * zero, and the rounding right shift by max(-shift, 0) in the same form. Pairs interleave
- * multiplier and shift, so each 64-bit lane of the pair array contains one element's pair.
+ * Sixteen values at a time. Where no shift of the 16 is positive (the usual case), nothing
+ * saturates: the signed 32 x 32 -> 64 products of the even and the odd lanes (vpmuldq), the
+ * rounding of their doubled high halves (p + 2^30 - (p < 0)) >> 31, which is round(p / 2^31)
+ * half away from zero, and the rounding right shift by -shift in 32-bit lanes. Otherwise each
+ * half is widened to 64-bit lanes and the steps of dsr_fixed_requant32 run as written: the
+ * left shift by max(shift, 0) (|x| <= 2^31 and left <= 30 keep it within 2^61), the
+ * saturation test, the product and both roundings. Pairs interleave multiplier and shift, and
+ * a permute separates them.
  */
 #include "dsr_fixed_internal.h"
 
@@ -65,10 +67,39 @@ AVX512_TARGET static inline __m256i requant8(__m512i x, __m512i m, __m512i s) {
   return _mm512_cvtepi64_epi32(_mm512_mask_blend_epi64(over, rounded, saturated));
 }
 
-/* Multipliers and shifts of 8 elements from their interleaved pairs (one 64-bit lane each). */
-AVX512_TARGET static inline void split_pairs(__m512i pairs, __m512i *m, __m512i *s) {
-  *m = _mm512_srai_epi64(_mm512_slli_epi64(pairs, 32), 32);
-  *s = _mm512_srai_epi64(pairs, 32);
+/*
+ * requant8 for 16 lanes whose shifts are all <= 0, in 32-bit lanes: the products of the even
+ * and the odd lanes (vpmuldq on each half), their doubled high halves rounded as in
+ * high_product, and the rounding right shift by right = -shift written without the addition
+ * that could leave int32: floor(r / 2^right) plus 1 where the dropped bits exceed half (r < 0)
+ * or reach it (r >= 0), which is round half away from zero.
+ */
+AVX512_TARGET static inline __m512i requant16_right(__m512i x, __m512i m, __m512i right) {
+  const __m512i one = _mm512_set1_epi32(1);
+  __m512i even = high_product(x, m);
+  __m512i odd = high_product(_mm512_srli_epi64(x, 32), _mm512_srli_epi64(m, 32));
+  __m512i r = _mm512_mask_blend_epi32((__mmask16)0xaaaa, even, _mm512_slli_epi64(odd, 32));
+
+  __m512i floor = _mm512_srav_epi32(r, right);
+  __m512i low_mask = _mm512_sub_epi32(_mm512_sllv_epi32(one, right), one);
+  __m512i dropped = _mm512_and_si512(r, low_mask);
+  __m512i half = _mm512_srli_epi32(_mm512_add_epi32(low_mask, one), 1);
+  __mmask16 non_negative = _mm512_cmpge_epi32_mask(r, _mm512_setzero_si512());
+  __m512i threshold = _mm512_mask_sub_epi32(half, non_negative, half, one);
+  __mmask16 up = _mm512_cmpgt_epi32_mask(dropped, threshold) &
+                 _mm512_cmpgt_epi32_mask(right, _mm512_setzero_si512());
+  return _mm512_mask_add_epi32(floor, up, floor, one);
+}
+
+/* requant8 on both halves of 16 lanes, for any shifts. */
+AVX512_TARGET static inline __m512i requant16_any(__m512i x, __m512i m, __m512i s) {
+  __m256i low = requant8(_mm512_cvtepi32_epi64(_mm512_castsi512_si256(x)),
+                         _mm512_cvtepi32_epi64(_mm512_castsi512_si256(m)),
+                         _mm512_cvtepi32_epi64(_mm512_castsi512_si256(s)));
+  __m256i high = requant8(_mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64(x, 1)),
+                          _mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64(m, 1)),
+                          _mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64(s, 1)));
+  return _mm512_inserti64x4(_mm512_castsi256_si512(low), high, 1);
 }
 
 AVX512_TARGET static void requant_store_avx512(const int32_t *acc, int64_t count,
@@ -77,20 +108,27 @@ AVX512_TARGET static void requant_store_avx512(const int32_t *acc, int64_t count
                                                int64_t offset) {
   int32_t lo = (dtype == DSR_DTYPE_I8 ? INT8_MIN : INT16_MIN) - zero;
   int32_t hi = (dtype == DSR_DTYPE_I8 ? INT8_MAX : INT16_MAX) - zero;
-  __m512i m_lo = _mm512_set1_epi64(pairs[0]), s_lo = _mm512_set1_epi64(pairs[1]);
-  __m512i m_hi = m_lo, s_hi = s_lo;
+  const __m512i even_words = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24,
+                                               26, 28, 30);
+  const __m512i odd_words = _mm512_add_epi32(even_words, _mm512_set1_epi32(1));
+  __m512i m16 = _mm512_set1_epi32(pairs[0]), s16 = _mm512_set1_epi32(pairs[1]);
   for (int64_t i = 0; i < count; i += 16) {
     int64_t left_over = count - i;
     __mmask16 mask = left_over >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << left_over) - 1u);
     __m512i x = _mm512_maskz_loadu_epi32(mask, acc + i);
+    __m512i v;
     if (pair_stride == 2) {
-      __mmask8 mask_lo = (__mmask8)(mask & 0xff), mask_hi = (__mmask8)(mask >> 8);
-      split_pairs(_mm512_maskz_loadu_epi64(mask_lo, pairs + 2 * i), &m_lo, &s_lo);
-      split_pairs(_mm512_maskz_loadu_epi64(mask_hi, pairs + 2 * i + 16), &m_hi, &s_hi);
+      /* Multipliers at the even words of the pairs, shifts at the odd ones. */
+      __m512i first = _mm512_maskz_loadu_epi64((__mmask8)(mask & 0xff), pairs + 2 * i);
+      __m512i second = _mm512_maskz_loadu_epi64((__mmask8)(mask >> 8), pairs + 2 * i + 16);
+      m16 = _mm512_permutex2var_epi32(first, even_words, second);
+      s16 = _mm512_permutex2var_epi32(first, odd_words, second);
     }
-    __m256i v_lo = requant8(_mm512_cvtepi32_epi64(_mm512_castsi512_si256(x)), m_lo, s_lo);
-    __m256i v_hi = requant8(_mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64(x, 1)), m_hi, s_hi);
-    __m512i v = _mm512_inserti64x4(_mm512_castsi256_si512(v_lo), v_hi, 1);
+    if (_mm512_cmpgt_epi32_mask(s16, _mm512_setzero_si512()) == 0) {
+      v = requant16_right(x, m16, _mm512_sub_epi32(_mm512_setzero_si512(), s16));
+    } else {
+      v = requant16_any(x, m16, s16);
+    }
     v = _mm512_min_epi32(_mm512_max_epi32(v, _mm512_set1_epi32(lo)), _mm512_set1_epi32(hi));
     v = _mm512_add_epi32(v, _mm512_set1_epi32(zero));
     if (dtype == DSR_DTYPE_I8)
