@@ -51,6 +51,7 @@ typedef struct fusion_case {
   int64_t bias_dims[MAX_AXES];
   int32_t bias_first;        /* Add(B, product) instead of Add(product, B) */
   int32_t weight_from_input; /* W = Squeeze(X, 0): an activation, not a constant */
+  int32_t product_reused;    /* the output is Add(Y, product), a second use of the product */
   int32_t fuses;             /* expected: 1 when the pair becomes one GEMM */
 } fusion_case;
 
@@ -60,10 +61,10 @@ typedef struct onnx_builder {
   Onnx__OperatorSetIdProto opset;
   Onnx__OperatorSetIdProto *opset_list[1];
   Onnx__GraphProto graph;
-  Onnx__NodeProto nodes[4];
-  Onnx__NodeProto *node_list[4];
-  char *node_inputs[4][2];
-  char *node_outputs[4][1];
+  Onnx__NodeProto nodes[5];
+  Onnx__NodeProto *node_list[5];
+  char *node_inputs[5][2];
+  char *node_outputs[5][1];
   Onnx__TensorProto inits[3];
   Onnx__TensorProto *init_list[3];
   int64_t init_dims[3][MAX_AXES];
@@ -202,9 +203,14 @@ static void build_onnx(const fusion_case *c, int unfused, uint8_t **bytes, size_
     add_node(b, "Add", "B", product, "Y");
   else
     add_node(b, "Add", product, "B", "Y");
+  const char *output = "Y";
+  if (c->product_reused) {
+    add_node(b, "Add", "Y", product, "Z");
+    output = "Z";
+  }
 
   set_value_info(b, 0, "X", c);
-  set_value_info(b, 1, "Y", c);
+  set_value_info(b, 1, output, c);
   b->input_list[0] = &b->io[0];
   b->output_list[0] = &b->io[1];
   b->graph.n_input = 1;
@@ -296,15 +302,16 @@ static const dsr_node *find_op(const dsr_model *model, int32_t op) {
 /* ---- Which patterns fuse -------------------------------------------------------------- */
 
 static fusion_case fusion_cases[] = {
-    {"rank2", 2, {6, 5}, 4, 2, {1, 4}, 0, 0, 1},
-    {"rank3", 3, {1, 6, 5}, 4, 1, {4}, 0, 0, 1},
-    {"rank3_bias_first", 3, {2, 6, 5}, 4, 3, {1, 1, 4}, 1, 0, 1},
-    {"rank4", 4, {1, 3, 4, 5}, 4, 4, {1, 1, 1, 4}, 0, 0, 1},
-    {"rank4_bias_first", 4, {1, 3, 4, 5}, 7, 1, {7}, 1, 0, 1},
-    {"bias_per_row", 3, {1, 6, 5}, 4, 2, {6, 4}, 0, 0, 0},
-    {"bias_column", 3, {1, 6, 5}, 4, 2, {6, 1}, 1, 0, 0},
-    {"bias_widens_rank", 3, {1, 6, 5}, 4, 4, {1, 1, 1, 4}, 0, 0, 0},
-    {"weight_not_constant", 3, {1, 4, 4}, 4, 1, {4}, 0, 1, 0},
+    {"rank2", 2, {6, 5}, 4, 2, {1, 4}, 0, 0, 0, 1},
+    {"rank3", 3, {1, 6, 5}, 4, 1, {4}, 0, 0, 0, 1},
+    {"rank3_bias_first", 3, {2, 6, 5}, 4, 3, {1, 1, 4}, 1, 0, 0, 1},
+    {"rank4", 4, {1, 3, 4, 5}, 4, 4, {1, 1, 1, 4}, 0, 0, 0, 1},
+    {"rank4_bias_first", 4, {1, 3, 4, 5}, 7, 1, {7}, 1, 0, 0, 1},
+    {"bias_per_row", 3, {1, 6, 5}, 4, 2, {6, 4}, 0, 0, 0, 0},
+    {"bias_column", 3, {1, 6, 5}, 4, 2, {6, 1}, 1, 0, 0, 0},
+    {"bias_widens_rank", 3, {1, 6, 5}, 4, 4, {1, 1, 1, 4}, 0, 0, 0, 0},
+    {"weight_not_constant", 3, {1, 4, 4}, 4, 1, {4}, 0, 1, 0, 0},
+    {"product_used_twice", 3, {1, 6, 5}, 4, 1, {4}, 0, 0, 1, 0},
 };
 
 ParameterizedTestParameters(fusion, pattern_fuses_only_when_valid) {
@@ -324,7 +331,7 @@ ParameterizedTest(fusion_case *c, fusion, pattern_fuses_only_when_valid) {
                c->name, report.matmul_add_fused_count);
   cr_expect_eq(report.ops_after[DSR_OP_GEMM], c->fuses, "%s", c->name);
   cr_expect_eq(report.ops_after[DSR_OP_MATMUL], 1 - c->fuses, "%s", c->name);
-  cr_expect_eq(report.ops_after[DSR_OP_ADD], 1 - c->fuses, "%s", c->name);
+  cr_expect_eq(report.ops_after[DSR_OP_ADD], 1 - c->fuses + c->product_reused, "%s", c->name);
   cr_expect_eq(unfused_report.matmul_add_fused_count, 0, "%s", c->name);
 
   const dsr_tensor *y = &fused.tensors[fused.output];
