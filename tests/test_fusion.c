@@ -185,8 +185,8 @@ static void build_onnx(const fusion_case *c, int unfused, uint8_t **bytes, size_
   const char *weight = "W";
   if (c->weight_from_input) {
     b->squeeze_axis = 0;
-    int64_t one = 1;
-    add_initializer(b, "axes", 1, &one, &b->squeeze_axis);
+    int64_t axes_dims[1] = {1};
+    add_initializer(b, "axes", 1, axes_dims, &b->squeeze_axis);
     add_node(b, "Squeeze", "X", "axes", "W");
   } else {
     int64_t w_dims[2] = {c->x_dims[c->x_rank - 1], c->n};
