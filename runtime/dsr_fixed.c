@@ -526,18 +526,23 @@ static void run_global_avg_pool(const dsr_model *model, const dsr_node *node,
 
 /* Runs the optimized kernel of node where one applies; returns 1 if it ran. */
 static int run_fast(const dsr_model *model, int32_t node_index, const void *const *inputs,
-                    void *output, uint8_t *scratch, const dsr_parallel *parallel) {
+                    void *output, uint8_t *scratch, const dsr_parallel *parallel,
+                    const uint8_t *packed) {
   const dsr_node *node = &model->nodes[node_index];
   size_t slot_bytes = (dsr_fixed_scratch_bytes(model, node_index) + 7) / 8 * 8;
   switch (node->op) {
   case DSR_OP_CONV2D:
     return dsr_fixed_fast_conv2d_parallel(model, node, inputs, output, scratch, parallel);
   case DSR_OP_MATMUL:
-    return dsr_fixed_fast_matmul_parallel(model, node, inputs, output, scratch, parallel);
+    return dsr_fixed_fast_matmul_parallel(model, node, inputs, output, scratch, parallel,
+                                          packed);
+  case DSR_OP_GEMM:
+    return dsr_fixed_fast_gemm_parallel(model, node, inputs, output, scratch, parallel, packed);
   case DSR_OP_ADD:
   case DSR_OP_SUB:
   case DSR_OP_MUL:
-    return dsr_fixed_fast_binary(model, node, inputs, output, scratch);
+    return dsr_fixed_fast_binary_parallel(model, node, inputs, output, scratch, slot_bytes,
+                                          parallel);
   case DSR_OP_TRANSPOSE:
     return dsr_fixed_fast_transpose(model, node, inputs, output);
   case DSR_OP_LAYER_NORM:
@@ -548,6 +553,10 @@ static int run_fast(const dsr_model *model, int32_t node_index, const void *cons
                                            parallel);
   case DSR_OP_GELU:
     return dsr_fixed_fast_gelu(model, node, inputs, output);
+  case DSR_OP_GATHER:
+    return dsr_fixed_fast_gather_parallel(model, node, inputs, output, parallel);
+  case DSR_OP_RESHAPE:
+    return dsr_fixed_fast_reshape_parallel(model, node, inputs, output, parallel);
   default:
     return 0;
   }
@@ -556,9 +565,9 @@ static int run_fast(const dsr_model *model, int32_t node_index, const void *cons
 static void execute(const dsr_model *model, int32_t node_index,
                     const void *const inputs[DSR_MAX_NODE_INPUTS], void *output,
                     uint8_t *scratch, dsr_slice slice, int fast,
-                    const dsr_parallel *parallel) {
+                    const dsr_parallel *parallel, const uint8_t *packed) {
   const dsr_node *node = &model->nodes[node_index];
-  if (fast && run_fast(model, node_index, inputs, output, scratch, parallel))
+  if (fast && run_fast(model, node_index, inputs, output, scratch, parallel, packed))
     return;
   switch (node->op) {
   case DSR_OP_CONV2D:
@@ -618,19 +627,47 @@ static void execute(const dsr_model *model, int32_t node_index,
 void dsr_fixed_execute_parallel(const dsr_model *model, int32_t node_index,
                                 const void *const inputs[DSR_MAX_NODE_INPUTS], void *output,
                                 uint8_t *scratch, dsr_slice slice, const dsr_parallel *parallel) {
-  execute(model, node_index, inputs, output, scratch, slice, 1, parallel);
+  execute(model, node_index, inputs, output, scratch, slice, 1, parallel, NULL);
+}
+
+void dsr_fixed_execute_packed(const dsr_model *model, int32_t node_index,
+                              const void *const inputs[DSR_MAX_NODE_INPUTS], void *output,
+                              uint8_t *scratch, dsr_slice slice, const dsr_parallel *parallel,
+                              const uint8_t *packed) {
+  execute(model, node_index, inputs, output, scratch, slice, 1, parallel, packed);
+}
+
+size_t dsr_fixed_packed_bytes(const dsr_model *model, int32_t node_index) {
+  if (model == NULL || node_index < 0 || node_index >= model->node_count)
+    return 0;
+  const dsr_node *node = &model->nodes[node_index];
+  if (node->input_count < 2 || node->inputs[0] < 0 || node->inputs[0] >= model->tensor_count)
+    return 0;
+  if (node->op == DSR_OP_MATMUL)
+    return dsr_fixed_fast_matmul_packed_bytes(model, node);
+  if (node->op == DSR_OP_GEMM)
+    return dsr_fixed_fast_gemm_packed_bytes(model, node);
+  return 0;
+}
+
+void dsr_fixed_pack_constants(const dsr_model *model, int32_t node_index, uint8_t *packed) {
+  const dsr_node *node = &model->nodes[node_index];
+  if (node->op == DSR_OP_MATMUL)
+    dsr_fixed_fast_matmul_pack(model, node, packed);
+  else if (node->op == DSR_OP_GEMM)
+    dsr_fixed_fast_gemm_pack(model, node, packed);
 }
 
 void dsr_fixed_execute(const dsr_model *model, int32_t node_index,
                        const void *const inputs[DSR_MAX_NODE_INPUTS], void *output,
                        uint8_t *scratch, dsr_slice slice) {
-  execute(model, node_index, inputs, output, scratch, slice, 1, NULL);
+  execute(model, node_index, inputs, output, scratch, slice, 1, NULL, NULL);
 }
 
 void dsr_fixed_execute_reference(const dsr_model *model, int32_t node_index,
                                  const void *const inputs[DSR_MAX_NODE_INPUTS], void *output,
                                  uint8_t *scratch, dsr_slice slice) {
-  execute(model, node_index, inputs, output, scratch, slice, 0, NULL);
+  execute(model, node_index, inputs, output, scratch, slice, 0, NULL, NULL);
 }
 
 /* ---------------------------------------------------------------- scratch */
@@ -662,6 +699,8 @@ size_t dsr_fixed_scratch_bytes(const dsr_model *model, int32_t node_index) {
     return dsr_fixed_fast_conv2d_scratch_bytes(model, node);
   case DSR_OP_MATMUL:
     return dsr_fixed_fast_matmul_scratch_bytes(model, node);
+  case DSR_OP_GEMM:
+    return dsr_fixed_fast_gemm_scratch_bytes(model, node, 1);
   case DSR_OP_ADD:
   case DSR_OP_SUB:
   case DSR_OP_MUL:
@@ -684,10 +723,15 @@ size_t dsr_fixed_scratch_bytes_for_workers(const dsr_model *model, int32_t node_
     return dsr_fixed_fast_conv2d_scratch_bytes_for_workers(model, node, worker_count);
   case DSR_OP_MATMUL:
     return dsr_fixed_fast_matmul_scratch_bytes_for_workers(model, node, worker_count);
+  case DSR_OP_GEMM:
+    return dsr_fixed_fast_gemm_scratch_bytes(model, node, worker_count);
   case DSR_OP_DEFORM_ATTN:
     return dsr_fixed_deform_scratch_bytes_for_workers(model, node, worker_count);
   case DSR_OP_LAYER_NORM:
   case DSR_OP_SOFTMAX:
+  case DSR_OP_ADD:
+  case DSR_OP_SUB:
+  case DSR_OP_MUL:
     /* One slot per task, as run_fast hands them out. */
     return (single + 7) / 8 * 8 * (size_t)worker_count;
   default:
