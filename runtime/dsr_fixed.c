@@ -193,6 +193,75 @@ static void run_matmul(const dsr_model *model, const dsr_node *node, const void 
   }
 }
 
+/* Output columns one pass of gemm_row accumulates, in 64 int64 and 64 int32 stack slots. */
+#define GEMM_COLUMN_BLOCK 64
+
+/* Operands of one GEMM, unpacked once per call. */
+typedef struct gemm_operands {
+  const void *a;
+  const int8_t *w;
+  const int32_t *bias;  /* NULL when the node has none */
+  const int32_t *pairs; /* one requant pair per output column */
+  void *out;
+  int64_t m_count;
+  int32_t k_count, n_count;
+  int32_t a_dtype, a_zero, y_dtype, y_zero;
+  int wide;             /* 64-bit accumulators: a is int16 */
+} gemm_operands;
+
+/*
+ * Output row i of a GEMM without transposes, GEMM_COLUMN_BLOCK columns at a time, so each
+ * weight row (p, j0..j0 + 63) is read contiguously. int8 inputs accumulate in int32, which
+ * cannot overflow because check_gemm requires K * 255 * 128 + max |bias| <= 2^31 - 1. The
+ * sums are the exact integers of the int64 path.
+ */
+static void gemm_row(const gemm_operands *g, int64_t i) {
+  const int8_t *a_row8 = (const int8_t *)g->a + i * g->k_count;
+  for (int32_t j0 = 0; j0 < g->n_count; j0 += GEMM_COLUMN_BLOCK) {
+    int32_t width = g->n_count - j0 < GEMM_COLUMN_BLOCK ? g->n_count - j0 : GEMM_COLUMN_BLOCK;
+    int64_t acc[GEMM_COLUMN_BLOCK];
+    int32_t acc32[GEMM_COLUMN_BLOCK];
+    for (int32_t jj = 0; jj < width; jj++) {
+      acc[jj] = g->bias != NULL ? g->bias[j0 + jj] : 0;
+      acc32[jj] = (int32_t)acc[jj];
+    }
+    for (int32_t p = 0; p < g->k_count; p++) {
+      const int8_t *w_row = g->w + (int64_t)p * g->n_count + j0;
+      if (!g->wide) {
+        int32_t xv = a_row8[p] - g->a_zero;
+        for (int32_t jj = 0; jj < width; jj++)
+          acc32[jj] += xv * w_row[jj];
+      } else {
+        int64_t xv = dsr_fixed_load(g->a, g->a_dtype, i * g->k_count + p) - g->a_zero;
+        for (int32_t jj = 0; jj < width; jj++)
+          acc[jj] += xv * w_row[jj];
+      }
+    }
+    for (int32_t jj = 0; jj < width; jj++) {
+      int64_t sum = g->wide ? acc[jj] : acc32[jj];
+      int64_t value = g->y_zero + (int64_t)requant(sum, g->pairs + 2 * (j0 + jj), g->wide);
+      dsr_fixed_store(g->out, g->y_dtype, i * g->n_count + j0 + jj, value);
+    }
+  }
+}
+
+/* One GEMM output with either operand transposed (a rank-2 ONNX Gemm such as a classifier
+ * head). Element (i, p) of op(a) and (p, j) of op(b) are found through strides over the
+ * stored layouts. */
+static void gemm_element_transposed(const gemm_operands *g, int32_t trans_a, int32_t trans_b,
+                                    int64_t i, int32_t j) {
+  int64_t a_row_stride = trans_a ? 1 : g->k_count, a_col_stride = trans_a ? g->m_count : 1;
+  int64_t b_row_stride = trans_b ? 1 : g->n_count, b_col_stride = trans_b ? g->k_count : 1;
+  const int8_t *w_col = g->w + j * b_col_stride;
+  int64_t acc = g->bias != NULL ? g->bias[j] : 0;
+  for (int32_t p = 0; p < g->k_count; p++) {
+    int32_t av = dsr_fixed_load(g->a, g->a_dtype, i * a_row_stride + p * a_col_stride);
+    acc += (int64_t)(av - g->a_zero) * w_col[p * b_row_stride];
+  }
+  dsr_fixed_store(g->out, g->y_dtype, i * g->n_count + j,
+                  g->y_zero + (int64_t)requant(acc, g->pairs + 2 * j, g->wide));
+}
+
 /*
  * GEMM with a constant int8 b: y[i][j] = z_y + requant(bias[j] + sum_p (a[i][p] - z_a) * w,
  * pair[j]). a is (M, K), or with trans_a 0 any rank >= 2 whose leading axes are the M rows
@@ -202,38 +271,29 @@ static void run_gemm(const dsr_model *model, const dsr_node *node, const void *c
                      void *out) {
   const dsr_tensor *at = &model->tensors[node->inputs[0]];
   const dsr_tensor *yt = &model->tensors[node->output];
-  const int8_t *w = in[1];
-  const int32_t *bias = node->input_count > 2 && node->inputs[2] >= 0 ? in[2] : NULL;
-  const int32_t *pairs = node->qwords + 2;
   int32_t trans_a = node->attrs.gemm.trans_a, trans_b = node->attrs.gemm.trans_b;
-  int32_t n_count = yt->dims[yt->rank - 1];
-  int64_t m_count = n_count > 0 ? elements(yt) / n_count : 0;
-  int32_t k_count = trans_a ? at->dims[0] : at->dims[at->rank - 1];
-  int32_t a_dtype = qdtype(at), a_zero = at->qparams.zero_point;
-  int32_t y_dtype = qdtype(yt), y_zero = yt->qparams.zero_point;
-  int wide = a_dtype != DSR_DTYPE_I8;
-  /* Element (i, p) of op(a) and (p, j) of op(b), as strides over the stored layout. */
-  int64_t a_row_stride = trans_a ? 1 : k_count, a_col_stride = trans_a ? m_count : 1;
-  int64_t b_row_stride = trans_b ? 1 : n_count, b_col_stride = trans_b ? k_count : 1;
+  gemm_operands g;
+  g.a = in[0];
+  g.w = in[1];
+  g.bias = node->input_count > 2 && node->inputs[2] >= 0 ? in[2] : NULL;
+  g.pairs = node->qwords + 2;
+  g.out = out;
+  g.n_count = yt->dims[yt->rank - 1];
+  g.m_count = g.n_count > 0 ? elements(yt) / g.n_count : 0;
+  g.k_count = trans_a ? at->dims[0] : at->dims[at->rank - 1];
+  g.a_dtype = qdtype(at);
+  g.a_zero = at->qparams.zero_point;
+  g.y_dtype = qdtype(yt);
+  g.y_zero = yt->qparams.zero_point;
+  g.wide = g.a_dtype != DSR_DTYPE_I8;
 
-  for (int64_t i = 0; i < m_count; i++) {
-    for (int32_t j = 0; j < n_count; j++) {
-      int64_t acc = bias != NULL ? bias[j] : 0;
-      const int8_t *w_col = w + j * b_col_stride;
-      if (!wide && !trans_a) {
-        /* int8 rows: the same sum without per-element dispatch. */
-        const int8_t *a_row = (const int8_t *)in[0] + i * a_row_stride;
-        for (int32_t p = 0; p < k_count; p++)
-          acc += (int64_t)(a_row[p] - a_zero) * w_col[p * b_row_stride];
-      } else {
-        for (int32_t p = 0; p < k_count; p++) {
-          int32_t av = dsr_fixed_load(in[0], a_dtype, i * a_row_stride + p * a_col_stride);
-          acc += (int64_t)(av - a_zero) * w_col[p * b_row_stride];
-        }
-      }
-      dsr_fixed_store(out, y_dtype, i * n_count + j,
-                      y_zero + (int64_t)requant(acc, pairs + 2 * j, wide));
+  for (int64_t i = 0; i < g.m_count; i++) {
+    if (!trans_a && !trans_b) {
+      gemm_row(&g, i);
+      continue;
     }
+    for (int32_t j = 0; j < g.n_count; j++)
+      gemm_element_transposed(&g, trans_a, trans_b, i, j);
   }
 }
 
@@ -919,9 +979,9 @@ static ds_status check_matmul(const dsr_model *model, const dsr_node *node, ds_e
   return DS_OK;
 }
 
-/* GEMM: a (M, K), or with trans_a 0 any rank >= 2 whose leading axes are the rows; b a
- * constant (K, N) or, with trans_b, (N, K) int8 weight with one scale per output column; the
- * optional int32 bias N values along its last axis. */
+/* GEMM: a is (M, K), or with trans_a 0 of any rank >= 2 whose leading axes are the rows. b is
+ * a constant int8 (K, N) weight, (N, K) with trans_b, with one scale per output column. The
+ * optional int32 bias has N values along its last axis. */
 static ds_status check_gemm(const dsr_model *model, const dsr_node *node, ds_error *err) {
   const dsr_tensor *at = &model->tensors[node->inputs[0]];
   const dsr_tensor *bt = &model->tensors[node->inputs[1]];

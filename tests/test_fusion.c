@@ -24,8 +24,10 @@
 #include "quant/dsq_calibration.h"
 #include "quant/dsq_quantize.h"
 #include "runtime/dsr_fixed.h"
+#include "runtime/dsr_fixed_internal.h"
 #include "runtime/dsr_fixed_math.h"
 #include "runtime/dsr_runtime.h"
+#include "runtime/dsr_slice.h"
 
 #define MAX_AXES 6
 
@@ -51,6 +53,7 @@ typedef struct fusion_case {
   int64_t bias_dims[MAX_AXES];
   int32_t bias_first;        /* Add(B, product) instead of Add(product, B) */
   int32_t weight_from_input; /* W = Squeeze(X, 0): an activation, not a constant */
+  int32_t product_reused;    /* the output is Add(Y, product), a second use of the product */
   int32_t fuses;             /* expected: 1 when the pair becomes one GEMM */
 } fusion_case;
 
@@ -60,10 +63,10 @@ typedef struct onnx_builder {
   Onnx__OperatorSetIdProto opset;
   Onnx__OperatorSetIdProto *opset_list[1];
   Onnx__GraphProto graph;
-  Onnx__NodeProto nodes[4];
-  Onnx__NodeProto *node_list[4];
-  char *node_inputs[4][2];
-  char *node_outputs[4][1];
+  Onnx__NodeProto nodes[5];
+  Onnx__NodeProto *node_list[5];
+  char *node_inputs[5][2];
+  char *node_outputs[5][1];
   Onnx__TensorProto inits[3];
   Onnx__TensorProto *init_list[3];
   int64_t init_dims[3][MAX_AXES];
@@ -184,8 +187,8 @@ static void build_onnx(const fusion_case *c, int unfused, uint8_t **bytes, size_
   const char *weight = "W";
   if (c->weight_from_input) {
     b->squeeze_axis = 0;
-    int64_t one = 1;
-    add_initializer(b, "axes", 1, &one, &b->squeeze_axis);
+    int64_t axes_dims[1] = {1};
+    add_initializer(b, "axes", 1, axes_dims, &b->squeeze_axis);
     add_node(b, "Squeeze", "X", "axes", "W");
   } else {
     int64_t w_dims[2] = {c->x_dims[c->x_rank - 1], c->n};
@@ -202,9 +205,14 @@ static void build_onnx(const fusion_case *c, int unfused, uint8_t **bytes, size_
     add_node(b, "Add", "B", product, "Y");
   else
     add_node(b, "Add", product, "B", "Y");
+  const char *output = "Y";
+  if (c->product_reused) {
+    add_node(b, "Add", "Y", product, "Z");
+    output = "Z";
+  }
 
   set_value_info(b, 0, "X", c);
-  set_value_info(b, 1, "Y", c);
+  set_value_info(b, 1, output, c);
   b->input_list[0] = &b->io[0];
   b->output_list[0] = &b->io[1];
   b->graph.n_input = 1;
@@ -296,15 +304,16 @@ static const dsr_node *find_op(const dsr_model *model, int32_t op) {
 /* ---- Which patterns fuse -------------------------------------------------------------- */
 
 static fusion_case fusion_cases[] = {
-    {"rank2", 2, {6, 5}, 4, 2, {1, 4}, 0, 0, 1},
-    {"rank3", 3, {1, 6, 5}, 4, 1, {4}, 0, 0, 1},
-    {"rank3_bias_first", 3, {2, 6, 5}, 4, 3, {1, 1, 4}, 1, 0, 1},
-    {"rank4", 4, {1, 3, 4, 5}, 4, 4, {1, 1, 1, 4}, 0, 0, 1},
-    {"rank4_bias_first", 4, {1, 3, 4, 5}, 7, 1, {7}, 1, 0, 1},
-    {"bias_per_row", 3, {1, 6, 5}, 4, 2, {6, 4}, 0, 0, 0},
-    {"bias_column", 3, {1, 6, 5}, 4, 2, {6, 1}, 1, 0, 0},
-    {"bias_widens_rank", 3, {1, 6, 5}, 4, 4, {1, 1, 1, 4}, 0, 0, 0},
-    {"weight_not_constant", 3, {1, 4, 4}, 4, 1, {4}, 0, 1, 0},
+    {"rank2", 2, {6, 5}, 4, 2, {1, 4}, 0, 0, 0, 1},
+    {"rank3", 3, {1, 6, 5}, 4, 1, {4}, 0, 0, 0, 1},
+    {"rank3_bias_first", 3, {2, 6, 5}, 4, 3, {1, 1, 4}, 1, 0, 0, 1},
+    {"rank4", 4, {1, 3, 4, 5}, 4, 4, {1, 1, 1, 4}, 0, 0, 0, 1},
+    {"rank4_bias_first", 4, {1, 3, 4, 5}, 7, 1, {7}, 1, 0, 0, 1},
+    {"bias_per_row", 3, {1, 6, 5}, 4, 2, {6, 4}, 0, 0, 0, 0},
+    {"bias_column", 3, {1, 6, 5}, 4, 2, {6, 1}, 1, 0, 0, 0},
+    {"bias_widens_rank", 3, {1, 6, 5}, 4, 4, {1, 1, 1, 4}, 0, 0, 0, 0},
+    {"weight_not_constant", 3, {1, 4, 4}, 4, 1, {4}, 0, 1, 0, 0},
+    {"product_used_twice", 3, {1, 6, 5}, 4, 1, {4}, 0, 0, 1, 0},
 };
 
 ParameterizedTestParameters(fusion, pattern_fuses_only_when_valid) {
@@ -324,7 +333,7 @@ ParameterizedTest(fusion_case *c, fusion, pattern_fuses_only_when_valid) {
                c->name, report.matmul_add_fused_count);
   cr_expect_eq(report.ops_after[DSR_OP_GEMM], c->fuses, "%s", c->name);
   cr_expect_eq(report.ops_after[DSR_OP_MATMUL], 1 - c->fuses, "%s", c->name);
-  cr_expect_eq(report.ops_after[DSR_OP_ADD], 1 - c->fuses, "%s", c->name);
+  cr_expect_eq(report.ops_after[DSR_OP_ADD], 1 - c->fuses + c->product_reused, "%s", c->name);
   cr_expect_eq(unfused_report.matmul_add_fused_count, 0, "%s", c->name);
 
   const dsr_tensor *y = &fused.tensors[fused.output];
@@ -517,6 +526,50 @@ Test(fixed, fused_no_less_accurate_than_unfused) {
   }
   cr_log_info("squared error against float: fused %g, unfused %g", error[0], error[1]);
   cr_expect_leq(error[0], error[1] * 1.05, "fused %g, unfused %g", error[0], error[1]);
+}
+
+/* The reference kernel and the kernel dsr_fixed_execute picks give the same bytes for a
+ * rank-4 GEMM of more than one 64-column block. */
+Test(fixed, reference_matches_executed_rank4) {
+  static const fusion_case wide = {"rank4_wide", 4, {1, 3, 4, 9}, 70, 1, {70}, 0, 0, 0, 1};
+  dsr_model model;
+  import_case(&wide, 0, 71, &model, NULL);
+  quantize_random(&model, 4, NULL, DSQ_INT16_DEFAULT);
+  const dsr_node *gemm = find_op(&model, DSR_OP_GEMM);
+  cr_assert_not_null(gemm);
+  int32_t node_index = (int32_t)(gemm - model.nodes);
+  ds_error err;
+  ds_error_clear(&err);
+  cr_assert_eq(dsr_fixed_check_node(&model, node_index, &err), DS_OK, "%s", err.message);
+
+  const dsr_tensor *xt = &model.tensors[gemm->inputs[0]];
+  const dsr_tensor *yt = &model.tensors[gemm->output];
+  int64_t in_count = dsr_tensor_elements(xt);
+  int64_t out_count = dsr_tensor_elements(yt);
+  size_t out_bytes = (size_t)out_count * (yt->qparams.dtype == DSR_DTYPE_I8 ? 1 : 2);
+  int8_t *x_q = malloc((size_t)in_count);
+  uint8_t *executed = malloc(out_bytes), *reference = malloc(out_bytes);
+  size_t scratch_bytes = dsr_fixed_scratch_bytes(&model, node_index);
+  uint8_t *scratch = aligned_alloc(64, (scratch_bytes + 64) / 64 * 64);
+  cr_assert(x_q != NULL && executed != NULL && reference != NULL && scratch != NULL);
+  cr_assert_eq(xt->qparams.dtype, DSR_DTYPE_I8);
+  for (int64_t i = 0; i < in_count; i++)
+    x_q[i] = (int8_t)(rng_value() * 128.0f);
+  memset(executed, 0x33, out_bytes);
+  memset(reference, 0xaa, out_bytes);
+
+  const void *inputs[DSR_MAX_NODE_INPUTS] = {x_q, model.tensors[gemm->inputs[1]].data_q,
+                                             model.tensors[gemm->inputs[2]].data_q, NULL};
+  dsr_fixed_execute(&model, node_index, inputs, executed, scratch, dsr_slice_none());
+  dsr_fixed_execute_reference(&model, node_index, inputs, reference, scratch, dsr_slice_none());
+  for (size_t i = 0; i < out_bytes; i++)
+    cr_assert_eq(executed[i], reference[i], "byte %zu: executed %u, reference %u", i,
+                 executed[i], reference[i]);
+  free(x_q);
+  free(executed);
+  free(reference);
+  free(scratch);
+  ds_model_free(&model);
 }
 
 /* A quantized rank-4 GEMM written to an artifact and read back computes the same bytes. */
