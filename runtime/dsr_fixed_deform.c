@@ -6,11 +6,26 @@
  * (stage_qparams), saturated, so an implementation storing int8 or int16 gets the same
  * numbers. Positions are Q8 pixels of the extended patch (DSR_FIXED_POS_FRAC_BITS).
  *
- * The 1x1 projections, the q.k sums, the softmax rows and proj_out each have two versions:
- * the reference loops, position by position, and a fast one (the fast argument of
- * dsr_fixed_deform_execute) that sums the same integer terms over contiguous rows. Integer
- * sums without overflow do not depend on the order of their terms, so both give the same
- * values, and tests compare them.
+ * Two orders compute the same values. The reference order (execute_reference) loops position
+ * by position and reports every stage to an audit probe. The fast order (the fast argument of
+ * dsr_fixed_deform_execute) runs as steps, each split into tasks of the parallel hook:
+ *
+ *   1. widen the position bias table to int32 and pack the projection weights (dsr_gemm.h
+ *      rows); pack the input as columns; proj_q as one packed product over the whole map;
+ *   2. per patch: the offset depthwise conv over a zero-padded plane, one output row at a
+ *      time; LayerNorm, GELU and the pointwise conv per grid position; the sample positions;
+ *      the bilinear samples, one channel plane at a time;
+ *   3. proj_k and proj_v as packed products of the weights and the packed samples; k and v
+ *      packed per head; the row and column factors of the position bias taps;
+ *   4. per block of ATTEND_BLOCK query pixels and per head: q.k as a packed product, the
+ *      bias gathered from the table, logits, one softmax row per query, attention . v as a
+ *      packed product; then proj_out of the block as a packed product.
+ *
+ * Packed products need int8 operands on both sides (packed_plan). Where a stage is int16, its
+ * step keeps the row-order loops, which sum the same terms over contiguous int32 or int64
+ * rows. Integer sums without overflow do not depend on the order of their terms, and the
+ * plan-time check (check_params) bounds every 32-bit sum, so both orders give the same
+ * values for any split into tasks. Tests compare them byte for byte.
  */
 #include <string.h>
 
@@ -38,7 +53,7 @@ typedef struct deform_scratch {
   int32_t *v;        /* C * Nmax */
   int16_t *k16t;     /* C * Nmax: k - zero as [head][n][head channel], for int8 q and k */
   int16_t *v16;      /* C * Nmax: v - zero as [channel][n], for int8 attention and v */
-  /* shared, packed order (deform_plan) */
+  /* shared, packed order (packed_plan) */
   int32_t *table32;      /* heads * (2H - 1) * (2W - 1): the position bias table widened */
   uint8_t *packed_wq;    /* proj_q weights as packed rows (C x C) */
   uint8_t *packed_wk;    /* proj_k weights as packed rows */
@@ -71,7 +86,7 @@ typedef struct deform_scratch {
   uint8_t *packed_q;       /* q_block as packed rows */
   int32_t *logit_block;    /* ATTEND_BLOCK * Nmax: q.k sums of one head, then logits */
   int32_t *bias_block;     /* ATTEND_BLOCK * Nmax: position bias sums of one head */
-  int32_t *taps;           /* 8 * Nmax: bilinear taps of one sample row */
+  int32_t *taps;           /* 8 * Nmax: bilinear taps of one group's grid positions */
   int8_t *attn_block;      /* ATTEND_BLOCK * Nmax: int8 attention of one head */
   uint8_t *packed_attn;    /* attn_block as packed rows */
   int32_t *context_sums;   /* ATTEND_BLOCK * head channels */
@@ -638,7 +653,8 @@ static void offset_depthwise_rows(const dsr_model *model, const dsr_deform_attn 
   const int8_t *dw_w = param_data(model, d, DSR_DEFORM_OFFSET_DW_W);
   const int32_t *dw_b = param_data(model, d, DSR_DEFORM_OFFSET_DW_B);
   int wide = qs.wide_in;
-  /* Padded plane: rows y - pad + ... cover every tap of every output. */
+  /* The plane starts offset_pad rows and columns before the patch and ends at the last tap
+   * of the last output. */
   int32_t plane_h = (pg->hk - 1) * r + k, plane_w = (pg->wk - 1) * r + k;
 
   for (int32_t ch = ch_begin; ch < ch_end; ch++) {
@@ -735,8 +751,10 @@ static void offset_network(const dsr_model *model, const dsr_deform_attn *d,
   offset_points(model, d, sec, pg, 0, pg->n, s);
 }
 
-static void positions(const dsr_deform_attn *d, const deform_sections *sec,
-                      const patch_geometry *pg, deform_scratch *s) {
+/* Sample positions of the grid positions n_begin..n_end - 1 of every group. */
+static void positions_range(const dsr_deform_attn *d, const deform_sections *sec,
+                            const patch_geometry *pg, int32_t n_begin, int32_t n_end,
+                            deform_scratch *s) {
   /* Offsets scale with the full map (physical) or with the patch (crop). */
   int32_t span_y = pg->physical ? d->height - 1 : pg->h - 1;
   int32_t span_x = pg->physical ? d->width - 1 : pg->w - 1;
@@ -744,9 +762,9 @@ static void positions(const dsr_deform_attn *d, const deform_sections *sec,
   int32_t grid_x = pg->physical ? dsr_fixed_offset_grid(d, d->width) : pg->wk;
   int32_t o_zero = d->stage_qparams[DSR_DEFORM_STAGE_OFFSET].zero_point;
   for (int32_t gi = 0; gi < d->groups; gi++) {
-    for (int32_t i = 0; i < pg->hk; i++) {
-      for (int32_t j = 0; j < pg->wk; j++) {
-        int32_t n = i * pg->wk + j;
+    for (int32_t n = n_begin; n < n_end; n++) {
+      int32_t i = n / pg->wk, j = n % pg->wk;
+      {
         int32_t o_y = s->offset[(int64_t)(gi * 2) * pg->n + n];
         int32_t o_x = s->offset[(int64_t)(gi * 2 + 1) * pg->n + n];
         int64_t py = reference_q8(d->convention, i, pg->hk, pg->h);
@@ -766,6 +784,11 @@ static void positions(const dsr_deform_attn *d, const deform_sections *sec,
       }
     }
   }
+}
+
+static void positions(const dsr_deform_attn *d, const deform_sections *sec,
+                      const patch_geometry *pg, deform_scratch *s) {
+  positions_range(d, sec, pg, 0, pg->n, s);
 }
 
 /* The k and v projections of the samples in row order: the same values as the reference
@@ -1268,9 +1291,17 @@ static void pack_weights(const dsr_model *model, const dsr_deform_attn *d, packe
                        s->packed_wout);
 }
 
-/* proj_q as a packed product, output channels first..last - 1: the sums land in the q rows,
- * then become stage values there. */
-static void compute_q_packed(const dsr_model *model, const dsr_node *node,
+/* The columns [*begin, *end) of panels first..last - 1 of count columns. */
+static void panel_columns(int32_t first, int32_t last, int32_t count, int32_t *begin,
+                          int32_t *end) {
+  *begin = first * DSR_GEMM_PANEL_COLUMNS;
+  *end = last * DSR_GEMM_PANEL_COLUMNS < count ? last * DSR_GEMM_PANEL_COLUMNS : count;
+}
+
+/* proj_q as a packed product for the pixels of panels first..last - 1 (16 pixels each) and
+ * every output channel: packs those pixels of the input, then the sums land in the q rows
+ * and become stage values there. */
+static void compute_q_packed(const dsr_model *model, const dsr_node *node, const void *x,
                              const deform_sections *sec, int32_t first, int32_t last,
                              deform_scratch *s) {
   const dsr_deform_attn *d = node->deform;
@@ -1279,14 +1310,19 @@ static void compute_q_packed(const dsr_model *model, const dsr_node *node,
   projection pr = {NULL, param_data(model, d, DSR_DEFORM_PROJ_Q_B), sec->s[DSQ_DA_PROJ_Q],
                    d->channels, 0, stage(&d->stage_qparams[DSR_DEFORM_STAGE_Q])};
   dsr_gemm g = gemm_projection(d->channels, (int32_t)pixels, xt->qparams.zero_point);
-  dsr_gemm_run(&g, s->packed_wq, s->packed_x, first, last, 0, dsr_gemm_panels(&g),
-               s->q + (int64_t)first * pixels, pixels);
-  for (int32_t oc = first; oc < last; oc++)
-    finish_sums(&pr, oc, s->q + (int64_t)oc * pixels, pixels);
+  int32_t begin, end;
+  panel_columns(first, last, (int32_t)pixels, &begin, &end);
+  if (begin >= end)
+    return;
+  dsr_gemm_pack_columns(&g, x, pixels, 1, first, last, s->packed_x);
+  dsr_gemm_run(&g, s->packed_wq, s->packed_x, 0, d->channels, first, last, s->q, pixels);
+  for (int32_t oc = 0; oc < d->channels; oc++)
+    finish_sums(&pr, oc, s->q + oc * pixels + begin, end - begin);
 }
 
-/* proj_k and proj_v of the samples as packed products, output channels first..last - 1.
- * With the packed attention, also keeps the int8 copies it packs per head. */
+/* proj_k and proj_v as packed products for the samples of panels first..last - 1 (16
+ * samples each) and every output channel: packs those samples, then the sums land in the k
+ * and v rows. With the packed attention, also keeps the int8 copies it packs per head. */
 static void project_kv_packed(const dsr_model *model, const dsr_node *node,
                               const deform_sections *sec, const patch_geometry *pg,
                               packed_plan plan, int32_t first, int32_t last,
@@ -1299,17 +1335,21 @@ static void project_kv_packed(const dsr_model *model, const dsr_node *node,
                   d->channels, 0, stage(&d->stage_qparams[DSR_DEFORM_STAGE_K])};
   projection v = {NULL, param_data(model, d, DSR_DEFORM_PROJ_V_B), sec->s[DSQ_DA_PROJ_V],
                   d->channels, 0, stage(&d->stage_qparams[DSR_DEFORM_STAGE_V])};
-  dsr_gemm_run(&g, s->packed_wk, s->packed_samp, first, last, 0, dsr_gemm_panels(&g),
-               s->k + first * n, n);
-  dsr_gemm_run(&g, s->packed_wv, s->packed_samp, first, last, 0, dsr_gemm_panels(&g),
-               s->v + first * n, n);
-  for (int32_t oc = first; oc < last; oc++) {
-    finish_sums(&k, oc, s->k + oc * n, n);
-    finish_sums(&v, oc, s->v + oc * n, n);
-  }
-  if (plan.attend) {
-    copy_row8(s->k + first * n, (last - first) * n, s->k8 + first * n);
-    copy_row8(s->v + first * n, (last - first) * n, s->v8 + first * n);
+  int32_t begin, end;
+  panel_columns(first, last, pg->n, &begin, &end);
+  if (begin >= end)
+    return;
+  dsr_gemm_pack_columns(&g, s->sampled8, n, 1, first, last, s->packed_samp);
+  dsr_gemm_run(&g, s->packed_wk, s->packed_samp, 0, d->channels, first, last, s->k, n);
+  dsr_gemm_run(&g, s->packed_wv, s->packed_samp, 0, d->channels, first, last, s->v, n);
+  for (int32_t oc = 0; oc < d->channels; oc++) {
+    int64_t row = oc * n + begin;
+    finish_sums(&k, oc, s->k + row, end - begin);
+    finish_sums(&v, oc, s->v + row, end - begin);
+    if (plan.attend) {
+      copy_row8(s->k + row, end - begin, s->k8 + row);
+      copy_row8(s->v + row, end - begin, s->v8 + row);
+    }
   }
 }
 
@@ -1394,7 +1434,7 @@ static void bias_factors(const dsr_deform_attn *d, const patch_geometry *pg, int
   }
 }
 
-/* Logits from requantized q.k sums and bias, as attend_pixel sums them; out may be qk. */
+/* Logits from requantized q.k sums and bias, as attend_pixel sums them. out may be qk. */
 DSR_FIXED_VECTOR_CLONES
 static void logit_values(const int32_t *qk, const int32_t *restrict bias, int32_t n,
                          int32_t zero, int32_t lo, int32_t hi, int32_t *out) {
@@ -1482,12 +1522,20 @@ static void attend_block(const dsr_model *model, const dsr_node *node, void *y,
                         s->packed_context);
   dsr_gemm_run(&out, s->packed_wout, s->packed_context, 0, c_count, 0, dsr_gemm_panels(&out),
                s->out_block, count);
+  /* Map pixels of the block, in s->row: H * W < 2^28 fits int32. */
+  for (int32_t i = 0; i < count; i++)
+    s->row[i] = (int32_t)core_pixel_at(d, pg, first + i);
   for (int32_t oc = 0; oc < c_count; oc++) {
     int32_t *row = s->out_block + (int64_t)oc * count;
     finish_sums(&pr, oc, row, count);
-    for (int32_t i = 0; i < count; i++)
-      dsr_fixed_store(y, yt->qparams.dtype, (int64_t)oc * map + core_pixel_at(d, pg, first + i),
-                      row[i]);
+    if (yt->qparams.dtype == DSR_DTYPE_I8) {
+      int8_t *plane = (int8_t *)y + (int64_t)oc * map;
+      for (int32_t i = 0; i < count; i++)
+        plane[s->row[i]] = (int8_t)row[i]; /* finish_sums saturated to the int8 stage */
+    } else {
+      for (int32_t i = 0; i < count; i++)
+        dsr_fixed_store(y, yt->qparams.dtype, (int64_t)oc * map + s->row[i], row[i]);
+    }
   }
 }
 
@@ -1511,12 +1559,10 @@ typedef enum deform_step {
   DEFORM_ATTEND,      /* units: core pixels of the patch */
   /* packed order */
   DEFORM_PACK_WEIGHTS, /* units: output channels of the projections */
-  DEFORM_PACK_X,       /* units: panels of 16 pixels of the input */
-  DEFORM_Q_PACKED,     /* units: output channels of proj_q */
-  DEFORM_PACK_SAMPLES, /* units: panels of 16 samples */
-  DEFORM_KV_PACKED,    /* units: output channels of proj_k and proj_v */
-  DEFORM_PACK_HEADS,   /* units: heads */
-  DEFORM_BIAS_FACTORS, /* units: groups */
+  DEFORM_Q_PACKED,     /* units: panels of 16 pixels */
+  DEFORM_SAMPLE_KV,    /* units: panels of 16 grid positions: offsets, positions, samples,
+                          proj_k and proj_v */
+  DEFORM_HEADS,        /* units: heads: packed k and v, bias factors of the head's group */
   DEFORM_ATTEND_PACKED /* units: core pixels of the patch, in blocks of ATTEND_BLOCK */
 } deform_step;
 
@@ -1575,31 +1621,29 @@ static void deform_task(void *context, int32_t task_index) {
   case DEFORM_PACK_WEIGHTS:
     pack_weights(job->model, d, job->plan, first, last, &s);
     break;
-  case DEFORM_PACK_X: {
-    const dsr_tensor *xt = &job->model->tensors[job->node->inputs[0]];
-    int64_t pixels = (int64_t)d->height * d->width;
-    dsr_gemm g = gemm_projection(d->channels, (int32_t)pixels, xt->qparams.zero_point);
-    dsr_gemm_pack_columns(&g, job->x, pixels, 1, first, last, s.packed_x);
-    break;
-  }
   case DEFORM_Q_PACKED:
-    compute_q_packed(job->model, job->node, job->sec, first, last, &s);
+    compute_q_packed(job->model, job->node, job->x, job->sec, first, last, &s);
     break;
-  case DEFORM_PACK_SAMPLES: {
-    dsr_gemm g = gemm_projection(d->channels, pg->n,
-                                 d->stage_qparams[DSR_DEFORM_STAGE_SAMPLED].zero_point);
-    dsr_gemm_pack_columns(&g, s.sampled8, pg->n, 1, first, last, s.packed_samp);
-    break;
-  }
-  case DEFORM_KV_PACKED:
+  case DEFORM_SAMPLE_KV: {
+    /* Every stage here reads only its own grid positions, up to the packed k and v. */
+    int32_t n_begin, n_end;
+    panel_columns(first, last, pg->n, &n_begin, &n_end);
+    if (n_begin >= n_end)
+      break;
+    offset_points(job->model, d, job->sec, pg, n_begin, n_end, &s);
+    positions_range(d, job->sec, pg, n_begin, n_end, &s);
+    sample_points_int8(job->model, job->node, job->x, pg, n_begin, n_end, &s);
     project_kv_packed(job->model, job->node, job->sec, pg, job->plan, first, last, &s);
     break;
-  case DEFORM_PACK_HEADS:
+  }
+  case DEFORM_HEADS: {
     pack_heads(d, pg, first, last, &s);
+    /* Group gi's factors go with its first head. */
+    int32_t heads_per_group = d->heads / d->groups;
+    bias_factors(d, pg, (first + heads_per_group - 1) / heads_per_group,
+                 (last + heads_per_group - 1) / heads_per_group, &s);
     break;
-  case DEFORM_BIAS_FACTORS:
-    bias_factors(d, pg, first, last, &s);
-    break;
+  }
   case DEFORM_ATTEND_PACKED:
     for (int32_t p = first; p < last; p += ATTEND_BLOCK)
       attend_block(job->model, job->node, job->y, job->sec, pg, &s, p,
@@ -1648,10 +1692,9 @@ void dsr_fixed_deform_execute_parallel(const dsr_model *model, const dsr_node *n
     run_step(&job, parallel, DEFORM_PACK_WEIGHTS, c, 4 * c, 1);
   /* proj_q is pointwise, so one pass over the whole map serves every patch. */
   if (plan.q) {
-    run_step(&job, parallel, DEFORM_PACK_X, (pixels + DSR_GEMM_PANEL_COLUMNS - 1) /
-                                                DSR_GEMM_PANEL_COLUMNS,
-             DSR_GEMM_PANEL_COLUMNS * c, 1);
-    run_step(&job, parallel, DEFORM_Q_PACKED, c, pixels * c, 1);
+    run_step(&job, parallel, DEFORM_Q_PACKED,
+             (pixels + DSR_GEMM_PANEL_COLUMNS - 1) / DSR_GEMM_PANEL_COLUMNS,
+             DSR_GEMM_PANEL_COLUMNS * c * (c + 1), 1);
   } else {
     run_step(&job, parallel, DEFORM_Q, c, pixels * c, pixels >= PROJECTION_MIN_ROW);
   }
@@ -1665,21 +1708,19 @@ void dsr_fixed_deform_execute_parallel(const dsr_model *model, const dsr_node *n
       int64_t core = (int64_t)(pg.p.core_y1 - pg.p.core_y0) * (pg.p.core_x1 - pg.p.core_x0);
 
       run_step(&job, parallel, DEFORM_OFFSET_DW, c, n * k2, 1);
-      run_step(&job, parallel, DEFORM_OFFSET_LN, n, d->groups * cg * 24, 1);
-      positions(d, &sec, &pg, &s);
-      run_step(&job, parallel, DEFORM_SAMPLE, n, c * 8, 1);
       if (plan.kv) {
-        run_step(&job, parallel, DEFORM_PACK_SAMPLES,
+        run_step(&job, parallel, DEFORM_SAMPLE_KV,
                  (n + DSR_GEMM_PANEL_COLUMNS - 1) / DSR_GEMM_PANEL_COLUMNS,
-                 DSR_GEMM_PANEL_COLUMNS * c, 1);
-        run_step(&job, parallel, DEFORM_KV_PACKED, c, 2 * n * c, 1);
+                 DSR_GEMM_PANEL_COLUMNS * (d->groups * cg * 24 + c * 8 + 2 * c * c), 1);
       } else {
+        run_step(&job, parallel, DEFORM_OFFSET_LN, n, d->groups * cg * 24, 1);
+        positions(d, &sec, &pg, &s);
+        run_step(&job, parallel, DEFORM_SAMPLE, n, c * 8, 1);
         run_step(&job, parallel, DEFORM_PROJECT_KV, c, 2 * n * c, n >= PROJECTION_MIN_ROW);
       }
       if (plan.attend) {
-        run_step(&job, parallel, DEFORM_PACK_HEADS, d->heads, 2 * n * d->head_channels, 1);
-        run_step(&job, parallel, DEFORM_BIAS_FACTORS, d->groups,
-                 (int64_t)(d->height + d->width) * n * 16, 1);
+        run_step(&job, parallel, DEFORM_HEADS, d->heads,
+                 2 * n * d->head_channels + (int64_t)(d->height + d->width) * n * 4, 1);
         /* Per block of queries and head: q.k, bias, softmax, attention . v; then proj_out. */
         run_step(&job, parallel, DEFORM_ATTEND_PACKED, core,
                  d->heads * n * (2 * d->head_channels + 24) + c * c, 1);
