@@ -177,9 +177,10 @@ int main(int argc, char **argv) {
       used += snprintf(widths + used, sizeof widths - (size_t)used, "/%d",
                        d->stage_qparams[stages[k]].dtype == DSR_DTYPE_I8 ? 8 : 16);
     int32_t samples = dsr_fixed_offset_grid(d, d->height) * dsr_fixed_offset_grid(d, d->width);
-    printf("  %8.2f ms  C %4d  %3dx%-3d  heads %2d  groups %2d  samples %4d  bits %s  %s  %s\n",
-           ms, d->channels, d->height, d->width, d->heads, d->groups, samples, widths,
-           no_check != NULL ? "unchecked" : (same ? "same" : "DIFFERS"), node->name);
+    printf("  %8.2f ms  C %4d  %3dx%-3d  heads %2d  groups %2d  samples %4d  offset conv "
+           "%dx%d/%d  bits %s  %s  %s\n",
+           ms, d->channels, d->height, d->width, d->heads, d->groups, samples, d->offset_kernel,
+           d->offset_kernel, d->offset_stride, widths, no_check != NULL ? "unchecked" : (same ? "same" : "DIFFERS"), node->name);
     total_ms += ms;
     layers++;
     if (!same)
