@@ -99,8 +99,8 @@ typedef struct deform_scratch {
   uint8_t *packed_context; /* context_block as packed columns */
   int32_t *out_block;      /* C * ATTEND_BLOCK: proj_out sums, [channel][pixel] */
   int32_t *plane;          /* padded_plane_count: one channel of q - zero, zero-padded */
-  int32_t *dw_row;         /* max(H, W): depthwise sums of one output row */
-  int64_t *dw_row_wide;    /* max(H, W) */
+  int32_t *dw_sums;        /* padded_plane_count: depthwise sums of one channel */
+  int64_t *dw_sums_wide;   /* padded_plane_count */
   /* Stage reports (not scratch memory): probe is NULL unless an audit installed one. */
   const dsr_probe *probe;
   int32_t node_index;
@@ -242,10 +242,9 @@ static int64_t layout_private(const dsr_deform_attn *d, uint8_t *base, deform_sc
   s->context_block = carve(base, &used, block * c);
   s->packed_context = carve(base, &used, (int64_t)dsr_gemm_columns_bytes(&out));
   s->out_block = carve(base, &used, block * c * (int64_t)sizeof(int32_t));
-  int64_t side = d->height > d->width ? d->height : d->width;
   s->plane = carve(base, &used, padded_plane_count(d) * (int64_t)sizeof(int32_t));
-  s->dw_row = carve(base, &used, side * (int64_t)sizeof(int32_t));
-  s->dw_row_wide = carve(base, &used, side * (int64_t)sizeof(int64_t));
+  s->dw_sums = carve(base, &used, padded_plane_count(d) * (int64_t)sizeof(int32_t));
+  s->dw_sums_wide = carve(base, &used, padded_plane_count(d) * (int64_t)sizeof(int64_t));
   return used;
 }
 
@@ -624,28 +623,72 @@ static void offset_depthwise(const dsr_model *model, const dsr_deform_attn *d,
   }
 }
 
-/* Adds w * plane[j * stride] to the sums of count outputs. */
+/*
+ * Depthwise sums at stride 1 over a padded plane of width plane_w: acc[o] for o < count sums
+ * w[ky * k + kx] * plane[o + ky * plane_w + kx], so output (i, j) is acc[i * plane_w + j]
+ * and the entries with j >= the output width are unused. Every tap is one pass over
+ * contiguous rows.
+ */
 DSR_FIXED_VECTOR_CLONES
-static void add_taps(int32_t *restrict acc, int64_t *restrict acc_wide,
-                     const int32_t *restrict plane, int32_t stride, int32_t w, int32_t count,
-                     int wide) {
+static void depthwise_flat(const int32_t *restrict plane, int32_t plane_w, const int8_t *w,
+                           int32_t k, int32_t count, int32_t bias, int wide,
+                           int32_t *restrict acc, int64_t *restrict acc_wide) {
   if (wide) {
-    for (int32_t j = 0; j < count; j++)
-      acc_wide[j] += (int64_t)plane[j * stride] * w;
-  } else if (stride == 1) {
-    for (int32_t j = 0; j < count; j++)
-      acc[j] += plane[j] * w;
+    for (int32_t o = 0; o < count; o++)
+      acc_wide[o] = bias;
   } else {
-    for (int32_t j = 0; j < count; j++)
-      acc[j] += plane[j * stride] * w;
+    for (int32_t o = 0; o < count; o++)
+      acc[o] = bias;
+  }
+  for (int32_t ky = 0; ky < k; ky++) {
+    for (int32_t kx = 0; kx < k; kx++) {
+      int32_t weight = w[ky * k + kx];
+      const int32_t *taps = plane + ky * plane_w + kx;
+      if (weight == 0)
+        continue;
+      if (wide) {
+        for (int32_t o = 0; o < count; o++)
+          acc_wide[o] += (int64_t)taps[o] * weight;
+      } else {
+        for (int32_t o = 0; o < count; o++)
+          acc[o] += taps[o] * weight;
+      }
+    }
+  }
+}
+
+/* Depthwise sums at stride r > 1 over a padded plane, output by output: acc[i * out_w + j]. */
+static void depthwise_strided(const int32_t *plane, int32_t plane_w, const int8_t *w,
+                              int32_t k, int32_t r, int32_t out_h, int32_t out_w, int32_t bias,
+                              int wide, int32_t *acc, int64_t *acc_wide) {
+  for (int32_t i = 0; i < out_h; i++) {
+    for (int32_t j = 0; j < out_w; j++) {
+      const int32_t *window = plane + (int64_t)i * r * plane_w + (int64_t)j * r;
+      if (wide) {
+        int64_t sum = bias;
+        for (int32_t ky = 0; ky < k; ky++) {
+          for (int32_t kx = 0; kx < k; kx++)
+            sum += (int64_t)window[ky * plane_w + kx] * w[ky * k + kx];
+        }
+        acc_wide[i * out_w + j] = sum;
+      } else {
+        /* The narrow plan-time bound keeps every partial sum in int32. */
+        int32_t sum = bias;
+        for (int32_t ky = 0; ky < k; ky++) {
+          for (int32_t kx = 0; kx < k; kx++)
+            sum += window[ky * plane_w + kx] * w[ky * k + kx];
+        }
+        acc[i * out_w + j] = sum;
+      }
+    }
   }
 }
 
 /*
- * offset_depthwise from a zero-padded copy of each channel's patch (q minus its zero point),
- * one output row at a time: the same sums without bounds tests, since a padding tap adds 0
- * as the skipped tap does. Narrow sums fit int32 by the plan-time bound on k * k * 255 * 128
- * plus the bias; wide terms are at most 2^16 * 128.
+ * offset_depthwise from a zero-padded copy of each channel's patch (q minus its zero point):
+ * the same sums without bounds tests, since a padding tap adds 0 as the skipped tap does.
+ * Narrow sums fit int32 by the plan-time bound on k * k * 255 * 128 plus the bias. Wide
+ * terms are at most 2^16 * 128.
  */
 static void offset_depthwise_rows(const dsr_model *model, const dsr_deform_attn *d,
                                   const deform_sections *sec, const patch_geometry *pg,
@@ -683,26 +726,25 @@ static void offset_depthwise_rows(const dsr_model *model, const dsr_deform_attn 
     }
     const int8_t *wc = dw_w + (int64_t)c * k * k;
     const int32_t *pair = sec->s[DSQ_DA_OFFSET_DW] + 2 * c;
-    for (int32_t i = 0; i < pg->hk; i++) {
-      for (int32_t j = 0; j < pg->wk; j++) {
-        s->dw_row[j] = dw_b[c];
-        s->dw_row_wide[j] = dw_b[c];
-      }
-      for (int32_t ky = 0; ky < k; ky++) {
-        const int32_t *taps = s->plane + (int64_t)(i * r + ky) * plane_w;
-        for (int32_t kx = 0; kx < k; kx++) {
-          if (wc[ky * k + kx] != 0)
-            add_taps(s->dw_row, s->dw_row_wide, taps + kx, r, wc[ky * k + kx], pg->wk, wide);
-        }
-      }
-      if (wide)
-        dsr_fixed_requant_row64(s->dw_row_wide, pg->wk, pair, 0, s->dw_row);
-      else
-        dsr_fixed_requant_row32(s->dw_row, pg->wk, pair, 0, s->dw_row);
-      int32_t *out = s->dw + (int64_t)ch * pg->n + (int64_t)i * pg->wk;
-      saturate_row(s->dw_row, pg->wk, dws.zero, dws.min, dws.max);
-      memcpy(out, s->dw_row, sizeof(int32_t) * (size_t)pg->wk);
+    /* Sums of output (i, j) at i * row_stride + j. */
+    int32_t row_stride = pg->wk, count = pg->n;
+    if (r == 1) {
+      row_stride = plane_w;
+      count = (pg->hk - 1) * plane_w + pg->wk;
+      depthwise_flat(s->plane, plane_w, wc, k, count, dw_b[c], wide, s->dw_sums,
+                     s->dw_sums_wide);
+    } else {
+      depthwise_strided(s->plane, plane_w, wc, k, r, pg->hk, pg->wk, dw_b[c], wide, s->dw_sums,
+                        s->dw_sums_wide);
     }
+    if (wide)
+      dsr_fixed_requant_row64(s->dw_sums_wide, count, pair, 0, s->dw_sums);
+    else
+      dsr_fixed_requant_row32(s->dw_sums, count, pair, 0, s->dw_sums);
+    saturate_row(s->dw_sums, count, dws.zero, dws.min, dws.max);
+    for (int32_t i = 0; i < pg->hk; i++)
+      memcpy(s->dw + (int64_t)ch * pg->n + (int64_t)i * pg->wk,
+             s->dw_sums + (int64_t)i * row_stride, sizeof(int32_t) * (size_t)pg->wk);
   }
 }
 
