@@ -1,28 +1,37 @@
 /*
  * Optimized LAYER_NORM for the fixed-point runtime, bit-identical to run_layer_norm in
  * dsr_fixed.c and dsr_fixed_layer_norm_row in dsr_fixed_math.c. It runs the same integer
- * steps. The row sums are 32-bit where they fit, and the integer square root has no
- * data-dependent branches. The per-element steps have no branches either, so they vectorize.
+ * steps. The row sums are 32-bit where they fit, and the integer square root starts from the
+ * double one. The per-element steps have no branches and read the channel words from
+ * separate arrays, so they vectorize, and they store the output directly.
  *
- * Scratch: int32 d[count] and int32 values[count], within what dsr_fixed_scratch_bytes
- * reserves for the reference kernel (count * 16 bytes), once per task of the parallel hook
- * (rows are split).
+ * Scratch: int32 d[count] and the channel multipliers, shifts and biases as three int32
+ * arrays of count, within what dsr_fixed_scratch_bytes reserves for the reference kernel
+ * (count * 16 bytes), once per task of the parallel hook (rows are split).
  */
+#include <math.h>
+
 #include "dsr_fixed_internal.h"
 #include "dsr_fixed_math.h"
 #include "quant/dsq_params.h"
 
-/* round(x / 2^exponent) half away from zero for exponent >= 1 (see dsr_fixed_fast_rows.c):
- * an arithmetic right shift of x + 2^(exponent-1) - (x < 0). */
-static inline int64_t round_shift(int64_t x, int32_t exponent) {
-  return (x + ((int64_t)1 << (exponent - 1)) - (x < 0)) >> exponent;
+/*
+ * floor(sqrt(v)) for v < 2^62, as dsr_fixed_isqrt64 gives it: the double square root is
+ * within one of the answer (v rounds to 53 bits, and sqrt is correctly rounded), and the two
+ * steps after it make the result exact. Every square stays below 2^62.
+ */
+static uint64_t isqrt_small(uint64_t v) {
+  uint64_t root = (uint64_t)sqrt((double)v);
+  root -= root * root > v;
+  root += (root + 1) * (root + 1) <= v;
+  return root;
 }
 
 uint64_t dsr_fixed_fast_isqrt64(uint64_t v) {
+  if (v < ((uint64_t)1 << 62))
+    return isqrt_small(v);
   uint64_t root = 0;
   uint64_t bit = (uint64_t)1 << 62;
-  while (bit > v)
-    bit >>= 2;
   for (; bit != 0; bit >>= 2) {
     uint64_t trial = root + bit;
     uint64_t take = (uint64_t)0 - (uint64_t)(v >= trial); /* all ones or zero */
@@ -36,6 +45,7 @@ uint64_t dsr_fixed_fast_isqrt64(uint64_t v) {
  * Loads one row as d[i] = (q - zero) * 2^pre_shift and returns its sum. |d| <= 2^16 and
  * count <= DSQ_LN_MAX_ELEMENTS = 2^14, so the sum stays within 2^30.
  */
+DSR_FIXED_VECTOR_CLONES
 static int32_t load_row(const void *x, int32_t dtype, int64_t offset, int32_t zero,
                         int32_t pre_shift, int32_t count, int32_t *d) {
   int32_t sum = 0;
@@ -57,6 +67,7 @@ static int32_t load_row(const void *x, int32_t dtype, int64_t offset, int32_t ze
 
 /* Subtracts the mean from d and returns the sum of squares: |d| <= 2^17, so each square is
  * at most 2^34 and count of them stay under 2^48. */
+DSR_FIXED_VECTOR_CLONES
 static int64_t center_row(int32_t *d, int32_t count, int32_t mean) {
   int64_t squares = 0;
   for (int32_t i = 0; i < count; i++) {
@@ -66,35 +77,65 @@ static int64_t center_row(int32_t *d, int32_t count, int32_t mean) {
   return squares;
 }
 
-/* requant32 of dsr_fixed_fast_rows.c for one element, written out for this file's loop. */
-static inline int32_t requant32(int32_t x, int32_t multiplier, int32_t shift) {
-  int32_t left = shift > 0 ? shift : 0;
-  int32_t right = shift > 0 ? 0 : -shift;
-  int64_t scaled = (int64_t)x * ((int64_t)1 << left);
-  int64_t clamped = scaled < INT32_MIN ? INT32_MIN : (scaled > INT32_MAX ? INT32_MAX : scaled);
-  int64_t high = round_shift(clamped * multiplier, 31);
-  int32_t rounded = right == 0 ? (int32_t)high : (int32_t)round_shift(high, right);
-  int32_t saturated = (scaled > 0) == (multiplier > 0) ? INT32_MAX : INT32_MIN;
-  if (multiplier == 0)
-    saturated = 0;
-  return scaled != clamped ? saturated : rounded;
+/* round(x / 2^exponent) half away from zero for exponent in 1..62 and |x| <= 2^62: an
+ * arithmetic right shift of x + 2^(exponent-1) - (x < 0) (see dsr_fixed_fast_rows.c). */
+static inline int64_t round_shift(int64_t x, int32_t exponent) {
+  return (x + ((int64_t)1 << (exponent - 1)) - (x < 0)) >> exponent;
 }
 
 /*
- * Scales the centered row to the output, as dsr_fixed_layer_norm_row does: normalized Q12
- * from d * reciprocal (below 2^57), the channel's requant pair, its bias and the final
- * rounding by DSQ_LN_OUT_EXTRA_BITS.
+ * dsr_fixed_requant32 without branches, for a shift that differs from lane to lane: the
+ * scaled value x * 2^left (|x| < 2^31, left <= 30) fits int64, and when it leaves int32 the
+ * result is the reference's saturated value. Otherwise the high part is
+ * round(scaled * m / 2^31), |high| <= 2^31, and the rounding right shift by
+ * right = max(-shift, 0) <= 31 is taken as round(high * 2^(31 - right) / 2^31), the same
+ * quotient with a shift by a constant (GCC does not vectorize a variable arithmetic right
+ * shift of 64-bit lanes here). The product stays within 2^62.
+ */
+static inline int32_t requant32(int32_t x, int32_t multiplier, int32_t shift) {
+  int32_t left = shift > 0 ? shift : 0;
+  int32_t up = shift > 0 ? 31 : 31 + shift;
+  int64_t scaled = (int64_t)x * ((int64_t)1 << left);
+  int64_t clamped = scaled < INT32_MIN ? INT32_MIN : (scaled > INT32_MAX ? INT32_MAX : scaled);
+  int64_t high = round_shift(clamped * multiplier, 31);
+  int32_t rounded = (int32_t)round_shift(high * ((int64_t)1 << up), 31);
+  int32_t saturated = (scaled > 0) == (multiplier > 0) ? INT32_MAX : INT32_MIN;
+  saturated = multiplier == 0 ? 0 : saturated;
+  return scaled != clamped ? saturated : rounded;
+}
+
+/* The channel words of the block, one array per field, so that the row loop reads them
+ * with unit stride. */
+typedef struct channel_arrays {
+  int32_t *multiplier, *shift, *bias;
+} channel_arrays;
+
+/*
+ * Scales the centered row to the output and stores it, as dsr_fixed_layer_norm_row does:
+ * normalized Q12 from d * reciprocal (below 2^57), the channel's requant pair, its bias and
+ * the final rounding by DSQ_LN_OUT_EXTRA_BITS, clamped to [out_min, out_max].
  */
 DSR_FIXED_VECTOR_CLONES
-static void scale_row(const int32_t *d, int32_t count, int64_t reciprocal,
-                      const int32_t *channel, int32_t out_zero, int32_t out_min, int32_t out_max,
-                      int32_t *values) {
+static void scale_row_i8(const int32_t *d, int32_t count, int64_t reciprocal,
+                         const int32_t *multiplier, const int32_t *shift, const int32_t *bias,
+                         int32_t out_zero, int8_t *out) {
   for (int32_t i = 0; i < count; i++) {
     int32_t normalized_q12 = (int32_t)round_shift(d[i] * reciprocal, 37);
-    int32_t scaled = requant32(normalized_q12, channel[3 * i], channel[3 * i + 1]);
-    int64_t value = out_zero + round_shift((int64_t)scaled + channel[3 * i + 2],
-                                           DSQ_LN_OUT_EXTRA_BITS);
-    values[i] = (int32_t)dsr_fixed_clamp64(value, out_min, out_max);
+    int32_t scaled = requant32(normalized_q12, multiplier[i], shift[i]);
+    int64_t value = out_zero + round_shift((int64_t)scaled + bias[i], DSQ_LN_OUT_EXTRA_BITS);
+    out[i] = (int8_t)(value < INT8_MIN ? INT8_MIN : (value > INT8_MAX ? INT8_MAX : value));
+  }
+}
+
+DSR_FIXED_VECTOR_CLONES
+static void scale_row_i16(const int32_t *d, int32_t count, int64_t reciprocal,
+                          const int32_t *multiplier, const int32_t *shift, const int32_t *bias,
+                          int32_t out_zero, int16_t *out) {
+  for (int32_t i = 0; i < count; i++) {
+    int32_t normalized_q12 = (int32_t)round_shift(d[i] * reciprocal, 37);
+    int32_t scaled = requant32(normalized_q12, multiplier[i], shift[i]);
+    int64_t value = out_zero + round_shift((int64_t)scaled + bias[i], DSQ_LN_OUT_EXTRA_BITS);
+    out[i] = (int16_t)(value < INT16_MIN ? INT16_MIN : (value > INT16_MAX ? INT16_MAX : value));
   }
 }
 
@@ -109,7 +150,8 @@ typedef struct norm_job {
   int64_t rows;
 } norm_job;
 
-/* LayerNorm of a share of the rows, with the task's own scratch slot. */
+/* LayerNorm of a share of the rows, with the task's own scratch slot: d[count] and the
+ * three channel arrays, 16 bytes per element as dsr_fixed_scratch_bytes reserves. */
 static void norm_task(void *context, int32_t task_index) {
   const norm_job *job = context;
   const int32_t *block = job->block;
@@ -117,10 +159,14 @@ static void norm_task(void *context, int32_t task_index) {
   int64_t eps = (int64_t)block[3] * ((int64_t)1 << 32) + (int64_t)(uint32_t)block[2];
   const int32_t *channel = block + DSQ_LN_HEADER_WORDS;
   int32_t *d = (int32_t *)(job->scratch + (size_t)task_index * job->slot_bytes);
-  int32_t *values = d + count;
+  channel_arrays arrays = {d + count, d + 2 * (size_t)count, d + 3 * (size_t)count};
+  for (int32_t i = 0; i < count; i++) {
+    arrays.multiplier[i] = channel[3 * i];
+    arrays.shift[i] = channel[3 * i + 1];
+    arrays.bias[i] = channel[3 * i + 2];
+  }
   const dsr_tensor *xt = job->xt, *yt = job->yt;
-  int32_t y_min, y_max;
-  dsr_fixed_dtype_range(yt->qparams.dtype, &y_min, &y_max);
+  int32_t y_zero = yt->qparams.zero_point;
   int64_t begin, end;
   dsr_parallel_share(job->rows, job->task_count, task_index, 1, &begin, &end);
   for (int64_t r = begin; r < end; r++) {
@@ -133,8 +179,12 @@ static void norm_task(void *context, int32_t task_index) {
     /* The reference's bounds: variance <= 2^35, so the shifted value stays under 2^61. */
     uint64_t std_q13 = dsr_fixed_fast_isqrt64((uint64_t)variance << 26);
     int64_t reciprocal = (int64_t)(((uint64_t)1 << 62) / std_q13);
-    scale_row(d, count, reciprocal, channel, yt->qparams.zero_point, y_min, y_max, values);
-    dsr_fixed_store_row(values, count, 0, yt->qparams.dtype, job->out, r * count);
+    if (yt->qparams.dtype == DSR_DTYPE_I8)
+      scale_row_i8(d, count, reciprocal, arrays.multiplier, arrays.shift, arrays.bias, y_zero,
+                   (int8_t *)job->out + r * count);
+    else
+      scale_row_i16(d, count, reciprocal, arrays.multiplier, arrays.shift, arrays.bias, y_zero,
+                    (int16_t *)job->out + r * count);
   }
 }
 

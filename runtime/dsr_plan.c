@@ -1,9 +1,11 @@
 /*
  * Arena planner. The arena holds, in this order, each region aligned to DSR_ALIGN_BYTES:
- *   1. the tensor_offsets table (one size_t per tensor),
+ *   1. the tensor_offsets table (one size_t per tensor), then one packed offset per node,
  *   2. input_f32 and output_f32 (float32, the caller's view of the model input and output),
  *   3. the activations, placed by lifetime,
- *   4. the scratch of the node that needs the most.
+ *   4. the scratch of the node that needs the most,
+ *   5. in fixed mode, the constant operands that kernels read packed (dsr_fixed_packed_bytes),
+ *      filled once by context init.
  *
  * In float mode the model input and output tensors are input_f32 and output_f32 themselves.
  * In fixed mode they hold quantized values and are planned like any activation.
@@ -14,9 +16,11 @@
  * the live tensors that fits it (best fit), else the bytes after the highest live tensor.
  * The scan keeps only the live set, on the stack, so planning allocates nothing.
  *
- * In float mode a RESHAPE whose input dies at it writes over that input: its output takes the
- * input's bytes, and the kernel skips the copy when both are the same. This saves one copy of
- * the largest tensors of attention blocks at their peak.
+ * A RESHAPE whose input dies at it writes over that input: its output takes the input's
+ * bytes, and the kernel skips the copy when both are the same. This saves one copy of the
+ * largest tensors of attention blocks at their peak, and in fixed mode the copy itself (a
+ * fixed-point RESHAPE keeps the qparams, so both tensors have the same bytes). Under
+ * DSR_PLAN_KEEP_ALL every tensor keeps its own bytes.
  */
 #include <string.h>
 
@@ -116,8 +120,9 @@ static size_t place_best_fit(live_set *set, size_t bytes, int32_t last, int32_t 
   return best_offset;
 }
 
-/* A float RESHAPE at step whose input dies there hands the input's bytes to its output:
- * returns 1 and the offset after extending the entry's lifetime to the output's. */
+/* A RESHAPE at step whose input dies there, with as many bytes as its output, hands the
+ * input's bytes to the output: returns 1 and the offset after extending the entry's lifetime
+ * to the output's. */
 static int reuse_reshape_input(const dsr_model *model, live_set *set, int32_t step,
                                int32_t tensor, size_t bytes, size_t *offset) {
   const dsr_node *node = &model->nodes[step];
@@ -146,7 +151,8 @@ ds_status dsr_plan_layout(const dsr_model *model, dsr_mode mode, uint32_t flags,
                           int32_t worker_count, size_t *tensor_offsets, dsr_layout *layout,
                           ds_error *err) {
   memset(layout, 0, sizeof *layout);
-  layout->table_bytes = dsr_align_up((size_t)model->tensor_count * sizeof(size_t));
+  layout->table_bytes = dsr_align_up(((size_t)model->tensor_count + (size_t)model->node_count) *
+                                     sizeof(size_t));
   layout->input_bytes =
       dsr_align_up((size_t)dsr_tensor_elements(&model->tensors[model->input]) * sizeof(float));
   layout->output_bytes =
@@ -195,8 +201,7 @@ ds_status dsr_plan_layout(const dsr_model *model, dsr_mode mode, uint32_t flags,
                        "the planner tracks: plan with DSR_PLAN_KEEP_ALL instead",
                        step, node->name, DSR_PLAN_MAX_LIVE);
       }
-      if (mode != DSR_MODE_FLOAT || step < 0 ||
-          !reuse_reshape_input(model, &set, step, tensor, bytes, &offset))
+      if (step < 0 || !reuse_reshape_input(model, &set, step, tensor, bytes, &offset))
         offset = place_best_fit(&set, bytes, last_use(model, tensor, step < 0 ? -1 : step),
                                 tensor);
     }
@@ -211,6 +216,16 @@ ds_status dsr_plan_layout(const dsr_model *model, dsr_mode mode, uint32_t flags,
       layout->scratch_bytes = scratch;
   }
 
-  layout->arena_bytes = activation_base + layout->activation_bytes + layout->scratch_bytes;
+  /* Packed constants follow the scratch; fixed-point mode only. */
+  size_t packed_base = activation_base + layout->activation_bytes + layout->scratch_bytes;
+  for (int32_t i = 0; i < model->node_count; i++) {
+    size_t bytes = mode == DSR_MODE_FIXED ? dsr_align_up(dsr_fixed_packed_bytes(model, i)) : 0;
+    if (tensor_offsets != NULL)
+      tensor_offsets[model->tensor_count + i] =
+          bytes > 0 ? packed_base + layout->packed_bytes : SIZE_MAX;
+    layout->packed_bytes += bytes;
+  }
+
+  layout->arena_bytes = packed_base + layout->packed_bytes;
   return DS_OK;
 }

@@ -140,6 +140,70 @@ static size_t output_bytes(const node_case *c) {
 typedef int (*fast_kernel)(const dsr_model *, const dsr_node *, const void *const *, void *,
                            uint8_t *);
 
+/* Runs the tasks of a region in reverse order on the calling thread. */
+static void run_reversed(void *pool, dsr_task task, void *task_context, int32_t task_count) {
+  (void)pool;
+  for (int32_t i = task_count - 1; i >= 0; i--)
+    task(task_context, i);
+}
+
+/*
+ * Runs the case through dsr_fixed_execute_parallel with hooks of 2 and 3 workers that split
+ * wherever there are units, and requires the bytes of dsr_fixed_execute_reference.
+ */
+static void expect_same_for_workers(node_case *c, const char *what) {
+  const void *inputs[DSR_MAX_NODE_INPUTS] = {NULL, NULL, NULL, NULL};
+  for (int32_t i = 0; i < c->node.input_count; i++)
+    inputs[i] = c->node.inputs[i] >= 0 ? c->data[c->node.inputs[i]] : NULL;
+  size_t bytes = output_bytes(c);
+  uint8_t *reference = malloc(bytes), *parallel_out = malloc(bytes);
+  cr_assert(reference != NULL && parallel_out != NULL);
+  size_t one_bytes = dsr_fixed_scratch_bytes(&c->model, 0);
+  uint8_t *one = aligned_alloc(64, (one_bytes + 64) / 64 * 64);
+  cr_assert_not_null(one);
+  dsr_fixed_execute_reference(&c->model, 0, inputs, reference, one, dsr_slice_none());
+  for (int32_t workers = 2; workers <= 3; workers++) {
+    dsr_parallel hook = {run_reversed, NULL, workers, 1};
+    size_t scratch_bytes = dsr_fixed_scratch_bytes_for_workers(&c->model, 0, workers);
+    uint8_t *scratch = aligned_alloc(64, (scratch_bytes + 64) / 64 * 64);
+    cr_assert_not_null(scratch);
+    memset(scratch, 0xcd, scratch_bytes);
+    memset(parallel_out, 0x5a, bytes);
+    dsr_fixed_execute_parallel(&c->model, 0, inputs, parallel_out, scratch, dsr_slice_none(),
+                               &hook);
+    for (size_t i = 0; i < bytes; i++) {
+      cr_assert_eq(parallel_out[i], reference[i],
+                   "%s, %d workers: byte %zu differs (parallel %u, reference %u)", what, workers,
+                   i, parallel_out[i], reference[i]);
+    }
+    free(scratch);
+  }
+
+  /* Weights packed ahead, as context init does, must give the same bytes. */
+  size_t packed_bytes = dsr_fixed_packed_bytes(&c->model, 0);
+  if (packed_bytes > 0) {
+    dsr_parallel hook = {run_reversed, NULL, 2, 1};
+    size_t scratch_bytes = dsr_fixed_scratch_bytes_for_workers(&c->model, 0, 2);
+    uint8_t *scratch = aligned_alloc(64, (scratch_bytes + 64) / 64 * 64);
+    uint8_t *packed = aligned_alloc(64, (packed_bytes + 64) / 64 * 64);
+    cr_assert(scratch != NULL && packed != NULL);
+    dsr_fixed_pack_constants(&c->model, 0, packed);
+    memset(parallel_out, 0x5a, bytes);
+    dsr_fixed_execute_packed(&c->model, 0, inputs, parallel_out, scratch, dsr_slice_none(),
+                             &hook, packed);
+    for (size_t i = 0; i < bytes; i++) {
+      cr_assert_eq(parallel_out[i], reference[i],
+                   "%s, weights packed ahead: byte %zu differs (%u, reference %u)", what, i,
+                   parallel_out[i], reference[i]);
+    }
+    free(scratch);
+    free(packed);
+  }
+  free(one);
+  free(reference);
+  free(parallel_out);
+}
+
 /*
  * Checks the case, runs the fast kernel (which must accept it) and the reference one into
  * outputs prefilled with different bytes, and requires identical outputs. Also runs
@@ -174,6 +238,7 @@ static void expect_identical(node_case *c, fast_kernel fast, const char *what) {
   free(fast_out);
   free(executed);
   free(reference);
+  expect_same_for_workers(c, what);
 }
 
 /* ------------------------------------------------------------------ row helpers */
@@ -304,6 +369,18 @@ Test(fast_conv, strided_grouped_padded_match_reference) {
             "int8 3x3 with channels left after blocks of 4");
   conv_case(&(conv_params){1, 16, 6, 6, 14, 3, 1, 1, 1, 2, I8, I16, 0},
             "int8 grouped 3x3 with channels left after blocks of 4");
+  conv_case(&(conv_params){1, 10, 13, 12, 7, 3, 1, 2, 2, 1, I8, I8, 1},
+            "int8 dilated 3x3 as a packed product");
+  conv_case(&(conv_params){2, 36, 9, 9, 53, 1, 1, 0, 1, 1, I8, I8, 1},
+            "int8 pointwise over several row blocks and panels");
+}
+
+Test(fast_conv, depthwise_on_small_maps_matches_reference) {
+  conv_case(&(conv_params){1, 40, 7, 7, 40, 3, 1, 1, 1, 40, I8, I8, 1}, "int8 depthwise 7x7 map");
+  conv_case(&(conv_params){2, 12, 5, 9, 12, 3, 1, 1, 1, 12, I16, I16, 1},
+            "int16 depthwise 5x9 map, batch 2");
+  conv_case(&(conv_params){1, 6, 4, 4, 6, 5, 1, 2, 1, 6, I8, I8, 0},
+            "int8 depthwise 5x5 on a map smaller than the padded kernel");
 }
 
 Test(fast_conv, extreme_values_match_reference) {
@@ -419,6 +496,57 @@ Test(fast_matmul, constant_operand_matches_reference) {
               "constant A x int8");
 }
 
+Test(fast_matmul, packed_products_match_reference) {
+  matmul_case(&(matmul_params){3, {2, 50, 37}, 2, {37, 40}, 3, {2, 50, 40}, CB, I8, I8, I8},
+              "int8 x constant B over row blocks, a partial panel and an odd reduction");
+  matmul_case(&(matmul_params){3, {1, 100, 24}, 2, {24, 33}, 3, {1, 100, 33}, CB, I8, I8, I16},
+              "int8 x constant B, one batch split by rows");
+  matmul_case(&(matmul_params){2, {20, 13}, 3, {3, 13, 18}, 3, {3, 20, 18}, CA, I8, I8, I8},
+              "constant A x int8 as packed panels of B");
+  matmul_case(&(matmul_params){3, {1, 7, 30}, 3, {1, 30, 17}, 3, {1, 7, 17}, ACT, I8, I8, I8},
+              "int8 x int8, one batch of few rows split by panels");
+  matmul_case(&(matmul_params){3, {1, 1, 40}, 2, {40, 20}, 3, {1, 1, 20}, CB, I8, I8, I8},
+              "int8 single row x constant B");
+  matmul_case(&(matmul_params){4, {1, 6, 49, 30}, 4, {1, 6, 30, 1}, 4, {1, 6, 49, 1}, ACT, I8,
+                               I8, I8},
+              "int8 matrix x vector per batch (neighbourhood attention scores)");
+  matmul_case(&(matmul_params){2, {21, 8}, 3, {2, 8, 1}, 3, {2, 21, 1}, CA, I8, I8, I16},
+              "constant A x int8 vector");
+  matmul_case(&(matmul_params){3, {2, 6, 10}, 3, {1, 10, 18}, 3, {2, 6, 18}, CA, I8, I8, I8},
+              "constant A with batches x one shared B");
+  matmul_case(&(matmul_params){3, {3, 7, 12}, 2, {12, 20}, 3, {3, 7, 20}, CB, I8, I8, I8},
+              "batches sharing a constant B as one product");
+}
+
+/* ------------------------------------------------------------------ GEMM */
+
+static void gemm_case(int32_t m, int32_t k, int32_t n, int trans_b, int32_t y_dtype,
+                      const char *what) {
+  node_case c;
+  node_case_init(&c, DSR_OP_GEMM, 3);
+  int32_t a_dims[2] = {m, k}, w_dims[2] = {trans_b ? n : k, trans_b ? k : n}, b_dims[1] = {n};
+  int32_t y_dims[2] = {m, n};
+  set_tensor(&c, 0, DSR_TENSOR_INPUT, 2, a_dims, I8, rng_range(-128, 127));
+  set_tensor(&c, 1, DSR_TENSOR_CONSTANT, 2, w_dims, I8, 0);
+  set_channels(&c, 1, trans_b ? 0 : 1, n);
+  set_tensor(&c, 2, DSR_TENSOR_CONSTANT, 1, b_dims, DSR_DTYPE_I32, 0);
+  set_tensor(&c, 3, DSR_TENSOR_OUTPUT, 2, y_dims, y_dtype, rng_range(-128, 127));
+  c.node.attrs.gemm = (dsr_gemm_attrs){.alpha = 1.0f, .beta = 1.0f, .trans_b = trans_b};
+  double typical = sqrt((double)k) * 147.0 * 74.0;
+  c.qwords[1] = n;
+  for (int32_t j = 0; j < n; j++)
+    random_pair(c.qwords + 2 + 2 * j, typical, y_dtype == I8 ? 100.0 : 25000.0, 0);
+  c.node.qword_count = 2 + 2 * n;
+  expect_identical(&c, dsr_fixed_fast_gemm, what);
+  node_case_free(&c);
+}
+
+Test(fast_gemm, packed_product_with_bias_matches_reference) {
+  gemm_case(5, 37, 21, 0, I8, "int8 GEMM, few rows");
+  gemm_case(61, 16, 40, 1, I8, "int8 GEMM, transposed weight, rows past one block");
+  gemm_case(1, 100, 10, 1, I16, "int8 GEMM, one row into int16");
+}
+
 Test(fast_matmul, short_reductions_match_reference) {
   /* n >= k: output rows are accumulated rather than dot products. */
   matmul_case(&(matmul_params){4, {1, 2, 16, 8}, 4, {1, 2, 8, 32}, 4, {1, 2, 16, 32}, ACT, I8, I8, I16},
@@ -479,7 +607,10 @@ typedef struct additive_params {
   int32_t a_dtype, b_dtype, y_dtype;
 } additive_params;
 
-static void additive_case(const additive_params *p, const char *what) {
+/* An ADD or SUB case. halving 1 gives operand a the halving pair (2^30, 0), as the quantizer
+ * does; a nonzero out_shift replaces the output pair's shift. */
+static void additive_case_with(const additive_params *p, int32_t halving, int32_t out_shift,
+                               const char *what) {
   node_case c;
   node_case_init(&c, p->op, 2);
   set_tensor(&c, 0, DSR_TENSOR_INPUT, p->a_rank, p->a_dims, p->a_dtype, rng_range(-128, 127));
@@ -493,11 +624,21 @@ static void additive_case(const additive_params *p, const char *what) {
     c.qwords[2 + 2 * i] = (int32_t)(DSQ_MULTIPLIER_MIN_MAGNITUDE + (rng_u32() & 0x3fffffff));
     c.qwords[3 + 2 * i] = -rng_range(1, 3);
   }
+  if (halving) {
+    c.qwords[2] = 1 << 30;
+    c.qwords[3] = 0;
+  }
   double operand = (narrow ? 128.0 : 20000.0) * (double)(1 << left) / 4.0;
   random_pair(c.qwords + 6, operand, p->y_dtype == I8 ? 100.0 : 25000.0, 0);
+  if (out_shift != 0)
+    c.qwords[7] = out_shift;
   c.node.qword_count = 8;
   expect_identical(&c, dsr_fixed_fast_binary, what);
   node_case_free(&c);
+}
+
+static void additive_case(const additive_params *p, const char *what) {
+  additive_case_with(p, 0, 0, what);
 }
 
 #define ADD DSR_OP_ADD
@@ -511,6 +652,31 @@ Test(fast_binary, same_shape_matches_reference) {
                 "int8 - int16");
   additive_case(&(additive_params){ADD, 2, {40, 40}, 2, {40, 40}, 2, {40, 40}, I8, I8, I8},
                 "int8 + int8 longer than one row piece");
+}
+
+Test(fast_binary, halving_pairs_match_reference) {
+  additive_case_with(&(additive_params){ADD, 4, {1, 16, 9, 9}, 4, {1, 16, 9, 9}, 4,
+                                        {1, 16, 9, 9}, I8, I8, I8},
+                     1, 0, "int8 residual with a halving pair");
+  additive_case_with(&(additive_params){SUB, 4, {1, 16, 9, 9}, 4, {1, 16, 9, 9}, 4,
+                                        {1, 16, 9, 9}, I16, I8, I16},
+                     1, 0, "int16 - int8 with a halving pair");
+  additive_case_with(&(additive_params){ADD, 1, {48}, 4, {1, 7, 7, 48}, 4, {1, 7, 7, 48}, I16,
+                                        I8, I8},
+                     1, 0, "bias row over a map");
+  additive_case_with(&(additive_params){ADD, 2, {50, 40}, 2, {50, 40}, 2, {50, 40}, I16, I16,
+                                        I16},
+                     1, 0, "int16 pieces of a long row");
+}
+
+Test(fast_binary, saturating_output_pairs_match_reference) {
+  /* A positive output shift can saturate in the requantization: the general path. */
+  additive_case_with(&(additive_params){ADD, 2, {9, 70}, 2, {9, 70}, 2, {9, 70}, I8, I8, I8}, 1,
+                     3, "int8 sum with a left shift");
+  additive_case_with(&(additive_params){SUB, 2, {9, 70}, 1, {70}, 2, {9, 70}, I16, I16, I16}, 0,
+                     1, "int16 difference with a left shift");
+  additive_case_with(&(additive_params){ADD, 2, {3, 5}, 2, {3, 5}, 2, {3, 5}, I8, I16, I8}, 0,
+                     -31, "the largest right shift");
 }
 
 Test(fast_binary, broadcasts_match_reference) {
@@ -585,6 +751,96 @@ Test(fast_transpose, permutations_match_reference) {
   transpose_case(1, (int32_t[]){11}, (int32_t[]){0}, I8, "rank 1");
 }
 
+/* ------------------------------------------------------------------ gathers and reshapes */
+
+static int fast_gather(const dsr_model *model, const dsr_node *node, const void *const *in,
+                       void *out, uint8_t *scratch) {
+  (void)scratch;
+  return dsr_fixed_fast_gather_parallel(model, node, in, out, NULL);
+}
+
+/* Index patterns of gather_case. */
+enum { RUNS, RANDOM, ROTATED };
+
+/* A GATHER of index_count indices along axis of an input of dims: indices in runs of up to 7
+ * consecutive values (local windows), uniformly random, or a rotation of the whole axis. */
+static void gather_case(int32_t rank, const int32_t *dims, int32_t axis, int32_t index_count,
+                        int32_t pattern, int32_t dtype, const char *what) {
+  node_case c;
+  node_case_init(&c, DSR_OP_GATHER, 1);
+  int32_t y_dims[DSR_MAX_RANK];
+  memcpy(y_dims, dims, sizeof(int32_t) * (size_t)rank);
+  y_dims[axis] = index_count;
+  set_tensor(&c, 0, DSR_TENSOR_INPUT, rank, dims, dtype, 7);
+  set_tensor(&c, 3, DSR_TENSOR_OUTPUT, rank, y_dims, dtype, 7);
+  static int32_t qwords[3 + 4096];
+  cr_assert_leq(index_count, 4096);
+  qwords[0] = DSQ_TAG(DSR_OP_GATHER);
+  qwords[1] = axis;
+  qwords[2] = index_count;
+  int32_t size = dims[axis], shift = rng_range(0, size - 1);
+  for (int32_t j = 0; j < index_count; j++) {
+    int32_t v = rng_range(0, size - 1);
+    if (pattern == RUNS)
+      v = j % 7 == 0 || qwords[2 + j] + 1 >= size ? rng_range(0, size - 1) : qwords[2 + j] + 1;
+    else if (pattern == ROTATED)
+      v = (j + shift) % size;
+    qwords[3 + j] = v;
+  }
+  c.node.qwords = qwords;
+  c.node.qword_count = 3 + index_count;
+  expect_identical(&c, fast_gather, what);
+  node_case_free(&c);
+}
+
+Test(fast_gather, index_patterns_match_reference) {
+  gather_case(4, (int32_t[]){1, 2, 30, 32}, 2, 210, RUNS, I8, "windows of 32-byte units");
+  gather_case(3, (int32_t[]){12, 7, 288}, 2, 96, ROTATED, I8, "a channel slice, one byte each");
+  gather_case(3, (int32_t[]){6, 9, 20}, 2, 64, RANDOM, I8, "random single bytes");
+  gather_case(4, (int32_t[]){1, 5, 9, 9}, 3, 9, ROTATED, I16, "a rotation of the last axis");
+  gather_case(3, (int32_t[]){5, 4, 3}, 1, 11, RANDOM, I16, "six-byte units");
+  gather_case(2, (int32_t[]){13, 8}, 0, 40, RUNS, I16, "the first axis, 16-byte units");
+  gather_case(2, (int32_t[]){9, 33}, 0, 4, RANDOM, I8, "units of 33 bytes");
+  gather_case(2, (int32_t[]){4, 16}, 1, 1, RANDOM, I16, "one index");
+}
+
+static int fast_reshape(const dsr_model *model, const dsr_node *node, const void *const *in,
+                        void *out, uint8_t *scratch) {
+  (void)scratch;
+  return dsr_fixed_fast_reshape_parallel(model, node, in, out, NULL);
+}
+
+Test(fast_reshape, copies_or_keeps_aliased_bytes) {
+  node_case c;
+  node_case_init(&c, DSR_OP_RESHAPE, 1);
+  set_tensor(&c, 0, DSR_TENSOR_INPUT, 3, (int32_t[]){5, 7, 41}, I16, 0);
+  set_tensor(&c, 3, DSR_TENSOR_OUTPUT, 2, (int32_t[]){35, 41}, I16, 0);
+  c.node.qword_count = 1;
+  expect_identical(&c, fast_reshape, "a separate output");
+
+  /* The planner's alias: output and input are the same bytes, which must stay. */
+  size_t bytes = output_bytes(&c);
+  uint8_t *copy = malloc(bytes);
+  cr_assert_not_null(copy);
+  memcpy(copy, c.data[0], bytes);
+  const void *inputs[DSR_MAX_NODE_INPUTS] = {c.data[0], NULL, NULL, NULL};
+  dsr_parallel hook = {run_reversed, NULL, 2, 1};
+  dsr_fixed_execute_parallel(&c.model, 0, inputs, c.data[0], NULL, dsr_slice_none(), &hook);
+  cr_assert_eq(memcmp(copy, c.data[0], bytes), 0);
+
+  /* Partly overlapping storage: the fast kernel declines and the memmove runs. */
+  uint8_t *both = malloc(bytes + 6);
+  cr_assert_not_null(both);
+  memcpy(both, copy, bytes);
+  inputs[0] = both;
+  cr_assert_eq(dsr_fixed_fast_reshape_parallel(&c.model, &c.node, inputs, both + 6, NULL), 0);
+  dsr_fixed_execute_parallel(&c.model, 0, inputs, both + 6, NULL, dsr_slice_none(), &hook);
+  cr_assert_eq(memcmp(copy, both + 6, bytes), 0);
+  free(both);
+  free(copy);
+  node_case_free(&c);
+}
+
 /* ------------------------------------------------------------------ layer norms */
 
 static void layer_norm_case(int32_t rows, int32_t count, int32_t x_dtype, int32_t y_dtype,
@@ -628,6 +884,21 @@ Test(fast_layer_norm, isqrt_matches_reference) {
                    (unsigned long long)v);
     }
   }
+  /* Around 2^62, where the double square root hands over to the restoring steps. */
+  const uint64_t roots[] = {(1u << 31) - 1, 1u << 31, (1u << 31) + 1, 3037000499u, 94906265u};
+  for (int32_t i = 0; i < 5; i++) {
+    uint64_t square = roots[i] * roots[i];
+    for (int32_t delta = -2; delta <= 2; delta++) {
+      uint64_t v = square + (uint64_t)(int64_t)delta;
+      cr_assert_eq(dsr_fixed_fast_isqrt64(v), dsr_fixed_isqrt64(v), "isqrt(%llu)",
+                   (unsigned long long)v);
+    }
+  }
+  for (int32_t delta = -3; delta <= 3; delta++) {
+    uint64_t v = ((uint64_t)1 << 62) + (uint64_t)(int64_t)delta;
+    cr_assert_eq(dsr_fixed_fast_isqrt64(v), dsr_fixed_isqrt64(v), "isqrt(%llu)",
+                 (unsigned long long)v);
+  }
   cr_assert_eq(dsr_fixed_fast_isqrt64(UINT64_MAX), dsr_fixed_isqrt64(UINT64_MAX));
   cr_assert_eq(dsr_fixed_fast_isqrt64(0), 0);
 }
@@ -637,6 +908,8 @@ Test(fast_layer_norm, rows_match_reference) {
   layer_norm_case(12, 96, I8, I8, 1000, "int8 rows of 96");
   layer_norm_case(5, 300, I16, I16, (int64_t)1 << 33, "int16 rows with a large epsilon");
   layer_norm_case(1, 1, I8, I16, 0, "a single element");
+  layer_norm_case(30, 32, I16, I8, 0, "int16 rows of 32 to int8");
+  layer_norm_case(9, 192, I16, I16, 7, "int16 rows of 192");
 }
 
 /* ------------------------------------------------------------------ softmax */
