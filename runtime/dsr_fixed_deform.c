@@ -1751,10 +1751,63 @@ static void run_step(deform_job *job, const dsr_parallel *parallel, deform_step 
   dsr_parallel_run(parallel, deform_task, job, job->task_count);
 }
 
+/*
+ * Lays out the weights and table that dsr_fixed_deform_pack prepares ahead, at base (NULL:
+ * sizes only), into the matching pointers of s; returns their bytes. Only what plan reads
+ * gets room.
+ */
+static int64_t layout_packed(const dsr_deform_attn *d, packed_plan plan, uint8_t *base,
+                             deform_scratch *s) {
+  dsr_gemm proj = gemm_projection(d->channels, 1, 0);
+  int64_t weights = (int64_t)dsr_gemm_rows_bytes(&proj), used = 0;
+  if (plan.q)
+    s->packed_wq = carve(base, &used, weights);
+  if (plan.kv) {
+    s->packed_wk = carve(base, &used, weights);
+    s->packed_wv = carve(base, &used, weights);
+  }
+  if (plan.attend) {
+    int64_t table = (int64_t)d->heads * (2 * d->height - 1) * (2 * d->width - 1);
+    s->packed_wout = carve(base, &used, weights);
+    s->table32 = carve(base, &used, table * (int64_t)sizeof(int32_t));
+  }
+  return used;
+}
+
+size_t dsr_fixed_deform_packed_bytes(const dsr_model *model, const dsr_node *node) {
+  const dsr_deform_attn *d = node->deform;
+  /* Nodes that dsr_fixed_deform_check rejects get nothing, as for the scratch. */
+  if (d == NULL || node->input_count < 1 || node->inputs[0] < 0 ||
+      node->inputs[0] >= model->tensor_count || dsr_fixed_deform_scratch_bytes(model, node) == 0)
+    return 0;
+  packed_plan plan = plan_packed(model, node);
+  if (!plan.q && !plan.kv && !plan.attend)
+    return 0;
+  deform_scratch unused;
+  return (size_t)(63 + layout_packed(d, plan, NULL, &unused));
+}
+
+void dsr_fixed_deform_pack(const dsr_model *model, const dsr_node *node, uint8_t *packed) {
+  const dsr_deform_attn *d = node->deform;
+  packed_plan plan = plan_packed(model, node);
+  deform_scratch s;
+  layout_packed(d, plan, align_scratch(packed), &s);
+  pack_weights(model, d, plan, 0, d->channels, &s);
+  if (plan.attend)
+    widen_table(model, d, &s);
+}
+
 void dsr_fixed_deform_execute_parallel(const dsr_model *model, const dsr_node *node,
                                        const void *x, void *y, uint8_t *scratch,
                                        dsr_slice slice, int fast,
                                        const dsr_parallel *parallel) {
+  dsr_fixed_deform_execute_packed(model, node, x, y, scratch, slice, fast, parallel, NULL);
+}
+
+void dsr_fixed_deform_execute_packed(const dsr_model *model, const dsr_node *node,
+                                     const void *x, void *y, uint8_t *scratch, dsr_slice slice,
+                                     int fast, const dsr_parallel *parallel,
+                                     const uint8_t *packed) {
   const dsr_deform_attn *d = node->deform;
   deform_sections sec;
   find_sections(node, &sec);
@@ -1775,10 +1828,14 @@ void dsr_fixed_deform_execute_parallel(const dsr_model *model, const dsr_node *n
   deform_job job = {.model = model, .node = node, .x = x, .y = y, .sec = &sec, .shared = &s,
                     .scratch = scratch, .plan = plan};
 
-  if (plan.attend)
-    widen_table(model, d, &s);
-  if (plan.q || plan.kv || plan.attend)
+  if (packed != NULL) {
+    /* Read-only from here on: the steps only read the weights and the table. */
+    layout_packed(d, plan, align_scratch((uint8_t *)(uintptr_t)packed), &s);
+  } else if (plan.q || plan.kv || plan.attend) {
+    if (plan.attend)
+      widen_table(model, d, &s);
     run_step(&job, parallel, DEFORM_PACK_WEIGHTS, c, 4 * c, 1);
+  }
   /* proj_q is pointwise, so one pass over the whole map serves every patch. */
   if (plan.q) {
     run_step(&job, parallel, DEFORM_Q_PACKED,
