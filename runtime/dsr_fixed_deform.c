@@ -784,6 +784,120 @@ static void offset_points(const dsr_model *model, const dsr_deform_attn *d,
   }
 }
 
+/* Sum of (in[i] - zero) * 2^pre_shift, in place into values: |value| <= 2^16 and count <=
+ * DSQ_LN_MAX_ELEMENTS = 2^14, so the sum stays within 2^30. */
+DSR_FIXED_VECTOR_CLONES
+static int32_t norm_load(int32_t *values, int32_t count, int32_t zero, int32_t pre_shift) {
+  int32_t sum = 0;
+  for (int32_t i = 0; i < count; i++) {
+    values[i] = (values[i] - zero) * (1 << pre_shift);
+    sum += values[i];
+  }
+  return sum;
+}
+
+/* values[i] -= mean in place; returns the sum of squares (|d| <= 2^17, under 2^48 in all). */
+DSR_FIXED_VECTOR_CLONES
+static int64_t norm_center(int32_t *values, int32_t count, int32_t mean) {
+  int64_t squares = 0;
+  for (int32_t i = 0; i < count; i++) {
+    values[i] -= mean;
+    squares += (int64_t)values[i] * values[i];
+  }
+  return squares;
+}
+
+/* out[i] = round(d[i] * reciprocal / 2^37) half away from zero, |d * reciprocal| < 2^57 (as
+ * dsr_fixed_layer_norm_row bounds it). The arithmetic shift rounds toward minus infinity, so
+ * x + 2^36 - (x < 0) gives the half-away rounding for either sign. */
+DSR_FIXED_VECTOR_CLONES
+static void norm_scale(const int32_t *restrict d, int32_t count, int64_t reciprocal,
+                       int32_t *restrict out) {
+  const int64_t half = (int64_t)1 << 36;
+  for (int32_t i = 0; i < count; i++) {
+    int64_t x = (int64_t)d[i] * reciprocal;
+    out[i] = (int32_t)((x + half - (x < 0)) >> 37);
+  }
+}
+
+/* values[i] = zero + round((values[i] + channel[3i + 2]) / 2^DSQ_LN_OUT_EXTRA_BITS),
+ * saturated to [lo, hi], in place. */
+DSR_FIXED_VECTOR_CLONES
+static void norm_finish(int32_t *values, int32_t count, const int32_t *channel, int32_t zero,
+                        int32_t lo, int32_t hi) {
+  const int64_t half = (int64_t)1 << (DSQ_LN_OUT_EXTRA_BITS - 1);
+  for (int32_t i = 0; i < count; i++) {
+    int64_t x = (int64_t)values[i] + channel[3 * i + 2];
+    int64_t v = zero + ((x + half - (x < 0)) >> DSQ_LN_OUT_EXTRA_BITS);
+    values[i] = (int32_t)(v < lo ? lo : (v > hi ? hi : v));
+  }
+}
+
+/* dsr_fixed_layer_norm_row from vector steps, the same integers: row holds the raw input,
+ * out gets the output values. row is overwritten. */
+static void layer_norm_fast(int32_t *row, int32_t in_zero, const int32_t *block,
+                            stage_info out_stage, int32_t *out) {
+  int32_t count = block[0];
+  int64_t eps = (int64_t)block[3] * ((int64_t)1 << 32) + (int64_t)(uint32_t)block[2];
+  const int32_t *channel = block + DSQ_LN_HEADER_WORDS;
+  int32_t sum = norm_load(row, count, in_zero, block[1]);
+  int32_t mean = (int32_t)dsr_fixed_div_round64(sum, count);
+  int64_t variance = norm_center(row, count, mean) / count + eps;
+  if (variance < 1)
+    variance = 1;
+  uint64_t std_q13 = dsr_fixed_fast_isqrt64((uint64_t)variance << 26);
+  int64_t reciprocal = (int64_t)(((uint64_t)1 << 62) / std_q13);
+  norm_scale(row, count, reciprocal, out);
+  dsr_fixed_requant_row32(out, count, channel, 3, out);
+  norm_finish(out, count, channel, out_stage.zero, out_stage.min, out_stage.max);
+}
+
+/* GELU through an int8 stage's direct table: dsr_fixed_lut_apply for every value. */
+DSR_FIXED_VECTOR_CLONES
+static void gelu_direct(const int32_t *restrict in, int32_t count, const int32_t *restrict table,
+                        int32_t lo, int32_t hi, int32_t *restrict out) {
+  for (int32_t i = 0; i < count; i++) {
+    int32_t index = in[i] + 128;
+    index = index < 0 ? 0 : (index > DSQ_LUT_DIRECT_ENTRIES - 1 ? DSQ_LUT_DIRECT_ENTRIES - 1
+                                                                  : index);
+    int32_t v = table[index];
+    out[i] = v < lo ? lo : (v > hi ? hi : v);
+  }
+}
+
+/* offset_points for the fast order: the LayerNorm, GELU and pointwise steps over contiguous
+ * rows, the same values. The GELU values stay in scratch, since no later step reads them. */
+static void offset_points_fast(const dsr_model *model, const dsr_deform_attn *d,
+                               const deform_sections *sec, const patch_geometry *pg,
+                               int32_t n_begin, int32_t n_end, deform_scratch *s) {
+  int32_t cg = d->channels / d->groups;
+  stage_info dws = stage(&d->stage_qparams[DSR_DEFORM_STAGE_OFFSET_DW]);
+  stage_info lns = stage(&d->stage_qparams[DSR_DEFORM_STAGE_OFFSET_LN]);
+  stage_info gs = stage(&d->stage_qparams[DSR_DEFORM_STAGE_OFFSET_GELU]);
+  stage_info os = stage(&d->stage_qparams[DSR_DEFORM_STAGE_OFFSET]);
+  const int8_t *pw_w = param_data(model, d, DSR_DEFORM_OFFSET_PW_W);
+  const int32_t *gelu = sec->s[DSQ_DA_OFFSET_GELU];
+
+  for (int32_t gi = 0; gi < d->groups; gi++) {
+    for (int32_t n = n_begin; n < n_end; n++) {
+      const int32_t *column = s->dw + (int64_t)gi * cg * pg->n + n;
+      for (int32_t c = 0; c < cg; c++)
+        s->ln_in[c] = column[(int64_t)c * pg->n];
+      layer_norm_fast(s->ln_in, dws.zero, sec->s[DSQ_DA_OFFSET_LN], lns, s->ln_out);
+      if (gelu[0] == DSQ_LUT_DIRECT) {
+        gelu_direct(s->ln_out, cg, gelu + 1, gs.min, gs.max, s->ln_in);
+      } else {
+        for (int32_t c = 0; c < cg; c++)
+          s->ln_in[c] = dsr_fixed_lut_apply(gelu, s->ln_out[c], gs.zero, gs.min, gs.max);
+      }
+      for (int32_t axis = 0; axis < 2; axis++)
+        s->offset[(int64_t)(gi * 2 + axis) * pg->n + n] = pointwise_contiguous(
+            s->ln_in, cg, gs.zero, pw_w + (int64_t)axis * cg, 0,
+            sec->s[DSQ_DA_OFFSET_PW] + 2 * axis, gs.wide_in, os.zero, os.min, os.max);
+    }
+  }
+}
+
 /* Offset network of every group: depthwise conv, LayerNorm, GELU, pointwise to (dy, dx). */
 static void offset_network(const dsr_model *model, const dsr_deform_attn *d,
                            const deform_sections *sec, const patch_geometry *pg,
@@ -1686,7 +1800,7 @@ static void deform_task(void *context, int32_t task_index) {
     offset_depthwise_rows(job->model, d, job->sec, pg, first, last, &s);
     break;
   case DEFORM_OFFSET_LN:
-    offset_points(job->model, d, job->sec, pg, first, last, &s);
+    offset_points_fast(job->model, d, job->sec, pg, first, last, &s);
     break;
   case DEFORM_SAMPLE:
     if (job->plan.kv)
@@ -1719,7 +1833,7 @@ static void deform_task(void *context, int32_t task_index) {
     panel_columns(first, last, pg->n, &n_begin, &n_end);
     if (n_begin >= n_end)
       break;
-    offset_points(job->model, d, job->sec, pg, n_begin, n_end, &s);
+    offset_points_fast(job->model, d, job->sec, pg, n_begin, n_end, &s);
     positions_range(d, job->sec, pg, n_begin, n_end, &s);
     sample_points_int8(job->model, job->node, job->x, pg, n_begin, n_end, &s);
     project_kv_packed(job->model, job->node, job->sec, pg, job->plan, first, last, &s);
