@@ -624,15 +624,18 @@ static void offset_depthwise(const dsr_model *model, const dsr_deform_attn *d,
 }
 
 /*
- * Depthwise sums at stride 1 over a padded plane of width plane_w: acc[o] for o < count sums
- * w[ky * k + kx] * plane[o + ky * plane_w + kx], so output (i, j) is acc[i * plane_w + j]
- * and the entries with j >= the output width are unused. Every tap is one pass over
- * contiguous rows.
+ * Depthwise sums over the r x r phases of a padded plane (phase (a, b) holds the plane's
+ * rows a, a + r, ... and columns b, b + r, ..., phase_w values a row). Tap (ky, kx) of
+ * output (i, j) reads row i + ky / r and column j + kx / r of phase (ky % r, kx % r), so
+ * acc[o] for o < count sums every tap at o + (ky / r) * phase_w + kx / r: output (i, j) is
+ * acc[i * phase_w + j], and the entries with j >= the output width are unused. Every tap is
+ * one pass over contiguous values.
  */
 DSR_FIXED_VECTOR_CLONES
-static void depthwise_flat(const int32_t *restrict plane, int32_t plane_w, const int8_t *w,
-                           int32_t k, int32_t count, int32_t bias, int wide,
-                           int32_t *restrict acc, int64_t *restrict acc_wide) {
+static void depthwise_phases(const int32_t *restrict phases, int64_t phase_size,
+                             int32_t phase_w, int32_t r, const int8_t *w, int32_t k,
+                             int32_t count, int32_t bias, int wide, int32_t *restrict acc,
+                             int64_t *restrict acc_wide) {
   if (wide) {
     for (int32_t o = 0; o < count; o++)
       acc_wide[o] = bias;
@@ -643,9 +646,10 @@ static void depthwise_flat(const int32_t *restrict plane, int32_t plane_w, const
   for (int32_t ky = 0; ky < k; ky++) {
     for (int32_t kx = 0; kx < k; kx++) {
       int32_t weight = w[ky * k + kx];
-      const int32_t *taps = plane + ky * plane_w + kx;
       if (weight == 0)
         continue;
+      const int32_t *taps = phases + ((ky % r) * r + kx % r) * phase_size +
+                            (ky / r) * phase_w + kx / r;
       if (wide) {
         for (int32_t o = 0; o < count; o++)
           acc_wide[o] += (int64_t)taps[o] * weight;
@@ -657,86 +661,71 @@ static void depthwise_flat(const int32_t *restrict plane, int32_t plane_w, const
   }
 }
 
-/* Depthwise sums at stride r > 1 over a padded plane, output by output: acc[i * out_w + j]. */
-static void depthwise_strided(const int32_t *plane, int32_t plane_w, const int8_t *w,
-                              int32_t k, int32_t r, int32_t out_h, int32_t out_w, int32_t bias,
-                              int wide, int32_t *acc, int64_t *acc_wide) {
-  for (int32_t i = 0; i < out_h; i++) {
-    for (int32_t j = 0; j < out_w; j++) {
-      const int32_t *window = plane + (int64_t)i * r * plane_w + (int64_t)j * r;
-      if (wide) {
-        int64_t sum = bias;
-        for (int32_t ky = 0; ky < k; ky++) {
-          for (int32_t kx = 0; kx < k; kx++)
-            sum += (int64_t)window[ky * plane_w + kx] * w[ky * k + kx];
+/* Copies channel plane in (the patch, q with zero point zero) into the r x r phases of its
+ * zero-padded plane (depthwise_phases), each phase_h x phase_w. */
+static void fill_phases(const int32_t *in, int32_t in_stride, int32_t h, int32_t w,
+                        int32_t pad, int32_t r, int32_t zero, int32_t phase_h,
+                        int32_t phase_w, int32_t *phases) {
+  int64_t phase_size = (int64_t)phase_h * phase_w;
+  for (int32_t a = 0; a < r; a++) {
+    for (int32_t b = 0; b < r; b++) {
+      int32_t *phase = phases + (a * r + b) * phase_size;
+      /* Columns x with b + x * r - pad inside [0, w) read the patch, the others are 0. */
+      int32_t x_begin = pad - b > 0 ? (pad - b + r - 1) / r : 0;
+      int32_t x_end = w + pad - b > 0 ? (w + pad - b + r - 1) / r : 0;
+      x_begin = x_begin < phase_w ? x_begin : phase_w;
+      x_end = x_end < phase_w ? x_end : phase_w;
+      x_end = x_end > x_begin ? x_end : x_begin;
+      for (int32_t y = 0; y < phase_h; y++) {
+        int32_t *row = phase + (int64_t)y * phase_w;
+        int32_t src_y = a + y * r - pad;
+        if (src_y < 0 || src_y >= h) {
+          memset(row, 0, sizeof(int32_t) * (size_t)phase_w);
+          continue;
         }
-        acc_wide[i * out_w + j] = sum;
-      } else {
-        /* The narrow plan-time bound keeps every partial sum in int32. */
-        int32_t sum = bias;
-        for (int32_t ky = 0; ky < k; ky++) {
-          for (int32_t kx = 0; kx < k; kx++)
-            sum += window[ky * plane_w + kx] * w[ky * k + kx];
-        }
-        acc[i * out_w + j] = sum;
+        const int32_t *src = in + (int64_t)src_y * in_stride;
+        for (int32_t x = 0; x < x_begin; x++)
+          row[x] = 0;
+        for (int32_t x = x_begin; x < x_end; x++)
+          row[x] = src[x * r + b - pad] - zero;
+        for (int32_t x = x_end; x < phase_w; x++)
+          row[x] = 0;
       }
     }
   }
 }
 
 /*
- * offset_depthwise from a zero-padded copy of each channel's patch (q minus its zero point):
- * the same sums without bounds tests, since a padding tap adds 0 as the skipped tap does.
- * Narrow sums fit int32 by the plan-time bound on k * k * 255 * 128 plus the bias. Wide
- * terms are at most 2^16 * 128.
+ * offset_depthwise from the zero-padded phases of each channel's patch (q minus its zero
+ * point): the same sums without bounds tests, since a padding tap adds 0 as the skipped tap
+ * does. Narrow sums fit int32 by the plan-time bound on k * k * 255 * 128 plus the bias.
+ * Wide terms are at most 2^16 * 128.
  */
 static void offset_depthwise_rows(const dsr_model *model, const dsr_deform_attn *d,
                                   const deform_sections *sec, const patch_geometry *pg,
                                   int32_t ch_begin, int32_t ch_end, deform_scratch *s) {
   int32_t cg = d->channels / d->groups, k = d->offset_kernel, r = d->offset_stride;
-  int32_t pad = d->offset_pad;
   int64_t map = (int64_t)d->height * d->width;
   stage_info qs = stage(&d->stage_qparams[DSR_DEFORM_STAGE_Q]);
   stage_info dws = stage(&d->stage_qparams[DSR_DEFORM_STAGE_OFFSET_DW]);
   const int8_t *dw_w = param_data(model, d, DSR_DEFORM_OFFSET_DW_W);
   const int32_t *dw_b = param_data(model, d, DSR_DEFORM_OFFSET_DW_B);
   int wide = qs.wide_in;
-  /* The plane starts offset_pad rows and columns before the patch and ends at the last tap
-   * of the last output. */
+  /* The padded plane starts offset_pad rows and columns before the patch and ends at the
+   * last tap of the last output; each phase covers 1/r of its rows and columns. */
   int32_t plane_h = (pg->hk - 1) * r + k, plane_w = (pg->wk - 1) * r + k;
+  int32_t phase_h = (plane_h + r - 1) / r, phase_w = (plane_w + r - 1) / r;
+  int32_t count = (pg->hk - 1) * phase_w + pg->wk;
 
   for (int32_t ch = ch_begin; ch < ch_end; ch++) {
     int32_t c = ch % cg;
     const int32_t *in = s->q + (int64_t)ch * map + (int64_t)pg->p.ext_y0 * d->width + pg->p.ext_x0;
-    for (int32_t y = 0; y < plane_h; y++) {
-      int32_t *row = s->plane + (int64_t)y * plane_w;
-      int32_t src_y = y - pad;
-      if (src_y < 0 || src_y >= pg->h) {
-        memset(row, 0, sizeof(int32_t) * (size_t)plane_w);
-        continue;
-      }
-      const int32_t *src = in + (int64_t)src_y * d->width;
-      int32_t x_end = pad + pg->w < plane_w ? pad + pg->w : plane_w;
-      for (int32_t x = 0; x < pad && x < plane_w; x++)
-        row[x] = 0;
-      for (int32_t x = pad; x < x_end; x++)
-        row[x] = src[x - pad] - qs.zero;
-      for (int32_t x = x_end; x < plane_w; x++)
-        row[x] = 0;
-    }
+    fill_phases(in, d->width, pg->h, pg->w, d->offset_pad, r, qs.zero, phase_h, phase_w,
+                s->plane);
     const int8_t *wc = dw_w + (int64_t)c * k * k;
     const int32_t *pair = sec->s[DSQ_DA_OFFSET_DW] + 2 * c;
-    /* Sums of output (i, j) at i * row_stride + j. */
-    int32_t row_stride = pg->wk, count = pg->n;
-    if (r == 1) {
-      row_stride = plane_w;
-      count = (pg->hk - 1) * plane_w + pg->wk;
-      depthwise_flat(s->plane, plane_w, wc, k, count, dw_b[c], wide, s->dw_sums,
-                     s->dw_sums_wide);
-    } else {
-      depthwise_strided(s->plane, plane_w, wc, k, r, pg->hk, pg->wk, dw_b[c], wide, s->dw_sums,
-                        s->dw_sums_wide);
-    }
+    depthwise_phases(s->plane, (int64_t)phase_h * phase_w, phase_w, r, wc, k, count, dw_b[c],
+                     wide, s->dw_sums, s->dw_sums_wide);
     if (wide)
       dsr_fixed_requant_row64(s->dw_sums_wide, count, pair, 0, s->dw_sums);
     else
@@ -744,7 +733,7 @@ static void offset_depthwise_rows(const dsr_model *model, const dsr_deform_attn 
     saturate_row(s->dw_sums, count, dws.zero, dws.min, dws.max);
     for (int32_t i = 0; i < pg->hk; i++)
       memcpy(s->dw + (int64_t)ch * pg->n + (int64_t)i * pg->wk,
-             s->dw_sums + (int64_t)i * row_stride, sizeof(int32_t) * (size_t)pg->wk);
+             s->dw_sums + (int64_t)i * phase_w, sizeof(int32_t) * (size_t)pg->wk);
   }
 }
 
