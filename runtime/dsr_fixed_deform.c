@@ -94,7 +94,7 @@ typedef struct deform_scratch {
   int32_t *taps;           /* 8 * Nmax: bilinear taps of one group's grid positions */
   int8_t *attn_block;      /* ATTEND_BLOCK * Nmax: int8 attention of one head */
   uint8_t *packed_attn;    /* attn_block as packed rows */
-  int32_t *context_sums;   /* ATTEND_BLOCK * head channels */
+  int32_t *context_sums;   /* ATTEND_BLOCK * C: attention . v sums, [pixel][channel] */
   int8_t *context_block;   /* ATTEND_BLOCK * C: int8 context, [pixel][channel] */
   uint8_t *packed_context; /* context_block as packed columns */
   int32_t *out_block;      /* C * ATTEND_BLOCK: proj_out sums, [channel][pixel] */
@@ -238,7 +238,7 @@ static int64_t layout_private(const dsr_deform_attn *d, uint8_t *base, deform_sc
   s->taps = carve(base, &used, 8 * n_max * (int64_t)sizeof(int32_t));
   s->attn_block = carve(base, &used, block * n_max);
   s->packed_attn = carve(base, &used, (int64_t)dsr_gemm_rows_bytes(&context));
-  s->context_sums = carve(base, &used, block * hc * (int64_t)sizeof(int32_t));
+  s->context_sums = carve(base, &used, block * c * (int64_t)sizeof(int32_t));
   s->context_block = carve(base, &used, block * c);
   s->packed_context = carve(base, &used, (int64_t)dsr_gemm_columns_bytes(&out));
   s->out_block = carve(base, &used, block * c * (int64_t)sizeof(int32_t));
@@ -1698,13 +1698,13 @@ static void attend_block(const dsr_model *model, const dsr_node *node, void *y,
     }
     dsr_gemm_pack_rows(&context, s->attn_block, n, 1, 0, count, s->packed_attn);
     dsr_gemm_run(&context, s->packed_attn, s->packed_v + hd * v_bytes, 0, count, 0,
-                 dsr_gemm_panels(&context), s->context_sums, hc);
-    dsr_fixed_requant_row32(s->context_sums, (int64_t)count * hc, sec->s[DSQ_DA_CONTEXT], 0,
-                            s->context_sums);
-    for (int32_t i = 0; i < count; i++)
-      saturate_row8(s->context_sums + (int64_t)i * hc, hc, cs.zero, cs.min, cs.max,
-                    s->context_block + (int64_t)i * c_count + (int64_t)hd * hc);
+                 dsr_gemm_panels(&context), s->context_sums + (int64_t)hd * hc, c_count);
   }
+  /* Every head shares the context pair, so the block requantizes at once. */
+  dsr_fixed_requant_row32(s->context_sums, (int64_t)count * c_count, sec->s[DSQ_DA_CONTEXT], 0,
+                          s->context_sums);
+  saturate_row8(s->context_sums, (int64_t)count * c_count, cs.zero, cs.min, cs.max,
+                s->context_block);
 
   /* proj_out: output channels as rows, the block's pixels as columns. */
   dsr_gemm out = gemm_projection(c_count, count, cs.zero);
