@@ -1717,13 +1717,20 @@ static void attend_block(const dsr_model *model, const dsr_node *node, void *y,
   /* Map pixels of the block, in s->row: H * W < 2^28 fits int32. */
   for (int32_t i = 0; i < count; i++)
     s->row[i] = (int32_t)core_pixel_at(d, pg, first + i);
+  /* The pixels increase, so they are one run of the map when the ends are count - 1 apart. */
+  int contiguous = s->row[count - 1] - s->row[0] == count - 1;
   for (int32_t oc = 0; oc < c_count; oc++) {
     int32_t *row = s->out_block + (int64_t)oc * count;
     finish_sums(&pr, oc, row, count);
     if (yt->qparams.dtype == DSR_DTYPE_I8) {
+      /* finish_sums saturated the values to the int8 stage. */
       int8_t *plane = (int8_t *)y + (int64_t)oc * map;
-      for (int32_t i = 0; i < count; i++)
-        plane[s->row[i]] = (int8_t)row[i]; /* finish_sums saturated to the int8 stage */
+      if (contiguous) {
+        copy_row8(row, count, plane + s->row[0]);
+      } else {
+        for (int32_t i = 0; i < count; i++)
+          plane[s->row[i]] = (int8_t)row[i];
+      }
     } else {
       for (int32_t i = 0; i < count; i++)
         dsr_fixed_store(y, yt->qparams.dtype, (int64_t)oc * map + s->row[i], row[i]);
