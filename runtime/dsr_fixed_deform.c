@@ -712,7 +712,7 @@ static void offset_depthwise_rows(const dsr_model *model, const dsr_deform_attn 
   const int32_t *dw_b = param_data(model, d, DSR_DEFORM_OFFSET_DW_B);
   int wide = qs.wide_in;
   /* The padded plane starts offset_pad rows and columns before the patch and ends at the
-   * last tap of the last output; each phase covers 1/r of its rows and columns. */
+   * last tap of the last output. Each phase covers 1/r of its rows and columns. */
   int32_t plane_h = (pg->hk - 1) * r + k, plane_w = (pg->wk - 1) * r + k;
   int32_t phase_h = (plane_h + r - 1) / r, phase_w = (plane_w + r - 1) / r;
   int32_t count = (pg->hk - 1) * phase_w + pg->wk;
@@ -993,9 +993,9 @@ static void sample_points(const dsr_model *model, const dsr_node *node, const vo
   }
 }
 
-/* Samples of one int8 channel plane for count grid positions with the taps of
- * dsr_fixed_bilinear_taps (taps[t * count + j] index, taps[(4 + t) * count + j] weight), as
- * sample_points computes them: a tap of weight 0 adds 0 whatever it reads. */
+/* Samples of one int8 channel plane for count grid positions, as sample_points computes
+ * them. taps[t * count + j] and taps[(4 + t) * count + j] are the index and weight of tap t
+ * (dsr_fixed_bilinear_taps), and a tap of weight 0 adds 0 whatever it reads. */
 DSR_FIXED_VECTOR_CLONES
 static void sample_plane(const int8_t *restrict plane, const int32_t *restrict taps,
                          int32_t count, int32_t zero, stage_info out, int32_t *restrict values,
@@ -1524,10 +1524,9 @@ static void pack_heads(const dsr_deform_attn *d, const patch_geometry *pg, int32
 
 /*
  * Row (or column) factors of the position bias taps over the samples, for a query whose table
- * row is base (Q8) before the sample position p[j] is subtracted: out[j] and out[n + j] are
- * the weights of the first and second tap row, 0 outside the table of size rows, and
- * out[2n + j], out[3n + j] their rows times stride (a row inside the table when the weight is
- * 0). The tap weights of dsr_fixed_bilinear_taps are products of a row and a column weight,
+ * row is base (Q8) before the sample position p[j] is subtracted. out[j] and out[n + j] are
+ * the weights of the first and second tap row, 0 outside the table of size rows. out[2n + j]
+ * and out[3n + j] are their rows times stride, a row inside the table when the weight is 0. The tap weights of dsr_fixed_bilinear_taps are products of a row and a column weight,
  * 0 when either tap lies outside. |base - p[j]| < 2^29 (positions are clamped to +-2^28), so
  * floor(v / 2^8) is ((v + 2^30) >> 8) - 2^22 with a positive shifted value.
  */

@@ -1,11 +1,10 @@
 /*
  * Tests of the fast order of the fixed-point deformable attention kernel
- * (runtime/dsr_fixed_deform.c) against its reference order, under the stage precisions that
- * select each of its paths: all stages int8 (every projection and attention sum a packed
- * int8 product), the default int16 classes, every activation int16 (the row-order loops
- * only), and one int16 stage at a time among q, k, v, attention and context, which moves
- * the attention, or the k and v projections, back to the row order while the others stay
- * packed. The layers include odd sizes (head channels 3 and 5, 18 and 25 channels, 99 and
+ * (runtime/dsr_fixed_deform.c) against its reference order. The stage precisions select each
+ * of its paths: all stages int8 (every projection and attention sum a packed int8 product),
+ * the default int16 classes, and every activation int16 (the row-order loops only). One
+ * int16 stage at a time among q, k, v, attention and context moves the attention back to
+ * the row order while the projections stay packed. The layers include odd sizes (head channels 3 and 5, 18 and 25 channels, 99 and
  * 20 samples, a strided offset grid) and run unsliced, sliced, and split over 3 workers
  * whose tasks run in reverse order. Every output must match the reference byte for byte.
  */
