@@ -98,6 +98,8 @@ typedef struct deform_scratch {
   int8_t *context_block;   /* ATTEND_BLOCK * C: int8 context, [pixel][channel] */
   uint8_t *packed_context; /* context_block as packed columns */
   int32_t *out_block;      /* C * ATTEND_BLOCK: proj_out sums, [channel][pixel] */
+  uint8_t *packed_x_own;   /* the input as packed columns, for proj_q split by output
+                              channels (only where C > H * W, else NULL) */
   int32_t *plane;          /* padded_plane_count: one channel of q - zero, zero-padded */
   int32_t *dw_sums;        /* padded_plane_count: depthwise sums of one channel */
   int64_t *dw_sums_wide;   /* padded_plane_count */
@@ -242,6 +244,10 @@ static int64_t layout_private(const dsr_deform_attn *d, uint8_t *base, deform_sc
   s->context_block = carve(base, &used, block * c);
   s->packed_context = carve(base, &used, (int64_t)dsr_gemm_columns_bytes(&out));
   s->out_block = carve(base, &used, block * c * (int64_t)sizeof(int32_t));
+  dsr_gemm proj = gemm_projection(d->channels, (int32_t)pixels, 0);
+  s->packed_x_own = d->channels > pixels
+                        ? carve(base, &used, (int64_t)dsr_gemm_columns_bytes(&proj))
+                        : NULL;
   s->plane = carve(base, &used, padded_plane_count(d) * (int64_t)sizeof(int32_t));
   s->dw_sums = carve(base, &used, padded_plane_count(d) * (int64_t)sizeof(int32_t));
   s->dw_sums_wide = carve(base, &used, padded_plane_count(d) * (int64_t)sizeof(int64_t));
@@ -1470,6 +1476,27 @@ static void compute_q_packed(const dsr_model *model, const dsr_node *node, const
     finish_sums(&pr, oc, s->q + oc * pixels + begin, end - begin);
 }
 
+/* proj_q as a packed product for output channels first..last - 1 and every pixel, from the
+ * task's own packing of the whole input: where the weights outweigh the map, splitting the
+ * weight rows between tasks reads each weight once. */
+static void compute_q_packed_rows(const dsr_model *model, const dsr_node *node, const void *x,
+                                  const deform_sections *sec, int32_t first, int32_t last,
+                                  deform_scratch *s) {
+  const dsr_deform_attn *d = node->deform;
+  const dsr_tensor *xt = &model->tensors[node->inputs[0]];
+  int64_t pixels = (int64_t)d->height * d->width;
+  projection pr = {NULL, param_data(model, d, DSR_DEFORM_PROJ_Q_B), sec->s[DSQ_DA_PROJ_Q],
+                   d->channels, 0, stage(&d->stage_qparams[DSR_DEFORM_STAGE_Q])};
+  dsr_gemm g = gemm_projection(d->channels, (int32_t)pixels, xt->qparams.zero_point);
+  if (first >= last)
+    return;
+  dsr_gemm_pack_columns(&g, x, pixels, 1, 0, dsr_gemm_panels(&g), s->packed_x_own);
+  dsr_gemm_run(&g, s->packed_wq, s->packed_x_own, first, last, 0, dsr_gemm_panels(&g),
+               s->q + first * pixels, pixels);
+  for (int32_t oc = first; oc < last; oc++)
+    finish_sums(&pr, oc, s->q + oc * pixels, pixels);
+}
+
 /* proj_k and proj_v as packed products for the samples of panels first..last - 1 (16
  * samples each) and every output channel: packs those samples, then the sums land in the k
  * and v rows. With the packed attention, also keeps the int8 copies it packs per head. */
@@ -1758,6 +1785,7 @@ typedef enum deform_step {
   /* packed order */
   DEFORM_PACK_WEIGHTS, /* units: output channels of the projections */
   DEFORM_Q_PACKED,     /* units: panels of 16 pixels */
+  DEFORM_Q_PACKED_ROWS, /* units: output channels of proj_q */
   DEFORM_SAMPLE_KV,    /* units: panels of 16 grid positions: offsets, positions, samples,
                           proj_k and proj_v */
   DEFORM_HEADS,        /* units: heads: packed k and v, bias factors of the head's group */
@@ -1821,6 +1849,9 @@ static void deform_task(void *context, int32_t task_index) {
     break;
   case DEFORM_Q_PACKED:
     compute_q_packed(job->model, job->node, job->x, job->sec, first, last, &s);
+    break;
+  case DEFORM_Q_PACKED_ROWS:
+    compute_q_packed_rows(job->model, job->node, job->x, job->sec, first, last, &s);
     break;
   case DEFORM_SAMPLE_KV: {
     /* Every stage here reads only its own grid positions, up to the packed k and v. */
@@ -1946,7 +1977,9 @@ void dsr_fixed_deform_execute_packed(const dsr_model *model, const dsr_node *nod
     run_step(&job, parallel, DEFORM_PACK_WEIGHTS, c, 4 * c, 1);
   }
   /* proj_q is pointwise, so one pass over the whole map serves every patch. */
-  if (plan.q) {
+  if (plan.q && c > pixels) {
+    run_step(&job, parallel, DEFORM_Q_PACKED_ROWS, c, pixels * (c + 1), 1);
+  } else if (plan.q) {
     run_step(&job, parallel, DEFORM_Q_PACKED,
              (pixels + DSR_GEMM_PANEL_COLUMNS - 1) / DSR_GEMM_PANEL_COLUMNS,
              DSR_GEMM_PANEL_COLUMNS * c * (c + 1), 1);
