@@ -6,7 +6,8 @@
  *
  * reads an artifact written by `bench_speed prepare`, runs the model once in fixed point on a
  * pseudo-random image (the one bench_speed uses), keeps a copy of the input of every
- * DEFORM_ATTN node, then for each such node times the fast kernel (split over N workers) and
+ * DEFORM_ATTN node, then for each such node times the fast kernel (split over N workers,
+ * with its weights packed ahead as context init packs them) and
  * runs the reference kernel once (not with --no-check, for profiles). Prints one line per layer (milliseconds per call, and
  * whether the output bytes match the reference) and the total, then a JSON line. Exit status
  * 0 when every layer matches, 1 on a mismatch or error, 2 on bad arguments.
@@ -61,7 +62,11 @@ static int bench_node(const dsr_model *model, int32_t i, const void *x, int64_t 
   scratch_bytes = scratch_bytes > reference_scratch ? scratch_bytes : reference_scratch;
   uint8_t *scratch = aligned_alloc(64, (scratch_bytes + 63) / 64 * 64);
   uint8_t *fast = malloc(out_bytes), *reference = malloc(out_bytes);
-  if (scratch == NULL || fast == NULL || reference == NULL) {
+  size_t packed_bytes = dsr_fixed_packed_bytes(model, i);
+  uint8_t *packed = packed_bytes > 0 ? aligned_alloc(64, (packed_bytes + 63) / 64 * 64) : NULL;
+  if (scratch == NULL || fast == NULL || reference == NULL ||
+      (packed_bytes > 0 && packed == NULL)) {
+    free(packed);
     free(scratch);
     free(fast);
     free(reference);
@@ -69,10 +74,12 @@ static int bench_node(const dsr_model *model, int32_t i, const void *x, int64_t 
   }
   const void *inputs[DSR_MAX_NODE_INPUTS] = {x, NULL, NULL, NULL};
   dsr_slice slice = node->deform->slice;
-  dsr_fixed_execute_parallel(model, i, inputs, fast, scratch, slice, parallel); /* warm-up */
+  if (packed != NULL)
+    dsr_fixed_pack_constants(model, i, packed);
+  dsr_fixed_execute_packed(model, i, inputs, fast, scratch, slice, parallel, packed); /* warm */
   double start_s = dst_now_s();
   for (int64_t it = 0; it < iterations; it++)
-    dsr_fixed_execute_parallel(model, i, inputs, fast, scratch, slice, parallel);
+    dsr_fixed_execute_packed(model, i, inputs, fast, scratch, slice, parallel, packed);
   *ms_per_call = 1e3 * (dst_now_s() - start_s) / (double)iterations;
   int same = 1;
   if (check) {
@@ -80,6 +87,7 @@ static int bench_node(const dsr_model *model, int32_t i, const void *x, int64_t 
     dsr_fixed_execute_reference(model, i, inputs, reference, scratch, slice);
     same = memcmp(fast, reference, out_bytes) == 0;
   }
+  free(packed);
   free(scratch);
   free(fast);
   free(reference);
@@ -177,9 +185,10 @@ int main(int argc, char **argv) {
       used += snprintf(widths + used, sizeof widths - (size_t)used, "/%d",
                        d->stage_qparams[stages[k]].dtype == DSR_DTYPE_I8 ? 8 : 16);
     int32_t samples = dsr_fixed_offset_grid(d, d->height) * dsr_fixed_offset_grid(d, d->width);
-    printf("  %8.2f ms  C %4d  %3dx%-3d  heads %2d  groups %2d  samples %4d  bits %s  %s  %s\n",
-           ms, d->channels, d->height, d->width, d->heads, d->groups, samples, widths,
-           no_check != NULL ? "unchecked" : (same ? "same" : "DIFFERS"), node->name);
+    printf("  %8.2f ms  C %4d  %3dx%-3d  heads %2d  groups %2d  samples %4d  offset conv "
+           "%dx%d/%d  bits %s  %s  %s\n",
+           ms, d->channels, d->height, d->width, d->heads, d->groups, samples, d->offset_kernel,
+           d->offset_kernel, d->offset_stride, widths, no_check != NULL ? "unchecked" : (same ? "same" : "DIFFERS"), node->name);
     total_ms += ms;
     layers++;
     if (!same)

@@ -610,8 +610,8 @@ static void execute(const dsr_model *model, int32_t node_index,
     run_global_avg_pool(model, node, inputs, output);
     break;
   case DSR_OP_DEFORM_ATTN:
-    dsr_fixed_deform_execute_parallel(model, node, inputs[0], output, scratch, slice, fast,
-                                      parallel);
+    dsr_fixed_deform_execute_packed(model, node, inputs[0], output, scratch, slice, fast,
+                                    parallel, packed);
     break;
   case DSR_OP_CONCAT:
     dsr_fixed_concat(model, node, inputs, output);
@@ -641,6 +641,8 @@ size_t dsr_fixed_packed_bytes(const dsr_model *model, int32_t node_index) {
   if (model == NULL || node_index < 0 || node_index >= model->node_count)
     return 0;
   const dsr_node *node = &model->nodes[node_index];
+  if (node->op == DSR_OP_DEFORM_ATTN)
+    return dsr_fixed_deform_packed_bytes(model, node);
   if (node->input_count < 2 || node->inputs[0] < 0 || node->inputs[0] >= model->tensor_count)
     return 0;
   if (node->op == DSR_OP_MATMUL)
@@ -656,6 +658,8 @@ void dsr_fixed_pack_constants(const dsr_model *model, int32_t node_index, uint8_
     dsr_fixed_fast_matmul_pack(model, node, packed);
   else if (node->op == DSR_OP_GEMM)
     dsr_fixed_fast_gemm_pack(model, node, packed);
+  else if (node->op == DSR_OP_DEFORM_ATTN)
+    dsr_fixed_deform_pack(model, node, packed);
 }
 
 void dsr_fixed_execute(const dsr_model *model, int32_t node_index,

@@ -6,11 +6,26 @@
  * (stage_qparams), saturated, so an implementation storing int8 or int16 gets the same
  * numbers. Positions are Q8 pixels of the extended patch (DSR_FIXED_POS_FRAC_BITS).
  *
- * The 1x1 projections, the q.k sums, the softmax rows and proj_out each have two versions:
- * the reference loops, position by position, and a fast one (the fast argument of
- * dsr_fixed_deform_execute) that sums the same integer terms over contiguous rows. Integer
- * sums without overflow do not depend on the order of their terms, so both give the same
- * values, and tests compare them.
+ * Two orders compute the same values. The reference order (execute_reference) loops position
+ * by position and reports every stage to an audit probe. The fast order (the fast argument of
+ * dsr_fixed_deform_execute) runs as steps, each split into tasks of the parallel hook:
+ *
+ *   1. widen the position bias table to int32 and pack the projection weights (dsr_gemm.h
+ *      rows); pack the input as columns; proj_q as one packed product over the whole map;
+ *   2. per patch: the offset depthwise conv over a zero-padded plane, one output row at a
+ *      time; LayerNorm, GELU and the pointwise conv per grid position; the sample positions;
+ *      the bilinear samples, one channel plane at a time;
+ *   3. proj_k and proj_v as packed products of the weights and the packed samples; k and v
+ *      packed per head; the row and column factors of the position bias taps;
+ *   4. per block of ATTEND_BLOCK query pixels and per head: q.k as a packed product, the
+ *      bias gathered from the table, logits, one softmax row per query, attention . v as a
+ *      packed product; then proj_out of the block as a packed product.
+ *
+ * Packed products need int8 operands on both sides (packed_plan). Where a stage is int16, its
+ * step keeps the row-order loops, which sum the same terms over contiguous int32 or int64
+ * rows. Integer sums without overflow do not depend on the order of their terms, and the
+ * plan-time check (check_params) bounds every 32-bit sum, so both orders give the same
+ * values for any split into tasks. Tests compare them byte for byte.
  */
 #include <string.h>
 
@@ -20,6 +35,11 @@
 #include "dsr_gemm.h"
 #include "dsr_slice.h"
 #include "quant/dsq_params.h"
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#define DEFORM_X86 1
+#endif
 
 /*
  * Scratch layout: the stage arrays shared by every task, then one private slot per task of
@@ -38,7 +58,7 @@ typedef struct deform_scratch {
   int32_t *v;        /* C * Nmax */
   int16_t *k16t;     /* C * Nmax: k - zero as [head][n][head channel], for int8 q and k */
   int16_t *v16;      /* C * Nmax: v - zero as [channel][n], for int8 attention and v */
-  /* shared, packed order (deform_plan) */
+  /* shared, packed order (packed_plan) */
   int32_t *table32;      /* heads * (2H - 1) * (2W - 1): the position bias table widened */
   uint8_t *packed_wq;    /* proj_q weights as packed rows (C x C) */
   uint8_t *packed_wk;    /* proj_k weights as packed rows */
@@ -71,16 +91,18 @@ typedef struct deform_scratch {
   uint8_t *packed_q;       /* q_block as packed rows */
   int32_t *logit_block;    /* ATTEND_BLOCK * Nmax: q.k sums of one head, then logits */
   int32_t *bias_block;     /* ATTEND_BLOCK * Nmax: position bias sums of one head */
-  int32_t *taps;           /* 8 * Nmax: bilinear taps of one sample row */
+  int32_t *taps;           /* 8 * Nmax: bilinear taps of one group's grid positions */
   int8_t *attn_block;      /* ATTEND_BLOCK * Nmax: int8 attention of one head */
   uint8_t *packed_attn;    /* attn_block as packed rows */
-  int32_t *context_sums;   /* ATTEND_BLOCK * head channels */
+  int32_t *context_sums;   /* ATTEND_BLOCK * C: attention . v sums, [pixel][channel] */
   int8_t *context_block;   /* ATTEND_BLOCK * C: int8 context, [pixel][channel] */
   uint8_t *packed_context; /* context_block as packed columns */
   int32_t *out_block;      /* C * ATTEND_BLOCK: proj_out sums, [channel][pixel] */
+  uint8_t *packed_x_own;   /* the input as packed columns, for proj_q split by output
+                              channels (only where C > H * W, else NULL) */
   int32_t *plane;          /* padded_plane_count: one channel of q - zero, zero-padded */
-  int32_t *dw_row;         /* max(H, W): depthwise sums of one output row */
-  int64_t *dw_row_wide;    /* max(H, W) */
+  int32_t *dw_sums;        /* padded_plane_count: depthwise sums of one channel */
+  int64_t *dw_sums_wide;   /* padded_plane_count */
   /* Stage reports (not scratch memory): probe is NULL unless an audit installed one. */
   const dsr_probe *probe;
   int32_t node_index;
@@ -218,14 +240,17 @@ static int64_t layout_private(const dsr_deform_attn *d, uint8_t *base, deform_sc
   s->taps = carve(base, &used, 8 * n_max * (int64_t)sizeof(int32_t));
   s->attn_block = carve(base, &used, block * n_max);
   s->packed_attn = carve(base, &used, (int64_t)dsr_gemm_rows_bytes(&context));
-  s->context_sums = carve(base, &used, block * hc * (int64_t)sizeof(int32_t));
+  s->context_sums = carve(base, &used, block * c * (int64_t)sizeof(int32_t));
   s->context_block = carve(base, &used, block * c);
   s->packed_context = carve(base, &used, (int64_t)dsr_gemm_columns_bytes(&out));
   s->out_block = carve(base, &used, block * c * (int64_t)sizeof(int32_t));
-  int64_t side = d->height > d->width ? d->height : d->width;
+  dsr_gemm proj = gemm_projection(d->channels, (int32_t)pixels, 0);
+  s->packed_x_own = d->channels > pixels
+                        ? carve(base, &used, (int64_t)dsr_gemm_columns_bytes(&proj))
+                        : NULL;
   s->plane = carve(base, &used, padded_plane_count(d) * (int64_t)sizeof(int32_t));
-  s->dw_row = carve(base, &used, side * (int64_t)sizeof(int32_t));
-  s->dw_row_wide = carve(base, &used, side * (int64_t)sizeof(int64_t));
+  s->dw_sums = carve(base, &used, padded_plane_count(d) * (int64_t)sizeof(int32_t));
+  s->dw_sums_wide = carve(base, &used, padded_plane_count(d) * (int64_t)sizeof(int64_t));
   return used;
 }
 
@@ -604,84 +629,117 @@ static void offset_depthwise(const dsr_model *model, const dsr_deform_attn *d,
   }
 }
 
-/* Adds w * plane[j * stride] to the sums of count outputs. */
+/*
+ * Depthwise sums over the r x r phases of a padded plane (phase (a, b) holds the plane's
+ * rows a, a + r, ... and columns b, b + r, ..., phase_w values a row). Tap (ky, kx) of
+ * output (i, j) reads row i + ky / r and column j + kx / r of phase (ky % r, kx % r), so
+ * acc[o] for o < count sums every tap at o + (ky / r) * phase_w + kx / r: output (i, j) is
+ * acc[i * phase_w + j], and the entries with j >= the output width are unused. Every tap is
+ * one pass over contiguous values.
+ */
 DSR_FIXED_VECTOR_CLONES
-static void add_taps(int32_t *restrict acc, int64_t *restrict acc_wide,
-                     const int32_t *restrict plane, int32_t stride, int32_t w, int32_t count,
-                     int wide) {
+static void depthwise_phases(const int32_t *restrict phases, int64_t phase_size,
+                             int32_t phase_w, int32_t r, const int8_t *w, int32_t k,
+                             int32_t count, int32_t bias, int wide, int32_t *restrict acc,
+                             int64_t *restrict acc_wide) {
   if (wide) {
-    for (int32_t j = 0; j < count; j++)
-      acc_wide[j] += (int64_t)plane[j * stride] * w;
-  } else if (stride == 1) {
-    for (int32_t j = 0; j < count; j++)
-      acc[j] += plane[j] * w;
+    for (int32_t o = 0; o < count; o++)
+      acc_wide[o] = bias;
   } else {
-    for (int32_t j = 0; j < count; j++)
-      acc[j] += plane[j * stride] * w;
+    for (int32_t o = 0; o < count; o++)
+      acc[o] = bias;
+  }
+  for (int32_t ky = 0; ky < k; ky++) {
+    for (int32_t kx = 0; kx < k; kx++) {
+      int32_t weight = w[ky * k + kx];
+      if (weight == 0)
+        continue;
+      const int32_t *taps = phases + ((ky % r) * r + kx % r) * phase_size +
+                            (ky / r) * phase_w + kx / r;
+      if (wide) {
+        for (int32_t o = 0; o < count; o++)
+          acc_wide[o] += (int64_t)taps[o] * weight;
+      } else {
+        for (int32_t o = 0; o < count; o++)
+          acc[o] += taps[o] * weight;
+      }
+    }
+  }
+}
+
+/* Copies channel plane in (the patch, q with zero point zero) into the r x r phases of its
+ * zero-padded plane (depthwise_phases), each phase_h x phase_w. */
+static void fill_phases(const int32_t *in, int32_t in_stride, int32_t h, int32_t w,
+                        int32_t pad, int32_t r, int32_t zero, int32_t phase_h,
+                        int32_t phase_w, int32_t *phases) {
+  int64_t phase_size = (int64_t)phase_h * phase_w;
+  for (int32_t a = 0; a < r; a++) {
+    for (int32_t b = 0; b < r; b++) {
+      int32_t *phase = phases + (a * r + b) * phase_size;
+      /* Columns x with b + x * r - pad inside [0, w) read the patch, the others are 0. */
+      int32_t x_begin = pad - b > 0 ? (pad - b + r - 1) / r : 0;
+      int32_t x_end = w + pad - b > 0 ? (w + pad - b + r - 1) / r : 0;
+      x_begin = x_begin < phase_w ? x_begin : phase_w;
+      x_end = x_end < phase_w ? x_end : phase_w;
+      x_end = x_end > x_begin ? x_end : x_begin;
+      for (int32_t y = 0; y < phase_h; y++) {
+        int32_t *row = phase + (int64_t)y * phase_w;
+        int32_t src_y = a + y * r - pad;
+        if (src_y < 0 || src_y >= h) {
+          memset(row, 0, sizeof(int32_t) * (size_t)phase_w);
+          continue;
+        }
+        const int32_t *src = in + (int64_t)src_y * in_stride;
+        for (int32_t x = 0; x < x_begin; x++)
+          row[x] = 0;
+        for (int32_t x = x_begin; x < x_end; x++)
+          row[x] = src[x * r + b - pad] - zero;
+        for (int32_t x = x_end; x < phase_w; x++)
+          row[x] = 0;
+      }
+    }
   }
 }
 
 /*
- * offset_depthwise from a zero-padded copy of each channel's patch (q minus its zero point),
- * one output row at a time: the same sums without bounds tests, since a padding tap adds 0
- * as the skipped tap does. Narrow sums fit int32 by the plan-time bound on k * k * 255 * 128
- * plus the bias; wide terms are at most 2^16 * 128.
+ * offset_depthwise from the zero-padded phases of each channel's patch (q minus its zero
+ * point): the same sums without bounds tests, since a padding tap adds 0 as the skipped tap
+ * does. Narrow sums fit int32 by the plan-time bound on k * k * 255 * 128 plus the bias.
+ * Wide terms are at most 2^16 * 128.
  */
 static void offset_depthwise_rows(const dsr_model *model, const dsr_deform_attn *d,
                                   const deform_sections *sec, const patch_geometry *pg,
                                   int32_t ch_begin, int32_t ch_end, deform_scratch *s) {
   int32_t cg = d->channels / d->groups, k = d->offset_kernel, r = d->offset_stride;
-  int32_t pad = d->offset_pad;
   int64_t map = (int64_t)d->height * d->width;
   stage_info qs = stage(&d->stage_qparams[DSR_DEFORM_STAGE_Q]);
   stage_info dws = stage(&d->stage_qparams[DSR_DEFORM_STAGE_OFFSET_DW]);
   const int8_t *dw_w = param_data(model, d, DSR_DEFORM_OFFSET_DW_W);
   const int32_t *dw_b = param_data(model, d, DSR_DEFORM_OFFSET_DW_B);
   int wide = qs.wide_in;
-  /* Padded plane: rows y - pad + ... cover every tap of every output. */
+  /* The padded plane starts offset_pad rows and columns before the patch and ends at the
+   * last tap of the last output. Each phase covers 1/r of its rows and columns. */
   int32_t plane_h = (pg->hk - 1) * r + k, plane_w = (pg->wk - 1) * r + k;
+  int32_t phase_h = (plane_h + r - 1) / r, phase_w = (plane_w + r - 1) / r;
+  int32_t count = (pg->hk - 1) * phase_w + pg->wk;
 
   for (int32_t ch = ch_begin; ch < ch_end; ch++) {
     int32_t c = ch % cg;
     const int32_t *in = s->q + (int64_t)ch * map + (int64_t)pg->p.ext_y0 * d->width + pg->p.ext_x0;
-    for (int32_t y = 0; y < plane_h; y++) {
-      int32_t *row = s->plane + (int64_t)y * plane_w;
-      int32_t src_y = y - pad;
-      if (src_y < 0 || src_y >= pg->h) {
-        memset(row, 0, sizeof(int32_t) * (size_t)plane_w);
-        continue;
-      }
-      const int32_t *src = in + (int64_t)src_y * d->width;
-      int32_t x_end = pad + pg->w < plane_w ? pad + pg->w : plane_w;
-      for (int32_t x = 0; x < pad && x < plane_w; x++)
-        row[x] = 0;
-      for (int32_t x = pad; x < x_end; x++)
-        row[x] = src[x - pad] - qs.zero;
-      for (int32_t x = x_end; x < plane_w; x++)
-        row[x] = 0;
-    }
+    fill_phases(in, d->width, pg->h, pg->w, d->offset_pad, r, qs.zero, phase_h, phase_w,
+                s->plane);
     const int8_t *wc = dw_w + (int64_t)c * k * k;
     const int32_t *pair = sec->s[DSQ_DA_OFFSET_DW] + 2 * c;
-    for (int32_t i = 0; i < pg->hk; i++) {
-      for (int32_t j = 0; j < pg->wk; j++) {
-        s->dw_row[j] = dw_b[c];
-        s->dw_row_wide[j] = dw_b[c];
-      }
-      for (int32_t ky = 0; ky < k; ky++) {
-        const int32_t *taps = s->plane + (int64_t)(i * r + ky) * plane_w;
-        for (int32_t kx = 0; kx < k; kx++) {
-          if (wc[ky * k + kx] != 0)
-            add_taps(s->dw_row, s->dw_row_wide, taps + kx, r, wc[ky * k + kx], pg->wk, wide);
-        }
-      }
-      if (wide)
-        dsr_fixed_requant_row64(s->dw_row_wide, pg->wk, pair, 0, s->dw_row);
-      else
-        dsr_fixed_requant_row32(s->dw_row, pg->wk, pair, 0, s->dw_row);
-      int32_t *out = s->dw + (int64_t)ch * pg->n + (int64_t)i * pg->wk;
-      saturate_row(s->dw_row, pg->wk, dws.zero, dws.min, dws.max);
-      memcpy(out, s->dw_row, sizeof(int32_t) * (size_t)pg->wk);
-    }
+    depthwise_phases(s->plane, (int64_t)phase_h * phase_w, phase_w, r, wc, k, count, dw_b[c],
+                     wide, s->dw_sums, s->dw_sums_wide);
+    if (wide)
+      dsr_fixed_requant_row64(s->dw_sums_wide, count, pair, 0, s->dw_sums);
+    else
+      dsr_fixed_requant_row32(s->dw_sums, count, pair, 0, s->dw_sums);
+    saturate_row(s->dw_sums, count, dws.zero, dws.min, dws.max);
+    for (int32_t i = 0; i < pg->hk; i++)
+      memcpy(s->dw + (int64_t)ch * pg->n + (int64_t)i * pg->wk,
+             s->dw_sums + (int64_t)i * phase_w, sizeof(int32_t) * (size_t)pg->wk);
   }
 }
 
@@ -721,6 +779,120 @@ static void offset_points(const dsr_model *model, const dsr_deform_attn *d,
   }
 }
 
+/* Sum of (in[i] - zero) * 2^pre_shift, in place into values: |value| <= 2^16 and count <=
+ * DSQ_LN_MAX_ELEMENTS = 2^14, so the sum stays within 2^30. */
+DSR_FIXED_VECTOR_CLONES
+static int32_t norm_load(int32_t *values, int32_t count, int32_t zero, int32_t pre_shift) {
+  int32_t sum = 0;
+  for (int32_t i = 0; i < count; i++) {
+    values[i] = (values[i] - zero) * (1 << pre_shift);
+    sum += values[i];
+  }
+  return sum;
+}
+
+/* values[i] -= mean in place; returns the sum of squares (|d| <= 2^17, under 2^48 in all). */
+DSR_FIXED_VECTOR_CLONES
+static int64_t norm_center(int32_t *values, int32_t count, int32_t mean) {
+  int64_t squares = 0;
+  for (int32_t i = 0; i < count; i++) {
+    values[i] -= mean;
+    squares += (int64_t)values[i] * values[i];
+  }
+  return squares;
+}
+
+/* out[i] = round(d[i] * reciprocal / 2^37) half away from zero, |d * reciprocal| < 2^57 (as
+ * dsr_fixed_layer_norm_row bounds it). The arithmetic shift rounds toward minus infinity, so
+ * x + 2^36 - (x < 0) gives the half-away rounding for either sign. */
+DSR_FIXED_VECTOR_CLONES
+static void norm_scale(const int32_t *restrict d, int32_t count, int64_t reciprocal,
+                       int32_t *restrict out) {
+  const int64_t half = (int64_t)1 << 36;
+  for (int32_t i = 0; i < count; i++) {
+    int64_t x = (int64_t)d[i] * reciprocal;
+    out[i] = (int32_t)((x + half - (x < 0)) >> 37);
+  }
+}
+
+/* values[i] = zero + round((values[i] + channel[3i + 2]) / 2^DSQ_LN_OUT_EXTRA_BITS),
+ * saturated to [lo, hi], in place. */
+DSR_FIXED_VECTOR_CLONES
+static void norm_finish(int32_t *values, int32_t count, const int32_t *channel, int32_t zero,
+                        int32_t lo, int32_t hi) {
+  const int64_t half = (int64_t)1 << (DSQ_LN_OUT_EXTRA_BITS - 1);
+  for (int32_t i = 0; i < count; i++) {
+    int64_t x = (int64_t)values[i] + channel[3 * i + 2];
+    int64_t v = zero + ((x + half - (x < 0)) >> DSQ_LN_OUT_EXTRA_BITS);
+    values[i] = (int32_t)(v < lo ? lo : (v > hi ? hi : v));
+  }
+}
+
+/* dsr_fixed_layer_norm_row from vector steps, the same integers: row holds the raw input,
+ * out gets the output values. row is overwritten. */
+static void layer_norm_fast(int32_t *row, int32_t in_zero, const int32_t *block,
+                            stage_info out_stage, int32_t *out) {
+  int32_t count = block[0];
+  int64_t eps = (int64_t)block[3] * ((int64_t)1 << 32) + (int64_t)(uint32_t)block[2];
+  const int32_t *channel = block + DSQ_LN_HEADER_WORDS;
+  int32_t sum = norm_load(row, count, in_zero, block[1]);
+  int32_t mean = (int32_t)dsr_fixed_div_round64(sum, count);
+  int64_t variance = norm_center(row, count, mean) / count + eps;
+  if (variance < 1)
+    variance = 1;
+  uint64_t std_q13 = dsr_fixed_fast_isqrt64((uint64_t)variance << 26);
+  int64_t reciprocal = (int64_t)(((uint64_t)1 << 62) / std_q13);
+  norm_scale(row, count, reciprocal, out);
+  dsr_fixed_requant_row32(out, count, channel, 3, out);
+  norm_finish(out, count, channel, out_stage.zero, out_stage.min, out_stage.max);
+}
+
+/* GELU through an int8 stage's direct table: dsr_fixed_lut_apply for every value. */
+DSR_FIXED_VECTOR_CLONES
+static void gelu_direct(const int32_t *restrict in, int32_t count, const int32_t *restrict table,
+                        int32_t lo, int32_t hi, int32_t *restrict out) {
+  for (int32_t i = 0; i < count; i++) {
+    int32_t index = in[i] + 128;
+    index = index < 0 ? 0 : (index > DSQ_LUT_DIRECT_ENTRIES - 1 ? DSQ_LUT_DIRECT_ENTRIES - 1
+                                                                  : index);
+    int32_t v = table[index];
+    out[i] = v < lo ? lo : (v > hi ? hi : v);
+  }
+}
+
+/* offset_points for the fast order: the LayerNorm, GELU and pointwise steps over contiguous
+ * rows, the same values. The GELU values stay in scratch, since no later step reads them. */
+static void offset_points_fast(const dsr_model *model, const dsr_deform_attn *d,
+                               const deform_sections *sec, const patch_geometry *pg,
+                               int32_t n_begin, int32_t n_end, deform_scratch *s) {
+  int32_t cg = d->channels / d->groups;
+  stage_info dws = stage(&d->stage_qparams[DSR_DEFORM_STAGE_OFFSET_DW]);
+  stage_info lns = stage(&d->stage_qparams[DSR_DEFORM_STAGE_OFFSET_LN]);
+  stage_info gs = stage(&d->stage_qparams[DSR_DEFORM_STAGE_OFFSET_GELU]);
+  stage_info os = stage(&d->stage_qparams[DSR_DEFORM_STAGE_OFFSET]);
+  const int8_t *pw_w = param_data(model, d, DSR_DEFORM_OFFSET_PW_W);
+  const int32_t *gelu = sec->s[DSQ_DA_OFFSET_GELU];
+
+  for (int32_t gi = 0; gi < d->groups; gi++) {
+    for (int32_t n = n_begin; n < n_end; n++) {
+      const int32_t *column = s->dw + (int64_t)gi * cg * pg->n + n;
+      for (int32_t c = 0; c < cg; c++)
+        s->ln_in[c] = column[(int64_t)c * pg->n];
+      layer_norm_fast(s->ln_in, dws.zero, sec->s[DSQ_DA_OFFSET_LN], lns, s->ln_out);
+      if (gelu[0] == DSQ_LUT_DIRECT) {
+        gelu_direct(s->ln_out, cg, gelu + 1, gs.min, gs.max, s->ln_in);
+      } else {
+        for (int32_t c = 0; c < cg; c++)
+          s->ln_in[c] = dsr_fixed_lut_apply(gelu, s->ln_out[c], gs.zero, gs.min, gs.max);
+      }
+      for (int32_t axis = 0; axis < 2; axis++)
+        s->offset[(int64_t)(gi * 2 + axis) * pg->n + n] = pointwise_contiguous(
+            s->ln_in, cg, gs.zero, pw_w + (int64_t)axis * cg, 0,
+            sec->s[DSQ_DA_OFFSET_PW] + 2 * axis, gs.wide_in, os.zero, os.min, os.max);
+    }
+  }
+}
+
 /* Offset network of every group: depthwise conv, LayerNorm, GELU, pointwise to (dy, dx). */
 static void offset_network(const dsr_model *model, const dsr_deform_attn *d,
                            const deform_sections *sec, const patch_geometry *pg,
@@ -735,8 +907,10 @@ static void offset_network(const dsr_model *model, const dsr_deform_attn *d,
   offset_points(model, d, sec, pg, 0, pg->n, s);
 }
 
-static void positions(const dsr_deform_attn *d, const deform_sections *sec,
-                      const patch_geometry *pg, deform_scratch *s) {
+/* Sample positions of the grid positions n_begin..n_end - 1 of every group. */
+static void positions_range(const dsr_deform_attn *d, const deform_sections *sec,
+                            const patch_geometry *pg, int32_t n_begin, int32_t n_end,
+                            deform_scratch *s) {
   /* Offsets scale with the full map (physical) or with the patch (crop). */
   int32_t span_y = pg->physical ? d->height - 1 : pg->h - 1;
   int32_t span_x = pg->physical ? d->width - 1 : pg->w - 1;
@@ -744,9 +918,9 @@ static void positions(const dsr_deform_attn *d, const deform_sections *sec,
   int32_t grid_x = pg->physical ? dsr_fixed_offset_grid(d, d->width) : pg->wk;
   int32_t o_zero = d->stage_qparams[DSR_DEFORM_STAGE_OFFSET].zero_point;
   for (int32_t gi = 0; gi < d->groups; gi++) {
-    for (int32_t i = 0; i < pg->hk; i++) {
-      for (int32_t j = 0; j < pg->wk; j++) {
-        int32_t n = i * pg->wk + j;
+    for (int32_t n = n_begin; n < n_end; n++) {
+      int32_t i = n / pg->wk, j = n % pg->wk;
+      {
         int32_t o_y = s->offset[(int64_t)(gi * 2) * pg->n + n];
         int32_t o_x = s->offset[(int64_t)(gi * 2 + 1) * pg->n + n];
         int64_t py = reference_q8(d->convention, i, pg->hk, pg->h);
@@ -766,6 +940,11 @@ static void positions(const dsr_deform_attn *d, const deform_sections *sec,
       }
     }
   }
+}
+
+static void positions(const dsr_deform_attn *d, const deform_sections *sec,
+                      const patch_geometry *pg, deform_scratch *s) {
+  positions_range(d, sec, pg, 0, pg->n, s);
 }
 
 /* The k and v projections of the samples in row order: the same values as the reference
@@ -820,9 +999,9 @@ static void sample_points(const dsr_model *model, const dsr_node *node, const vo
   }
 }
 
-/* Samples of one int8 channel plane for count grid positions with the taps of
- * dsr_fixed_bilinear_taps (taps[t * count + j] index, taps[(4 + t) * count + j] weight), as
- * sample_points computes them: a tap of weight 0 adds 0 whatever it reads. */
+/* Samples of one int8 channel plane for count grid positions, as sample_points computes
+ * them. taps[t * count + j] and taps[(4 + t) * count + j] are the index and weight of tap t
+ * (dsr_fixed_bilinear_taps), and a tap of weight 0 adds 0 whatever it reads. */
 DSR_FIXED_VECTOR_CLONES
 static void sample_plane(const int8_t *restrict plane, const int32_t *restrict taps,
                          int32_t count, int32_t zero, stage_info out, int32_t *restrict values,
@@ -1268,9 +1447,17 @@ static void pack_weights(const dsr_model *model, const dsr_deform_attn *d, packe
                        s->packed_wout);
 }
 
-/* proj_q as a packed product, output channels first..last - 1: the sums land in the q rows,
- * then become stage values there. */
-static void compute_q_packed(const dsr_model *model, const dsr_node *node,
+/* The columns [*begin, *end) of panels first..last - 1 of count columns. */
+static void panel_columns(int32_t first, int32_t last, int32_t count, int32_t *begin,
+                          int32_t *end) {
+  *begin = first * DSR_GEMM_PANEL_COLUMNS;
+  *end = last * DSR_GEMM_PANEL_COLUMNS < count ? last * DSR_GEMM_PANEL_COLUMNS : count;
+}
+
+/* proj_q as a packed product for the pixels of panels first..last - 1 (16 pixels each) and
+ * every output channel: packs those pixels of the input, then the sums land in the q rows
+ * and become stage values there. */
+static void compute_q_packed(const dsr_model *model, const dsr_node *node, const void *x,
                              const deform_sections *sec, int32_t first, int32_t last,
                              deform_scratch *s) {
   const dsr_deform_attn *d = node->deform;
@@ -1279,14 +1466,40 @@ static void compute_q_packed(const dsr_model *model, const dsr_node *node,
   projection pr = {NULL, param_data(model, d, DSR_DEFORM_PROJ_Q_B), sec->s[DSQ_DA_PROJ_Q],
                    d->channels, 0, stage(&d->stage_qparams[DSR_DEFORM_STAGE_Q])};
   dsr_gemm g = gemm_projection(d->channels, (int32_t)pixels, xt->qparams.zero_point);
-  dsr_gemm_run(&g, s->packed_wq, s->packed_x, first, last, 0, dsr_gemm_panels(&g),
-               s->q + (int64_t)first * pixels, pixels);
-  for (int32_t oc = first; oc < last; oc++)
-    finish_sums(&pr, oc, s->q + (int64_t)oc * pixels, pixels);
+  int32_t begin, end;
+  panel_columns(first, last, (int32_t)pixels, &begin, &end);
+  if (begin >= end)
+    return;
+  dsr_gemm_pack_columns(&g, x, pixels, 1, first, last, s->packed_x);
+  dsr_gemm_run(&g, s->packed_wq, s->packed_x, 0, d->channels, first, last, s->q, pixels);
+  for (int32_t oc = 0; oc < d->channels; oc++)
+    finish_sums(&pr, oc, s->q + oc * pixels + begin, end - begin);
 }
 
-/* proj_k and proj_v of the samples as packed products, output channels first..last - 1.
- * With the packed attention, also keeps the int8 copies it packs per head. */
+/* proj_q as a packed product for output channels first..last - 1 and every pixel, from the
+ * task's own packing of the whole input: where the weights outweigh the map, splitting the
+ * weight rows between tasks reads each weight once. */
+static void compute_q_packed_rows(const dsr_model *model, const dsr_node *node, const void *x,
+                                  const deform_sections *sec, int32_t first, int32_t last,
+                                  deform_scratch *s) {
+  const dsr_deform_attn *d = node->deform;
+  const dsr_tensor *xt = &model->tensors[node->inputs[0]];
+  int64_t pixels = (int64_t)d->height * d->width;
+  projection pr = {NULL, param_data(model, d, DSR_DEFORM_PROJ_Q_B), sec->s[DSQ_DA_PROJ_Q],
+                   d->channels, 0, stage(&d->stage_qparams[DSR_DEFORM_STAGE_Q])};
+  dsr_gemm g = gemm_projection(d->channels, (int32_t)pixels, xt->qparams.zero_point);
+  if (first >= last)
+    return;
+  dsr_gemm_pack_columns(&g, x, pixels, 1, 0, dsr_gemm_panels(&g), s->packed_x_own);
+  dsr_gemm_run(&g, s->packed_wq, s->packed_x_own, first, last, 0, dsr_gemm_panels(&g),
+               s->q + first * pixels, pixels);
+  for (int32_t oc = first; oc < last; oc++)
+    finish_sums(&pr, oc, s->q + oc * pixels, pixels);
+}
+
+/* proj_k and proj_v as packed products for the samples of panels first..last - 1 (16
+ * samples each) and every output channel: packs those samples, then the sums land in the k
+ * and v rows. With the packed attention, also keeps the int8 copies it packs per head. */
 static void project_kv_packed(const dsr_model *model, const dsr_node *node,
                               const deform_sections *sec, const patch_geometry *pg,
                               packed_plan plan, int32_t first, int32_t last,
@@ -1299,17 +1512,21 @@ static void project_kv_packed(const dsr_model *model, const dsr_node *node,
                   d->channels, 0, stage(&d->stage_qparams[DSR_DEFORM_STAGE_K])};
   projection v = {NULL, param_data(model, d, DSR_DEFORM_PROJ_V_B), sec->s[DSQ_DA_PROJ_V],
                   d->channels, 0, stage(&d->stage_qparams[DSR_DEFORM_STAGE_V])};
-  dsr_gemm_run(&g, s->packed_wk, s->packed_samp, first, last, 0, dsr_gemm_panels(&g),
-               s->k + first * n, n);
-  dsr_gemm_run(&g, s->packed_wv, s->packed_samp, first, last, 0, dsr_gemm_panels(&g),
-               s->v + first * n, n);
-  for (int32_t oc = first; oc < last; oc++) {
-    finish_sums(&k, oc, s->k + oc * n, n);
-    finish_sums(&v, oc, s->v + oc * n, n);
-  }
-  if (plan.attend) {
-    copy_row8(s->k + first * n, (last - first) * n, s->k8 + first * n);
-    copy_row8(s->v + first * n, (last - first) * n, s->v8 + first * n);
+  int32_t begin, end;
+  panel_columns(first, last, pg->n, &begin, &end);
+  if (begin >= end)
+    return;
+  dsr_gemm_pack_columns(&g, s->sampled8, n, 1, first, last, s->packed_samp);
+  dsr_gemm_run(&g, s->packed_wk, s->packed_samp, 0, d->channels, first, last, s->k, n);
+  dsr_gemm_run(&g, s->packed_wv, s->packed_samp, 0, d->channels, first, last, s->v, n);
+  for (int32_t oc = 0; oc < d->channels; oc++) {
+    int64_t row = oc * n + begin;
+    finish_sums(&k, oc, s->k + row, end - begin);
+    finish_sums(&v, oc, s->v + row, end - begin);
+    if (plan.attend) {
+      copy_row8(s->k + row, end - begin, s->k8 + row);
+      copy_row8(s->v + row, end - begin, s->v8 + row);
+    }
   }
 }
 
@@ -1334,10 +1551,9 @@ static void pack_heads(const dsr_deform_attn *d, const patch_geometry *pg, int32
 
 /*
  * Row (or column) factors of the position bias taps over the samples, for a query whose table
- * row is base (Q8) before the sample position p[j] is subtracted: out[j] and out[n + j] are
- * the weights of the first and second tap row, 0 outside the table of size rows, and
- * out[2n + j], out[3n + j] their rows times stride (a row inside the table when the weight is
- * 0). The tap weights of dsr_fixed_bilinear_taps are products of a row and a column weight,
+ * row is base (Q8) before the sample position p[j] is subtracted. out[j] and out[n + j] are
+ * the weights of the first and second tap row, 0 outside the table of size rows. out[2n + j]
+ * and out[3n + j] are their rows times stride, a row inside the table when the weight is 0. The tap weights of dsr_fixed_bilinear_taps are products of a row and a column weight,
  * 0 when either tap lies outside. |base - p[j]| < 2^29 (positions are clamped to +-2^28), so
  * floor(v / 2^8) is ((v + 2^30) >> 8) - 2^22 with a positive shifted value.
  */
@@ -1372,6 +1588,48 @@ static void bias_sums(const int32_t *restrict table, const int32_t *restrict row
   }
 }
 
+#ifdef DEFORM_X86
+/* bias_sums with AVX-512 gathers, which GCC does not emit for the loop above; the last
+ * partial vector is masked. The same integer products and sums. */
+__attribute__((target("avx512f"))) static void
+bias_sums_avx512(const int32_t *table, const int32_t *rows, const int32_t *cols, int32_t n,
+                 int32_t *out) {
+  for (int32_t j = 0; j < n; j += 16) {
+    __mmask16 m = n - j >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - j)) - 1u);
+    __m512i wy0 = _mm512_maskz_loadu_epi32(m, rows + j);
+    __m512i wy1 = _mm512_maskz_loadu_epi32(m, rows + n + j);
+    __m512i r0 = _mm512_maskz_loadu_epi32(m, rows + 2 * n + j);
+    __m512i r1 = _mm512_maskz_loadu_epi32(m, rows + 3 * n + j);
+    __m512i wx0 = _mm512_maskz_loadu_epi32(m, cols + j);
+    __m512i wx1 = _mm512_maskz_loadu_epi32(m, cols + n + j);
+    __m512i c0 = _mm512_maskz_loadu_epi32(m, cols + 2 * n + j);
+    __m512i c1 = _mm512_maskz_loadu_epi32(m, cols + 3 * n + j);
+    __m512i zero = _mm512_setzero_si512();
+    __m512i t00 = _mm512_mask_i32gather_epi32(zero, m, _mm512_add_epi32(r0, c0), table, 4);
+    __m512i t01 = _mm512_mask_i32gather_epi32(zero, m, _mm512_add_epi32(r0, c1), table, 4);
+    __m512i t10 = _mm512_mask_i32gather_epi32(zero, m, _mm512_add_epi32(r1, c0), table, 4);
+    __m512i t11 = _mm512_mask_i32gather_epi32(zero, m, _mm512_add_epi32(r1, c1), table, 4);
+    __m512i sum = _mm512_mullo_epi32(_mm512_mullo_epi32(wy0, wx0), t00);
+    sum = _mm512_add_epi32(sum, _mm512_mullo_epi32(_mm512_mullo_epi32(wy0, wx1), t01));
+    sum = _mm512_add_epi32(sum, _mm512_mullo_epi32(_mm512_mullo_epi32(wy1, wx0), t10));
+    sum = _mm512_add_epi32(sum, _mm512_mullo_epi32(_mm512_mullo_epi32(wy1, wx1), t11));
+    _mm512_mask_storeu_epi32(out + j, m, sum);
+  }
+}
+#endif
+
+/* Runs the gather version of bias_sums where the CPU has AVX-512. */
+static void bias_sums_best(const int32_t *table, const int32_t *rows, const int32_t *cols,
+                           int32_t n, int32_t *out) {
+#ifdef DEFORM_X86
+  if (__builtin_cpu_supports("avx512f")) {
+    bias_sums_avx512(table, rows, cols, n, out);
+    return;
+  }
+#endif
+  bias_sums(table, rows, cols, n, out);
+}
+
 /* Row and column factors of the bias taps of the patch's core rows and columns, for groups
  * first..last - 1. */
 static void bias_factors(const dsr_deform_attn *d, const patch_geometry *pg, int32_t first,
@@ -1394,7 +1652,7 @@ static void bias_factors(const dsr_deform_attn *d, const patch_geometry *pg, int
   }
 }
 
-/* Logits from requantized q.k sums and bias, as attend_pixel sums them; out may be qk. */
+/* Logits from requantized q.k sums and bias, as attend_pixel sums them. out may be qk. */
 DSR_FIXED_VECTOR_CLONES
 static void logit_values(const int32_t *qk, const int32_t *restrict bias, int32_t n,
                          int32_t zero, int32_t lo, int32_t hi, int32_t *out) {
@@ -1452,7 +1710,7 @@ static void attend_block(const dsr_model *model, const dsr_node *node, void *y,
     const int32_t *table = s->table32 + hd * table_size;
     for (int32_t i = 0; i < count; i++) {
       int32_t p = first + i;
-      bias_sums(table, s->bias_rows + ((int64_t)gi * d->height + p / core_w) * factors,
+      bias_sums_best(table, s->bias_rows + ((int64_t)gi * d->height + p / core_w) * factors,
                 s->bias_cols + ((int64_t)gi * d->width + p % core_w) * factors, n,
                 s->bias_block + (int64_t)i * n);
     }
@@ -1466,13 +1724,13 @@ static void attend_block(const dsr_model *model, const dsr_node *node, void *y,
     }
     dsr_gemm_pack_rows(&context, s->attn_block, n, 1, 0, count, s->packed_attn);
     dsr_gemm_run(&context, s->packed_attn, s->packed_v + hd * v_bytes, 0, count, 0,
-                 dsr_gemm_panels(&context), s->context_sums, hc);
-    dsr_fixed_requant_row32(s->context_sums, (int64_t)count * hc, sec->s[DSQ_DA_CONTEXT], 0,
-                            s->context_sums);
-    for (int32_t i = 0; i < count; i++)
-      saturate_row8(s->context_sums + (int64_t)i * hc, hc, cs.zero, cs.min, cs.max,
-                    s->context_block + (int64_t)i * c_count + (int64_t)hd * hc);
+                 dsr_gemm_panels(&context), s->context_sums + (int64_t)hd * hc, c_count);
   }
+  /* Every head shares the context pair, so the block requantizes at once. */
+  dsr_fixed_requant_row32(s->context_sums, (int64_t)count * c_count, sec->s[DSQ_DA_CONTEXT], 0,
+                          s->context_sums);
+  saturate_row8(s->context_sums, (int64_t)count * c_count, cs.zero, cs.min, cs.max,
+                s->context_block);
 
   /* proj_out: output channels as rows, the block's pixels as columns. */
   dsr_gemm out = gemm_projection(c_count, count, cs.zero);
@@ -1482,12 +1740,27 @@ static void attend_block(const dsr_model *model, const dsr_node *node, void *y,
                         s->packed_context);
   dsr_gemm_run(&out, s->packed_wout, s->packed_context, 0, c_count, 0, dsr_gemm_panels(&out),
                s->out_block, count);
+  /* Map pixels of the block, in s->row: H * W < 2^28 fits int32. */
+  for (int32_t i = 0; i < count; i++)
+    s->row[i] = (int32_t)core_pixel_at(d, pg, first + i);
+  /* The pixels increase, so they are one run of the map when the ends are count - 1 apart. */
+  int contiguous = s->row[count - 1] - s->row[0] == count - 1;
   for (int32_t oc = 0; oc < c_count; oc++) {
     int32_t *row = s->out_block + (int64_t)oc * count;
     finish_sums(&pr, oc, row, count);
-    for (int32_t i = 0; i < count; i++)
-      dsr_fixed_store(y, yt->qparams.dtype, (int64_t)oc * map + core_pixel_at(d, pg, first + i),
-                      row[i]);
+    if (yt->qparams.dtype == DSR_DTYPE_I8) {
+      /* finish_sums saturated the values to the int8 stage. */
+      int8_t *plane = (int8_t *)y + (int64_t)oc * map;
+      if (contiguous) {
+        copy_row8(row, count, plane + s->row[0]);
+      } else {
+        for (int32_t i = 0; i < count; i++)
+          plane[s->row[i]] = (int8_t)row[i];
+      }
+    } else {
+      for (int32_t i = 0; i < count; i++)
+        dsr_fixed_store(y, yt->qparams.dtype, (int64_t)oc * map + s->row[i], row[i]);
+    }
   }
 }
 
@@ -1511,12 +1784,11 @@ typedef enum deform_step {
   DEFORM_ATTEND,      /* units: core pixels of the patch */
   /* packed order */
   DEFORM_PACK_WEIGHTS, /* units: output channels of the projections */
-  DEFORM_PACK_X,       /* units: panels of 16 pixels of the input */
-  DEFORM_Q_PACKED,     /* units: output channels of proj_q */
-  DEFORM_PACK_SAMPLES, /* units: panels of 16 samples */
-  DEFORM_KV_PACKED,    /* units: output channels of proj_k and proj_v */
-  DEFORM_PACK_HEADS,   /* units: heads */
-  DEFORM_BIAS_FACTORS, /* units: groups */
+  DEFORM_Q_PACKED,     /* units: panels of 16 pixels */
+  DEFORM_Q_PACKED_ROWS, /* units: output channels of proj_q */
+  DEFORM_SAMPLE_KV,    /* units: panels of 16 grid positions: offsets, positions, samples,
+                          proj_k and proj_v */
+  DEFORM_HEADS,        /* units: heads: packed k and v, bias factors of the head's group */
   DEFORM_ATTEND_PACKED /* units: core pixels of the patch, in blocks of ATTEND_BLOCK */
 } deform_step;
 
@@ -1551,7 +1823,7 @@ static void deform_task(void *context, int32_t task_index) {
     offset_depthwise_rows(job->model, d, job->sec, pg, first, last, &s);
     break;
   case DEFORM_OFFSET_LN:
-    offset_points(job->model, d, job->sec, pg, first, last, &s);
+    offset_points_fast(job->model, d, job->sec, pg, first, last, &s);
     break;
   case DEFORM_SAMPLE:
     if (job->plan.kv)
@@ -1575,31 +1847,32 @@ static void deform_task(void *context, int32_t task_index) {
   case DEFORM_PACK_WEIGHTS:
     pack_weights(job->model, d, job->plan, first, last, &s);
     break;
-  case DEFORM_PACK_X: {
-    const dsr_tensor *xt = &job->model->tensors[job->node->inputs[0]];
-    int64_t pixels = (int64_t)d->height * d->width;
-    dsr_gemm g = gemm_projection(d->channels, (int32_t)pixels, xt->qparams.zero_point);
-    dsr_gemm_pack_columns(&g, job->x, pixels, 1, first, last, s.packed_x);
-    break;
-  }
   case DEFORM_Q_PACKED:
-    compute_q_packed(job->model, job->node, job->sec, first, last, &s);
+    compute_q_packed(job->model, job->node, job->x, job->sec, first, last, &s);
     break;
-  case DEFORM_PACK_SAMPLES: {
-    dsr_gemm g = gemm_projection(d->channels, pg->n,
-                                 d->stage_qparams[DSR_DEFORM_STAGE_SAMPLED].zero_point);
-    dsr_gemm_pack_columns(&g, s.sampled8, pg->n, 1, first, last, s.packed_samp);
+  case DEFORM_Q_PACKED_ROWS:
+    compute_q_packed_rows(job->model, job->node, job->x, job->sec, first, last, &s);
     break;
-  }
-  case DEFORM_KV_PACKED:
+  case DEFORM_SAMPLE_KV: {
+    /* Every stage here reads only its own grid positions, up to the packed k and v. */
+    int32_t n_begin, n_end;
+    panel_columns(first, last, pg->n, &n_begin, &n_end);
+    if (n_begin >= n_end)
+      break;
+    offset_points_fast(job->model, d, job->sec, pg, n_begin, n_end, &s);
+    positions_range(d, job->sec, pg, n_begin, n_end, &s);
+    sample_points_int8(job->model, job->node, job->x, pg, n_begin, n_end, &s);
     project_kv_packed(job->model, job->node, job->sec, pg, job->plan, first, last, &s);
     break;
-  case DEFORM_PACK_HEADS:
+  }
+  case DEFORM_HEADS: {
     pack_heads(d, pg, first, last, &s);
+    /* Group gi's factors go with its first head. */
+    int32_t heads_per_group = d->heads / d->groups;
+    bias_factors(d, pg, (first + heads_per_group - 1) / heads_per_group,
+                 (last + heads_per_group - 1) / heads_per_group, &s);
     break;
-  case DEFORM_BIAS_FACTORS:
-    bias_factors(d, pg, first, last, &s);
-    break;
+  }
   case DEFORM_ATTEND_PACKED:
     for (int32_t p = first; p < last; p += ATTEND_BLOCK)
       attend_block(job->model, job->node, job->y, job->sec, pg, &s, p,
@@ -1618,10 +1891,63 @@ static void run_step(deform_job *job, const dsr_parallel *parallel, deform_step 
   dsr_parallel_run(parallel, deform_task, job, job->task_count);
 }
 
+/*
+ * Lays out the weights and table that dsr_fixed_deform_pack prepares ahead, at base (NULL:
+ * sizes only), into the matching pointers of s; returns their bytes. Only what plan reads
+ * gets room.
+ */
+static int64_t layout_packed(const dsr_deform_attn *d, packed_plan plan, uint8_t *base,
+                             deform_scratch *s) {
+  dsr_gemm proj = gemm_projection(d->channels, 1, 0);
+  int64_t weights = (int64_t)dsr_gemm_rows_bytes(&proj), used = 0;
+  if (plan.q)
+    s->packed_wq = carve(base, &used, weights);
+  if (plan.kv) {
+    s->packed_wk = carve(base, &used, weights);
+    s->packed_wv = carve(base, &used, weights);
+  }
+  if (plan.attend) {
+    int64_t table = (int64_t)d->heads * (2 * d->height - 1) * (2 * d->width - 1);
+    s->packed_wout = carve(base, &used, weights);
+    s->table32 = carve(base, &used, table * (int64_t)sizeof(int32_t));
+  }
+  return used;
+}
+
+size_t dsr_fixed_deform_packed_bytes(const dsr_model *model, const dsr_node *node) {
+  const dsr_deform_attn *d = node->deform;
+  /* Nodes that dsr_fixed_deform_check rejects get nothing, as for the scratch. */
+  if (d == NULL || node->input_count < 1 || node->inputs[0] < 0 ||
+      node->inputs[0] >= model->tensor_count || dsr_fixed_deform_scratch_bytes(model, node) == 0)
+    return 0;
+  packed_plan plan = plan_packed(model, node);
+  if (!plan.q && !plan.kv && !plan.attend)
+    return 0;
+  deform_scratch unused;
+  return (size_t)(63 + layout_packed(d, plan, NULL, &unused));
+}
+
+void dsr_fixed_deform_pack(const dsr_model *model, const dsr_node *node, uint8_t *packed) {
+  const dsr_deform_attn *d = node->deform;
+  packed_plan plan = plan_packed(model, node);
+  deform_scratch s;
+  layout_packed(d, plan, align_scratch(packed), &s);
+  pack_weights(model, d, plan, 0, d->channels, &s);
+  if (plan.attend)
+    widen_table(model, d, &s);
+}
+
 void dsr_fixed_deform_execute_parallel(const dsr_model *model, const dsr_node *node,
                                        const void *x, void *y, uint8_t *scratch,
                                        dsr_slice slice, int fast,
                                        const dsr_parallel *parallel) {
+  dsr_fixed_deform_execute_packed(model, node, x, y, scratch, slice, fast, parallel, NULL);
+}
+
+void dsr_fixed_deform_execute_packed(const dsr_model *model, const dsr_node *node,
+                                     const void *x, void *y, uint8_t *scratch, dsr_slice slice,
+                                     int fast, const dsr_parallel *parallel,
+                                     const uint8_t *packed) {
   const dsr_deform_attn *d = node->deform;
   deform_sections sec;
   find_sections(node, &sec);
@@ -1642,16 +1968,21 @@ void dsr_fixed_deform_execute_parallel(const dsr_model *model, const dsr_node *n
   deform_job job = {.model = model, .node = node, .x = x, .y = y, .sec = &sec, .shared = &s,
                     .scratch = scratch, .plan = plan};
 
-  if (plan.attend)
-    widen_table(model, d, &s);
-  if (plan.q || plan.kv || plan.attend)
+  if (packed != NULL) {
+    /* Read-only from here on: the steps only read the weights and the table. */
+    layout_packed(d, plan, align_scratch((uint8_t *)(uintptr_t)packed), &s);
+  } else if (plan.q || plan.kv || plan.attend) {
+    if (plan.attend)
+      widen_table(model, d, &s);
     run_step(&job, parallel, DEFORM_PACK_WEIGHTS, c, 4 * c, 1);
+  }
   /* proj_q is pointwise, so one pass over the whole map serves every patch. */
-  if (plan.q) {
-    run_step(&job, parallel, DEFORM_PACK_X, (pixels + DSR_GEMM_PANEL_COLUMNS - 1) /
-                                                DSR_GEMM_PANEL_COLUMNS,
-             DSR_GEMM_PANEL_COLUMNS * c, 1);
-    run_step(&job, parallel, DEFORM_Q_PACKED, c, pixels * c, 1);
+  if (plan.q && c > pixels) {
+    run_step(&job, parallel, DEFORM_Q_PACKED_ROWS, c, pixels * (c + 1), 1);
+  } else if (plan.q) {
+    run_step(&job, parallel, DEFORM_Q_PACKED,
+             (pixels + DSR_GEMM_PANEL_COLUMNS - 1) / DSR_GEMM_PANEL_COLUMNS,
+             DSR_GEMM_PANEL_COLUMNS * c * (c + 1), 1);
   } else {
     run_step(&job, parallel, DEFORM_Q, c, pixels * c, pixels >= PROJECTION_MIN_ROW);
   }
@@ -1665,21 +1996,19 @@ void dsr_fixed_deform_execute_parallel(const dsr_model *model, const dsr_node *n
       int64_t core = (int64_t)(pg.p.core_y1 - pg.p.core_y0) * (pg.p.core_x1 - pg.p.core_x0);
 
       run_step(&job, parallel, DEFORM_OFFSET_DW, c, n * k2, 1);
-      run_step(&job, parallel, DEFORM_OFFSET_LN, n, d->groups * cg * 24, 1);
-      positions(d, &sec, &pg, &s);
-      run_step(&job, parallel, DEFORM_SAMPLE, n, c * 8, 1);
       if (plan.kv) {
-        run_step(&job, parallel, DEFORM_PACK_SAMPLES,
+        run_step(&job, parallel, DEFORM_SAMPLE_KV,
                  (n + DSR_GEMM_PANEL_COLUMNS - 1) / DSR_GEMM_PANEL_COLUMNS,
-                 DSR_GEMM_PANEL_COLUMNS * c, 1);
-        run_step(&job, parallel, DEFORM_KV_PACKED, c, 2 * n * c, 1);
+                 DSR_GEMM_PANEL_COLUMNS * (d->groups * cg * 24 + c * 8 + 2 * c * c), 1);
       } else {
+        run_step(&job, parallel, DEFORM_OFFSET_LN, n, d->groups * cg * 24, 1);
+        positions(d, &sec, &pg, &s);
+        run_step(&job, parallel, DEFORM_SAMPLE, n, c * 8, 1);
         run_step(&job, parallel, DEFORM_PROJECT_KV, c, 2 * n * c, n >= PROJECTION_MIN_ROW);
       }
       if (plan.attend) {
-        run_step(&job, parallel, DEFORM_PACK_HEADS, d->heads, 2 * n * d->head_channels, 1);
-        run_step(&job, parallel, DEFORM_BIAS_FACTORS, d->groups,
-                 (int64_t)(d->height + d->width) * n * 16, 1);
+        run_step(&job, parallel, DEFORM_HEADS, d->heads,
+                 2 * n * d->head_channels + (int64_t)(d->height + d->width) * n * 4, 1);
         /* Per block of queries and head: q.k, bias, softmax, attention . v; then proj_out. */
         run_step(&job, parallel, DEFORM_ATTEND_PACKED, core,
                  d->heads * n * (2 * d->head_channels + 24) + c * c, 1);

@@ -222,6 +222,17 @@ void dsr_fixed_deform_execute_parallel(const dsr_model *model, const dsr_node *n
                                        dsr_slice slice, int fast, const dsr_parallel *parallel);
 size_t dsr_fixed_deform_scratch_bytes_for_workers(const dsr_model *model, const dsr_node *node,
                                                   int32_t worker_count);
+/* dsr_fixed_deform_execute_parallel with the projection weights and the widened position
+ * bias table prepared by dsr_fixed_deform_pack (NULL: the fast order prepares them in
+ * scratch at every call). */
+void dsr_fixed_deform_execute_packed(const dsr_model *model, const dsr_node *node,
+                                     const void *x, void *y, uint8_t *scratch, dsr_slice slice,
+                                     int fast, const dsr_parallel *parallel,
+                                     const uint8_t *packed);
+/* Bytes that dsr_fixed_deform_pack fills (0 when the fast order packs no weight), and the
+ * packing into packed, at any alignment. The node must have passed dsr_fixed_deform_check. */
+size_t dsr_fixed_deform_packed_bytes(const dsr_model *model, const dsr_node *node);
+void dsr_fixed_deform_pack(const dsr_model *model, const dsr_node *node, uint8_t *packed);
 ds_status dsr_fixed_deform_check(const dsr_model *model, const dsr_node *node, ds_error *err);
 size_t dsr_fixed_deform_scratch_bytes(const dsr_model *model, const dsr_node *node);
 

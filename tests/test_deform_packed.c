@@ -1,11 +1,10 @@
 /*
  * Tests of the fast order of the fixed-point deformable attention kernel
- * (runtime/dsr_fixed_deform.c) against its reference order, under the stage precisions that
- * select each of its paths: all stages int8 (every projection and attention sum a packed
- * int8 product), the default int16 classes, every activation int16 (the row-order loops
- * only), and one int16 stage at a time among q, k, v, attention and context, which moves
- * the attention, or the k and v projections, back to the row order while the others stay
- * packed. The layers include odd sizes (head channels 3 and 5, 18 and 25 channels, 99 and
+ * (runtime/dsr_fixed_deform.c) against its reference order. The stage precisions select each
+ * of its paths: all stages int8 (every projection and attention sum a packed int8 product),
+ * the default int16 classes, and every activation int16 (the row-order loops only). One
+ * int16 stage at a time among q, k, v, attention and context moves the attention back to
+ * the row order while the projections stay packed. The layers include odd sizes (head channels 3 and 5, 18 and 25 channels, 99 and
  * 20 samples, a strided offset grid) and run unsliced, sliced, and split over 3 workers
  * whose tasks run in reverse order. Every output must match the reference byte for byte.
  */
@@ -107,16 +106,17 @@ static size_t tensor_bytes(const dsr_tensor *t) {
   return (size_t)dsr_tensor_elements(t) * dtype_bytes(t->qparams.dtype);
 }
 
-/* Runs deformable node i on x with slice three ways (fast on one thread, fast over 3
- * reversed workers, reference) and requires the same output bytes. */
+/* Runs deformable node i on x with slice four ways (fast on one thread, fast over 3
+ * reversed workers, fast with the weights packed ahead, reference) and requires the same
+ * output bytes. */
 static void compare_node(const dsr_model *model, int32_t i, const void *x, dsr_slice slice,
                          const char *what) {
   const dsr_node *node = &model->nodes[i];
   size_t bytes = tensor_bytes(&model->tensors[node->output]);
   size_t scratch_bytes = dsr_fixed_scratch_bytes_for_workers(model, i, 3);
   uint8_t *scratch = aligned_alloc(64, (scratch_bytes + 64) / 64 * 64);
-  uint8_t *outputs[3];
-  for (int32_t k = 0; k < 3; k++) {
+  uint8_t *outputs[4];
+  for (int32_t k = 0; k < 4; k++) {
     outputs[k] = malloc(bytes);
     cr_assert_not_null(outputs[k]);
     memset(outputs[k], 0x11 * (k + 1), bytes);
@@ -130,9 +130,18 @@ static void compare_node(const dsr_model *model, int32_t i, const void *x, dsr_s
   dsr_fixed_execute(model, i, inputs, outputs[0], odd, slice);
   dsr_fixed_execute_parallel(model, i, inputs, outputs[1], scratch, slice, &reversed);
   dsr_fixed_execute_reference(model, i, inputs, outputs[2], scratch, slice);
+  /* Weights packed ahead as context init does, from an address that is not 64-aligned. */
+  size_t packed_bytes = dsr_fixed_packed_bytes(model, i);
+  uint8_t *packed = malloc(packed_bytes + 65);
+  cr_assert_not_null(packed);
+  dsr_fixed_pack_constants(model, i, packed + 1);
+  dsr_fixed_execute_packed(model, i, inputs, outputs[3], scratch, slice, &reversed,
+                           packed_bytes > 0 ? packed + 1 : NULL);
   cr_assert_eq(memcmp(outputs[0], outputs[2], bytes), 0, "%s: fast order differs", what);
   cr_assert_eq(memcmp(outputs[1], outputs[2], bytes), 0, "%s: 3 workers differ", what);
-  for (int32_t k = 0; k < 3; k++)
+  cr_assert_eq(memcmp(outputs[3], outputs[2], bytes), 0, "%s: packed weights differ", what);
+  free(packed);
+  for (int32_t k = 0; k < 4; k++)
     free(outputs[k]);
   free(scratch);
 }
@@ -197,6 +206,13 @@ static int32_t compare_fixture(const char *name) {
       dsr_fixed_execute_reference(&model, i, inputs, buffers[node->output], scratch, slice);
     }
     cr_assert_gt(deformable, 0, "%s has no deformable layer", name);
+    if (cases[c].all_int8 && cases[c].int16_stage < 0) {
+      for (int32_t i = 0; i < model.node_count; i++) {
+        if (model.nodes[i].op == DSR_OP_DEFORM_ATTN)
+          cr_expect_gt(dsr_fixed_packed_bytes(&model, i), 0, "%s: no weights packed ahead",
+                       name);
+      }
+    }
     if (cases[c].all_int8 && cases[c].int16_stage < 0)
       packed += deformable;
     for (int32_t t = 0; t < model.tensor_count; t++)
