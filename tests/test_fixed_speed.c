@@ -265,6 +265,68 @@ Test(row_helpers, requant_rows_match_scalar) {
   }
 }
 
+/* A multiplier as dsr_fixed_pair_valid accepts it: magnitude in [2^30, 2^31 - 1], either
+ * sign. */
+static int32_t random_multiplier(void) {
+  int32_t m = (int32_t)(DSQ_MULTIPLIER_MIN_MAGNITUDE + (rng_u32() & 0x3fffffff));
+  return (rng_u32() & 3) == 0 ? -m : m;
+}
+
+Test(row_helpers, add_rows_match_scalar) {
+  enum { COUNT = 83 };
+  int8_t q8[COUNT];
+  int16_t q16[COUNT];
+  int32_t ra[COUNT], rb[COUNT], row[COUNT], portable[COUNT];
+  int16_t out[COUNT + 4], out_portable[COUNT + 4];
+  cr_log_info("AVX-512 row kernels: %s", dsr_fixed_rows_use_avx512() ? "yes" : "no");
+  for (int32_t trial = 0; trial < 600; trial++) {
+    int32_t count = trial % 4 == 0 ? COUNT : rng_range(1, COUNT);
+    int32_t right = trial % 32, multiplier = random_multiplier();
+    int32_t zero = rng_range(-128, 127), dtype = trial & 1 ? DSR_DTYPE_I8 : DSR_DTYPE_I16;
+    for (int32_t i = 0; i < count; i++) {
+      q8[i] = (int8_t)rng_range(-128, 127);
+      q16[i] = (int16_t)rng_range(-32768, 32767);
+      /* Rescaled operands lie in [-2^30, 2^30); some at the ends. */
+      ra[i] = (trial & 2) ? (int32_t)(rng_u32() % 5) - 2 + (i & 1 ? INT32_MIN / 2 : -(INT32_MIN / 2) - 3)
+                          : rng_range(-(1 << 30), (1 << 30) - 1);
+      rb[i] = rng_range(-(1 << 30), (1 << 30) - 1);
+    }
+    dsr_fixed_rescale_row_i8(q8, count, zero, 20, multiplier, right, row);
+    dsr_fixed_rescale_row_i8_portable(q8, count, zero, 20, multiplier, right, portable);
+    for (int32_t i = 0; i < count; i++) {
+      int32_t expected = dsr_fixed_requant32((q8[i] - zero) * (1 << 20), multiplier, -right);
+      cr_assert_eq(row[i], expected, "int8 rescale, right %d, element %d", right, i);
+      cr_assert_eq(portable[i], expected, "portable int8 rescale, right %d", right);
+    }
+    dsr_fixed_rescale_row_i16(q16, count, 0, 15, multiplier, right, row);
+    dsr_fixed_rescale_row_i16_portable(q16, count, 0, 15, multiplier, right, portable);
+    for (int32_t i = 0; i < count; i++) {
+      int32_t expected = dsr_fixed_requant32(q16[i] * (1 << 15), multiplier, -right);
+      cr_assert_eq(row[i], expected, "int16 rescale, right %d, element %d", right, i);
+      cr_assert_eq(portable[i], expected, "portable int16 rescale, right %d", right);
+    }
+    memset(out, 0x55, sizeof out);
+    memset(out_portable, 0x55, sizeof out_portable);
+    dsr_fixed_add_store_row(ra, rb, count, multiplier, right, zero, dtype, out, 3);
+    dsr_fixed_add_store_row_portable(ra, rb, count, multiplier, right, zero, dtype, out_portable,
+                                     3);
+    int32_t lo, hi;
+    dsr_fixed_dtype_range(dtype, &lo, &hi);
+    for (int32_t i = 0; i < count; i++) {
+      int64_t value = zero + (int64_t)dsr_fixed_requant32(ra[i] + rb[i], multiplier, -right);
+      int32_t expected = (int32_t)dsr_fixed_clamp64(value, lo, hi);
+      cr_assert_eq(dsr_fixed_load(out, dtype, 3 + i), expected, "sum store, right %d, element %d",
+                   right, i);
+      cr_assert_eq(dsr_fixed_load(out_portable, dtype, 3 + i), expected,
+                   "portable sum store, right %d", right);
+    }
+    cr_assert_eq(dsr_fixed_load(out, dtype, 2), dsr_fixed_load(out_portable, dtype, 2),
+                 "the store wrote before its offset");
+    cr_assert_eq(dsr_fixed_load(out, dtype, 3 + count), dsr_fixed_load(out_portable, dtype, 3 + count),
+                 "the store wrote past its row");
+  }
+}
+
 Test(row_helpers, store_row_saturates_like_store) {
   int32_t values[6] = {INT32_MAX, INT32_MIN, 0, 200, -200, 40000};
   for (int32_t dtype = DSR_DTYPE_I8; dtype <= DSR_DTYPE_I32; dtype++) {
