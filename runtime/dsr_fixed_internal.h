@@ -104,6 +104,10 @@ int dsr_fixed_fast_gelu(const dsr_model *model, const dsr_node *node, const void
                         void *out);
 int dsr_fixed_fast_transpose(const dsr_model *model, const dsr_node *node,
                              const void *const *in, void *out);
+/* TRANSPOSE with the output split between tasks (block copies, tiles or strided rows). */
+int dsr_fixed_fast_transpose_parallel(const dsr_model *model, const dsr_node *node,
+                                      const void *const *in, void *out,
+                                      const dsr_parallel *parallel);
 /* GATHER as block copies of runs of consecutive indices (dsr_fixed_fast_gather.c), the
  * output split between tasks. */
 int dsr_fixed_fast_gather_parallel(const dsr_model *model, const dsr_node *node,

@@ -727,6 +727,19 @@ Test(fast_transpose, permutations_match_reference) {
   transpose_case(3, (int32_t[]){4, 3, 5}, (int32_t[]){2, 1, 0}, I16, "reversed axes");
   transpose_case(2, (int32_t[]){3, 9}, (int32_t[]){0, 1}, I8, "identity");
   transpose_case(1, (int32_t[]){11}, (int32_t[]){0}, I8, "rank 1");
+  transpose_case(4, (int32_t[]){1, 37, 19, 21}, (int32_t[]){0, 2, 3, 1}, I16,
+                 "NCHW to NHWC in partial tiles");
+  transpose_case(4, (int32_t[]){2, 17, 18, 40}, (int32_t[]){0, 3, 1, 2}, I8,
+                 "NHWC to NCHW over two images");
+  transpose_case(4, (int32_t[]){6, 9, 3, 32}, (int32_t[]){0, 2, 1, 3}, I8, "head split rows");
+  transpose_case(5, (int32_t[]){1, 49, 3, 2, 32}, (int32_t[]){2, 0, 3, 1, 4}, I8,
+                 "query, key and value split");
+  transpose_case(6, (int32_t[]){1, 3, 2, 7, 3, 20}, (int32_t[]){0, 5, 1, 3, 2, 4}, I8,
+                 "window partition");
+  transpose_case(4, (int32_t[]){5, 1, 7, 1}, (int32_t[]){3, 2, 1, 0}, I16, "unit axes only");
+  transpose_case(3, (int32_t[]){4, 6, 1}, (int32_t[]){2, 1, 0}, I8,
+                 "an input whose last axis has size 1");
+  transpose_case(2, (int32_t[]){33, 17}, (int32_t[]){1, 0}, I16, "int16 matrix");
 }
 
 /* ------------------------------------------------------------------ gathers and reshapes */
