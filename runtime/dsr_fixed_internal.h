@@ -102,6 +102,10 @@ int dsr_fixed_fast_softmax_parallel(const dsr_model *model, const dsr_node *node
                                     size_t slot_bytes, const dsr_parallel *parallel);
 int dsr_fixed_fast_gelu(const dsr_model *model, const dsr_node *node, const void *const *in,
                         void *out);
+/* GELU with the elements split between tasks. */
+int dsr_fixed_fast_gelu_parallel(const dsr_model *model, const dsr_node *node,
+                                 const void *const *in, void *out,
+                                 const dsr_parallel *parallel);
 int dsr_fixed_fast_transpose(const dsr_model *model, const dsr_node *node,
                              const void *const *in, void *out);
 /* TRANSPOSE with the output split between tasks (block copies, tiles or strided rows). */

@@ -955,10 +955,10 @@ static int fast_gelu(const dsr_model *model, const dsr_node *node, const void *c
 
 /* A GELU node with a random table: direct (256 entries) for int8 input, interpolated (257
  * entries within +-2^30) for int16 input. Entries outside the output range test the clamp. */
-static void gelu_case(int32_t x_dtype, int32_t y_dtype, const char *what) {
+static void gelu_case(int32_t x_dtype, int32_t y_dtype, int32_t rows, const char *what) {
   node_case c;
   node_case_init(&c, DSR_OP_GELU, 1);
-  int32_t dims[3] = {3, 7, 50};
+  int32_t dims[3] = {3, rows, 50};
   set_tensor(&c, 0, DSR_TENSOR_INPUT, 3, dims, x_dtype, rng_range(-128, 127));
   set_tensor(&c, 3, DSR_TENSOR_OUTPUT, 3, dims, y_dtype, rng_range(-128, 127));
   int direct = x_dtype == I8;
@@ -972,10 +972,12 @@ static void gelu_case(int32_t x_dtype, int32_t y_dtype, const char *what) {
 }
 
 Test(fast_gelu, tables_match_reference) {
-  gelu_case(I8, I8, "int8 direct table");
-  gelu_case(I8, I16, "int8 direct table to int16");
-  gelu_case(I16, I16, "int16 interpolated table");
-  gelu_case(I16, I8, "int16 interpolated table to int8");
+  gelu_case(I8, I8, 7, "int8 direct table");
+  gelu_case(I8, I8, 1, "int8 direct table shorter than a vector");
+  gelu_case(I8, I8, 256, "int8 direct table over many vectors");
+  gelu_case(I8, I16, 7, "int8 direct table to int16");
+  gelu_case(I16, I16, 7, "int16 interpolated table");
+  gelu_case(I16, I8, 7, "int16 interpolated table to int8");
 }
 
 /* ------------------------------------------------------------------ whole models */
