@@ -10,19 +10,6 @@
 #include "dsr_fixed_internal.h"
 #include "dsr_fixed_math.h"
 
-/* Loads a row of count values. */
-static void load_row(const void *x, int32_t dtype, int64_t offset, int32_t count, int32_t *row) {
-  if (dtype == DSR_DTYPE_I8) {
-    const int8_t *src = (const int8_t *)x + offset;
-    for (int32_t i = 0; i < count; i++)
-      row[i] = src[i];
-  } else {
-    const int16_t *src = (const int16_t *)x + offset;
-    for (int32_t i = 0; i < count; i++)
-      row[i] = src[i];
-  }
-}
-
 /*
  * dsr_fixed_exp2_neg_q30 of each y (y <= 0 after the requantization of a non-positive value
  * by a non-negative multiplier) into exps, returning their sum. The table entry, at most
@@ -76,6 +63,26 @@ void dsr_fixed_fast_softmax_row(const int32_t *in, int32_t count, int32_t exp_mu
   scale_row(exp_scratch, count, reciprocal, out_frac_bits, out);
 }
 
+/* round(x / 2^exponent) half away from zero for exponent in 1..62 and |x| < 2^62 (see
+ * dsr_fixed_fast_rows.c). */
+static inline int64_t round_shift(int64_t x, int32_t exponent) {
+  return (x + ((int64_t)1 << (exponent - 1)) - (x < 0)) >> exponent;
+}
+
+/* dsr_fixed_requant32 without branches, as dsr_fixed_fast_rows.c writes it: saturated when
+ * x * 2^left leaves int32, else the rounded high part shifted right by max(-shift, 0). */
+static inline int32_t requant32(int32_t x, int32_t multiplier, int32_t shift) {
+  int32_t left = shift > 0 ? shift : 0;
+  int32_t right = shift > 0 ? 0 : -shift;
+  int64_t scaled = (int64_t)x * ((int64_t)1 << left);
+  int64_t clamped = scaled < INT32_MIN ? INT32_MIN : (scaled > INT32_MAX ? INT32_MAX : scaled);
+  int64_t high = round_shift(clamped * multiplier, 31);
+  int32_t rounded = right == 0 ? (int32_t)high : (int32_t)round_shift(high, right);
+  int32_t saturated = (scaled > 0) == (multiplier > 0) ? INT32_MAX : INT32_MIN;
+  saturated = multiplier == 0 ? 0 : saturated;
+  return scaled != clamped ? saturated : rounded;
+}
+
 typedef struct softmax_job {
   const dsr_node *node;
   const dsr_tensor *xt, *yt;
@@ -87,21 +94,72 @@ typedef struct softmax_job {
   int64_t rows;
 } softmax_job;
 
+/*
+ * Rows [begin, end) of the softmax in one function, so that every step is inlined in each
+ * target clone: dsr_fixed_softmax_row's values, from the same steps as
+ * dsr_fixed_fast_softmax_row, stored in the output dtype (int8 with zero point -128 for 8
+ * fraction bits, else int16). row and exps hold length values each.
+ */
+DSR_FIXED_VECTOR_CLONES
+static void softmax_rows(const softmax_job *job, int64_t begin, int64_t end, int32_t *row,
+                         int32_t *exps) {
+  const int32_t *q = job->node->qwords;
+  int32_t multiplier = q[1], shift = q[2], frac_bits = q[3];
+  int32_t length = job->length;
+  int32_t exponent = 62 - frac_bits;
+  int32_t zero = frac_bits == 8 ? -128 : 0;
+  int32_t max_out = frac_bits == 8 ? 127 : 32767, min_out = frac_bits == 8 ? -128 : -32768;
+  int narrow_in = job->xt->qparams.dtype == DSR_DTYPE_I8;
+  int narrow_out = job->yt->qparams.dtype == DSR_DTYPE_I8;
+  for (int64_t r = begin; r < end; r++) {
+    int32_t max_value;
+    if (narrow_in) {
+      const int8_t *src = (const int8_t *)job->x + r * length;
+      max_value = src[0];
+      for (int32_t i = 0; i < length; i++) {
+        row[i] = src[i];
+        max_value = row[i] > max_value ? row[i] : max_value;
+      }
+    } else {
+      const int16_t *src = (const int16_t *)job->x + r * length;
+      max_value = src[0];
+      for (int32_t i = 0; i < length; i++) {
+        row[i] = src[i];
+        max_value = row[i] > max_value ? row[i] : max_value;
+      }
+    }
+    for (int32_t i = 0; i < length; i++)
+      row[i] = requant32(row[i] - max_value, multiplier, shift);
+    /* The maximum contributes exactly 2^30, so 2^30 <= sum <= length * 2^30. */
+    int64_t sum = dsr_fixed_fast_exp_row(row, length, exps);
+    int64_t reciprocal = (int64_t)(((uint64_t)1 << 62) / (uint64_t)sum);
+    /* exps[i] * reciprocal <= 2^62, non-negative: the rounding adds half and shifts. */
+    if (narrow_out) {
+      int8_t *dst = (int8_t *)job->out + r * length;
+      for (int32_t i = 0; i < length; i++) {
+        int64_t p = ((int64_t)exps[i] * reciprocal + ((int64_t)1 << (exponent - 1))) >> exponent;
+        int64_t v = zero + p;
+        dst[i] = (int8_t)(v < min_out ? min_out : (v > max_out ? max_out : v));
+      }
+    } else {
+      int16_t *dst = (int16_t *)job->out + r * length;
+      for (int32_t i = 0; i < length; i++) {
+        int64_t p = ((int64_t)exps[i] * reciprocal + ((int64_t)1 << (exponent - 1))) >> exponent;
+        int64_t v = zero + p;
+        dst[i] = (int16_t)(v < min_out ? min_out : (v > max_out ? max_out : v));
+      }
+    }
+  }
+}
+
 /* Softmax of a share of the rows, with the task's own scratch slot. */
 static void softmax_task(void *context, int32_t task_index) {
   const softmax_job *job = context;
-  int32_t length = job->length;
   int32_t *row = (int32_t *)(job->scratch + (size_t)task_index * job->slot_bytes);
-  int32_t *exps = row + length;
-  int32_t *values = exps + length;
-  const int32_t *q = job->node->qwords;
+  int32_t *exps = row + job->length;
   int64_t begin, end;
   dsr_parallel_share(job->rows, job->task_count, task_index, 1, &begin, &end);
-  for (int64_t r = begin; r < end; r++) {
-    load_row(job->x, job->xt->qparams.dtype, r * length, length, row);
-    dsr_fixed_fast_softmax_row(row, length, q[1], q[2], q[3], exps, values);
-    dsr_fixed_store_row(values, length, 0, job->yt->qparams.dtype, job->out, r * length);
-  }
+  softmax_rows(job, begin, end, row, exps);
 }
 
 int dsr_fixed_fast_softmax_parallel(const dsr_model *model, const dsr_node *node,
