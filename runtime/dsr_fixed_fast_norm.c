@@ -95,10 +95,11 @@ static inline int64_t round_shift(int64_t x, int32_t exponent) {
 static inline int32_t requant32(int32_t x, int32_t multiplier, int32_t shift) {
   int32_t left = shift > 0 ? shift : 0;
   int32_t up = shift > 0 ? 31 : 31 + shift;
-  int64_t scaled = (int64_t)x * ((int64_t)1 << left);
+  /* Shifts of the two's-complement bits, the products by powers of two without a multiply. */
+  int64_t scaled = (int64_t)((uint64_t)(int64_t)x << left);
   int64_t clamped = scaled < INT32_MIN ? INT32_MIN : (scaled > INT32_MAX ? INT32_MAX : scaled);
   int64_t high = round_shift(clamped * multiplier, 31);
-  int32_t rounded = (int32_t)round_shift(high * ((int64_t)1 << up), 31);
+  int32_t rounded = (int32_t)round_shift((int64_t)((uint64_t)high << up), 31);
   int32_t saturated = (scaled > 0) == (multiplier > 0) ? INT32_MAX : INT32_MIN;
   saturated = multiplier == 0 ? 0 : saturated;
   return scaled != clamped ? saturated : rounded;
