@@ -45,8 +45,7 @@ uint64_t dsr_fixed_fast_isqrt64(uint64_t v) {
  * Loads one row as d[i] = (q - zero) * 2^pre_shift and returns its sum. |d| <= 2^16 and
  * count <= DSQ_LN_MAX_ELEMENTS = 2^14, so the sum stays within 2^30.
  */
-DSR_FIXED_VECTOR_CLONES
-static int32_t load_row(const void *x, int32_t dtype, int64_t offset, int32_t zero,
+static inline int32_t load_row(const void *x, int32_t dtype, int64_t offset, int32_t zero,
                         int32_t pre_shift, int32_t count, int32_t *d) {
   int32_t sum = 0;
   if (dtype == DSR_DTYPE_I8) {
@@ -67,8 +66,7 @@ static int32_t load_row(const void *x, int32_t dtype, int64_t offset, int32_t ze
 
 /* Subtracts the mean from d and returns the sum of squares: |d| <= 2^17, so each square is
  * at most 2^34 and count of them stay under 2^48. */
-DSR_FIXED_VECTOR_CLONES
-static int64_t center_row(int32_t *d, int32_t count, int32_t mean) {
+static inline int64_t center_row(int32_t *d, int32_t count, int32_t mean) {
   int64_t squares = 0;
   for (int32_t i = 0; i < count; i++) {
     d[i] -= mean;
@@ -116,8 +114,7 @@ typedef struct channel_arrays {
  * normalized Q12 from d * reciprocal (below 2^57), the channel's requant pair, its bias and
  * the final rounding by DSQ_LN_OUT_EXTRA_BITS, clamped to [out_min, out_max].
  */
-DSR_FIXED_VECTOR_CLONES
-static void scale_row_i8(const int32_t *d, int32_t count, int64_t reciprocal,
+static inline void scale_row_i8(const int32_t *d, int32_t count, int64_t reciprocal,
                          const int32_t *multiplier, const int32_t *shift, const int32_t *bias,
                          int32_t out_zero, int8_t *out) {
   for (int32_t i = 0; i < count; i++) {
@@ -128,8 +125,7 @@ static void scale_row_i8(const int32_t *d, int32_t count, int64_t reciprocal,
   }
 }
 
-DSR_FIXED_VECTOR_CLONES
-static void scale_row_i16(const int32_t *d, int32_t count, int64_t reciprocal,
+static inline void scale_row_i16(const int32_t *d, int32_t count, int64_t reciprocal,
                           const int32_t *multiplier, const int32_t *shift, const int32_t *bias,
                           int32_t out_zero, int16_t *out) {
   for (int32_t i = 0; i < count; i++) {
@@ -151,14 +147,46 @@ typedef struct norm_job {
   int64_t rows;
 } norm_job;
 
+/*
+ * LayerNorm of the rows [begin, end) in one function, so that the row steps are inlined in
+ * each target clone. d holds count values, arrays the channel words.
+ */
+DSR_FIXED_VECTOR_CLONES
+static void norm_rows(const norm_job *job, int64_t begin, int64_t end, int32_t *d,
+                      const channel_arrays *arrays) {
+  const int32_t *block = job->block;
+  int32_t count = block[0], pre_shift = block[1];
+  int64_t eps = (int64_t)block[3] * ((int64_t)1 << 32) + (int64_t)(uint32_t)block[2];
+  const dsr_tensor *xt = job->xt, *yt = job->yt;
+  int32_t x_dtype = xt->qparams.dtype, x_zero = xt->qparams.zero_point;
+  int32_t y_zero = yt->qparams.zero_point;
+  int narrow_out = yt->qparams.dtype == DSR_DTYPE_I8;
+  int32_t half = count / 2;
+  for (int64_t r = begin; r < end; r++) {
+    int32_t sum = load_row(job->x, x_dtype, r * count, x_zero, pre_shift, count, d);
+    /* dsr_fixed_div_round64 in 32 bits: |sum| <= 2^30 and half < 2^13. */
+    int32_t mean = sum >= 0 ? (sum + half) / count : -((-sum + half) / count);
+    int64_t variance = center_row(d, count, mean) / count + eps;
+    if (variance < 1)
+      variance = 1;
+    /* The reference's bounds: variance <= 2^35, so the shifted value stays under 2^61. */
+    uint64_t std_q13 = dsr_fixed_fast_isqrt64((uint64_t)variance << 26);
+    int64_t reciprocal = (int64_t)(((uint64_t)1 << 62) / std_q13);
+    if (narrow_out)
+      scale_row_i8(d, count, reciprocal, arrays->multiplier, arrays->shift, arrays->bias, y_zero,
+                   (int8_t *)job->out + r * count);
+    else
+      scale_row_i16(d, count, reciprocal, arrays->multiplier, arrays->shift, arrays->bias,
+                    y_zero, (int16_t *)job->out + r * count);
+  }
+}
+
 /* LayerNorm of a share of the rows, with the task's own scratch slot: d[count] and the
  * three channel arrays, 16 bytes per element as dsr_fixed_scratch_bytes reserves. */
 static void norm_task(void *context, int32_t task_index) {
   const norm_job *job = context;
-  const int32_t *block = job->block;
-  int32_t count = block[0], pre_shift = block[1];
-  int64_t eps = (int64_t)block[3] * ((int64_t)1 << 32) + (int64_t)(uint32_t)block[2];
-  const int32_t *channel = block + DSQ_LN_HEADER_WORDS;
+  int32_t count = job->block[0];
+  const int32_t *channel = job->block + DSQ_LN_HEADER_WORDS;
   int32_t *d = (int32_t *)(job->scratch + (size_t)task_index * job->slot_bytes);
   channel_arrays arrays = {d + count, d + 2 * (size_t)count, d + 3 * (size_t)count};
   for (int32_t i = 0; i < count; i++) {
@@ -166,27 +194,9 @@ static void norm_task(void *context, int32_t task_index) {
     arrays.shift[i] = channel[3 * i + 1];
     arrays.bias[i] = channel[3 * i + 2];
   }
-  const dsr_tensor *xt = job->xt, *yt = job->yt;
-  int32_t y_zero = yt->qparams.zero_point;
   int64_t begin, end;
   dsr_parallel_share(job->rows, job->task_count, task_index, 1, &begin, &end);
-  for (int64_t r = begin; r < end; r++) {
-    int32_t sum = load_row(job->x, xt->qparams.dtype, r * count, xt->qparams.zero_point,
-                           pre_shift, count, d);
-    int32_t mean = (int32_t)dsr_fixed_div_round64(sum, count);
-    int64_t variance = center_row(d, count, mean) / count + eps;
-    if (variance < 1)
-      variance = 1;
-    /* The reference's bounds: variance <= 2^35, so the shifted value stays under 2^61. */
-    uint64_t std_q13 = dsr_fixed_fast_isqrt64((uint64_t)variance << 26);
-    int64_t reciprocal = (int64_t)(((uint64_t)1 << 62) / std_q13);
-    if (yt->qparams.dtype == DSR_DTYPE_I8)
-      scale_row_i8(d, count, reciprocal, arrays.multiplier, arrays.shift, arrays.bias, y_zero,
-                   (int8_t *)job->out + r * count);
-    else
-      scale_row_i16(d, count, reciprocal, arrays.multiplier, arrays.shift, arrays.bias, y_zero,
-                    (int16_t *)job->out + r * count);
-  }
+  norm_rows(job, begin, end, d, &arrays);
 }
 
 int dsr_fixed_fast_layer_norm_parallel(const dsr_model *model, const dsr_node *node,
