@@ -2,13 +2,19 @@
  * Optimized SOFTMAX for the fixed-point runtime over the last axis, bit-identical to
  * run_softmax in dsr_fixed.c and dsr_fixed_softmax_row in dsr_fixed_math.c. Rows are read
  * contiguously by dtype, and the requantization, exp table lookup and output scaling are
- * written without branches so that they vectorize.
+ * written without branches so that they vectorize. With AVX-512 the exp table lookup is a
+ * gather of 16 entries (dsr_fixed_rows_use_avx512 decides), which GCC does not emit itself.
  *
  * Scratch: int32 row[length], exps[length] and values[length]: what dsr_fixed_scratch_bytes
  * reserves for the reference kernel, once per task of the parallel hook (rows are split).
  */
 #include "dsr_fixed_internal.h"
 #include "dsr_fixed_math.h"
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#define SOFTMAX_X86 1
+#endif
 
 /*
  * dsr_fixed_exp2_neg_q30 of each y (y <= 0 after the requantization of a non-positive value
@@ -17,7 +23,7 @@
  * positive, so the rounding is (entry + 2^(k-1)) >> k.
  */
 DSR_FIXED_VECTOR_CLONES
-int64_t dsr_fixed_fast_exp_row(const int32_t *y, int32_t count, int32_t *exps) {
+static int64_t exp_row_portable(const int32_t *y, int32_t count, int32_t *exps) {
   int64_t sum = 0;
   for (int32_t i = 0; i < count; i++) {
     int64_t magnitude = y[i] >= 0 ? 0 : -(int64_t)y[i];
@@ -30,6 +36,52 @@ int64_t dsr_fixed_fast_exp_row(const int32_t *y, int32_t count, int32_t *exps) {
     sum += exps[i];
   }
   return sum;
+}
+
+#ifdef SOFTMAX_X86
+
+/*
+ * exp_row_portable for count a multiple of 16, 16 lanes at a time with a gather from the
+ * table. The magnitude -y is taken as an unsigned 32-bit value (2^31 for INT32_MIN, whose k
+ * is far above 31), and entry + 2^(k-1) <= 2^31 stays within unsigned 32 bits, so the
+ * rounding is a logical shift. The sum is kept in 64-bit lanes.
+ */
+__attribute__((target("avx512f"))) static int64_t exp_row_avx512(const int32_t *y, int32_t count,
+                                                                  int32_t *exps) {
+  const __m512i zero = _mm512_setzero_si512(), one = _mm512_set1_epi32(1);
+  const __m512i fraction_mask = _mm512_set1_epi32(DSR_FIXED_EXP_TABLE_COUNT - 1);
+  const __m512i max_shift = _mm512_set1_epi32(31);
+  __m512i sum = _mm512_setzero_si512();
+  for (int32_t i = 0; i < count; i += 16) {
+    __m512i v = _mm512_loadu_si512(y + i);
+    __m512i magnitude = _mm512_maskz_sub_epi32(_mm512_cmplt_epi32_mask(v, zero), zero, v);
+    __m512i k = _mm512_srli_epi32(magnitude, DSR_FIXED_EXP_FRAC_BITS);
+    __m512i entry = _mm512_i32gather_epi32(_mm512_and_si512(magnitude, fraction_mask),
+                                           dsr_fixed_exp2_table_q30, 4);
+    __mmask16 vanishes = _mm512_cmpgt_epu32_mask(k, max_shift);
+    __m512i shift = _mm512_min_epu32(k, max_shift);
+    __m512i half = _mm512_srli_epi32(_mm512_sllv_epi32(one, shift), 1);
+    __m512i rounded = _mm512_srlv_epi32(_mm512_add_epi32(entry, half), shift);
+    __m512i e = _mm512_maskz_mov_epi32((__mmask16)~vanishes, rounded);
+    _mm512_storeu_si512(exps + i, e);
+    sum = _mm512_add_epi64(sum, _mm512_cvtepu32_epi64(_mm512_castsi512_si256(e)));
+    sum = _mm512_add_epi64(sum, _mm512_cvtepu32_epi64(_mm512_extracti64x4_epi64(e, 1)));
+  }
+  return _mm512_reduce_add_epi64(sum);
+}
+
+#endif
+
+int64_t dsr_fixed_fast_exp_row(const int32_t *y, int32_t count, int32_t *exps) {
+  int32_t done = 0;
+  int64_t sum = 0;
+#ifdef SOFTMAX_X86
+  if (count >= 16 && dsr_fixed_rows_use_avx512()) {
+    done = count / 16 * 16;
+    sum = exp_row_avx512(y, done, exps);
+  }
+#endif
+  return sum + exp_row_portable(y + done, count - done, exps + done);
 }
 
 /* Scales the exps by the reciprocal of their sum, as dsr_fixed_softmax_row does: products

@@ -935,6 +935,14 @@ Test(fast_softmax, exp_row_matches_reference) {
     cr_assert_eq(dsr_fixed_fast_exp_row(y, COUNT, exps), expected_sum, "rows from %d", start);
     for (int32_t i = 0; i < COUNT; i++)
       cr_assert_eq(exps[i], dsr_fixed_exp2_neg_q30(y[i]), "y = %d", y[i]);
+    /* A count that leaves a tail after the groups of 16. */
+    int64_t tail_sum = 0;
+    for (int32_t i = 5; i < COUNT - 7; i++)
+      tail_sum += dsr_fixed_exp2_neg_q30(y[i]);
+    cr_assert_eq(dsr_fixed_fast_exp_row(y + 5, COUNT - 12, exps), tail_sum, "rows from %d + 5",
+                 start);
+    for (int32_t i = 5; i < COUNT - 7; i++)
+      cr_assert_eq(exps[i - 5], dsr_fixed_exp2_neg_q30(y[i]), "y = %d", y[i]);
   }
 }
 
