@@ -834,8 +834,10 @@ Test(fast_reshape, copies_or_keeps_aliased_bytes) {
 
 /* ------------------------------------------------------------------ layer norms */
 
-static void layer_norm_case(int32_t rows, int32_t count, int32_t x_dtype, int32_t y_dtype,
-                            int64_t eps, const char *what) {
+/* A LayerNorm case whose channel shifts are drawn from [shift_lo, shift_hi]. */
+static void layer_norm_case_shifts(int32_t rows, int32_t count, int32_t x_dtype, int32_t y_dtype,
+                                   int64_t eps, int32_t shift_lo, int32_t shift_hi,
+                                   const char *what) {
   node_case c;
   node_case_init(&c, DSR_OP_LAYER_NORM, 1);
   int32_t dims[2] = {rows, count};
@@ -856,12 +858,17 @@ static void layer_norm_case(int32_t rows, int32_t count, int32_t x_dtype, int32_
     int32_t *channel = block + DSQ_LN_HEADER_WORDS + 3 * i;
     int32_t m = (int32_t)(DSQ_MULTIPLIER_MIN_MAGNITUDE + (rng_u32() & 0x3fffffff));
     channel[0] = (rng_u32() & 3) == 0 ? -m : m;
-    channel[1] = rng_range(-6, 4);
+    channel[1] = rng_range(shift_lo, shift_hi);
     channel[2] = rng_range(-20000, 20000);
   }
   c.node.qword_count = 1 + DSQ_LN_HEADER_WORDS + 3 * count;
   expect_identical(&c, dsr_fixed_fast_layer_norm, what);
   node_case_free(&c);
+}
+
+static void layer_norm_case(int32_t rows, int32_t count, int32_t x_dtype, int32_t y_dtype,
+                            int64_t eps, const char *what) {
+  layer_norm_case_shifts(rows, count, x_dtype, y_dtype, eps, -6, 4, what);
 }
 
 Test(fast_layer_norm, isqrt_matches_reference) {
@@ -901,6 +908,16 @@ Test(fast_layer_norm, rows_match_reference) {
   layer_norm_case(1, 1, I8, I16, 0, "a single element");
   layer_norm_case(30, 32, I16, I8, 0, "int16 rows of 32 to int8");
   layer_norm_case(9, 192, I16, I16, 7, "int16 rows of 192");
+  /* Left shifts up to 30 saturate the channel requantization, right shifts up to 31 round
+   * most values away; rows of 36 leave a tail after groups of 8. */
+  layer_norm_case_shifts(20, 36, I16, I8, 0, DSQ_SHIFT_MIN, DSQ_SHIFT_MAX,
+                         "extreme channel shifts to int8");
+  layer_norm_case_shifts(20, 36, I8, I16, 3, DSQ_SHIFT_MIN, DSQ_SHIFT_MAX,
+                         "extreme channel shifts to int16");
+  layer_norm_case_shifts(6, 40, I16, I16, 0, 10, DSQ_SHIFT_MAX, "saturating channels");
+  /* A rounding error of one in the channel requantization shows in the output only where
+   * the final rounding by 2^8 crosses a step: many rows of the one-bit shift. */
+  layer_norm_case_shifts(400, 64, I16, I16, 0, -1, -1, "one-bit channel shifts");
 }
 
 /* ------------------------------------------------------------------ softmax */
