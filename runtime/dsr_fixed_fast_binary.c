@@ -4,9 +4,9 @@
  *
  * The output is walked in rows: the last axis, merged with the axes before it while both
  * operands stay contiguous (or broadcast) across them. Each operand's rescaled row is computed
- * into scratch first, in a loop without branches that vectorizes: the reference's
- * dsr_fixed_requant32 of (q - zero) * 2^left, which is an exact shift for the halving pair
- * the quantizer gives one operand, and a single value for a whole row that the operand
+ * into scratch first, in a loop without branches that vectorizes. It is the reference's
+ * dsr_fixed_requant32 of (q - zero) * 2^left, an exact shift for the halving pair that the
+ * quantizer gives one operand, and a single value for a whole row that the operand
  * broadcasts. The rescaling is a pure function of the element, so computing it once per
  * broadcast row gives the reference's values. Then one pass adds the rows, requantizes and
  * stores them. MUL takes the same path with q - zero as the operand value and the product

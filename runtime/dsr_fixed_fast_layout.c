@@ -7,8 +7,8 @@
  *   - when the last output axis is the last input axis, each output row is one block copy
  *     (the head splits of attention);
  *   - when another output axis j is the last input axis, the copy is a batch of 2-D
- *     transposes between axis j and the last output axis, done in TILE x TILE tiles so that
- *     both the reads and the writes stay within a few cache lines (NCHW to NHWC and back);
+ *     transposes between axis j and the last output axis (NCHW to NHWC and back). They run
+ *     in TILE x TILE tiles, so both the reads and the writes stay within a few cache lines;
  *   - otherwise each output row is a strided copy.
  * The output is split into contiguous shares between the tasks of the parallel hook.
  */

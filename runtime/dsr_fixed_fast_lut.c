@@ -1,9 +1,9 @@
 /*
  * Optimized GELU (a lookup table) for the fixed-point runtime, bit-identical to run_gelu in
  * dsr_fixed.c. An int8 input has 256 values, so their outputs are computed once with
- * dsr_fixed_lut_apply itself and then looked up: on x86-64 with AVX-512 VBMI 64 bytes at a
- * time with two byte permutes (vpermi2b picks from 128 table bytes by the low 7 index bits,
- * and the top bit selects between the two halves), else one load per element. An int16
+ * dsr_fixed_lut_apply itself and then looked up. On x86-64 with AVX-512 VBMI, two byte
+ * permutes map 64 bytes at a time: vpermi2b picks from 128 table bytes by the low 7 index
+ * bits, and the top bit selects between the two halves. Elsewhere each element is one load. An int16
  * input keeps one dsr_fixed_lut_apply per element, without the dtype dispatch of every load
  * and store. The elements are split into contiguous shares between the tasks of the
  * parallel hook.

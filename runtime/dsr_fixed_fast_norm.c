@@ -3,7 +3,8 @@
  * dsr_fixed.c and dsr_fixed_layer_norm_row in dsr_fixed_math.c. It runs the same integer
  * steps. The row sums are 32-bit where they fit, and the integer square root starts from the
  * double one. The per-element steps have no branches and read the channel words from
- * separate arrays, so they vectorize, and they store the output directly.
+ * separate arrays, so they vectorize, and they store the output directly. With AVX-512 the
+ * output step runs as a kernel of intrinsics, 8 lanes at a time.
  *
  * Scratch: int32 d[count] and the channel multipliers, shifts and biases as three int32
  * arrays of count, within what dsr_fixed_scratch_bytes reserves for the reference kernel
@@ -22,7 +23,7 @@
 
 /*
  * floor(sqrt(v)) for v < 2^62, as dsr_fixed_isqrt64 gives it: the double square root is
- * within one of the answer (v rounds to 53 bits, and sqrt is correctly rounded), and the two
+ * within one of the result (v rounds to 53 bits, and sqrt is correctly rounded), and the two
  * steps after it make the result exact. Every square stays below 2^62.
  */
 static uint64_t isqrt_small(uint64_t v) {
@@ -226,7 +227,7 @@ typedef struct norm_job {
 
 /*
  * LayerNorm of the rows [begin, end) in one function, so that the row steps are inlined in
- * each target clone. d holds count values, arrays the channel words.
+ * each target clone. d has room for count values, and arrays contains the channel words.
  */
 DSR_FIXED_VECTOR_CLONES
 static void norm_rows(const norm_job *job, int64_t begin, int64_t end, int32_t *d,

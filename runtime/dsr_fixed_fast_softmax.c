@@ -5,8 +5,9 @@
  * written without branches so that they vectorize. With AVX-512 the exp table lookup is a
  * gather of 16 entries (dsr_fixed_rows_use_avx512 decides), which GCC does not emit itself.
  *
- * Scratch: int32 row[length], exps[length] and values[length]: what dsr_fixed_scratch_bytes
- * reserves for the reference kernel, once per task of the parallel hook (rows are split).
+ * Scratch: int32 row[length] and exps[length], within the three rows of length that
+ * dsr_fixed_scratch_bytes reserves for the reference kernel, once per task of the parallel
+ * hook (rows are split).
  */
 #include "dsr_fixed_internal.h"
 #include "dsr_fixed_math.h"

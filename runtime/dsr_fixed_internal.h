@@ -145,7 +145,7 @@ void dsr_fixed_store_row(const int32_t *values, int64_t count, int32_t zero, int
  * row[i] = dsr_fixed_requant32((src[i] - zero) * 2^left, multiplier, -right), where the
  * product must fit int32. dsr_fixed_add_store_row stores zero + dsr_fixed_requant32(ra[i] +
  * rb[i], multiplier, -right), saturated to dtype (I8 or I16), as element offset + i of out.
- * They use AVX-512 kernels where dsr_fixed_rows_use_avx512 says so, else the _portable
+ * They use AVX-512 kernels where dsr_fixed_rows_use_avx512 returns 1, else the _portable
  * loops, which give the same values.
  */
 void dsr_fixed_rescale_row_i8(const int8_t *src, int64_t count, int32_t zero, int32_t left,
