@@ -908,8 +908,8 @@ Test(fast_layer_norm, rows_match_reference) {
   layer_norm_case(1, 1, I8, I16, 0, "a single element");
   layer_norm_case(30, 32, I16, I8, 0, "int16 rows of 32 to int8");
   layer_norm_case(9, 192, I16, I16, 7, "int16 rows of 192");
-  /* Left shifts up to 30 saturate the channel requantization, right shifts up to 31 round
-   * most values away; rows of 36 leave a tail after groups of 8. */
+  /* Left shifts up to 30 saturate the channel requantization, and right shifts up to 31
+   * round most values away. Rows of 36 leave a tail after groups of 8. */
   layer_norm_case_shifts(20, 36, I16, I8, 0, DSQ_SHIFT_MIN, DSQ_SHIFT_MAX,
                          "extreme channel shifts to int8");
   layer_norm_case_shifts(20, 36, I8, I16, 3, DSQ_SHIFT_MIN, DSQ_SHIFT_MAX,
