@@ -288,11 +288,12 @@ static int run(int argc, char **argv) {
 
   printf("{\"runtime\": \"deformslice\", \"model\": \"%s\", \"mode\": \"%s\", \"threads\": %lld, "
          "\"iterations\": %lld, \"input_shape\": [%d, %d, %d, %d], \"ms_per_image\": %.4f, "
-         "\"images_per_second\": %.4f, \"arena_bytes\": %zu, \"constant_bytes\": %lld, "
-         "\"peak_rss_bytes\": %lld, \"logit_checksum\": %.9g}\n",
+         "\"images_per_second\": %.4f, \"arena_bytes\": %zu, \"packed_bytes\": %zu, "
+         "\"constant_bytes\": %lld, \"peak_rss_bytes\": %lld, \"logit_checksum\": %.9g}\n",
          positional[0], mode_text, (long long)threads, (long long)iterations, input->dims[0],
          input->dims[1], input->dims[2], input->dims[3], 1e3 * seconds / (double)iterations,
-         (double)iterations / seconds, plan.arena_bytes, constant_bytes(&model, mode),
+         (double)iterations / seconds, plan.arena_bytes, plan.packed_bytes,
+         constant_bytes(&model, mode),
          peak_rss_bytes(), checksum);
 
   free(arena);

@@ -164,8 +164,8 @@ def print_table(name, records):
     print(f"\n#### {name} ({path_note}, input {MODELS[name][2]}, batch 1, best of "
           f"{MODELS[name][5]} rounds)\n")
     print("| runtime | threads | ms per image | images/s | vs ONNX Runtime | arena MiB | "
-          "peak RSS MiB |")
-    print("|---|---|---|---|---|---|---|")
+          "of which packed weights MiB | peak RSS MiB |")
+    print("|---|---|---|---|---|---|---|---|")
     ort = {r.get("threads"): r for r in records
            if r.get("runtime") == "onnxruntime-node" and "error" not in r}
     notes = []
@@ -177,7 +177,7 @@ def print_table(name, records):
         if label == "deformslice":
             label = f"deformslice {r.get('mode')}"
         if "error" in r:
-            print(f"| {label} | {r.get('threads', '')} | - | - | - | - | - |")
+            print(f"| {label} | {r.get('threads', '')} | - | - | - | - | - | - |")
             notes.append(f"{label}: {r['error']}")
             continue
         base = ort.get(r.get("threads"))
@@ -186,7 +186,7 @@ def print_table(name, records):
             ratio = f"{r['images_per_second'] / base['images_per_second']:.2f}x"
         print(f"| {label} | {r['threads']} | {r['ms_per_image']:.2f} | "
               f"{r['images_per_second']:.3g} | {ratio} | {mib(r.get('arena_bytes'))} | "
-              f"{mib(r.get('peak_rss_bytes'))} |")
+              f"{mib(r.get('packed_bytes'))} | {mib(r.get('peak_rss_bytes'))} |")
         if r.get("note"):
             notes.append(f"{label}: {r['note']}")
     for note in dict.fromkeys(notes):

@@ -176,8 +176,12 @@ static ds_status matmul_layer(const dsr_model *model, const dsr_node *node, int3
     layer->in_rows = layer->out_rows;
     layer->in_row_elems = k;
     add_constant(layer, b, preset);
-    if (node->op == DSR_OP_GEMM && node->input_count > 2 && node->inputs[2] >= 0)
-      add_constant(layer, &model->tensors[node->inputs[2]], preset);
+    if (node->op == DSR_OP_GEMM && node->input_count > 2 && node->inputs[2] >= 0) {
+      /* The bias is int32 at any rank: a fused MatMul and Add keeps the Add's (1, 1, N). */
+      const dsr_tensor *c = &model->tensors[node->inputs[2]];
+      layer->weight_bytes += dsr_tensor_elements(c) * ceil_bytes(preset->accumulator_bits);
+      layer->weight_count += dsr_tensor_elements(c);
+    }
     if (node->output == model->output)
       layer->kind = DSN_LAYER_HEAD;
     return DS_OK;

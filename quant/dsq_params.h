@@ -27,6 +27,8 @@
  *            [tag, DSQ_MATMUL_CONSTANT_A, M, pair x M]                  n = 3 + 2 * M
  *            a constant int8, per row (axis rank - 2) scale: factor s_a[i] * s_b / s_y.
  * GEMM       [tag, N, pair x N]                                         n = 2 + 2 * N
+ *            N is the size of the last output axis. With trans_a 0, a may have any rank >= 2
+ *            and is read as rows of K values.
  *            b constant int8 per output column; alpha folded into the factor
  *            alpha * s_a * s_b[j] / s_y (negative alpha gives a negative multiplier) and
  *            beta * C into the int32 bias data_q of input 2 (N values, scale alpha*s_a*s_b[j]).

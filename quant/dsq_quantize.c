@@ -1047,7 +1047,8 @@ static ds_status build_qwords(quant_state *st, const dsr_node *node, words *w) {
     const dsr_tensor *wt = &model->tensors[node->inputs[1]];
     const dsr_tensor *yt = &model->tensors[node->output];
     double alpha = node->op == DSR_OP_GEMM ? node->attrs.gemm.alpha : 1.0;
-    int32_t channels = yt->dims[1];
+    /* Output channels: axis 1 of a convolution, the last axis of a GEMM of any rank. */
+    int32_t channels = node->op == DSR_OP_GEMM ? yt->dims[yt->rank - 1] : yt->dims[1];
     push(w, channels);
     for (int32_t c = 0; c < channels; c++)
       DS_TRY(push_pair(st, w, node, alpha * x->scale * weight_scale(wt, c) / y->scale,

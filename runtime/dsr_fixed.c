@@ -193,30 +193,107 @@ static void run_matmul(const dsr_model *model, const dsr_node *node, const void 
   }
 }
 
+/* Output columns one pass of gemm_row accumulates, in 64 int64 and 64 int32 stack slots. */
+#define GEMM_COLUMN_BLOCK 64
+
+/* Operands of one GEMM, unpacked once per call. */
+typedef struct gemm_operands {
+  const void *a;
+  const int8_t *w;
+  const int32_t *bias;  /* NULL when the node has none */
+  const int32_t *pairs; /* one requant pair per output column */
+  void *out;
+  int64_t m_count;
+  int32_t k_count, n_count;
+  int32_t a_dtype, a_zero, y_dtype, y_zero;
+  int wide;             /* 64-bit accumulators: a is int16 */
+} gemm_operands;
+
+/*
+ * Output row i of a GEMM without transposes, GEMM_COLUMN_BLOCK columns at a time, so each
+ * weight row (p, j0..j0 + 63) is read contiguously. int8 inputs accumulate in int32, which
+ * cannot overflow because check_gemm requires K * 255 * 128 + max |bias| <= 2^31 - 1. The
+ * sums are the exact integers of the int64 path.
+ */
+static void gemm_row(const gemm_operands *g, int64_t i) {
+  const int8_t *a_row8 = (const int8_t *)g->a + i * g->k_count;
+  for (int32_t j0 = 0; j0 < g->n_count; j0 += GEMM_COLUMN_BLOCK) {
+    int32_t width = g->n_count - j0 < GEMM_COLUMN_BLOCK ? g->n_count - j0 : GEMM_COLUMN_BLOCK;
+    int64_t acc[GEMM_COLUMN_BLOCK];
+    int32_t acc32[GEMM_COLUMN_BLOCK];
+    for (int32_t jj = 0; jj < width; jj++) {
+      acc[jj] = g->bias != NULL ? g->bias[j0 + jj] : 0;
+      acc32[jj] = (int32_t)acc[jj];
+    }
+    for (int32_t p = 0; p < g->k_count; p++) {
+      const int8_t *w_row = g->w + (int64_t)p * g->n_count + j0;
+      if (!g->wide) {
+        int32_t xv = a_row8[p] - g->a_zero;
+        for (int32_t jj = 0; jj < width; jj++)
+          acc32[jj] += xv * w_row[jj];
+      } else {
+        int64_t xv = dsr_fixed_load(g->a, g->a_dtype, i * g->k_count + p) - g->a_zero;
+        for (int32_t jj = 0; jj < width; jj++)
+          acc[jj] += xv * w_row[jj];
+      }
+    }
+    for (int32_t jj = 0; jj < width; jj++) {
+      int64_t sum = g->wide ? acc[jj] : acc32[jj];
+      int64_t value = g->y_zero + (int64_t)requant(sum, g->pairs + 2 * (j0 + jj), g->wide);
+      dsr_fixed_store(g->out, g->y_dtype, i * g->n_count + j0 + jj, value);
+    }
+  }
+}
+
+/* One GEMM output with either operand transposed (a rank-2 ONNX Gemm such as a classifier
+ * head). Element (i, p) of op(a) and (p, j) of op(b) are found through strides over the
+ * stored layouts. */
+static void gemm_element_transposed(const gemm_operands *g, int32_t trans_a, int32_t trans_b,
+                                    int64_t i, int32_t j) {
+  int64_t a_row_stride = trans_a ? 1 : g->k_count, a_col_stride = trans_a ? g->m_count : 1;
+  int64_t b_row_stride = trans_b ? 1 : g->n_count, b_col_stride = trans_b ? g->k_count : 1;
+  const int8_t *w_col = g->w + j * b_col_stride;
+  int64_t acc = g->bias != NULL ? g->bias[j] : 0;
+  for (int32_t p = 0; p < g->k_count; p++) {
+    int32_t av = dsr_fixed_load(g->a, g->a_dtype, i * a_row_stride + p * a_col_stride);
+    acc += (int64_t)(av - g->a_zero) * w_col[p * b_row_stride];
+  }
+  dsr_fixed_store(g->out, g->y_dtype, i * g->n_count + j,
+                  g->y_zero + (int64_t)requant(acc, g->pairs + 2 * j, g->wide));
+}
+
+/*
+ * GEMM with a constant int8 b: y[i][j] = z_y + requant(bias[j] + sum_p (a[i][p] - z_a) * w,
+ * pair[j]). a is (M, K), or with trans_a 0 any rank >= 2 whose leading axes are the M rows
+ * (the fused MatMul plus bias Add), so row i of a starts at i * K and row i of y at i * N.
+ */
 static void run_gemm(const dsr_model *model, const dsr_node *node, const void *const *in,
                      void *out) {
   const dsr_tensor *at = &model->tensors[node->inputs[0]];
   const dsr_tensor *yt = &model->tensors[node->output];
-  const int8_t *w = in[1];
-  const int32_t *bias = node->input_count > 2 && node->inputs[2] >= 0 ? in[2] : NULL;
   int32_t trans_a = node->attrs.gemm.trans_a, trans_b = node->attrs.gemm.trans_b;
-  int32_t m_count = yt->dims[0], n_count = yt->dims[1];
-  int32_t k_count = trans_a ? at->dims[0] : at->dims[1];
-  int32_t a_dtype = qdtype(at), a_zero = at->qparams.zero_point;
-  int32_t y_dtype = qdtype(yt), y_zero = yt->qparams.zero_point;
-  int wide = a_dtype != DSR_DTYPE_I8;
+  gemm_operands g;
+  g.a = in[0];
+  g.w = in[1];
+  g.bias = node->input_count > 2 && node->inputs[2] >= 0 ? in[2] : NULL;
+  g.pairs = node->qwords + 2;
+  g.out = out;
+  g.n_count = yt->dims[yt->rank - 1];
+  g.m_count = g.n_count > 0 ? elements(yt) / g.n_count : 0;
+  g.k_count = trans_a ? at->dims[0] : at->dims[at->rank - 1];
+  g.a_dtype = qdtype(at);
+  g.a_zero = at->qparams.zero_point;
+  g.y_dtype = qdtype(yt);
+  g.y_zero = yt->qparams.zero_point;
+  g.wide = g.a_dtype != DSR_DTYPE_I8;
 
-  for (int32_t i = 0; i < m_count; i++) {
-    for (int32_t j = 0; j < n_count; j++) {
-      int64_t acc = bias != NULL ? bias[j] : 0;
-      for (int32_t k = 0; k < k_count; k++) {
-        int64_t a_index = trans_a ? (int64_t)k * m_count + i : (int64_t)i * k_count + k;
-        int64_t b_index = trans_b ? (int64_t)j * k_count + k : (int64_t)k * n_count + j;
-        acc += (int64_t)(dsr_fixed_load(in[0], a_dtype, a_index) - a_zero) * w[b_index];
-      }
-      dsr_fixed_store(out, y_dtype, (int64_t)i * n_count + j,
-                      y_zero + (int64_t)requant(acc, node->qwords + 2 + 2 * j, wide));
+  for (int64_t i = 0; i < g.m_count; i++) {
+    if (!trans_a && !trans_b) {
+      gemm_row(&g, i);
+      continue;
     }
+    for (int32_t j = 0; j < g.n_count; j++)
+      gemm_element_transposed(&g, trans_a, trans_b, i, j);
   }
 }
 
@@ -449,14 +526,18 @@ static void run_global_avg_pool(const dsr_model *model, const dsr_node *node,
 
 /* Runs the optimized kernel of node where one applies; returns 1 if it ran. */
 static int run_fast(const dsr_model *model, int32_t node_index, const void *const *inputs,
-                    void *output, uint8_t *scratch, const dsr_parallel *parallel) {
+                    void *output, uint8_t *scratch, const dsr_parallel *parallel,
+                    const uint8_t *packed) {
   const dsr_node *node = &model->nodes[node_index];
   size_t slot_bytes = (dsr_fixed_scratch_bytes(model, node_index) + 7) / 8 * 8;
   switch (node->op) {
   case DSR_OP_CONV2D:
     return dsr_fixed_fast_conv2d_parallel(model, node, inputs, output, scratch, parallel);
   case DSR_OP_MATMUL:
-    return dsr_fixed_fast_matmul_parallel(model, node, inputs, output, scratch, parallel);
+    return dsr_fixed_fast_matmul_parallel(model, node, inputs, output, scratch, parallel,
+                                          packed);
+  case DSR_OP_GEMM:
+    return dsr_fixed_fast_gemm_parallel(model, node, inputs, output, scratch, parallel, packed);
   case DSR_OP_ADD:
   case DSR_OP_SUB:
   case DSR_OP_MUL:
@@ -484,9 +565,9 @@ static int run_fast(const dsr_model *model, int32_t node_index, const void *cons
 static void execute(const dsr_model *model, int32_t node_index,
                     const void *const inputs[DSR_MAX_NODE_INPUTS], void *output,
                     uint8_t *scratch, dsr_slice slice, int fast,
-                    const dsr_parallel *parallel) {
+                    const dsr_parallel *parallel, const uint8_t *packed) {
   const dsr_node *node = &model->nodes[node_index];
-  if (fast && run_fast(model, node_index, inputs, output, scratch, parallel))
+  if (fast && run_fast(model, node_index, inputs, output, scratch, parallel, packed))
     return;
   switch (node->op) {
   case DSR_OP_CONV2D:
@@ -546,19 +627,47 @@ static void execute(const dsr_model *model, int32_t node_index,
 void dsr_fixed_execute_parallel(const dsr_model *model, int32_t node_index,
                                 const void *const inputs[DSR_MAX_NODE_INPUTS], void *output,
                                 uint8_t *scratch, dsr_slice slice, const dsr_parallel *parallel) {
-  execute(model, node_index, inputs, output, scratch, slice, 1, parallel);
+  execute(model, node_index, inputs, output, scratch, slice, 1, parallel, NULL);
+}
+
+void dsr_fixed_execute_packed(const dsr_model *model, int32_t node_index,
+                              const void *const inputs[DSR_MAX_NODE_INPUTS], void *output,
+                              uint8_t *scratch, dsr_slice slice, const dsr_parallel *parallel,
+                              const uint8_t *packed) {
+  execute(model, node_index, inputs, output, scratch, slice, 1, parallel, packed);
+}
+
+size_t dsr_fixed_packed_bytes(const dsr_model *model, int32_t node_index) {
+  if (model == NULL || node_index < 0 || node_index >= model->node_count)
+    return 0;
+  const dsr_node *node = &model->nodes[node_index];
+  if (node->input_count < 2 || node->inputs[0] < 0 || node->inputs[0] >= model->tensor_count)
+    return 0;
+  if (node->op == DSR_OP_MATMUL)
+    return dsr_fixed_fast_matmul_packed_bytes(model, node);
+  if (node->op == DSR_OP_GEMM)
+    return dsr_fixed_fast_gemm_packed_bytes(model, node);
+  return 0;
+}
+
+void dsr_fixed_pack_constants(const dsr_model *model, int32_t node_index, uint8_t *packed) {
+  const dsr_node *node = &model->nodes[node_index];
+  if (node->op == DSR_OP_MATMUL)
+    dsr_fixed_fast_matmul_pack(model, node, packed);
+  else if (node->op == DSR_OP_GEMM)
+    dsr_fixed_fast_gemm_pack(model, node, packed);
 }
 
 void dsr_fixed_execute(const dsr_model *model, int32_t node_index,
                        const void *const inputs[DSR_MAX_NODE_INPUTS], void *output,
                        uint8_t *scratch, dsr_slice slice) {
-  execute(model, node_index, inputs, output, scratch, slice, 1, NULL);
+  execute(model, node_index, inputs, output, scratch, slice, 1, NULL, NULL);
 }
 
 void dsr_fixed_execute_reference(const dsr_model *model, int32_t node_index,
                                  const void *const inputs[DSR_MAX_NODE_INPUTS], void *output,
                                  uint8_t *scratch, dsr_slice slice) {
-  execute(model, node_index, inputs, output, scratch, slice, 0, NULL);
+  execute(model, node_index, inputs, output, scratch, slice, 0, NULL, NULL);
 }
 
 /* ---------------------------------------------------------------- scratch */
@@ -590,6 +699,8 @@ size_t dsr_fixed_scratch_bytes(const dsr_model *model, int32_t node_index) {
     return dsr_fixed_fast_conv2d_scratch_bytes(model, node);
   case DSR_OP_MATMUL:
     return dsr_fixed_fast_matmul_scratch_bytes(model, node);
+  case DSR_OP_GEMM:
+    return dsr_fixed_fast_gemm_scratch_bytes(model, node, 1);
   case DSR_OP_ADD:
   case DSR_OP_SUB:
   case DSR_OP_MUL:
@@ -612,6 +723,8 @@ size_t dsr_fixed_scratch_bytes_for_workers(const dsr_model *model, int32_t node_
     return dsr_fixed_fast_conv2d_scratch_bytes_for_workers(model, node, worker_count);
   case DSR_OP_MATMUL:
     return dsr_fixed_fast_matmul_scratch_bytes_for_workers(model, node, worker_count);
+  case DSR_OP_GEMM:
+    return dsr_fixed_fast_gemm_scratch_bytes(model, node, worker_count);
   case DSR_OP_DEFORM_ATTN:
     return dsr_fixed_deform_scratch_bytes_for_workers(model, node, worker_count);
   case DSR_OP_LAYER_NORM:
@@ -866,22 +979,40 @@ static ds_status check_matmul(const dsr_model *model, const dsr_node *node, ds_e
   return DS_OK;
 }
 
+/* GEMM: a is (M, K), or with trans_a 0 of any rank >= 2 whose leading axes are the rows. b is
+ * a constant int8 (K, N) weight, (N, K) with trans_b, with one scale per output column. The
+ * optional int32 bias has N values along its last axis. */
 static ds_status check_gemm(const dsr_model *model, const dsr_node *node, ds_error *err) {
   const dsr_tensor *at = &model->tensors[node->inputs[0]];
   const dsr_tensor *bt = &model->tensors[node->inputs[1]];
   const dsr_tensor *yt = &model->tensors[node->output];
   const dsr_gemm_attrs *g = &node->attrs.gemm;
-  if (at->rank != 2 || bt->rank != 2 || yt->rank != 2)
-    return ds_fail(err, DS_ERR_SHAPE, "node '%s' (GEMM): operands must be rank 2", node->name);
-  int32_t m = g->trans_a ? at->dims[1] : at->dims[0], k = g->trans_a ? at->dims[0] : at->dims[1];
+  if (at->rank < 2 || bt->rank != 2 || yt->rank != at->rank || (at->rank > 2 && g->trans_a))
+    return ds_fail(err, DS_ERR_SHAPE, "node '%s' (GEMM): a of rank %d, b of rank %d and output "
+                                      "of rank %d: b must be rank 2 and a and the output of "
+                                      "one rank of 2 or more (rank 2 when trans_a is 1)",
+                   node->name, at->rank, bt->rank, yt->rank);
+  int32_t k = g->trans_a ? at->dims[0] : at->dims[at->rank - 1];
   int32_t kb = g->trans_b ? bt->dims[1] : bt->dims[0], n = g->trans_b ? bt->dims[0] : bt->dims[1];
-  if (k != kb || yt->dims[0] != m || yt->dims[1] != n)
-    return ds_fail(err, DS_ERR_SHAPE, "node '%s' (GEMM): shapes (%d x %d) x (%d x %d) do not "
-                                      "give the output shape",
-                   node->name, m, k, kb, n);
+  int leading_match = yt->dims[yt->rank - 1] == n;
+  for (int32_t axis = 0; axis < at->rank - 1 && !g->trans_a; axis++)
+    leading_match &= yt->dims[axis] == at->dims[axis];
+  if (g->trans_a)
+    leading_match &= yt->dims[0] == at->dims[1];
+  if (k != kb || !leading_match)
+    return ds_fail(err, DS_ERR_SHAPE, "node '%s' (GEMM): inner sizes %d and %d, or the output "
+                                      "shape, do not agree with a times b (%d columns)",
+                   node->name, k, kb, n);
   DS_TRY(check_weight(model, node, node->inputs[1], g->trans_b ? 0 : 1, n, err));
   int64_t bias_max;
   DS_TRY(check_bias(model, node, 2, n, &bias_max, err));
+  if (node->input_count > 2 && node->inputs[2] >= 0) {
+    const dsr_tensor *ct = &model->tensors[node->inputs[2]];
+    if (ct->rank > 0 && ct->dims[ct->rank - 1] != n)
+      return ds_fail(err, DS_ERR_QUANT, "node '%s' (GEMM): bias '%s' must hold its %d values "
+                                        "along its last axis, one per output column",
+                     node->name, ct->name, n);
+  }
   if (node->qword_count != 2 + 2 * n || node->qwords[1] != n)
     return fail_qwords(node, err, "do not hold one requant pair per output column");
   int wide = qdtype(at) != DSR_DTYPE_I8;

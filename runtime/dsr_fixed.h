@@ -22,6 +22,17 @@ size_t dsr_fixed_scratch_bytes_for_workers(const dsr_model *model, int32_t node_
 /* Checks, at plan time, that node_index has every fixed-point parameter its kernel reads. */
 ds_status dsr_fixed_check_node(const dsr_model *model, int32_t node_index, ds_error *err);
 
+/*
+ * Bytes of node_index's constant operand packed ahead for its kernel (0: the kernel packs
+ * nothing ahead). The planner reserves them in the arena, and context init fills them with
+ * dsr_fixed_pack_constants, so invokes skip the packing of weights.
+ */
+size_t dsr_fixed_packed_bytes(const dsr_model *model, int32_t node_index);
+
+/* Packs node_index's constant operand into packed (dsr_fixed_packed_bytes bytes, any
+ * alignment). The model must have passed dsr_fixed_check_node. */
+void dsr_fixed_pack_constants(const dsr_model *model, int32_t node_index, uint8_t *packed);
+
 /* Executes node_index. Cannot fail: dsr_fixed_check_node passed at plan time. */
 void dsr_fixed_run_node(dsr_context *ctx, int32_t node_index);
 

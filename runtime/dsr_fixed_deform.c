@@ -17,12 +17,15 @@
 #include "dsr_fixed.h"
 #include "dsr_fixed_internal.h"
 #include "dsr_fixed_math.h"
+#include "dsr_gemm.h"
 #include "dsr_slice.h"
 #include "quant/dsq_params.h"
 
 /*
  * Scratch layout: the stage arrays shared by every task, then one private slot per task of
- * the parallel hook, whose int64 parts come first for alignment. All int32 except those.
+ * the parallel hook. Every array starts on a 64-byte boundary (the packed operands of
+ * runtime/dsr_gemm.h need it), counted from the scratch address rounded up to 64. All int32
+ * unless noted.
  */
 typedef struct deform_scratch {
   /* shared */
@@ -35,6 +38,21 @@ typedef struct deform_scratch {
   int32_t *v;        /* C * Nmax */
   int16_t *k16t;     /* C * Nmax: k - zero as [head][n][head channel], for int8 q and k */
   int16_t *v16;      /* C * Nmax: v - zero as [channel][n], for int8 attention and v */
+  /* shared, packed order (deform_plan) */
+  int32_t *table32;      /* heads * (2H - 1) * (2W - 1): the position bias table widened */
+  uint8_t *packed_wq;    /* proj_q weights as packed rows (C x C) */
+  uint8_t *packed_wk;    /* proj_k weights as packed rows */
+  uint8_t *packed_wv;    /* proj_v weights as packed rows */
+  uint8_t *packed_wout;  /* proj_out weights as packed rows */
+  uint8_t *packed_x;     /* the input as packed columns (C x H * W) */
+  uint8_t *packed_samp;  /* the samples as packed columns (C x Nmax) */
+  int8_t *sampled8;      /* C * Nmax: the int8 samples, [channel][n] */
+  int8_t *k8;            /* C * Nmax: int8 k, [channel][n] */
+  int8_t *v8;            /* C * Nmax: int8 v, [channel][n] */
+  uint8_t *packed_k;     /* per head: k as packed columns (head channels x Nmax) */
+  uint8_t *packed_v;     /* per head: v transposed as packed columns (Nmax x head channels) */
+  int32_t *bias_rows;    /* g * H * 4 * Nmax: row factors of the bias taps (bias_axis) */
+  int32_t *bias_cols;    /* g * W * 4 * Nmax: column factors */
   /* private to one task */
   int64_t *ln_d;     /* Cg */
   int64_t *row_wide; /* max(H * W, Nmax): 64-bit sums of the row-order projections */
@@ -48,6 +66,21 @@ typedef struct deform_scratch {
   int32_t *columns;  /* C * PROJECTION_MIN_ROW: short projections, position-major */
   int16_t *q16;      /* C: q - zero of one pixel and head */
   int16_t *attn16;   /* Nmax: attention - zero of one pixel and head */
+  /* private, packed order: a block of ATTEND_BLOCK query pixels */
+  int8_t *q_block;         /* ATTEND_BLOCK * head channels: q of one head, [pixel][channel] */
+  uint8_t *packed_q;       /* q_block as packed rows */
+  int32_t *logit_block;    /* ATTEND_BLOCK * Nmax: q.k sums of one head, then logits */
+  int32_t *bias_block;     /* ATTEND_BLOCK * Nmax: position bias sums of one head */
+  int32_t *taps;           /* 8 * Nmax: bilinear taps of one sample row */
+  int8_t *attn_block;      /* ATTEND_BLOCK * Nmax: int8 attention of one head */
+  uint8_t *packed_attn;    /* attn_block as packed rows */
+  int32_t *context_sums;   /* ATTEND_BLOCK * head channels */
+  int8_t *context_block;   /* ATTEND_BLOCK * C: int8 context, [pixel][channel] */
+  uint8_t *packed_context; /* context_block as packed columns */
+  int32_t *out_block;      /* C * ATTEND_BLOCK: proj_out sums, [channel][pixel] */
+  int32_t *plane;          /* padded_plane_count: one channel of q - zero, zero-padded */
+  int32_t *dw_row;         /* max(H, W): depthwise sums of one output row */
+  int64_t *dw_row_wide;    /* max(H, W) */
   /* Stage reports (not scratch memory): probe is NULL unless an audit installed one. */
   const dsr_probe *probe;
   int32_t node_index;
@@ -68,73 +101,152 @@ static void probe_stage(const deform_scratch *s, int32_t stage, const int32_t *v
  * columns, since their rows would be too short for the row order to pay. */
 #define PROJECTION_MIN_ROW 16
 
-static int64_t round8(int64_t bytes) { return (bytes + 7) / 8 * 8; }
+/* Query pixels that the packed attention handles together: a multiple of the 6-row tiles of
+ * the matrix product, small enough that a block's sums stay in cache. */
+#define ATTEND_BLOCK 48
+
+static int64_t round64(int64_t bytes) { return (bytes + 63) / 64 * 64; }
+
+/* Reserves bytes at *used and returns their address (NULL when base is NULL). */
+static void *carve(uint8_t *base, int64_t *used, int64_t bytes) {
+  void *p = base != NULL ? base + *used : NULL;
+  *used += round64(bytes);
+  return p;
+}
+
+/* The scratch address rounded up to 64 bytes; the sizes below include the 63 bytes this may
+ * skip. */
+static uint8_t *align_scratch(uint8_t *scratch) {
+  return scratch + ((64 - (uintptr_t)scratch % 64) % 64);
+}
+
+static int64_t deform_samples_max(const dsr_deform_attn *d) {
+  return (int64_t)dsr_fixed_offset_grid(d, d->height) * dsr_fixed_offset_grid(d, d->width);
+}
+
+/* The matrix products of the packed order. Activations hold int8 values with zero points;
+ * weights are symmetric int8. proj: C[oc][j] = W[oc] . (in[:, j] - zero) over count columns. */
+static dsr_gemm gemm_projection(int32_t channels, int32_t count, int32_t in_zero) {
+  dsr_gemm g = {channels, count, channels, 0, in_zero, 0};
+  return g;
+}
+
+/* q.k of one head: rows are query pixels, columns samples, reduced over head channels. */
+static dsr_gemm gemm_logits(int32_t rows, int32_t samples, int32_t head_channels, int32_t q_zero,
+                            int32_t k_zero) {
+  dsr_gemm g = {rows, samples, head_channels, q_zero, k_zero, 1};
+  return g;
+}
+
+/* attention . v of one head: rows are query pixels, columns head channels, over samples. */
+static dsr_gemm gemm_context(int32_t rows, int32_t head_channels, int32_t samples,
+                             int32_t attn_zero, int32_t v_zero) {
+  dsr_gemm g = {rows, head_channels, samples, attn_zero, v_zero, 1};
+  return g;
+}
+
+/* Values of the zero-padded plane of the offset depthwise conv: the extended patch (at most
+ * the map) with offset_pad rows and columns on each side, and room for the kernel taps that
+ * a stride leaves past the last output. */
+static int64_t padded_plane_count(const dsr_deform_attn *d) {
+  int64_t margin = 2 * (int64_t)d->offset_pad + d->offset_kernel + d->offset_stride;
+  return (d->height + margin) * (d->width + margin);
+}
 
 /* Lays out the shared arrays and returns their bytes (base NULL: sizes only). */
 static int64_t layout_shared(const dsr_deform_attn *d, uint8_t *base, deform_scratch *s) {
   int64_t c = d->channels, g = d->groups;
-  int64_t n_max = (int64_t)dsr_fixed_offset_grid(d, d->height) * dsr_fixed_offset_grid(d, d->width);
+  int64_t n_max = deform_samples_max(d);
   int64_t pixels = (int64_t)d->height * d->width;
   int64_t counts[7] = {c * pixels, c * n_max, g * 2 * n_max, g * 2 * n_max,
                        c * n_max,  c * n_max, c * n_max};
   int32_t **slots[7] = {&s->q, &s->dw, &s->offset, &s->position, &s->sampled, &s->k, &s->v};
-  int64_t bytes = 0;
-  for (int32_t i = 0; i < 7; i++) {
-    if (base != NULL)
-      *slots[i] = (int32_t *)(base + bytes);
-    bytes += counts[i] * (int64_t)sizeof(int32_t);
-  }
-  if (base != NULL) {
-    s->k16t = (int16_t *)(base + bytes);
-    s->v16 = s->k16t + c * n_max;
-  }
-  bytes += 2 * c * n_max * (int64_t)sizeof(int16_t);
-  return round8(bytes);
+  int64_t used = 0;
+  for (int32_t i = 0; i < 7; i++)
+    *slots[i] = carve(base, &used, counts[i] * (int64_t)sizeof(int32_t));
+  s->k16t = carve(base, &used, c * n_max * (int64_t)sizeof(int16_t));
+  s->v16 = carve(base, &used, c * n_max * (int64_t)sizeof(int16_t));
+
+  int32_t ci = d->channels, hc = d->head_channels, n_i = (int32_t)n_max;
+  dsr_gemm proj = gemm_projection(ci, (int32_t)pixels, 0);
+  dsr_gemm proj_samples = gemm_projection(ci, n_i, 0);
+  dsr_gemm logits = gemm_logits(1, n_i, hc, 0, 0);
+  dsr_gemm context = gemm_context(1, hc, n_i, 0, 0);
+  int64_t table = (int64_t)d->heads * (2 * d->height - 1) * (2 * d->width - 1);
+  s->table32 = carve(base, &used, table * (int64_t)sizeof(int32_t));
+  s->packed_wq = carve(base, &used, (int64_t)dsr_gemm_rows_bytes(&proj));
+  s->packed_wk = carve(base, &used, (int64_t)dsr_gemm_rows_bytes(&proj));
+  s->packed_wv = carve(base, &used, (int64_t)dsr_gemm_rows_bytes(&proj));
+  s->packed_wout = carve(base, &used, (int64_t)dsr_gemm_rows_bytes(&proj));
+  s->packed_x = carve(base, &used, (int64_t)dsr_gemm_columns_bytes(&proj));
+  s->packed_samp = carve(base, &used, (int64_t)dsr_gemm_columns_bytes(&proj_samples));
+  s->sampled8 = carve(base, &used, c * n_max);
+  s->k8 = carve(base, &used, c * n_max);
+  s->v8 = carve(base, &used, c * n_max);
+  s->packed_k = carve(base, &used, d->heads * (int64_t)dsr_gemm_columns_bytes(&logits));
+  s->packed_v = carve(base, &used, d->heads * (int64_t)dsr_gemm_columns_bytes(&context));
+  s->bias_rows = carve(base, &used, g * d->height * 4 * n_max * (int64_t)sizeof(int32_t));
+  s->bias_cols = carve(base, &used, g * d->width * 4 * n_max * (int64_t)sizeof(int32_t));
+  return used;
 }
 
 /* Lays out one private slot at base and returns its bytes (base NULL: sizes only). */
 static int64_t layout_private(const dsr_deform_attn *d, uint8_t *base, deform_scratch *s) {
-  int64_t c = d->channels, cg = d->channels / d->groups;
-  int64_t n_max = (int64_t)dsr_fixed_offset_grid(d, d->height) * dsr_fixed_offset_grid(d, d->width);
+  int64_t c = d->channels, cg = d->channels / d->groups, hc = d->head_channels;
+  int64_t n_max = deform_samples_max(d);
   int64_t pixels = (int64_t)d->height * d->width;
   int64_t row = pixels > n_max ? pixels : n_max;
+  int64_t used = 0;
+  s->ln_d = carve(base, &used, cg * (int64_t)sizeof(int64_t));
+  s->row_wide = carve(base, &used, row * (int64_t)sizeof(int64_t));
   int64_t counts[8] = {row, cg, cg, n_max, n_max, n_max, c, c * PROJECTION_MIN_ROW};
   int32_t **slots[8] = {&s->row,  &s->ln_in, &s->ln_out,  &s->logits,
                         &s->exps, &s->attn,  &s->context, &s->columns};
-  int64_t bytes = (cg + row) * (int64_t)sizeof(int64_t);
-  if (base != NULL) {
-    s->ln_d = (int64_t *)base;
-    s->row_wide = s->ln_d + cg;
-  }
-  for (int32_t i = 0; i < 8; i++) {
-    if (base != NULL)
-      *slots[i] = (int32_t *)(base + bytes);
-    bytes += counts[i] * (int64_t)sizeof(int32_t);
-  }
-  if (base != NULL) {
-    s->q16 = (int16_t *)(base + bytes);
-    s->attn16 = s->q16 + c;
-  }
-  bytes += (c + n_max) * (int64_t)sizeof(int16_t);
-  return round8(bytes);
+  for (int32_t i = 0; i < 8; i++)
+    *slots[i] = carve(base, &used, counts[i] * (int64_t)sizeof(int32_t));
+  s->q16 = carve(base, &used, c * (int64_t)sizeof(int16_t));
+  s->attn16 = carve(base, &used, n_max * (int64_t)sizeof(int16_t));
+
+  int64_t block = ATTEND_BLOCK;
+  dsr_gemm logits = gemm_logits(ATTEND_BLOCK, (int32_t)n_max, (int32_t)hc, 0, 0);
+  dsr_gemm context = gemm_context(ATTEND_BLOCK, (int32_t)hc, (int32_t)n_max, 0, 0);
+  dsr_gemm out = gemm_projection(d->channels, ATTEND_BLOCK, 0);
+  s->q_block = carve(base, &used, block * hc);
+  s->packed_q = carve(base, &used, (int64_t)dsr_gemm_rows_bytes(&logits));
+  s->logit_block = carve(base, &used, block * n_max * (int64_t)sizeof(int32_t));
+  s->bias_block = carve(base, &used, block * n_max * (int64_t)sizeof(int32_t));
+  s->taps = carve(base, &used, 8 * n_max * (int64_t)sizeof(int32_t));
+  s->attn_block = carve(base, &used, block * n_max);
+  s->packed_attn = carve(base, &used, (int64_t)dsr_gemm_rows_bytes(&context));
+  s->context_sums = carve(base, &used, block * hc * (int64_t)sizeof(int32_t));
+  s->context_block = carve(base, &used, block * c);
+  s->packed_context = carve(base, &used, (int64_t)dsr_gemm_columns_bytes(&out));
+  s->out_block = carve(base, &used, block * c * (int64_t)sizeof(int32_t));
+  int64_t side = d->height > d->width ? d->height : d->width;
+  s->plane = carve(base, &used, padded_plane_count(d) * (int64_t)sizeof(int32_t));
+  s->dw_row = carve(base, &used, side * (int64_t)sizeof(int32_t));
+  s->dw_row_wide = carve(base, &used, side * (int64_t)sizeof(int64_t));
+  return used;
 }
 
-/* Points s at the shared arrays and at private slot 0; returns the bytes for worker_count
- * slots. */
-static int64_t layout_scratch(const dsr_deform_attn *d, uint8_t *base, int32_t worker_count,
+/* Points s at the shared arrays and at private slot 0 of scratch; returns the bytes for
+ * worker_count slots, alignment included. */
+static int64_t layout_scratch(const dsr_deform_attn *d, uint8_t *scratch, int32_t worker_count,
                               deform_scratch *s) {
+  uint8_t *base = scratch != NULL ? align_scratch(scratch) : NULL;
   int64_t shared = layout_shared(d, base, s);
   int64_t slot = layout_private(d, base != NULL ? base + shared : NULL, s);
-  return shared + slot * worker_count;
+  return 63 + shared + slot * worker_count;
 }
 
-/* A copy of shared whose private pointers are those of slot index. */
+/* A copy of shared whose private pointers are those of slot index of scratch. */
 static deform_scratch private_slot(const dsr_deform_attn *d, const deform_scratch *shared,
-                                   uint8_t *base, int32_t index) {
+                                   uint8_t *scratch, int32_t index) {
   deform_scratch s = *shared;
-  int64_t shared_bytes = layout_shared(d, NULL, &s);
-  int64_t slot_bytes = layout_private(d, NULL, &s);
-  layout_private(d, base + shared_bytes + slot_bytes * index, &s);
+  deform_scratch sizes;
+  int64_t shared_bytes = layout_shared(d, NULL, &sizes);
+  int64_t slot_bytes = layout_private(d, NULL, &sizes);
+  layout_private(d, align_scratch(scratch) + shared_bytes + slot_bytes * index, &s);
   return s;
 }
 
@@ -145,7 +257,8 @@ size_t dsr_fixed_deform_scratch_bytes_for_workers(const dsr_model *model, const 
   /* Parameters that dsr_fixed_deform_check rejects get no scratch rather than a bogus size. */
   if (d->groups < 1 || d->offset_stride < 1 || d->channels < 1 || d->height < 1 ||
       d->width < 1 || d->offset_pad < 0 || 2 * d->offset_pad < d->offset_kernel - 1 ||
-      d->channels % d->groups != 0 || d->height > 16384 || d->width > 16384)
+      d->channels % d->groups != 0 || d->height > 16384 || d->width > 16384 || d->heads < 1 ||
+      d->head_channels < 1 || d->heads % d->groups != 0)
     return 0;
   deform_scratch unused;
   return (size_t)layout_scratch(d, NULL, worker_count < 1 ? 1 : worker_count, &unused);
@@ -220,6 +333,32 @@ static stage_info stage(const dsr_qparams *q) {
   dsr_fixed_dtype_range(q->dtype, &s.min, &s.max);
   s.wide_in = q->dtype != DSR_DTYPE_I8;
   return s;
+}
+
+/* values[i] = zero + values[i] saturated to [lo, hi], in place. */
+DSR_FIXED_VECTOR_CLONES
+static void saturate_row(int32_t *values, int64_t count, int32_t zero, int32_t lo, int32_t hi) {
+  for (int64_t i = 0; i < count; i++) {
+    int64_t v = (int64_t)zero + values[i];
+    values[i] = (int32_t)(v < lo ? lo : (v > hi ? hi : v));
+  }
+}
+
+/* narrow[i] = zero + values[i] saturated to [lo, hi], an int8 range. */
+DSR_FIXED_VECTOR_CLONES
+static void saturate_row8(const int32_t *restrict values, int64_t count, int32_t zero,
+                          int32_t lo, int32_t hi, int8_t *restrict narrow) {
+  for (int64_t i = 0; i < count; i++) {
+    int64_t v = (int64_t)zero + values[i];
+    narrow[i] = (int8_t)(v < lo ? lo : (v > hi ? hi : v));
+  }
+}
+
+/* narrow[i] = values[i] for values in the int8 range. */
+DSR_FIXED_VECTOR_CLONES
+static void copy_row8(const int32_t *restrict values, int64_t count, int8_t *restrict narrow) {
+  for (int64_t i = 0; i < count; i++)
+    narrow[i] = (int8_t)values[i];
 }
 
 /* Reference point of grid index i in Q8 pixels of a patch side of size pixels. */
@@ -465,6 +604,87 @@ static void offset_depthwise(const dsr_model *model, const dsr_deform_attn *d,
   }
 }
 
+/* Adds w * plane[j * stride] to the sums of count outputs. */
+DSR_FIXED_VECTOR_CLONES
+static void add_taps(int32_t *restrict acc, int64_t *restrict acc_wide,
+                     const int32_t *restrict plane, int32_t stride, int32_t w, int32_t count,
+                     int wide) {
+  if (wide) {
+    for (int32_t j = 0; j < count; j++)
+      acc_wide[j] += (int64_t)plane[j * stride] * w;
+  } else if (stride == 1) {
+    for (int32_t j = 0; j < count; j++)
+      acc[j] += plane[j] * w;
+  } else {
+    for (int32_t j = 0; j < count; j++)
+      acc[j] += plane[j * stride] * w;
+  }
+}
+
+/*
+ * offset_depthwise from a zero-padded copy of each channel's patch (q minus its zero point),
+ * one output row at a time: the same sums without bounds tests, since a padding tap adds 0
+ * as the skipped tap does. Narrow sums fit int32 by the plan-time bound on k * k * 255 * 128
+ * plus the bias; wide terms are at most 2^16 * 128.
+ */
+static void offset_depthwise_rows(const dsr_model *model, const dsr_deform_attn *d,
+                                  const deform_sections *sec, const patch_geometry *pg,
+                                  int32_t ch_begin, int32_t ch_end, deform_scratch *s) {
+  int32_t cg = d->channels / d->groups, k = d->offset_kernel, r = d->offset_stride;
+  int32_t pad = d->offset_pad;
+  int64_t map = (int64_t)d->height * d->width;
+  stage_info qs = stage(&d->stage_qparams[DSR_DEFORM_STAGE_Q]);
+  stage_info dws = stage(&d->stage_qparams[DSR_DEFORM_STAGE_OFFSET_DW]);
+  const int8_t *dw_w = param_data(model, d, DSR_DEFORM_OFFSET_DW_W);
+  const int32_t *dw_b = param_data(model, d, DSR_DEFORM_OFFSET_DW_B);
+  int wide = qs.wide_in;
+  /* Padded plane: rows y - pad + ... cover every tap of every output. */
+  int32_t plane_h = (pg->hk - 1) * r + k, plane_w = (pg->wk - 1) * r + k;
+
+  for (int32_t ch = ch_begin; ch < ch_end; ch++) {
+    int32_t c = ch % cg;
+    const int32_t *in = s->q + (int64_t)ch * map + (int64_t)pg->p.ext_y0 * d->width + pg->p.ext_x0;
+    for (int32_t y = 0; y < plane_h; y++) {
+      int32_t *row = s->plane + (int64_t)y * plane_w;
+      int32_t src_y = y - pad;
+      if (src_y < 0 || src_y >= pg->h) {
+        memset(row, 0, sizeof(int32_t) * (size_t)plane_w);
+        continue;
+      }
+      const int32_t *src = in + (int64_t)src_y * d->width;
+      int32_t x_end = pad + pg->w < plane_w ? pad + pg->w : plane_w;
+      for (int32_t x = 0; x < pad && x < plane_w; x++)
+        row[x] = 0;
+      for (int32_t x = pad; x < x_end; x++)
+        row[x] = src[x - pad] - qs.zero;
+      for (int32_t x = x_end; x < plane_w; x++)
+        row[x] = 0;
+    }
+    const int8_t *wc = dw_w + (int64_t)c * k * k;
+    const int32_t *pair = sec->s[DSQ_DA_OFFSET_DW] + 2 * c;
+    for (int32_t i = 0; i < pg->hk; i++) {
+      for (int32_t j = 0; j < pg->wk; j++) {
+        s->dw_row[j] = dw_b[c];
+        s->dw_row_wide[j] = dw_b[c];
+      }
+      for (int32_t ky = 0; ky < k; ky++) {
+        const int32_t *taps = s->plane + (int64_t)(i * r + ky) * plane_w;
+        for (int32_t kx = 0; kx < k; kx++) {
+          if (wc[ky * k + kx] != 0)
+            add_taps(s->dw_row, s->dw_row_wide, taps + kx, r, wc[ky * k + kx], pg->wk, wide);
+        }
+      }
+      if (wide)
+        dsr_fixed_requant_row64(s->dw_row_wide, pg->wk, pair, 0, s->dw_row);
+      else
+        dsr_fixed_requant_row32(s->dw_row, pg->wk, pair, 0, s->dw_row);
+      int32_t *out = s->dw + (int64_t)ch * pg->n + (int64_t)i * pg->wk;
+      saturate_row(s->dw_row, pg->wk, dws.zero, dws.min, dws.max);
+      memcpy(out, s->dw_row, sizeof(int32_t) * (size_t)pg->wk);
+    }
+  }
+}
+
 /* LayerNorm, GELU and the pointwise conv to (dy, dx) of the offset network, for the grid
  * positions n_begin..n_end - 1 of every group. */
 static void offset_points(const dsr_model *model, const dsr_deform_attn *d,
@@ -596,6 +816,56 @@ static void sample_points(const dsr_model *model, const dsr_node *node, const vo
             (int64_t)ss.zero + dsr_fixed_rdbpot(sum, 2 * DSR_FIXED_POS_FRAC_BITS), ss.min,
             ss.max);
       }
+    }
+  }
+}
+
+/* Samples of one int8 channel plane for count grid positions with the taps of
+ * dsr_fixed_bilinear_taps (taps[t * count + j] index, taps[(4 + t) * count + j] weight), as
+ * sample_points computes them: a tap of weight 0 adds 0 whatever it reads. */
+DSR_FIXED_VECTOR_CLONES
+static void sample_plane(const int8_t *restrict plane, const int32_t *restrict taps,
+                         int32_t count, int32_t zero, stage_info out, int32_t *restrict values,
+                         int8_t *restrict narrow) {
+  for (int32_t j = 0; j < count; j++) {
+    int32_t sum = taps[4 * count + j] * (plane[taps[j]] - zero) +
+                  taps[5 * count + j] * (plane[taps[count + j]] - zero) +
+                  taps[6 * count + j] * (plane[taps[2 * count + j]] - zero) +
+                  taps[7 * count + j] * (plane[taps[3 * count + j]] - zero);
+    int32_t v = out.zero + dsr_fixed_rdbpot(sum, 2 * DSR_FIXED_POS_FRAC_BITS);
+    v = v < out.min ? out.min : (v > out.max ? out.max : v);
+    values[j] = v;
+    narrow[j] = (int8_t)v;
+  }
+}
+
+/* sample_points for an int8 input and stage, one channel plane at a time over the grid
+ * positions, with the int8 copy in sampled8. */
+static void sample_points_int8(const dsr_model *model, const dsr_node *node, const void *x,
+                               const patch_geometry *pg, int32_t n_begin, int32_t n_end,
+                               deform_scratch *s) {
+  const dsr_deform_attn *d = node->deform;
+  const dsr_tensor *xt = &model->tensors[node->inputs[0]];
+  int32_t cg = d->channels / d->groups, count = n_end - n_begin;
+  int64_t map = (int64_t)d->height * d->width;
+  const int8_t *patch = (const int8_t *)x + (int64_t)pg->p.ext_y0 * d->width + pg->p.ext_x0;
+  stage_info ss = stage(&d->stage_qparams[DSR_DEFORM_STAGE_SAMPLED]);
+  for (int32_t gi = 0; gi < d->groups; gi++) {
+    for (int32_t j = 0; j < count; j++) {
+      int32_t index[4], weight[4];
+      int32_t n = n_begin + j;
+      dsr_fixed_bilinear_taps(s->position[(int64_t)(gi * 2) * pg->n + n],
+                              s->position[(int64_t)(gi * 2 + 1) * pg->n + n], pg->h, pg->w,
+                              d->width, index, weight);
+      for (int32_t t = 0; t < 4; t++) {
+        s->taps[t * count + j] = index[t];
+        s->taps[(4 + t) * count + j] = weight[t];
+      }
+    }
+    for (int32_t c = gi * cg; c < (gi + 1) * cg; c++) {
+      int64_t first = (int64_t)c * pg->n + n_begin;
+      sample_plane(patch + c * map, s->taps, count, xt->qparams.zero_point, ss,
+                   s->sampled + first, s->sampled8 + first);
     }
   }
 }
@@ -933,6 +1203,303 @@ static void pack_kv(const dsr_deform_attn *d, const patch_geometry *pg, int32_t 
   }
 }
 
+/* ---------------------------------------------------------------- packed order */
+
+/* Which stages of the fast order run as packed int8 matrix products (runtime/dsr_gemm.h):
+ * each needs int8 operands on both sides. The others keep the row-order loops. */
+typedef struct packed_plan {
+  int q;      /* proj_q: int8 input */
+  int kv;     /* proj_k and proj_v: int8 samples */
+  int attend; /* q.k, attention . v and proj_out: int8 q, k, v, attention and context */
+} packed_plan;
+
+static packed_plan plan_packed(const dsr_model *model, const dsr_node *node) {
+  const dsr_qparams *st = node->deform->stage_qparams;
+  packed_plan p;
+  p.q = model->tensors[node->inputs[0]].qparams.dtype == DSR_DTYPE_I8;
+  p.kv = st[DSR_DEFORM_STAGE_SAMPLED].dtype == DSR_DTYPE_I8;
+  p.attend = st[DSR_DEFORM_STAGE_Q].dtype == DSR_DTYPE_I8 &&
+             st[DSR_DEFORM_STAGE_K].dtype == DSR_DTYPE_I8 &&
+             st[DSR_DEFORM_STAGE_V].dtype == DSR_DTYPE_I8 &&
+             st[DSR_DEFORM_STAGE_ATTN].dtype == DSR_DTYPE_I8 &&
+             st[DSR_DEFORM_STAGE_CONTEXT].dtype == DSR_DTYPE_I8;
+  return p;
+}
+
+/* Bytes between the packed k (and v) operands of consecutive heads. */
+static int64_t head_k_bytes(const dsr_deform_attn *d) {
+  dsr_gemm g = gemm_logits(1, (int32_t)deform_samples_max(d), d->head_channels, 0, 0);
+  return (int64_t)dsr_gemm_columns_bytes(&g);
+}
+
+static int64_t head_v_bytes(const dsr_deform_attn *d) {
+  dsr_gemm g = gemm_context(1, d->head_channels, (int32_t)deform_samples_max(d), 0, 0);
+  return (int64_t)dsr_gemm_columns_bytes(&g);
+}
+
+/* Adds the bias of output channel oc to count sums, requantizes them and saturates them to
+ * the stage, in place: the values of pointwise(). The narrow plan-time bound keeps sum plus
+ * bias in int32. */
+static void finish_sums(const projection *pr, int32_t oc, int32_t *sums, int64_t count) {
+  int32_t bias = pr->bias != NULL ? pr->bias[oc] : 0;
+  for (int64_t i = 0; i < count; i++)
+    sums[i] += bias;
+  dsr_fixed_requant_row32(sums, count, pr->pairs + 2 * oc, 0, sums);
+  saturate_row(sums, count, pr->out.zero, pr->out.min, pr->out.max);
+}
+
+/* Packs the weights that the products of plan read, for output channels first..last - 1:
+ * rows of proj_q, proj_k, proj_v and proj_out. */
+static void pack_weights(const dsr_model *model, const dsr_deform_attn *d, packed_plan plan,
+                         int32_t first, int32_t last, deform_scratch *s) {
+  int32_t c = d->channels;
+  dsr_gemm proj = gemm_projection(c, 1, 0);
+  if (plan.q)
+    dsr_gemm_pack_rows(&proj, param_data(model, d, DSR_DEFORM_PROJ_Q_W), c, 1, first, last,
+                       s->packed_wq);
+  if (plan.kv) {
+    dsr_gemm_pack_rows(&proj, param_data(model, d, DSR_DEFORM_PROJ_K_W), c, 1, first, last,
+                       s->packed_wk);
+    dsr_gemm_pack_rows(&proj, param_data(model, d, DSR_DEFORM_PROJ_V_W), c, 1, first, last,
+                       s->packed_wv);
+  }
+  if (plan.attend)
+    dsr_gemm_pack_rows(&proj, param_data(model, d, DSR_DEFORM_PROJ_OUT_W), c, 1, first, last,
+                       s->packed_wout);
+}
+
+/* proj_q as a packed product, output channels first..last - 1: the sums land in the q rows,
+ * then become stage values there. */
+static void compute_q_packed(const dsr_model *model, const dsr_node *node,
+                             const deform_sections *sec, int32_t first, int32_t last,
+                             deform_scratch *s) {
+  const dsr_deform_attn *d = node->deform;
+  const dsr_tensor *xt = &model->tensors[node->inputs[0]];
+  int64_t pixels = (int64_t)d->height * d->width;
+  projection pr = {NULL, param_data(model, d, DSR_DEFORM_PROJ_Q_B), sec->s[DSQ_DA_PROJ_Q],
+                   d->channels, 0, stage(&d->stage_qparams[DSR_DEFORM_STAGE_Q])};
+  dsr_gemm g = gemm_projection(d->channels, (int32_t)pixels, xt->qparams.zero_point);
+  dsr_gemm_run(&g, s->packed_wq, s->packed_x, first, last, 0, dsr_gemm_panels(&g),
+               s->q + (int64_t)first * pixels, pixels);
+  for (int32_t oc = first; oc < last; oc++)
+    finish_sums(&pr, oc, s->q + (int64_t)oc * pixels, pixels);
+}
+
+/* proj_k and proj_v of the samples as packed products, output channels first..last - 1.
+ * With the packed attention, also keeps the int8 copies it packs per head. */
+static void project_kv_packed(const dsr_model *model, const dsr_node *node,
+                              const deform_sections *sec, const patch_geometry *pg,
+                              packed_plan plan, int32_t first, int32_t last,
+                              deform_scratch *s) {
+  const dsr_deform_attn *d = node->deform;
+  int64_t n = pg->n;
+  stage_info ss = stage(&d->stage_qparams[DSR_DEFORM_STAGE_SAMPLED]);
+  dsr_gemm g = gemm_projection(d->channels, pg->n, ss.zero);
+  projection k = {NULL, param_data(model, d, DSR_DEFORM_PROJ_K_B), sec->s[DSQ_DA_PROJ_K],
+                  d->channels, 0, stage(&d->stage_qparams[DSR_DEFORM_STAGE_K])};
+  projection v = {NULL, param_data(model, d, DSR_DEFORM_PROJ_V_B), sec->s[DSQ_DA_PROJ_V],
+                  d->channels, 0, stage(&d->stage_qparams[DSR_DEFORM_STAGE_V])};
+  dsr_gemm_run(&g, s->packed_wk, s->packed_samp, first, last, 0, dsr_gemm_panels(&g),
+               s->k + first * n, n);
+  dsr_gemm_run(&g, s->packed_wv, s->packed_samp, first, last, 0, dsr_gemm_panels(&g),
+               s->v + first * n, n);
+  for (int32_t oc = first; oc < last; oc++) {
+    finish_sums(&k, oc, s->k + oc * n, n);
+    finish_sums(&v, oc, s->v + oc * n, n);
+  }
+  if (plan.attend) {
+    copy_row8(s->k + first * n, (last - first) * n, s->k8 + first * n);
+    copy_row8(s->v + first * n, (last - first) * n, s->v8 + first * n);
+  }
+}
+
+/* Packs k and v of heads first..last - 1 as the column operands of their q.k and
+ * attention . v products. */
+static void pack_heads(const dsr_deform_attn *d, const patch_geometry *pg, int32_t first,
+                       int32_t last, deform_scratch *s) {
+  const dsr_qparams *st = d->stage_qparams;
+  int32_t hc = d->head_channels, n = pg->n;
+  dsr_gemm logits = gemm_logits(1, n, hc, st[DSR_DEFORM_STAGE_Q].zero_point,
+                                st[DSR_DEFORM_STAGE_K].zero_point);
+  dsr_gemm context = gemm_context(1, hc, n, st[DSR_DEFORM_STAGE_ATTN].zero_point,
+                                  st[DSR_DEFORM_STAGE_V].zero_point);
+  for (int32_t hd = first; hd < last; hd++) {
+    int64_t rows = (int64_t)hd * hc * n;
+    dsr_gemm_pack_columns(&logits, s->k8 + rows, n, 1, 0, dsr_gemm_panels(&logits),
+                          s->packed_k + hd * head_k_bytes(d));
+    dsr_gemm_pack_columns(&context, s->v8 + rows, 1, n, 0, dsr_gemm_panels(&context),
+                          s->packed_v + hd * head_v_bytes(d));
+  }
+}
+
+/*
+ * Row (or column) factors of the position bias taps over the samples, for a query whose table
+ * row is base (Q8) before the sample position p[j] is subtracted: out[j] and out[n + j] are
+ * the weights of the first and second tap row, 0 outside the table of size rows, and
+ * out[2n + j], out[3n + j] their rows times stride (a row inside the table when the weight is
+ * 0). The tap weights of dsr_fixed_bilinear_taps are products of a row and a column weight,
+ * 0 when either tap lies outside. |base - p[j]| < 2^29 (positions are clamped to +-2^28), so
+ * floor(v / 2^8) is ((v + 2^30) >> 8) - 2^22 with a positive shifted value.
+ */
+DSR_FIXED_VECTOR_CLONES
+static void bias_axis(const int32_t *restrict p, int32_t n, int32_t base, int32_t size,
+                      int32_t stride, int32_t *restrict out) {
+  const int32_t one = DSR_FIXED_POS_ONE, bias = 1 << 30;
+  const int32_t unbias = bias >> DSR_FIXED_POS_FRAC_BITS;
+  for (int32_t j = 0; j < n; j++) {
+    int32_t v = base - p[j];
+    int32_t i0 = ((v + bias) >> DSR_FIXED_POS_FRAC_BITS) - unbias;
+    int32_t f = v - i0 * one;
+    int in0 = i0 >= 0 && i0 < size, in1 = i0 + 1 >= 0 && i0 + 1 < size;
+    out[j] = in0 ? one - f : 0;
+    out[n + j] = in1 ? f : 0;
+    out[2 * n + j] = (in0 ? i0 : 0) * stride;
+    out[3 * n + j] = (in1 ? i0 + 1 : 0) * stride;
+  }
+}
+
+/* Position bias sums of one head and query from its row and column factors (bias_axis): the
+ * sums of bilinear_sum. The weights sum to at most 2^16 and table values are int16, so every
+ * partial sum fits int32. */
+DSR_FIXED_VECTOR_CLONES
+static void bias_sums(const int32_t *restrict table, const int32_t *restrict rows,
+                      const int32_t *restrict cols, int32_t n, int32_t *restrict out) {
+  for (int32_t j = 0; j < n; j++) {
+    int32_t wy0 = rows[j], wy1 = rows[n + j], r0 = rows[2 * n + j], r1 = rows[3 * n + j];
+    int32_t wx0 = cols[j], wx1 = cols[n + j], c0 = cols[2 * n + j], c1 = cols[3 * n + j];
+    out[j] = wy0 * wx0 * table[r0 + c0] + wy0 * wx1 * table[r0 + c1] +
+             wy1 * wx0 * table[r1 + c0] + wy1 * wx1 * table[r1 + c1];
+  }
+}
+
+/* Row and column factors of the bias taps of the patch's core rows and columns, for groups
+ * first..last - 1. */
+static void bias_factors(const dsr_deform_attn *d, const patch_geometry *pg, int32_t first,
+                         int32_t last, deform_scratch *s) {
+  int32_t n = pg->n, table_h = 2 * d->height - 1, table_w = 2 * d->width - 1;
+  int64_t stride = 4 * (int64_t)n;
+  for (int32_t gi = first; gi < last; gi++) {
+    const int32_t *py = s->position + (int64_t)(gi * 2) * n;
+    const int32_t *px = py + n;
+    for (int32_t qy = pg->p.core_y0; qy < pg->p.core_y1; qy++) {
+      int32_t base = bias_base_q8(d->convention, qy, d->height, pg->p.ext_y0);
+      bias_axis(py, n, base, table_h, table_w,
+                s->bias_rows + ((int64_t)gi * d->height + qy - pg->p.core_y0) * stride);
+    }
+    for (int32_t qx = pg->p.core_x0; qx < pg->p.core_x1; qx++) {
+      int32_t base = bias_base_q8(d->convention, qx, d->width, pg->p.ext_x0);
+      bias_axis(px, n, base, table_w, 1,
+                s->bias_cols + ((int64_t)gi * d->width + qx - pg->p.core_x0) * stride);
+    }
+  }
+}
+
+/* Logits from requantized q.k sums and bias, as attend_pixel sums them; out may be qk. */
+DSR_FIXED_VECTOR_CLONES
+static void logit_values(const int32_t *qk, const int32_t *restrict bias, int32_t n,
+                         int32_t zero, int32_t lo, int32_t hi, int32_t *out) {
+  for (int32_t j = 0; j < n; j++) {
+    int64_t v = (int64_t)zero + qk[j] + bias[j];
+    out[j] = (int32_t)(v < lo ? lo : (v > hi ? hi : v));
+  }
+}
+
+/* Full-map pixel index of core pixel p of the patch. */
+static int64_t core_pixel_at(const dsr_deform_attn *d, const patch_geometry *pg, int32_t p) {
+  int32_t core_w = pg->p.core_x1 - pg->p.core_x0;
+  return (int64_t)(pg->p.core_y0 + p / core_w) * d->width + pg->p.core_x0 + p % core_w;
+}
+
+/*
+ * Attention and proj_out of the core pixels first..first + count - 1 (count <= ATTEND_BLOCK)
+ * with packed products. Per head: q.k of the block against every sample, the position bias
+ * and logits, one softmax row per query, then attention . v. Last, proj_out of the block.
+ * The values of attend_pixel.
+ */
+static void attend_block(const dsr_model *model, const dsr_node *node, void *y,
+                         const deform_sections *sec, const patch_geometry *pg,
+                         deform_scratch *s, int32_t first, int32_t count) {
+  const dsr_deform_attn *d = node->deform;
+  const dsr_tensor *yt = &model->tensors[node->output];
+  int32_t c_count = d->channels, hc = d->head_channels, n = pg->n;
+  int32_t heads_per_group = d->heads / d->groups;
+  int32_t core_w = pg->p.core_x1 - pg->p.core_x0;
+  int64_t map = (int64_t)d->height * d->width;
+  stage_info qs = stage(&d->stage_qparams[DSR_DEFORM_STAGE_Q]);
+  stage_info ks = stage(&d->stage_qparams[DSR_DEFORM_STAGE_K]);
+  stage_info vs = stage(&d->stage_qparams[DSR_DEFORM_STAGE_V]);
+  stage_info ls = stage(&d->stage_qparams[DSR_DEFORM_STAGE_LOGITS]);
+  stage_info as = stage(&d->stage_qparams[DSR_DEFORM_STAGE_ATTN]);
+  stage_info cs = stage(&d->stage_qparams[DSR_DEFORM_STAGE_CONTEXT]);
+  int64_t table_size = (int64_t)(2 * d->height - 1) * (2 * d->width - 1);
+  const int32_t *logit_pairs = sec->s[DSQ_DA_LOGITS];
+  dsr_gemm logits = gemm_logits(count, n, hc, qs.zero, ks.zero);
+  dsr_gemm context = gemm_context(count, hc, n, as.zero, vs.zero);
+  int64_t k_bytes = head_k_bytes(d), v_bytes = head_v_bytes(d);
+  int64_t rows = (int64_t)count * n, factors = 4 * (int64_t)n;
+
+  for (int32_t hd = 0; hd < d->heads; hd++) {
+    int32_t gi = hd / heads_per_group;
+    for (int32_t i = 0; i < count; i++) {
+      const int32_t *q = s->q + (int64_t)hd * hc * map + core_pixel_at(d, pg, first + i);
+      for (int32_t c = 0; c < hc; c++)
+        s->q_block[i * hc + c] = (int8_t)q[c * map];
+    }
+    dsr_gemm_pack_rows(&logits, s->q_block, hc, 1, 0, count, s->packed_q);
+    dsr_gemm_run(&logits, s->packed_q, s->packed_k + hd * k_bytes, 0, count, 0,
+                 dsr_gemm_panels(&logits), s->logit_block, n);
+    dsr_fixed_requant_row32(s->logit_block, rows, logit_pairs, 0, s->logit_block);
+    const int32_t *table = s->table32 + hd * table_size;
+    for (int32_t i = 0; i < count; i++) {
+      int32_t p = first + i;
+      bias_sums(table, s->bias_rows + ((int64_t)gi * d->height + p / core_w) * factors,
+                s->bias_cols + ((int64_t)gi * d->width + p % core_w) * factors, n,
+                s->bias_block + (int64_t)i * n);
+    }
+    dsr_fixed_requant_row32(s->bias_block, rows, logit_pairs + 2, 0, s->bias_block);
+    logit_values(s->logit_block, s->bias_block, (int32_t)rows, ls.zero, ls.min, ls.max,
+                 s->logit_block);
+    for (int32_t i = 0; i < count; i++) {
+      dsr_fixed_fast_softmax_row(s->logit_block + (int64_t)i * n, n, sec->s[DSQ_DA_SOFTMAX][0],
+                                 sec->s[DSQ_DA_SOFTMAX][1], 8, s->exps, s->attn);
+      copy_row8(s->attn, n, s->attn_block + (int64_t)i * n);
+    }
+    dsr_gemm_pack_rows(&context, s->attn_block, n, 1, 0, count, s->packed_attn);
+    dsr_gemm_run(&context, s->packed_attn, s->packed_v + hd * v_bytes, 0, count, 0,
+                 dsr_gemm_panels(&context), s->context_sums, hc);
+    dsr_fixed_requant_row32(s->context_sums, (int64_t)count * hc, sec->s[DSQ_DA_CONTEXT], 0,
+                            s->context_sums);
+    for (int32_t i = 0; i < count; i++)
+      saturate_row8(s->context_sums + (int64_t)i * hc, hc, cs.zero, cs.min, cs.max,
+                    s->context_block + (int64_t)i * c_count + (int64_t)hd * hc);
+  }
+
+  /* proj_out: output channels as rows, the block's pixels as columns. */
+  dsr_gemm out = gemm_projection(c_count, count, cs.zero);
+  projection pr = {NULL, param_data(model, d, DSR_DEFORM_PROJ_OUT_B), sec->s[DSQ_DA_PROJ_OUT],
+                   c_count, 0, stage(&yt->qparams)};
+  dsr_gemm_pack_columns(&out, s->context_block, 1, c_count, 0, dsr_gemm_panels(&out),
+                        s->packed_context);
+  dsr_gemm_run(&out, s->packed_wout, s->packed_context, 0, c_count, 0, dsr_gemm_panels(&out),
+               s->out_block, count);
+  for (int32_t oc = 0; oc < c_count; oc++) {
+    int32_t *row = s->out_block + (int64_t)oc * count;
+    finish_sums(&pr, oc, row, count);
+    for (int32_t i = 0; i < count; i++)
+      dsr_fixed_store(y, yt->qparams.dtype, (int64_t)oc * map + core_pixel_at(d, pg, first + i),
+                      row[i]);
+  }
+}
+
+/* Widens the position bias table of every head to int32, for the vector gathers of
+ * bias_sums. */
+static void widen_table(const dsr_model *model, const dsr_deform_attn *d, deform_scratch *s) {
+  const int16_t *table = param_data(model, d, DSR_DEFORM_RPE_TABLE);
+  int64_t count = (int64_t)d->heads * (2 * d->height - 1) * (2 * d->width - 1);
+  for (int64_t i = 0; i < count; i++)
+    s->table32[i] = table[i];
+}
+
 /* Stages of the fast order that run as parallel tasks, each over a share of its units. */
 typedef enum deform_step {
   DEFORM_Q,           /* units: output channels of proj_q */
@@ -941,7 +1508,16 @@ typedef enum deform_step {
   DEFORM_SAMPLE,      /* units: grid positions */
   DEFORM_PROJECT_KV,  /* units: output channels of proj_k and proj_v */
   DEFORM_PACK_KV,     /* units: channels of k and v, copied to int16 rows */
-  DEFORM_ATTEND       /* units: core pixels of the patch */
+  DEFORM_ATTEND,      /* units: core pixels of the patch */
+  /* packed order */
+  DEFORM_PACK_WEIGHTS, /* units: output channels of the projections */
+  DEFORM_PACK_X,       /* units: panels of 16 pixels of the input */
+  DEFORM_Q_PACKED,     /* units: output channels of proj_q */
+  DEFORM_PACK_SAMPLES, /* units: panels of 16 samples */
+  DEFORM_KV_PACKED,    /* units: output channels of proj_k and proj_v */
+  DEFORM_PACK_HEADS,   /* units: heads */
+  DEFORM_BIAS_FACTORS, /* units: groups */
+  DEFORM_ATTEND_PACKED /* units: core pixels of the patch, in blocks of ATTEND_BLOCK */
 } deform_step;
 
 typedef struct deform_job {
@@ -953,6 +1529,7 @@ typedef struct deform_job {
   const deform_scratch *shared;
   uint8_t *scratch;
   const patch_geometry *pg;
+  packed_plan plan;
   deform_step step;
   int64_t unit_count;
   int32_t task_count;
@@ -971,13 +1548,16 @@ static void deform_task(void *context, int32_t task_index) {
     compute_q_rows(job->model, job->node, job->x, job->sec, first, last, &s);
     break;
   case DEFORM_OFFSET_DW:
-    offset_depthwise(job->model, d, job->sec, pg, first, last, &s);
+    offset_depthwise_rows(job->model, d, job->sec, pg, first, last, &s);
     break;
   case DEFORM_OFFSET_LN:
     offset_points(job->model, d, job->sec, pg, first, last, &s);
     break;
   case DEFORM_SAMPLE:
-    sample_points(job->model, job->node, job->x, pg, first, last, &s);
+    if (job->plan.kv)
+      sample_points_int8(job->model, job->node, job->x, pg, first, last, &s);
+    else
+      sample_points(job->model, job->node, job->x, pg, first, last, &s);
     break;
   case DEFORM_PROJECT_KV:
     project_kv_rows(job->model, job->node, job->sec, pg, first, last, &s);
@@ -992,6 +1572,39 @@ static void deform_task(void *context, int32_t task_index) {
                         pg->p.core_y0 + p / core_w, pg->p.core_x0 + p % core_w);
     break;
   }
+  case DEFORM_PACK_WEIGHTS:
+    pack_weights(job->model, d, job->plan, first, last, &s);
+    break;
+  case DEFORM_PACK_X: {
+    const dsr_tensor *xt = &job->model->tensors[job->node->inputs[0]];
+    int64_t pixels = (int64_t)d->height * d->width;
+    dsr_gemm g = gemm_projection(d->channels, (int32_t)pixels, xt->qparams.zero_point);
+    dsr_gemm_pack_columns(&g, job->x, pixels, 1, first, last, s.packed_x);
+    break;
+  }
+  case DEFORM_Q_PACKED:
+    compute_q_packed(job->model, job->node, job->sec, first, last, &s);
+    break;
+  case DEFORM_PACK_SAMPLES: {
+    dsr_gemm g = gemm_projection(d->channels, pg->n,
+                                 d->stage_qparams[DSR_DEFORM_STAGE_SAMPLED].zero_point);
+    dsr_gemm_pack_columns(&g, s.sampled8, pg->n, 1, first, last, s.packed_samp);
+    break;
+  }
+  case DEFORM_KV_PACKED:
+    project_kv_packed(job->model, job->node, job->sec, pg, job->plan, first, last, &s);
+    break;
+  case DEFORM_PACK_HEADS:
+    pack_heads(d, pg, first, last, &s);
+    break;
+  case DEFORM_BIAS_FACTORS:
+    bias_factors(d, pg, first, last, &s);
+    break;
+  case DEFORM_ATTEND_PACKED:
+    for (int32_t p = first; p < last; p += ATTEND_BLOCK)
+      attend_block(job->model, job->node, job->y, job->sec, pg, &s, p,
+                   last - p < ATTEND_BLOCK ? last - p : ATTEND_BLOCK);
+    break;
   }
 }
 
@@ -1025,11 +1638,23 @@ void dsr_fixed_deform_execute_parallel(const dsr_model *model, const dsr_node *n
   int64_t c = d->channels, cg = d->channels / d->groups;
   int64_t pixels = (int64_t)d->height * d->width;
   int64_t k2 = (int64_t)d->offset_kernel * d->offset_kernel;
+  packed_plan plan = plan_packed(model, node);
   deform_job job = {.model = model, .node = node, .x = x, .y = y, .sec = &sec, .shared = &s,
-                    .scratch = scratch};
+                    .scratch = scratch, .plan = plan};
 
+  if (plan.attend)
+    widen_table(model, d, &s);
+  if (plan.q || plan.kv || plan.attend)
+    run_step(&job, parallel, DEFORM_PACK_WEIGHTS, c, 4 * c, 1);
   /* proj_q is pointwise, so one pass over the whole map serves every patch. */
-  run_step(&job, parallel, DEFORM_Q, c, pixels * c, pixels >= PROJECTION_MIN_ROW);
+  if (plan.q) {
+    run_step(&job, parallel, DEFORM_PACK_X, (pixels + DSR_GEMM_PANEL_COLUMNS - 1) /
+                                                DSR_GEMM_PANEL_COLUMNS,
+             DSR_GEMM_PANEL_COLUMNS * c, 1);
+    run_step(&job, parallel, DEFORM_Q_PACKED, c, pixels * c, 1);
+  } else {
+    run_step(&job, parallel, DEFORM_Q, c, pixels * c, pixels >= PROJECTION_MIN_ROW);
+  }
 
   for (int32_t row = 0; row < slice.rows; row++) {
     for (int32_t col = 0; col < slice.cols; col++) {
@@ -1043,7 +1668,23 @@ void dsr_fixed_deform_execute_parallel(const dsr_model *model, const dsr_node *n
       run_step(&job, parallel, DEFORM_OFFSET_LN, n, d->groups * cg * 24, 1);
       positions(d, &sec, &pg, &s);
       run_step(&job, parallel, DEFORM_SAMPLE, n, c * 8, 1);
-      run_step(&job, parallel, DEFORM_PROJECT_KV, c, 2 * n * c, n >= PROJECTION_MIN_ROW);
+      if (plan.kv) {
+        run_step(&job, parallel, DEFORM_PACK_SAMPLES,
+                 (n + DSR_GEMM_PANEL_COLUMNS - 1) / DSR_GEMM_PANEL_COLUMNS,
+                 DSR_GEMM_PANEL_COLUMNS * c, 1);
+        run_step(&job, parallel, DEFORM_KV_PACKED, c, 2 * n * c, 1);
+      } else {
+        run_step(&job, parallel, DEFORM_PROJECT_KV, c, 2 * n * c, n >= PROJECTION_MIN_ROW);
+      }
+      if (plan.attend) {
+        run_step(&job, parallel, DEFORM_PACK_HEADS, d->heads, 2 * n * d->head_channels, 1);
+        run_step(&job, parallel, DEFORM_BIAS_FACTORS, d->groups,
+                 (int64_t)(d->height + d->width) * n * 16, 1);
+        /* Per block of queries and head: q.k, bias, softmax, attention . v; then proj_out. */
+        run_step(&job, parallel, DEFORM_ATTEND_PACKED, core,
+                 d->heads * n * (2 * d->head_channels + 24) + c * c, 1);
+        continue;
+      }
       run_step(&job, parallel, DEFORM_PACK_KV, c, 2 * n, 1);
       /* Per head: q.k and attention sums over the samples, softmax; then proj_out. */
       run_step(&job, parallel, DEFORM_ATTEND, core, d->heads * n * (2 * d->head_channels + 24) + c * c,

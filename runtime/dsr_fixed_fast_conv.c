@@ -115,6 +115,12 @@ size_t dsr_fixed_fast_conv2d_scratch_bytes_for_workers(const dsr_model *model,
   if (node->input_count < 2 || node->inputs[1] < 0 || node->inputs[1] >= model->tensor_count ||
       node->output < 0 || node->output >= model->tensor_count || !geometry_init(model, node, &g))
     return 0;
+  size_t gemm_bytes = dsr_fixed_fast_conv2d_gemm_scratch_bytes(model, node, worker_count);
+  if (gemm_bytes > 0)
+    return gemm_bytes;
+  size_t depthwise_bytes = dsr_fixed_fast_depthwise_scratch_bytes(model, node, worker_count);
+  if (depthwise_bytes > 0)
+    return depthwise_bytes;
   return scratch_bytes(&g, worker_count < 1 ? 1 : worker_count);
 }
 
@@ -442,6 +448,9 @@ int dsr_fixed_fast_conv2d_parallel(const dsr_model *model, const dsr_node *node,
   conv_geometry g;
   if (!geometry_init(model, node, &g))
     return 0;
+  if (dsr_fixed_fast_conv2d_gemm(model, node, in, out, scratch, parallel) ||
+      dsr_fixed_fast_depthwise(model, node, in, out, scratch, parallel))
+    return 1;
   const dsr_tensor *xt = &model->tensors[node->inputs[0]];
   size_t parts[5];
   scratch_parts(&g, parts);

@@ -34,6 +34,13 @@ void dsr_fixed_execute_parallel(const dsr_model *model, int32_t node_index,
                                 const void *const inputs[DSR_MAX_NODE_INPUTS], void *output,
                                 uint8_t *scratch, dsr_slice slice, const dsr_parallel *parallel);
 
+/* dsr_fixed_execute_parallel with node_index's constant operand already packed by
+ * dsr_fixed_pack_constants (NULL: the kernel packs it itself). */
+void dsr_fixed_execute_packed(const dsr_model *model, int32_t node_index,
+                              const void *const inputs[DSR_MAX_NODE_INPUTS], void *output,
+                              uint8_t *scratch, dsr_slice slice, const dsr_parallel *parallel,
+                              const uint8_t *packed);
+
 /*
  * Same contract as dsr_fixed_execute, but every op runs its reference kernel: the plain loop
  * nest that documents the arithmetic. The optimized kernels that dsr_fixed_execute picks
@@ -61,12 +68,41 @@ int dsr_fixed_fast_conv2d_parallel(const dsr_model *model, const dsr_node *node,
 size_t dsr_fixed_fast_conv2d_scratch_bytes_for_workers(const dsr_model *model,
                                                        const dsr_node *node,
                                                        int32_t worker_count);
+/* CONV2D with one group and an int8 input as a packed matrix product
+ * (dsr_fixed_fast_conv_gemm.c); dsr_fixed_fast_conv2d_parallel tries it first. */
+int dsr_fixed_fast_conv2d_gemm(const dsr_model *model, const dsr_node *node,
+                               const void *const *in, void *out, uint8_t *scratch,
+                               const dsr_parallel *parallel);
+size_t dsr_fixed_fast_conv2d_gemm_scratch_bytes(const dsr_model *model, const dsr_node *node,
+                                                int32_t worker_count);
+/* Depthwise CONV2D with stride 1 on the padded grid (dsr_fixed_fast_depthwise.c);
+ * dsr_fixed_fast_conv2d_parallel tries it second. */
+int dsr_fixed_fast_depthwise(const dsr_model *model, const dsr_node *node,
+                             const void *const *in, void *out, uint8_t *scratch,
+                             const dsr_parallel *parallel);
+size_t dsr_fixed_fast_depthwise_scratch_bytes(const dsr_model *model, const dsr_node *node,
+                                              int32_t worker_count);
+/* GEMM with an int8 input as a packed matrix product (dsr_fixed_fast_gemm.c). */
+int dsr_fixed_fast_gemm_parallel(const dsr_model *model, const dsr_node *node,
+                                 const void *const *in, void *out, uint8_t *scratch,
+                                 const dsr_parallel *parallel, const uint8_t *packed_weight);
+/* Bytes of the weight packed ahead (0 where the kernel does not apply) and the packing. */
+size_t dsr_fixed_fast_gemm_packed_bytes(const dsr_model *model, const dsr_node *node);
+void dsr_fixed_fast_gemm_pack(const dsr_model *model, const dsr_node *node, uint8_t *packed);
+size_t dsr_fixed_fast_gemm_scratch_bytes(const dsr_model *model, const dsr_node *node,
+                                         int32_t worker_count);
+int dsr_fixed_fast_gemm(const dsr_model *model, const dsr_node *node, const void *const *in,
+                        void *out, uint8_t *scratch);
 int dsr_fixed_fast_matmul(const dsr_model *model, const dsr_node *node, const void *const *in,
                           void *out, uint8_t *scratch);
 size_t dsr_fixed_fast_matmul_scratch_bytes(const dsr_model *model, const dsr_node *node);
 int dsr_fixed_fast_matmul_parallel(const dsr_model *model, const dsr_node *node,
                                    const void *const *in, void *out, uint8_t *scratch,
-                                   const dsr_parallel *parallel);
+                                   const dsr_parallel *parallel, const uint8_t *packed_b);
+/* Bytes of a constant B packed ahead (0 where the packed order does not apply to a single
+ * constant B) and the packing. */
+size_t dsr_fixed_fast_matmul_packed_bytes(const dsr_model *model, const dsr_node *node);
+void dsr_fixed_fast_matmul_pack(const dsr_model *model, const dsr_node *node, uint8_t *packed);
 size_t dsr_fixed_fast_matmul_scratch_bytes_for_workers(const dsr_model *model,
                                                        const dsr_node *node,
                                                        int32_t worker_count);
@@ -166,6 +202,12 @@ void dsr_fixed_add_store_row_portable(const int32_t *ra, const int32_t *rb, int6
                                       int32_t dtype, void *out, int64_t offset);
 /* 1 when the CPU runs the AVX-512 row kernels (x86-64 with AVX-512 F and BW). */
 int dsr_fixed_rows_use_avx512(void);
+
+/* dsr_fixed_requant_row32 of acc followed by dsr_fixed_store_row, in one pass (AVX-512F where
+ * the CPU has it). acc may be overwritten. */
+void dsr_fixed_requant_store_row(int32_t *acc, int64_t count, const int32_t *pairs,
+                                 int32_t pair_stride, int32_t zero, int32_t dtype, void *out,
+                                 int64_t offset);
 
 /* Dot product of two int16 rows in 32 bits: the caller bounds every partial sum by 2^31 - 1. */
 int32_t dsr_fixed_dot16(const int16_t *a, const int16_t *b, int32_t count);

@@ -32,6 +32,8 @@ void dsr_fixed_run_node(dsr_context *ctx, int32_t node_index) {
                                     ctx->probe);
     return;
   }
-  dsr_fixed_execute_parallel(model, node_index, inputs, dsr_tensor_data(ctx, node->output),
-                             ctx->scratch, slice, &ctx->parallel);
+  size_t packed_offset = ctx->tensor_offsets[model->tensor_count + node_index];
+  const uint8_t *packed = packed_offset == SIZE_MAX ? NULL : ctx->arena + packed_offset;
+  dsr_fixed_execute_packed(model, node_index, inputs, dsr_tensor_data(ctx, node->output),
+                           ctx->scratch, slice, &ctx->parallel, packed);
 }

@@ -56,6 +56,35 @@ static int32_t stored_value(uint8_t b, int is_unsigned) {
   return is_unsigned ? (int32_t)b : (int32_t)(int8_t)b;
 }
 
+/*
+ * Stores the first multiple of 16 values of a contiguous row and adds their stored values to
+ * *sum; returns how many it stored. With SSE2, vpsadbw sums the unsigned form (value + 128)
+ * of 8 bytes at a time, and the signed sum is that minus 128 per value.
+ */
+static int32_t pack_row_prefix(const int8_t *row, int32_t count, int flip, uint8_t *out,
+                               int32_t *sum) {
+#ifdef DSR_GEMM_X86
+  const __m128i bias = _mm_set1_epi8((char)0x80), zero = _mm_setzero_si128();
+  __m128i sums = _mm_setzero_si128();
+  int32_t t = 0;
+  for (; t + 16 <= count; t += 16) {
+    __m128i shifted = _mm_xor_si128(_mm_loadu_si128((const __m128i *)(row + t)), bias);
+    _mm_storeu_si128((__m128i *)(out + t), flip ? shifted : _mm_xor_si128(shifted, bias));
+    sums = _mm_add_epi64(sums, _mm_sad_epu8(shifted, zero));
+  }
+  int64_t unsigned_sum = _mm_cvtsi128_si64(sums) + _mm_cvtsi128_si64(_mm_unpackhi_epi64(sums, sums));
+  *sum += (int32_t)(flip ? unsigned_sum : unsigned_sum - 128 * (int64_t)t);
+  return t;
+#else
+  (void)row;
+  (void)count;
+  (void)flip;
+  (void)out;
+  (void)sum;
+  return 0;
+#endif
+}
+
 void dsr_gemm_pack_rows(const dsr_gemm *g, const int8_t *p, int64_t i_stride, int64_t t_stride,
                         int32_t row_begin, int32_t row_end, uint8_t *packed) {
   int32_t k4 = round4(g->k);
@@ -66,7 +95,8 @@ void dsr_gemm_pack_rows(const dsr_gemm *g, const int8_t *p, int64_t i_stride, in
     const int8_t *row = p + (int64_t)i * i_stride;
     int32_t sum = 0;
     if (t_stride == 1) {
-      for (int32_t t = 0; t < g->k; t++) {
+      int32_t t = pack_row_prefix(row, g->k, flip, out, &sum);
+      for (; t < g->k; t++) {
         out[t] = stored_byte(row[t], flip);
         sum += stored_value(out[t], flip);
       }
@@ -82,33 +112,134 @@ void dsr_gemm_pack_rows(const dsr_gemm *g, const int8_t *p, int64_t i_stride, in
   }
 }
 
-void dsr_gemm_pack_columns(const dsr_gemm *g, const int8_t *q, int64_t t_stride,
-                           int64_t j_stride, int32_t panel_begin, int32_t panel_end,
-                           uint8_t *packed) {
+/* Packs one panel element by element: any strides, partial panels and quads. */
+static void pack_panel_scalar(const dsr_gemm *g, const int8_t *q, int64_t t_stride,
+                              int64_t j_stride, int32_t panel, uint8_t *packed) {
   int32_t quads = round4(g->k) / 4;
   int flip = !g->p_unsigned;
   int32_t *col_sums = (int32_t *)(packed + round64(columns_data_bytes(g)));
-  for (int32_t panel = panel_begin; panel < panel_end; panel++) {
-    uint8_t *out = packed + (size_t)panel * panel_bytes(g);
-    int32_t j0 = panel * DSR_GEMM_PANEL_COLUMNS;
-    int32_t sums[DSR_GEMM_PANEL_COLUMNS] = {0};
-    for (int32_t quad = 0; quad < quads; quad++) {
-      uint8_t *block = out + (size_t)quad * 64;
+  uint8_t *out = packed + (size_t)panel * panel_bytes(g);
+  int32_t j0 = panel * DSR_GEMM_PANEL_COLUMNS;
+  int32_t sums[DSR_GEMM_PANEL_COLUMNS] = {0};
+  for (int32_t quad = 0; quad < quads; quad++) {
+    uint8_t *block = out + (size_t)quad * 64;
+    for (int32_t c = 0; c < DSR_GEMM_PANEL_COLUMNS; c++) {
+      int32_t j = j0 + c;
+      for (int32_t u = 0; u < 4; u++) {
+        int32_t t = quad * 4 + u;
+        uint8_t b = 0;
+        if (j < g->n && t < g->k) {
+          b = stored_byte(q[(int64_t)t * t_stride + (int64_t)j * j_stride], flip);
+          sums[c] += stored_value(b, flip);
+        }
+        block[c * 4 + u] = b;
+      }
+    }
+  }
+  memcpy(col_sums + j0, sums, sizeof sums);
+}
+
+#ifdef DSR_GEMM_X86
+
+/*
+ * Packs panel_count (1 to 4) consecutive whole panels (16 columns each, within n) of a Q whose
+ * columns are contiguous (j_stride 1). Each group of 4 rows is loaded as 4 x 16 bytes per
+ * panel, so one pass reads whole 64-byte lines, and interleaved byte-wise and then
+ * 16-bit-wise, which puts each column's 4 values side by side. Column sums come from
+ * vpmaddubsw against ones (pairs of bytes, at most 2 * 255) and vpmaddwd (the four bytes).
+ */
+__attribute__((target("ssse3"))) static void pack_panels_rows16(const dsr_gemm *g,
+                                                                const int8_t *q,
+                                                                int64_t t_stride, int32_t panel,
+                                                                int32_t panel_count,
+                                                                uint8_t *packed) {
+  int is_unsigned = !g->p_unsigned;
+  const __m128i flip = _mm_set1_epi8(is_unsigned ? (char)0x80 : 0);
+  const __m128i ones8 = _mm_set1_epi8(1), ones16 = _mm_set1_epi16(1);
+  int32_t full_quads = g->k / 4;
+  int32_t *col_sums = (int32_t *)(packed + round64(columns_data_bytes(g)));
+  size_t pb = panel_bytes(g);
+  uint8_t *out = packed + (size_t)panel * pb;
+  int32_t j0 = panel * DSR_GEMM_PANEL_COLUMNS;
+  const int8_t *base = q + j0;
+  __m128i sums[4][4];
+  for (int p = 0; p < 4; p++)
+    for (int c = 0; c < 4; c++)
+      sums[p][c] = _mm_setzero_si128();
+  for (int32_t quad = 0; quad < full_quads; quad++) {
+    const int8_t *r = base + (int64_t)quad * 4 * t_stride;
+    for (int p = 0; p < panel_count; p++) {
+      const int8_t *rp = r + p * DSR_GEMM_PANEL_COLUMNS;
+      __m128i r0 = _mm_xor_si128(_mm_loadu_si128((const __m128i *)rp), flip);
+      __m128i r1 = _mm_xor_si128(_mm_loadu_si128((const __m128i *)(rp + t_stride)), flip);
+      __m128i r2 = _mm_xor_si128(_mm_loadu_si128((const __m128i *)(rp + 2 * t_stride)), flip);
+      __m128i r3 = _mm_xor_si128(_mm_loadu_si128((const __m128i *)(rp + 3 * t_stride)), flip);
+      __m128i lo01 = _mm_unpacklo_epi8(r0, r1), hi01 = _mm_unpackhi_epi8(r0, r1);
+      __m128i lo23 = _mm_unpacklo_epi8(r2, r3), hi23 = _mm_unpackhi_epi8(r2, r3);
+      __m128i v[4] = {_mm_unpacklo_epi16(lo01, lo23), _mm_unpackhi_epi16(lo01, lo23),
+                      _mm_unpacklo_epi16(hi01, hi23), _mm_unpackhi_epi16(hi01, hi23)};
+      uint8_t *block = out + (size_t)p * pb + (size_t)quad * 64;
+      for (int c = 0; c < 4; c++) {
+        _mm_storeu_si128((__m128i *)(block + 16 * c), v[c]);
+        __m128i pairs =
+            is_unsigned ? _mm_maddubs_epi16(v[c], ones8) : _mm_maddubs_epi16(ones8, v[c]);
+        sums[p][c] = _mm_add_epi32(sums[p][c], _mm_madd_epi16(pairs, ones16));
+      }
+    }
+  }
+
+  int32_t quads = round4(g->k) / 4;
+  for (int p = 0; p < panel_count; p++) {
+    int32_t tail[DSR_GEMM_PANEL_COLUMNS];
+    for (int c = 0; c < 4; c++)
+      _mm_storeu_si128((__m128i *)(tail + 4 * c), sums[p][c]);
+
+    /* The last, partial group of rows, with zeros past k. */
+    const int8_t *panel_base = base + p * DSR_GEMM_PANEL_COLUMNS;
+    for (int32_t quad = full_quads; quad < quads; quad++) {
+      uint8_t *block = out + (size_t)p * pb + (size_t)quad * 64;
       for (int32_t c = 0; c < DSR_GEMM_PANEL_COLUMNS; c++) {
-        int32_t j = j0 + c;
         for (int32_t u = 0; u < 4; u++) {
           int32_t t = quad * 4 + u;
           uint8_t b = 0;
-          if (j < g->n && t < g->k) {
-            b = stored_byte(q[(int64_t)t * t_stride + (int64_t)j * j_stride], flip);
-            sums[c] += stored_value(b, flip);
+          if (t < g->k) {
+            b = stored_byte(panel_base[(int64_t)t * t_stride + c], is_unsigned);
+            tail[c] += stored_value(b, is_unsigned);
           }
           block[c * 4 + u] = b;
         }
       }
     }
-    memcpy(col_sums + j0, sums, sizeof sums);
+    memcpy(col_sums + j0 + p * DSR_GEMM_PANEL_COLUMNS, tail, sizeof tail);
   }
+}
+
+static int has_ssse3(void) {
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("ssse3");
+}
+
+#endif
+
+void dsr_gemm_pack_columns(const dsr_gemm *g, const int8_t *q, int64_t t_stride,
+                           int64_t j_stride, int32_t panel_begin, int32_t panel_end,
+                           uint8_t *packed) {
+#ifdef DSR_GEMM_X86
+  int vector = j_stride == 1 && has_ssse3();
+#endif
+  int32_t panel = panel_begin;
+#ifdef DSR_GEMM_X86
+  /* Whole panels, up to 4 per pass. */
+  int32_t whole_end = g->n / DSR_GEMM_PANEL_COLUMNS < panel_end ? g->n / DSR_GEMM_PANEL_COLUMNS
+                                                                  : panel_end;
+  while (vector && panel < whole_end) {
+    int32_t count = whole_end - panel < 4 ? whole_end - panel : 4;
+    pack_panels_rows16(g, q, t_stride, panel, count, packed);
+    panel += count;
+  }
+#endif
+  for (; panel < panel_end; panel++)
+    pack_panel_scalar(g, q, t_stride, j_stride, panel, packed);
 }
 
 /* Correction terms of dsr_gemm.h, modulo 2^32: the stored zero points and the constant. */
@@ -192,7 +323,7 @@ tile_vnni(const dsr_gemm *g, const uint8_t *packed_rows, const uint8_t *packed_c
   for (int32_t quad = 0; quad < quads; quad++) {
     __m512i q[PANEL_TILE];
     for (int p = 0; p < panels; p++)
-      q[p] = _mm512_load_si512((const void *)(col_ptr + (size_t)p * pb + (size_t)quad * 64));
+      q[p] = _mm512_loadu_si512((const void *)(col_ptr + (size_t)p * pb + (size_t)quad * 64));
     for (int r = 0; r < rows; r++) {
       int32_t word;
       memcpy(&word, row_ptr[r] + quad * 4, 4);
@@ -207,7 +338,7 @@ tile_vnni(const dsr_gemm *g, const uint8_t *packed_rows, const uint8_t *packed_c
     int32_t j0 = (panel0 + p) * DSR_GEMM_PANEL_COLUMNS;
     int32_t width = g->n - j0 < DSR_GEMM_PANEL_COLUMNS ? g->n - j0 : DSR_GEMM_PANEL_COLUMNS;
     __mmask16 mask = (__mmask16)((1u << width) - 1u);
-    __m512i col_term = _mm512_mullo_epi32(cp, _mm512_load_si512((const void *)(col_sums + j0)));
+    __m512i col_term = _mm512_mullo_epi32(cp, _mm512_loadu_si512((const void *)(col_sums + j0)));
     for (int r = 0; r < rows; r++) {
       uint32_t row_term = corr.constant - corr.cq * (uint32_t)row_sums[i0 + r];
       __m512i v = _mm512_add_epi32(acc[r][p], _mm512_set1_epi32((int32_t)row_term));
@@ -284,6 +415,95 @@ int dsr_gemm_uses_vnni(void) {
 int dsr_gemm_uses_vnni(void) { return 0; }
 
 #endif
+
+void dsr_gemm_matvec_portable(const int8_t *a, int32_t m, int32_t k, int32_t a_zero,
+                              const int8_t *b, int32_t b_zero, int32_t *out) {
+  for (int32_t i = 0; i < m; i++) {
+    const int8_t *row = a + (int64_t)i * k;
+    uint32_t sum = 0;
+    for (int32_t t = 0; t < k; t++)
+      sum += (uint32_t)((row[t] - a_zero) * (b[t] - b_zero));
+    out[i] = (int32_t)sum;
+  }
+}
+
+#ifdef DSR_GEMM_X86
+
+/*
+ * 16 rows per vector: lane r gathers the 4 bytes a[i0 + r][4q .. 4q + 3] of quad q, flipped to
+ * unsigned (value + 128), and vpdpbusd multiplies them by the broadcast quad of b and, in a
+ * second sum, by ones for the row sums. Then C = S - b_zero * row_sum - (a_zero + 128) *
+ * (sum of b) + k * (a_zero + 128) * b_zero, modulo 2^32 as in dsr_gemm_run. A k that is not
+ * a multiple of 4 ends in a quad whose missing bytes pair with zeros of a padded b.
+ */
+VNNI_TARGET static void matvec_vnni(const int8_t *a, int32_t m, int32_t k, int32_t a_zero,
+                                    const int8_t *b, int32_t b_zero, int32_t *out) {
+  int32_t quads = k / 4, tail = k % 4;
+  uint32_t b_sum = 0;
+  for (int32_t t = 0; t < k; t++)
+    b_sum += (uint32_t)b[t];
+  uint32_t ca = (uint32_t)(a_zero + 128);
+  uint32_t constant = (uint32_t)k * ca * (uint32_t)b_zero - ca * b_sum;
+  const __m512i flip = _mm512_set1_epi8((char)0x80), ones = _mm512_set1_epi8(1);
+  const __m512i lanes = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+  int32_t last_word = 0;
+  memcpy(&last_word, b + 4 * quads, (size_t)tail);
+  for (int32_t i0 = 0; i0 < m; i0 += 16) {
+    int32_t rows = m - i0 < 16 ? m - i0 : 16;
+    __mmask16 mask = (__mmask16)((1u << rows) - 1u);
+    __m512i index = _mm512_mullo_epi32(lanes, _mm512_set1_epi32(k));
+    const int8_t *base = a + (int64_t)i0 * k;
+    __m512i sums = _mm512_setzero_si512(), row_sums = _mm512_setzero_si512();
+    for (int32_t q = 0; q < quads; q++) {
+      /* Lanes past m start as 0x80 bytes, which the flip turns into zeros. */
+      __m512i words = _mm512_mask_i32gather_epi32(flip, mask, index,
+                                                  (const void *)(base + 4 * q), 1);
+      words = _mm512_xor_si512(words, flip);
+      int32_t b_word;
+      memcpy(&b_word, b + 4 * q, 4);
+      sums = _mm512_dpbusd_epi32(sums, words, _mm512_set1_epi32(b_word));
+      row_sums = _mm512_dpbusd_epi32(row_sums, words, ones);
+    }
+    if (tail > 0) {
+      /* Bytes past k are read from the row itself (or its successor), so only whole rows
+       * are gathered: the last row's tail goes through the scalar loop below. */
+      __mmask16 inner = i0 + rows == m ? (__mmask16)(mask >> 1) : mask;
+      __m512i words = _mm512_mask_i32gather_epi32(flip, inner, index,
+                                                  (const void *)(base + 4 * quads), 1);
+      __m512i keep = _mm512_set1_epi32((int32_t)((1u << (8 * tail)) - 1u));
+      words = _mm512_and_si512(_mm512_xor_si512(words, flip), keep);
+      sums = _mm512_dpbusd_epi32(sums, words, _mm512_set1_epi32(last_word));
+      row_sums = _mm512_dpbusd_epi32(row_sums, words, ones);
+      if (inner != mask) {
+        const int8_t *row = base + (int64_t)(rows - 1) * k + 4 * quads;
+        uint32_t s = 0, r = 0;
+        for (int32_t t = 0; t < tail; t++) {
+          s += (uint32_t)(((int32_t)row[t] + 128) * b[4 * quads + t]);
+          r += (uint32_t)((int32_t)row[t] + 128);
+        }
+        __mmask16 last = (__mmask16)(1u << (rows - 1));
+        sums = _mm512_mask_add_epi32(sums, last, sums, _mm512_set1_epi32((int32_t)s));
+        row_sums = _mm512_mask_add_epi32(row_sums, last, row_sums, _mm512_set1_epi32((int32_t)r));
+      }
+    }
+    __m512i c = _mm512_sub_epi32(sums, _mm512_mullo_epi32(row_sums, _mm512_set1_epi32(b_zero)));
+    c = _mm512_add_epi32(c, _mm512_set1_epi32((int32_t)constant));
+    _mm512_mask_storeu_epi32(out + i0, mask, c);
+  }
+}
+
+#endif
+
+void dsr_gemm_matvec(const int8_t *a, int32_t m, int32_t k, int32_t a_zero, const int8_t *b,
+                     int32_t b_zero, int32_t *out) {
+#ifdef DSR_GEMM_X86
+  if (dsr_gemm_uses_vnni() && (int64_t)k * 16 < INT32_MAX) {
+    matvec_vnni(a, m, k, a_zero, b, b_zero, out);
+    return;
+  }
+#endif
+  dsr_gemm_matvec_portable(a, m, k, a_zero, b, b_zero, out);
+}
 
 void dsr_gemm_run(const dsr_gemm *g, const uint8_t *packed_rows, const uint8_t *packed_columns,
                   int32_t row_begin, int32_t row_end, int32_t panel_begin, int32_t panel_end,

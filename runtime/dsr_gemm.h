@@ -5,7 +5,8 @@
  *
  * for i < m and j < n. P is the row operand: each of its values is broadcast to 16 outputs.
  * Q is the column operand: 16 of its columns are loaded at once. Both are first packed into
- * caller-owned scratch (sizes from the *_bytes functions, addresses aligned to 64 bytes):
+ * caller-owned scratch (sizes from the *_bytes functions; any address works, and 64-byte
+ * alignment keeps every vector load within one cache line):
  *
  *   packed rows:    uint8 rows[m][k4], then int32 row_sums[m]
  *   packed columns: for each panel of 16 columns, for each group of 4 reduction steps,
@@ -76,6 +77,19 @@ static inline int32_t dsr_gemm_panels(const dsr_gemm *g) {
 void dsr_gemm_run(const dsr_gemm *g, const uint8_t *packed_rows, const uint8_t *packed_columns,
                   int32_t row_begin, int32_t row_end, int32_t panel_begin, int32_t panel_end,
                   int32_t *c, int64_t c_stride);
+
+/*
+ * Matrix-vector product without packing: out[i] = sum over t < k of (a[i][t] - a_zero) *
+ * (b[t] - b_zero) for i < m, a row-major (row stride k). The bound of dsr_gemm_run applies.
+ * The VNNI kernel gathers 4 bytes of 16 rows at a time, so many small products (one per
+ * query of neighbourhood attention) cost no packing.
+ */
+void dsr_gemm_matvec(const int8_t *a, int32_t m, int32_t k, int32_t a_zero, const int8_t *b,
+                     int32_t b_zero, int32_t *out);
+
+/* dsr_gemm_matvec with the portable loop whatever the CPU, for tests. */
+void dsr_gemm_matvec_portable(const int8_t *a, int32_t m, int32_t k, int32_t a_zero,
+                              const int8_t *b, int32_t b_zero, int32_t *out);
 
 /* dsr_gemm_run with the portable kernel whatever the CPU, for tests that compare the two. */
 void dsr_gemm_run_portable(const dsr_gemm *g, const uint8_t *packed_rows,

@@ -169,15 +169,18 @@ static inline size_t dsr_align_up(size_t bytes) {
  * constants and unused tensors.
  */
 typedef struct dsr_layout {
-  size_t table_bytes;      /* tensor_offsets table */
+  size_t table_bytes;      /* tensor_offsets table, then the packed offset of each node */
   size_t input_bytes;      /* input_f32 */
   size_t output_bytes;     /* output_f32 */
   size_t activation_bytes; /* peak of the planned activations */
   size_t scratch_bytes;
+  size_t packed_bytes;     /* constant operands packed for the fixed-point kernels */
   size_t arena_bytes;      /* sum of the above, each aligned */
 } dsr_layout;
 
-/* worker_count: tasks of the parallel hook (1 without one), each given private scratch. */
+/* worker_count: tasks of the parallel hook (1 without one), each given private scratch.
+ * tensor_offsets, when not NULL, receives tensor_count offsets and then node_count packed
+ * offsets (SIZE_MAX for a node without packed constants). */
 ds_status dsr_plan_layout(const dsr_model *model, dsr_mode mode, uint32_t flags,
                           int32_t worker_count, size_t *tensor_offsets, dsr_layout *layout,
                           ds_error *err);

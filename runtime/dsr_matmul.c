@@ -81,6 +81,35 @@ void dsr_f32_matmul(const dsr_f32_args *args) {
                    2 * (int64_t)geometry.m * geometry.k * geometry.n, 1, matmul_batches, &job);
 }
 
+/* Adds beta * c to out (rows x n). A rank-2 GEMM broadcasts c to (rows, n) as ONNX does;
+ * beyond rank 2 c has one value per column (checked at plan time). */
+static void gemm_add_c(const dsr_model *model, const dsr_node *node, const float *c_data,
+                       float *out, int32_t rows, int32_t n) {
+  const dsr_tensor *c = &model->tensors[node->inputs[2]];
+  const dsr_tensor *a = &model->tensors[node->inputs[0]];
+  float beta = node->attrs.gemm.beta;
+  int64_t row_stride = 0, col_stride = 1;
+  if (a->rank == 2) {
+    int32_t yd[2] = {rows, n};
+    dsr_broadcast broadcast;
+    dsr_broadcast_init(c->dims, c->rank, yd, 2, &broadcast);
+    row_stride = broadcast.a_strides[0];
+    col_stride = broadcast.a_strides[1];
+  }
+  for (int32_t i = 0; i < rows; i++) {
+    float *out_row = out + (size_t)i * n;
+    const float *c_row = c_data + i * row_stride;
+    for (int32_t j = 0; j < n; j++)
+      out_row[j] += beta * c_row[j * col_stride];
+  }
+}
+
+/*
+ * ONNX Gemm on a (M, K), and the fused MatMul plus bias Add on a (..., K) whose leading axes
+ * are the M rows. Without transposes the product is the one dsr_f32_matmul computes for the
+ * same operands, and c is added after it, so a fused MatMul and Add give the unfused sums bit
+ * for bit.
+ */
 void dsr_f32_gemm(const dsr_f32_args *args) {
   const dsr_model *model = args->model;
   const dsr_node *node = args->node;
@@ -92,34 +121,37 @@ void dsr_f32_gemm(const dsr_f32_args *args) {
   const float *c_data = args->in[2];
   float *out = args->out;
 
-  int32_t m = y->dims[0], n = y->dims[1];
-  int32_t k = g->trans_a ? a->dims[0] : a->dims[1];
-  /* Element (i, p) of op(a) and (p, j) of op(b), as strides over the stored layout. */
-  size_t a_row_stride = g->trans_a ? 1 : (size_t)k, a_col_stride = g->trans_a ? (size_t)m : 1;
-  size_t b_row_stride = g->trans_b ? 1 : (size_t)n, b_col_stride = g->trans_b ? (size_t)k : 1;
+  int32_t n = y->dims[y->rank - 1];
+  if (n == 0)
+    return;
+  int32_t m = (int32_t)(dsr_tensor_elements(y) / n);
+  int32_t k = g->trans_a ? a->dims[0] : a->dims[a->rank - 1];
 
-  for (int32_t i = 0; i < m; i++) {
-    float *out_row = out + (size_t)i * n;
-    for (int32_t j = 0; j < n; j++)
-      out_row[j] = 0.0f;
-    for (int32_t p = 0; p < k; p++) {
-      float a_value = a_data[i * a_row_stride + p * a_col_stride];
-      const float *b_col = b_data + p * b_row_stride;
+  if (!g->trans_a && !g->trans_b) {
+    dsr_f32_pointwise_parallel(args->parallel, a_data, NULL, b_data, (size_t)n, out, (size_t)n,
+                               k, m, n);
+    for (int64_t i = 0; g->alpha != 1.0f && i < (int64_t)m * n; i++)
+      out[i] *= g->alpha;
+  } else {
+    /* Element (i, p) of op(a) and (p, j) of op(b), as strides over the stored layout. */
+    size_t a_row_stride = g->trans_a ? 1 : (size_t)k, a_col_stride = g->trans_a ? (size_t)m : 1;
+    size_t b_row_stride = g->trans_b ? 1 : (size_t)n, b_col_stride = g->trans_b ? (size_t)k : 1;
+    for (int32_t i = 0; i < m; i++) {
+      float *out_row = out + (size_t)i * n;
       for (int32_t j = 0; j < n; j++)
-        out_row[j] += a_value * b_col[j * b_col_stride];
+        out_row[j] = 0.0f;
+      for (int32_t p = 0; p < k; p++) {
+        float a_value = a_data[i * a_row_stride + p * a_col_stride];
+        const float *b_col = b_data + p * b_row_stride;
+        for (int32_t j = 0; j < n; j++)
+          out_row[j] += a_value * b_col[j * b_col_stride];
+      }
+      for (int32_t j = 0; j < n; j++)
+        out_row[j] *= g->alpha;
     }
-    for (int32_t j = 0; j < n; j++)
-      out_row[j] *= g->alpha;
   }
 
   if (c_data == NULL || g->beta == 0.0f)
     return;
-  const dsr_tensor *c = &model->tensors[node->inputs[2]];
-  int32_t yd[2] = {m, n};
-  dsr_broadcast broadcast;
-  dsr_broadcast_init(c->dims, c->rank, yd, 2, &broadcast);
-  for (int32_t i = 0; i < m; i++) {
-    for (int32_t j = 0; j < n; j++)
-      out[(size_t)i * n + j] += g->beta * c_data[i * broadcast.a_strides[0] + j * broadcast.a_strides[1]];
-  }
+  gemm_add_c(model, node, c_data, out, m, n);
 }

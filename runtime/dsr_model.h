@@ -73,7 +73,10 @@ typedef struct dsr_tensor {
 typedef enum dsr_op {
   DSR_OP_CONV2D = 1,          /* in: x, w, [b]. Grouped, strided, padded 2-D convolution */
   DSR_OP_MATMUL = 2,          /* in: a, b. Batched, numpy broadcasting over batch axes */
-  DSR_OP_GEMM = 3,            /* in: a (M,K), b, [c]. attrs.gemm */
+  DSR_OP_GEMM = 3,            /* in: a, b (K,N) or (N,K), [c]. attrs.gemm. a is (M,K), or
+                                 with trans_a 0 any rank >= 2 (..., K) whose leading axes
+                                 are the rows; the output is a's shape with K replaced by N.
+                                 Beyond rank 2, c holds N values along its last axis. */
   DSR_OP_ADD = 4,             /* elementwise with numpy broadcasting */
   DSR_OP_SUB = 5,
   DSR_OP_MUL = 6,

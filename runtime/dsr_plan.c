@@ -1,9 +1,11 @@
 /*
  * Arena planner. The arena holds, in this order, each region aligned to DSR_ALIGN_BYTES:
- *   1. the tensor_offsets table (one size_t per tensor),
+ *   1. the tensor_offsets table (one size_t per tensor), then one packed offset per node,
  *   2. input_f32 and output_f32 (float32, the caller's view of the model input and output),
  *   3. the activations, placed by lifetime,
- *   4. the scratch of the node that needs the most.
+ *   4. the scratch of the node that needs the most,
+ *   5. in fixed mode, the constant operands that kernels read packed (dsr_fixed_packed_bytes),
+ *      filled once by context init.
  *
  * In float mode the model input and output tensors are input_f32 and output_f32 themselves.
  * In fixed mode they hold quantized values and are planned like any activation.
@@ -149,7 +151,8 @@ ds_status dsr_plan_layout(const dsr_model *model, dsr_mode mode, uint32_t flags,
                           int32_t worker_count, size_t *tensor_offsets, dsr_layout *layout,
                           ds_error *err) {
   memset(layout, 0, sizeof *layout);
-  layout->table_bytes = dsr_align_up((size_t)model->tensor_count * sizeof(size_t));
+  layout->table_bytes = dsr_align_up(((size_t)model->tensor_count + (size_t)model->node_count) *
+                                     sizeof(size_t));
   layout->input_bytes =
       dsr_align_up((size_t)dsr_tensor_elements(&model->tensors[model->input]) * sizeof(float));
   layout->output_bytes =
@@ -213,6 +216,16 @@ ds_status dsr_plan_layout(const dsr_model *model, dsr_mode mode, uint32_t flags,
       layout->scratch_bytes = scratch;
   }
 
-  layout->arena_bytes = activation_base + layout->activation_bytes + layout->scratch_bytes;
+  /* Packed constants follow the scratch; fixed-point mode only. */
+  size_t packed_base = activation_base + layout->activation_bytes + layout->scratch_bytes;
+  for (int32_t i = 0; i < model->node_count; i++) {
+    size_t bytes = mode == DSR_MODE_FIXED ? dsr_align_up(dsr_fixed_packed_bytes(model, i)) : 0;
+    if (tensor_offsets != NULL)
+      tensor_offsets[model->tensor_count + i] =
+          bytes > 0 ? packed_base + layout->packed_bytes : SIZE_MAX;
+    layout->packed_bytes += bytes;
+  }
+
+  layout->arena_bytes = packed_base + layout->packed_bytes;
   return DS_OK;
 }

@@ -45,6 +45,7 @@ ds_status dsr_plan_with_options(const dsr_model *model, dsr_mode mode,
   plan->arena_bytes = layout.arena_bytes;
   plan->activation_bytes = layout.activation_bytes;
   plan->scratch_bytes = layout.scratch_bytes;
+  plan->packed_bytes = layout.packed_bytes;
   return DS_OK;
 }
 
@@ -90,7 +91,8 @@ ds_status dsr_context_init_with_options(dsr_context *ctx, const dsr_model *model
   ctx->tensor_offsets = offsets;
   ctx->input_f32 = (float *)(void *)(base + layout.table_bytes);
   ctx->output_f32 = (float *)(void *)(base + layout.table_bytes + layout.input_bytes);
-  ctx->scratch = base + layout.arena_bytes - layout.scratch_bytes;
+  /* The scratch comes right before the packed constants, which end the arena. */
+  ctx->scratch = base + layout.arena_bytes - layout.packed_bytes - layout.scratch_bytes;
   ctx->scratch_bytes = layout.scratch_bytes;
   ctx->flags = flags;
   ctx->observer = NULL;
@@ -107,6 +109,13 @@ ds_status dsr_context_init_with_options(dsr_context *ctx, const dsr_model *model
 
   /* Activations start zeroed, so an audit never reads stale bytes of an earlier model. */
   memset(base + layout.table_bytes, 0, layout.arena_bytes - layout.table_bytes);
+
+  /* Weights the fixed-point kernels would otherwise pack at every invoke. */
+  for (int32_t i = 0; i < model->node_count && mode == DSR_MODE_FIXED; i++) {
+    size_t offset = offsets[model->tensor_count + i];
+    if (offset != SIZE_MAX)
+      dsr_fixed_pack_constants(model, i, base + offset);
+  }
   return DS_OK;
 }
 

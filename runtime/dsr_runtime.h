@@ -55,6 +55,7 @@ typedef struct dsr_plan_info {
   size_t arena_bytes;       /* activations plus scratch, 64-byte aligned offsets */
   size_t activation_bytes;  /* peak bytes of live activations */
   size_t scratch_bytes;     /* largest per-node scratch */
+  size_t packed_bytes;      /* fixed mode: weights packed once at context init */
 } dsr_plan_info;
 
 typedef struct dsr_context {

@@ -170,6 +170,18 @@ static ds_status validate_matmul(const dsr_model *model, int32_t node_index, ds_
   return DS_OK;
 }
 
+/* C of a GEMM whose input has rank above 2: N values along its last axis, every other axis
+ * 1 and no more axes than the output, so it adds one value per output column. */
+static int column_vector(const dsr_tensor *c, int32_t n, int32_t out_rank) {
+  if (c->rank < 1 || c->rank > out_rank || c->dims[c->rank - 1] != n)
+    return 0;
+  for (int32_t axis = 0; axis < c->rank - 1; axis++) {
+    if (c->dims[axis] != 1)
+      return 0;
+  }
+  return 1;
+}
+
 static ds_status validate_gemm(const dsr_model *model, int32_t node_index, ds_error *err) {
   const dsr_node *node = &model->nodes[node_index];
   const dsr_tensor *a = node_input(model, node, 0);
@@ -182,28 +194,51 @@ static ds_status validate_gemm(const dsr_model *model, int32_t node_index, ds_er
   dsr_shape_text(b, bs, sizeof bs);
   dsr_shape_text(y, ys, sizeof ys);
 
-  if (a->rank != 2 || b->rank != 2)
-    return NODE_FAIL(DS_ERR_SHAPE, "operands %s and %s must both be rank 2", as, bs);
-  int32_t m = g->trans_a ? a->dims[1] : a->dims[0];
-  int32_t k = g->trans_a ? a->dims[0] : a->dims[1];
+  if (a->rank < 2 || b->rank != 2)
+    return NODE_FAIL(DS_ERR_SHAPE, "operands %s and %s must be of rank 2 or more and rank 2",
+                     as, bs);
+  if (a->rank > 2 && g->trans_a)
+    return NODE_FAIL(DS_ERR_SHAPE, "a %s of rank %d cannot be transposed (trans_a 1): only a "
+                     "rank-2 a can",
+                     as, a->rank);
+  /* Rows: a's leading axes, flattened. */
+  int64_t m = 1;
+  for (int32_t axis = 0; axis < a->rank - 1; axis++)
+    m *= a->dims[axis];
+  if (g->trans_a)
+    m = a->dims[1];
+  int32_t k = g->trans_a ? a->dims[0] : a->dims[a->rank - 1];
   int32_t b_k = g->trans_b ? b->dims[1] : b->dims[0];
   int32_t n = g->trans_b ? b->dims[0] : b->dims[1];
   if (k != b_k)
     return NODE_FAIL(DS_ERR_SHAPE, "inner sizes differ: a %s (trans_a %d) has %d, b %s "
                      "(trans_b %d) has %d",
                      as, g->trans_a, k, bs, g->trans_b, b_k);
-  int32_t expected[2] = {m, n};
-  if (!dims_equal(y, expected, 2)) {
+  if (m > INT32_MAX)
+    return NODE_FAIL(DS_ERR_SHAPE, "a %s has %lld rows, more than %d", as, (long long)m,
+                     INT32_MAX);
+  int32_t expected[DSR_MAX_RANK];
+  for (int32_t axis = 0; axis < a->rank - 1; axis++)
+    expected[axis] = a->dims[axis];
+  if (g->trans_a)
+    expected[0] = (int32_t)m;
+  expected[a->rank - 1] = n;
+  if (!dims_equal(y, expected, a->rank)) {
     char es[SHAPE_TEXT_BYTES];
-    dims_text(expected, 2, es);
+    dims_text(expected, a->rank, es);
     return NODE_FAIL(DS_ERR_SHAPE, "output %s does not match %s", ys, es);
   }
   if (c != NULL) {
     char cs[SHAPE_TEXT_BYTES];
     dsr_shape_text(c, cs, sizeof cs);
     dsr_broadcast broadcast;
-    if (c->rank > 2 || !dsr_broadcast_init(c->dims, c->rank, expected, 2, &broadcast) ||
-        !dims_equal(y, broadcast.dims, broadcast.rank))
+    if (a->rank > 2 && !column_vector(c, n, a->rank))
+      return NODE_FAIL(DS_ERR_SHAPE, "C %s must hold %d values along its last axis, every "
+                       "other axis 1, to add to the rank-%d output %s",
+                       cs, n, a->rank, ys);
+    if (a->rank == 2 &&
+        (c->rank > 2 || !dsr_broadcast_init(c->dims, c->rank, expected, 2, &broadcast) ||
+         !dims_equal(y, broadcast.dims, broadcast.rank)))
       return NODE_FAIL(DS_ERR_SHAPE, "C %s does not broadcast to the output %s", cs, ys);
   }
   if (!isfinite(g->alpha) || !isfinite(g->beta))

@@ -259,6 +259,11 @@ Test(report, passes_recorded_in_order) {
                report.folded_node_count);
   cr_expect_eq(report.passes[2].changed_count, 24);
   cr_expect_eq(report.passes[3].changed_count, 12);
+  cr_expect_eq(report.passes[4].changed_count, 6,
+               "the qkv and proj linear layers of the three neighbourhood attention blocks");
+  cr_expect_eq(report.passes[4].changed_count, report.matmul_add_fused_count);
+  cr_expect_eq(report.passes[4].nodes_before - report.passes[4].nodes_after,
+               report.matmul_add_fused_count, "each fused pair becomes one node");
   cr_expect_eq(report.passes[5].changed_count, 4);
   cr_expect_eq(report.passes[7].changed_count, report.lowered_node_count);
   cr_expect_gt(report.lowered_node_count, 0);
@@ -280,7 +285,7 @@ Test(report, printed_units_and_legend) {
   dsc_report_print(&report, out);
   fclose(out);
   static const char *const words[] = {"Constant nodes", "made values", "95 folded",
-                                      "21 fused", "2 lifted", "253 lowered", "factor: ",
+                                      "21 fused", "24 fused", "2 lifted", "205 lowered", "factor: ",
                                       "conv: sampling convention"};
   for (size_t i = 0; i < sizeof words / sizeof words[0]; i++)
     cr_expect_not_null(strstr(text, words[i]), "'%s' missing from:\n%s", words[i], text);
@@ -340,7 +345,7 @@ Test(report, printed_with_passes_and_histogram) {
   dsc_report_print(&report, out);
   fclose(out);
   const char *expected[] = {"opset 16", "Slice=", "constant folding", "dead-node removal",
-                            "MatMul+Add fused: 0", "DEFORM_ATTN=2", "stages.2.attns.1",
+                            "MatMul+Add fused: 24", "DEFORM_ATTN=2", "stages.2.attns.1",
                             "DAT-c"};
   for (size_t i = 0; i < sizeof expected / sizeof expected[0]; i++)
     cr_expect(strstr(text, expected[i]) != NULL, "'%s' missing from:\n%s", expected[i], text);

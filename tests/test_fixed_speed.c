@@ -178,6 +178,27 @@ static void expect_same_for_workers(node_case *c, const char *what) {
     }
     free(scratch);
   }
+
+  /* Weights packed ahead, as context init does, must give the same bytes. */
+  size_t packed_bytes = dsr_fixed_packed_bytes(&c->model, 0);
+  if (packed_bytes > 0) {
+    dsr_parallel hook = {run_reversed, NULL, 2, 1};
+    size_t scratch_bytes = dsr_fixed_scratch_bytes_for_workers(&c->model, 0, 2);
+    uint8_t *scratch = aligned_alloc(64, (scratch_bytes + 64) / 64 * 64);
+    uint8_t *packed = aligned_alloc(64, (packed_bytes + 64) / 64 * 64);
+    cr_assert(scratch != NULL && packed != NULL);
+    dsr_fixed_pack_constants(&c->model, 0, packed);
+    memset(parallel_out, 0x5a, bytes);
+    dsr_fixed_execute_packed(&c->model, 0, inputs, parallel_out, scratch, dsr_slice_none(),
+                             &hook, packed);
+    for (size_t i = 0; i < bytes; i++) {
+      cr_assert_eq(parallel_out[i], reference[i],
+                   "%s, weights packed ahead: byte %zu differs (%u, reference %u)", what, i,
+                   parallel_out[i], reference[i]);
+    }
+    free(scratch);
+    free(packed);
+  }
   free(one);
   free(reference);
   free(parallel_out);
@@ -410,6 +431,18 @@ Test(fast_conv, strided_grouped_padded_match_reference) {
             "int8 3x3 with channels left after blocks of 4");
   conv_case(&(conv_params){1, 16, 6, 6, 14, 3, 1, 1, 1, 2, I8, I16, 0},
             "int8 grouped 3x3 with channels left after blocks of 4");
+  conv_case(&(conv_params){1, 10, 13, 12, 7, 3, 1, 2, 2, 1, I8, I8, 1},
+            "int8 dilated 3x3 as a packed product");
+  conv_case(&(conv_params){2, 36, 9, 9, 53, 1, 1, 0, 1, 1, I8, I8, 1},
+            "int8 pointwise over several row blocks and panels");
+}
+
+Test(fast_conv, depthwise_on_small_maps_matches_reference) {
+  conv_case(&(conv_params){1, 40, 7, 7, 40, 3, 1, 1, 1, 40, I8, I8, 1}, "int8 depthwise 7x7 map");
+  conv_case(&(conv_params){2, 12, 5, 9, 12, 3, 1, 1, 1, 12, I16, I16, 1},
+            "int16 depthwise 5x9 map, batch 2");
+  conv_case(&(conv_params){1, 6, 4, 4, 6, 5, 1, 2, 1, 6, I8, I8, 0},
+            "int8 depthwise 5x5 on a map smaller than the padded kernel");
 }
 
 Test(fast_conv, extreme_values_match_reference) {
@@ -523,6 +556,57 @@ Test(fast_matmul, constant_operand_matches_reference) {
               "constant A x int16, A broadcast");
   matmul_case(&(matmul_params){2, {6, 10}, 2, {10, 4}, 2, {6, 4}, CA, I8, I8, I16},
               "constant A x int8");
+}
+
+Test(fast_matmul, packed_products_match_reference) {
+  matmul_case(&(matmul_params){3, {2, 50, 37}, 2, {37, 40}, 3, {2, 50, 40}, CB, I8, I8, I8},
+              "int8 x constant B over row blocks, a partial panel and an odd reduction");
+  matmul_case(&(matmul_params){3, {1, 100, 24}, 2, {24, 33}, 3, {1, 100, 33}, CB, I8, I8, I16},
+              "int8 x constant B, one batch split by rows");
+  matmul_case(&(matmul_params){2, {20, 13}, 3, {3, 13, 18}, 3, {3, 20, 18}, CA, I8, I8, I8},
+              "constant A x int8 as packed panels of B");
+  matmul_case(&(matmul_params){3, {1, 7, 30}, 3, {1, 30, 17}, 3, {1, 7, 17}, ACT, I8, I8, I8},
+              "int8 x int8, one batch of few rows split by panels");
+  matmul_case(&(matmul_params){3, {1, 1, 40}, 2, {40, 20}, 3, {1, 1, 20}, CB, I8, I8, I8},
+              "int8 single row x constant B");
+  matmul_case(&(matmul_params){4, {1, 6, 49, 30}, 4, {1, 6, 30, 1}, 4, {1, 6, 49, 1}, ACT, I8,
+                               I8, I8},
+              "int8 matrix x vector per batch (neighbourhood attention scores)");
+  matmul_case(&(matmul_params){2, {21, 8}, 3, {2, 8, 1}, 3, {2, 21, 1}, CA, I8, I8, I16},
+              "constant A x int8 vector");
+  matmul_case(&(matmul_params){3, {2, 6, 10}, 3, {1, 10, 18}, 3, {2, 6, 18}, CA, I8, I8, I8},
+              "constant A with batches x one shared B");
+  matmul_case(&(matmul_params){3, {3, 7, 12}, 2, {12, 20}, 3, {3, 7, 20}, CB, I8, I8, I8},
+              "batches sharing a constant B as one product");
+}
+
+/* ------------------------------------------------------------------ GEMM */
+
+static void gemm_case(int32_t m, int32_t k, int32_t n, int trans_b, int32_t y_dtype,
+                      const char *what) {
+  node_case c;
+  node_case_init(&c, DSR_OP_GEMM, 3);
+  int32_t a_dims[2] = {m, k}, w_dims[2] = {trans_b ? n : k, trans_b ? k : n}, b_dims[1] = {n};
+  int32_t y_dims[2] = {m, n};
+  set_tensor(&c, 0, DSR_TENSOR_INPUT, 2, a_dims, I8, rng_range(-128, 127));
+  set_tensor(&c, 1, DSR_TENSOR_CONSTANT, 2, w_dims, I8, 0);
+  set_channels(&c, 1, trans_b ? 0 : 1, n);
+  set_tensor(&c, 2, DSR_TENSOR_CONSTANT, 1, b_dims, DSR_DTYPE_I32, 0);
+  set_tensor(&c, 3, DSR_TENSOR_OUTPUT, 2, y_dims, y_dtype, rng_range(-128, 127));
+  c.node.attrs.gemm = (dsr_gemm_attrs){.alpha = 1.0f, .beta = 1.0f, .trans_b = trans_b};
+  double typical = sqrt((double)k) * 147.0 * 74.0;
+  c.qwords[1] = n;
+  for (int32_t j = 0; j < n; j++)
+    random_pair(c.qwords + 2 + 2 * j, typical, y_dtype == I8 ? 100.0 : 25000.0, 0);
+  c.node.qword_count = 2 + 2 * n;
+  expect_identical(&c, dsr_fixed_fast_gemm, what);
+  node_case_free(&c);
+}
+
+Test(fast_gemm, packed_product_with_bias_matches_reference) {
+  gemm_case(5, 37, 21, 0, I8, "int8 GEMM, few rows");
+  gemm_case(61, 16, 40, 1, I8, "int8 GEMM, transposed weight, rows past one block");
+  gemm_case(1, 100, 10, 1, I16, "int8 GEMM, one row into int16");
 }
 
 Test(fast_matmul, short_reductions_match_reference) {

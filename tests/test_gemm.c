@@ -132,3 +132,37 @@ Test(gemm, long_reductions_at_the_int32_bound) {
   free(rows);
   free(cols);
 }
+
+Test(gemm, matrix_vector_matches_the_plain_loop) {
+  const int32_t sizes[][2] = {{49, 32}, {1, 1}, {16, 4}, {17, 7}, {33, 30}, {5, 3}, {64, 100}};
+  const int32_t zeros[][2] = {{0, 0}, {-128, 127}, {127, -128}, {-5, 9}};
+  for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++) {
+    for (size_t z = 0; z < sizeof zeros / sizeof zeros[0]; z++) {
+      int32_t m = sizes[s][0], k = sizes[s][1];
+      /* Exactly m * k bytes, so a read past the last row shows under AddressSanitizer. */
+      int8_t *a = malloc((size_t)m * k), *b = malloc((size_t)k);
+      int32_t *fast = malloc((size_t)m * sizeof(int32_t));
+      int32_t *portable = malloc((size_t)m * sizeof(int32_t));
+      cr_assert(a != NULL && b != NULL && fast != NULL && portable != NULL);
+      for (int64_t i = 0; i < (int64_t)m * k; i++)
+        a[i] = rng_i8();
+      for (int32_t t = 0; t < k; t++)
+        b[t] = rng_i8();
+      dsr_gemm_matvec(a, m, k, zeros[z][0], b, zeros[z][1], fast);
+      dsr_gemm_matvec_portable(a, m, k, zeros[z][0], b, zeros[z][1], portable);
+      for (int32_t i = 0; i < m; i++) {
+        int64_t want = 0;
+        for (int32_t t = 0; t < k; t++)
+          want += (int64_t)(a[(int64_t)i * k + t] - zeros[z][0]) * (b[t] - zeros[z][1]);
+        cr_assert_eq(fast[i], want, "m %d k %d zeros %d %d: row %d is %d, want %lld", m, k,
+                     zeros[z][0], zeros[z][1], i, fast[i], (long long)want);
+        cr_assert_eq(portable[i], want, "portable: row %d is %d, want %lld", i, portable[i],
+                     (long long)want);
+      }
+      free(a);
+      free(b);
+      free(fast);
+      free(portable);
+    }
+  }
+}

@@ -91,6 +91,14 @@ def main():
     entry.update({"convention": "dat", "q_grid": "centre"})
     entries.append(entry)
 
+    # Odd sizes for the packed int8 products of the fixed-point kernel: head channels not a
+    # multiple of 4, channel and sample counts not multiples of 16, more query pixels than
+    # one block of the packed attention, and a strided offset grid.
+    entries.append(export(randomize(DAttentionBaseline((9, 11), 6, 3, 3, 1, 3, "dat"), 7),
+                          (1, 18, 9, 11), "deform_layer_odd", args.out))
+    entries.append(export(randomize(DAttentionBaseline((10, 7), 5, 5, 5, 2, 3, "dat_pp"), 8),
+                          (1, 25, 10, 7), "deform_layer_odd_pp", args.out))
+
     for i, (name, model, size, opset, dynamic, external, extra) in enumerate(FAMILY_FIXTURES):
         meta = export_models.export(model, size, opset, dynamic, external, num_classes=10,
                                     seed=100 + 10 * i, out_dir=args.out, name=name, quiet=True,
