@@ -669,8 +669,16 @@ typedef struct additive_params {
   int32_t a_dtype, b_dtype, y_dtype;
 } additive_params;
 
-/* An ADD or SUB case. halving 1 gives operand a the halving pair (2^30, 0), as the quantizer
- * does; a nonzero out_shift replaces the output pair's shift. */
+/* Operand pair choices of additive_case_with, as bit flags. */
+enum {
+  A_HALVING = 1,    /* operand a gets the halving pair (2^30, 0), as the quantizer does */
+  B_HALVING = 2,    /* the same for operand b */
+  A_SHIFT_ZERO = 4, /* operand a gets a pair of shift 0 that does not halve */
+  B_SHIFT_ZERO = 8  /* the same for operand b */
+};
+
+/* An ADD or SUB case with the operand pairs chosen by halving (the flags above); a nonzero
+ * out_shift replaces the output pair's shift. */
 static void additive_case_with(const additive_params *p, int32_t halving, int32_t out_shift,
                                const char *what) {
   node_case c;
@@ -686,9 +694,15 @@ static void additive_case_with(const additive_params *p, int32_t halving, int32_
     c.qwords[2 + 2 * i] = (int32_t)(DSQ_MULTIPLIER_MIN_MAGNITUDE + (rng_u32() & 0x3fffffff));
     c.qwords[3 + 2 * i] = -rng_range(1, 3);
   }
-  if (halving) {
-    c.qwords[2] = 1 << 30;
-    c.qwords[3] = 0;
+  for (int32_t i = 0; i < 2; i++) {
+    if (halving & (i == 0 ? A_HALVING : B_HALVING)) {
+      c.qwords[2 + 2 * i] = 1 << 30;
+      c.qwords[3 + 2 * i] = 0;
+    }
+    if (halving & (i == 0 ? A_SHIFT_ZERO : B_SHIFT_ZERO)) {
+      c.qwords[2 + 2 * i] = (1 << 30) + 1 + (int32_t)(rng_u32() & 0xffff);
+      c.qwords[3 + 2 * i] = 0;
+    }
   }
   double operand = (narrow ? 128.0 : 20000.0) * (double)(1 << left) / 4.0;
   random_pair(c.qwords + 6, operand, p->y_dtype == I8 ? 100.0 : 25000.0, 0);
@@ -719,22 +733,45 @@ Test(fast_binary, same_shape_matches_reference) {
 Test(fast_binary, halving_pairs_match_reference) {
   additive_case_with(&(additive_params){ADD, 4, {1, 16, 9, 9}, 4, {1, 16, 9, 9}, 4,
                                         {1, 16, 9, 9}, I8, I8, I8},
-                     1, 0, "int8 residual with a halving pair");
+                     A_HALVING, 0, "int8 residual with a halving pair");
   additive_case_with(&(additive_params){SUB, 4, {1, 16, 9, 9}, 4, {1, 16, 9, 9}, 4,
                                         {1, 16, 9, 9}, I16, I8, I16},
-                     1, 0, "int16 - int8 with a halving pair");
+                     A_HALVING, 0, "int16 - int8 with a halving pair");
   additive_case_with(&(additive_params){ADD, 1, {48}, 4, {1, 7, 7, 48}, 4, {1, 7, 7, 48}, I16,
                                         I8, I8},
-                     1, 0, "bias row over a map");
+                     A_HALVING, 0, "bias row over a map");
   additive_case_with(&(additive_params){ADD, 2, {50, 40}, 2, {50, 40}, 2, {50, 40}, I16, I16,
                                         I16},
-                     1, 0, "int16 pieces of a long row");
+                     A_HALVING, 0, "int16 pieces of a long row");
+}
+
+Test(fast_binary, row_layouts_match_reference) {
+  /* Rows with a tail after the groups of 16 of the AVX-512 kernels, operands repeated over
+   * the rows (kept in scratch), operand pairs of shift 0 and rows of two pieces. */
+  additive_case_with(&(additive_params){ADD, 2, {7, 53}, 2, {7, 53}, 2, {7, 53}, I8, I8, I8},
+                     A_HALVING, 0, "int8 residual rows with a tail");
+  additive_case_with(&(additive_params){SUB, 2, {7, 53}, 2, {7, 53}, 2, {7, 53}, I8, I16, I16},
+                     B_HALVING, 0, "int8 - int16 rows with a tail");
+  additive_case_with(&(additive_params){SUB, 2, {9, 40}, 1, {40}, 2, {9, 40}, I8, I16, I8},
+                     A_HALVING, 0, "minus a row repeated over the rows");
+  additive_case_with(&(additive_params){SUB, 3, {2, 9, 40}, 3, {2, 1, 40}, 3, {2, 9, 40}, I16,
+                                        I8, I16},
+                     0, 0, "minus a row repeated over one axis");
+  additive_case_with(&(additive_params){ADD, 2, {5, 48}, 2, {5, 48}, 2, {5, 48}, I16, I8, I8},
+                     A_SHIFT_ZERO, 0, "an operand pair of shift 0");
+  additive_case_with(&(additive_params){SUB, 2, {5, 48}, 2, {5, 1}, 2, {5, 48}, I8, I8, I8},
+                     B_SHIFT_ZERO | A_HALVING, 0, "a column of shift 0");
+  additive_case_with(&(additive_params){ADD, 2, {3, 2000}, 2, {3, 2000}, 2, {3, 2000}, I8, I8,
+                                        I16},
+                     A_HALVING, 0, "rows of two pieces");
+  additive_case_with(&(additive_params){SUB, 2, {3, 2000}, 1, {2000}, 2, {3, 2000}, I8, I8, I8},
+                     B_HALVING, 0, "a repeated row of two pieces");
 }
 
 Test(fast_binary, saturating_output_pairs_match_reference) {
   /* A positive output shift can saturate in the requantization: the general path. */
-  additive_case_with(&(additive_params){ADD, 2, {9, 70}, 2, {9, 70}, 2, {9, 70}, I8, I8, I8}, 1,
-                     3, "int8 sum with a left shift");
+  additive_case_with(&(additive_params){ADD, 2, {9, 70}, 2, {9, 70}, 2, {9, 70}, I8, I8, I8},
+                     A_HALVING, 3, "int8 sum with a left shift");
   additive_case_with(&(additive_params){SUB, 2, {9, 70}, 1, {70}, 2, {9, 70}, I16, I16, I16}, 0,
                      1, "int16 difference with a left shift");
   additive_case_with(&(additive_params){ADD, 2, {3, 5}, 2, {3, 5}, 2, {3, 5}, I8, I16, I8}, 0,
