@@ -113,7 +113,14 @@ static inline int32_t requant32(int32_t x, int32_t multiplier, int32_t shift) {
  * with unit stride. */
 typedef struct channel_arrays {
   int32_t *multiplier, *shift, *bias;
+  /* 0 when no channel shifts left by more than NO_SATURATION_MAX_LEFT, so no requantization
+   * can saturate */
+  int can_saturate;
 } channel_arrays;
+
+/* |normalized_q12| < 2^20 (d * reciprocal < 2^57, shifted by 37), so a left shift up to 10
+ * keeps the scaled value within 2^30, inside int32. */
+#define NO_SATURATION_MAX_LEFT 10
 
 /*
  * Scales the centered row to the output and stores it, as dsr_fixed_layer_norm_row does:
@@ -162,7 +169,7 @@ static inline void scale_row_i16(const int32_t *d, int32_t count, int64_t recipr
 NORM_AVX512 static void scale_row_avx512(const int32_t *d, int32_t count, int64_t reciprocal,
                                          const int32_t *multiplier, const int32_t *shift,
                                          const int32_t *bias, int32_t out_zero, int narrow_out,
-                                         void *out) {
+                                         int can_saturate, void *out) {
   const __m512i recip = _mm512_set1_epi64(reciprocal);
   const __m512i zeros = _mm512_setzero_si512(), ones = _mm512_set1_epi64(1);
   const __m512i int32_min = _mm512_set1_epi64(INT32_MIN), int32_max = _mm512_set1_epi64(INT32_MAX);
@@ -178,22 +185,27 @@ NORM_AVX512 static void scale_row_avx512(const int32_t *d, int32_t count, int64_
     __m512i right = _mm512_max_epi64(_mm512_sub_epi64(zeros, sh), zeros);
     /* |normalized| < 2^20 and left <= 30: the scaled value fits int64. */
     __m512i scaled = _mm512_sllv_epi64(normalized, left);
-    __m512i clamped = _mm512_min_epi64(_mm512_max_epi64(scaled, int32_min), int32_max);
+    __m512i clamped = scaled;
+    if (can_saturate)
+      clamped = _mm512_min_epi64(_mm512_max_epi64(scaled, int32_min), int32_max);
     __m512i high = ROUND_SHIFT_LANES(_mm512_mul_epi32(clamped, m), 31);
     __m512i half = _mm512_srli_epi64(_mm512_sllv_epi64(ones, right), 1);
     __m512i negative = _mm512_maskz_mov_epi64(_mm512_cmpgt_epi64_mask(right, zeros),
                                               _mm512_srai_epi64(high, 63));
     __m512i rounded = _mm512_srav_epi64(_mm512_add_epi64(_mm512_add_epi64(high, half), negative),
                                         right);
-    /* Where the scaled value left int32: INT32_MAX when it and m have the same sign, else
-     * INT32_MIN, and 0 for m = 0. */
-    __mmask8 same_sign = (__mmask8)~(_mm512_cmpgt_epi64_mask(scaled, zeros) ^
-                                     _mm512_cmpgt_epi64_mask(m, zeros));
-    __m512i saturated = _mm512_maskz_mov_epi64(_mm512_cmpneq_epi64_mask(m, zeros),
-                                               _mm512_mask_blend_epi64(same_sign, int32_min,
-                                                                       int32_max));
-    __m512i value = _mm512_mask_blend_epi64(_mm512_cmpneq_epi64_mask(scaled, clamped), rounded,
-                                            saturated);
+    __m512i value = rounded;
+    if (can_saturate) {
+      /* Where the scaled value left int32: INT32_MAX when it and m have the same sign, else
+       * INT32_MIN, and 0 for m = 0. */
+      __mmask8 same_sign = (__mmask8)~(_mm512_cmpgt_epi64_mask(scaled, zeros) ^
+                                       _mm512_cmpgt_epi64_mask(m, zeros));
+      __m512i saturated = _mm512_maskz_mov_epi64(_mm512_cmpneq_epi64_mask(m, zeros),
+                                                 _mm512_mask_blend_epi64(same_sign, int32_min,
+                                                                         int32_max));
+      value = _mm512_mask_blend_epi64(_mm512_cmpneq_epi64_mask(scaled, clamped), rounded,
+                                      saturated);
+    }
     value = _mm512_add_epi64(
         value, _mm512_cvtepi32_epi64(_mm256_loadu_si256((const __m256i *)(bias + i))));
     value = _mm512_add_epi64(ROUND_SHIFT_LANES(value, DSQ_LN_OUT_EXTRA_BITS), y_zero);
@@ -255,7 +267,7 @@ static void norm_rows(const norm_job *job, int64_t begin, int64_t end, int32_t *
     if (job->use_avx512) {
       done = count / 8 * 8;
       scale_row_avx512(d, done, reciprocal, arrays->multiplier, arrays->shift, arrays->bias,
-                       y_zero, narrow_out,
+                       y_zero, narrow_out, arrays->can_saturate,
                        (uint8_t *)job->out + (size_t)(r * count) * (narrow_out ? 1 : 2));
     }
 #endif
@@ -277,11 +289,12 @@ static void norm_task(void *context, int32_t task_index) {
   int32_t count = job->block[0];
   const int32_t *channel = job->block + DSQ_LN_HEADER_WORDS;
   int32_t *d = (int32_t *)(job->scratch + (size_t)task_index * job->slot_bytes);
-  channel_arrays arrays = {d + count, d + 2 * (size_t)count, d + 3 * (size_t)count};
+  channel_arrays arrays = {d + count, d + 2 * (size_t)count, d + 3 * (size_t)count, 0};
   for (int32_t i = 0; i < count; i++) {
     arrays.multiplier[i] = channel[3 * i];
     arrays.shift[i] = channel[3 * i + 1];
     arrays.bias[i] = channel[3 * i + 2];
+    arrays.can_saturate |= arrays.shift[i] > NO_SATURATION_MAX_LEFT;
   }
   int64_t begin, end;
   dsr_parallel_share(job->rows, job->task_count, task_index, 1, &begin, &end);
