@@ -144,6 +144,7 @@ typedef struct softmax_job {
   uint8_t *scratch;
   size_t slot_bytes;
   int32_t length, task_count;
+  int use_avx512; /* rows through softmax_row_avx512 */
   int64_t rows;
 } softmax_job;
 
@@ -205,6 +206,132 @@ static void softmax_rows(const softmax_job *job, int64_t begin, int64_t end, int
   }
 }
 
+#ifdef SOFTMAX_X86
+
+#define SOFTMAX_AVX512 __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl")))
+
+/* Lanes [0, count) of 16 set, count in 1..16. */
+static inline __mmask16 lanes_mask(int32_t count) {
+  return count >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << count) - 1);
+}
+
+/* 16 input values from src + i (int8 or int16), lanes outside mask zero. */
+SOFTMAX_AVX512 static inline __m512i load_lanes(const void *src, int narrow_in, int32_t i,
+                                                __mmask16 mask) {
+  if (narrow_in)
+    return _mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(mask, (const int8_t *)src + i));
+  return _mm512_cvtepi16_epi32(_mm256_maskz_loadu_epi16(mask, (const int16_t *)src + i));
+}
+
+/*
+ * One softmax row of length values with the arithmetic of dsr_fixed_softmax_row, 16 lanes at
+ * a time, for an exp pair whose left shift is at most SOFTMAX_MAX_LEFT. Then x = q - max lies
+ * in [-65535, 0], x * 2^left stays within int32 and the requantization cannot saturate: its
+ * high part comes from products of even and odd lanes (vpmuldq), rounded half away from
+ * zero, and the rounding right shift is taken as in dsr_fixed_fast_addrow.c. The exps are
+ * stored in exps (length values) and summed in 64-bit lanes. The output is
+ * (e * reciprocal + 2^(exponent - 1)) >> exponent, from vpmuludq while the reciprocal fits 32
+ * bits (it reaches 2^32 only for a sum of exactly 2^30) and from vpmullq otherwise.
+ */
+SOFTMAX_AVX512 static void softmax_row_avx512(const void *src, int narrow_in, int32_t length,
+                                              int32_t multiplier, int32_t shift,
+                                              int32_t frac_bits, int32_t *exps, void *dst,
+                                              int narrow_out) {
+  __m512i max_lanes = _mm512_set1_epi32(INT32_MIN);
+  for (int32_t i = 0; i < length; i += 16) {
+    __mmask16 mask = lanes_mask(length - i);
+    max_lanes = _mm512_mask_max_epi32(max_lanes, mask, max_lanes,
+                                      load_lanes(src, narrow_in, i, mask));
+  }
+  __m512i max_value = _mm512_set1_epi32(_mm512_reduce_max_epi32(max_lanes));
+
+  int32_t left = shift > 0 ? shift : 0, right = shift > 0 ? 0 : -shift;
+  const __m128i left_count = _mm_cvtsi32_si128(left), right_count = _mm_cvtsi32_si128(right);
+  const __m512i m = _mm512_set1_epi32(multiplier), round31 = _mm512_set1_epi64((int64_t)1 << 30);
+  const __m512i right_mask = _mm512_set1_epi32((int32_t)(((uint32_t)1 << right) - 1));
+  const __m512i right_half = _mm512_set1_epi32((int32_t)(((uint32_t)1 << right) >> 1));
+  const __m512i zero = _mm512_setzero_si512(), one = _mm512_set1_epi32(1);
+  const __m512i fraction_mask = _mm512_set1_epi32(DSR_FIXED_EXP_TABLE_COUNT - 1);
+  const __m512i max_shift = _mm512_set1_epi32(31);
+  __m512i sum = _mm512_setzero_si512();
+  for (int32_t i = 0; i < length; i += 16) {
+    __mmask16 mask = lanes_mask(length - i);
+    __m512i x = _mm512_sub_epi32(load_lanes(src, narrow_in, i, mask), max_value);
+    x = _mm512_sll_epi32(x, left_count);
+    __m512i even = _mm512_mul_epi32(x, m);
+    __m512i odd = _mm512_mul_epi32(_mm512_srli_epi64(x, 32), m);
+    even = _mm512_add_epi64(_mm512_add_epi64(even, round31), _mm512_srai_epi64(even, 63));
+    odd = _mm512_add_epi64(_mm512_add_epi64(odd, round31), _mm512_srai_epi64(odd, 63));
+    __m512i y = _mm512_mask_blend_epi32(0xAAAA, _mm512_srli_epi64(even, 31),
+                                        _mm512_slli_epi64(odd, 1));
+    if (right > 0) {
+      __m512i quotient = _mm512_sra_epi32(y, right_count);
+      __m512i threshold = _mm512_sub_epi32(right_half, _mm512_srai_epi32(y, 31));
+      __mmask16 up = _mm512_cmpge_epi32_mask(_mm512_and_si512(y, right_mask), threshold);
+      y = _mm512_mask_add_epi32(quotient, up, quotient, one);
+    }
+    /* y <= 0: the exp table lookup of exp_row_avx512, lanes outside mask 0. */
+    __m512i magnitude = _mm512_sub_epi32(zero, y);
+    __m512i k = _mm512_srli_epi32(magnitude, DSR_FIXED_EXP_FRAC_BITS);
+    __m512i entry = _mm512_mask_i32gather_epi32(zero, mask,
+                                                _mm512_and_si512(magnitude, fraction_mask),
+                                                dsr_fixed_exp2_table_q30, 4);
+    __mmask16 kept = mask & (__mmask16)~_mm512_cmpgt_epu32_mask(k, max_shift);
+    __m512i exp_shift = _mm512_min_epu32(k, max_shift);
+    __m512i half = _mm512_srli_epi32(_mm512_sllv_epi32(one, exp_shift), 1);
+    __m512i e = _mm512_maskz_srlv_epi32(kept, _mm512_add_epi32(entry, half), exp_shift);
+    _mm512_mask_storeu_epi32(exps + i, mask, e);
+    sum = _mm512_add_epi64(sum, _mm512_cvtepu32_epi64(_mm512_castsi512_si256(e)));
+    sum = _mm512_add_epi64(sum, _mm512_cvtepu32_epi64(_mm512_extracti64x4_epi64(e, 1)));
+  }
+
+  /* The maximum contributes exactly 2^30, so 2^30 <= sum <= length * 2^30. */
+  uint64_t total = (uint64_t)_mm512_reduce_add_epi64(sum);
+  uint64_t reciprocal = ((uint64_t)1 << 62) / total;
+  int32_t exponent = 62 - frac_bits;
+  const __m512i recip = _mm512_set1_epi64((int64_t)reciprocal);
+  const __m512i rounding = _mm512_set1_epi64((int64_t)1 << (exponent - 1));
+  const __m512i out_zero = _mm512_set1_epi32(frac_bits == 8 ? -128 : 0);
+  const __m512i out_min = _mm512_set1_epi32(frac_bits == 8 ? -128 : -32768);
+  const __m512i out_max = _mm512_set1_epi32(frac_bits == 8 ? 127 : 32767);
+  const __m128i exponent_count = _mm_cvtsi32_si128(exponent);
+  int narrow_reciprocal = reciprocal < ((uint64_t)1 << 32);
+  for (int32_t i = 0; i < length; i += 16) {
+    __mmask16 mask = lanes_mask(length - i);
+    __m512i e = _mm512_maskz_loadu_epi32(mask, exps + i);
+    __m512i even, odd;
+    if (narrow_reciprocal) {
+      even = _mm512_mul_epu32(e, recip);
+      odd = _mm512_mul_epu32(_mm512_srli_epi64(e, 32), recip);
+    } else {
+      even = _mm512_mullo_epi64(_mm512_and_si512(e, _mm512_set1_epi64(0xffffffff)), recip);
+      odd = _mm512_mullo_epi64(_mm512_srli_epi64(e, 32), recip);
+    }
+    /* The products are non-negative and p <= 2^frac_bits fits the low 32 bits. */
+    even = _mm512_srl_epi64(_mm512_add_epi64(even, rounding), exponent_count);
+    odd = _mm512_srl_epi64(_mm512_add_epi64(odd, rounding), exponent_count);
+    __m512i p = _mm512_mask_blend_epi32(0xAAAA, even, _mm512_slli_epi64(odd, 32));
+    __m512i v = _mm512_min_epi32(_mm512_max_epi32(_mm512_add_epi32(p, out_zero), out_min),
+                                 out_max);
+    if (narrow_out)
+      _mm_mask_storeu_epi8((int8_t *)dst + i, mask, _mm512_cvtepi32_epi8(v));
+    else
+      _mm256_mask_storeu_epi16((int16_t *)dst + i, mask, _mm512_cvtepi32_epi16(v));
+  }
+}
+
+static int cpu_has_avx512dq(void) {
+  __builtin_cpu_init();
+  return dsr_fixed_rows_use_avx512() && __builtin_cpu_supports("avx512dq") &&
+         __builtin_cpu_supports("avx512vl");
+}
+
+#endif
+
+/* Largest exp-pair left shift for softmax_row_avx512: |q - max| <= 65535 < 2^16, so the
+ * shifted value stays within 2^30. */
+#define SOFTMAX_MAX_LEFT 14
+
 /* Softmax of a share of the rows, with the task's own scratch slot. */
 static void softmax_task(void *context, int32_t task_index) {
   const softmax_job *job = context;
@@ -212,6 +339,21 @@ static void softmax_task(void *context, int32_t task_index) {
   int32_t *exps = row + job->length;
   int64_t begin, end;
   dsr_parallel_share(job->rows, job->task_count, task_index, 1, &begin, &end);
+#ifdef SOFTMAX_X86
+  if (job->use_avx512) {
+    const int32_t *q = job->node->qwords;
+    int narrow_in = job->xt->qparams.dtype == DSR_DTYPE_I8;
+    int narrow_out = job->yt->qparams.dtype == DSR_DTYPE_I8;
+    size_t in_bytes = narrow_in ? 1 : 2, out_bytes = narrow_out ? 1 : 2;
+    for (int64_t r = begin; r < end; r++) {
+      size_t offset = (size_t)(r * job->length);
+      softmax_row_avx512((const uint8_t *)job->x + offset * in_bytes, narrow_in, job->length,
+                         q[1], q[2], q[3], exps, (uint8_t *)job->out + offset * out_bytes,
+                         narrow_out);
+    }
+    return;
+  }
+#endif
   softmax_rows(job, begin, end, row, exps);
 }
 
@@ -227,6 +369,9 @@ int dsr_fixed_fast_softmax_parallel(const dsr_model *model, const dsr_node *node
                      .out = out, .scratch = scratch, .slot_bytes = slot_bytes,
                      .length = xt->dims[axis]};
   job.rows = dsr_tensor_elements(xt) / job.length;
+#ifdef SOFTMAX_X86
+  job.use_avx512 = node->qwords[2] <= SOFTMAX_MAX_LEFT && cpu_has_avx512dq();
+#endif
   /* About 8 operations per element: requantization, table lookup, scaling, stores. */
   job.task_count = dsr_parallel_tasks(parallel, job.rows, 8 * (int64_t)job.length);
   dsr_parallel_run(parallel, softmax_task, &job, job.task_count);

@@ -1089,6 +1089,9 @@ Test(fast_softmax, rows_match_reference) {
   softmax_case(20, 49, I8, 15, 4, "int8 scores to int16");
   softmax_case(10, 300, I16, 15, 12, "steep exponent, most terms vanish");
   softmax_case(4, 1, I8, 8, 0, "rows of one");
+  softmax_case(12, 17, I16, 8, 14, "the largest left shift of the vector kernel");
+  softmax_case(6, 33, I16, 15, 20, "a left shift past the vector kernel");
+  softmax_case(9, 80, I8, 8, -3, "int8 scores with a right shift");
 }
 
 /* ------------------------------------------------------------------ lookup tables */
