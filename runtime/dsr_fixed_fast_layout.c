@@ -65,20 +65,56 @@ static int64_t input_offset(const transpose_job *job, int64_t index, int32_t sto
   return offset;
 }
 
-/* Output rows [begin, end) (all axes but the last), one block or strided copy each. */
+/* Copies one contiguous row of bytes, with a constant size for the short rows of head
+ * splits. */
+static inline void copy_row(uint8_t *to, const uint8_t *from, size_t bytes) {
+  switch (bytes) {
+  case 16:
+    memcpy(to, from, 16);
+    break;
+  case 32:
+    memcpy(to, from, 32);
+    break;
+  case 64:
+    memcpy(to, from, 64);
+    break;
+  default:
+    memcpy(to, from, bytes);
+    break;
+  }
+}
+
+/* Output rows [begin, end) (all axes but the last), one block or strided copy each. The
+ * input offset of the next row comes from an odometer over the leading axes, set up once
+ * from begin. */
 static void rows_range(void *context, int64_t begin, int64_t end, int32_t task_index) {
   (void)task_index;
   const transpose_job *job = context;
   int32_t last = job->rank - 1;
   int64_t row = job->dims[last];
   size_t elem = job->elem_bytes;
+  int64_t counter[DSR_MAX_RANK] = {0};
+  int64_t offset = 0, index = begin;
+  for (int32_t k = last - 1; k >= 0; k--) {
+    counter[k] = index % job->dims[k];
+    index /= job->dims[k];
+    offset += counter[k] * job->in_strides[k];
+  }
   for (int64_t r = begin; r < end; r++) {
-    const uint8_t *from = job->src + input_offset(job, r, last, -1) * (int64_t)elem;
+    const uint8_t *from = job->src + offset * (int64_t)elem;
     uint8_t *to = job->dst + r * row * (int64_t)elem;
     if (job->in_strides[last] == 1)
-      memcpy(to, from, (size_t)row * elem);
+      copy_row(to, from, (size_t)row * elem);
     else
       copy_strided(from, job->in_strides[last], row, elem, to);
+    for (int32_t k = last - 1; k >= 0; k--) {
+      counter[k]++;
+      offset += job->in_strides[k];
+      if (counter[k] < job->dims[k])
+        break;
+      offset -= job->in_strides[k] * job->dims[k];
+      counter[k] = 0;
+    }
   }
 }
 

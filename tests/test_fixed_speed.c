@@ -853,6 +853,12 @@ Test(fast_transpose, permutations_match_reference) {
   transpose_case(4, (int32_t[]){2, 17, 18, 40}, (int32_t[]){0, 3, 1, 2}, I8,
                  "NHWC to NCHW over two images");
   transpose_case(4, (int32_t[]){6, 9, 3, 32}, (int32_t[]){0, 2, 1, 3}, I8, "head split rows");
+  transpose_case(4, (int32_t[]){5, 7, 3, 32}, (int32_t[]){0, 2, 1, 3}, I16,
+                 "head split rows of 64 bytes");
+  transpose_case(4, (int32_t[]){5, 7, 3, 16}, (int32_t[]){0, 2, 1, 3}, I8,
+                 "head split rows of 16 bytes");
+  transpose_case(4, (int32_t[]){5, 7, 3, 11}, (int32_t[]){0, 2, 1, 3}, I16,
+                 "head split rows of 22 bytes");
   transpose_case(5, (int32_t[]){1, 49, 3, 2, 32}, (int32_t[]){2, 0, 3, 1, 4}, I8,
                  "query, key and value split");
   transpose_case(6, (int32_t[]){1, 3, 2, 7, 3, 20}, (int32_t[]){0, 5, 1, 3, 2, 4}, I8,
