@@ -179,8 +179,7 @@ static void combine_row(const int32_t *ra, int32_t *rb, int32_t *sum, int64_t co
     for (int64_t i = 0; i < count; i++)
       sum[i] = ra[i] + rb[i];
   }
-  dsr_fixed_requant_row32(sum, count, pair, 0, sum);
-  dsr_fixed_store_row(sum, count, y_zero, y_dtype, out, offset);
+  dsr_fixed_requant_store_row(sum, count, pair, 0, y_zero, y_dtype, out, offset);
 }
 
 typedef struct binary_job {
