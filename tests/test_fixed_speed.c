@@ -1090,6 +1090,40 @@ Test(fast_softmax, exp_row_matches_reference) {
   }
 }
 
+Test(fast_softmax, first_axis_falls_back_to_reference) {
+  /* The fast kernel takes the last axis only: over another axis it declines, and
+   * dsr_fixed_execute and its parallel form run the reference. */
+  node_case c;
+  node_case_init(&c, DSR_OP_SOFTMAX, 1);
+  int32_t dims[2] = {7, 20};
+  set_tensor(&c, 0, DSR_TENSOR_INPUT, 2, dims, I16, 0);
+  set_tensor(&c, 3, DSR_TENSOR_OUTPUT, 2, dims, I8, -128);
+  c.tensors[3].qparams.scale = 1.0f / 256.0f;
+  c.node.attrs.softmax.axis = 0;
+  c.qwords[1] = (int32_t)(DSQ_MULTIPLIER_MIN_MAGNITUDE + (rng_u32() & 0x3fffffff));
+  c.qwords[2] = -4;
+  c.qwords[3] = 8;
+  c.node.qword_count = 4;
+  ds_error err;
+  ds_error_clear(&err);
+  cr_assert_eq(dsr_fixed_check_node(&c.model, 0, &err), DS_OK, "%s", err.message);
+  const void *inputs[DSR_MAX_NODE_INPUTS] = {c.data[0], NULL, NULL, NULL};
+  size_t bytes = output_bytes(&c), scratch_bytes = dsr_fixed_scratch_bytes(&c.model, 0);
+  uint8_t *scratch = malloc(scratch_bytes), *fast = malloc(bytes), *reference = malloc(bytes);
+  cr_assert(scratch != NULL && fast != NULL && reference != NULL);
+  memset(fast, 0x55, bytes);
+  cr_assert_eq(dsr_fixed_fast_softmax(&c.model, &c.node, inputs, fast, scratch), 0);
+  cr_assert_eq(fast[0], 0x55, "the declining kernel wrote its output");
+  dsr_fixed_execute(&c.model, 0, inputs, fast, scratch, dsr_slice_none());
+  dsr_fixed_execute_reference(&c.model, 0, inputs, reference, scratch, dsr_slice_none());
+  cr_assert_eq(memcmp(fast, reference, bytes), 0);
+  expect_same_for_workers(&c, "softmax over the first axis");
+  free(scratch);
+  free(fast);
+  free(reference);
+  node_case_free(&c);
+}
+
 Test(fast_softmax, rows_match_reference) {
   softmax_case(30, 64, I16, 8, -6, "int16 scores to int8");
   softmax_case(20, 49, I8, 15, 4, "int8 scores to int16");
