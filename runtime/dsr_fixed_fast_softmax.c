@@ -2,8 +2,10 @@
  * Optimized SOFTMAX for the fixed-point runtime over the last axis, bit-identical to
  * run_softmax in dsr_fixed.c and dsr_fixed_softmax_row in dsr_fixed_math.c. Rows are read
  * contiguously by dtype, and the requantization, exp table lookup and output scaling are
- * written without branches so that they vectorize. With AVX-512 the exp table lookup is a
- * gather of 16 entries (dsr_fixed_rows_use_avx512 decides), which GCC does not emit itself.
+ * written without branches so that they vectorize. With AVX-512 (F, BW, DQ and VL) a whole
+ * row runs as one kernel of 16 int32 lanes, softmax_row_avx512, for the exp pairs it takes;
+ * dsr_fixed_fast_exp_row, which the deformable layer also calls, gathers 16 table entries at
+ * a time with AVX-512 F and BW. GCC emits neither itself.
  *
  * Scratch: int32 row[length] and exps[length], within the three rows of length that
  * dsr_fixed_scratch_bytes reserves for the reference kernel, once per task of the parallel
