@@ -544,7 +544,7 @@ static int run_fast(const dsr_model *model, int32_t node_index, const void *cons
     return dsr_fixed_fast_binary_parallel(model, node, inputs, output, scratch, slot_bytes,
                                           parallel);
   case DSR_OP_TRANSPOSE:
-    return dsr_fixed_fast_transpose(model, node, inputs, output);
+    return dsr_fixed_fast_transpose_parallel(model, node, inputs, output, parallel);
   case DSR_OP_LAYER_NORM:
     return dsr_fixed_fast_layer_norm_parallel(model, node, inputs, output, scratch, slot_bytes,
                                               parallel);
@@ -552,7 +552,7 @@ static int run_fast(const dsr_model *model, int32_t node_index, const void *cons
     return dsr_fixed_fast_softmax_parallel(model, node, inputs, output, scratch, slot_bytes,
                                            parallel);
   case DSR_OP_GELU:
-    return dsr_fixed_fast_gelu(model, node, inputs, output);
+    return dsr_fixed_fast_gelu_parallel(model, node, inputs, output, parallel);
   case DSR_OP_GATHER:
     return dsr_fixed_fast_gather_parallel(model, node, inputs, output, parallel);
   case DSR_OP_RESHAPE:

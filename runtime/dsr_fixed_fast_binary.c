@@ -4,9 +4,9 @@
  *
  * The output is walked in rows: the last axis, merged with the axes before it while both
  * operands stay contiguous (or broadcast) across them. Each operand's rescaled row is computed
- * into scratch first, in a loop without branches that vectorizes: the reference's
- * dsr_fixed_requant32 of (q - zero) * 2^left, which is an exact shift for the halving pair
- * the quantizer gives one operand, and a single value for a whole row that the operand
+ * into scratch first, in a loop without branches that vectorizes. It is the reference's
+ * dsr_fixed_requant32 of (q - zero) * 2^left, an exact shift for the halving pair that the
+ * quantizer gives one operand, and a single value for a whole row that the operand
  * broadcasts. The rescaling is a pure function of the element, so computing it once per
  * broadcast row gives the reference's values. Then one pass adds the rows, requantizes and
  * stores them. MUL takes the same path with q - zero as the operand value and the product
@@ -60,23 +60,6 @@ static void operand_strides(const dsr_tensor *t, const dsr_tensor *yt, int64_t *
   }
 }
 
-/* round(x / 2^exponent) half away from zero for exponent in 1..62 and |x| < 2^62, through
- * a logical shift as in dsr_fixed_fast_rows.c: adding 2^62 makes the operand non-negative
- * and adds exactly 2^(62 - exponent) to the quotient, which is then taken back out. */
-static inline int64_t round_shift_biased(int64_t x, int32_t exponent) {
-  uint64_t biased = (uint64_t)(x + ((int64_t)1 << (exponent - 1)) - (x < 0)) + ((uint64_t)1 << 62);
-  return (int64_t)(biased >> exponent) - ((int64_t)1 << (62 - exponent));
-}
-
-/*
- * dsr_fixed_requant32 for shift = -right <= 0, where nothing saturates: |x * m| < 2^62 and
- * m != INT32_MIN (plan-time check), then the rounding right shift by right.
- */
-static inline int32_t requant_right(int32_t x, int32_t multiplier, int32_t right) {
-  int64_t high = round_shift_biased((int64_t)x * multiplier, 31);
-  return right == 0 ? (int32_t)high : (int32_t)round_shift_biased(high, right);
-}
-
 /* The pair (2^30, 0) halves: requant of an even x is exactly x / 2, with no rounding. The
  * quantizer gives it to the operand with the larger scale. */
 static int pair_halves(const int32_t *pair) { return pair[0] == (1 << 30) && pair[1] == 0; }
@@ -114,9 +97,7 @@ static void rescale_i8(const int8_t *src, int64_t count, int32_t zero, int32_t l
     for (int64_t i = 0; i < count; i++)
       row[i] = (src[i] - zero) * (1 << (left - 1));
   } else {
-    int32_t multiplier = pair[0], right = -pair[1];
-    for (int64_t i = 0; i < count; i++)
-      row[i] = requant_right((src[i] - zero) * (1 << left), multiplier, right);
+    dsr_fixed_rescale_row_i8(src, count, zero, left, pair[0], -pair[1], row);
   }
 }
 
@@ -130,9 +111,7 @@ static void rescale_i16(const int16_t *src, int64_t count, int32_t zero, int32_t
     for (int64_t i = 0; i < count; i++)
       row[i] = (src[i] - zero) * (1 << (left - 1));
   } else {
-    int32_t multiplier = pair[0], right = -pair[1];
-    for (int64_t i = 0; i < count; i++)
-      row[i] = requant_right((src[i] - zero) * (1 << left), multiplier, right);
+    dsr_fixed_rescale_row_i16(src, count, zero, left, pair[0], -pair[1], row);
   }
 }
 
@@ -175,36 +154,9 @@ static int32_t merge_row(const dsr_tensor *yt, const binary_operand *a,
 }
 
 /*
- * ra[i] + rb[i] (rb already negated for SUB) requantized with a pair of shift -right <= 0
- * and stored with the output zero point, saturated, in one pass. Each rescaled value lies in
- * [-2^30, 2^30) (operands below 2^31 times factors up to 1/2), so the sum fits int32, as in
- * the reference.
- */
-DSR_FIXED_VECTOR_CLONES
-static void add_store_i8(const int32_t *ra, const int32_t *rb, int64_t count, int32_t multiplier,
-                         int32_t right, int32_t zero, int8_t *dst) {
-  int32_t lo = INT8_MIN - zero, hi = INT8_MAX - zero;
-  for (int64_t i = 0; i < count; i++) {
-    int32_t v = requant_right(ra[i] + rb[i], multiplier, right);
-    v = v < lo ? lo : (v > hi ? hi : v);
-    dst[i] = (int8_t)(v + zero);
-  }
-}
-
-DSR_FIXED_VECTOR_CLONES
-static void add_store_i16(const int32_t *ra, const int32_t *rb, int64_t count,
-                          int32_t multiplier, int32_t right, int32_t zero, int16_t *dst) {
-  int32_t lo = INT16_MIN - zero, hi = INT16_MAX - zero;
-  for (int64_t i = 0; i < count; i++) {
-    int32_t v = requant_right(ra[i] + rb[i], multiplier, right);
-    v = v < lo ? lo : (v > hi ? hi : v);
-    dst[i] = (int16_t)(v + zero);
-  }
-}
-
-/*
  * Combines the operand rows into sum (ADD, SUB or MUL), then requantizes with pair and stores
- * them. ADD and SUB: the sum or difference fits int32 (see add_store_i8). MUL: int16
+ * them. ADD and SUB: each rescaled value lies in [-2^30, 2^30) (operands below 2^31 times
+ * factors up to 1/2), so the sum fits int32, as in the reference. MUL: int16
  * operands have zero point 0, so |a * b| <= 2^30, and int8 ones give at most 255 * 255.
  */
 static void combine_row(const int32_t *ra, int32_t *rb, int32_t *sum, int64_t count, int32_t op,
@@ -215,12 +167,9 @@ static void combine_row(const int32_t *ra, int32_t *rb, int32_t *sum, int64_t co
     for (int64_t i = 0; i < count; i++)
       rb[i] = -rb[i];
   }
-  if (op != DSR_OP_MUL && pair[1] <= 0 && y_dtype == DSR_DTYPE_I8) {
-    add_store_i8(ra, rb, count, pair[0], -pair[1], y_zero, (int8_t *)out + offset);
-    return;
-  }
-  if (op != DSR_OP_MUL && pair[1] <= 0 && y_dtype == DSR_DTYPE_I16) {
-    add_store_i16(ra, rb, count, pair[0], -pair[1], y_zero, (int16_t *)out + offset);
+  if (op != DSR_OP_MUL && pair[1] <= 0 &&
+      (y_dtype == DSR_DTYPE_I8 || y_dtype == DSR_DTYPE_I16)) {
+    dsr_fixed_add_store_row(ra, rb, count, pair[0], -pair[1], y_zero, y_dtype, out, offset);
     return;
   }
   if (op == DSR_OP_MUL) {
@@ -230,8 +179,7 @@ static void combine_row(const int32_t *ra, int32_t *rb, int32_t *sum, int64_t co
     for (int64_t i = 0; i < count; i++)
       sum[i] = ra[i] + rb[i];
   }
-  dsr_fixed_requant_row32(sum, count, pair, 0, sum);
-  dsr_fixed_store_row(sum, count, y_zero, y_dtype, out, offset);
+  dsr_fixed_requant_store_row(sum, count, pair, 0, y_zero, y_dtype, out, offset);
 }
 
 typedef struct binary_job {

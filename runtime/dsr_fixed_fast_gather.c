@@ -8,8 +8,8 @@
  * a row of a local attention window. Single units of 1 to 64 bytes are copied with a fixed
  * size, which the compiler turns into plain moves.
  *
- * Both kernels split their output into contiguous shares, one per task of the parallel hook;
- * each output byte is copied from the same place whatever the split.
+ * Both kernels split their output into contiguous shares, one per task of the parallel hook.
+ * Each output byte is copied from the same place whatever the split.
  */
 #include <string.h>
 

@@ -138,8 +138,16 @@ int dsr_fixed_fast_softmax_parallel(const dsr_model *model, const dsr_node *node
                                     size_t slot_bytes, const dsr_parallel *parallel);
 int dsr_fixed_fast_gelu(const dsr_model *model, const dsr_node *node, const void *const *in,
                         void *out);
+/* GELU with the elements split between tasks. */
+int dsr_fixed_fast_gelu_parallel(const dsr_model *model, const dsr_node *node,
+                                 const void *const *in, void *out,
+                                 const dsr_parallel *parallel);
 int dsr_fixed_fast_transpose(const dsr_model *model, const dsr_node *node,
                              const void *const *in, void *out);
+/* TRANSPOSE with the output split between tasks (block copies, tiles or strided rows). */
+int dsr_fixed_fast_transpose_parallel(const dsr_model *model, const dsr_node *node,
+                                      const void *const *in, void *out,
+                                      const dsr_parallel *parallel);
 /* GATHER as block copies of runs of consecutive indices (dsr_fixed_fast_gather.c), the
  * output split between tasks. */
 int dsr_fixed_fast_gather_parallel(const dsr_model *model, const dsr_node *node,
@@ -166,6 +174,34 @@ void dsr_fixed_requant_row64(const int64_t *acc, int64_t count, const int32_t *p
  * like dsr_fixed_store. zero is in [-32768, 32767], as every activation zero point is. */
 void dsr_fixed_store_row(const int32_t *values, int64_t count, int32_t zero, int32_t dtype,
                          void *out, int64_t offset);
+
+/*
+ * Row steps of ADD and SUB (dsr_fixed_fast_addrow.c) for a requant pair (multiplier,
+ * -right) with right in 0..31 that passed dsr_fixed_pair_valid. The rescale functions write
+ * row[i] = dsr_fixed_requant32((src[i] - zero) * 2^left, multiplier, -right), where the
+ * product must fit int32. dsr_fixed_add_store_row stores zero + dsr_fixed_requant32(ra[i] +
+ * rb[i], multiplier, -right), saturated to dtype (I8 or I16), as element offset + i of out.
+ * They use AVX-512 kernels where dsr_fixed_rows_use_avx512 returns 1, else the _portable
+ * loops, which give the same values.
+ */
+void dsr_fixed_rescale_row_i8(const int8_t *src, int64_t count, int32_t zero, int32_t left,
+                              int32_t multiplier, int32_t right, int32_t *row);
+void dsr_fixed_rescale_row_i16(const int16_t *src, int64_t count, int32_t zero, int32_t left,
+                               int32_t multiplier, int32_t right, int32_t *row);
+void dsr_fixed_add_store_row(const int32_t *ra, const int32_t *rb, int64_t count,
+                             int32_t multiplier, int32_t right, int32_t zero, int32_t dtype,
+                             void *out, int64_t offset);
+void dsr_fixed_rescale_row_i8_portable(const int8_t *src, int64_t count, int32_t zero,
+                                       int32_t left, int32_t multiplier, int32_t right,
+                                       int32_t *row);
+void dsr_fixed_rescale_row_i16_portable(const int16_t *src, int64_t count, int32_t zero,
+                                        int32_t left, int32_t multiplier, int32_t right,
+                                        int32_t *row);
+void dsr_fixed_add_store_row_portable(const int32_t *ra, const int32_t *rb, int64_t count,
+                                      int32_t multiplier, int32_t right, int32_t zero,
+                                      int32_t dtype, void *out, int64_t offset);
+/* 1 when the CPU runs the AVX-512 row kernels (x86-64 with AVX-512 F and BW). */
+int dsr_fixed_rows_use_avx512(void);
 
 /* dsr_fixed_requant_row32 of acc followed by dsr_fixed_store_row, in one pass (AVX-512F where
  * the CPU has it). acc may be overwritten. */

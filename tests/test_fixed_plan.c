@@ -226,6 +226,7 @@ static void build_reread_model(reread_model *m) {
   const int32_t add[8] = {DSQ_TAG(DSR_OP_ADD), DSQ_ADD_SHIFT_NARROW, 1 << 30, 0, 1 << 30, 0,
                           1 << 30, -18};
   memcpy(m->add_qwords, add, sizeof add);
+
   dsr_node *reshape = &m->nodes[0], *sum = &m->nodes[1];
   snprintf(reshape->name, sizeof reshape->name, "reshape");
   reshape->op = DSR_OP_RESHAPE;
@@ -235,6 +236,7 @@ static void build_reread_model(reread_model *m) {
   reshape->output = 1;
   reshape->qwords = m->reshape_qwords;
   reshape->qword_count = 1;
+
   snprintf(sum->name, sizeof sum->name, "add");
   sum->op = DSR_OP_ADD;
   sum->input_count = 2;
@@ -244,6 +246,7 @@ static void build_reread_model(reread_model *m) {
   sum->output = 2;
   sum->qwords = m->add_qwords;
   sum->qword_count = 8;
+
   m->model.tensors = m->tensors;
   m->model.tensor_count = 3;
   m->model.nodes = m->nodes;

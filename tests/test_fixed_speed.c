@@ -286,6 +286,68 @@ Test(row_helpers, requant_rows_match_scalar) {
   }
 }
 
+/* A multiplier as dsr_fixed_pair_valid accepts it: magnitude in [2^30, 2^31 - 1], either
+ * sign. */
+static int32_t random_multiplier(void) {
+  int32_t m = (int32_t)(DSQ_MULTIPLIER_MIN_MAGNITUDE + (rng_u32() & 0x3fffffff));
+  return (rng_u32() & 3) == 0 ? -m : m;
+}
+
+Test(row_helpers, add_rows_match_scalar) {
+  enum { COUNT = 83 };
+  int8_t q8[COUNT];
+  int16_t q16[COUNT];
+  int32_t ra[COUNT], rb[COUNT], row[COUNT], portable[COUNT];
+  int16_t out[COUNT + 4], out_portable[COUNT + 4];
+  cr_log_info("AVX-512 row kernels: %s", dsr_fixed_rows_use_avx512() ? "yes" : "no");
+  for (int32_t trial = 0; trial < 600; trial++) {
+    int32_t count = trial % 4 == 0 ? COUNT : rng_range(1, COUNT);
+    int32_t right = trial % 32, multiplier = random_multiplier();
+    int32_t zero = rng_range(-128, 127), dtype = trial & 1 ? DSR_DTYPE_I8 : DSR_DTYPE_I16;
+    for (int32_t i = 0; i < count; i++) {
+      q8[i] = (int8_t)rng_range(-128, 127);
+      q16[i] = (int16_t)rng_range(-32768, 32767);
+      /* Rescaled operands lie in [-2^30, 2^30); some at the ends. */
+      ra[i] = (trial & 2) ? (int32_t)(rng_u32() % 5) - 2 + (i & 1 ? INT32_MIN / 2 : -(INT32_MIN / 2) - 3)
+                          : rng_range(-(1 << 30), (1 << 30) - 1);
+      rb[i] = rng_range(-(1 << 30), (1 << 30) - 1);
+    }
+    dsr_fixed_rescale_row_i8(q8, count, zero, 20, multiplier, right, row);
+    dsr_fixed_rescale_row_i8_portable(q8, count, zero, 20, multiplier, right, portable);
+    for (int32_t i = 0; i < count; i++) {
+      int32_t expected = dsr_fixed_requant32((q8[i] - zero) * (1 << 20), multiplier, -right);
+      cr_assert_eq(row[i], expected, "int8 rescale, right %d, element %d", right, i);
+      cr_assert_eq(portable[i], expected, "portable int8 rescale, right %d", right);
+    }
+    dsr_fixed_rescale_row_i16(q16, count, 0, 15, multiplier, right, row);
+    dsr_fixed_rescale_row_i16_portable(q16, count, 0, 15, multiplier, right, portable);
+    for (int32_t i = 0; i < count; i++) {
+      int32_t expected = dsr_fixed_requant32(q16[i] * (1 << 15), multiplier, -right);
+      cr_assert_eq(row[i], expected, "int16 rescale, right %d, element %d", right, i);
+      cr_assert_eq(portable[i], expected, "portable int16 rescale, right %d", right);
+    }
+    memset(out, 0x55, sizeof out);
+    memset(out_portable, 0x55, sizeof out_portable);
+    dsr_fixed_add_store_row(ra, rb, count, multiplier, right, zero, dtype, out, 3);
+    dsr_fixed_add_store_row_portable(ra, rb, count, multiplier, right, zero, dtype, out_portable,
+                                     3);
+    int32_t lo, hi;
+    dsr_fixed_dtype_range(dtype, &lo, &hi);
+    for (int32_t i = 0; i < count; i++) {
+      int64_t value = zero + (int64_t)dsr_fixed_requant32(ra[i] + rb[i], multiplier, -right);
+      int32_t expected = (int32_t)dsr_fixed_clamp64(value, lo, hi);
+      cr_assert_eq(dsr_fixed_load(out, dtype, 3 + i), expected, "sum store, right %d, element %d",
+                   right, i);
+      cr_assert_eq(dsr_fixed_load(out_portable, dtype, 3 + i), expected,
+                   "portable sum store, right %d", right);
+    }
+    cr_assert_eq(dsr_fixed_load(out, dtype, 2), dsr_fixed_load(out_portable, dtype, 2),
+                 "the store wrote before its offset");
+    cr_assert_eq(dsr_fixed_load(out, dtype, 3 + count), dsr_fixed_load(out_portable, dtype, 3 + count),
+                 "the store wrote past its row");
+  }
+}
+
 Test(row_helpers, store_row_saturates_like_store) {
   int32_t values[6] = {INT32_MAX, INT32_MIN, 0, 200, -200, 40000};
   for (int32_t dtype = DSR_DTYPE_I8; dtype <= DSR_DTYPE_I32; dtype++) {
@@ -607,8 +669,16 @@ typedef struct additive_params {
   int32_t a_dtype, b_dtype, y_dtype;
 } additive_params;
 
-/* An ADD or SUB case. halving 1 gives operand a the halving pair (2^30, 0), as the quantizer
- * does; a nonzero out_shift replaces the output pair's shift. */
+/* Operand pair choices of additive_case_with, as bit flags. */
+enum {
+  A_HALVING = 1,    /* operand a gets the halving pair (2^30, 0), as the quantizer does */
+  B_HALVING = 2,    /* the same for operand b */
+  A_SHIFT_ZERO = 4, /* operand a gets a pair of shift 0 that does not halve */
+  B_SHIFT_ZERO = 8  /* the same for operand b */
+};
+
+/* An ADD or SUB case with the operand pairs chosen by halving (the flags above); a nonzero
+ * out_shift replaces the output pair's shift. */
 static void additive_case_with(const additive_params *p, int32_t halving, int32_t out_shift,
                                const char *what) {
   node_case c;
@@ -624,9 +694,15 @@ static void additive_case_with(const additive_params *p, int32_t halving, int32_
     c.qwords[2 + 2 * i] = (int32_t)(DSQ_MULTIPLIER_MIN_MAGNITUDE + (rng_u32() & 0x3fffffff));
     c.qwords[3 + 2 * i] = -rng_range(1, 3);
   }
-  if (halving) {
-    c.qwords[2] = 1 << 30;
-    c.qwords[3] = 0;
+  for (int32_t i = 0; i < 2; i++) {
+    if (halving & (i == 0 ? A_HALVING : B_HALVING)) {
+      c.qwords[2 + 2 * i] = 1 << 30;
+      c.qwords[3 + 2 * i] = 0;
+    }
+    if (halving & (i == 0 ? A_SHIFT_ZERO : B_SHIFT_ZERO)) {
+      c.qwords[2 + 2 * i] = (1 << 30) + 1 + (int32_t)(rng_u32() & 0xffff);
+      c.qwords[3 + 2 * i] = 0;
+    }
   }
   double operand = (narrow ? 128.0 : 20000.0) * (double)(1 << left) / 4.0;
   random_pair(c.qwords + 6, operand, p->y_dtype == I8 ? 100.0 : 25000.0, 0);
@@ -657,22 +733,45 @@ Test(fast_binary, same_shape_matches_reference) {
 Test(fast_binary, halving_pairs_match_reference) {
   additive_case_with(&(additive_params){ADD, 4, {1, 16, 9, 9}, 4, {1, 16, 9, 9}, 4,
                                         {1, 16, 9, 9}, I8, I8, I8},
-                     1, 0, "int8 residual with a halving pair");
+                     A_HALVING, 0, "int8 residual with a halving pair");
   additive_case_with(&(additive_params){SUB, 4, {1, 16, 9, 9}, 4, {1, 16, 9, 9}, 4,
                                         {1, 16, 9, 9}, I16, I8, I16},
-                     1, 0, "int16 - int8 with a halving pair");
+                     A_HALVING, 0, "int16 - int8 with a halving pair");
   additive_case_with(&(additive_params){ADD, 1, {48}, 4, {1, 7, 7, 48}, 4, {1, 7, 7, 48}, I16,
                                         I8, I8},
-                     1, 0, "bias row over a map");
+                     A_HALVING, 0, "bias row over a map");
   additive_case_with(&(additive_params){ADD, 2, {50, 40}, 2, {50, 40}, 2, {50, 40}, I16, I16,
                                         I16},
-                     1, 0, "int16 pieces of a long row");
+                     A_HALVING, 0, "int16 pieces of a long row");
+}
+
+Test(fast_binary, row_layouts_match_reference) {
+  /* Rows with a tail after the groups of 16 of the AVX-512 kernels, operands repeated over
+   * the rows (kept in scratch), operand pairs of shift 0 and rows of two pieces. */
+  additive_case_with(&(additive_params){ADD, 2, {7, 53}, 2, {7, 53}, 2, {7, 53}, I8, I8, I8},
+                     A_HALVING, 0, "int8 residual rows with a tail");
+  additive_case_with(&(additive_params){SUB, 2, {7, 53}, 2, {7, 53}, 2, {7, 53}, I8, I16, I16},
+                     B_HALVING, 0, "int8 - int16 rows with a tail");
+  additive_case_with(&(additive_params){SUB, 2, {9, 40}, 1, {40}, 2, {9, 40}, I8, I16, I8},
+                     A_HALVING, 0, "minus a row repeated over the rows");
+  additive_case_with(&(additive_params){SUB, 3, {2, 9, 40}, 3, {2, 1, 40}, 3, {2, 9, 40}, I16,
+                                        I8, I16},
+                     0, 0, "minus a row repeated over one axis");
+  additive_case_with(&(additive_params){ADD, 2, {5, 48}, 2, {5, 48}, 2, {5, 48}, I16, I8, I8},
+                     A_SHIFT_ZERO, 0, "an operand pair of shift 0");
+  additive_case_with(&(additive_params){SUB, 2, {5, 48}, 2, {5, 1}, 2, {5, 48}, I8, I8, I8},
+                     B_SHIFT_ZERO | A_HALVING, 0, "a column of shift 0");
+  additive_case_with(&(additive_params){ADD, 2, {3, 2000}, 2, {3, 2000}, 2, {3, 2000}, I8, I8,
+                                        I16},
+                     A_HALVING, 0, "rows of two pieces");
+  additive_case_with(&(additive_params){SUB, 2, {3, 2000}, 1, {2000}, 2, {3, 2000}, I8, I8, I8},
+                     B_HALVING, 0, "a repeated row of two pieces");
 }
 
 Test(fast_binary, saturating_output_pairs_match_reference) {
   /* A positive output shift can saturate in the requantization: the general path. */
-  additive_case_with(&(additive_params){ADD, 2, {9, 70}, 2, {9, 70}, 2, {9, 70}, I8, I8, I8}, 1,
-                     3, "int8 sum with a left shift");
+  additive_case_with(&(additive_params){ADD, 2, {9, 70}, 2, {9, 70}, 2, {9, 70}, I8, I8, I8},
+                     A_HALVING, 3, "int8 sum with a left shift");
   additive_case_with(&(additive_params){SUB, 2, {9, 70}, 1, {70}, 2, {9, 70}, I16, I16, I16}, 0,
                      1, "int16 difference with a left shift");
   additive_case_with(&(additive_params){ADD, 2, {3, 5}, 2, {3, 5}, 2, {3, 5}, I8, I16, I8}, 0,
@@ -749,6 +848,25 @@ Test(fast_transpose, permutations_match_reference) {
   transpose_case(3, (int32_t[]){4, 3, 5}, (int32_t[]){2, 1, 0}, I16, "reversed axes");
   transpose_case(2, (int32_t[]){3, 9}, (int32_t[]){0, 1}, I8, "identity");
   transpose_case(1, (int32_t[]){11}, (int32_t[]){0}, I8, "rank 1");
+  transpose_case(4, (int32_t[]){1, 37, 19, 21}, (int32_t[]){0, 2, 3, 1}, I16,
+                 "NCHW to NHWC in partial tiles");
+  transpose_case(4, (int32_t[]){2, 17, 18, 40}, (int32_t[]){0, 3, 1, 2}, I8,
+                 "NHWC to NCHW over two images");
+  transpose_case(4, (int32_t[]){6, 9, 3, 32}, (int32_t[]){0, 2, 1, 3}, I8, "head split rows");
+  transpose_case(4, (int32_t[]){5, 7, 3, 32}, (int32_t[]){0, 2, 1, 3}, I16,
+                 "head split rows of 64 bytes");
+  transpose_case(4, (int32_t[]){5, 7, 3, 16}, (int32_t[]){0, 2, 1, 3}, I8,
+                 "head split rows of 16 bytes");
+  transpose_case(4, (int32_t[]){5, 7, 3, 11}, (int32_t[]){0, 2, 1, 3}, I16,
+                 "head split rows of 22 bytes");
+  transpose_case(5, (int32_t[]){1, 49, 3, 2, 32}, (int32_t[]){2, 0, 3, 1, 4}, I8,
+                 "query, key and value split");
+  transpose_case(6, (int32_t[]){1, 3, 2, 7, 3, 20}, (int32_t[]){0, 5, 1, 3, 2, 4}, I8,
+                 "window partition");
+  transpose_case(4, (int32_t[]){5, 1, 7, 1}, (int32_t[]){3, 2, 1, 0}, I16, "unit axes only");
+  transpose_case(3, (int32_t[]){4, 6, 1}, (int32_t[]){2, 1, 0}, I8,
+                 "an input whose last axis has size 1");
+  transpose_case(2, (int32_t[]){33, 17}, (int32_t[]){1, 0}, I16, "int16 matrix");
 }
 
 /* ------------------------------------------------------------------ gathers and reshapes */
@@ -843,8 +961,10 @@ Test(fast_reshape, copies_or_keeps_aliased_bytes) {
 
 /* ------------------------------------------------------------------ layer norms */
 
-static void layer_norm_case(int32_t rows, int32_t count, int32_t x_dtype, int32_t y_dtype,
-                            int64_t eps, const char *what) {
+/* A LayerNorm case whose channel shifts are drawn from [shift_lo, shift_hi]. */
+static void layer_norm_case_shifts(int32_t rows, int32_t count, int32_t x_dtype, int32_t y_dtype,
+                                   int64_t eps, int32_t shift_lo, int32_t shift_hi,
+                                   const char *what) {
   node_case c;
   node_case_init(&c, DSR_OP_LAYER_NORM, 1);
   int32_t dims[2] = {rows, count};
@@ -865,12 +985,17 @@ static void layer_norm_case(int32_t rows, int32_t count, int32_t x_dtype, int32_
     int32_t *channel = block + DSQ_LN_HEADER_WORDS + 3 * i;
     int32_t m = (int32_t)(DSQ_MULTIPLIER_MIN_MAGNITUDE + (rng_u32() & 0x3fffffff));
     channel[0] = (rng_u32() & 3) == 0 ? -m : m;
-    channel[1] = rng_range(-6, 4);
+    channel[1] = rng_range(shift_lo, shift_hi);
     channel[2] = rng_range(-20000, 20000);
   }
   c.node.qword_count = 1 + DSQ_LN_HEADER_WORDS + 3 * count;
   expect_identical(&c, dsr_fixed_fast_layer_norm, what);
   node_case_free(&c);
+}
+
+static void layer_norm_case(int32_t rows, int32_t count, int32_t x_dtype, int32_t y_dtype,
+                            int64_t eps, const char *what) {
+  layer_norm_case_shifts(rows, count, x_dtype, y_dtype, eps, -6, 4, what);
 }
 
 Test(fast_layer_norm, isqrt_matches_reference) {
@@ -910,6 +1035,16 @@ Test(fast_layer_norm, rows_match_reference) {
   layer_norm_case(1, 1, I8, I16, 0, "a single element");
   layer_norm_case(30, 32, I16, I8, 0, "int16 rows of 32 to int8");
   layer_norm_case(9, 192, I16, I16, 7, "int16 rows of 192");
+  /* Left shifts up to 30 saturate the channel requantization, and right shifts up to 31
+   * round most values away. Rows of 36 leave a tail after groups of 8. */
+  layer_norm_case_shifts(20, 36, I16, I8, 0, DSQ_SHIFT_MIN, DSQ_SHIFT_MAX,
+                         "extreme channel shifts to int8");
+  layer_norm_case_shifts(20, 36, I8, I16, 3, DSQ_SHIFT_MIN, DSQ_SHIFT_MAX,
+                         "extreme channel shifts to int16");
+  layer_norm_case_shifts(6, 40, I16, I16, 0, 10, DSQ_SHIFT_MAX, "saturating channels");
+  /* A rounding error of one in the channel requantization shows in the output only where
+   * the final rounding by 2^8 crosses a step: many rows of the one-bit shift. */
+  layer_norm_case_shifts(400, 64, I16, I16, 0, -1, -1, "one-bit channel shifts");
 }
 
 /* ------------------------------------------------------------------ softmax */
@@ -944,7 +1079,49 @@ Test(fast_softmax, exp_row_matches_reference) {
     cr_assert_eq(dsr_fixed_fast_exp_row(y, COUNT, exps), expected_sum, "rows from %d", start);
     for (int32_t i = 0; i < COUNT; i++)
       cr_assert_eq(exps[i], dsr_fixed_exp2_neg_q30(y[i]), "y = %d", y[i]);
+    /* A count that leaves a tail after the groups of 16. */
+    int64_t tail_sum = 0;
+    for (int32_t i = 5; i < COUNT - 7; i++)
+      tail_sum += dsr_fixed_exp2_neg_q30(y[i]);
+    cr_assert_eq(dsr_fixed_fast_exp_row(y + 5, COUNT - 12, exps), tail_sum, "rows from %d + 5",
+                 start);
+    for (int32_t i = 5; i < COUNT - 7; i++)
+      cr_assert_eq(exps[i - 5], dsr_fixed_exp2_neg_q30(y[i]), "y = %d", y[i]);
   }
+}
+
+Test(fast_softmax, first_axis_falls_back_to_reference) {
+  /* The fast kernel takes the last axis only: over another axis it declines, and
+   * dsr_fixed_execute and its parallel form run the reference. */
+  node_case c;
+  node_case_init(&c, DSR_OP_SOFTMAX, 1);
+  int32_t dims[2] = {7, 20};
+  set_tensor(&c, 0, DSR_TENSOR_INPUT, 2, dims, I16, 0);
+  set_tensor(&c, 3, DSR_TENSOR_OUTPUT, 2, dims, I8, -128);
+  c.tensors[3].qparams.scale = 1.0f / 256.0f;
+  c.node.attrs.softmax.axis = 0;
+  c.qwords[1] = (int32_t)(DSQ_MULTIPLIER_MIN_MAGNITUDE + (rng_u32() & 0x3fffffff));
+  c.qwords[2] = -4;
+  c.qwords[3] = 8;
+  c.node.qword_count = 4;
+  ds_error err;
+  ds_error_clear(&err);
+  cr_assert_eq(dsr_fixed_check_node(&c.model, 0, &err), DS_OK, "%s", err.message);
+  const void *inputs[DSR_MAX_NODE_INPUTS] = {c.data[0], NULL, NULL, NULL};
+  size_t bytes = output_bytes(&c), scratch_bytes = dsr_fixed_scratch_bytes(&c.model, 0);
+  uint8_t *scratch = malloc(scratch_bytes), *fast = malloc(bytes), *reference = malloc(bytes);
+  cr_assert(scratch != NULL && fast != NULL && reference != NULL);
+  memset(fast, 0x55, bytes);
+  cr_assert_eq(dsr_fixed_fast_softmax(&c.model, &c.node, inputs, fast, scratch), 0);
+  cr_assert_eq(fast[0], 0x55, "the declining kernel wrote its output");
+  dsr_fixed_execute(&c.model, 0, inputs, fast, scratch, dsr_slice_none());
+  dsr_fixed_execute_reference(&c.model, 0, inputs, reference, scratch, dsr_slice_none());
+  cr_assert_eq(memcmp(fast, reference, bytes), 0);
+  expect_same_for_workers(&c, "softmax over the first axis");
+  free(scratch);
+  free(fast);
+  free(reference);
+  node_case_free(&c);
 }
 
 Test(fast_softmax, rows_match_reference) {
@@ -952,6 +1129,9 @@ Test(fast_softmax, rows_match_reference) {
   softmax_case(20, 49, I8, 15, 4, "int8 scores to int16");
   softmax_case(10, 300, I16, 15, 12, "steep exponent, most terms vanish");
   softmax_case(4, 1, I8, 8, 0, "rows of one");
+  softmax_case(12, 17, I16, 8, 14, "the largest left shift of the vector kernel");
+  softmax_case(6, 33, I16, 15, 20, "a left shift past the vector kernel");
+  softmax_case(9, 80, I8, 8, -3, "int8 scores with a right shift");
 }
 
 /* ------------------------------------------------------------------ lookup tables */
@@ -964,10 +1144,10 @@ static int fast_gelu(const dsr_model *model, const dsr_node *node, const void *c
 
 /* A GELU node with a random table: direct (256 entries) for int8 input, interpolated (257
  * entries within +-2^30) for int16 input. Entries outside the output range test the clamp. */
-static void gelu_case(int32_t x_dtype, int32_t y_dtype, const char *what) {
+static void gelu_case(int32_t x_dtype, int32_t y_dtype, int32_t rows, const char *what) {
   node_case c;
   node_case_init(&c, DSR_OP_GELU, 1);
-  int32_t dims[3] = {3, 7, 50};
+  int32_t dims[3] = {3, rows, 50};
   set_tensor(&c, 0, DSR_TENSOR_INPUT, 3, dims, x_dtype, rng_range(-128, 127));
   set_tensor(&c, 3, DSR_TENSOR_OUTPUT, 3, dims, y_dtype, rng_range(-128, 127));
   int direct = x_dtype == I8;
@@ -981,10 +1161,12 @@ static void gelu_case(int32_t x_dtype, int32_t y_dtype, const char *what) {
 }
 
 Test(fast_gelu, tables_match_reference) {
-  gelu_case(I8, I8, "int8 direct table");
-  gelu_case(I8, I16, "int8 direct table to int16");
-  gelu_case(I16, I16, "int16 interpolated table");
-  gelu_case(I16, I8, "int16 interpolated table to int8");
+  gelu_case(I8, I8, 7, "int8 direct table");
+  gelu_case(I8, I8, 1, "int8 direct table shorter than a vector");
+  gelu_case(I8, I8, 256, "int8 direct table over many vectors");
+  gelu_case(I8, I16, 7, "int8 direct table to int16");
+  gelu_case(I16, I16, 7, "int16 interpolated table");
+  gelu_case(I16, I8, 7, "int16 interpolated table to int8");
 }
 
 /* ------------------------------------------------------------------ whole models */
