@@ -175,8 +175,45 @@ static int64_t padded_plane_count(const dsr_deform_attn *d) {
   return (d->height + margin) * (d->width + margin);
 }
 
+/*
+ * Rows and columns of the layer's position bias table: 2H - 1 by 2W - 1 for the map it runs
+ * on, or another size when a model exported with dynamic axes runs at a map size other than
+ * the one it was built for. dsr_fixed_deform_check validates the tensor.
+ */
+static void table_size(const dsr_model *model, const dsr_deform_attn *d, int32_t *rows,
+                       int32_t *cols) {
+  const dsr_tensor *t = &model->tensors[d->params[DSR_DEFORM_RPE_TABLE]];
+  *rows = t->dims[1];
+  *cols = t->dims[2];
+}
+
+/* Values of the table over all heads. */
+static int64_t table_elements(const dsr_model *model, const dsr_deform_attn *d) {
+  int32_t rows, cols;
+  table_size(model, d, &rows, &cols);
+  return (int64_t)d->heads * rows * cols;
+}
+
+/*
+ * Table coordinate, in Q8, of v: the coordinate the lookup would use in a table of
+ * 2 * size - 1 entries along this axis. A table of another entry count is read, as the float
+ * kernel and grid_sample's normalised coordinates do, at the displacement v - (size - 1)
+ * scaled by (entries - 1) / (2 (size - 1)) about its centre, rounded half away from zero.
+ */
+static inline int32_t table_coord(int32_t v, int32_t size, int32_t entries) {
+  if (entries == 2 * size - 1)
+    return v;
+  int64_t centre = (int64_t)(entries - 1) * (DSR_FIXED_POS_ONE / 2);
+  if (size < 2)
+    return (int32_t)centre; /* a 1-pixel map has no displacement */
+  int64_t displacement = (int64_t)v - (int64_t)(size - 1) * DSR_FIXED_POS_ONE;
+  return (int32_t)(centre + dsr_fixed_div_round64(displacement * (entries - 1),
+                                                 2 * (int64_t)(size - 1)));
+}
+
 /* Lays out the shared arrays and returns their bytes (base NULL: sizes only). */
-static int64_t layout_shared(const dsr_deform_attn *d, uint8_t *base, deform_scratch *s) {
+static int64_t layout_shared(const dsr_model *model, const dsr_deform_attn *d, uint8_t *base,
+                             deform_scratch *s) {
   int64_t c = d->channels, g = d->groups;
   int64_t n_max = deform_samples_max(d);
   int64_t pixels = (int64_t)d->height * d->width;
@@ -194,8 +231,7 @@ static int64_t layout_shared(const dsr_deform_attn *d, uint8_t *base, deform_scr
   dsr_gemm proj_samples = gemm_projection(ci, n_i, 0);
   dsr_gemm logits = gemm_logits(1, n_i, hc, 0, 0);
   dsr_gemm context = gemm_context(1, hc, n_i, 0, 0);
-  int64_t table = (int64_t)d->heads * (2 * d->height - 1) * (2 * d->width - 1);
-  s->table32 = carve(base, &used, table * (int64_t)sizeof(int32_t));
+  s->table32 = carve(base, &used, table_elements(model, d) * (int64_t)sizeof(int32_t));
   s->packed_wq = carve(base, &used, (int64_t)dsr_gemm_rows_bytes(&proj));
   s->packed_wk = carve(base, &used, (int64_t)dsr_gemm_rows_bytes(&proj));
   s->packed_wv = carve(base, &used, (int64_t)dsr_gemm_rows_bytes(&proj));
@@ -256,20 +292,21 @@ static int64_t layout_private(const dsr_deform_attn *d, uint8_t *base, deform_sc
 
 /* Points s at the shared arrays and at private slot 0 of scratch; returns the bytes for
  * worker_count slots, alignment included. */
-static int64_t layout_scratch(const dsr_deform_attn *d, uint8_t *scratch, int32_t worker_count,
-                              deform_scratch *s) {
+static int64_t layout_scratch(const dsr_model *model, const dsr_deform_attn *d, uint8_t *scratch,
+                              int32_t worker_count, deform_scratch *s) {
   uint8_t *base = scratch != NULL ? align_scratch(scratch) : NULL;
-  int64_t shared = layout_shared(d, base, s);
+  int64_t shared = layout_shared(model, d, base, s);
   int64_t slot = layout_private(d, base != NULL ? base + shared : NULL, s);
   return 63 + shared + slot * worker_count;
 }
 
 /* A copy of shared whose private pointers are those of slot index of scratch. */
-static deform_scratch private_slot(const dsr_deform_attn *d, const deform_scratch *shared,
-                                   uint8_t *scratch, int32_t index) {
+static deform_scratch private_slot(const dsr_model *model, const dsr_deform_attn *d,
+                                   const deform_scratch *shared, uint8_t *scratch,
+                                   int32_t index) {
   deform_scratch s = *shared;
   deform_scratch sizes;
-  int64_t shared_bytes = layout_shared(d, NULL, &sizes);
+  int64_t shared_bytes = layout_shared(model, d, NULL, &sizes);
   int64_t slot_bytes = layout_private(d, NULL, &sizes);
   layout_private(d, align_scratch(scratch) + shared_bytes + slot_bytes * index, &s);
   return s;
@@ -277,7 +314,6 @@ static deform_scratch private_slot(const dsr_deform_attn *d, const deform_scratc
 
 size_t dsr_fixed_deform_scratch_bytes_for_workers(const dsr_model *model, const dsr_node *node,
                                                   int32_t worker_count) {
-  (void)model;
   const dsr_deform_attn *d = node->deform;
   /* Parameters that dsr_fixed_deform_check rejects get no scratch rather than a bogus size. */
   if (d->groups < 1 || d->offset_stride < 1 || d->channels < 1 || d->height < 1 ||
@@ -286,7 +322,7 @@ size_t dsr_fixed_deform_scratch_bytes_for_workers(const dsr_model *model, const 
       d->head_channels < 1 || d->heads % d->groups != 0)
     return 0;
   deform_scratch unused;
-  return (size_t)layout_scratch(d, NULL, worker_count < 1 ? 1 : worker_count, &unused);
+  return (size_t)layout_scratch(model, d, NULL, worker_count < 1 ? 1 : worker_count, &unused);
 }
 
 size_t dsr_fixed_deform_scratch_bytes(const dsr_model *model, const dsr_node *node) {
@@ -1096,7 +1132,8 @@ static void attend_pixel(const dsr_model *model, const dsr_node *node, void *y,
   stage_info ls = stage(&d->stage_qparams[DSR_DEFORM_STAGE_LOGITS]);
   stage_info as = stage(&d->stage_qparams[DSR_DEFORM_STAGE_ATTN]);
   stage_info cs = stage(&d->stage_qparams[DSR_DEFORM_STAGE_CONTEXT]);
-  int32_t table_h = 2 * d->height - 1, table_w = 2 * d->width - 1;
+  int32_t table_h, table_w;
+  table_size(model, d, &table_h, &table_w);
   const int16_t *table = param_data(model, d, DSR_DEFORM_RPE_TABLE);
   const int32_t *logit_pairs = sec->s[DSQ_DA_LOGITS];
   int qk_wide = qs.wide_in || ks.wide_in;
@@ -1122,8 +1159,9 @@ static void attend_pixel(const dsr_model *model, const dsr_node *node, void *y,
         acc += (int64_t)(s->q[ch * map + pixel] - qs.zero) * (s->k[ch * pg->n + n] - ks.zero);
       }
       int32_t index[4], weight[4];
-      dsr_fixed_bilinear_taps(row_base - py[n], col_base - px[n], table_h, table_w, table_w,
-                              index, weight);
+      dsr_fixed_bilinear_taps(table_coord(row_base - py[n], d->height, table_h),
+                              table_coord(col_base - px[n], d->width, table_w), table_h, table_w,
+                              table_w, index, weight);
       /* Weights sum to 2^16 and table values are int16: the sum fits int32. */
       int32_t bias = 0;
       for (int32_t t = 0; t < 4; t++)
@@ -1248,7 +1286,8 @@ static void attend_pixel_fast(const dsr_model *model, const dsr_node *node, void
   stage_info ls = stage(&d->stage_qparams[DSR_DEFORM_STAGE_LOGITS]);
   stage_info as = stage(&d->stage_qparams[DSR_DEFORM_STAGE_ATTN]);
   stage_info cs = stage(&d->stage_qparams[DSR_DEFORM_STAGE_CONTEXT]);
-  int32_t table_h = 2 * d->height - 1, table_w = 2 * d->width - 1;
+  int32_t table_h, table_w;
+  table_size(model, d, &table_h, &table_w);
   const int16_t *table = param_data(model, d, DSR_DEFORM_RPE_TABLE);
   const int32_t *logit_pairs = sec->s[DSQ_DA_LOGITS];
   int qk_wide = qs.wide_in || ks.wide_in;
@@ -1279,7 +1318,8 @@ static void attend_pixel_fast(const dsr_model *model, const dsr_node *node, void
     }
     for (int32_t n = 0; n < pg->n; n++) {
       int64_t acc = qk_wide ? s->row_wide[n] : s->row[n];
-      int32_t bias = bilinear_sum(head_table, row_base - py[n], col_base - px[n], table_h,
+      int32_t bias = bilinear_sum(head_table, table_coord(row_base - py[n], d->height, table_h),
+                                  table_coord(col_base - px[n], d->width, table_w), table_h,
                                   table_w);
       int64_t qk = qk_wide ? dsr_fixed_requant64(acc, logit_pairs[0], logit_pairs[1])
                            : dsr_fixed_requant32((int32_t)acc, logit_pairs[0], logit_pairs[1]);
@@ -1558,12 +1598,12 @@ static void pack_heads(const dsr_deform_attn *d, const patch_geometry *pg, int32
  * floor(v / 2^8) is ((v + 2^30) >> 8) - 2^22 with a positive shifted value.
  */
 DSR_FIXED_VECTOR_CLONES
-static void bias_axis(const int32_t *restrict p, int32_t n, int32_t base, int32_t size,
-                      int32_t stride, int32_t *restrict out) {
+static void bias_axis(const int32_t *restrict p, int32_t n, int32_t base, int32_t map_size,
+                      int32_t size, int32_t stride, int32_t *restrict out) {
   const int32_t one = DSR_FIXED_POS_ONE, bias = 1 << 30;
   const int32_t unbias = bias >> DSR_FIXED_POS_FRAC_BITS;
   for (int32_t j = 0; j < n; j++) {
-    int32_t v = base - p[j];
+    int32_t v = table_coord(base - p[j], map_size, size);
     int32_t i0 = ((v + bias) >> DSR_FIXED_POS_FRAC_BITS) - unbias;
     int32_t f = v - i0 * one;
     int in0 = i0 >= 0 && i0 < size, in1 = i0 + 1 >= 0 && i0 + 1 < size;
@@ -1632,21 +1672,23 @@ static void bias_sums_best(const int32_t *table, const int32_t *rows, const int3
 
 /* Row and column factors of the bias taps of the patch's core rows and columns, for groups
  * first..last - 1. */
-static void bias_factors(const dsr_deform_attn *d, const patch_geometry *pg, int32_t first,
+static void bias_factors(const dsr_model *model, const dsr_deform_attn *d,
+                         const patch_geometry *pg, int32_t first,
                          int32_t last, deform_scratch *s) {
-  int32_t n = pg->n, table_h = 2 * d->height - 1, table_w = 2 * d->width - 1;
+  int32_t n = pg->n, table_h, table_w;
+  table_size(model, d, &table_h, &table_w);
   int64_t stride = 4 * (int64_t)n;
   for (int32_t gi = first; gi < last; gi++) {
     const int32_t *py = s->position + (int64_t)(gi * 2) * n;
     const int32_t *px = py + n;
     for (int32_t qy = pg->p.core_y0; qy < pg->p.core_y1; qy++) {
       int32_t base = bias_base_q8(d->convention, qy, d->height, pg->p.ext_y0);
-      bias_axis(py, n, base, table_h, table_w,
+      bias_axis(py, n, base, d->height, table_h, table_w,
                 s->bias_rows + ((int64_t)gi * d->height + qy - pg->p.core_y0) * stride);
     }
     for (int32_t qx = pg->p.core_x0; qx < pg->p.core_x1; qx++) {
       int32_t base = bias_base_q8(d->convention, qx, d->width, pg->p.ext_x0);
-      bias_axis(px, n, base, table_w, 1,
+      bias_axis(px, n, base, d->width, table_w, 1,
                 s->bias_cols + ((int64_t)gi * d->width + qx - pg->p.core_x0) * stride);
     }
   }
@@ -1689,7 +1731,7 @@ static void attend_block(const dsr_model *model, const dsr_node *node, void *y,
   stage_info ls = stage(&d->stage_qparams[DSR_DEFORM_STAGE_LOGITS]);
   stage_info as = stage(&d->stage_qparams[DSR_DEFORM_STAGE_ATTN]);
   stage_info cs = stage(&d->stage_qparams[DSR_DEFORM_STAGE_CONTEXT]);
-  int64_t table_size = (int64_t)(2 * d->height - 1) * (2 * d->width - 1);
+  int64_t head_table_size = table_elements(model, d) / d->heads;
   const int32_t *logit_pairs = sec->s[DSQ_DA_LOGITS];
   dsr_gemm logits = gemm_logits(count, n, hc, qs.zero, ks.zero);
   dsr_gemm context = gemm_context(count, hc, n, as.zero, vs.zero);
@@ -1707,7 +1749,7 @@ static void attend_block(const dsr_model *model, const dsr_node *node, void *y,
     dsr_gemm_run(&logits, s->packed_q, s->packed_k + hd * k_bytes, 0, count, 0,
                  dsr_gemm_panels(&logits), s->logit_block, n);
     dsr_fixed_requant_row32(s->logit_block, rows, logit_pairs, 0, s->logit_block);
-    const int32_t *table = s->table32 + hd * table_size;
+    const int32_t *table = s->table32 + hd * head_table_size;
     for (int32_t i = 0; i < count; i++) {
       int32_t p = first + i;
       bias_sums_best(table, s->bias_rows + ((int64_t)gi * d->height + p / core_w) * factors,
@@ -1768,7 +1810,7 @@ static void attend_block(const dsr_model *model, const dsr_node *node, void *y,
  * bias_sums. */
 static void widen_table(const dsr_model *model, const dsr_deform_attn *d, deform_scratch *s) {
   const int16_t *table = param_data(model, d, DSR_DEFORM_RPE_TABLE);
-  int64_t count = (int64_t)d->heads * (2 * d->height - 1) * (2 * d->width - 1);
+  int64_t count = table_elements(model, d);
   for (int64_t i = 0; i < count; i++)
     s->table32[i] = table[i];
 }
@@ -1811,7 +1853,7 @@ static void deform_task(void *context, int32_t task_index) {
   const deform_job *job = context;
   const dsr_deform_attn *d = job->node->deform;
   const patch_geometry *pg = job->pg;
-  deform_scratch s = private_slot(d, job->shared, job->scratch, task_index);
+  deform_scratch s = private_slot(job->model, d, job->shared, job->scratch, task_index);
   int64_t begin, end;
   dsr_parallel_share(job->unit_count, job->task_count, task_index, 1, &begin, &end);
   int32_t first = (int32_t)begin, last = (int32_t)end;
@@ -1869,7 +1911,7 @@ static void deform_task(void *context, int32_t task_index) {
     pack_heads(d, pg, first, last, &s);
     /* Group gi's factors go with its first head. */
     int32_t heads_per_group = d->heads / d->groups;
-    bias_factors(d, pg, (first + heads_per_group - 1) / heads_per_group,
+    bias_factors(job->model, d, pg, (first + heads_per_group - 1) / heads_per_group,
                  (last + heads_per_group - 1) / heads_per_group, &s);
     break;
   }
@@ -1896,7 +1938,8 @@ static void run_step(deform_job *job, const dsr_parallel *parallel, deform_step 
  * sizes only), into the matching pointers of s; returns their bytes. Only what plan reads
  * gets room.
  */
-static int64_t layout_packed(const dsr_deform_attn *d, packed_plan plan, uint8_t *base,
+static int64_t layout_packed(const dsr_model *model, const dsr_deform_attn *d, packed_plan plan,
+                             uint8_t *base,
                              deform_scratch *s) {
   dsr_gemm proj = gemm_projection(d->channels, 1, 0);
   int64_t weights = (int64_t)dsr_gemm_rows_bytes(&proj), used = 0;
@@ -1907,9 +1950,8 @@ static int64_t layout_packed(const dsr_deform_attn *d, packed_plan plan, uint8_t
     s->packed_wv = carve(base, &used, weights);
   }
   if (plan.attend) {
-    int64_t table = (int64_t)d->heads * (2 * d->height - 1) * (2 * d->width - 1);
     s->packed_wout = carve(base, &used, weights);
-    s->table32 = carve(base, &used, table * (int64_t)sizeof(int32_t));
+    s->table32 = carve(base, &used, table_elements(model, d) * (int64_t)sizeof(int32_t));
   }
   return used;
 }
@@ -1924,14 +1966,14 @@ size_t dsr_fixed_deform_packed_bytes(const dsr_model *model, const dsr_node *nod
   if (!plan.q && !plan.kv && !plan.attend)
     return 0;
   deform_scratch unused;
-  return (size_t)(63 + layout_packed(d, plan, NULL, &unused));
+  return (size_t)(63 + layout_packed(model, d, plan, NULL, &unused));
 }
 
 void dsr_fixed_deform_pack(const dsr_model *model, const dsr_node *node, uint8_t *packed) {
   const dsr_deform_attn *d = node->deform;
   packed_plan plan = plan_packed(model, node);
   deform_scratch s;
-  layout_packed(d, plan, align_scratch(packed), &s);
+  layout_packed(model, d, plan, align_scratch(packed), &s);
   pack_weights(model, d, plan, 0, d->channels, &s);
   if (plan.attend)
     widen_table(model, d, &s);
@@ -1952,7 +1994,7 @@ void dsr_fixed_deform_execute_packed(const dsr_model *model, const dsr_node *nod
   deform_sections sec;
   find_sections(node, &sec);
   deform_scratch s;
-  layout_scratch(d, scratch, 1, &s);
+  layout_scratch(model, d, scratch, 1, &s);
   s.probe = NULL;
   s.node_index = -1;
   s.patch_index = 0;
@@ -1970,7 +2012,7 @@ void dsr_fixed_deform_execute_packed(const dsr_model *model, const dsr_node *nod
 
   if (packed != NULL) {
     /* Read-only from here on: the steps only read the weights and the table. */
-    layout_packed(d, plan, align_scratch((uint8_t *)(uintptr_t)packed), &s);
+    layout_packed(model, d, plan, align_scratch((uint8_t *)(uintptr_t)packed), &s);
   } else if (plan.q || plan.kv || plan.attend) {
     if (plan.attend)
       widen_table(model, d, &s);
@@ -2034,7 +2076,7 @@ void dsr_fixed_deform_execute_probed(const dsr_model *model, int32_t node_index,
   deform_sections sec;
   find_sections(node, &sec);
   deform_scratch s;
-  layout_scratch(node->deform, scratch, 1, &s);
+  layout_scratch(model, node->deform, scratch, 1, &s);
   s.probe = probe;
   s.node_index = node_index;
   s.patch_index = 0;
@@ -2128,9 +2170,19 @@ static ds_status check_params(const dsr_model *model, const dsr_node *node, ds_e
   int64_t out_bias_max;
   DS_TRY(check_param(model, node, DSR_DEFORM_PROJ_OUT_B, DSR_DTYPE_I32, 0, c, &out_bias_max,
                      err));
+  int32_t table_index = d->params[DSR_DEFORM_RPE_TABLE];
+  const dsr_tensor *rpe = table_index >= 0 && table_index < model->tensor_count
+                              ? &model->tensors[table_index]
+                              : NULL;
+  if (rpe != NULL && (rpe->rank != 3 || rpe->dims[0] != d->heads || rpe->dims[1] < 1 ||
+                      rpe->dims[2] < 1 || rpe->dims[1] > 65535 || rpe->dims[2] > 65535))
+    return ds_fail(err, DS_ERR_SHAPE,
+                   "node '%s' (DEFORM_ATTN): the position bias table '%s' must be (%d heads, "
+                   "rows, columns) with 1 to 65535 rows and columns, not rank %d (%d x %d x %d)",
+                   node->name, rpe->name, d->heads, rpe->rank, rpe->dims[0], rpe->dims[1],
+                   rpe->dims[2]);
   DS_TRY(check_param(model, node, DSR_DEFORM_RPE_TABLE, DSR_DTYPE_I16, 0,
-                     (int64_t)d->heads * (2 * d->height - 1) * (2 * d->width - 1), NULL, err));
-  const dsr_tensor *rpe = &model->tensors[d->params[DSR_DEFORM_RPE_TABLE]];
+                     rpe != NULL ? table_elements(model, d) : 0, NULL, err));
   if (rpe->qparams.zero_point != 0)
     return deform_fail(node, err, DS_ERR_QUANT, "the position bias table must be symmetric int16");
 

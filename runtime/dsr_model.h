@@ -157,7 +157,7 @@ typedef enum dsr_deform_param {
   DSR_DEFORM_PROJ_V_B,
   DSR_DEFORM_PROJ_OUT_W,
   DSR_DEFORM_PROJ_OUT_B,
-  DSR_DEFORM_RPE_TABLE,       /* (heads, 2H-1, 2W-1) */
+  DSR_DEFORM_RPE_TABLE,       /* (heads, 2H-1, 2W-1), or the size for another map */
   DSR_DEFORM_PARAM_COUNT
 } dsr_deform_param;
 

@@ -524,10 +524,10 @@ static ds_status validate_deform(const dsr_model *model, int32_t node_index, dsr
       (int64_t)c * c, c, cg * k * k, cg, cg, cg, 2 * cg, (int64_t)c * c, c,
       (int64_t)c * c, c, (int64_t)c * c, c,
       (int64_t)layer->heads * (2 * layer->height - 1) * (2 * layer->width - 1)};
-  /* Float mode also reads a table built for another map size (a model exported with dynamic
+  /* Both modes also read a table built for another map size (a model exported with dynamic
    * axes and run at a new size), rescaling the displacement as grid_sample does. */
   int32_t table = layer->params[DSR_DEFORM_RPE_TABLE];
-  if (mode == DSR_MODE_FLOAT && table >= 0 && table < model->tensor_count &&
+  if (table >= 0 && table < model->tensor_count &&
       model->tensors[table].rank == 3 && model->tensors[table].dims[0] == layer->heads &&
       layer->height > 1 && layer->width > 1)
     param_elements[DSR_DEFORM_RPE_TABLE] = dsr_tensor_elements(&model->tensors[table]);
