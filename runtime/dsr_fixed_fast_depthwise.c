@@ -83,7 +83,7 @@ size_t dsr_fixed_fast_depthwise_scratch_bytes(const dsr_model *model, const dsr_
 }
 
 /* Copies channel plane (offset elements into x) into plane, zero point subtracted, at row
- * pad_top and column pad_left; the rest of plane and its overrun become 0. */
+ * pad_top and column pad_left. The rest of plane and its overrun become 0. */
 static void fill_plane(const depthwise *d, const void *x, int64_t offset, int16_t *plane) {
   memset(plane, 0, (size_t)d->plane_bytes);
   int64_t rows = d->plane_h - (int64_t)d->pad_top;

@@ -2,9 +2,9 @@
  * Optimized MATMUL for the fixed-point runtime, bit-identical to run_matmul in dsr_fixed.c.
  *
  * Products of two int8 operands (activations with zero points, constants without) go through
- * the packed product of dsr_gemm.h: A is packed as rows, B as 16-column panels, and the
- * kernel returns the exact int32 sums of (a - a_zero) * (b - b_zero), which are requantized
- * and stored row by row. dsr_fixed_check_node bounds k * 255 * 255 (two activations) or
+ * the packed product of dsr_gemm.h. A is packed as rows and B as 16-column panels. The kernel
+ * returns the exact int32 sums of (a - a_zero) * (b - b_zero), which are requantized and
+ * stored row by row. dsr_fixed_check_node bounds k * 255 * 255 (two activations) or
  * k * 255 * 128 (one constant) by 2^31 - 1, the bound dsr_gemm needs. A packed block that the
  * next batch shares through broadcasting (a weight matrix) is not packed again.
  *

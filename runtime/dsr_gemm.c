@@ -1,6 +1,6 @@
 /*
  * Packed int8 matrix product (dsr_gemm.h). Packing stores each operand in the layout the
- * kernels read with unit stride; the kernels then sum stored products in int32 registers and
+ * kernels read with unit stride. The kernels then sum stored products in int32 registers and
  * apply the zero-point corrections once per output.
  *
  * The VNNI kernel computes tiles of ROW_TILE rows by PANEL_TILE panels (6 x 64 outputs) in

@@ -1,8 +1,8 @@
 /*
- * Tests of the packed int8 matrix product (runtime/dsr_gemm.h): every block it computes must
+ * Tests of the packed int8 matrix product (runtime/dsr_gemm.h). Every block it computes must
  * equal the plain triple loop in 64 bits, with both kernels (VNNI where the CPU has it, and
- * the portable one), for both signedness assignments, any zero points, strided operands,
- * sizes that are not multiples of the tiles, and blocks split between tasks.
+ * the portable one). The cases cover both signedness assignments, any zero points, strided
+ * operands, sizes that are not multiples of the tiles, and blocks split between tasks.
  */
 #include <criterion/criterion.h>
 #include <stdlib.h>

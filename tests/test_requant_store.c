@@ -1,8 +1,8 @@
 /*
- * Tests of dsr_fixed_requant_store_row: on every CPU path it must store exactly what
- * dsr_fixed_requant32 and dsr_fixed_store give element by element, for one pair per row and
- * one pair per element, every shift, extreme sums and multipliers, int8 and int16 outputs,
- * and row lengths that leave partial vectors.
+ * Tests of dsr_fixed_requant_store_row. On every CPU path it must store exactly what
+ * dsr_fixed_requant32 and dsr_fixed_store give element by element. The cases cover one pair
+ * per row and one pair per element, every shift, extreme sums and multipliers, int8 and int16
+ * outputs, and row lengths that leave partial vectors.
  */
 #include <criterion/criterion.h>
 #include <string.h>
