@@ -2,9 +2,10 @@
  * Speed of the C runtime at batch 1, for the comparison with ONNX Runtime and PyTorch that
  * bench/speed.py runs. Two steps, so that the timed process holds only what running needs:
  *
- *   bench_speed prepare MODEL.onnx OUT.dsa [CALIBRATION_IMAGES]
- *       imports MODEL.onnx, calibrates it on random images in [-1, 1) (default 2), quantizes
- *       it and writes an artifact with its float and fixed-point weights;
+ *   bench_speed prepare MODEL.onnx OUT.dsa [CALIBRATION_IMAGES] [--input-shape N,C,H,W]
+ *       imports MODEL.onnx (at the given shape for an export with dynamic axes), calibrates it
+ *       on random images in [-1, 1) (default 2), quantizes it and writes an artifact with its
+ *       float and fixed-point weights;
  *   bench_speed run OUT.dsa --mode float|fixed [--threads N] [--iterations N] [--warmup N]
  *       reads the artifact, plans one context with a pool of N workers (intra-op threads),
  *       runs the warm-up and timed invokes on one random image, and prints one JSON line:
@@ -38,7 +39,8 @@ static int fail(const ds_error *err) {
 
 static int usage(void) {
   fprintf(stderr,
-          "usage: bench_speed prepare MODEL.onnx OUT.dsa [CALIBRATION_IMAGES]\n"
+          "usage: bench_speed prepare MODEL.onnx OUT.dsa [CALIBRATION_IMAGES] "
+          "[--input-shape N,C,H,W]\n"
           "       bench_speed run ARTIFACT.dsa --mode float|fixed [--threads N] "
           "[--iterations N] [--warmup N] [--profile]\n");
   return 2;
@@ -69,17 +71,27 @@ static long long peak_rss_bytes(void) {
 }
 
 static int prepare(int argc, char **argv) {
+  ds_error err;
+  ds_error_clear(&err);
+  dsc_options options;
+  memset(&options, 0, sizeof options);
+  /* An optional --input-shape N,C,H,W fixes the shape of a model exported with dynamic axes. */
+  if (argc >= 6 && strcmp(argv[argc - 2], "--input-shape") == 0) {
+    if (dst_args_shape("--input-shape", argv[argc - 1], options.input_shape, &options.input_rank,
+                       &err) != DS_OK)
+      return fail(&err) + 1;
+    argc -= 2;
+  }
   if (argc < 4 || argc > 5)
     return usage();
   int64_t images = 2;
-  ds_error err;
-  ds_error_clear(&err);
-  if (argc == 5 && dst_args_int("calibration images", argv[4], 1, 64, &images, &err) != DS_OK)
+  if (argc == 5 &&
+      dst_args_int("CALIBRATION_IMAGES", argv[4], 1, 64, &images, &err) != DS_OK)
     return fail(&err) + 1;
 
   double start_s = dst_now_s();
   dsr_model model = {0};
-  if (dsc_import_file(argv[2], NULL, &model, NULL, &err) != DS_OK)
+  if (dsc_import_file(argv[2], &options, &model, NULL, &err) != DS_OK)
     return fail(&err);
   int64_t count = dsr_tensor_elements(&model.tensors[model.input]);
   float *inputs = malloc(sizeof(float) * (size_t)(count * images));

@@ -214,8 +214,9 @@ static ds_status check_options(const dsc_graph *g, const dsc_options *options,
     return DS_OK;
   if ((int32_t)shape->n_dim != options->input_rank)
     return ds_fail(err, DS_ERR_SHAPE, "%s: input '%s' has rank %zu in the file, but the "
-                   "requested input shape has rank %d", g->path, name, shape->n_dim,
-                   options->input_rank);
+                   "requested input shape has rank %d: give %zu dims, such as 1x3x224x224 for "
+                   "an image model", g->path, name, shape->n_dim, options->input_rank,
+                   shape->n_dim);
   for (int32_t i = 0; i < options->input_rank; i++) {
     const char *param;
     int64_t dim = file_dim(shape, i, &param);

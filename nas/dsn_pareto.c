@@ -27,13 +27,22 @@ static void format_config(const dsn_search_result *result, const dsn_front_point
   }
 }
 
+void dsn_space_text(int64_t space_size, char *text, size_t text_bytes) {
+  if (space_size == INT64_MAX)
+    snprintf(text, text_bytes, "more than 9.2e18");
+  else
+    snprintf(text, text_bytes, "%lld", (long long)space_size);
+}
+
 void dsn_front_print(const dsn_search_result *result, FILE *out) {
   int has_test = !isnan(result->reference_test_accuracy);
+  char space[48];
+  dsn_space_text(result->space_size, space, sizeof space);
   fprintf(out, "Pareto front: %d point(s), %d deformable layer(s), preset %s, %s search over "
-               "%lld configurations (%d evaluated, %d from the journal)\n",
+               "%s configurations (%d evaluated, %d from the journal)\n",
           result->point_count, result->layer_count, result->preset_name,
-          result->exhaustive ? "exhaustive" : "NSGA-II", (long long)result->space_size,
-          result->evaluations, result->journal_hits);
+          result->exhaustive ? "exhaustive" : "NSGA-II", space, result->evaluations,
+          result->journal_hits);
   fprintf(out, "unsliced: validation top-1 %.2f%%", result->reference_accuracy);
   if (has_test)
     fprintf(out, ", test top-1 %.2f%%", result->reference_test_accuracy);

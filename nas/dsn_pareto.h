@@ -26,4 +26,7 @@ ds_status dsn_front_write_json(const dsn_search_result *result, const char *path
 ds_status dsn_front_write_csv(const dsn_search_result *result, const char *path,
                               ds_error *err);
 
+/* Writes space_size as text: the count, or "more than 9.2e18" when it reached the cap. */
+void dsn_space_text(int64_t space_size, char *text, size_t text_bytes);
+
 #endif

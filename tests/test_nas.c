@@ -1608,3 +1608,11 @@ Test(fixture, dat_pp_tiny_costs_agree_with_model) {
   free(addresses);
   ds_model_free(&model);
 }
+
+Test(pareto, space_text_names_the_cap) {
+  char text[48];
+  dsn_space_text(1234, text, sizeof text);
+  cr_assert_str_eq(text, "1234");
+  dsn_space_text(INT64_MAX, text, sizeof text);
+  cr_assert_str_eq(text, "more than 9.2e18", "a capped space reads %s", text);
+}

@@ -318,10 +318,12 @@ static ds_status search_slices(dst_compile_state *state, ds_error *err) {
   if (status != DS_OK)
     return status;
 
-  fprintf(stderr, "  %d new evaluations, %d from the journal, %lld configurations in the space, "
+  char space[48];
+  dsn_space_text(state->front.space_size, space, sizeof space);
+  fprintf(stderr, "  %d new evaluations, %d from the journal, %s configurations in the space, "
                   "%.1f s\n",
           state->front.evaluations, state->front.journal_hits,
-          (long long)state->front.space_size, dst_now_s() - start_s);
+          space, dst_now_s() - start_s);
   return DS_OK;
 }
 

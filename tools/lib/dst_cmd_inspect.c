@@ -17,7 +17,13 @@ static int is_artifact(const char *path) {
     return 0;
   size_t got = fread(magic, 1, sizeof magic, f);
   fclose(f);
-  return got == sizeof magic && memcmp(magic, DSF_MAGIC, DSF_MAGIC_BYTES) == 0;
+  if (got == sizeof magic && memcmp(magic, DSF_MAGIC, DSF_MAGIC_BYTES) == 0)
+    return 1;
+
+  /* A damaged artifact is still reported as one, by the artifact reader, rather than as an
+   * ONNX file that protobuf cannot parse. */
+  size_t length = strlen(path);
+  return length >= 4 && strcmp(path + length - 4, ".dsa") == 0;
 }
 
 int dst_cmd_inspect(int argc, char **argv) {

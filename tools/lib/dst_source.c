@@ -37,10 +37,12 @@ ds_status dst_data_input_shape(const dsr_model *model, int32_t *channels, int32_
   if (input->rank != 4 || input->dims[0] != 1 || (input->dims[1] != 1 && input->dims[1] != 3) ||
       input->dims[2] != input->dims[3]) {
     return ds_fail(err, DS_ERR_SHAPE,
-                   "model input '%s' has rank %d (dims %d,%d,%d,%d); the data loaders feed square "
-                   "images of shape (1, C, S, S) with C 1 or 3",
-                   input->name, input->rank, input->dims[0], input->dims[1], input->dims[2],
-                   input->dims[3]);
+                   "model input '%s' has shape (%d, %d, %d, %d) over rank %d, but the data loaders "
+                   "feed square images of shape (1, C, S, S) with C 1 or 3: calibrate at a "
+                   "square --input-shape such as 1x%dx%dx%d, or check other sizes in float "
+                   "with 'deformslice check'",
+                   input->name, input->dims[0], input->dims[1], input->dims[2], input->dims[3],
+                   input->rank, input->dims[1], input->dims[2], input->dims[2]);
   }
   *channels = input->dims[1];
   *side = input->dims[2];
