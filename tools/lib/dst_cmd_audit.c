@@ -61,6 +61,10 @@ static ds_status load_model(const audit_config *c, dsr_model *model,
   dst_dataset calibration = {0}, validation = {0};
   ds_status status = dst_data_load(&c->data, DST_SPLIT_TRAIN, channels, side,
                                    c->calibration_images, &calibration, err);
+  if (status == DS_OK && calibration.count < c->calibration_images)
+    fprintf(stderr, "deformslice: warning: --calibration-images is %d, but the training split "
+            "has %d images: calibrating on %d\n",
+            c->calibration_images, (int)calibration.count, (int)calibration.count);
   if (status == DS_OK && c->precision.mode == DST_PRECISION_MIXED)
     status = dst_data_load(&c->data, DST_SPLIT_VALIDATION, channels, side,
                            c->precision.search_images, &validation, err);

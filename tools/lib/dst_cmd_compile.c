@@ -204,6 +204,11 @@ static ds_status load_data(dst_compile_state *state, ds_error *err) {
 
   DS_TRY(dst_data_load(&c->data, DST_SPLIT_TRAIN, channels, side, c->calibration_images,
                        &state->calibration, err));
+  if (state->calibration.count < c->calibration_images)
+    fprintf(stderr, "deformslice: warning: --calibration-images is %d, but the training split "
+            "has %d images: calibrating on %d\n",
+            c->calibration_images, (int)state->calibration.count,
+            (int)state->calibration.count);
   DS_TRY(dst_data_load(&c->data, DST_SPLIT_VALIDATION, channels, side, c->search_images,
                        &state->validation, err));
   DS_TRY(dst_data_load(&c->data, DST_SPLIT_TEST, channels, side, c->test_images, &state->test,
