@@ -18,6 +18,7 @@
 #include "converter/dsc_import.h"
 #include "quant/dsq_calibration.h"
 #include "quant/dsq_quantize.h"
+#include "ds_test_fixture.h"
 #include "runtime/dsr_fixed.h"
 #include "runtime/dsr_fixed_internal.h"
 #include "runtime/dsr_fixed_math.h"
@@ -51,30 +52,10 @@ static const precision_case cases[] = {
 };
 
 /* Imports fixture name and quantizes it with precision case pc on its input and a random
- * image; *image gets the input. */
+ * image; *image receives the input. */
 static void load_case(const char *name, const precision_case *pc, dsr_model *model,
                       float **image) {
-  char path[512];
-  ds_error err;
-  ds_error_clear(&err);
-  snprintf(path, sizeof path, "%s/tests/fixtures/%s.onnx", DS_SOURCE_DIR, name);
-  memset(model, 0, sizeof *model);
-  cr_assert_eq(dsc_import_file(path, NULL, model, NULL, &err), DS_OK, "%s: %s", name,
-               err.message);
-  int64_t n = dsr_tensor_elements(&model->tensors[model->input]);
-  float *images = malloc(sizeof(float) * (size_t)n * 2);
-  cr_assert_not_null(images);
-  snprintf(path, sizeof path, "%s/tests/fixtures/%s.input.f32", DS_SOURCE_DIR, name);
-  FILE *f = fopen(path, "rb");
-  cr_assert_not_null(f, "cannot open %s", path);
-  cr_assert_eq(fread(images, sizeof(float), (size_t)n, f), (size_t)n);
-  fclose(f);
-  uint32_t state = 99u;
-  for (int64_t i = n; i < 2 * n; i++) {
-    state = state * 1664525u + 1013904223u;
-    images[i] = (float)(state >> 8) / 8388608.0f - 1.0f;
-  }
-
+  float *images = fixture_import(name, model);
   uint8_t *stages = calloc((size_t)model->node_count * DSR_DEFORM_STAGE_COUNT, 1);
   cr_assert_not_null(stages);
   for (int32_t i = 0; i < model->node_count; i++) {
@@ -85,15 +66,12 @@ static void load_case(const char *name, const precision_case *pc, dsr_model *mod
       stages[(size_t)i * DSR_DEFORM_STAGE_COUNT + (size_t)st] = p;
     }
   }
+
   dsq_options options = dsq_options_default();
   options.int16 = pc->int16_flags;
   options.stage_precision = stages;
-  dsq_calibration calib;
-  cr_assert_eq(dsq_calibration_init(&calib, model, DSQ_CALIBRATION_MINMAX, &err), DS_OK);
-  cr_assert_eq(dsq_calibration_run(&calib, model, images, 2, &err), DS_OK, "%s", err.message);
-  cr_assert_eq(dsq_quantize(model, &calib, &options, &err), DS_OK, "%s: %s: %s", name,
-               pc->label, err.message);
-  dsq_calibration_free(&calib);
+  cr_log_info("%s: %s", name, pc->label);
+  fixture_quantize(model, images, &options);
   free(stages);
   *image = images;
 }

@@ -15,33 +15,9 @@
 #include "quant/dsq_calibration.h"
 #include "quant/dsq_params.h"
 #include "quant/dsq_quantize.h"
+#include "ds_test_fixture.h"
 #include "runtime/dsr_runtime.h"
 
-/* Loads a fixture and quantizes it on two pseudo-random images; *image receives the first,
- * owned by the caller. */
-static void load_quantized(const char *name, dsr_model *model, float **image) {
-  char path[1024];
-  ds_error err;
-  ds_error_clear(&err);
-  snprintf(path, sizeof path, "%s/tests/fixtures/%s.onnx", DS_SOURCE_DIR, name);
-  memset(model, 0, sizeof *model);
-  cr_assert_eq(dsc_import_file(path, NULL, model, NULL, &err), DS_OK, "%s: %s", name,
-               err.message);
-  int64_t n = dsr_tensor_elements(&model->tensors[model->input]);
-  float *images = malloc(sizeof(float) * (size_t)n * 2);
-  cr_assert_not_null(images);
-  uint32_t state = 99;
-  for (int64_t i = 0; i < 2 * n; i++) {
-    state = state * 1664525u + 1013904223u;
-    images[i] = (float)((state >> 8) % 2001) / 1000.0f - 1.0f;
-  }
-  dsq_calibration calib;
-  cr_assert_eq(dsq_calibration_init(&calib, model, DSQ_CALIBRATION_MINMAX, &err), DS_OK);
-  cr_assert_eq(dsq_calibration_run(&calib, model, images, 2, &err), DS_OK, "%s", err.message);
-  cr_assert_eq(dsq_quantize(model, &calib, NULL, &err), DS_OK, "%s", err.message);
-  dsq_calibration_free(&calib);
-  *image = images;
-}
 
 typedef struct run {
   dsr_context ctx;
@@ -162,7 +138,7 @@ static void expect_same_output(const dsr_model *model, const run *a, const run *
 static int32_t compare_plans(const char *name) {
   dsr_model model;
   float *image;
-  load_quantized(name, &model, &image);
+  fixture_load_quantized(name, &model, &image);
   run keep, reuse;
   run_model(&model, DSR_PLAN_KEEP_ALL, NULL, image, &keep);
   run_model(&model, 0, NULL, image, &reuse);

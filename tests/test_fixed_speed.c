@@ -17,6 +17,7 @@
 #include "quant/dsq_calibration.h"
 #include "quant/dsq_params.h"
 #include "quant/dsq_quantize.h"
+#include "ds_test_fixture.h"
 #include "runtime/dsr_fixed.h"
 #include "runtime/dsr_fixed_internal.h"
 #include "runtime/dsr_fixed_math.h"
@@ -1171,32 +1172,6 @@ Test(fast_gelu, tables_match_reference) {
 
 /* ------------------------------------------------------------------ whole models */
 
-/* Imports and quantizes a fixture, calibrated on its stored input and one random image. */
-static void load_quantized(const char *name, dsr_model *model, float **image) {
-  char path[512];
-  ds_error err;
-  ds_error_clear(&err);
-  snprintf(path, sizeof path, "%s/tests/fixtures/%s.onnx", DS_SOURCE_DIR, name);
-  memset(model, 0, sizeof *model);
-  cr_assert_eq(dsc_import_file(path, NULL, model, NULL, &err), DS_OK, "%s: %s", name,
-               err.message);
-  int64_t n = dsr_tensor_elements(&model->tensors[model->input]);
-  float *images = malloc(sizeof(float) * (size_t)n * 2);
-  cr_assert_not_null(images);
-  snprintf(path, sizeof path, "%s/tests/fixtures/%s.input.f32", DS_SOURCE_DIR, name);
-  FILE *f = fopen(path, "rb");
-  cr_assert_not_null(f, "cannot open %s", path);
-  cr_assert_eq(fread(images, sizeof(float), (size_t)n, f), (size_t)n);
-  fclose(f);
-  for (int64_t i = n; i < 2 * n; i++)
-    images[i] = (float)rng_range(-1000, 1000) / 1000.0f;
-  dsq_calibration calib;
-  cr_assert_eq(dsq_calibration_init(&calib, model, DSQ_CALIBRATION_MINMAX, &err), DS_OK);
-  cr_assert_eq(dsq_calibration_run(&calib, model, images, 2, &err), DS_OK, "%s", err.message);
-  cr_assert_eq(dsq_quantize(model, &calib, NULL, &err), DS_OK, "%s", err.message);
-  dsq_calibration_free(&calib);
-  *image = images;
-}
 
 /* Storage of every non-constant tensor of model, in its quantized dtype. */
 static void **alloc_tensors(const dsr_model *model) {
@@ -1271,7 +1246,7 @@ static void run_node(const dsr_model *model, int32_t i, void **buffers, uint8_t 
 static void compare_model(const char *name, int32_t *optimized_count) {
   dsr_model model;
   float *image;
-  load_quantized(name, &model, &image);
+  fixture_load_quantized(name, &model, &image);
 
   ds_error err;
   ds_error_clear(&err);

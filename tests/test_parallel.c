@@ -14,6 +14,7 @@
 #include "converter/dsc_import.h"
 #include "quant/dsq_calibration.h"
 #include "quant/dsq_quantize.h"
+#include "ds_test_fixture.h"
 #include "runtime/dsr_runtime.h"
 #include "runtime/dsr_slice.h"
 #include "tools/lib/dst_pool.h"
@@ -67,34 +68,6 @@ static void run_reversed(void *pool, dsr_task task, void *task_context, int32_t 
     task(task_context, i);
 }
 
-/* Loads fixture name (or a path when name has a slash) and quantizes it on its input and a
- * second random image. *image receives the input, owned by the caller. */
-static void load_model(const char *name, dsr_model *model, float **image) {
-  char path[1024];
-  ds_error err;
-  ds_error_clear(&err);
-  if (strchr(name, '/') != NULL)
-    snprintf(path, sizeof path, "%s/%s", DS_SOURCE_DIR, name);
-  else
-    snprintf(path, sizeof path, "%s/tests/fixtures/%s.onnx", DS_SOURCE_DIR, name);
-  memset(model, 0, sizeof *model);
-  cr_assert_eq(dsc_import_file(path, NULL, model, NULL, &err), DS_OK, "%s: %s", name,
-               err.message);
-  int64_t n = dsr_tensor_elements(&model->tensors[model->input]);
-  float *images = malloc(sizeof(float) * (size_t)n * 2);
-  cr_assert_not_null(images);
-  uint32_t state = 12345;
-  for (int64_t i = 0; i < 2 * n; i++) {
-    state = state * 1103515245u + 12345u;
-    images[i] = (float)((state >> 8) % 2001) / 1000.0f - 1.0f;
-  }
-  dsq_calibration calib;
-  cr_assert_eq(dsq_calibration_init(&calib, model, DSQ_CALIBRATION_MINMAX, &err), DS_OK);
-  cr_assert_eq(dsq_calibration_run(&calib, model, images, 2, &err), DS_OK, "%s", err.message);
-  cr_assert_eq(dsq_quantize(model, &calib, NULL, &err), DS_OK, "%s", err.message);
-  dsq_calibration_free(&calib);
-  *image = images;
-}
 
 /* A context planned with DSR_PLAN_KEEP_ALL, so every tensor can be read after the run. */
 typedef struct run {
@@ -160,7 +133,7 @@ static void free_run(run *r) { free(r->arena); }
 static void compare_worker_counts(const char *name) {
   dsr_model model;
   float *image;
-  load_model(name, &model, &image);
+  fixture_load_quantized(name, &model, &image);
 
   dst_pool *pools[2];
   ds_error err;
@@ -218,7 +191,7 @@ Test(parallel_models, bundled_model_matches_one_thread) {
 Test(parallel_options, rejects_bad_worker_counts) {
   dsr_model model;
   float *image;
-  load_model("deform_layer_dat_pp", &model, &image);
+  fixture_load_quantized("deform_layer_dat_pp", &model, &image);
   ds_error err;
   ds_error_clear(&err);
   dsr_plan_info plan;
@@ -242,7 +215,7 @@ Test(parallel_options, rejects_bad_worker_counts) {
 Test(parallel_options, more_workers_need_a_larger_arena) {
   dsr_model model;
   float *image;
-  load_model("deform_layer_dat_pp", &model, &image);
+  fixture_load_quantized("deform_layer_dat_pp", &model, &image);
   ds_error err;
   ds_error_clear(&err);
   dsr_plan_info one, four;
