@@ -138,10 +138,6 @@ AVX512_TARGET static void requant_store_avx512(const int32_t *acc, int64_t count
   }
 }
 
-static int has_avx512(void) {
-  __builtin_cpu_init();
-  return __builtin_cpu_supports("avx512f");
-}
 
 #endif
 
@@ -149,7 +145,7 @@ void dsr_fixed_requant_store_row(int32_t *acc, int64_t count, const int32_t *pai
                                  int32_t pair_stride, int32_t zero, int32_t dtype, void *out,
                                  int64_t offset) {
 #if defined(__x86_64__) && defined(__GNUC__)
-  if ((dtype == DSR_DTYPE_I8 || dtype == DSR_DTYPE_I16) && has_avx512()) {
+  if ((dtype == DSR_DTYPE_I8 || dtype == DSR_DTYPE_I16) && dsr_fixed_rows_use_avx512()) {
     requant_store_avx512(acc, count, pairs, pair_stride, zero, dtype, out, offset);
     return;
   }
