@@ -4,11 +4,11 @@
  *
  *   bench_deform ARTIFACT.dsa [--threads N] [--iterations N] [--no-check]
  *
- * reads an artifact written by `bench_speed prepare`, runs the model once in fixed point on a
- * pseudo-random image (the one bench_speed uses), keeps a copy of the input of every
- * DEFORM_ATTN node, then for each such node times the fast kernel (split over N workers,
- * with its weights packed ahead as context init packs them) and
- * runs the reference kernel once (not with --no-check, for profiles). Prints one line per layer (milliseconds per call, and
+ * reads an artifact written by `bench_speed prepare` and runs the model once in fixed point
+ * on bench_speed's pseudo-random image, keeping a copy of the input of every DEFORM_ATTN
+ * node. For each such node it then times the fast kernel, split over N workers and with its
+ * weights packed ahead as context init packs them. It also runs the reference kernel once,
+ * unless --no-check (for profiles). It prints one line per layer (milliseconds per call, and
  * whether the output bytes match the reference) and the total, then a JSON line. Exit status
  * 0 when every layer matches, 1 on a mismatch or error, 2 on bad arguments.
  */

@@ -3,9 +3,9 @@
  * bench/speed.py runs. Two steps, so that the timed process holds only what running needs:
  *
  *   bench_speed prepare MODEL.onnx OUT.dsa [CALIBRATION_IMAGES] [--input-shape N,C,H,W]
- *       imports MODEL.onnx (at the given shape for an export with dynamic axes), calibrates it
- *       on random images in [-1, 1) (default 2), quantizes it and writes an artifact with its
- *       float and fixed-point weights;
+ *       imports MODEL.onnx, at the given shape for an export with dynamic axes. It then
+ *       calibrates on random images in [-1, 1) (default 2), quantizes and writes an artifact
+ *       with the float and fixed-point weights;
  *   bench_speed run OUT.dsa --mode float|fixed [--threads N] [--iterations N] [--warmup N]
  *       reads the artifact, plans one context with a pool of N workers (intra-op threads),
  *       runs the warm-up and timed invokes on one random image, and prints one JSON line:

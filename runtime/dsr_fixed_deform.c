@@ -11,7 +11,8 @@
  * dsr_fixed_deform_execute) runs as steps, each split into tasks of the parallel hook:
  *
  *   1. widen the position bias table to int32 and pack the projection weights (dsr_gemm.h
- *      rows); pack the input as columns; proj_q as one packed product over the whole map;
+ *      rows). Then pack the input as columns and run proj_q as one packed product over the
+ *      whole map;
  *   2. per patch: the offset depthwise conv over a zero-padded plane, one output row at a
  *      time; LayerNorm, GELU and the pointwise conv per grid position; the sample positions;
  *      the bilinear samples, one channel plane at a time;
@@ -176,9 +177,9 @@ static int64_t padded_plane_count(const dsr_deform_attn *d) {
 }
 
 /*
- * Rows and columns of the layer's position bias table: 2H - 1 by 2W - 1 for the map it runs
- * on, or another size when a model exported with dynamic axes runs at a map size other than
- * the one it was built for. dsr_fixed_deform_check validates the tensor.
+ * Reads the rows and columns of the layer's position bias table. They are 2H - 1 by 2W - 1
+ * for the map the layer runs on, unless a model exported with dynamic axes runs at another
+ * map size than it was built for. dsr_fixed_deform_check validates the tensor.
  */
 static void table_size(const dsr_model *model, const dsr_deform_attn *d, int32_t *rows,
                        int32_t *cols) {
@@ -187,7 +188,7 @@ static void table_size(const dsr_model *model, const dsr_deform_attn *d, int32_t
   *cols = t->dims[2];
 }
 
-/* Values of the table over all heads. */
+/* Returns the number of table values over all heads. */
 static int64_t table_elements(const dsr_model *model, const dsr_deform_attn *d) {
   int32_t rows, cols;
   table_size(model, d, &rows, &cols);
@@ -195,10 +196,10 @@ static int64_t table_elements(const dsr_model *model, const dsr_deform_attn *d) 
 }
 
 /*
- * Table coordinate, in Q8, of v: the coordinate the lookup would use in a table of
- * 2 * size - 1 entries along this axis. A table of another entry count is read, as the float
- * kernel and grid_sample's normalised coordinates do, at the displacement v - (size - 1)
- * scaled by (entries - 1) / (2 (size - 1)) about its centre, rounded half away from zero.
+ * Returns the table coordinate, in Q8, of v, the coordinate for a table of 2 * size - 1
+ * entries along this axis. Another entry count scales the displacement v - (size - 1) by
+ * (entries - 1) / (2 (size - 1)) about the table centre, as the float kernel and
+ * grid_sample's normalised coordinates do. The result is rounded half away from zero.
  */
 static inline int32_t table_coord(int32_t v, int32_t size, int32_t entries) {
   if (entries == 2 * size - 1)
@@ -666,7 +667,7 @@ static void offset_depthwise(const dsr_model *model, const dsr_deform_attn *d,
 }
 
 /*
- * Depthwise sums over the r x r phases of a padded plane (phase (a, b) holds the plane's
+ * Depthwise sums over the r x r phases of a padded plane (phase (a, b) contains the plane's
  * rows a, a + r, ... and columns b, b + r, ..., phase_w values a row). Tap (ky, kx) of
  * output (i, j) reads row i + ky / r and column j + kx / r of phase (ky % r, kx % r), so
  * acc[o] for o < count sums every tap at o + (ky / r) * phase_w + kx / r: output (i, j) is
@@ -864,8 +865,8 @@ static void norm_finish(int32_t *values, int32_t count, const int32_t *channel, 
   }
 }
 
-/* dsr_fixed_layer_norm_row from vector steps, the same integers: row holds the raw input,
- * out gets the output values. row is overwritten. */
+/* Computes dsr_fixed_layer_norm_row from vector steps, with the same integers. row contains
+ * the raw input and is overwritten, and out receives the output values. */
 static void layer_norm_fast(int32_t *row, int32_t in_zero, const int32_t *block,
                             stage_info out_stage, int32_t *out) {
   int32_t count = block[0];
@@ -1658,7 +1659,9 @@ bias_sums_avx512(const int32_t *table, const int32_t *rows, const int32_t *cols,
 }
 #endif
 
-/* Runs the gather version of bias_sums where the CPU has AVX-512. */
+/* Runs the gather version of bias_sums where the CPU has AVX-512.
+ * NOTE: on AVX-512 machines, the tests' machine included, the portable bias_sums never runs,
+ * so only CPUs without AVX-512 exercise it. */
 static void bias_sums_best(const int32_t *table, const int32_t *rows, const int32_t *cols,
                            int32_t n, int32_t *out) {
 #ifdef DEFORM_X86

@@ -41,6 +41,7 @@ static int conv_gemm_init(const dsr_model *model, const dsr_node *node, conv_gem
   if (node->input_count < 2 || node->inputs[1] < 0 || node->inputs[1] >= model->tensor_count ||
       node->output < 0 || node->output >= model->tensor_count)
     return 0;
+
   const dsr_tensor *xt = &model->tensors[node->inputs[0]];
   const dsr_tensor *wt = &model->tensors[node->inputs[1]];
   const dsr_tensor *yt = &model->tensors[node->output];
@@ -48,6 +49,7 @@ static int conv_gemm_init(const dsr_model *model, const dsr_node *node, conv_gem
   if (xt->rank != 4 || wt->rank != 4 || yt->rank != 4 || a->group != 1 ||
       xt->qparams.dtype != DSR_DTYPE_I8)
     return 0;
+
   *g = (conv_gemm){.batch = xt->dims[0], .cin = xt->dims[1], .height = xt->dims[2],
                    .width = xt->dims[3], .cout = yt->dims[1], .out_h = yt->dims[2],
                    .out_w = yt->dims[3], .kh = wt->dims[2], .kw = wt->dims[3],
@@ -58,10 +60,12 @@ static int conv_gemm_init(const dsr_model *model, const dsr_node *node, conv_gem
       g->pad_top < 0 || g->pad_left < 0 || g->out_h < 1 || g->out_w < 1 || g->batch < 1 ||
       g->cout < 1 || g->cin < 1 || g->kh < 1 || g->kw < 1)
     return 0;
+
   int64_t taps = (int64_t)g->cin * g->kh * g->kw;
   g->pixels = (int64_t)g->out_h * g->out_w;
   if (taps > INT32_MAX / 16 || g->pixels > INT32_MAX / 16)
     return 0;
+
   g->direct = g->kh == 1 && g->kw == 1 && g->stride_h == 1 && g->stride_w == 1 &&
               g->pad_top == 0 && g->pad_left == 0 && g->out_h == g->height &&
               g->out_w == g->width;

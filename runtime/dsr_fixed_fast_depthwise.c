@@ -38,6 +38,7 @@ static int depthwise_init(const dsr_model *model, const dsr_node *node, depthwis
   if (node->input_count < 2 || node->inputs[1] < 0 || node->inputs[1] >= model->tensor_count ||
       node->output < 0 || node->output >= model->tensor_count)
     return 0;
+
   const dsr_tensor *xt = &model->tensors[node->inputs[0]];
   const dsr_tensor *wt = &model->tensors[node->inputs[1]];
   const dsr_tensor *yt = &model->tensors[node->output];
@@ -46,6 +47,7 @@ static int depthwise_init(const dsr_model *model, const dsr_node *node, depthwis
       a->group != xt->dims[1] || yt->dims[1] != xt->dims[1] || a->stride[0] != 1 ||
       a->stride[1] != 1)
     return 0;
+
   *d = (depthwise){.batch = xt->dims[0], .channels = xt->dims[1], .height = xt->dims[2],
                    .width = xt->dims[3], .out_h = yt->dims[2], .out_w = yt->dims[3],
                    .kh = wt->dims[2], .kw = wt->dims[3], .dilation_h = a->dilation[0],
@@ -54,6 +56,7 @@ static int depthwise_init(const dsr_model *model, const dsr_node *node, depthwis
   if (d->dilation_h < 1 || d->dilation_w < 1 || d->pad_top < 0 || d->pad_left < 0 ||
       d->out_h < 1 || d->out_w < 1 || d->kh < 1 || d->kw < 1 || d->batch < 1)
     return 0;
+
   /* Tap sums stay within int32: taps * 2^22 < 2^31. */
   if ((int64_t)d->kh * d->kw >= 512)
     return 0;
@@ -61,6 +64,7 @@ static int depthwise_init(const dsr_model *model, const dsr_node *node, depthwis
   int64_t plane_w = (int64_t)d->out_w + (int64_t)(d->kw - 1) * d->dilation_w;
   if (plane_h * plane_w > INT32_MAX / 4)
     return 0;
+
   d->plane_h = (int32_t)plane_h;
   d->plane_w = (int32_t)plane_w;
   d->pixels = (int64_t)d->out_h * d->out_w;

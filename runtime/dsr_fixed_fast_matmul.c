@@ -592,8 +592,8 @@ int dsr_fixed_fast_matmul_parallel(const dsr_model *model, const dsr_node *node,
     return 1;
   }
 
-  /* Rows are split where every task gets at least a block of them; otherwise the panels,
-   * so that each task streams only its share of B. */
+  /* Rows are split where every task gets at least a block of them. Otherwise the panels are
+   * split, so that each task streams only its share of B. */
   int32_t workers = dsr_parallel_workers(parallel);
   job.split_panels = g.m < ROW_BLOCK * workers;
   if (job.split_panels)

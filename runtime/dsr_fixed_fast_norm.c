@@ -161,10 +161,10 @@ static inline void scale_row_i16(const int32_t *d, int32_t count, int64_t recipr
                     (e))
 
 /*
- * scale_row_i8 or scale_row_i16 for count a multiple of 8, in 8 int64 lanes: the same steps,
- * with the per-channel shifts as variable lane shifts (vpsllvq, vpsravq) and the product of
- * the clamped value and the multiplier, both within int32, as vpmuldq. The rounding right
- * shift by right adds 2^(right-1) - (high < 0) for right >= 1 and nothing for right 0.
+ * Computes scale_row_i8 or scale_row_i16, for count a multiple of 8, in 8 int64 lanes with
+ * the same steps. The per-channel shifts become variable lane shifts (vpsllvq, vpsravq), and
+ * the product of the clamped value and the multiplier, both within int32, is vpmuldq. The
+ * rounding right shift by right adds 2^(right-1) - (high < 0) for right >= 1, else nothing.
  */
 NORM_AVX512 static void scale_row_avx512(const int32_t *d, int32_t count, int64_t reciprocal,
                                          const int32_t *multiplier, const int32_t *shift,

@@ -138,7 +138,6 @@ AVX512_TARGET static void requant_store_avx512(const int32_t *acc, int64_t count
   }
 }
 
-
 #endif
 
 void dsr_fixed_requant_store_row(int32_t *acc, int64_t count, const int32_t *pairs,

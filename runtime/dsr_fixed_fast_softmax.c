@@ -3,9 +3,9 @@
  * run_softmax in dsr_fixed.c and dsr_fixed_softmax_row in dsr_fixed_math.c. Rows are read
  * contiguously by dtype, and the requantization, exp table lookup and output scaling are
  * written without branches so that they vectorize. With AVX-512 (F, BW, DQ and VL) a whole
- * row runs as one kernel of 16 int32 lanes, softmax_row_avx512, for the exp pairs it takes;
+ * row runs as one kernel of 16 int32 lanes, softmax_row_avx512, for the exp pairs it takes.
  * dsr_fixed_fast_exp_row, which the deformable layer also calls, gathers 16 table entries at
- * a time with AVX-512 F and BW. GCC emits neither itself.
+ * a time with AVX-512 F and BW. GCC emits neither kernel from the plain loops.
  *
  * Scratch: int32 row[length] and exps[length], within the three rows of length that
  * dsr_fixed_scratch_bytes reserves for the reference kernel, once per task of the parallel
@@ -151,10 +151,10 @@ typedef struct softmax_job {
 } softmax_job;
 
 /*
- * Rows [begin, end) of the softmax in one function, so that every step is inlined in each
- * target clone: dsr_fixed_softmax_row's values, from the same steps as
- * dsr_fixed_fast_softmax_row, stored in the output dtype (int8 with zero point -128 for 8
- * fraction bits, else int16). row and exps hold length values each.
+ * Computes rows [begin, end) of the softmax in one function, so that every step is inlined
+ * in each target clone. The values are dsr_fixed_softmax_row's, from the same steps as
+ * dsr_fixed_fast_softmax_row, stored in the output dtype: int8 with zero point -128 for 8
+ * fraction bits, else int16. row and exps have room for length values each.
  */
 DSR_FIXED_VECTOR_CLONES
 static void softmax_rows(const softmax_job *job, int64_t begin, int64_t end, int32_t *row,

@@ -5,8 +5,8 @@
  *
  * for i < m and j < n. P is the row operand: each of its values is broadcast to 16 outputs.
  * Q is the column operand: 16 of its columns are loaded at once. Both are first packed into
- * caller-owned scratch (sizes from the *_bytes functions; any address works, and 64-byte
- * alignment keeps every vector load within one cache line):
+ * caller-owned scratch, sized by the *_bytes functions. Any address works, but 64-byte
+ * alignment keeps every vector load within one cache line. The layouts:
  *
  *   packed rows:    uint8 rows[m][k4], then int32 row_sums[m]
  *   packed columns: for each panel of 16 columns, for each group of 4 reduction steps,

@@ -1,7 +1,7 @@
 /*
  * The check and inspect commands on ONNX exports: a matching export passes, a tolerance it
  * misses fails with exit status 1, a dynamic export takes --input-shape (or --shape), and bad
- * arguments are usage errors that name the option.
+ * arguments are usage errors that name the option. A damaged artifact is reported as one.
  */
 #include <criterion/criterion.h>
 #include <stdio.h>
@@ -88,4 +88,31 @@ Test(inspect, dynamic_export_without_shape_names_option) {
                         sizeof output);
   cr_expect_eq(status, 1, "%s", output);
   cr_expect(strstr(output, "--input-shape") != NULL, "%s", output);
+}
+
+Test(check, wrong_shape_rank_names_fix) {
+  char output[8192];
+  int status = run_tool(TOOL " check " FIXTURES "dat_pp_mini_64_dynamic.onnx --input " FIXTURES
+                             "dat_pp_mini_64_dynamic.input.f32 --expect " FIXTURES
+                             "dat_pp_mini_64_dynamic.output.f32 --input-shape 3x64x64",
+                        output, sizeof output);
+  cr_expect_eq(status, 1, "%s", output);
+  cr_expect(strstr(output, "rank 3") != NULL, "%s", output);
+  cr_expect(strstr(output, "give 4 dims") != NULL, "the message names no fix: %s", output);
+}
+
+Test(inspect, damaged_artifact_is_not_onnx) {
+  const char *path = DS_BINARY_DIR "/test_check_cli_damaged.dsa";
+  FILE *f = fopen(path, "wb");
+  cr_assert_not_null(f, "cannot create %s", path);
+  fputs("XXLICE this artifact lost its first bytes", f);
+  fclose(f);
+
+  char command[512], output[8192];
+  snprintf(command, sizeof command, TOOL " inspect %s", path);
+  int status = run_tool(command, output, sizeof output);
+  remove(path);
+  cr_expect_eq(status, 1, "%s", output);
+  cr_expect(strstr(output, "not a deformslice artifact") != NULL, "%s", output);
+  cr_expect(strstr(output, "ONNX") == NULL, "a damaged artifact read as ONNX: %s", output);
 }

@@ -940,3 +940,25 @@ Test(cli_data, bad_data_options_rejected) {
                2);
   cr_expect_neq(strstr(output, "--histogram-bins '64'"), NULL, "%s", output);
 }
+
+/* A non-square model input is rejected with the shape and a square size to use instead. */
+Test(sources, non_square_input_names_fix) {
+  dsr_tensor input;
+  memset(&input, 0, sizeof input);
+  snprintf(input.name, sizeof input.name, "input");
+  input.rank = 4;
+  int32_t dims[4] = {1, 3, 8, 12};
+  memcpy(input.dims, dims, sizeof dims);
+  dsr_model model;
+  memset(&model, 0, sizeof model);
+  model.tensors = &input;
+  model.tensor_count = 1;
+  model.input = 0;
+
+  int32_t channels = 0, side = 0;
+  ds_error err;
+  ds_error_clear(&err);
+  cr_assert_eq(dst_data_input_shape(&model, &channels, &side, &err), DS_ERR_SHAPE);
+  cr_expect(strstr(err.message, "(1, 3, 8, 12)") != NULL, "%s", err.message);
+  cr_expect(strstr(err.message, "--input-shape such as 1x3x8x8") != NULL, "%s", err.message);
+}

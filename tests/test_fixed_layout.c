@@ -16,6 +16,8 @@
 #include "formats/dsf_artifact.h"
 #include "quant/dsq_calibration.h"
 #include "quant/dsq_quantize.h"
+#include "ds_test_fixture.h"
+#include "runtime/dsr_fixed.h"
 #include "runtime/dsr_runtime.h"
 
 #define OPS DS_SOURCE_DIR "/tests/fixtures/ops/"
@@ -291,4 +293,30 @@ Test(fixed_layout, resized_bias_tables_top1_agrees) {
   cr_expect_geq(agree, 6, "DAT++ at 64x96: top-1 agrees on only %d of 8 inputs", agree);
   cr_expect_leq(worst_share, 0.25, "DAT++ at 64x96: worst logit error is %g of the largest",
                 worst_share);
+}
+
+/* A position bias table whose head count differs from the layer's is rejected by name. */
+Test(fixed_layout, bias_table_heads_mismatch_rejected) {
+  dsr_model model;
+  float *image;
+  fixture_load_quantized("dat_pp_mini_64", &model, &image);
+  int32_t node = -1;
+  for (int32_t i = 0; i < model.node_count && node < 0; i++) {
+    if (model.nodes[i].op == DSR_OP_DEFORM_ATTN)
+      node = i;
+  }
+  cr_assert_geq(node, 0, "the fixture has no deformable layer");
+  ds_error err;
+  ds_error_clear(&err);
+  cr_assert_eq(dsr_fixed_check_node(&model, node, &err), DS_OK, "%s", err.message);
+
+  dsr_tensor *table = &model.tensors[model.nodes[node].deform->params[DSR_DEFORM_RPE_TABLE]];
+  table->dims[0] += 1;
+  ds_error_clear(&err);
+  cr_expect_eq(dsr_fixed_check_node(&model, node, &err), DS_ERR_SHAPE, "%s", err.message);
+  cr_expect(strstr(err.message, "position bias table") != NULL, "%s", err.message);
+  cr_expect(strstr(err.message, table->name) != NULL, "%s", err.message);
+  table->dims[0] -= 1;
+  free(image);
+  ds_model_free(&model);
 }

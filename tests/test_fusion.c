@@ -650,6 +650,7 @@ static void gemm_model_init(gemm_model *g) {
   g->model.node_count = 1;
   g->model.input = 0;
   g->model.output = 3;
+
   int32_t dims[4][3] = {{2, 3, 5}, {5, 4}, {4}, {2, 3, 4}};
   int32_t ranks[4] = {3, 2, 1, 3};
   uint8_t kinds[4] = {DSR_TENSOR_INPUT, DSR_TENSOR_CONSTANT, DSR_TENSOR_CONSTANT,
@@ -663,6 +664,7 @@ static void gemm_model_init(gemm_model *g) {
   }
   g->tensors[1].data_f32 = g->w;
   g->tensors[2].data_f32 = g->c;
+
   snprintf(g->node.name, sizeof g->node.name, "linear");
   g->node.op = DSR_OP_GEMM;
   g->node.input_count = 3;

@@ -91,9 +91,9 @@ def main():
     entry.update({"convention": "dat", "q_grid": "centre"})
     entries.append(entry)
 
-    # Odd sizes for the packed int8 products of the fixed-point kernel: head channels not a
-    # multiple of 4, channel and sample counts not multiples of 16, more query pixels than
-    # one block of the packed attention, and a strided offset grid.
+    # Odd sizes for the packed int8 products of the fixed-point kernel. Head channels are not
+    # a multiple of 4, channel and sample counts not multiples of 16, the query pixels exceed
+    # one block of the packed attention, and the offset grid is strided.
     entries.append(export(randomize(DAttentionBaseline((9, 11), 6, 3, 3, 1, 3, "dat"), 7),
                           (1, 18, 9, 11), "deform_layer_odd", args.out))
     entries.append(export(randomize(DAttentionBaseline((10, 7), 5, 5, 5, 2, 3, "dat_pp"), 8),

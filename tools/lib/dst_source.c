@@ -31,6 +31,8 @@ ds_status dst_data_options_parse(const dst_data_args *args, dst_data_options *op
                  "--data-format '%s' is not a format; use auto, idx, raw or images", format);
 }
 
+/* NOTE: the loaders produce square images only, so compile and audit cannot calibrate a
+ * model whose input is not square (224x320, 800x1333), which check still runs in float. */
 ds_status dst_data_input_shape(const dsr_model *model, int32_t *channels, int32_t *side,
                                ds_error *err) {
   const dsr_tensor *input = &model->tensors[model->input];
